@@ -1,0 +1,296 @@
+"""The model service (FastAPI): serves `<model>@champion`; endpoints as in CONTRACTS.md."""
+
+# No `from __future__ import annotations` here: the request models are built from the
+# dataset card at app creation, and FastAPI must see them as real objects.
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from model_service import drift, serving
+from model_service.cards import CardError, DatasetCard
+from model_service.database import make_engine
+from model_service.observability import RequestMiddleware, ServiceMetrics
+from model_service.predictions import PredictionLog
+from model_service.schemas import (
+    MAX_BATCH_ROWS,
+    BatchPredictions,
+    DriftReport,
+    ErrorBody,
+    Explanation,
+    FeatureInfo,
+    ModelInfo,
+    Prediction,
+    batch_request_model,
+    describe_error,
+    drift_request_model,
+    explain_request_model,
+    patient_model,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Everything the service needs, passed in explicitly (the CLI builds it from Settings)."""
+
+    card: DatasetCard
+    tracking_uri: str
+    database_url: str
+    reports_dir: Path
+    reload_interval_seconds: float = 2.0
+
+
+class ServiceError(Exception):
+    """An expected failure with the HTTP status and message to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _json(payload: Any) -> Response:
+    return Response(orjson.dumps(payload), media_type="application/json")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status)
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Not found"},
+    413: {"model": ErrorBody, "description": f"More than {MAX_BATCH_ROWS} rows or too large a body"},
+    422: {"model": ErrorBody, "description": "Invalid input: field, value and rule"},
+    503: {"model": ErrorBody, "description": "No model loaded (the reason is given)"},
+}
+
+
+def create_app(config: ServiceConfig) -> FastAPI:  # noqa: C901, PLR0915 - the routes live here
+    """The model service for one dataset card; the champion loads in the background."""
+    card = config.card
+    patient = patient_model(card)
+    explain_request = explain_request_model(patient)
+    batch_request = batch_request_model(patient)
+    drift_request = drift_request_model(patient)
+    metrics = ServiceMetrics()
+    holder = serving.ModelHolder(card, config.tracking_uri)
+
+    async def follow_champion() -> None:
+        while True:
+            try:
+                if await run_in_threadpool(holder.refresh) and holder.current is not None:
+                    current = holder.current
+                    metrics.serving(current.name, current.version, current.alias)
+            except Exception:  # the poller must outlive a broken model version
+                logger.exception("loading the champion failed")
+            await asyncio.sleep(config.reload_interval_seconds)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(config.database_url)
+        app.state.log = PredictionLog(engine)
+        poller = asyncio.create_task(follow_champion())
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            await run_in_threadpool(app.state.log.close)
+            engine.dispose()
+
+    app = FastAPI(
+        title="mlops-copilot model service",
+        version="1",
+        summary=f"Risk of {card.outcome} ({card.title}) from the registry's @champion model.",
+        lifespan=lifespan,
+        responses={503: ERRORS[503]},
+    )
+    app.state.holder = holder
+    app.add_middleware(
+        RequestMiddleware,  # type: ignore[arg-type]
+        metrics=metrics,
+        served_version=lambda: holder.current.version if holder.current else None,
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        items = [describe_error(e, card.feature_names) for e in error.errors()]  # type: ignore[arg-type]
+        too_many = [i for i in items if i.rule == "too_long" and i.field in {"patients"}]
+        if too_many:
+            body = {"detail": [{
+                "loc": ["body", "patients"], "field": "patients", "value": None,
+                "rule": "max_rows",
+                "message": f'"patients": more than {MAX_BATCH_ROWS} rows in one request; '
+                           "split the batch"}]}
+            return JSONResponse(body, status_code=413)
+        return JSONResponse({"detail": [i.model_dump() for i in items]}, status_code=422)
+
+    @app.exception_handler(serving.NotReady)
+    async def not_ready(_: Request, error: serving.NotReady) -> JSONResponse:
+        return _error(503, f"no model loaded: {error}")
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, error: ServiceError) -> JSONResponse:
+        return _error(error.status, error.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        return _error(error.status_code, str(error.detail))
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        """200 while the process runs."""
+        return {"status": "ok"}
+
+    @app.get("/ready", responses={503: ERRORS[503]})
+    async def ready() -> dict[str, Any]:
+        """200 when a model is loaded, else 503 with the reason."""
+        loaded = holder.require()
+        return {"status": "ready", "model": serving.model_ref(loaded)}
+
+    @app.get("/v1/model", response_model=ModelInfo)
+    async def model_info() -> ModelInfo:
+        """The served model: version, metrics and the features it expects."""
+        loaded = holder.require()
+        model = loaded.model
+        features = [
+            FeatureInfo(
+                name=f.name, display_name=f.display_name, type=f.kind, unit=f.unit,
+                description=f.description, required=f.required,
+                allowed=list(f.categories) if f.categories else None,
+                limits=f.limits.model_dump() if f.limits else None,
+                training_range=f.training_range.model_dump() if f.training_range else None,
+            )
+            for f in model.card.features
+        ]
+        return ModelInfo(
+            name=loaded.name, version=loaded.version, alias=loaded.alias, run_id=loaded.run_id,
+            kind=model.kind, threshold=model.threshold, metrics=loaded.metrics,
+            dataset=model.card.name, outcome=model.card.outcome, features=features,
+        )
+
+    def _predict(patients: list[Any]) -> list[dict[str, Any]]:
+        loaded = holder.require()
+        records = [p.model_dump() for p in patients]
+        payloads, log_rows = serving.predict(loaded, records)
+        app.state.log.append(log_rows)
+        positives = sum(row["label"] for row in payloads)
+        if positives:
+            metrics.predictions.labels(label="1").inc(positives)
+        if len(payloads) - positives:
+            metrics.predictions.labels(label="0").inc(len(payloads) - positives)
+        return payloads
+
+    @app.post("/v1/predict", response_model=Prediction, responses={422: ERRORS[422]})
+    async def predict(body: patient) -> Response:  # type: ignore[valid-type]
+        """Risk for one patient; inputs outside the training range are flagged in `warnings`."""
+        return _json(_predict([body])[0])
+
+    @app.post("/v1/predict/batch", response_model=BatchPredictions,
+              responses={413: ERRORS[413], 422: ERRORS[422]})
+    async def predict_batch(body: batch_request) -> Response:  # type: ignore[valid-type]
+        """Risk for up to 10,000 patients, in order."""
+        patients = body.patients  # type: ignore[attr-defined]
+        if len(patients) > 200:  # keep the event loop free for other requests
+            return _json({"predictions": await run_in_threadpool(_predict, patients)})
+        return _json({"predictions": _predict(patients)})
+
+    @app.post("/v1/explain", response_model=Explanation,
+              responses={404: ERRORS[404], 422: ERRORS[422]})
+    async def explain(body: explain_request) -> Response:  # type: ignore[valid-type]
+        """Exact SHAP contributions in log-odds for a patient or an earlier prediction."""
+        prediction_id = body.prediction_id  # type: ignore[attr-defined]
+        if prediction_id is None:
+            record = body.patient.model_dump()  # type: ignore[attr-defined]
+            return _json(serving.explain(holder.require(), record, None))
+        holder.require()
+        logged = await run_in_threadpool(app.state.log.get, prediction_id)
+        if logged is None:
+            raise ServiceError(404, f"prediction {prediction_id!r} not found in the prediction log")
+        if logged["dataset"] != card.name:
+            raise ServiceError(404, f"prediction {prediction_id!r} belongs to dataset "
+                                    f"{logged['dataset']!r}, not {card.name!r}")
+        loaded = await run_in_threadpool(holder.version, logged["model_version"])
+        return _json(serving.explain(loaded, logged["features"], prediction_id))
+
+    def _drift(current: pd.DataFrame, source: dict[str, Any]) -> dict[str, Any]:
+        loaded = holder.require()
+        report_id = drift.new_report_id()
+        try:
+            features, quality = drift.check_drift(
+                loaded.model.card, loaded.reference, current, config.reports_dir, report_id)
+        except drift.DriftInputError as error:
+            raise ServiceError(422, str(error)) from None
+        tested = [f for f in features if f.tested]
+        drifted = [f for f in tested if f.drifted]
+        reference_sites = []
+        if card.site_column and card.site_column in loaded.reference:
+            reference_sites = sorted(loaded.reference[card.site_column].dropna().unique().tolist())
+        return DriftReport(
+            report_id=report_id,
+            drift_detected=bool(drifted),
+            share_drifted=len(drifted) / len(tested) if tested else 0.0,
+            features=features,
+            data_quality=quality,
+            reference={"rows": len(loaded.reference), "sites": reference_sites,
+                       "model": serving.model_ref(loaded), "run_id": loaded.run_id},
+            current={"rows": len(current), **source},
+            report_url=f"/v1/drift/{report_id}",
+        ).model_dump(mode="json")
+
+    @app.post("/v1/drift", response_model=DriftReport, responses={413: ERRORS[413], 422: ERRORS[422]})
+    async def check_drift(body: drift_request) -> Response:  # type: ignore[valid-type]
+        """Drift of a batch, a built-in site batch, or the logged predictions since a time."""
+        holder.require()
+        if body.site is not None:  # type: ignore[attr-defined]
+            site = body.site  # type: ignore[attr-defined]
+            try:
+                current = card.select_sites(card.load_raw(), [site])
+            except CardError as error:
+                raise ServiceError(422, f'"site": {error}') from None
+            source: dict[str, Any] = {"site": site}
+        elif body.since is not None:  # type: ignore[attr-defined]
+            since = body.since  # type: ignore[attr-defined]
+            rows = await run_in_threadpool(app.state.log.since, card.name, since, MAX_BATCH_ROWS)
+            if len(rows) < drift.MIN_ROWS:
+                raise ServiceError(
+                    422, f'"since": only {len(rows)} predictions logged since {since.isoformat()}; '
+                         f"drift needs at least {drift.MIN_ROWS}")
+            current = pd.DataFrame(rows, columns=card.feature_names)
+            source = {"since": since.isoformat()}
+        else:
+            records = [p.model_dump() for p in body.patients]  # type: ignore[attr-defined]
+            current = pd.DataFrame(records, columns=card.feature_names)
+            source = {"patients": len(records)}
+        return _json(await run_in_threadpool(_drift, current, source))
+
+    @app.get("/v1/drift/{report_id}", response_class=FileResponse, responses={404: ERRORS[404]})
+    async def drift_report(report_id: str) -> FileResponse:
+        """The saved Evidently HTML report of an earlier drift check."""
+        path = drift.report_path(config.reports_dir, report_id)
+        if path is None or not path.is_file():
+            raise ServiceError(404, f"drift report {report_id!r} not found")
+        return FileResponse(path, media_type="text/html")
+
+    @app.get("/metrics", response_class=Response)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text format."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

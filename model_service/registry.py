@@ -1,0 +1,92 @@
+"""The MLflow model registry as the copilot uses it: aliases, versions, loading a version.
+
+Aliases: `champion` is what the service serves; `challenger` is the newest candidate
+waiting for promotion; `previous-champion` is kept so that a promotion can be rolled back.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from model_service.risk_model import RiskModel
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous-champion"
+
+MODEL_ARTIFACT = "model"
+REFERENCE_ARTIFACT = "reference/reference.csv"
+
+
+class RegistryError(LookupError):
+    """The registry lacks something a request needs (a model, an alias, a version)."""
+
+
+def disable_mlflow_telemetry() -> None:
+    """MLflow telemetry does a DNS lookup on start; it must be off in all we run. Its
+    download progress bars would only clutter a service's log."""
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def client(tracking_uri: str) -> Any:
+    """An `MlflowClient` bound to `tracking_uri` (nothing global is changed)."""
+    disable_mlflow_telemetry()
+    from mlflow import MlflowClient  # noqa: PLC0415 - mlflow takes seconds to import
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def alias_version(mlflow_client: Any, model_name: str, alias: str) -> Any | None:
+    """The `ModelVersion` behind `name@alias`, or None when the model or alias is absent."""
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+
+    try:
+        return mlflow_client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A registered model version, ready to serve."""
+
+    name: str
+    version: str
+    alias: str | None
+    run_id: str
+    model: RiskModel
+    metrics: dict[str, float]
+    reference: pd.DataFrame
+
+
+def load_version(tracking_uri: str, model_name: str, version: str, alias: str | None) -> LoadedModel:
+    """Loads one registered version with its run's metrics and reference data snapshot."""
+    mlflow_client = client(tracking_uri)
+    model_version = mlflow_client.get_model_version(model_name, version)
+    run = mlflow_client.get_run(model_version.run_id)
+    import mlflow.sklearn  # noqa: PLC0415
+
+    model = mlflow.sklearn.load_model(mlflow_client.get_model_version_download_uri(model_name, version))
+    if not isinstance(model, RiskModel):
+        raise RegistryError(
+            f"model {model_name!r} version {version} is a {type(model).__name__}, not a RiskModel"
+        )
+    with tempfile.TemporaryDirectory() as directory:
+        path = mlflow_client.download_artifacts(model_version.run_id, REFERENCE_ARTIFACT, directory)
+        reference = pd.read_csv(Path(path))
+    return LoadedModel(
+        name=model_name,
+        version=str(version),
+        alias=alias,
+        run_id=model_version.run_id,
+        model=model,
+        metrics=dict(run.data.metrics),
+        reference=reference,
+    )

@@ -1,0 +1,346 @@
+"""Request and response models of the model service, built from the dataset card.
+
+Every validation error names the field, the value and the rule it broke, e.g.
+`"chol": 9000 exceeds the physiological limit 700 mg/dl`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    create_model,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from model_service.cards import DatasetCard, Feature
+
+MAX_BATCH_ROWS = 10_000
+
+
+def _value_text(value: object) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, float) else f"{value:g}"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _numeric_check(feature: Feature) -> Callable[[float], float]:
+    limits = feature.limits
+    unit = f" {feature.unit}" if feature.unit else ""
+
+    def check(value: float) -> float:
+        if feature.zero_means_missing and value == 0:
+            return value  # recorded as 0: read as missing and flagged, not rejected
+        shown = _value_text(value)
+        if feature.integer and not float(value).is_integer():
+            raise PydanticCustomError(
+                "whole_number", '"{field}": {value} must be a whole number',
+                {"field": feature.name, "value": shown})
+        if limits is not None and value > limits.high:
+            raise PydanticCustomError(
+                "physiological_limit",
+                '"{field}": {value} exceeds the physiological limit {limit}',
+                {"field": feature.name, "value": shown, "limit": f"{limits.high:g}{unit}"})
+        if limits is not None and value < limits.low:
+            raise PydanticCustomError(
+                "physiological_limit",
+                '"{field}": {value} is below the physiological limit {limit}',
+                {"field": feature.name, "value": shown, "limit": f"{limits.low:g}{unit}"})
+        return value
+
+    return check
+
+
+def _category_check(feature: Feature) -> Callable[[object], object]:
+    canonical = {category.lower(): category for category in feature.categories or ()}
+
+    def check(value: object) -> object:
+        if not isinstance(value, str):
+            return value  # the str validator reports the type error
+        found = canonical.get(" ".join(value.split()).lower())
+        if found is None:
+            raise PydanticCustomError(
+                "allowed_categories", '"{field}": {value} is not one of {allowed}',
+                {"field": feature.name, "value": _value_text(value),
+                 "allowed": ", ".join(repr(c) for c in canonical.values())})
+        return found
+
+    return check
+
+
+def _field(feature: Feature) -> tuple[Any, Any]:
+    description = feature.description + (f" ({feature.unit})" if feature.unit else "")
+    schema: dict[str, Any]
+    if feature.kind == "numeric":
+        schema = {"type": "integer" if feature.integer else "number"}
+        if feature.limits is not None:
+            schema |= {"minimum": feature.limits.low, "maximum": feature.limits.high}
+        if feature.zero_means_missing:
+            schema = {"anyOf": [schema, {"const": 0, "description": "not recorded"}]}
+        annotation: Any = Annotated[
+            float, Field(allow_inf_nan=False, strict=True), AfterValidator(_numeric_check(feature))
+        ]
+    elif feature.kind == "boolean":
+        schema = {"type": "boolean"}
+        annotation = Annotated[bool, Field(strict=True)]
+    else:
+        schema = {"type": "string", "enum": list(feature.categories or ())}
+        annotation = Annotated[str, BeforeValidator(_category_check(feature))]
+    if not feature.required:
+        annotation = annotation | None
+        schema = {"anyOf": [schema, {"type": "null"}]}
+    annotation = Annotated[annotation, WithJsonSchema(schema | {"description": description})]
+    return annotation, (... if feature.required else None)
+
+
+def patient_model(card: DatasetCard) -> type[BaseModel]:
+    """The pydantic model of one patient (or sample) of `card`'s dataset; unknown fields rejected."""
+    title = "".join(part.capitalize() for part in card.name.split("-")) + "Patient"
+    fields = {feature.name: _field(feature) for feature in card.features}
+    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        title,
+        __config__=ConfigDict(extra="forbid", title=title),
+        __doc__=f"One patient of {card.title}; optional features may be null or absent.",
+        **fields,
+    )
+    return model
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    alias: str | None
+
+
+class Warning_(BaseModel):
+    """A reason to trust a prediction less: missing or out-of-distribution inputs."""
+
+    model_config = ConfigDict(title="Warning")
+
+    feature: str
+    code: Literal["missing_imputed", "zero_read_as_missing", "outside_training_range"]
+    message: str
+
+
+class Prediction(BaseModel):
+    prediction_id: str
+    probability: float
+    label: int = Field(description="1 when probability >= threshold (outcome predicted present)")
+    label_name: str
+    threshold: float
+    model: ModelRef
+    warnings: list[Warning_]
+
+
+class BatchPredictions(BaseModel):
+    predictions: list[Prediction]
+
+
+class Contribution(BaseModel):
+    feature: str
+    value: Any = Field(description="the patient's value as given (null when missing)")
+    contribution: float = Field(description="SHAP value in log-odds; positive raises risk")
+
+
+class Explanation(BaseModel):
+    prediction_id: str | None
+    probability: float
+    base_value: float
+    scale: Literal["log-odds"] = "log-odds"
+    contributions: list[Contribution]
+    model: ModelRef
+    warnings: list[Warning_]
+
+
+class FeatureInfo(BaseModel):
+    name: str
+    display_name: str
+    type: str
+    unit: str | None
+    description: str
+    required: bool
+    allowed: list[str] | None
+    limits: dict[str, float] | None
+    training_range: dict[str, float] | None
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    alias: str | None
+    run_id: str
+    kind: str
+    threshold: float
+    metrics: dict[str, float]
+    dataset: str
+    outcome: str
+    features: list[FeatureInfo]
+
+
+class DriftFeature(BaseModel):
+    feature: str
+    method: str
+    statistic: float | None
+    p_value: float | None
+    p_value_adjusted: float | None
+    threshold: float
+    drifted: bool
+    effect_size: float | None
+    effect_size_method: str | None
+    tested: bool = True
+    note: str | None = None
+
+
+class DataQualityFinding(BaseModel):
+    feature: str
+    issue: Literal[
+        "recorded_as_zero", "missing_rate_jump", "unseen_category", "outside_training_range"
+    ]
+    count: int
+    detail: str
+
+
+class DriftReport(BaseModel):
+    report_id: str
+    drift_detected: bool
+    share_drifted: float
+    features: list[DriftFeature]
+    data_quality: list[DataQualityFinding]
+    reference: dict[str, Any]
+    current: dict[str, Any]
+    report_url: str
+
+
+class _ExplainBase(BaseModel):
+    """Either a patient or the id of an earlier prediction."""
+
+    model_config = ConfigDict(extra="forbid")
+    prediction_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> _ExplainBase:
+        if (getattr(self, "patient", None) is None) == (self.prediction_id is None):
+            raise PydanticCustomError(
+                "exactly_one", 'body: give exactly one of "patient" or "prediction_id"')
+        return self
+
+
+class _BatchBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _DriftBase(BaseModel):
+    """Exactly one of: a batch of patients, a built-in site batch, or a start time for the
+    prediction log."""
+
+    model_config = ConfigDict(extra="forbid")
+    site: str | None = Field(default=None, min_length=1, max_length=100)
+    since: datetime | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> _DriftBase:
+        given = [n for n in ("patients", "site", "since") if getattr(self, n, None) is not None]
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "exactly_one",
+                'body: give exactly one of "patients", "site" or "since" (got {given})',
+                {"given": ", ".join(given) or "none"})
+        return self
+
+
+def explain_request_model(patient: type[BaseModel]) -> type[BaseModel]:
+    model: type[BaseModel] = create_model(
+        "ExplainRequest", __base__=_ExplainBase, patient=(patient | None, None))
+    return model
+
+
+def batch_request_model(patient: type[BaseModel]) -> type[BaseModel]:
+    patients = Annotated[list[patient], Field(min_length=1, max_length=MAX_BATCH_ROWS)]  # type: ignore[valid-type]
+    model: type[BaseModel] = create_model("BatchRequest", __base__=_BatchBase, patients=(patients, ...))
+    return model
+
+
+def drift_request_model(patient: type[BaseModel]) -> type[BaseModel]:
+    patients = Annotated[list[patient] | None, Field(max_length=MAX_BATCH_ROWS)]  # type: ignore[valid-type]
+    model: type[BaseModel] = create_model("DriftRequest", __base__=_DriftBase, patients=(patients, None))
+    return model
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    field: str
+    value: Any = None
+    rule: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    detail: list[ErrorItem] | str
+
+
+def _field_path(loc: Sequence[str | int]) -> str:
+    parts = [p for p in loc if p != "body"]
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "body"
+
+
+_TYPE_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known field",
+    "float_parsing": "is not a number",
+    "float_type": "is not a number",
+    "int_parsing": "is not a whole number",
+    "finite_number": "is not a finite number",
+    "bool_type": "is not true or false",
+    "bool_parsing": "is not true or false",
+    "string_type": "is not a string",
+    "model_type": "is not a JSON object",
+    "model_attributes_type": "is not a JSON object",
+    "dict_type": "is not a JSON object",
+    "list_type": "is not a JSON array",
+    "datetime_parsing": "is not an ISO-8601 date-time",
+    "datetime_type": "is not an ISO-8601 date-time",
+    "datetime_from_date_parsing": "is not an ISO-8601 date-time",
+}
+
+
+def describe_error(error: ErrorDetails, known_fields: Sequence[str] = ()) -> ErrorItem:
+    """One validation error as field, value, rule and a sentence that names all three."""
+    loc = list(error["loc"])
+    field = _field_path(loc)
+    rule = error["type"]
+    value = error.get("input")
+    if rule in {"physiological_limit", "whole_number", "allowed_categories", "exactly_one"}:
+        message = error["msg"]
+    elif rule == "json_invalid":
+        position = loc[1] if len(loc) > 1 else "?"
+        reason = error.get("ctx", {}).get("error", error["msg"])
+        loc, field, value = ["body"], "body", None
+        message = f"body: malformed JSON at character {position} ({reason})"
+    elif rule == "missing":
+        message = f'"{field}" is required'
+        value = None
+    elif rule == "extra_forbidden":
+        message = f'"{field}" is not a known field'
+        if known_fields:
+            message += f"; known fields: {', '.join(known_fields)}"
+    elif rule == "too_short":
+        message = f'"{field}" must not be empty'
+    elif rule in _TYPE_MESSAGES:
+        message = f'"{field}": {_value_text(value)} {_TYPE_MESSAGES[rule]}'
+    else:
+        message = f'"{field}": {_value_text(value)}: {error["msg"]}'
+    if isinstance(value, (dict, list)):
+        value = None  # never echo whole objects back
+    return ErrorItem(loc=loc, field=field, value=value, rule=rule, message=message)
