@@ -151,6 +151,11 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: C901, PLR0915 - the r
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400:  # FastAPI could not decode the body at all
+            body = {"detail": [{
+                "loc": ["body"], "field": "body", "value": None, "rule": "json_invalid",
+                "message": "body: not readable as JSON (send UTF-8 encoded JSON)"}]}
+            return JSONResponse(body, status_code=422)
         return _error(error.status_code, str(error.detail))
 
     @app.get("/health")

@@ -281,7 +281,10 @@ def _breast_cancer_card() -> DatasetCard:
     frame = _load_breast_cancer()
     features = []
     for column in frame.columns.drop("diagnosis"):
-        statistic, _, quantity = column.partition("_")
+        if column.endswith("_error"):  # e.g. radius_error: standard error of the radius
+            statistic, quantity = "standard error", column.removesuffix("_error")
+        else:  # e.g. mean_radius, worst_concave_points
+            statistic, _, quantity = column.partition("_")
         base_unit = _BREAST_CANCER_UNITS[quantity]
         # Cell-nucleus measurements from digitised images: never negative; the ceiling is
         # five times the largest value in the published set, far beyond any real nucleus.
@@ -318,10 +321,10 @@ _CARDS: dict[str, Callable[[], DatasetCard]] = {
 
 def get_card(name: str) -> DatasetCard:
     """The card of a dataset by name (`heart-disease`, `breast-cancer`)."""
-    try:
-        return _CARDS[name]()
-    except KeyError:
-        raise CardError(f"unknown dataset {name!r}; known: {sorted(_CARDS)}") from None
+    build = _CARDS.get(name)
+    if build is None:
+        raise CardError(f"unknown dataset {name!r}; known: {sorted(_CARDS)}")
+    return build()
 
 
 def dataset_names() -> list[str]:

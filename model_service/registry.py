@@ -33,6 +33,7 @@ def disable_mlflow_telemetry() -> None:
     download progress bars would only clutter a service's log."""
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 def client(tracking_uri: str) -> Any:

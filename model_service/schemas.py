@@ -7,6 +7,7 @@ Every validation error names the field, the value and the rule it broke, e.g.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -343,4 +344,8 @@ def describe_error(error: ErrorDetails, known_fields: Sequence[str] = ()) -> Err
         message = f'"{field}": {_value_text(value)}: {error["msg"]}'
     if isinstance(value, (dict, list)):
         value = None  # never echo whole objects back
+    elif isinstance(value, float) and not math.isfinite(value):
+        value = str(value)  # NaN / Infinity are not JSON
+    elif value is not None and not isinstance(value, (str, int, float, bool)):
+        value = _value_text(value)
     return ErrorItem(loc=loc, field=field, value=value, rule=rule, message=message)

@@ -9,6 +9,7 @@ the holdout. The best candidate by cross-validated ROC AUC (ties: Brier) is regi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from collections.abc import Callable, Sequence
@@ -297,7 +298,7 @@ def _log_and_register(
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    mlflow.set_experiment(f"{card.name}-training")
+    _use_experiment(mlflow, f"{card.name}-training", tracking_uri)
     digest = card.digest(pd.concat([train_frame, holdout_frame]))
     summaries = [CandidateSummary(kind=c.kind, calibrated=c.calibrated,
                                   threshold=c.model.threshold, metrics=c.metrics)
@@ -325,7 +326,7 @@ def _log_and_register(
         for candidate in candidates:
             mlflow.log_metrics({f"{candidate.kind}.{k}": v for k, v in candidate.metrics.items()})
         mlflow.log_input(
-            mlflow.data.from_pandas(train_frame, name=f"{card.name}[{','.join(sites)}]",
+            mlflow.data.from_pandas(_floats_for_ints(train_frame), name=f"{card.name}[{','.join(sites)}]",
                                     targets=card.target_column, digest=digest),
             context="training",
         )
@@ -363,6 +364,26 @@ def _log_and_register(
         threshold=best.model.threshold, metrics=best.metrics, candidates=summaries,
         rows_train=len(train_frame), rows_holdout=len(holdout_frame),
     )
+
+
+def _use_experiment(mlflow: Any, name: str, tracking_uri: str) -> None:
+    """Activates the experiment, creating it with its artifacts next to a SQLite store
+    (MLflow would otherwise write them under the current working directory)."""
+    if mlflow.get_experiment_by_name(name) is None:
+        location = None
+        if tracking_uri.startswith("sqlite:///"):
+            database = Path(tracking_uri.removeprefix("sqlite:///"))
+            location = (database.parent / "artifacts").resolve().as_uri()
+        from mlflow.exceptions import MlflowException  # noqa: PLC0415
+
+        with contextlib.suppress(MlflowException):  # another process created it just now
+            mlflow.create_experiment(name, artifact_location=location)
+    mlflow.set_experiment(name)
+
+
+def _floats_for_ints(frame: pd.DataFrame) -> pd.DataFrame:
+    """Integer columns as floats, so MLflow's schema admits the gaps real data has."""
+    return frame.astype({c: float for c in frame.columns if pd.api.types.is_integer_dtype(frame[c])})
 
 
 def _signature(card: DatasetCard) -> Any:

@@ -1,0 +1,243 @@
+"""The `copilot` command line (see CONTRACTS.md). Heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+from urllib.parse import urlsplit
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from copilot.settings import Settings
+    from model_service.cards import DatasetCard
+    from model_service.training import TrainingResult
+
+app = typer.Typer(
+    name="copilot", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="MLOps copilot for a clinical risk model.",
+)
+serve_app = typer.Typer(no_args_is_help=True, help="Start one service in the foreground.")
+app.add_typer(serve_app, name="serve")
+
+console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One clear line on stderr and the exit code (2 = usage, 1 = failure)."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    from copilot.settings import Settings  # noqa: PLC0415
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["loc"]:
+            message = f"{str(first['loc'][0]).upper()}: {message}"
+        fail(f"invalid configuration: {message}", 2)
+
+
+def _quiet_libraries() -> None:
+    from model_service.registry import disable_mlflow_telemetry  # noqa: PLC0415
+
+    disable_mlflow_telemetry()
+    for name in ("mlflow", "alembic", "evidently", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _card(settings: Settings, dataset: str | None) -> DatasetCard:
+    from model_service.cards import CardError, get_card  # noqa: PLC0415
+
+    try:
+        return get_card(dataset or settings.copilot_dataset)
+    except CardError as error:
+        fail(str(error), 2)
+
+
+def run_training(
+    settings: Settings, card: DatasetCard, sites: list[str], kinds: list[str], seed: int,
+    reason: str | None,
+) -> TrainingResult:
+    """Trains with a progress bar; known failures become one clear line."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn  # noqa: PLC0415
+
+    from model_service.cards import CardError  # noqa: PLC0415
+    from model_service.risk_model import MODEL_KINDS  # noqa: PLC0415
+    from model_service.training import TrainingError, train  # noqa: PLC0415
+
+    unknown = [kind for kind in kinds if kind not in MODEL_KINDS]
+    if unknown:
+        fail(f"--models: unknown model kind {unknown[0]!r}; known: {', '.join(MODEL_KINDS)}", 2)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    _quiet_libraries()
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        task = progress.add_task(f"training on {card.name}", total=None)
+
+        def report(description: str, done: int, total: int) -> None:
+            progress.update(task, description=description, completed=done, total=total)
+
+        try:
+            result = train(card, tracking_uri=settings.tracking_uri, sites=sites or None,
+                           kinds=kinds or MODEL_KINDS, seed=seed, reason=reason,  # type: ignore[arg-type]
+                           progress=report)
+        except CardError as error:
+            fail(str(error), 2)
+        except TrainingError as error:
+            fail(str(error))
+        progress.update(task, completed=progress.tasks[0].total)
+    return result
+
+
+def _split_sites(values: list[str] | None) -> list[str]:
+    return [s.strip() for value in values or [] for s in value.split(",") if s.strip()]
+
+
+@app.command()
+def train(
+    sites: Annotated[list[str] | None, typer.Option(
+        "--sites", help="Training site(s); repeat or separate with commas. Default: the card's.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset card (default: COPILOT_DATASET).")] = None,
+    models: Annotated[list[str] | None, typer.Option(
+        "--models", help="Candidate kinds: logistic_regression, random_forest, xgboost.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (training is deterministic).")] = 42,
+    reason: Annotated[str | None, typer.Option(help="Why this run; kept with the run.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Train candidates, log them to MLflow and register the best as a new version."""
+    settings = load_settings()
+    card = _card(settings, dataset)
+    result = run_training(settings, card, _split_sites(sites), _split_sites(models), seed, reason)
+    if json_output:
+        print(result.model_dump_json(indent=2))
+        return
+    _print_training(result)
+
+
+def _print_training(result: TrainingResult) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=f"{result.dataset} on {', '.join(result.sites) or 'all rows'}")
+    for column in ("candidate", "CV ROC AUC", "holdout ROC AUC", "holdout Brier",
+                   "sensitivity", "specificity", "overfit gap", "noise flips", "calibrated"):
+        table.add_column(column, justify="left" if column == "candidate" else "right")
+    for c in result.candidates:
+        m = c.metrics
+        mark = " *" if c.kind == result.best_kind else ""
+        table.add_row(f"{c.kind}{mark}", f"{m['cv_roc_auc']:.3f}", f"{m['holdout_roc_auc']:.3f}",
+                      f"{m['holdout_brier']:.3f}", f"{m['holdout_sensitivity']:.2f}",
+                      f"{m['holdout_specificity']:.2f}", f"{m['overfit_gap']:+.3f}",
+                      f"{m['noise_flip_rate']:.1%}", "yes" if c.calibrated else "no")
+    out = Console(width=None if Console().is_terminal else 140)
+    out.print(table)
+    out.print(f"registered {result.model_name} version {result.version} as "
+              f"@{result.alias} (run {result.run_id}, threshold {result.threshold:.3f})")
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            fail(f"cannot listen on {host}:{port}: {error.strerror}")
+
+
+def run_model_service(settings: Settings, host: str, port: int) -> None:
+    """Runs the model service in the foreground until Ctrl-C / SIGTERM."""
+    import uvicorn  # noqa: PLC0415
+
+    from model_service.app import ServiceConfig, create_app  # noqa: PLC0415
+    from model_service.observability import configure_json_logging  # noqa: PLC0415
+
+    _check_port_free(host, port)
+    configure_json_logging()
+    _quiet_libraries()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    config = ServiceConfig(card=_card(settings, None), tracking_uri=settings.tracking_uri,
+                           database_url=settings.database_url, reports_dir=settings.reports_dir)
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(config), host=host, port=port, log_config=None, access_log=False,
+        timeout_graceful_shutdown=30,
+    ))
+    server.run()
+
+
+@serve_app.command("model")
+def serve_model(
+    host: Annotated[str | None, typer.Option(help="Default: from MODEL_SERVICE_URL.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: from MODEL_SERVICE_URL.")] = None,
+) -> None:
+    """The model service (FastAPI): predict, explain, drift, metrics."""
+    settings = load_settings()
+    default_host, default_port = _host_port(settings.model_service_url)
+    run_model_service(settings, host or default_host, port or default_port)
+
+
+def ensure_champion(settings: Settings) -> None:
+    """Trains and registers the demo model when the registry has no `@champion`."""
+    from model_service import registry  # noqa: PLC0415
+
+    _quiet_libraries()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    card = _card(settings, None)
+    client = registry.client(settings.tracking_uri)
+    if registry.alias_version(client, card.model_name, registry.CHAMPION) is None:
+        console.print(f"no @champion for {card.model_name}: training the demo model first")
+        result = run_training(settings, card, [], [], 42, "demo model for copilot up")
+        _print_training(result)
+
+
+@app.command()
+def up() -> None:
+    """Everything for a newcomer: train the demo model if needed, then start the services."""
+    settings = load_settings()
+    host, port = _host_port(settings.model_service_url)
+    _check_port_free(host, port)
+    ensure_champion(settings)
+    console.print(f"model service  http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    console.print(f"state in       {settings.home}")
+    console.print("press Ctrl-C to stop")
+    run_model_service(settings, host, port)
+
+
+@app.command()
+def bench(
+    rows: Annotated[int, typer.Option(help="Rows in the batch benchmark.")] = 10_000,
+    requests: Annotated[int, typer.Option(help="Single-row requests per latency run.")] = 2000,
+    skip_mlflow: Annotated[bool, typer.Option(
+        "--skip-mlflow", help="Do not start MLflow's scoring server for comparison.")] = False,
+    json_output: Annotated[Path | None, typer.Option("--json", help="Also write results here.")] = None,
+) -> None:
+    """Benchmarks the model service against the in-process floor and MLflow's server."""
+    from copilot.bench import BenchError, run_benchmarks  # noqa: PLC0415
+
+    settings = load_settings()
+    ensure_champion(settings)
+    try:
+        run_benchmarks(settings, rows=rows, requests=requests, with_mlflow=not skip_mlflow,
+                       json_path=json_output, console=Console())
+    except BenchError as error:
+        fail(str(error))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

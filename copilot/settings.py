@@ -1,0 +1,102 @@
+"""Configuration: the environment variables of CONTRACTS.md, read by one class.
+
+Every field has an offline default; nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model_service.cards import dataset_names
+
+_LLM = re.compile(r"^(offline|openai:.+|openai-compatible:.+)$")
+
+
+class ApiKey(BaseModel):
+    name: str
+    role: Literal["user", "approver"]
+    key: str
+
+
+class Settings(BaseSettings):
+    """The copilot's configuration, from the environment (names as in CONTRACTS.md)."""
+
+    model_config = SettingsConfigDict(extra="ignore", protected_namespaces=(), frozen=True)
+
+    copilot_home: Path = Path(".copilot")
+    mlflow_tracking_uri: str | None = None
+    copilot_database_url: str | None = None
+    model_service_url: str = "http://127.0.0.1:8000"
+    copilot_llm: str = "offline"
+    copilot_llm_base_url: str | None = None
+    copilot_api_keys: str | None = None
+    copilot_action_ttl_seconds: int = Field(default=900, gt=0)
+    copilot_four_eyes: bool = False
+    copilot_dataset: str = "heart-disease"
+
+    @field_validator("copilot_dataset")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        if value not in dataset_names():
+            raise ValueError(f"COPILOT_DATASET={value!r} is not a known dataset; known: {dataset_names()}")
+        return value
+
+    @field_validator("copilot_llm")
+    @classmethod
+    def _llm_format(cls, value: str) -> str:
+        if not _LLM.match(value):
+            raise ValueError(
+                f"COPILOT_LLM={value!r} must be 'offline', 'openai:<model>' or "
+                "'openai-compatible:<model>'")
+        return value
+
+    @field_validator("model_service_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"MODEL_SERVICE_URL={value!r} must be an http(s) URL with a host")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.copilot_llm.startswith("openai-compatible:") and not self.copilot_llm_base_url:
+            raise ValueError("COPILOT_LLM=openai-compatible:... needs COPILOT_LLM_BASE_URL")
+        self.api_keys()  # validates the format
+        return self
+
+    @property
+    def home(self) -> Path:
+        return self.copilot_home.expanduser().resolve()
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def database_url(self) -> str:
+        return self.copilot_database_url or f"sqlite:///{self.home / 'copilot.db'}"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    def api_keys(self) -> list[ApiKey]:
+        """`COPILOT_API_KEYS` parsed: `name:role:key,name:role:key`."""
+        if not self.copilot_api_keys:
+            return []
+        keys = []
+        for entry in self.copilot_api_keys.split(","):
+            parts = entry.strip().split(":", 2)
+            if len(parts) != 3 or not all(parts) or parts[1] not in {"user", "approver"}:
+                raise ValueError(
+                    f"COPILOT_API_KEYS entry {entry.strip()!r} must be name:role:key with role "
+                    "'user' or 'approver'")
+            keys.append(ApiKey(name=parts[0], role=parts[1], key=parts[2]))  # type: ignore[arg-type]
+        return keys

@@ -1,0 +1,88 @@
+"""Shared fixtures: one registry trained on the real data, reused by every test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from model_service.app import ServiceConfig, create_app
+from model_service.cards import DatasetCard, get_card
+from model_service.training import TrainingResult, train
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+
+@dataclass(frozen=True)
+class TrainedRegistry:
+    """An MLflow store with heart-disease v1 (@champion, Cleveland) and v2 (@challenger)."""
+
+    root: Path
+    tracking_uri: str
+    champion: TrainingResult
+    challenger: TrainingResult
+
+    def copy(self, destination: Path) -> str:
+        """A private copy of the store (aliases may be moved there freely)."""
+        shutil.copy(self.root / "mlflow.db", destination / "mlflow.db")
+        return f"sqlite:///{destination / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def heart_card() -> DatasetCard:
+    return get_card("heart-disease")
+
+
+@pytest.fixture(scope="session")
+def trained_registry(tmp_path_factory: pytest.TempPathFactory, heart_card: DatasetCard) -> TrainedRegistry:
+    root = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    champion = train(heart_card, tracking_uri=uri, sites=["Cleveland"], reason="test champion")
+    challenger = train(heart_card, tracking_uri=uri, sites=["Cleveland", "Hungary"],
+                       kinds=["xgboost"], reason="test challenger")
+    return TrainedRegistry(root, uri, champion, challenger)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def service_client(config: ServiceConfig, *, wait_ready: bool = True) -> Iterator[TestClient]:
+    with TestClient(create_app(config)) as client:
+        if wait_ready:
+            wait_until(lambda: client.get("/ready").status_code == 200, what="/ready")
+        yield client
+
+
+@pytest.fixture(scope="module")
+def service_config(
+    trained_registry: TrainedRegistry, heart_card: DatasetCard, tmp_path_factory: pytest.TempPathFactory
+) -> ServiceConfig:
+    home = tmp_path_factory.mktemp("service")
+    return ServiceConfig(card=heart_card, tracking_uri=trained_registry.tracking_uri,
+                         database_url=f"sqlite:///{home / 'copilot.db'}",
+                         reports_dir=home / "reports", reload_interval_seconds=0.2)
+
+
+@pytest.fixture(scope="module")
+def service(service_config: ServiceConfig) -> Iterator[TestClient]:
+    """The model service over the shared registry, in process (lifespan included)."""
+    yield from service_client(service_config)
+
+
+@pytest.fixture
+def patient() -> dict[str, object]:
+    """The first Cleveland patient, as a clinician would send it."""
+    return {"age": 63, "sex": "Male", "cp": "typical angina", "trestbps": 145, "chol": 233,
+            "fbs": True, "restecg": "lv hypertrophy", "thalch": 150, "exang": False,
+            "oldpeak": 2.3, "slope": "downsloping", "ca": 0, "thal": "fixed defect"}

@@ -1,0 +1,110 @@
+"""The `copilot` command line: exit codes, messages, and a real model-service process."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from copilot.cli import app
+from tests.conftest import TrainedRegistry, wait_until
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("MLFLOW_TRACKING_URI", "COPILOT_DATABASE_URL", "COPILOT_DATASET", "MODEL_SERVICE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COPILOT_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def test_help_lists_the_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("train", "serve", "up", "bench"):
+        assert command in result.output
+
+
+@pytest.mark.parametrize(("args", "env", "code", "message"), [
+    (["train", "--sites", "Switzerland"], {}, 1, "training data too small: 123 rows from Switzerland"),
+    (["train", "--sites", "Mars"], {}, 2, "unknown site 'Mars'"),
+    (["train", "--models", "svm"], {}, 2, "--models: unknown model kind 'svm'"),
+    (["train"], {"COPILOT_DATASET": "mimic"}, 2, "COPILOT_DATASET='mimic' is not a known dataset"),
+    (["train"], {"COPILOT_LLM": "gpt"}, 2, "COPILOT_LLM='gpt' must be"),
+    (["train"], {"COPILOT_API_KEYS": "ann:boss:k1"}, 2, "COPILOT_API_KEYS entry 'ann:boss:k1'"),
+    (["train", "--bogus"], {}, 2, "No such option"),
+])
+def test_expected_failures_are_one_clear_line(
+    home: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], code: int, message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = runner.invoke(app, args)
+    assert result.exit_code == code, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_train_registers_a_challenger_when_a_champion_exists(
+    home: Path, tmp_path: Path, trained_registry: TrainedRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_registry.copy(tmp_path))
+    result = runner.invoke(app, ["train", "--sites", "Cleveland,Hungary", "--models",
+                                 "logistic_regression", "--reason", "more data", "--json"])
+    assert result.exit_code == 0, result.output
+    trained = json.loads(result.output[result.output.index("{"):])
+    assert trained["alias"] == "challenger" and trained["version"] == "3"
+    assert trained["sites"] == ["Cleveland", "Hungary"] and trained["rows_train"] == 477
+
+
+def test_serve_model_refuses_a_port_in_use(home: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "model", "--port", str(port)])
+    assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.output
+
+
+def test_model_service_process_serves_over_http_and_stops_on_sigterm(
+    tmp_path: Path, trained_registry: TrainedRegistry, patient: dict[str, object]
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = os.environ | {"COPILOT_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": trained_registry.tracking_uri}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from copilot.cli import main; main()", "serve", "model",
+         "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{base}/ready").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(ready, timeout=60, what="the model service process")
+        response = httpx.post(f"{base}/v1/predict", json=patient)
+        assert response.status_code == 200 and response.json()["model"]["version"] == "1"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    # uvicorn finishes in-flight work, then re-raises SIGTERM for the process manager
+    assert process.returncode in {0, -signal.SIGTERM}, output
+    assert "Application shutdown complete" in output
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    access = [line for line in lines if line.get("logger") == "model_service.access"]
+    assert any(line["endpoint"] == "/v1/predict" and line["status"] == 200 for line in access)
+    assert "233" not in output  # the patient's cholesterol never reaches the log
+    assert (tmp_path / "copilot.db").exists()
