@@ -6,7 +6,7 @@ import logging
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, cast
 from urllib.parse import urlsplit
 
 import typer
@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     from model_service.training import TrainingResult
 
 app = typer.Typer(
-    name="copilot", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="copilot",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
     help="MLOps copilot for a clinical risk model.",
 )
 serve_app = typer.Typer(no_args_is_help=True, help="Start one service in the foreground.")
@@ -53,6 +56,8 @@ def _quiet_libraries() -> None:
     disable_mlflow_telemetry()
     for name in ("mlflow", "alembic", "evidently", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # uv-made environments have no pip; MLflow warns about it while writing conda.yaml.
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
 
 
 def _card(settings: Settings, dataset: str | None) -> DatasetCard:
@@ -65,14 +70,18 @@ def _card(settings: Settings, dataset: str | None) -> DatasetCard:
 
 
 def run_training(
-    settings: Settings, card: DatasetCard, sites: list[str], kinds: list[str], seed: int,
+    settings: Settings,
+    card: DatasetCard,
+    sites: list[str],
+    kinds: list[str],
+    seed: int,
     reason: str | None,
 ) -> TrainingResult:
     """Trains with a progress bar; known failures become one clear line."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn  # noqa: PLC0415
 
     from model_service.cards import CardError  # noqa: PLC0415
-    from model_service.risk_model import MODEL_KINDS  # noqa: PLC0415
+    from model_service.risk_model import MODEL_KINDS, ModelKind  # noqa: PLC0415
     from model_service.training import TrainingError, train  # noqa: PLC0415
 
     unknown = [kind for kind in kinds if kind not in MODEL_KINDS]
@@ -80,17 +89,29 @@ def run_training(
         fail(f"--models: unknown model kind {unknown[0]!r}; known: {', '.join(MODEL_KINDS)}", 2)
     settings.home.mkdir(parents=True, exist_ok=True)
     _quiet_libraries()
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         task = progress.add_task(f"training on {card.name}", total=None)
 
         def report(description: str, done: int, total: int) -> None:
             progress.update(task, description=description, completed=done, total=total)
 
         try:
-            result = train(card, tracking_uri=settings.tracking_uri, sites=sites or None,
-                           kinds=kinds or MODEL_KINDS, seed=seed, reason=reason,  # type: ignore[arg-type]
-                           progress=report)
+            result = train(
+                card,
+                tracking_uri=settings.tracking_uri,
+                sites=sites or None,
+                kinds=cast("list[ModelKind]", kinds) or MODEL_KINDS,
+                seed=seed,
+                reason=reason,
+                progress=report,
+            )
         except CardError as error:
             fail(str(error), 2)
         except TrainingError as error:
@@ -105,11 +126,21 @@ def _split_sites(values: list[str] | None) -> list[str]:
 
 @app.command()
 def train(
-    sites: Annotated[list[str] | None, typer.Option(
-        "--sites", help="Training site(s); repeat or separate with commas. Default: the card's.")] = None,
-    dataset: Annotated[str | None, typer.Option(help="Dataset card (default: COPILOT_DATASET).")] = None,
-    models: Annotated[list[str] | None, typer.Option(
-        "--models", help="Candidate kinds: logistic_regression, random_forest, xgboost.")] = None,
+    sites: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sites", help="Training site(s); repeat or separate with commas. Default: the card's."
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Dataset card (default: COPILOT_DATASET).")
+    ] = None,
+    models: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--models", help="Candidate kinds: logistic_regression, random_forest, xgboost."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (training is deterministic).")] = 42,
     reason: Annotated[str | None, typer.Option(help="Why this run; kept with the run.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -128,20 +159,38 @@ def _print_training(result: TrainingResult) -> None:
     from rich.table import Table  # noqa: PLC0415
 
     table = Table(title=f"{result.dataset} on {', '.join(result.sites) or 'all rows'}")
-    for column in ("candidate", "CV ROC AUC", "holdout ROC AUC", "holdout Brier",
-                   "sensitivity", "specificity", "overfit gap", "noise flips", "calibrated"):
+    for column in (
+        "candidate",
+        "CV ROC AUC",
+        "holdout ROC AUC",
+        "holdout Brier",
+        "sensitivity",
+        "specificity",
+        "overfit gap",
+        "noise flips",
+        "calibrated",
+    ):
         table.add_column(column, justify="left" if column == "candidate" else "right")
     for c in result.candidates:
         m = c.metrics
         mark = " *" if c.kind == result.best_kind else ""
-        table.add_row(f"{c.kind}{mark}", f"{m['cv_roc_auc']:.3f}", f"{m['holdout_roc_auc']:.3f}",
-                      f"{m['holdout_brier']:.3f}", f"{m['holdout_sensitivity']:.2f}",
-                      f"{m['holdout_specificity']:.2f}", f"{m['overfit_gap']:+.3f}",
-                      f"{m['noise_flip_rate']:.1%}", "yes" if c.calibrated else "no")
+        table.add_row(
+            f"{c.kind}{mark}",
+            f"{m['cv_roc_auc']:.3f}",
+            f"{m['holdout_roc_auc']:.3f}",
+            f"{m['holdout_brier']:.3f}",
+            f"{m['holdout_sensitivity']:.2f}",
+            f"{m['holdout_specificity']:.2f}",
+            f"{m['overfit_gap']:+.3f}",
+            f"{m['noise_flip_rate']:.1%}",
+            "yes" if c.calibrated else "no",
+        )
     out = Console(width=None if Console().is_terminal else 140)
     out.print(table)
-    out.print(f"registered {result.model_name} version {result.version} as "
-              f"@{result.alias} (run {result.run_id}, threshold {result.threshold:.3f})")
+    out.print(
+        f"registered {result.model_name} version {result.version} as "
+        f"@{result.alias} (run {result.run_id}, threshold {result.threshold:.3f})"
+    )
 
 
 def _host_port(url: str) -> tuple[str, int]:
@@ -169,12 +218,22 @@ def run_model_service(settings: Settings, host: str, port: int) -> None:
     configure_json_logging()
     _quiet_libraries()
     settings.home.mkdir(parents=True, exist_ok=True)
-    config = ServiceConfig(card=_card(settings, None), tracking_uri=settings.tracking_uri,
-                           database_url=settings.database_url, reports_dir=settings.reports_dir)
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(config), host=host, port=port, log_config=None, access_log=False,
-        timeout_graceful_shutdown=30,
-    ))
+    config = ServiceConfig(
+        card=_card(settings, None),
+        tracking_uri=settings.tracking_uri,
+        database_url=settings.database_url,
+        reports_dir=settings.reports_dir,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=30,
+        )
+    )
     server.run()
 
 
@@ -220,9 +279,13 @@ def up() -> None:
 def bench(
     rows: Annotated[int, typer.Option(help="Rows in the batch benchmark.")] = 10_000,
     requests: Annotated[int, typer.Option(help="Single-row requests per latency run.")] = 2000,
-    skip_mlflow: Annotated[bool, typer.Option(
-        "--skip-mlflow", help="Do not start MLflow's scoring server for comparison.")] = False,
-    json_output: Annotated[Path | None, typer.Option("--json", help="Also write results here.")] = None,
+    skip_mlflow: Annotated[
+        bool,
+        typer.Option("--skip-mlflow", help="Do not start MLflow's scoring server for comparison."),
+    ] = False,
+    json_output: Annotated[
+        Path | None, typer.Option("--json", help="Also write results here.")
+    ] = None,
 ) -> None:
     """Benchmarks the model service against the in-process floor and MLflow's server."""
     from copilot.bench import BenchError, run_benchmarks  # noqa: PLC0415
@@ -230,8 +293,14 @@ def bench(
     settings = load_settings()
     ensure_champion(settings)
     try:
-        run_benchmarks(settings, rows=rows, requests=requests, with_mlflow=not skip_mlflow,
-                       json_path=json_output, console=Console())
+        run_benchmarks(
+            settings,
+            rows=rows,
+            requests=requests,
+            with_mlflow=not skip_mlflow,
+            json_path=json_output,
+            console=Console(),
+        )
     except BenchError as error:
         fail(str(error))
 

@@ -44,7 +44,9 @@ class Settings(BaseSettings):
     @classmethod
     def _known_dataset(cls, value: str) -> str:
         if value not in dataset_names():
-            raise ValueError(f"COPILOT_DATASET={value!r} is not a known dataset; known: {dataset_names()}")
+            raise ValueError(
+                f"COPILOT_DATASET={value!r} is not a known dataset; known: {dataset_names()}"
+            )
         return value
 
     @field_validator("copilot_llm")
@@ -53,7 +55,8 @@ class Settings(BaseSettings):
         if not _LLM.match(value):
             raise ValueError(
                 f"COPILOT_LLM={value!r} must be 'offline', 'openai:<model>' or "
-                "'openai-compatible:<model>'")
+                "'openai-compatible:<model>'"
+            )
         return value
 
     @field_validator("model_service_url")
@@ -97,6 +100,9 @@ class Settings(BaseSettings):
             if len(parts) != 3 or not all(parts) or parts[1] not in {"user", "approver"}:
                 raise ValueError(
                     f"COPILOT_API_KEYS entry {entry.strip()!r} must be name:role:key with role "
-                    "'user' or 'approver'")
-            keys.append(ApiKey(name=parts[0], role=parts[1], key=parts[2]))  # type: ignore[arg-type]
+                    "'user' or 'approver'"
+                )
+            keys.append(
+                ApiKey.model_validate({"name": parts[0], "role": parts[1], "key": parts[2]})
+            )
         return keys

@@ -74,13 +74,16 @@ def _error(status: int, message: str) -> JSONResponse:
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "Not found"},
-    413: {"model": ErrorBody, "description": f"More than {MAX_BATCH_ROWS} rows or too large a body"},
+    413: {
+        "model": ErrorBody,
+        "description": f"More than {MAX_BATCH_ROWS} rows or too large a body",
+    },
     422: {"model": ErrorBody, "description": "Invalid input: field, value and rule"},
     503: {"model": ErrorBody, "description": "No model loaded (the reason is given)"},
 }
 
 
-def create_app(config: ServiceConfig) -> FastAPI:  # noqa: C901, PLR0915 - the routes live here
+def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes live here
     """The model service for one dataset card; the champion loads in the background."""
     card = config.card
     patient = patient_model(card)
@@ -123,21 +126,28 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: C901, PLR0915 - the r
     )
     app.state.holder = holder
     app.add_middleware(
-        RequestMiddleware,  # type: ignore[arg-type]
+        RequestMiddleware,
         metrics=metrics,
         served_version=lambda: holder.current.version if holder.current else None,
     )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-        items = [describe_error(e, card.feature_names) for e in error.errors()]  # type: ignore[arg-type]
+        items = [describe_error(e, card.feature_names) for e in error.errors()]
         too_many = [i for i in items if i.rule == "too_long" and i.field in {"patients"}]
         if too_many:
-            body = {"detail": [{
-                "loc": ["body", "patients"], "field": "patients", "value": None,
-                "rule": "max_rows",
-                "message": f'"patients": more than {MAX_BATCH_ROWS} rows in one request; '
-                           "split the batch"}]}
+            body = {
+                "detail": [
+                    {
+                        "loc": ["body", "patients"],
+                        "field": "patients",
+                        "value": None,
+                        "rule": "max_rows",
+                        "message": f'"patients": more than {MAX_BATCH_ROWS} rows in one request; '
+                        "split the batch",
+                    }
+                ]
+            }
             return JSONResponse(body, status_code=413)
         return JSONResponse({"detail": [i.model_dump() for i in items]}, status_code=422)
 
@@ -152,9 +162,17 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: C901, PLR0915 - the r
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
         if error.status_code == 400:  # FastAPI could not decode the body at all
-            body = {"detail": [{
-                "loc": ["body"], "field": "body", "value": None, "rule": "json_invalid",
-                "message": "body: not readable as JSON (send UTF-8 encoded JSON)"}]}
+            body = {
+                "detail": [
+                    {
+                        "loc": ["body"],
+                        "field": "body",
+                        "value": None,
+                        "rule": "json_invalid",
+                        "message": "body: not readable as JSON (send UTF-8 encoded JSON)",
+                    }
+                ]
+            }
             return JSONResponse(body, status_code=422)
         return _error(error.status_code, str(error.detail))
 
@@ -176,8 +194,12 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: C901, PLR0915 - the r
         model = loaded.model
         features = [
             FeatureInfo(
-                name=f.name, display_name=f.display_name, type=f.kind, unit=f.unit,
-                description=f.description, required=f.required,
+                name=f.name,
+                display_name=f.display_name,
+                type=f.kind,
+                unit=f.unit,
+                description=f.description,
+                required=f.required,
                 allowed=list(f.categories) if f.categories else None,
                 limits=f.limits.model_dump() if f.limits else None,
                 training_range=f.training_range.model_dump() if f.training_range else None,
@@ -185,9 +207,16 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: C901, PLR0915 - the r
             for f in model.card.features
         ]
         return ModelInfo(
-            name=loaded.name, version=loaded.version, alias=loaded.alias, run_id=loaded.run_id,
-            kind=model.kind, threshold=model.threshold, metrics=loaded.metrics,
-            dataset=model.card.name, outcome=model.card.outcome, features=features,
+            name=loaded.name,
+            version=loaded.version,
+            alias=loaded.alias,
+            run_id=loaded.run_id,
+            kind=model.kind,
+            threshold=model.threshold,
+            metrics=loaded.metrics,
+            dataset=model.card.name,
+            outcome=model.card.outcome,
+            features=features,
         )
 
     def _predict(patients: list[Any]) -> list[dict[str, Any]]:
@@ -207,8 +236,11 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: C901, PLR0915 - the r
         """Risk for one patient; inputs outside the training range are flagged in `warnings`."""
         return _json(_predict([body])[0])
 
-    @app.post("/v1/predict/batch", response_model=BatchPredictions,
-              responses={413: ERRORS[413], 422: ERRORS[422]})
+    @app.post(
+        "/v1/predict/batch",
+        response_model=BatchPredictions,
+        responses={413: ERRORS[413], 422: ERRORS[422]},
+    )
     async def predict_batch(body: batch_request) -> Response:  # type: ignore[valid-type]
         """Risk for up to 10,000 patients, in order."""
         patients = body.patients  # type: ignore[attr-defined]
@@ -216,8 +248,9 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: C901, PLR0915 - the r
             return _json({"predictions": await run_in_threadpool(_predict, patients)})
         return _json({"predictions": _predict(patients)})
 
-    @app.post("/v1/explain", response_model=Explanation,
-              responses={404: ERRORS[404], 422: ERRORS[422]})
+    @app.post(
+        "/v1/explain", response_model=Explanation, responses={404: ERRORS[404], 422: ERRORS[422]}
+    )
     async def explain(body: explain_request) -> Response:  # type: ignore[valid-type]
         """Exact SHAP contributions in log-odds for a patient or an earlier prediction."""
         prediction_id = body.prediction_id  # type: ignore[attr-defined]
@@ -229,8 +262,11 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: C901, PLR0915 - the r
         if logged is None:
             raise ServiceError(404, f"prediction {prediction_id!r} not found in the prediction log")
         if logged["dataset"] != card.name:
-            raise ServiceError(404, f"prediction {prediction_id!r} belongs to dataset "
-                                    f"{logged['dataset']!r}, not {card.name!r}")
+            raise ServiceError(
+                404,
+                f"prediction {prediction_id!r} belongs to dataset "
+                f"{logged['dataset']!r}, not {card.name!r}",
+            )
         loaded = await run_in_threadpool(holder.version, logged["model_version"])
         return _json(serving.explain(loaded, logged["features"], prediction_id))
 
@@ -239,7 +275,8 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: C901, PLR0915 - the r
         report_id = drift.new_report_id()
         try:
             features, quality = drift.check_drift(
-                loaded.model.card, loaded.reference, current, config.reports_dir, report_id)
+                loaded.model.card, loaded.reference, current, config.reports_dir, report_id
+            )
         except drift.DriftInputError as error:
             raise ServiceError(422, str(error)) from None
         tested = [f for f in features if f.tested]
@@ -253,13 +290,19 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: C901, PLR0915 - the r
             share_drifted=len(drifted) / len(tested) if tested else 0.0,
             features=features,
             data_quality=quality,
-            reference={"rows": len(loaded.reference), "sites": reference_sites,
-                       "model": serving.model_ref(loaded), "run_id": loaded.run_id},
+            reference={
+                "rows": len(loaded.reference),
+                "sites": reference_sites,
+                "model": serving.model_ref(loaded),
+                "run_id": loaded.run_id,
+            },
             current={"rows": len(current), **source},
             report_url=f"/v1/drift/{report_id}",
         ).model_dump(mode="json")
 
-    @app.post("/v1/drift", response_model=DriftReport, responses={413: ERRORS[413], 422: ERRORS[422]})
+    @app.post(
+        "/v1/drift", response_model=DriftReport, responses={413: ERRORS[413], 422: ERRORS[422]}
+    )
     async def check_drift(body: drift_request) -> Response:  # type: ignore[valid-type]
         """Drift of a batch, a built-in site batch, or the logged predictions since a time."""
         holder.require()
@@ -275,8 +318,10 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: C901, PLR0915 - the r
             rows = await run_in_threadpool(app.state.log.since, card.name, since, MAX_BATCH_ROWS)
             if len(rows) < drift.MIN_ROWS:
                 raise ServiceError(
-                    422, f'"since": only {len(rows)} predictions logged since {since.isoformat()}; '
-                         f"drift needs at least {drift.MIN_ROWS}")
+                    422,
+                    f'"since": only {len(rows)} predictions logged since {since.isoformat()}; '
+                    f"drift needs at least {drift.MIN_ROWS}",
+                )
             current = pd.DataFrame(rows, columns=card.feature_names)
             source = {"since": since.isoformat()}
         else:

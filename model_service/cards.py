@@ -108,7 +108,9 @@ class DatasetCard(BaseModel):
         known = self.sites(frame)
         unknown = [site for site in sites if site not in known]
         if unknown:
-            raise CardError(f"unknown site {unknown[0]!r} for dataset {self.name!r}; known: {known}")
+            raise CardError(
+                f"unknown site {unknown[0]!r} for dataset {self.name!r}; known: {known}"
+            )
         return frame[frame[self.site_column].isin(sites)].reset_index(drop=True)
 
     def target(self, frame: pd.DataFrame) -> np.ndarray:
@@ -119,7 +121,8 @@ class DatasetCard(BaseModel):
         """Feature columns with the card's semantics applied (see `clean_values`)."""
         columns = {
             feature.name: clean_values(
-                feature, frame[feature.name].tolist() if feature.name in frame else [None] * len(frame)
+                feature,
+                frame[feature.name].tolist() if feature.name in frame else [None] * len(frame),
             )
             for feature in self.features
         }
@@ -191,7 +194,7 @@ def _load_breast_cancer() -> pd.DataFrame:
     frame = bunch.frame.rename(columns=_snake)
     # scikit-learn codes malignant as 0; the card's outcome is malignancy.
     frame["diagnosis"] = np.where(bunch.target == 0, "malignant", "benign")
-    return frame.drop(columns=["target"])
+    return pd.DataFrame(frame.drop(columns=["target"]))
 
 
 def _snake(name: str) -> str:
@@ -204,16 +207,30 @@ _LOADERS: dict[str, Callable[[], pd.DataFrame]] = {
 }
 
 _TARGETS: dict[str, Callable[[pd.Series], np.ndarray]] = {
-    "heart-disease": lambda num: (num.to_numpy() > 0),
-    "breast-cancer": lambda diagnosis: (diagnosis.to_numpy() == "malignant"),
+    "heart-disease": lambda num: num.to_numpy() > 0,
+    "breast-cancer": lambda diagnosis: diagnosis.to_numpy() == "malignant",
 }
 
 
 def _heart_disease_card() -> DatasetCard:
-    def numeric(name: str, display: str, unit: str | None, description: str, low: float,
-                high: float, **extra: object) -> Feature:
-        return Feature(name=name, display_name=display, kind="numeric", unit=unit,
-                       description=description, limits=Range(low=low, high=high), **extra)
+    def numeric(
+        name: str,
+        display: str,
+        unit: str | None,
+        description: str,
+        low: float,
+        high: float,
+        **extra: object,
+    ) -> Feature:
+        return Feature(
+            name=name,
+            display_name=display,
+            kind="numeric",
+            unit=unit,
+            description=description,
+            limits=Range(low=low, high=high),
+            **extra,
+        )
 
     return DatasetCard(
         name="heart-disease",
@@ -231,48 +248,119 @@ def _heart_disease_card() -> DatasetCard:
         site_column="dataset",
         default_training_sites=("Cleveland",),
         features=(
-            numeric("age", "age", "years", "Age at examination", 0, 120,
-                    required=True, integer=True),
-            Feature(name="sex", display_name="sex", kind="categorical", required=True,
-                    description="Sex recorded in the chart", categories=("Male", "Female")),
-            Feature(name="cp", display_name="chest pain type", kind="categorical",
-                    required=True, description="Chest pain type",
-                    categories=("typical angina", "atypical angina", "non-anginal",
-                                "asymptomatic")),
-            numeric("trestbps", "resting blood pressure", "mmHg",
-                    "Resting systolic blood pressure on admission; 0 means not recorded",
-                    50, 300, zero_means_missing=True, measurement_error=4.0),
-            numeric("chol", "serum cholesterol", "mg/dl",
-                    "Serum total cholesterol; 0 means not recorded", 40, 700,
-                    zero_means_missing=True, measurement_error=8.0),
-            Feature(name="fbs", display_name="fasting blood sugar > 120 mg/dl",
-                    kind="boolean", description="Fasting blood sugar above 120 mg/dl"),
-            Feature(name="restecg", display_name="resting ECG", kind="categorical",
-                    description="Resting electrocardiogram result",
-                    categories=("normal", "st-t abnormality", "lv hypertrophy")),
-            numeric("thalch", "maximum heart rate", "bpm",
-                    "Maximum heart rate achieved during exercise testing", 40, 250,
-                    measurement_error=3.0),
-            Feature(name="exang", display_name="exercise-induced angina", kind="boolean",
-                    description="Angina induced by exercise"),
-            numeric("oldpeak", "ST depression", "mm",
-                    "ST depression induced by exercise relative to rest", -10, 10,
-                    measurement_error=0.1),
-            Feature(name="slope", display_name="ST slope", kind="categorical",
-                    description="Slope of the peak exercise ST segment",
-                    categories=("upsloping", "flat", "downsloping")),
-            numeric("ca", "vessels coloured by fluoroscopy", "vessels",
-                    "Number of major vessels (0-3) coloured by fluoroscopy", 0, 3, integer=True),
-            Feature(name="thal", display_name="thallium stress test", kind="categorical",
-                    description="Thallium scintigraphy result (dataset spelling 'reversable')",
-                    categories=("normal", "fixed defect", "reversable defect")),
+            numeric(
+                "age", "age", "years", "Age at examination", 0, 120, required=True, integer=True
+            ),
+            Feature(
+                name="sex",
+                display_name="sex",
+                kind="categorical",
+                required=True,
+                description="Sex recorded in the chart",
+                categories=("Male", "Female"),
+            ),
+            Feature(
+                name="cp",
+                display_name="chest pain type",
+                kind="categorical",
+                required=True,
+                description="Chest pain type",
+                categories=("typical angina", "atypical angina", "non-anginal", "asymptomatic"),
+            ),
+            numeric(
+                "trestbps",
+                "resting blood pressure",
+                "mmHg",
+                "Resting systolic blood pressure on admission; 0 means not recorded",
+                50,
+                300,
+                zero_means_missing=True,
+                measurement_error=4.0,
+            ),
+            numeric(
+                "chol",
+                "serum cholesterol",
+                "mg/dl",
+                "Serum total cholesterol; 0 means not recorded",
+                40,
+                700,
+                zero_means_missing=True,
+                measurement_error=8.0,
+            ),
+            Feature(
+                name="fbs",
+                display_name="fasting blood sugar > 120 mg/dl",
+                kind="boolean",
+                description="Fasting blood sugar above 120 mg/dl",
+            ),
+            Feature(
+                name="restecg",
+                display_name="resting ECG",
+                kind="categorical",
+                description="Resting electrocardiogram result",
+                categories=("normal", "st-t abnormality", "lv hypertrophy"),
+            ),
+            numeric(
+                "thalch",
+                "maximum heart rate",
+                "bpm",
+                "Maximum heart rate achieved during exercise testing",
+                40,
+                250,
+                measurement_error=3.0,
+            ),
+            Feature(
+                name="exang",
+                display_name="exercise-induced angina",
+                kind="boolean",
+                description="Angina induced by exercise",
+            ),
+            numeric(
+                "oldpeak",
+                "ST depression",
+                "mm",
+                "ST depression induced by exercise relative to rest",
+                -10,
+                10,
+                measurement_error=0.1,
+            ),
+            Feature(
+                name="slope",
+                display_name="ST slope",
+                kind="categorical",
+                description="Slope of the peak exercise ST segment",
+                categories=("upsloping", "flat", "downsloping"),
+            ),
+            numeric(
+                "ca",
+                "vessels coloured by fluoroscopy",
+                "vessels",
+                "Number of major vessels (0-3) coloured by fluoroscopy",
+                0,
+                3,
+                integer=True,
+            ),
+            Feature(
+                name="thal",
+                display_name="thallium stress test",
+                kind="categorical",
+                description="Thallium scintigraphy result (dataset spelling 'reversable')",
+                categories=("normal", "fixed defect", "reversable defect"),
+            ),
         ),
     )
 
 
 _BREAST_CANCER_UNITS = {
-    "radius": "mm", "texture": None, "perimeter": "mm", "area": "mm²", "smoothness": None,
-    "compactness": None, "concavity": None, "concave_points": None, "symmetry": None,
+    "radius": "mm",
+    "texture": None,
+    "perimeter": "mm",
+    "area": "mm²",
+    "smoothness": None,
+    "compactness": None,
+    "concavity": None,
+    "concave_points": None,
+    "symmetry": None,
     "fractal_dimension": None,
 }
 
@@ -289,17 +377,19 @@ def _breast_cancer_card() -> DatasetCard:
         # Cell-nucleus measurements from digitised images: never negative; the ceiling is
         # five times the largest value in the published set, far beyond any real nucleus.
         ceiling = float(np.ceil(frame[column].max() * 5 * 1000) / 1000)
-        features.append(Feature(
-            name=column,
-            display_name=column.replace("_", " "),
-            kind="numeric",
-            unit=base_unit,
-            description=f"{statistic.capitalize()} of nucleus {quantity.replace('_', ' ')} "
-                        "over the cells in the image",
-            required=True,
-            limits=Range(low=0.0, high=ceiling),
-            measurement_error=float(frame[column].std() * 0.02),
-        ))
+        features.append(
+            Feature(
+                name=column,
+                display_name=column.replace("_", " "),
+                kind="numeric",
+                unit=base_unit,
+                description=f"{statistic.capitalize()} of nucleus {quantity.replace('_', ' ')} "
+                "over the cells in the image",
+                required=True,
+                limits=Range(low=0.0, high=ceiling),
+                measurement_error=float(frame[column].std() * 0.02),
+            )
+        )
     return DatasetCard(
         name="breast-cancer",
         title="Wisconsin Diagnostic Breast Cancer",

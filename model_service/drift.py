@@ -59,33 +59,61 @@ def check_drift(
     reference = card.clean(reference_raw)
     current = card.clean(current_raw)
     tested = [
-        f for f in card.features
+        f
+        for f in card.features
         if current[f.name].notna().sum() >= MIN_VALUES_PER_FEATURE
         and reference[f.name].notna().sum() >= MIN_VALUES_PER_FEATURE
     ]
     p_values = _evidently_p_values(card, tested, reference, current, report_directory, report_id)
-    adjusted = dict(zip(p_values, stats.false_discovery_control(list(p_values.values()), method="bh"),
-                        strict=True)) if p_values else {}
+    adjusted = (
+        dict(
+            zip(
+                p_values,
+                stats.false_discovery_control(list(p_values.values()), method="bh"),
+                strict=True,
+            )
+        )
+        if p_values
+        else {}
+    )
 
     features = []
     for feature in card.features:
         if feature not in tested:
-            features.append(DriftFeature(
-                feature=feature.name, method="not tested", statistic=None, p_value=None,
-                p_value_adjusted=None, threshold=SIGNIFICANCE, drifted=False, effect_size=None,
-                effect_size_method=None, tested=False,
-                note=f"fewer than {MIN_VALUES_PER_FEATURE} recorded values in the reference "
-                     "or the current batch"))
+            features.append(
+                DriftFeature(
+                    feature=feature.name,
+                    method="not tested",
+                    statistic=None,
+                    p_value=None,
+                    p_value_adjusted=None,
+                    threshold=SIGNIFICANCE,
+                    drifted=False,
+                    effect_size=None,
+                    effect_size_method=None,
+                    tested=False,
+                    note=f"fewer than {MIN_VALUES_PER_FEATURE} recorded values in the reference "
+                    "or the current batch",
+                )
+            )
             continue
         ref, cur = reference[feature.name].dropna(), current[feature.name].dropna()
         statistic, method = _statistic(feature, ref, cur)
         effect, effect_method = _effect_size(feature, ref, cur)
         p_adjusted = float(adjusted[feature.name])
-        features.append(DriftFeature(
-            feature=feature.name, method=method, statistic=statistic,
-            p_value=p_values[feature.name], p_value_adjusted=p_adjusted,
-            threshold=SIGNIFICANCE, drifted=p_adjusted < SIGNIFICANCE,
-            effect_size=effect, effect_size_method=effect_method))
+        features.append(
+            DriftFeature(
+                feature=feature.name,
+                method=method,
+                statistic=statistic,
+                p_value=p_values[feature.name],
+                p_value_adjusted=p_adjusted,
+                threshold=SIGNIFICANCE,
+                drifted=p_adjusted < SIGNIFICANCE,
+                effect_size=effect,
+                effect_size_method=effect_method,
+            )
+        )
     return features, data_quality(card, reference_raw, current_raw)
 
 
@@ -111,9 +139,12 @@ def _evidently_p_values(
             frame[name] = frame[name].map(_category_text, na_action="ignore").astype(object)
         return Dataset.from_pandas(frame, data_definition=definition)
 
-    preset = DataDriftPreset(columns=columns, num_method="ks", cat_method="chisquare",
-                             threshold=SIGNIFICANCE)
-    snapshot = Report([preset]).run(current_data=dataset(current), reference_data=dataset(reference))
+    preset = DataDriftPreset(
+        columns=columns, num_method="ks", cat_method="chisquare", threshold=SIGNIFICANCE
+    )
+    snapshot = Report([preset]).run(
+        current_data=dataset(current), reference_data=dataset(reference)
+    )
     report_directory.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(report_directory / f"{report_id}.html"))
     p_values: dict[str, float] = {}
@@ -169,35 +200,56 @@ def data_quality(
         if feature.zero_means_missing:
             zeros = int((pd.to_numeric(raw, errors="coerce") == 0).sum())
             if zeros:
-                findings.append(DataQualityFinding(
-                    feature=feature.name, issue="recorded_as_zero", count=zeros,
-                    detail=f"{zeros} of {len(current)} rows record {feature.display_name} as 0, "
-                           "which is impossible; read as missing"))
+                findings.append(
+                    DataQualityFinding(
+                        feature=feature.name,
+                        issue="recorded_as_zero",
+                        count=zeros,
+                        detail=f"{zeros} of {len(current)} rows record "
+                        f"{feature.display_name} as 0, "
+                        "which is impossible; read as missing",
+                    )
+                )
         ref_missing = float(reference[feature.name].isna().mean())
         cur_missing = float(current[feature.name].isna().mean())
         if cur_missing - ref_missing >= MISSING_RATE_JUMP:
-            findings.append(DataQualityFinding(
-                feature=feature.name, issue="missing_rate_jump",
-                count=int(current[feature.name].isna().sum()),
-                detail=f"missing in {cur_missing:.0%} of rows against {ref_missing:.0%} "
-                       "in the reference"))
+            findings.append(
+                DataQualityFinding(
+                    feature=feature.name,
+                    issue="missing_rate_jump",
+                    count=int(current[feature.name].isna().sum()),
+                    detail=f"missing in {cur_missing:.0%} of rows against {ref_missing:.0%} "
+                    "in the reference",
+                )
+            )
         if feature.kind == "categorical":
             seen = set(reference[feature.name].dropna())
             unseen = current[feature.name].dropna()
             unseen = unseen[~unseen.isin(seen)]
             if len(unseen):
-                findings.append(DataQualityFinding(
-                    feature=feature.name, issue="unseen_category", count=len(unseen),
-                    detail=f"categories never seen in the reference: "
-                           f"{', '.join(sorted(set(unseen)))}"))
+                findings.append(
+                    DataQualityFinding(
+                        feature=feature.name,
+                        issue="unseen_category",
+                        count=len(unseen),
+                        detail=f"categories never seen in the reference: "
+                        f"{', '.join(sorted(set(unseen)))}",
+                    )
+                )
         if feature.training_range is not None:
             values = current[feature.name].dropna()
-            outside = values[(values < feature.training_range.low)
-                             | (values > feature.training_range.high)]
+            outside = values[
+                (values < feature.training_range.low) | (values > feature.training_range.high)
+            ]
             if len(outside):
-                findings.append(DataQualityFinding(
-                    feature=feature.name, issue="outside_training_range", count=len(outside),
-                    detail=f"{len(outside)} values outside the training range "
-                           f"{feature.training_range.low:g}-{feature.training_range.high:g}"
-                           f"{' ' + feature.unit if feature.unit else ''}"))
+                findings.append(
+                    DataQualityFinding(
+                        feature=feature.name,
+                        issue="outside_training_range",
+                        count=len(outside),
+                        detail=f"{len(outside)} values outside the training range "
+                        f"{feature.training_range.low:g}-{feature.training_range.high:g}"
+                        f"{' ' + feature.unit if feature.unit else ''}",
+                    )
+                )
     return findings

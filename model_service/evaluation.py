@@ -38,7 +38,9 @@ def expected_calibration_error(y: np.ndarray, probability: np.ndarray) -> float:
     return float(error)
 
 
-def classification_metrics(y: np.ndarray, probability: np.ndarray, threshold: float) -> dict[str, float]:
+def classification_metrics(
+    y: np.ndarray, probability: np.ndarray, threshold: float
+) -> dict[str, float]:
     """Discrimination, calibration and the confusion-matrix rates at `threshold`."""
     predicted = (probability >= threshold).astype(int)
     tn, fp, fn, tp = confusion_matrix(y, predicted, labels=[0, 1]).ravel()
@@ -112,9 +114,15 @@ def save_plots(
     ax.imshow(matrix, cmap="Blues")
     for (row, col), count in np.ndenumerate(matrix):
         ax.text(col, row, str(count), ha="center", va="center")
-    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["no", "yes"], yticklabels=["no", "yes"],
-           xlabel="predicted", ylabel="actual",
-           title=f"{best} at threshold {threshold:.2f}")
+    ax.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=["no", "yes"],
+        yticklabels=["no", "yes"],
+        xlabel="predicted",
+        ylabel="actual",
+        title=f"{best} at threshold {threshold:.2f}",
+    )
     paths.append(_save(fig, directory / "confusion_matrix.png"))
     plt.close("all")
     return paths

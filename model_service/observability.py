@@ -27,6 +27,7 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 access_logger = logging.getLogger("model_service.access")
+_STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({})))
 
 
 class ServiceMetrics:
@@ -35,18 +36,30 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "model_service_requests", "HTTP requests by endpoint and status",
-            ["endpoint", "method", "status"], registry=self.registry)
+            "model_service_requests",
+            "HTTP requests by endpoint and status",
+            ["endpoint", "method", "status"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
-            "model_service_request_duration_seconds", "Time to the response start by endpoint",
-            ["endpoint"], registry=self.registry,
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+            "model_service_request_duration_seconds",
+            "Time to the response start by endpoint",
+            ["endpoint"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
         self.predictions = Counter(
-            "model_service_predictions", "Predictions served by label",
-            ["label"], registry=self.registry)
+            "model_service_predictions",
+            "Predictions served by label",
+            ["label"],
+            registry=self.registry,
+        )
         self.model_info = Gauge(
-            "model_service_model_info", "The model version being served (value 1)",
-            ["name", "version", "alias"], registry=self.registry)
+            "model_service_model_info",
+            "The model version being served (value 1)",
+            ["name", "version", "alias"],
+            registry=self.registry,
+        )
 
     def serving(self, name: str, version: str, alias: str | None) -> None:
         self.model_info.clear()
@@ -56,8 +69,6 @@ class ServiceMetrics:
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any `extra` fields."""
 
-    _standard = set(vars(logging.makeLogRecord({})))
-
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -65,7 +76,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry |= {k: v for k, v in vars(record).items() if k not in self._standard}
+        entry |= {k: v for k, v in vars(record).items() if k not in _STANDARD_RECORD_FIELDS}
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -90,7 +101,9 @@ class _BodyTooLarge(Exception):
 class RequestMiddleware:
     """Request ids, a body-size limit, Server-Timing, metrics and one access-log line."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, served_version: Callable[[], str | None]) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: ServiceMetrics, served_version: Callable[[], str | None]
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.served_version = served_version
@@ -141,27 +154,52 @@ class RequestMiddleware:
             await self.app(scope, receive_limited, send_with_headers)
         except _BodyTooLarge:
             if not started:
-                await _send_json(send_with_headers, 413, {"detail": [{
-                    "loc": ["body"], "field": "body", "value": None, "rule": "body_size",
-                    "message": f"body: request body exceeds {MAX_BODY_BYTES} bytes"}]})
+                await _send_json(
+                    send_with_headers,
+                    413,
+                    {
+                        "detail": [
+                            {
+                                "loc": ["body"],
+                                "field": "body",
+                                "value": None,
+                                "rule": "body_size",
+                                "message": f"body: request body exceeds {MAX_BODY_BYTES} bytes",
+                            }
+                        ]
+                    },
+                )
         finally:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "unmatched"
             elapsed = time.perf_counter() - start
-            self.metrics.requests.labels(endpoint=endpoint, method=scope["method"],
-                                         status=str(status)).inc()
+            self.metrics.requests.labels(
+                endpoint=endpoint, method=scope["method"], status=str(status)
+            ).inc()
             self.metrics.latency.labels(endpoint=endpoint).observe(elapsed)
             access_logger.info(
                 "request",
-                extra={"request_id": request_id, "method": scope["method"], "endpoint": endpoint,
-                       "status": status, "duration_ms": round(elapsed * 1000, 3),
-                       "model_version": self.served_version()},
+                extra={
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "endpoint": endpoint,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "model_version": self.served_version(),
+                },
             )
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(payload)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})

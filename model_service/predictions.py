@@ -12,7 +12,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Engine, insert, select
+from sqlalchemy import JSON, Column, DateTime, Engine, Table, insert, select
 from sqlmodel import Field, SQLModel
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,9 @@ class PredictionRecord(SQLModel, table=True):
     __tablename__ = "prediction_log"
 
     prediction_id: str = Field(primary_key=True, max_length=32)
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), index=True, nullable=False))
+    created_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), index=True, nullable=False)
+    )
     dataset: str = Field(index=True, max_length=64)
     model_name: str = Field(max_length=128)
     model_version: str = Field(max_length=32)
@@ -37,12 +39,15 @@ class PredictionRecord(SQLModel, table=True):
     features: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
 
 
+PREDICTIONS: Table = PredictionRecord.__table__  # type: ignore[attr-defined]
+
+
 class PredictionLog:
     """Append-only log with a write-behind queue; safe to share between threads."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        SQLModel.metadata.create_all(engine, tables=[PredictionRecord.__table__])  # type: ignore[list-item]
+        SQLModel.metadata.create_all(engine, tables=[PREDICTIONS])
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._pending: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -62,24 +67,31 @@ class PredictionLog:
         if row is not None:
             return row
         with self.engine.connect() as connection:
-            found = connection.execute(
-                select(PredictionRecord.__table__).where(  # type: ignore[arg-type]
-                    PredictionRecord.__table__.c.prediction_id == prediction_id  # type: ignore[attr-defined]
+            found = (
+                connection.execute(
+                    select(PREDICTIONS).where(PREDICTIONS.c.prediction_id == prediction_id)
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
         return dict(found) if found is not None else None
 
     def since(self, dataset: str, start: datetime, limit: int) -> list[dict[str, Any]]:
         """Inputs of predictions for `dataset` made at or after `start`, oldest first."""
         self.flush()
-        table = PredictionRecord.__table__
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(table.c.features)  # type: ignore[attr-defined]
-                .where(table.c.dataset == dataset, table.c.created_at >= _utc(start))  # type: ignore[attr-defined]
-                .order_by(table.c.created_at)  # type: ignore[attr-defined]
-                .limit(limit)
-            ).scalars().all()
+            rows = (
+                connection.execute(
+                    select(PREDICTIONS.c.features)
+                    .where(
+                        PREDICTIONS.c.dataset == dataset, PREDICTIONS.c.created_at >= _utc(start)
+                    )
+                    .order_by(PREDICTIONS.c.created_at)
+                    .limit(limit)
+                )
+                .scalars()
+                .all()
+            )
         return list(rows)
 
     def flush(self) -> None:
@@ -107,7 +119,7 @@ class PredictionLog:
                 with self.engine.begin() as connection:
                     for start in range(0, len(rows), FLUSH_BATCH_ROWS):
                         batch = rows[start : start + FLUSH_BATCH_ROWS]
-                        connection.execute(insert(PredictionRecord.__table__), batch)  # type: ignore[arg-type]
+                        connection.execute(insert(PREDICTIONS), batch)
                 with self._lock:
                     for row in rows:
                         self._pending.pop(row["prediction_id"], None)
@@ -124,7 +136,7 @@ class PredictionLog:
             items = [first, *self._drain()]
             try:
                 self._write(items)
-            except Exception:  # noqa: BLE001 - the writer thread must survive a database outage
+            except Exception:
                 logger.exception("prediction log write failed; %d rows kept in memory", len(items))
             if None in items:
                 return

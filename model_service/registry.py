@@ -67,14 +67,18 @@ class LoadedModel:
     reference: pd.DataFrame
 
 
-def load_version(tracking_uri: str, model_name: str, version: str, alias: str | None) -> LoadedModel:
+def load_version(
+    tracking_uri: str, model_name: str, version: str, alias: str | None
+) -> LoadedModel:
     """Loads one registered version with its run's metrics and reference data snapshot."""
     mlflow_client = client(tracking_uri)
     model_version = mlflow_client.get_model_version(model_name, version)
     run = mlflow_client.get_run(model_version.run_id)
     import mlflow.sklearn  # noqa: PLC0415
 
-    model = mlflow.sklearn.load_model(mlflow_client.get_model_version_download_uri(model_name, version))
+    model = mlflow.sklearn.load_model(
+        mlflow_client.get_model_version_download_uri(model_name, version)
+    )
     if not isinstance(model, RiskModel):
         raise RegistryError(
             f"model {model_name!r} version {version} is a {type(model).__name__}, not a RiskModel"

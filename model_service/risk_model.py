@@ -19,7 +19,7 @@ from model_service.cards import DatasetCard, clean_values
 ModelKind = Literal["logistic_regression", "random_forest", "xgboost"]
 MODEL_KINDS: tuple[ModelKind, ...] = ("logistic_regression", "random_forest", "xgboost")
 
-Columns = Mapping[str, Sequence[object]]
+Columns = Mapping[str, Sequence[object] | np.ndarray]
 
 
 class FeatureEncoder:
@@ -143,7 +143,7 @@ class RiskModel:
         """The additive score before the link (margin, or vote share for a forest)."""
         if self.kind == "logistic_regression":
             coef = self.estimator.coef_[0]
-            return matrix @ coef + float(self.estimator.intercept_[0])
+            return np.asarray(matrix @ coef + float(self.estimator.intercept_[0]), float)
         if self.kind == "xgboost":
             booster = self.estimator.get_booster()
             return np.asarray(booster.inplace_predict(matrix, predict_type="margin"), float)
@@ -153,7 +153,7 @@ class RiskModel:
         return self.slope * self.score(self.encoder.transform(columns)) + self.intercept
 
     def probabilities(self, columns: Columns) -> np.ndarray:
-        return _sigmoid(self.logits(columns))
+        return sigmoid(self.logits(columns))
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """scikit-learn's interface, used by MLflow's pyfunc flavour and its scoring server."""
@@ -194,8 +194,8 @@ class RiskModel:
         return float(expected[-1]), values
 
 
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-logits)), float)
 
 
 def logit(probability: float) -> float:

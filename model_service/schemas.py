@@ -44,18 +44,22 @@ def _numeric_check(feature: Feature) -> Callable[[float], float]:
         shown = _value_text(value)
         if feature.integer and not float(value).is_integer():
             raise PydanticCustomError(
-                "whole_number", '"{field}": {value} must be a whole number',
-                {"field": feature.name, "value": shown})
+                "whole_number",
+                '"{field}": {value} must be a whole number',
+                {"field": feature.name, "value": shown},
+            )
         if limits is not None and value > limits.high:
             raise PydanticCustomError(
                 "physiological_limit",
                 '"{field}": {value} exceeds the physiological limit {limit}',
-                {"field": feature.name, "value": shown, "limit": f"{limits.high:g}{unit}"})
+                {"field": feature.name, "value": shown, "limit": f"{limits.high:g}{unit}"},
+            )
         if limits is not None and value < limits.low:
             raise PydanticCustomError(
                 "physiological_limit",
                 '"{field}": {value} is below the physiological limit {limit}',
-                {"field": feature.name, "value": shown, "limit": f"{limits.low:g}{unit}"})
+                {"field": feature.name, "value": shown, "limit": f"{limits.low:g}{unit}"},
+            )
         return value
 
     return check
@@ -70,9 +74,14 @@ def _category_check(feature: Feature) -> Callable[[object], object]:
         found = canonical.get(" ".join(value.split()).lower())
         if found is None:
             raise PydanticCustomError(
-                "allowed_categories", '"{field}": {value} is not one of {allowed}',
-                {"field": feature.name, "value": _value_text(value),
-                 "allowed": ", ".join(repr(c) for c in canonical.values())})
+                "allowed_categories",
+                '"{field}": {value} is not one of {allowed}',
+                {
+                    "field": feature.name,
+                    "value": _value_text(value),
+                    "allowed": ", ".join(repr(c) for c in canonical.values()),
+                },
+            )
         return found
 
     return check
@@ -104,7 +113,7 @@ def _field(feature: Feature) -> tuple[Any, Any]:
 
 
 def patient_model(card: DatasetCard) -> type[BaseModel]:
-    """The pydantic model of one patient (or sample) of `card`'s dataset; unknown fields rejected."""
+    """The pydantic model of one patient of `card`'s dataset; unknown fields are rejected."""
     title = "".join(part.capitalize() for part in card.name.split("-")) + "Patient"
     fields = {feature.name: _field(feature) for feature in card.features}
     model: type[BaseModel] = create_model(  # type: ignore[call-overload]
@@ -122,7 +131,7 @@ class ModelRef(BaseModel):
     alias: str | None
 
 
-class Warning_(BaseModel):
+class InputWarning(BaseModel):
     """A reason to trust a prediction less: missing or out-of-distribution inputs."""
 
     model_config = ConfigDict(title="Warning")
@@ -139,7 +148,7 @@ class Prediction(BaseModel):
     label_name: str
     threshold: float
     model: ModelRef
-    warnings: list[Warning_]
+    warnings: list[InputWarning]
 
 
 class BatchPredictions(BaseModel):
@@ -159,7 +168,7 @@ class Explanation(BaseModel):
     scale: Literal["log-odds"] = "log-odds"
     contributions: list[Contribution]
     model: ModelRef
-    warnings: list[Warning_]
+    warnings: list[InputWarning]
 
 
 class FeatureInfo(BaseModel):
@@ -231,7 +240,8 @@ class _ExplainBase(BaseModel):
     def _exactly_one(self) -> _ExplainBase:
         if (getattr(self, "patient", None) is None) == (self.prediction_id is None):
             raise PydanticCustomError(
-                "exactly_one", 'body: give exactly one of "patient" or "prediction_id"')
+                "exactly_one", 'body: give exactly one of "patient" or "prediction_id"'
+            )
         return self
 
 
@@ -254,25 +264,32 @@ class _DriftBase(BaseModel):
             raise PydanticCustomError(
                 "exactly_one",
                 'body: give exactly one of "patients", "site" or "since" (got {given})',
-                {"given": ", ".join(given) or "none"})
+                {"given": ", ".join(given) or "none"},
+            )
         return self
 
 
 def explain_request_model(patient: type[BaseModel]) -> type[BaseModel]:
+    optional: Any = patient | None
     model: type[BaseModel] = create_model(
-        "ExplainRequest", __base__=_ExplainBase, patient=(patient | None, None))
+        "ExplainRequest", __base__=_ExplainBase, patient=(optional, None)
+    )
     return model
 
 
 def batch_request_model(patient: type[BaseModel]) -> type[BaseModel]:
     patients = Annotated[list[patient], Field(min_length=1, max_length=MAX_BATCH_ROWS)]  # type: ignore[valid-type]
-    model: type[BaseModel] = create_model("BatchRequest", __base__=_BatchBase, patients=(patients, ...))
+    model: type[BaseModel] = create_model(
+        "BatchRequest", __base__=_BatchBase, patients=(patients, ...)
+    )
     return model
 
 
 def drift_request_model(patient: type[BaseModel]) -> type[BaseModel]:
     patients = Annotated[list[patient] | None, Field(max_length=MAX_BATCH_ROWS)]  # type: ignore[valid-type]
-    model: type[BaseModel] = create_model("DriftRequest", __base__=_DriftBase, patients=(patients, None))
+    model: type[BaseModel] = create_model(
+        "DriftRequest", __base__=_DriftBase, patients=(patients, None)
+    )
     return model
 
 

@@ -38,6 +38,7 @@ from model_service.risk_model import (
     ModelKind,
     RiskModel,
     columns_from_frame,
+    sigmoid,
 )
 
 FOLDS = 5
@@ -115,28 +116,38 @@ def make_estimator(kind: ModelKind, seed: int) -> Any:
     from xgboost import XGBClassifier  # noqa: PLC0415
 
     return XGBClassifier(
-        n_estimators=200, learning_rate=0.05, max_depth=3, subsample=0.8, colsample_bytree=0.8,
-        min_child_weight=2, random_state=seed, n_jobs=1, tree_method="hist",
+        n_estimators=200,
+        learning_rate=0.05,
+        max_depth=3,
+        subsample=0.8,
+        colsample_bytree=0.8,
+        min_child_weight=2,
+        random_state=seed,
+        n_jobs=1,
+        tree_method="hist",
         eval_metric="logloss",
     )
 
 
-def _fit(kind: ModelKind, card: DatasetCard, frame: pd.DataFrame, y: np.ndarray, seed: int) -> RiskModel:
+def _fit(
+    kind: ModelKind, card: DatasetCard, frame: pd.DataFrame, y: np.ndarray, seed: int
+) -> RiskModel:
     encoder = FeatureEncoder(card, standardize=kind == "logistic_regression")
     columns = columns_from_frame(card, frame)
     matrix = encoder.fit(columns).transform(columns)
     estimator = make_estimator(kind, seed).fit(matrix, y)
-    return RiskModel(card=card, kind=kind, encoder=encoder, estimator=estimator,
-                     background_mean=matrix.mean(axis=0))
+    return RiskModel(
+        card=card,
+        kind=kind,
+        encoder=encoder,
+        estimator=estimator,
+        background_mean=matrix.mean(axis=0),
+    )
 
 
 def _platt(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     fitted = LogisticRegression(C=1e6, max_iter=1000).fit(scores[:, None], y)
     return float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _cross_validated_platt_brier(scores: np.ndarray, y: np.ndarray, seed: int) -> float:
@@ -145,7 +156,7 @@ def _cross_validated_platt_brier(scores: np.ndarray, y: np.ndarray, seed: int) -
     folds = StratifiedKFold(FOLDS, shuffle=True, random_state=seed + 1)
     for fit_index, eval_index in folds.split(scores, y):
         slope, intercept = _platt(scores[fit_index], y[fit_index])
-        calibrated[eval_index] = _sigmoid(slope * scores[eval_index] + intercept)
+        calibrated[eval_index] = sigmoid(slope * scores[eval_index] + intercept)
     return float(brier_score_loss(y, calibrated))
 
 
@@ -173,12 +184,12 @@ def _evaluate_candidate(
 
     step(f"{kind}: calibration and final fit")
     # A forest's vote share is not on a log-odds scale: it always gets the Platt link.
-    raw_probability = out_of_fold if kind == "random_forest" else _sigmoid(out_of_fold)
+    raw_probability = out_of_fold if kind == "random_forest" else sigmoid(out_of_fold)
     raw_brier = float(brier_score_loss(y_train, np.clip(raw_probability, 0, 1)))
     platt_brier = _cross_validated_platt_brier(out_of_fold, y_train, seed)
     calibrated = kind == "random_forest" or platt_brier < raw_brier
     slope, intercept = _platt(out_of_fold, y_train) if calibrated else (1.0, 0.0)
-    oof_probability = _sigmoid(slope * out_of_fold + intercept)
+    oof_probability = sigmoid(slope * out_of_fold + intercept)
     threshold = round(youden_threshold(y_train, oof_probability), 4)
 
     model = _fit(kind, card, train, y_train, seed)
@@ -186,8 +197,10 @@ def _evaluate_candidate(
     holdout_columns = columns_from_frame(card, holdout)
     holdout_probability = model.probabilities(holdout_columns)
     cv_auc = float(roc_auc_score(y_train, out_of_fold))
-    metrics = {f"holdout_{k}": v for k, v in
-               classification_metrics(y_holdout, holdout_probability, threshold).items()}
+    metrics = {
+        f"holdout_{k}": v
+        for k, v in classification_metrics(y_holdout, holdout_probability, threshold).items()
+    }
     noise = noise_flip_rate(model, holdout_columns, seed)
     metrics |= {
         "cv_roc_auc": cv_auc,
@@ -208,7 +221,7 @@ def _strata(card: DatasetCard, frame: pd.DataFrame, y: np.ndarray) -> np.ndarray
     if card.site_column is not None:
         combined = frame[card.site_column].astype(str).to_numpy() + "|" + y.astype(str)
         if pd.Series(combined).value_counts().min() >= FOLDS * 2:
-            return combined
+            return np.asarray(combined)
     return y
 
 
@@ -240,7 +253,9 @@ def train(
     """
     unknown = [kind for kind in kinds if kind not in MODEL_KINDS]
     if unknown or not kinds:
-        raise TrainingError(f"unknown model kind {unknown[:1] or kinds!r}; known: {list(MODEL_KINDS)}")
+        raise TrainingError(
+            f"unknown model kind {unknown[:1] or kinds!r}; known: {list(MODEL_KINDS)}"
+        )
     site_list = list(sites) if sites else list(card.default_training_sites)
     frame = card.select_sites(card.load_raw(), site_list)
     y = card.target(frame)
@@ -265,16 +280,35 @@ def train(
     fitted_card = card.with_training_ranges(train_frame)
 
     candidates = [
-        _evaluate_candidate(kind, fitted_card, train_frame, y_train, strata[train_index],
-                            holdout_frame, y_holdout, seed, step)
+        _evaluate_candidate(
+            kind,
+            fitted_card,
+            train_frame,
+            y_train,
+            strata[train_index],
+            holdout_frame,
+            y_holdout,
+            seed,
+            step,
+        )
         for kind in kinds
     ]
-    best = max(candidates, key=lambda c: (round(c.metrics["cv_roc_auc"], 4), -c.metrics["cv_brier"]))
+    best = max(
+        candidates, key=lambda c: (round(c.metrics["cv_roc_auc"], 4), -c.metrics["cv_brier"])
+    )
 
     step("logging to MLflow and registering")
     result = _log_and_register(
-        fitted_card, tracking_uri, site_list, seed, reason, train_frame, holdout_frame,
-        y_holdout, candidates, best,
+        fitted_card,
+        tracking_uri,
+        site_list,
+        seed,
+        reason,
+        train_frame,
+        holdout_frame,
+        y_holdout,
+        candidates,
+        best,
     )
     step("done")
     return result
@@ -295,14 +329,18 @@ def _log_and_register(
     registry.disable_mlflow_telemetry()
     import mlflow  # noqa: PLC0415 - mlflow takes seconds to import
     import mlflow.sklearn  # noqa: PLC0415
+    from mlflow.data.pandas_dataset import from_pandas  # noqa: PLC0415
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     _use_experiment(mlflow, f"{card.name}-training", tracking_uri)
     digest = card.digest(pd.concat([train_frame, holdout_frame]))
-    summaries = [CandidateSummary(kind=c.kind, calibrated=c.calibrated,
-                                  threshold=c.model.threshold, metrics=c.metrics)
-                 for c in candidates]
+    summaries = [
+        CandidateSummary(
+            kind=c.kind, calibrated=c.calibrated, threshold=c.model.threshold, metrics=c.metrics
+        )
+        for c in candidates
+    ]
     run_name = f"{card.name} on {' + '.join(sites) if sites else 'all rows'}"
     tags = {
         "copilot.kind": "training",
@@ -313,34 +351,54 @@ def _log_and_register(
         "copilot.dataset_digest": digest,
     }
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
-        mlflow.log_params({
-            "dataset": card.name, "sites": ",".join(sites), "seed": seed, "folds": FOLDS,
-            "holdout_fraction": HOLDOUT_FRACTION, "candidates": ",".join(c.kind for c in candidates),
-            "best_kind": best.kind, "calibrated": best.calibrated,
-            "rows_train": len(train_frame), "rows_holdout": len(holdout_frame),
-            "prevalence_train": round(float(card.target(train_frame).mean()), 4),
-            **{f"model.{k}": v for k, v in best.model.estimator.get_params().items()
-               if isinstance(v, (int, float, str, bool))},
-        })
+        mlflow.log_params(
+            {
+                "dataset": card.name,
+                "sites": ",".join(sites),
+                "seed": seed,
+                "folds": FOLDS,
+                "holdout_fraction": HOLDOUT_FRACTION,
+                "candidates": ",".join(c.kind for c in candidates),
+                "best_kind": best.kind,
+                "calibrated": best.calibrated,
+                "rows_train": len(train_frame),
+                "rows_holdout": len(holdout_frame),
+                "prevalence_train": round(float(card.target(train_frame).mean()), 4),
+                **{
+                    f"model.{k}": v
+                    for k, v in best.model.estimator.get_params().items()
+                    if isinstance(v, (int, float, str, bool))
+                },
+            }
+        )
         mlflow.log_metrics(best.metrics)
         for candidate in candidates:
             mlflow.log_metrics({f"{candidate.kind}.{k}": v for k, v in candidate.metrics.items()})
         mlflow.log_input(
-            mlflow.data.from_pandas(_floats_for_ints(train_frame), name=f"{card.name}[{','.join(sites)}]",
-                                    targets=card.target_column, digest=digest),
+            from_pandas(
+                _floats_for_ints(train_frame),
+                name=f"{card.name}[{','.join(sites)}]",
+                targets=card.target_column,
+                digest=digest,
+            ),
             context="training",
         )
         with tempfile.TemporaryDirectory() as directory:
             root = Path(directory)
             (root / "plots").mkdir()
             (root / "reference").mkdir()
-            save_plots(root / "plots", y_holdout,
-                       {c.kind: c.holdout_probability for c in candidates}, best.kind,
-                       best.model.threshold)
+            save_plots(
+                root / "plots",
+                y_holdout,
+                {c.kind: c.holdout_probability for c in candidates},
+                best.kind,
+                best.model.threshold,
+            )
             train_frame.to_csv(root / registry.REFERENCE_ARTIFACT, index=False)
             (root / "card.json").write_text(card.model_dump_json(indent=2))
             (root / "candidates.json").write_text(
-                json.dumps([s.model_dump() for s in summaries], indent=2))
+                json.dumps([s.model_dump() for s in summaries], indent=2)
+            )
             mlflow.log_artifacts(directory)
         info = mlflow.sklearn.log_model(
             best.model,
@@ -359,10 +417,19 @@ def _log_and_register(
     for key, value in {"dataset": card.name, "sites": ",".join(sites), "kind": best.kind}.items():
         client.set_model_version_tag(card.model_name, version, key, value)
     return TrainingResult(
-        run_id=run.info.run_id, model_name=card.model_name, version=version, alias=alias,
-        dataset=card.name, sites=sites, dataset_digest=digest, best_kind=best.kind,
-        threshold=best.model.threshold, metrics=best.metrics, candidates=summaries,
-        rows_train=len(train_frame), rows_holdout=len(holdout_frame),
+        run_id=run.info.run_id,
+        model_name=card.model_name,
+        version=version,
+        alias=alias,
+        dataset=card.name,
+        sites=sites,
+        dataset_digest=digest,
+        best_kind=best.kind,
+        threshold=best.model.threshold,
+        metrics=best.metrics,
+        candidates=summaries,
+        rows_train=len(train_frame),
+        rows_holdout=len(holdout_frame),
     )
 
 
@@ -383,7 +450,9 @@ def _use_experiment(mlflow: Any, name: str, tracking_uri: str) -> None:
 
 def _floats_for_ints(frame: pd.DataFrame) -> pd.DataFrame:
     """Integer columns as floats, so MLflow's schema admits the gaps real data has."""
-    return frame.astype({c: float for c in frame.columns if pd.api.types.is_integer_dtype(frame[c])})
+    return frame.astype(
+        {c: float for c in frame.columns if pd.api.types.is_integer_dtype(frame[c])}
+    )
 
 
 def _signature(card: DatasetCard) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -40,16 +41,25 @@ def heart_card() -> DatasetCard:
 
 
 @pytest.fixture(scope="session")
-def trained_registry(tmp_path_factory: pytest.TempPathFactory, heart_card: DatasetCard) -> TrainedRegistry:
+def trained_registry(
+    tmp_path_factory: pytest.TempPathFactory, heart_card: DatasetCard
+) -> TrainedRegistry:
     root = tmp_path_factory.mktemp("registry")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     champion = train(heart_card, tracking_uri=uri, sites=["Cleveland"], reason="test champion")
-    challenger = train(heart_card, tracking_uri=uri, sites=["Cleveland", "Hungary"],
-                       kinds=["xgboost"], reason="test challenger")
+    challenger = train(
+        heart_card,
+        tracking_uri=uri,
+        sites=["Cleveland", "Hungary"],
+        kinds=["xgboost"],
+        reason="test challenger",
+    )
     return TrainedRegistry(root, uri, champion, challenger)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -57,7 +67,9 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str =
         time.sleep(0.05)
 
 
+@contextlib.contextmanager
 def service_client(config: ServiceConfig, *, wait_ready: bool = True) -> Iterator[TestClient]:
+    """The model service in process, lifespan running; optionally wait until it is ready."""
     with TestClient(create_app(config)) as client:
         if wait_ready:
             wait_until(lambda: client.get("/ready").status_code == 200, what="/ready")
@@ -66,23 +78,42 @@ def service_client(config: ServiceConfig, *, wait_ready: bool = True) -> Iterato
 
 @pytest.fixture(scope="module")
 def service_config(
-    trained_registry: TrainedRegistry, heart_card: DatasetCard, tmp_path_factory: pytest.TempPathFactory
+    trained_registry: TrainedRegistry,
+    heart_card: DatasetCard,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> ServiceConfig:
     home = tmp_path_factory.mktemp("service")
-    return ServiceConfig(card=heart_card, tracking_uri=trained_registry.tracking_uri,
-                         database_url=f"sqlite:///{home / 'copilot.db'}",
-                         reports_dir=home / "reports", reload_interval_seconds=0.2)
+    return ServiceConfig(
+        card=heart_card,
+        tracking_uri=trained_registry.tracking_uri,
+        database_url=f"sqlite:///{home / 'copilot.db'}",
+        reports_dir=home / "reports",
+        reload_interval_seconds=0.2,
+    )
 
 
 @pytest.fixture(scope="module")
 def service(service_config: ServiceConfig) -> Iterator[TestClient]:
     """The model service over the shared registry, in process (lifespan included)."""
-    yield from service_client(service_config)
+    with service_client(service_config) as client:
+        yield client
 
 
 @pytest.fixture
 def patient() -> dict[str, object]:
     """The first Cleveland patient, as a clinician would send it."""
-    return {"age": 63, "sex": "Male", "cp": "typical angina", "trestbps": 145, "chol": 233,
-            "fbs": True, "restecg": "lv hypertrophy", "thalch": 150, "exang": False,
-            "oldpeak": 2.3, "slope": "downsloping", "ca": 0, "thal": "fixed defect"}
+    return {
+        "age": 63,
+        "sex": "Male",
+        "cp": "typical angina",
+        "trestbps": 145,
+        "chol": 233,
+        "fbs": True,
+        "restecg": "lv hypertrophy",
+        "thalch": 150,
+        "exang": False,
+        "oldpeak": 2.3,
+        "slope": "downsloping",
+        "ca": 0,
+        "thal": "fixed defect",
+    }

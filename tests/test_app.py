@@ -21,13 +21,17 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
-def test_health_ready_and_model_info(service: TestClient, trained_registry: TrainedRegistry) -> None:
+def test_health_ready_and_model_info(
+    service: TestClient, trained_registry: TrainedRegistry
+) -> None:
     assert service.get("/health").json() == {"status": "ok"}
     ready = service.get("/ready").json()
     assert ready["model"] == {"name": "heart-disease-risk", "version": "1", "alias": "champion"}
     info = service.get("/v1/model").json()
     assert info["run_id"] == trained_registry.champion.run_id
-    assert info["metrics"]["holdout_roc_auc"] == trained_registry.champion.metrics["holdout_roc_auc"]
+    assert (
+        info["metrics"]["holdout_roc_auc"] == trained_registry.champion.metrics["holdout_roc_auc"]
+    )
     chol = next(f for f in info["features"] if f["name"] == "chol")
     assert chol["unit"] == "mg/dl" and chol["limits"] == {"low": 40, "high": 700}
     assert chol["training_range"] == {"low": 126, "high": 564}
@@ -40,17 +44,34 @@ def test_predict_returns_the_contract_fields(service: TestClient, patient: dict[
     assert response.headers["x-request-id"] == "req-123"
     assert response.headers["server-timing"].startswith("app;dur=")
     body = response.json()
-    assert set(body) == {"prediction_id", "probability", "label", "label_name", "threshold",
-                         "model", "warnings"}
-    assert 0 < body["probability"] < 1 and body["label"] == int(body["probability"] >= body["threshold"])
+    assert set(body) == {
+        "prediction_id",
+        "probability",
+        "label",
+        "label_name",
+        "threshold",
+        "model",
+        "warnings",
+    }
+    assert 0 < body["probability"] < 1 and body["label"] == int(
+        body["probability"] >= body["threshold"]
+    )
     assert body["model"] == {"name": "heart-disease-risk", "version": "1", "alias": "champion"}
     assert body["warnings"] == []
 
 
 def test_optional_features_may_be_absent_or_null_and_are_flagged(service: TestClient) -> None:
-    body = service.post("/v1/predict", json={
-        "age": 63, "sex": "male", "cp": "Asymptomatic", "trestbps": 145, "chol": 0,
-        "thal": None}).json()
+    body = service.post(
+        "/v1/predict",
+        json={
+            "age": 63,
+            "sex": "male",
+            "cp": "Asymptomatic",
+            "trestbps": 145,
+            "chol": 0,
+            "thal": None,
+        },
+    ).json()
     codes = {(w["feature"], w["code"]) for w in body["warnings"]}
     assert ("chol", "zero_read_as_missing") in codes
     assert ("thal", "missing_imputed") in codes and ("exang", "missing_imputed") in codes
@@ -58,7 +79,9 @@ def test_optional_features_may_be_absent_or_null_and_are_flagged(service: TestCl
     assert "recorded as 0" in chol["message"] and "mg/dl" in chol["message"]
 
 
-def test_out_of_training_range_is_scored_with_a_warning(service: TestClient, patient: dict[str, Any]) -> None:
+def test_out_of_training_range_is_scored_with_a_warning(
+    service: TestClient, patient: dict[str, Any]
+) -> None:
     response = service.post("/v1/predict", json={**patient, "chol": 650, "age": 90})
     assert response.status_code == 200
     warnings = {w["feature"]: w for w in response.json()["warnings"]}
@@ -67,18 +90,46 @@ def test_out_of_training_range_is_scored_with_a_warning(service: TestClient, pat
     assert warnings["age"]["code"] == "outside_training_range"
 
 
-@pytest.mark.parametrize(("change", "field", "rule", "message"), [
-    ({"chol": 9000}, "chol", "physiological_limit", '"chol": 9000 exceeds the physiological limit 700 mg/dl'),
-    ({"trestbps": 20}, "trestbps", "physiological_limit", '"trestbps": 20 is below the physiological limit 50 mmHg'),
-    ({"cholesterol": 200}, "cholesterol", "extra_forbidden", '"cholesterol" is not a known field; known fields: age, sex'),
-    ({"sex": "robot"}, "sex", "allowed_categories", "\"sex\": \"robot\" is not one of 'Male', 'Female'"),
-    ({"chol": "high"}, "chol", "float_type", '"chol": "high" is not a number'),
-    ({"fbs": "yes"}, "fbs", "bool_type", '"fbs": "yes" is not true or false'),
-    ({"ca": 1.5}, "ca", "whole_number", '"ca": 1.5 must be a whole number'),
-    ({"age": None}, "age", "float_type", '"age": null is not a number'),
-])
+@pytest.mark.parametrize(
+    ("change", "field", "rule", "message"),
+    [
+        (
+            {"chol": 9000},
+            "chol",
+            "physiological_limit",
+            '"chol": 9000 exceeds the physiological limit 700 mg/dl',
+        ),
+        (
+            {"trestbps": 20},
+            "trestbps",
+            "physiological_limit",
+            '"trestbps": 20 is below the physiological limit 50 mmHg',
+        ),
+        (
+            {"cholesterol": 200},
+            "cholesterol",
+            "extra_forbidden",
+            '"cholesterol" is not a known field; known fields: age, sex',
+        ),
+        (
+            {"sex": "robot"},
+            "sex",
+            "allowed_categories",
+            "\"sex\": \"robot\" is not one of 'Male', 'Female'",
+        ),
+        ({"chol": "high"}, "chol", "float_type", '"chol": "high" is not a number'),
+        ({"fbs": "yes"}, "fbs", "bool_type", '"fbs": "yes" is not true or false'),
+        ({"ca": 1.5}, "ca", "whole_number", '"ca": 1.5 must be a whole number'),
+        ({"age": None}, "age", "float_type", '"age": null is not a number'),
+    ],
+)
 def test_bad_values_get_422_naming_field_value_and_rule(
-    service: TestClient, patient: dict[str, Any], change: dict[str, Any], field: str, rule: str, message: str
+    service: TestClient,
+    patient: dict[str, Any],
+    change: dict[str, Any],
+    field: str,
+    rule: str,
+    message: str,
 ) -> None:
     response = service.post("/v1/predict", json={**patient, **change})
     assert response.status_code == 422
@@ -90,18 +141,27 @@ def test_bad_values_get_422_naming_field_value_and_rule(
 def test_missing_required_fields_and_malformed_json(service: TestClient) -> None:
     body = service.post("/v1/predict", json={"age": 50}).json()["detail"]
     assert {e["message"] for e in body} == {'"sex" is required', '"cp" is required'}
-    response = service.post("/v1/predict", content=b'{"age": 50,', headers={"content-type": "application/json"})
+    response = service.post(
+        "/v1/predict", content=b'{"age": 50,', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
     assert response.json()["detail"][0]["message"].startswith("body: malformed JSON at character")
-    response = service.post("/v1/predict", content=b'{"age": NaN, "sex": "Male", "cp": "asymptomatic"}',
-                            headers={"content-type": "application/json"})
+    response = service.post(
+        "/v1/predict",
+        content=b'{"age": NaN, "sex": "Male", "cp": "asymptomatic"}',
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 422 and response.json()["detail"][0]["field"] == "age"
     assert service.post("/v1/predict", json=[1, 2]).status_code == 422
 
 
-def test_batch_keeps_order_and_matches_single_predictions(service: TestClient, patient: dict[str, Any]) -> None:
+def test_batch_keeps_order_and_matches_single_predictions(
+    service: TestClient, patient: dict[str, Any]
+) -> None:
     patients = [{**patient, "age": age} for age in (35, 50, 65, 80)]
-    predictions = service.post("/v1/predict/batch", json={"patients": patients}).json()["predictions"]
+    predictions = service.post("/v1/predict/batch", json={"patients": patients}).json()[
+        "predictions"
+    ]
     assert len(predictions) == 4 and len({p["prediction_id"] for p in predictions}) == 4
     single = [service.post("/v1/predict", json=p).json()["probability"] for p in patients]
     assert [p["probability"] for p in predictions] == pytest.approx(single, abs=1e-12)
@@ -109,11 +169,18 @@ def test_batch_keeps_order_and_matches_single_predictions(service: TestClient, p
 
 def test_batch_limits(service: TestClient, patient: dict[str, Any]) -> None:
     empty = service.post("/v1/predict/batch", json={"patients": []})
-    assert empty.status_code == 422 and empty.json()["detail"][0]["message"] == '"patients" must not be empty'
-    too_many = service.post("/v1/predict/batch", json={"patients": [patient] * (MAX_BATCH_ROWS + 1)})
+    assert (
+        empty.status_code == 422
+        and empty.json()["detail"][0]["message"] == '"patients" must not be empty'
+    )
+    too_many = service.post(
+        "/v1/predict/batch", json={"patients": [patient] * (MAX_BATCH_ROWS + 1)}
+    )
     assert too_many.status_code == 413
     assert "more than 10000 rows" in too_many.json()["detail"][0]["message"]
-    bad_row = service.post("/v1/predict/batch", json={"patients": [patient, {**patient, "chol": -5}]})
+    bad_row = service.post(
+        "/v1/predict/batch", json={"patients": [patient, {**patient, "chol": -5}]}
+    )
     assert bad_row.status_code == 422
     assert bad_row.json()["detail"][0]["field"] == "patients[1].chol"
 
@@ -132,39 +199,63 @@ def test_explain_is_exact_and_additive(service: TestClient, patient: dict[str, A
     assert explanation["probability"] == pytest.approx(predicted, abs=1e-12)
 
 
-def test_explain_by_prediction_id_and_unknown_ids(service: TestClient, patient: dict[str, Any]) -> None:
+def test_explain_by_prediction_id_and_unknown_ids(
+    service: TestClient, patient: dict[str, Any]
+) -> None:
     prediction = service.post("/v1/predict", json=patient).json()
     by_id = service.post("/v1/explain", json={"prediction_id": prediction["prediction_id"]}).json()
     assert by_id["prediction_id"] == prediction["prediction_id"]
     assert by_id["probability"] == pytest.approx(prediction["probability"], abs=1e-12)
     missing = service.post("/v1/explain", json={"prediction_id": "0" * 32})
-    assert missing.status_code == 404 and "'00000000000000000000000000000000' not found" in missing.json()["detail"]
+    assert (
+        missing.status_code == 404
+        and "'00000000000000000000000000000000' not found" in missing.json()["detail"]
+    )
     both = service.post("/v1/explain", json={"patient": patient, "prediction_id": "x"})
     assert both.status_code == 422 and "exactly one" in both.json()["detail"][0]["message"]
 
 
-def test_predictions_are_logged_with_their_inputs(service: TestClient, service_config: ServiceConfig, patient: dict[str, Any]) -> None:
+def test_predictions_are_logged_with_their_inputs(
+    service: TestClient, service_config: ServiceConfig, patient: dict[str, Any]
+) -> None:
     prediction = service.post("/v1/predict", json={**patient, "chol": 0}).json()
     log = service.app.state.log  # type: ignore[attr-defined]
     log.flush()
     engine = create_engine(service_config.database_url)
     with engine.connect() as connection:
-        row = connection.execute(text("SELECT * FROM prediction_log WHERE prediction_id = :id"),
-                                 {"id": prediction["prediction_id"]}).mappings().one()
+        row = (
+            connection.execute(
+                text("SELECT * FROM prediction_log WHERE prediction_id = :id"),
+                {"id": prediction["prediction_id"]},
+            )
+            .mappings()
+            .one()
+        )
     engine.dispose()
     features = row["features"] if isinstance(row["features"], dict) else json.loads(row["features"])
     assert features["chol"] == 0 and features["sex"] == "Male"
-    assert row["model_version"] == "1" and row["probability"] == pytest.approx(prediction["probability"])
+    assert row["model_version"] == "1" and row["probability"] == pytest.approx(
+        prediction["probability"]
+    )
 
 
-def test_metrics_count_requests_predictions_and_the_served_version(service: TestClient, patient: dict[str, Any]) -> None:
+def test_metrics_count_requests_predictions_and_the_served_version(
+    service: TestClient, patient: dict[str, Any]
+) -> None:
     service.post("/v1/predict", json=patient)
     service.post("/v1/predict", json={**patient, "chol": 9000})
     text_ = service.get("/metrics").text
-    assert 'model_service_requests_total{endpoint="/v1/predict",method="POST",status="200"}' in text_
-    assert 'model_service_requests_total{endpoint="/v1/predict",method="POST",status="422"}' in text_
+    assert (
+        'model_service_requests_total{endpoint="/v1/predict",method="POST",status="200"}' in text_
+    )
+    assert (
+        'model_service_requests_total{endpoint="/v1/predict",method="POST",status="422"}' in text_
+    )
     assert "model_service_predictions_total{label=" in text_
-    assert 'model_service_model_info{alias="champion",name="heart-disease-risk",version="1"} 1.0' in text_
+    assert (
+        'model_service_model_info{alias="champion",name="heart-disease-risk",version="1"} 1.0'
+        in text_
+    )
     assert 'model_service_request_duration_seconds_bucket{endpoint="/v1/predict"' in text_
 
 
@@ -190,30 +281,46 @@ def test_access_logs_are_json_ready_and_carry_no_patient_values(
 def test_body_size_limit(service: TestClient) -> None:
     from model_service.observability import MAX_BODY_BYTES
 
-    response = service.post("/v1/predict/batch", content=b" " * (MAX_BODY_BYTES + 1),
-                            headers={"content-type": "application/json"})
+    response = service.post(
+        "/v1/predict/batch",
+        content=b" " * (MAX_BODY_BYTES + 1),
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 413 and response.json()["detail"][0]["rule"] == "body_size"
 
 
-def test_not_ready_without_a_champion(tmp_path: Path, service_config: ServiceConfig, patient: dict[str, Any]) -> None:
-    config = replace(service_config, tracking_uri=f"sqlite:///{tmp_path / 'empty.db'}",
-                     database_url=f"sqlite:///{tmp_path / 'copilot.db'}")
-    for client in service_client(config, wait_ready=False):
+def test_not_ready_without_a_champion(
+    tmp_path: Path, service_config: ServiceConfig, patient: dict[str, Any]
+) -> None:
+    config = replace(
+        service_config,
+        tracking_uri=f"sqlite:///{tmp_path / 'empty.db'}",
+        database_url=f"sqlite:///{tmp_path / 'copilot.db'}",
+    )
+    with service_client(config, wait_ready=False) as client:
         wait_until(lambda: "@champion" in client.get("/ready").text, what="the not-ready reason")
         response = client.get("/ready")
         assert response.status_code == 503
-        assert "no version of model 'heart-disease-risk' has the alias @champion" in response.json()["detail"]
+        assert (
+            "no version of model 'heart-disease-risk' has the alias @champion"
+            in response.json()["detail"]
+        )
         assert "copilot train" in response.json()["detail"]
         assert client.post("/v1/predict", json=patient).status_code == 503
         assert client.get("/health").status_code == 200
 
 
 def test_a_moved_champion_is_served_without_restart(
-    tmp_path: Path, trained_registry: TrainedRegistry, service_config: ServiceConfig, patient: dict[str, Any]
+    tmp_path: Path,
+    trained_registry: TrainedRegistry,
+    service_config: ServiceConfig,
+    patient: dict[str, Any],
 ) -> None:
     uri = trained_registry.copy(tmp_path)
-    config = replace(service_config, tracking_uri=uri, database_url=f"sqlite:///{tmp_path / 'c.db'}")
-    for client in service_client(config):
+    config = replace(
+        service_config, tracking_uri=uri, database_url=f"sqlite:///{tmp_path / 'c.db'}"
+    )
+    with service_client(config) as client:
         before = client.post("/v1/predict", json=patient).json()
         assert before["model"]["version"] == "1"
         registry.client(uri).set_registered_model_alias("heart-disease-risk", "champion", "2")

@@ -8,15 +8,34 @@ def test_heart_disease_card_reads_the_real_four_sites(heart_card: DatasetCard) -
     frame = heart_card.load_raw()
     assert len(frame) == 920
     assert frame.groupby("dataset").size().to_dict() == {
-        "Cleveland": 304, "Hungary": 293, "Switzerland": 123, "VA Long Beach": 200}
-    assert heart_card.feature_names == ["age", "sex", "cp", "trestbps", "chol", "fbs", "restecg",
-                                        "thalch", "exang", "oldpeak", "slope", "ca", "thal"]
+        "Cleveland": 304,
+        "Hungary": 293,
+        "Switzerland": 123,
+        "VA Long Beach": 200,
+    }
+    assert heart_card.feature_names == [
+        "age",
+        "sex",
+        "cp",
+        "trestbps",
+        "chol",
+        "fbs",
+        "restecg",
+        "thalch",
+        "exang",
+        "oldpeak",
+        "slope",
+        "ca",
+        "thal",
+    ]
     prevalence = frame.assign(y=heart_card.target(frame)).groupby("dataset")["y"].mean()
     assert prevalence["Cleveland"] == pytest.approx(0.46, abs=0.01)
     assert prevalence["Switzerland"] == pytest.approx(0.93, abs=0.01)
 
 
-def test_impossible_zeros_become_missing_and_booleans_keep_their_gaps(heart_card: DatasetCard) -> None:
+def test_impossible_zeros_become_missing_and_booleans_keep_their_gaps(
+    heart_card: DatasetCard,
+) -> None:
     frame = heart_card.load_raw()
     cleaned = heart_card.clean(frame)
     swiss = frame["dataset"] == "Switzerland"
@@ -50,7 +69,7 @@ def test_breast_cancer_card_proves_nothing_is_hard_wired() -> None:
 def test_unknown_names_are_named_in_the_error(heart_card: DatasetCard) -> None:
     with pytest.raises(CardError, match="unknown dataset 'mimic'"):
         get_card("mimic")
-    with pytest.raises(CardError, match="unknown site 'Mars'.*Cleveland"):
+    with pytest.raises(CardError, match=r"unknown site 'Mars'.*Cleveland"):
         heart_card.select_sites(heart_card.load_raw(), ["Mars"])
     with pytest.raises(CardError, match="has no sites"):
         get_card("breast-cancer").select_sites(get_card("breast-cancer").load_raw(), ["Cleveland"])

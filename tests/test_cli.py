@@ -20,7 +20,12 @@ runner = CliRunner()
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("MLFLOW_TRACKING_URI", "COPILOT_DATABASE_URL", "COPILOT_DATASET", "MODEL_SERVICE_URL"):
+    for name in (
+        "MLFLOW_TRACKING_URI",
+        "COPILOT_DATABASE_URL",
+        "COPILOT_DATASET",
+        "MODEL_SERVICE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("COPILOT_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
@@ -33,17 +38,35 @@ def test_help_lists_the_commands() -> None:
         assert command in result.output
 
 
-@pytest.mark.parametrize(("args", "env", "code", "message"), [
-    (["train", "--sites", "Switzerland"], {}, 1, "training data too small: 123 rows from Switzerland"),
-    (["train", "--sites", "Mars"], {}, 2, "unknown site 'Mars'"),
-    (["train", "--models", "svm"], {}, 2, "--models: unknown model kind 'svm'"),
-    (["train"], {"COPILOT_DATASET": "mimic"}, 2, "COPILOT_DATASET='mimic' is not a known dataset"),
-    (["train"], {"COPILOT_LLM": "gpt"}, 2, "COPILOT_LLM='gpt' must be"),
-    (["train"], {"COPILOT_API_KEYS": "ann:boss:k1"}, 2, "COPILOT_API_KEYS entry 'ann:boss:k1'"),
-    (["train", "--bogus"], {}, 2, "No such option"),
-])
+@pytest.mark.parametrize(
+    ("args", "env", "code", "message"),
+    [
+        (
+            ["train", "--sites", "Switzerland"],
+            {},
+            1,
+            "training data too small: 123 rows from Switzerland",
+        ),
+        (["train", "--sites", "Mars"], {}, 2, "unknown site 'Mars'"),
+        (["train", "--models", "svm"], {}, 2, "--models: unknown model kind 'svm'"),
+        (
+            ["train"],
+            {"COPILOT_DATASET": "mimic"},
+            2,
+            "COPILOT_DATASET='mimic' is not a known dataset",
+        ),
+        (["train"], {"COPILOT_LLM": "gpt"}, 2, "COPILOT_LLM='gpt' must be"),
+        (["train"], {"COPILOT_API_KEYS": "ann:boss:k1"}, 2, "COPILOT_API_KEYS entry 'ann:boss:k1'"),
+        (["train", "--bogus"], {}, 2, "No such option"),
+    ],
+)
 def test_expected_failures_are_one_clear_line(
-    home: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], code: int, message: str
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    code: int,
+    message: str,
 ) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -57,10 +80,21 @@ def test_train_registers_a_challenger_when_a_champion_exists(
     home: Path, tmp_path: Path, trained_registry: TrainedRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_registry.copy(tmp_path))
-    result = runner.invoke(app, ["train", "--sites", "Cleveland,Hungary", "--models",
-                                 "logistic_regression", "--reason", "more data", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--sites",
+            "Cleveland,Hungary",
+            "--models",
+            "logistic_regression",
+            "--reason",
+            "more data",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    trained = json.loads(result.output[result.output.index("{"):])
+    trained = json.loads(result.output[result.output.index("{") :])
     assert trained["alias"] == "challenger" and trained["version"] == "3"
     assert trained["sites"] == ["Cleveland", "Hungary"] and trained["rows_train"] == 477
 
@@ -80,11 +114,27 @@ def test_model_service_process_serves_over_http_and_stops_on_sigterm(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = os.environ | {"COPILOT_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": trained_registry.tracking_uri}
+    env = os.environ | {
+        "COPILOT_HOME": str(tmp_path),
+        "MLFLOW_TRACKING_URI": trained_registry.tracking_uri,
+    }
     process = subprocess.Popen(
-        [sys.executable, "-c", "from copilot.cli import main; main()", "serve", "model",
-         "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-c",
+            "from copilot.cli import main; main()",
+            "serve",
+            "model",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
 

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pandas as pd
 from fastapi.testclient import TestClient
 
 from model_service.cards import DatasetCard
@@ -16,7 +17,10 @@ def test_va_long_beach_drifts_with_its_real_data_quality_problems(service: TestC
     response = service.post("/v1/drift", json={"site": "VA Long Beach"})
     assert response.status_code == 200
     report = response.json()
-    assert report["drift_detected"] is True and report["current"] == {"rows": 200, "site": "VA Long Beach"}
+    assert report["drift_detected"] is True and report["current"] == {
+        "rows": 200,
+        "site": "VA Long Beach",
+    }
     assert report["reference"]["sites"] == ["Cleveland"] and report["reference"]["rows"] == 243
     findings = _findings(report)
     assert findings[("chol", "recorded_as_zero")] == 49
@@ -28,7 +32,10 @@ def test_va_long_beach_drifts_with_its_real_data_quality_problems(service: TestC
     assert age["method"] == "ks" and age["drifted"] and 0 < age["statistic"] <= 1
     assert age["p_value"] <= age["p_value_adjusted"] < 0.05  # Benjamini-Hochberg never lowers p
     assert age["effect_size_method"] == "wasserstein_sd" and age["effect_size"] > 0
-    assert features["sex"]["method"] == "chisquare" and features["sex"]["effect_size_method"] == "jensen_shannon"
+    assert (
+        features["sex"]["method"] == "chisquare"
+        and features["sex"]["effect_size_method"] == "jensen_shannon"
+    )
     assert features["ca"]["tested"] is False and features["ca"]["drifted"] is False
     tested = [f for f in report["features"] if f["tested"]]
     assert report["share_drifted"] == sum(f["drifted"] for f in tested) / len(tested)
@@ -57,10 +64,12 @@ def test_the_evidently_html_report_is_saved_and_served(service: TestClient) -> N
     assert service.get("/v1/drift/..%2F..%2Fetc%2Fpasswd").status_code == 404
 
 
-def test_drift_of_posted_patients_and_of_the_prediction_log(service: TestClient, heart_card: DatasetCard) -> None:
+def test_drift_of_posted_patients_and_of_the_prediction_log(
+    service: TestClient, heart_card: DatasetCard
+) -> None:
     frame = heart_card.select_sites(heart_card.load_raw(), ["Hungary"]).head(60)
     patients = [
-        {k: (None if v != v else v) for k, v in row.items()}  # NaN -> null
+        {k: (None if pd.isna(v) else v) for k, v in row.items()}
         for row in frame[heart_card.feature_names].to_dict(orient="records")
     ]
     start = datetime.now(UTC) - timedelta(seconds=1)

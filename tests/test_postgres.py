@@ -16,22 +16,32 @@ from tests.conftest import service_client
 
 POSTGRES_URL = os.environ.get("COPILOT_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(
-    not POSTGRES_URL, reason="COPILOT_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+    not POSTGRES_URL, reason="COPILOT_TEST_POSTGRES_URL is not set (.ci/run sets it)"
+)
 
 
 @pytest.fixture(scope="module")
 def pg_service(service_config: ServiceConfig) -> Iterator[TestClient]:
     assert POSTGRES_URL is not None
-    yield from service_client(replace(service_config, database_url=POSTGRES_URL))
+    with service_client(replace(service_config, database_url=POSTGRES_URL)) as client:
+        yield client
 
 
-def test_predictions_are_logged_and_explained_on_postgres(pg_service: TestClient, patient: dict[str, Any]) -> None:
+def test_predictions_are_logged_and_explained_on_postgres(
+    pg_service: TestClient, patient: dict[str, Any]
+) -> None:
     start = datetime.now(UTC) - timedelta(seconds=1)
-    batch = [{**patient, "age": 40 + i % 30, "chol": 0 if i % 4 == 0 else 200 + i} for i in range(40)]
-    predictions = pg_service.post("/v1/predict/batch", json={"patients": batch}).json()["predictions"]
+    batch = [
+        {**patient, "age": 40 + i % 30, "chol": 0 if i % 4 == 0 else 200 + i} for i in range(40)
+    ]
+    predictions = pg_service.post("/v1/predict/batch", json={"patients": batch}).json()[
+        "predictions"
+    ]
     first = predictions[0]
     pg_service.app.state.log.flush()  # type: ignore[attr-defined]
-    explained = pg_service.post("/v1/explain", json={"prediction_id": first["prediction_id"]}).json()
+    explained = pg_service.post(
+        "/v1/explain", json={"prediction_id": first["prediction_id"]}
+    ).json()
     assert explained["probability"] == pytest.approx(first["probability"], abs=1e-12)
     report = pg_service.post("/v1/drift", json={"since": start.isoformat()}).json()
     assert report["current"]["rows"] >= 40
@@ -44,14 +54,24 @@ def test_prediction_log_reads_its_own_writes(patient: dict[str, Any]) -> None:
     engine = make_engine(POSTGRES_URL)
     log = PredictionLog(engine)
     try:
-        row = {"prediction_id": os.urandom(16).hex(), "created_at": datetime.now(UTC),
-               "dataset": "heart-disease", "model_name": "m", "model_version": "9",
-               "probability": 0.25, "label": 0, "threshold": 0.5, "features": patient}
+        row = {
+            "prediction_id": os.urandom(16).hex(),
+            "created_at": datetime.now(UTC),
+            "dataset": "heart-disease",
+            "model_name": "m",
+            "model_version": "9",
+            "probability": 0.25,
+            "label": 0,
+            "threshold": 0.5,
+            "features": patient,
+        }
         log.append([row])
         log.flush()
         log._pending.clear()  # force the read to come from PostgreSQL
         stored = log.get(row["prediction_id"])
-        assert stored is not None and stored["features"] == patient and stored["model_version"] == "9"
+        assert (
+            stored is not None and stored["features"] == patient and stored["model_version"] == "9"
+        )
     finally:
         log.close()
         engine.dispose()

@@ -21,7 +21,9 @@ def _model(kind: ModelKind, card: DatasetCard, frame, y) -> RiskModel:  # type: 
 
 
 @pytest.mark.parametrize("kind", MODEL_KINDS)
-def test_contributions_sum_to_the_served_log_odds(kind: ModelKind, heart_card: DatasetCard, cleveland) -> None:  # type: ignore[no-untyped-def]
+def test_contributions_sum_to_the_served_log_odds(
+    kind: ModelKind, heart_card: DatasetCard, cleveland
+) -> None:  # type: ignore[no-untyped-def]
     frame, y = cleveland
     model = _model(kind, heart_card, frame, y)
     columns = columns_from_frame(heart_card, frame.sample(60, random_state=1))
@@ -33,7 +35,9 @@ def test_contributions_sum_to_the_served_log_odds(kind: ModelKind, heart_card: D
 
 
 @pytest.mark.parametrize("kind", ["xgboost", "random_forest"])
-def test_tree_contributions_match_shap_tree_explainer(kind: ModelKind, heart_card: DatasetCard, cleveland) -> None:  # type: ignore[no-untyped-def]
+def test_tree_contributions_match_shap_tree_explainer(
+    kind: ModelKind, heart_card: DatasetCard, cleveland
+) -> None:  # type: ignore[no-untyped-def]
     import shap
 
     frame, y = cleveland
@@ -43,10 +47,14 @@ def test_tree_contributions_match_shap_tree_explainer(kind: ModelKind, heart_car
     if reference.ndim == 3:
         reference = reference[:, :, 1]
     _, contributions, _ = model.explain(columns_from_frame(heart_card, frame.head(20)))
-    np.testing.assert_allclose(contributions, model.encoder.group(reference) * model.slope, atol=1e-5)
+    np.testing.assert_allclose(
+        contributions, model.encoder.group(reference) * model.slope, atol=1e-5
+    )
 
 
-def test_linear_contributions_match_shap_linear_explainer(heart_card: DatasetCard, cleveland) -> None:  # type: ignore[no-untyped-def]
+def test_linear_contributions_match_shap_linear_explainer(
+    heart_card: DatasetCard, cleveland
+) -> None:  # type: ignore[no-untyped-def]
     import shap
 
     frame, y = cleveland
@@ -60,7 +68,9 @@ def test_linear_contributions_match_shap_linear_explainer(heart_card: DatasetCar
     np.testing.assert_allclose(contributions, expected, atol=1e-8)
 
 
-def test_missing_and_unknown_inputs_are_imputed_not_crashing(heart_card: DatasetCard, cleveland) -> None:  # type: ignore[no-untyped-def]
+def test_missing_and_unknown_inputs_are_imputed_not_crashing(
+    heart_card: DatasetCard, cleveland
+) -> None:  # type: ignore[no-untyped-def]
     frame, y = cleveland
     model = _model("logistic_regression", heart_card, frame, y)
     records = {name: [None] for name in heart_card.feature_names}

@@ -16,18 +16,31 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance,
-          content_type_conformance]
+CHECKS = [
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+    content_type_conformance,
+]
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_the_service_honours_its_openapi_document(service: TestClient, mode: GenerationMode) -> None:
+def test_the_service_honours_its_openapi_document(
+    service: TestClient, mode: GenerationMode
+) -> None:
     # `service` keeps the lifespan (model, prediction log) running for this app object.
     schema = schemathesis.openapi.from_asgi("/openapi.json", service.app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.label for op in operations} >= {
-        "POST /v1/predict", "POST /v1/predict/batch", "POST /v1/explain", "POST /v1/drift",
-        "GET /v1/model", "GET /ready", "GET /health", "GET /metrics"}
+        "POST /v1/predict",
+        "POST /v1/predict/batch",
+        "POST /v1/explain",
+        "POST /v1/drift",
+        "GET /v1/model",
+        "GET /ready",
+        "GET /health",
+        "GET /metrics",
+    }
     impossible = []
     for operation in operations:
         if mode is GenerationMode.NEGATIVE and not (operation.body or operation.path_parameters):
@@ -35,8 +48,13 @@ def test_the_service_honours_its_openapi_document(service: TestClient, mode: Gen
         examples = 10 if operation.label == "POST /v1/drift" else 40
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def check(case: Any) -> None:
             case.call_and_validate(checks=CHECKS)
 

@@ -7,14 +7,30 @@ from model_service.cards import DatasetCard, get_card
 from model_service.training import TrainingDataTooSmall, TrainingError, train
 from tests.conftest import TrainedRegistry
 
-METRICS = ["cv_roc_auc", "holdout_roc_auc", "holdout_pr_auc", "holdout_brier", "holdout_f1",
-           "holdout_sensitivity", "holdout_specificity", "holdout_calibration_error",
-           "train_roc_auc", "overfit_gap", "noise_flip_rate", "noise_robustness", "threshold"]
+METRICS = [
+    "cv_roc_auc",
+    "holdout_roc_auc",
+    "holdout_pr_auc",
+    "holdout_brier",
+    "holdout_f1",
+    "holdout_sensitivity",
+    "holdout_specificity",
+    "holdout_calibration_error",
+    "train_roc_auc",
+    "overfit_gap",
+    "noise_flip_rate",
+    "noise_robustness",
+    "threshold",
+]
 
 
 def test_every_candidate_reports_the_clinical_metrics(trained_registry: TrainedRegistry) -> None:
     result = trained_registry.champion
-    assert [c.kind for c in result.candidates] == ["logistic_regression", "random_forest", "xgboost"]
+    assert [c.kind for c in result.candidates] == [
+        "logistic_regression",
+        "random_forest",
+        "xgboost",
+    ]
     for candidate in result.candidates:
         assert set(METRICS) <= set(candidate.metrics)
         m = candidate.metrics
@@ -22,8 +38,11 @@ def test_every_candidate_reports_the_clinical_metrics(trained_registry: TrainedR
         assert m["overfit_gap"] == pytest.approx(m["train_roc_auc"] - m["cv_roc_auc"])
         assert 0 <= m["noise_flip_rate"] <= 1
         assert 0 < candidate.threshold < 1
-    assert result.candidates[2].calibrated or result.candidates[2].metrics["brier_platt"] >= \
-        result.candidates[2].metrics["brier_uncalibrated"]
+    assert (
+        result.candidates[2].calibrated
+        or result.candidates[2].metrics["brier_platt"]
+        >= result.candidates[2].metrics["brier_uncalibrated"]
+    )
     assert all(c.calibrated for c in result.candidates if c.kind == "random_forest")
     best = max(result.candidates, key=lambda c: round(c.metrics["cv_roc_auc"], 4))
     assert result.best_kind == best.kind
@@ -35,7 +54,9 @@ def test_the_run_holds_params_digest_plots_and_reference(trained_registry: Train
     run = client.get_run(trained_registry.champion.run_id)
     assert run.data.params["sites"] == "Cleveland"
     assert run.data.tags["copilot.dataset_digest"] == trained_registry.champion.dataset_digest
-    assert run.data.metrics["holdout_roc_auc"] == trained_registry.champion.metrics["holdout_roc_auc"]
+    assert (
+        run.data.metrics["holdout_roc_auc"] == trained_registry.champion.metrics["holdout_roc_auc"]
+    )
     assert "xgboost.cv_roc_auc" in run.data.metrics
     assert run.inputs.dataset_inputs[0].dataset.digest == trained_registry.champion.dataset_digest
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -45,17 +66,24 @@ def test_the_run_holds_params_digest_plots_and_reference(trained_registry: Train
     assert (trained_registry.root / "artifacts").is_dir()  # next to the store, not in the cwd
 
 
-def test_first_version_is_champion_and_later_ones_challengers(trained_registry: TrainedRegistry) -> None:
+def test_first_version_is_champion_and_later_ones_challengers(
+    trained_registry: TrainedRegistry,
+) -> None:
     client = registry.client(trained_registry.tracking_uri)
     name = trained_registry.champion.model_name
     assert (trained_registry.champion.version, trained_registry.champion.alias) == ("1", "champion")
-    assert (trained_registry.challenger.version, trained_registry.challenger.alias) == ("2", "challenger")
+    assert (trained_registry.challenger.version, trained_registry.challenger.alias) == (
+        "2",
+        "challenger",
+    )
     assert str(registry.alias_version(client, name, "champion").version) == "1"
     assert str(registry.alias_version(client, name, "challenger").version) == "2"
     assert client.get_model_version(name, "2").tags["sites"] == "Cleveland,Hungary"
 
 
-def test_training_is_deterministic_and_not_tied_to_one_dataset(trained_registry: TrainedRegistry, tmp_path: Path) -> None:
+def test_training_is_deterministic_and_not_tied_to_one_dataset(
+    trained_registry: TrainedRegistry, tmp_path: Path
+) -> None:
     uri = trained_registry.copy(tmp_path)
     card = get_card("breast-cancer")
     first = train(card, tracking_uri=uri, kinds=["logistic_regression", "xgboost"], seed=7)
@@ -67,8 +95,13 @@ def test_training_is_deterministic_and_not_tied_to_one_dataset(trained_registry:
     assert loaded.model.card.name == "breast-cancer" and len(loaded.reference) == first.rows_train
 
 
-def test_too_little_data_is_refused_with_the_counts(heart_card: DatasetCard, tmp_path: Path) -> None:
-    with pytest.raises(TrainingDataTooSmall, match=r"123 rows from Switzerland \(115 with heart disease, 8 without\)"):
+def test_too_little_data_is_refused_with_the_counts(
+    heart_card: DatasetCard, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        TrainingDataTooSmall,
+        match=r"123 rows from Switzerland \(115 with heart disease, 8 without\)",
+    ):
         train(heart_card, tracking_uri=f"sqlite:///{tmp_path}/never.db", sites=["Switzerland"])
     with pytest.raises(TrainingError, match="unknown model kind"):
         train(heart_card, tracking_uri=f"sqlite:///{tmp_path}/never.db", kinds=["svm"])  # type: ignore[list-item]
