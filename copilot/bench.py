@@ -55,6 +55,21 @@ class Row:
     passed: bool | None = None
 
 
+def model_service_command(port: int, host: str = "127.0.0.1") -> list[str]:
+    """`copilot serve model` as a subprocess of this interpreter (no PATH lookup)."""
+    return [
+        sys.executable,
+        "-c",
+        "from copilot.cli import main; main()",
+        "serve",
+        "model",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -91,6 +106,15 @@ class Client:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 
     def post(self, path: str, body: bytes) -> tuple[int, bytes, http.client.HTTPResponse]:
+        try:
+            return self._post(path, body)
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # the server closed an idle keep-alive connection (uvicorn: after 5 s)
+            self.connection.close()
+            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+            return self._post(path, body)
+
+    def _post(self, path: str, body: bytes) -> tuple[int, bytes, http.client.HTTPResponse]:
         self.connection.request("POST", path, body, {"Content-Type": "application/json"})
         response = self.connection.getresponse()
         return response.status, response.read(), response
@@ -228,17 +252,7 @@ def _measure_copilot(
 ) -> _Measured:
     patient = benchmark_records(card, 1, complete=True)[0]
     port = _free_port()
-    command = [
-        sys.executable,
-        "-c",
-        "from copilot.cli import main; main()",
-        "serve",
-        "model",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    command = model_service_command(port)
     console.print("starting the model service ...")
     with _server(command, env, port, "/ready") as ready_seconds:
         client = Client(port)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, cast
 from urllib.parse import urlsplit
@@ -50,6 +52,22 @@ def load_settings() -> Settings:
         fail(f"invalid configuration: {message}", 2)
 
 
+@contextlib.contextmanager
+def registry_failures(settings: Settings) -> Iterator[None]:
+    """An unreachable or broken MLflow store, or an unwritable COPILOT_HOME: one line."""
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+
+    try:
+        yield
+    except MlflowException as error:
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
+        fail(f"MLflow at {settings.tracking_uri}: {first_line}")
+    except OSError as error:
+        fail(f"{error.filename or settings.home}: {error.strerror or error}")
+
+
 def _quiet_libraries() -> None:
     from model_service.registry import disable_mlflow_telemetry  # noqa: PLC0415
 
@@ -89,14 +107,17 @@ def run_training(
         fail(f"--models: unknown model kind {unknown[0]!r}; known: {', '.join(MODEL_KINDS)}", 2)
     settings.home.mkdir(parents=True, exist_ok=True)
     _quiet_libraries()
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
+    with (
+        registry_failures(settings),
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as progress,
+    ):
         task = progress.add_task(f"training on {card.name}", total=None)
 
         def report(description: str, done: int, total: int) -> None:
@@ -240,7 +261,9 @@ def run_model_service(settings: Settings, host: str, port: int) -> None:
 @serve_app.command("model")
 def serve_model(
     host: Annotated[str | None, typer.Option(help="Default: from MODEL_SERVICE_URL.")] = None,
-    port: Annotated[int | None, typer.Option(help="Default: from MODEL_SERVICE_URL.")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Default: from MODEL_SERVICE_URL.")
+    ] = None,
 ) -> None:
     """The model service (FastAPI): predict, explain, drift, metrics."""
     settings = load_settings()
@@ -253,10 +276,12 @@ def ensure_champion(settings: Settings) -> None:
     from model_service import registry  # noqa: PLC0415
 
     _quiet_libraries()
-    settings.home.mkdir(parents=True, exist_ok=True)
     card = _card(settings, None)
-    client = registry.client(settings.tracking_uri)
-    if registry.alias_version(client, card.model_name, registry.CHAMPION) is None:
+    with registry_failures(settings):
+        settings.home.mkdir(parents=True, exist_ok=True)
+        client = registry.client(settings.tracking_uri)
+        champion = registry.alias_version(client, card.model_name, registry.CHAMPION)
+    if champion is None:
         console.print(f"no @champion for {card.model_name}: training the demo model first")
         result = run_training(settings, card, [], [], 42, "demo model for copilot up")
         _print_training(result)
@@ -293,14 +318,15 @@ def bench(
     settings = load_settings()
     ensure_champion(settings)
     try:
-        run_benchmarks(
-            settings,
-            rows=rows,
-            requests=requests,
-            with_mlflow=not skip_mlflow,
-            json_path=json_output,
-            console=Console(),
-        )
+        with registry_failures(settings):
+            run_benchmarks(
+                settings,
+                rows=rows,
+                requests=requests,
+                with_mlflow=not skip_mlflow,
+                json_path=json_output,
+                console=Console(width=None if Console().is_terminal else 150),
+            )
     except BenchError as error:
         fail(str(error))
 

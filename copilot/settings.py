@@ -65,6 +65,10 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError(f"MODEL_SERVICE_URL={value!r} must be an http(s) URL with a host")
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the range only when asked
+        except ValueError:
+            raise ValueError(f"MODEL_SERVICE_URL={value!r} has a port outside 1-65535") from None
         return value.rstrip("/")
 
     @model_validator(mode="after")

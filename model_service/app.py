@@ -13,16 +13,15 @@ from typing import Any
 
 import orjson
 import pandas as pd
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from model_service import drift, serving
+from model_service import drift, registry, serving
 from model_service.cards import CardError, DatasetCard
 from model_service.database import make_engine
+from model_service.http_errors import OrjsonRoute, ServiceError, install_error_handlers
 from model_service.observability import RequestMiddleware, ServiceMetrics
 from model_service.predictions import PredictionLog
 from model_service.schemas import (
@@ -35,13 +34,14 @@ from model_service.schemas import (
     ModelInfo,
     Prediction,
     batch_request_model,
-    describe_error,
     drift_request_model,
     explain_request_model,
     patient_model,
 )
 
 logger = logging.getLogger(__name__)
+
+BATCH_ROWS_ON_EVENT_LOOP = 200
 
 
 @dataclass(frozen=True)
@@ -55,31 +55,15 @@ class ServiceConfig:
     reload_interval_seconds: float = 2.0
 
 
-class ServiceError(Exception):
-    """An expected failure with the HTTP status and message to answer with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 def _json(payload: Any) -> Response:
     return Response(orjson.dumps(payload), media_type="application/json")
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"detail": message}, status_code=status)
-
-
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "Not found"},
-    413: {
-        "model": ErrorBody,
-        "description": f"More than {MAX_BATCH_ROWS} rows or too large a body",
-    },
+    413: {"model": ErrorBody, "description": f"Over {MAX_BATCH_ROWS} rows or too large a body"},
     422: {"model": ErrorBody, "description": "Invalid input: field, value and rule"},
-    503: {"model": ErrorBody, "description": "No model loaded (the reason is given)"},
+    503: {"model": ErrorBody, "description": "No model loaded, or the prediction log is down"},
 }
 
 
@@ -91,7 +75,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
     batch_request = batch_request_model(patient)
     drift_request = drift_request_model(patient)
     metrics = ServiceMetrics()
-    holder = serving.ModelHolder(card, config.tracking_uri)
+    holder = serving.ModelHolder(card.name, card.model_name, config.tracking_uri)
 
     async def follow_champion() -> None:
         while True:
@@ -99,8 +83,8 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
                 if await run_in_threadpool(holder.refresh) and holder.current is not None:
                     current = holder.current
                     metrics.serving(current.name, current.version, current.alias)
-            except Exception:  # the poller must outlive a broken model version
-                logger.exception("loading the champion failed")
+            except Exception:  # the poller must outlive anything a refresh throws
+                logger.exception("following @champion failed")
             await asyncio.sleep(config.reload_interval_seconds)
 
     @contextlib.asynccontextmanager
@@ -124,57 +108,22 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         lifespan=lifespan,
         responses={503: ERRORS[503]},
     )
+    app.router.route_class = OrjsonRoute
     app.state.holder = holder
     app.add_middleware(
         RequestMiddleware,
         metrics=metrics,
         served_version=lambda: holder.current.version if holder.current else None,
     )
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-        items = [describe_error(e, card.feature_names) for e in error.errors()]
-        too_many = [i for i in items if i.rule == "too_long" and i.field in {"patients"}]
-        if too_many:
-            body = {
-                "detail": [
-                    {
-                        "loc": ["body", "patients"],
-                        "field": "patients",
-                        "value": None,
-                        "rule": "max_rows",
-                        "message": f'"patients": more than {MAX_BATCH_ROWS} rows in one request; '
-                        "split the batch",
-                    }
-                ]
-            }
-            return JSONResponse(body, status_code=413)
-        return JSONResponse({"detail": [i.model_dump() for i in items]}, status_code=422)
-
-    @app.exception_handler(serving.NotReady)
-    async def not_ready(_: Request, error: serving.NotReady) -> JSONResponse:
-        return _error(503, f"no model loaded: {error}")
-
-    @app.exception_handler(ServiceError)
-    async def service_error(_: Request, error: ServiceError) -> JSONResponse:
-        return _error(error.status, error.message)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        if error.status_code == 400:  # FastAPI could not decode the body at all
-            body = {
-                "detail": [
-                    {
-                        "loc": ["body"],
-                        "field": "body",
-                        "value": None,
-                        "rule": "json_invalid",
-                        "message": "body: not readable as JSON (send UTF-8 encoded JSON)",
-                    }
-                ]
-            }
-            return JSONResponse(body, status_code=422)
-        return _error(error.status_code, str(error.detail))
+    install_error_handlers(
+        app,
+        card.feature_names,
+        {
+            "/v1/predict/batch": ["patients"],
+            "/v1/explain": ["patient", "prediction_id"],
+            "/v1/drift": ["patients", "site", "since"],
+        },
+    )
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -184,8 +133,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
     @app.get("/ready", responses={503: ERRORS[503]})
     async def ready() -> dict[str, Any]:
         """200 when a model is loaded, else 503 with the reason."""
-        loaded = holder.require()
-        return {"status": "ready", "model": serving.model_ref(loaded)}
+        return {"status": "ready", "model": serving.model_ref(holder.require())}
 
     @app.get("/v1/model", response_model=ModelInfo)
     async def model_info() -> ModelInfo:
@@ -221,10 +169,10 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
 
     def _predict(patients: list[Any]) -> list[dict[str, Any]]:
         loaded = holder.require()
-        records = [p.model_dump() for p in patients]
-        payloads, log_rows = serving.predict(loaded, records)
-        app.state.log.append(log_rows)
-        positives = sum(row["label"] for row in payloads)
+        records = [vars(p) for p in patients]  # validated; a plain dict per patient
+        payloads, batch = serving.predict(loaded, records)
+        app.state.log.append(batch)
+        positives = sum(batch.labels)
         if positives:
             metrics.predictions.labels(label="1").inc(positives)
         if len(payloads) - positives:
@@ -244,7 +192,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
     async def predict_batch(body: batch_request) -> Response:  # type: ignore[valid-type]
         """Risk for up to 10,000 patients, in order."""
         patients = body.patients  # type: ignore[attr-defined]
-        if len(patients) > 200:  # keep the event loop free for other requests
+        if len(patients) > BATCH_ROWS_ON_EVENT_LOOP:  # keep the loop free for other requests
             return _json({"predictions": await run_in_threadpool(_predict, patients)})
         return _json({"predictions": _predict(patients)})
 
@@ -255,19 +203,21 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         """Exact SHAP contributions in log-odds for a patient or an earlier prediction."""
         prediction_id = body.prediction_id  # type: ignore[attr-defined]
         if prediction_id is None:
-            record = body.patient.model_dump()  # type: ignore[attr-defined]
+            record = vars(body.patient)  # type: ignore[attr-defined]
             return _json(serving.explain(holder.require(), record, None))
         holder.require()
         logged = await run_in_threadpool(app.state.log.get, prediction_id)
-        if logged is None:
+        if logged is None or logged["dataset"] != card.name:
             raise ServiceError(404, f"prediction {prediction_id!r} not found in the prediction log")
-        if logged["dataset"] != card.name:
+        version = logged["model_version"]
+        try:
+            loaded = await run_in_threadpool(holder.version, version)
+        except registry.VersionNotFound:
             raise ServiceError(
                 404,
-                f"prediction {prediction_id!r} belongs to dataset "
-                f"{logged['dataset']!r}, not {card.name!r}",
-            )
-        loaded = await run_in_threadpool(holder.version, logged["model_version"])
+                f"prediction {prediction_id!r} was made by version {version} of "
+                f"{card.model_name!r}, which is no longer in the registry",
+            ) from None
         return _json(serving.explain(loaded, logged["features"], prediction_id))
 
     def _drift(current: pd.DataFrame, source: dict[str, Any]) -> dict[str, Any]:
@@ -278,7 +228,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
                 loaded.model.card, loaded.reference, current, config.reports_dir, report_id
             )
         except drift.DriftInputError as error:
-            raise ServiceError(422, str(error)) from None
+            raise ServiceError(422, str(error), field="patients", rule="min_rows") from None
         tested = [f for f in features if f.tested]
         drifted = [f for f in tested if f.drifted]
         reference_sites = []
@@ -311,21 +261,28 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
             try:
                 current = card.select_sites(card.load_raw(), [site])
             except CardError as error:
-                raise ServiceError(422, f'"site": {error}') from None
+                raise ServiceError(
+                    422, f'"site": {error}', field="site", rule="known_site", value=site
+                ) from None
             source: dict[str, Any] = {"site": site}
         elif body.since is not None:  # type: ignore[attr-defined]
             since = body.since  # type: ignore[attr-defined]
-            rows = await run_in_threadpool(app.state.log.since, card.name, since, MAX_BATCH_ROWS)
+            rows, truncated = await run_in_threadpool(
+                app.state.log.since, card.name, since, MAX_BATCH_ROWS
+            )
             if len(rows) < drift.MIN_ROWS:
                 raise ServiceError(
                     422,
-                    f'"since": only {len(rows)} predictions logged since {since.isoformat()}; '
-                    f"drift needs at least {drift.MIN_ROWS}",
+                    f'"since": only {len(rows)} predictions logged since '
+                    f"{since.isoformat()}; drift needs at least {drift.MIN_ROWS}",
+                    field="since",
+                    rule="min_rows",
+                    value=since.isoformat(),
                 )
             current = pd.DataFrame(rows, columns=card.feature_names)
-            source = {"since": since.isoformat()}
+            source = {"since": since.isoformat(), "newest_only": truncated}
         else:
-            records = [p.model_dump() for p in body.patients]  # type: ignore[attr-defined]
+            records = [vars(p) for p in body.patients]  # type: ignore[attr-defined]
             current = pd.DataFrame(records, columns=card.feature_names)
             source = {"patients": len(records)}
         return _json(await run_in_threadpool(_drift, current, source))

@@ -11,6 +11,7 @@ drifted when any feature does after the adjustment.
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ SIGNIFICANCE = 0.05
 MIN_ROWS = 30
 MIN_VALUES_PER_FEATURE = 10
 MISSING_RATE_JUMP = 0.2
+MAX_REPORTS = 200
 REPORT_ID = re.compile(r"^drift-\d{8}T\d{6}Z-[0-9a-f]{8}$")
 
 
@@ -147,12 +149,23 @@ def _evidently_p_values(
     )
     report_directory.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(report_directory / f"{report_id}.html"))
+    _prune_reports(report_directory)
     p_values: dict[str, float] = {}
     for metric in json.loads(snapshot.json())["metrics"]:
         config = metric.get("config", {})
         if config.get("type", "").endswith("ValueDrift") and config.get("column") in columns:
-            p_values[config["column"]] = float(metric["value"])
+            value = float(metric["value"])
+            # A column constant in both batches gives chi-squared no degrees of freedom
+            # (NaN): there is no evidence of drift.
+            p_values[config["column"]] = 1.0 if math.isnan(value) else value
     return {name: p_values[name] for name in columns if name in p_values}
+
+
+def _prune_reports(directory: Path) -> None:
+    """Keeps the newest `MAX_REPORTS` reports (each is a few MB of HTML)."""
+    reports = sorted(directory.glob("drift-*.html"), key=lambda path: path.name, reverse=True)
+    for old in reports[MAX_REPORTS:]:
+        old.unlink(missing_ok=True)
 
 
 def _category_text(value: object) -> str:

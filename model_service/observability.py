@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import time
+import traceback
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
+BODY_TOO_LARGE = "model_service.body_too_large"  # scope key set when a body is cut off
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 access_logger = logging.getLogger("model_service.access")
@@ -141,6 +143,7 @@ class RequestMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > MAX_BODY_BYTES:
+                    scope[BODY_TOO_LARGE] = True  # FastAPI reports a failed read as a 400
                     raise _BodyTooLarge
             return message
 
@@ -168,6 +171,23 @@ class RequestMiddleware:
                             }
                         ]
                     },
+                )
+        except Exception as error:
+            # Answer here so that even a 500 carries the request id. The log gets the
+            # exception's type and stack, not its message, which might quote a patient value.
+            access_logger.error(
+                "unhandled error",
+                extra={
+                    "request_id": request_id,
+                    "error_type": type(error).__name__,
+                    "stack": "".join(traceback.format_tb(error.__traceback__)),
+                },
+            )
+            if not started:
+                await _send_json(
+                    send_with_headers,
+                    500,
+                    {"detail": f"internal error; quote request id {request_id} when reporting it"},
                 )
         finally:
             route = scope.get("route")

@@ -1,14 +1,18 @@
 """The prediction log: every served prediction with its inputs, in the copilot database.
 
-Writes go through a background thread in batches so that logging never sits on the
-request path; `get` and `since` flush first, so a caller always reads its own writes.
+Writes go through a background thread so that logging never sits on the request path.
+Each appended batch gets a sequence number; `flush()` waits until everything appended
+before it is committed (not for later traffic). A failed write is retried with backoff,
+never dropped; until it lands, `get()` still finds those predictions in memory.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +22,13 @@ from sqlmodel import Field, SQLModel
 logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_SECONDS = 0.2
-FLUSH_BATCH_ROWS = 2000
+FLUSH_TIMEOUT_SECONDS = 10.0
+INSERT_BATCH_ROWS = 2000
+MAX_RETRY_SECONDS = 5.0
+
+
+class PredictionLogUnavailable(RuntimeError):
+    """The database did not take the log's writes in time."""
 
 
 class PredictionRecord(SQLModel, table=True):
@@ -42,30 +52,68 @@ class PredictionRecord(SQLModel, table=True):
 PREDICTIONS: Table = PredictionRecord.__table__  # type: ignore[attr-defined]
 
 
+@dataclass
+class PredictionBatch:
+    """Predictions served together by one model version (turned into rows by the writer)."""
+
+    ids: list[str]
+    created_at: datetime
+    dataset: str
+    model_name: str
+    model_version: str
+    threshold: float
+    probabilities: list[float]
+    labels: list[int]
+    records: list[dict[str, Any]]
+    sequence: int = field(default=0, compare=False)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [self.row(index) for index in range(len(self.ids))]
+
+    def row(self, index: int) -> dict[str, Any]:
+        return {
+            "prediction_id": self.ids[index],
+            "created_at": self.created_at,
+            "dataset": self.dataset,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "probability": self.probabilities[index],
+            "label": self.labels[index],
+            "threshold": self.threshold,
+            "features": dict(self.records[index]),
+        }
+
+
 class PredictionLog:
-    """Append-only log with a write-behind queue; safe to share between threads."""
+    """Append-only log with a write-behind thread; safe to share between threads."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         SQLModel.metadata.create_all(engine, tables=[PREDICTIONS])
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._pending: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
+        self._queue: deque[PredictionBatch] = deque()
+        self._pending: dict[str, tuple[PredictionBatch, int]] = {}
+        self._appended = 0
+        self._written = 0
+        self._closed = False
+        self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def append(self, rows: list[dict[str, Any]]) -> None:
-        with self._lock:
-            for row in rows:
-                self._pending[row["prediction_id"]] = row
-        for row in rows:
-            self._queue.put(row)
+    def append(self, batch: PredictionBatch) -> None:
+        with self._changed:
+            self._appended += 1
+            batch.sequence = self._appended
+            self._queue.append(batch)
+            for index, prediction_id in enumerate(batch.ids):
+                self._pending[prediction_id] = (batch, index)
+            self._changed.notify_all()
 
     def get(self, prediction_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._pending.get(prediction_id)
-        if row is not None:
-            return row
+        with self._changed:
+            pending = self._pending.get(prediction_id)
+        if pending is not None:
+            batch, index = pending
+            return batch.row(index)
         with self.engine.connect() as connection:
             found = (
                 connection.execute(
@@ -76,76 +124,75 @@ class PredictionLog:
             )
         return dict(found) if found is not None else None
 
-    def since(self, dataset: str, start: datetime, limit: int) -> list[dict[str, Any]]:
-        """Inputs of predictions for `dataset` made at or after `start`, oldest first."""
+    def since(self, dataset: str, start: datetime, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Inputs of the newest `limit` predictions for `dataset` made at or after `start`
+        (oldest first), and whether older ones were left out."""
         self.flush()
         with self.engine.connect() as connection:
             rows = (
                 connection.execute(
                     select(PREDICTIONS.c.features)
-                    .where(
-                        PREDICTIONS.c.dataset == dataset, PREDICTIONS.c.created_at >= _utc(start)
-                    )
-                    .order_by(PREDICTIONS.c.created_at)
-                    .limit(limit)
+                    .where(PREDICTIONS.c.dataset == dataset, PREDICTIONS.c.created_at >= start)
+                    .order_by(PREDICTIONS.c.created_at.desc())
+                    .limit(limit + 1)
                 )
                 .scalars()
                 .all()
             )
-        return list(rows)
+        return list(reversed(rows[:limit])), len(rows) > limit
 
-    def flush(self) -> None:
-        """Returns once every row appended so far is in the database."""
-        self._write(self._drain())
-        self._queue.join()  # rows the writer thread already took
+    def flush(self, timeout: float = FLUSH_TIMEOUT_SECONDS) -> None:
+        """Returns once everything appended before the call is in the database."""
+        with self._changed:
+            target = self._appended
+            self._changed.notify_all()
+            if not self._changed.wait_for(lambda: self._written >= target, timeout):
+                raise PredictionLogUnavailable(
+                    f"the prediction log could not write to the database within {timeout:g} s"
+                )
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
-        self.flush()
-
-    def _drain(self) -> list[dict[str, Any] | None]:
-        items: list[dict[str, Any] | None] = []
-        while True:
-            try:
-                items.append(self._queue.get_nowait())
-            except queue.Empty:
-                return items
-
-    def _write(self, items: list[dict[str, Any] | None]) -> None:
-        rows = [row for row in items if row is not None]
         try:
-            if rows:
-                with self.engine.begin() as connection:
-                    for start in range(0, len(rows), FLUSH_BATCH_ROWS):
-                        batch = rows[start : start + FLUSH_BATCH_ROWS]
-                        connection.execute(insert(PREDICTIONS), batch)
-                with self._lock:
-                    for row in rows:
-                        self._pending.pop(row["prediction_id"], None)
+            self.flush()
         finally:
-            for _ in items:
-                self._queue.task_done()
+            with self._changed:
+                self._closed = True
+                self._changed.notify_all()
+            self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        backoff = FLUSH_INTERVAL_SECONDS
         while True:
-            try:
-                first = self._queue.get(timeout=FLUSH_INTERVAL_SECONDS)
-            except queue.Empty:
+            with self._changed:
+                self._changed.wait_for(lambda: self._queue or self._closed, FLUSH_INTERVAL_SECONDS)
+                if self._closed and not self._queue:
+                    return
+                batches = list(self._queue)
+            if not batches:
                 continue
-            items = [first, *self._drain()]
             try:
-                self._write(items)
+                self._write(batches)
             except Exception:
-                logger.exception("prediction log write failed; %d rows kept in memory", len(items))
-            if None in items:
-                return
+                logger.exception("prediction log write failed; retrying in %.1f s", backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_RETRY_SECONDS)
+                continue
+            backoff = FLUSH_INTERVAL_SECONDS
+            with self._changed:
+                for _ in batches:
+                    self._queue.popleft()
+                for batch in batches:
+                    for prediction_id in batch.ids:
+                        self._pending.pop(prediction_id, None)
+                self._written = batches[-1].sequence
+                self._changed.notify_all()
+
+    def _write(self, batches: list[PredictionBatch]) -> None:
+        rows = [row for batch in batches for row in batch.rows()]
+        with self.engine.begin() as connection:
+            for start in range(0, len(rows), INSERT_BATCH_ROWS):
+                connection.execute(insert(PREDICTIONS), rows[start : start + INSERT_BATCH_ROWS])
 
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc(moment: datetime) -> datetime:
-    """A time without a zone is read as UTC."""
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)

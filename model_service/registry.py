@@ -28,6 +28,10 @@ class RegistryError(LookupError):
     """The registry lacks something a request needs (a model, an alias, a version)."""
 
 
+class VersionNotFound(RegistryError):
+    """A model version that is not (or no longer) in the registry."""
+
+
 def disable_mlflow_telemetry() -> None:
     """MLflow telemetry does a DNS lookup on start; it must be off in all we run. Its
     download progress bars would only clutter a service's log."""
@@ -44,14 +48,27 @@ def client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+def is_not_found(error: Exception) -> bool:
+    """Whether an MLflow error means "no such model, version or alias" (and nothing worse)."""
+    code = getattr(error, "error_code", "")
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "not found" in str(error)
+    )
+
+
 def alias_version(mlflow_client: Any, model_name: str, alias: str) -> Any | None:
-    """The `ModelVersion` behind `name@alias`, or None when the model or alias is absent."""
+    """The `ModelVersion` behind `name@alias`, or None when the model or alias is absent.
+
+    Any other registry error (unreachable, locked) propagates: absence must be certain
+    before anyone acts on it (e.g. by making a new version the champion)."""
     from mlflow.exceptions import MlflowException  # noqa: PLC0415
 
     try:
         return mlflow_client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as error:
+        if is_not_found(error):
+            return None
+        raise
 
 
 @dataclass(frozen=True)
@@ -71,8 +88,15 @@ def load_version(
     tracking_uri: str, model_name: str, version: str, alias: str | None
 ) -> LoadedModel:
     """Loads one registered version with its run's metrics and reference data snapshot."""
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+
     mlflow_client = client(tracking_uri)
-    model_version = mlflow_client.get_model_version(model_name, version)
+    try:
+        model_version = mlflow_client.get_model_version(model_name, version)
+    except MlflowException as error:
+        if is_not_found(error):
+            raise VersionNotFound(f"model {model_name!r} has no version {version}") from None
+        raise
     run = mlflow_client.get_run(model_version.run_id)
     import mlflow.sklearn  # noqa: PLC0415
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from model_service.cards import DatasetCard, clean_values
 
@@ -195,7 +196,8 @@ class RiskModel:
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return np.asarray(1.0 / (1.0 + np.exp(-logits)), float)
+    """The logistic function, stable for any log-odds (no overflow at the extremes)."""
+    return np.asarray(expit(logits), float)
 
 
 def logit(probability: float) -> float:

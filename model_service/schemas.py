@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -164,6 +164,7 @@ class Contribution(BaseModel):
 class Explanation(BaseModel):
     prediction_id: str | None
     probability: float
+    log_odds: float = Field(description="base_value + sum(contributions), exactly")
     base_value: float
     scale: Literal["log-odds"] = "log-odds"
     contributions: list[Contribution]
@@ -249,13 +250,25 @@ class _BatchBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _as_utc(moment: datetime) -> datetime:
+    """A time without a zone is read as UTC."""
+    try:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        raise PydanticCustomError(
+            "datetime_range",
+            '"since": {value} is outside the range of UTC times',
+            {"value": moment.isoformat()},
+        ) from None
+
+
 class _DriftBase(BaseModel):
     """Exactly one of: a batch of patients, a built-in site batch, or a start time for the
     prediction log."""
 
     model_config = ConfigDict(extra="forbid")
     site: str | None = Field(default=None, min_length=1, max_length=100)
-    since: datetime | None = None
+    since: Annotated[datetime, AfterValidator(_as_utc)] | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> _DriftBase:
@@ -339,7 +352,13 @@ def describe_error(error: ErrorDetails, known_fields: Sequence[str] = ()) -> Err
     field = _field_path(loc)
     rule = error["type"]
     value = error.get("input")
-    if rule in {"physiological_limit", "whole_number", "allowed_categories", "exactly_one"}:
+    if rule in {
+        "physiological_limit",
+        "whole_number",
+        "allowed_categories",
+        "exactly_one",
+        "datetime_range",
+    }:
         message = error["msg"]
     elif rule == "json_invalid":
         position = loc[1] if len(loc) > 1 else "?"

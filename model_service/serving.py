@@ -6,25 +6,29 @@ when `@champion` moves to another version and swaps the model in without a resta
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import logging
-import math
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 from model_service import registry
-from model_service.cards import DatasetCard
-from model_service.predictions import now_utc
+from model_service.cards import Feature
+from model_service.predictions import PredictionBatch, now_utc
 from model_service.registry import LoadedModel
 from model_service.risk_model import columns_from_frame, columns_from_records
 
 logger = logging.getLogger(__name__)
 
 VERSION_CACHE_SIZE = 3
+FAILED_LOAD_RETRY_SECONDS = 60.0
 
 
 class NotReady(RuntimeError):
@@ -34,13 +38,15 @@ class NotReady(RuntimeError):
 class ModelHolder:
     """The served model plus a few recently used versions (to explain old predictions)."""
 
-    def __init__(self, card: DatasetCard, tracking_uri: str) -> None:
-        self.card = card
+    def __init__(self, dataset: str, model_name: str, tracking_uri: str) -> None:
+        self.dataset = dataset
+        self.model_name = model_name
         self.tracking_uri = tracking_uri
         self.current: LoadedModel | None = None
         self.reason = "loading the champion model"
         self._cache: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
+        self._failed: tuple[str, float] | None = None
 
     def require(self) -> LoadedModel:
         current = self.current
@@ -49,59 +55,85 @@ class ModelHolder:
         return current
 
     def refresh(self) -> bool:
-        """Loads the version behind `@champion` if it is not the one served. Blocking;
+        """Serves the version behind `@champion` if it is not the one served. Blocking;
         returns True when the served model changed."""
-        name = self.card.model_name
-        try:
-            version = registry.alias_version(
-                registry.client(self.tracking_uri), name, registry.CHAMPION
-            )
-        except Exception as error:
-            self._unavailable(f"model registry at {self.tracking_uri} unreachable: {error}")
+        number = self._champion_version()
+        if number is None or (self.current is not None and self.current.version == number):
             return False
-        if version is None:
-            self._unavailable(
-                f"no version of model {name!r} has the alias @{registry.CHAMPION} in the "
-                f"registry at {self.tracking_uri}; run `copilot train` first"
-            )
+        if self._failed and self._failed[0] == number and time.monotonic() < self._failed[1]:
             return False
-        if self.current is not None and self.current.version == str(version.version):
-            return False
-        loaded = self.version(str(version.version), alias=registry.CHAMPION)
-        if loaded.model.card.name != self.card.name:
-            self._unavailable(
-                f"model {name!r} version {loaded.version} was trained on dataset "
-                f"{loaded.model.card.name!r}, but this service serves {self.card.name!r}"
-            )
+        loaded = self._load_champion(number)
+        if loaded is None:
             return False
         previous = self.current.version if self.current else None
         self.current = loaded
         self.reason = ""
+        # The imported libraries and the model are long-lived: take them out of the
+        # garbage collector's full scans, which otherwise stall large batch requests.
+        gc.collect()
+        gc.freeze()
         logger.info(
             "serving model",
-            extra={"model": name, "version": loaded.version, "previous_version": previous},
+            extra={"model": self.model_name, "version": number, "previous_version": previous},
         )
         return True
 
-    def version(self, version: str, alias: str | None = None) -> LoadedModel:
-        """A loaded model version, from the cache when possible (blocking on a miss)."""
+    def _champion_version(self) -> str | None:
+        try:
+            version = registry.alias_version(
+                registry.client(self.tracking_uri), self.model_name, registry.CHAMPION
+            )
+        except Exception as error:  # a registry outage must not kill the poller
+            self._unavailable(f"model registry at {self.tracking_uri} unreachable: {error}")
+            return None
+        if version is None:
+            self._unavailable(
+                f"no version of model {self.model_name!r} has the alias @{registry.CHAMPION} "
+                f"in the registry at {self.tracking_uri}; run `copilot train` first"
+            )
+            return None
+        return str(version.version)
+
+    def _load_champion(self, number: str) -> LoadedModel | None:
+        try:
+            loaded = self.version(number)
+        except Exception as error:  # report it and keep what is served
+            logger.exception("loading the champion failed", extra={"version": number})
+            self._failed = (number, time.monotonic() + FAILED_LOAD_RETRY_SECONDS)
+            self._unavailable(
+                f"champion version {number} of {self.model_name!r} failed to load: {error}"
+            )
+            return None
+        if loaded.model.card.name != self.dataset:
+            self._unavailable(
+                f"model {self.model_name!r} version {number} was trained on dataset "
+                f"{loaded.model.card.name!r}, but this service serves {self.dataset!r}"
+            )
+            return None
+        return dataclasses.replace(loaded, alias=registry.CHAMPION)
+
+    def version(self, version: str) -> LoadedModel:
+        """A loaded model version (alias as it stands now), from the cache when possible.
+        Blocking on a miss; raises `registry.VersionNotFound` for an unknown version."""
         with self._lock:
-            cached = self._cache.get(version)
-            if cached is not None:
+            loaded = self._cache.get(version)
+            if loaded is not None:
                 self._cache.move_to_end(version)
-                return cached
-        loaded = registry.load_version(self.tracking_uri, self.card.model_name, version, alias)
-        # Score and explain a few reference rows here, in the loader thread: a version that
-        # cannot is never served, and lazy parts (a forest's tree explainer) are built now
-        # rather than on the event loop during someone's request.
-        sample = columns_from_frame(loaded.model.card, loaded.reference.head(5))
-        loaded.model.probabilities(sample)
-        loaded.model.explain(sample)
-        with self._lock:
-            self._cache[version] = loaded
-            while len(self._cache) > VERSION_CACHE_SIZE:
-                self._cache.popitem(last=False)
-        return loaded
+        if loaded is None:
+            loaded = registry.load_version(self.tracking_uri, self.model_name, version, None)
+            # Score and explain a few reference rows here, in the loader thread: a version
+            # that cannot is never served, and lazy parts (a forest's tree explainer) are
+            # built now rather than on the event loop during someone's request.
+            sample = columns_from_frame(loaded.model.card, loaded.reference.head(5))
+            loaded.model.probabilities(sample)
+            loaded.model.explain(sample)
+            with self._lock:
+                self._cache[version] = loaded
+                while len(self._cache) > VERSION_CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        current = self.current
+        alias = registry.CHAMPION if current is not None and current.version == version else None
+        return dataclasses.replace(loaded, alias=alias)
 
     def _unavailable(self, reason: str) -> None:
         if self.current is None:
@@ -120,116 +152,110 @@ def model_ref(loaded: LoadedModel) -> dict[str, Any]:
     return {"name": loaded.name, "version": loaded.version, "alias": loaded.alias}
 
 
+def _imputed(feature: Feature, fill: Any) -> str:
+    if feature.kind == "boolean":
+        shown = "yes" if fill else "no"
+    else:
+        shown = feature.describe_value(round(fill, 2) if isinstance(fill, float) else fill)
+    statistic = "median" if feature.kind == "numeric" else "most common value"
+    return f"imputed as {shown} (the training {statistic})"
+
+
 def input_warnings(
     loaded: LoadedModel, records: Sequence[Mapping[str, Any]]
 ) -> list[list[dict[str, str]]]:
-    """Per record: missing inputs (imputed), impossible zeros, values outside the training range."""
+    """Per record: missing inputs (imputed), impossible zeros, values outside the training
+    range. Identical warnings share one (read-only) object."""
     warnings: list[list[dict[str, str]]] = [[] for _ in records]
     encoder = loaded.model.encoder
     for feature in loaded.model.card.features:
         values = [record.get(feature.name) for record in records]
-        fill = encoder.fill[feature.name]
-        shown_fill = (
-            ("yes" if fill else "no")
-            if feature.kind == "boolean"
-            else feature.describe_value(round(fill, 2) if isinstance(fill, float) else fill)
-        )
-        statistic = "median" if feature.kind == "numeric" else "most common value"
-        imputed = f"imputed as {shown_fill} (the training {statistic})"
+        imputed = _imputed(feature, encoder.fill[feature.name])
+        missing = {
+            "feature": feature.name,
+            "code": "missing_imputed",
+            "message": f"{feature.display_name} missing; {imputed}",
+        }
         if feature.kind != "numeric":
-            for row in (i for i, value in enumerate(values) if value is None):
-                warnings[row].append(
-                    {
-                        "feature": feature.name,
-                        "code": "missing_imputed",
-                        "message": f"{feature.display_name} missing; {imputed}",
-                    }
-                )
+            for row, value in enumerate(values):
+                if value is None:
+                    warnings[row].append(missing)
             continue
         array = np.asarray(values, dtype=float)
         for row in np.flatnonzero(np.isnan(array)).tolist():
-            warnings[row].append(
-                {
-                    "feature": feature.name,
-                    "code": "missing_imputed",
-                    "message": f"{feature.display_name} missing; {imputed}",
-                }
-            )
+            warnings[row].append(missing)
         if feature.zero_means_missing:
+            zero = {
+                "feature": feature.name,
+                "code": "zero_read_as_missing",
+                "message": f"{feature.display_name} recorded as 0, which is impossible; "
+                f"read as missing and {imputed}",
+            }
             for row in np.flatnonzero(array == 0).tolist():
-                warnings[row].append(
-                    {
-                        "feature": feature.name,
-                        "code": "zero_read_as_missing",
-                        "message": f"{feature.display_name} recorded as 0, which is impossible; "
-                        f"read as missing and {imputed}",
-                    }
-                )
+                warnings[row].append(zero)
             array = np.where(array == 0, np.nan, array)
         training = feature.training_range
         if training is not None:
+            unit = f" {feature.unit}" if feature.unit else ""
             outside = np.flatnonzero((array < training.low) | (array > training.high))
             for row in outside.tolist():
+                shown = feature.describe_value(float(array[row]))
                 warnings[row].append(
                     {
                         "feature": feature.name,
                         "code": "outside_training_range",
-                        "message": f"{feature.display_name} "
-                        f"{feature.describe_value(float(array[row]))} "
-                        f"is outside the training range {training.low:g}-{training.high:g}"
-                        f"{' ' + feature.unit if feature.unit else ''}; low confidence",
+                        "message": f"{feature.display_name} {shown} is outside the training range "
+                        f"{training.low:g}-{training.high:g}{unit}; low confidence",
                     }
                 )
     return warnings
 
 
 def predict(
-    loaded: LoadedModel, records: Sequence[Mapping[str, Any]]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Scores records: (response payloads, prediction-log rows), in input order."""
+    loaded: LoadedModel, records: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], PredictionBatch]:
+    """Scores records: (response payloads in input order, the batch for the prediction log)."""
     model = loaded.model
-    probabilities = model.probabilities(columns_from_records(model.card, records))
-    labels = probabilities >= model.threshold
+    probabilities = model.probabilities(columns_from_records(model.card, records)).tolist()
+    threshold = model.threshold
+    labels = [int(p >= threshold) for p in probabilities]
     warnings = input_warnings(loaded, records)
     ids = new_ids(len(records))
     ref = model_ref(loaded)
-    outcome = model.card.outcome
-    created = now_utc()
-    payloads, log_rows = [], []
-    for index, record in enumerate(records):
-        probability = float(probabilities[index])
-        label = int(labels[index])
-        payloads.append(
-            {
-                "prediction_id": ids[index],
-                "probability": probability,
-                "label": label,
-                "label_name": outcome if label else f"no {outcome}",
-                "threshold": model.threshold,
-                "model": ref,
-                "warnings": warnings[index],
-            }
-        )
-        log_rows.append(
-            {
-                "prediction_id": ids[index],
-                "created_at": created,
-                "dataset": model.card.name,
-                "model_name": loaded.name,
-                "model_version": loaded.version,
-                "probability": probability,
-                "label": label,
-                "threshold": model.threshold,
-                "features": dict(record),
-            }
-        )
-    return payloads, log_rows
+    names = (f"no {model.card.outcome}", model.card.outcome)
+    payloads = [
+        {
+            "prediction_id": i,
+            "probability": p,
+            "label": label,
+            "label_name": names[label],
+            "threshold": threshold,
+            "model": ref,
+            "warnings": w,
+        }
+        for i, p, label, w in zip(ids, probabilities, labels, warnings, strict=True)
+    ]
+    batch = PredictionBatch(
+        ids=ids,
+        created_at=now_utc(),
+        dataset=model.card.name,
+        model_name=loaded.name,
+        model_version=loaded.version,
+        threshold=threshold,
+        probabilities=probabilities,
+        labels=labels,
+        records=records,
+    )
+    return payloads, batch
 
 
 def explain(
     loaded: LoadedModel, record: Mapping[str, Any], prediction_id: str | None
 ) -> dict[str, Any]:
-    """Exact SHAP contributions in log-odds, largest effect first."""
+    """Exact SHAP contributions in log-odds, largest effect first.
+
+    `log_odds` is what the contributions sum to; `probability` is its logistic, which
+    float64 cannot tell from 1.0 once the log-odds pass ~37."""
     model = loaded.model
     base_value, contributions, logits = model.explain(columns_from_records(model.card, [record]))
     features = model.card.features
@@ -242,9 +268,11 @@ def explain(
         }
         for index in largest_first
     ]
+    log_odds = float(logits[0])
     return {
         "prediction_id": prediction_id,
-        "probability": 1.0 / (1.0 + math.exp(-float(logits[0]))),
+        "probability": float(expit(log_odds)),
+        "log_odds": log_odds,
         "base_value": float(base_value),
         "scale": "log-odds",
         "contributions": rows,

@@ -150,14 +150,14 @@ def _platt(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
 
 
-def _cross_validated_platt_brier(scores: np.ndarray, y: np.ndarray, seed: int) -> float:
-    """Brier score of Platt scaling judged on folds it was not fitted on."""
+def _cross_validated_platt(scores: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """Platt-scaled probabilities, each from a link fitted on the other folds."""
     calibrated = np.empty_like(scores)
     folds = StratifiedKFold(FOLDS, shuffle=True, random_state=seed + 1)
     for fit_index, eval_index in folds.split(scores, y):
         slope, intercept = _platt(scores[fit_index], y[fit_index])
         calibrated[eval_index] = sigmoid(slope * scores[eval_index] + intercept)
-    return float(brier_score_loss(y, calibrated))
+    return calibrated
 
 
 def _evaluate_candidate(
@@ -186,7 +186,8 @@ def _evaluate_candidate(
     # A forest's vote share is not on a log-odds scale: it always gets the Platt link.
     raw_probability = out_of_fold if kind == "random_forest" else sigmoid(out_of_fold)
     raw_brier = float(brier_score_loss(y_train, np.clip(raw_probability, 0, 1)))
-    platt_brier = _cross_validated_platt_brier(out_of_fold, y_train, seed)
+    platt_probability = _cross_validated_platt(out_of_fold, y_train, seed)
+    platt_brier = float(brier_score_loss(y_train, platt_probability))
     calibrated = kind == "random_forest" or platt_brier < raw_brier
     slope, intercept = _platt(out_of_fold, y_train) if calibrated else (1.0, 0.0)
     oof_probability = sigmoid(slope * out_of_fold + intercept)
@@ -204,7 +205,8 @@ def _evaluate_candidate(
     noise = noise_flip_rate(model, holdout_columns, seed)
     metrics |= {
         "cv_roc_auc": cv_auc,
-        "cv_brier": float(brier_score_loss(y_train, oof_probability)),
+        # judged out of fold, the link included (no optimism from fitting Platt on it)
+        "cv_brier": platt_brier if calibrated else raw_brier,
         "train_roc_auc": float(np.mean(train_aucs)),
         "overfit_gap": float(np.mean(train_aucs)) - cv_auc,
         "brier_uncalibrated": raw_brier,

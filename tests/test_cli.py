@@ -5,17 +5,23 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
+from copilot.bench import model_service_command
 from copilot.cli import app
 from tests.conftest import TrainedRegistry, wait_until
 
 runner = CliRunner()
+
+UNREACHABLE_MLFLOW = {
+    "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "2",
+}
 
 
 @pytest.fixture
@@ -58,6 +64,20 @@ def test_help_lists_the_commands() -> None:
         (["train"], {"COPILOT_LLM": "gpt"}, 2, "COPILOT_LLM='gpt' must be"),
         (["train"], {"COPILOT_API_KEYS": "ann:boss:k1"}, 2, "COPILOT_API_KEYS entry 'ann:boss:k1'"),
         (["train", "--bogus"], {}, 2, "No such option"),
+        (["serve", "model", "--port", "70000"], {}, 2, "less than or equal to 65535"),
+        (
+            ["serve", "model"],
+            {"MODEL_SERVICE_URL": "http://127.0.0.1:70000"},
+            2,
+            "has a port outside 1-65535",
+        ),
+        (["train"], UNREACHABLE_MLFLOW, 1, "MLflow at http://127.0.0.1:9:"),
+        (
+            ["up"],
+            UNREACHABLE_MLFLOW | {"MODEL_SERVICE_URL": "http://127.0.0.1:1"},
+            1,
+            "MLflow at http://127.0.0.1:9:",
+        ),
     ],
 )
 def test_expected_failures_are_one_clear_line(
@@ -119,17 +139,7 @@ def test_model_service_process_serves_over_http_and_stops_on_sigterm(
         "MLFLOW_TRACKING_URI": trained_registry.tracking_uri,
     }
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from copilot.cli import main; main()",
-            "serve",
-            "model",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        model_service_command(port),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

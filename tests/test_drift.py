@@ -1,12 +1,14 @@
 """Drift checks against the champion's reference, on the real site batches."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from fastapi.testclient import TestClient
 
 from model_service.cards import DatasetCard
+from model_service.drift import MAX_REPORTS, _prune_reports, check_drift, new_report_id
 
 
 def _findings(report: dict[str, Any]) -> dict[tuple[str, str], int]:
@@ -81,13 +83,47 @@ def test_drift_of_posted_patients_and_of_the_prediction_log(
     assert _findings(logged.json()) == _findings(posted.json())
 
 
+def _error(response: Any) -> dict[str, Any]:
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    return dict(error)
+
+
 def test_drift_refuses_what_it_cannot_compare(service: TestClient, patient: dict[str, Any]) -> None:
-    few = service.post("/v1/drift", json={"patients": [patient] * 5})
-    assert few.status_code == 422 and "at least 30 rows" in few.json()["detail"]
+    few = _error(service.post("/v1/drift", json={"patients": [patient] * 5}))
+    assert (few["field"], few["rule"]) == ("patients", "min_rows")
+    assert "at least 30 rows" in few["message"]
     later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
-    none = service.post("/v1/drift", json={"since": later})
-    assert none.status_code == 422 and "only 0 predictions logged since" in none.json()["detail"]
-    unknown = service.post("/v1/drift", json={"site": "Mars"})
-    assert unknown.status_code == 422 and "unknown site 'Mars'" in unknown.json()["detail"]
-    both = service.post("/v1/drift", json={"site": "Hungary", "since": later})
-    assert both.status_code == 422 and "got site, since" in both.json()["detail"][0]["message"]
+    none = _error(service.post("/v1/drift", json={"since": later}))
+    assert none["field"] == "since" and "only 0 predictions logged since" in none["message"]
+    unknown = _error(service.post("/v1/drift", json={"site": "Mars"}))
+    assert (unknown["field"], unknown["value"]) == ("site", "Mars")
+    assert "unknown site 'Mars'" in unknown["message"]
+    both = _error(service.post("/v1/drift", json={"site": "Hungary", "since": later}))
+    assert "got site, since" in both["message"]
+    extra = _error(service.post("/v1/drift", json={"site": "Hungary", "x": 1}))
+    assert extra["message"] == '"x" is not a known field; known fields: patients, site, since'
+    for edge in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00"):
+        far = _error(service.post("/v1/drift", json={"since": edge}))
+        assert (
+            far["rule"] == "datetime_range" and "outside the range of UTC times" in far["message"]
+        )
+
+
+def test_columns_constant_in_both_batches_are_not_drift(
+    heart_card: DatasetCard, tmp_path: Path
+) -> None:
+    frame = heart_card.select_sites(heart_card.load_raw(), ["Cleveland"])
+    reference = frame.assign(fbs=False)
+    current = frame.head(80).assign(fbs=False)
+    features, _ = check_drift(heart_card, reference, current, tmp_path, new_report_id())
+    fbs = next(f for f in features if f.feature == "fbs")
+    assert fbs.p_value == 1.0 and fbs.drifted is False
+
+
+def test_only_the_newest_reports_are_kept(tmp_path: Path) -> None:
+    for second in range(MAX_REPORTS + 5):
+        (tmp_path / f"drift-20260101T0000{second // 60:02d}Z-{second:08x}.html").write_text("x")
+    _prune_reports(tmp_path)
+    kept = sorted(path.name for path in tmp_path.glob("*.html"))
+    assert len(kept) == MAX_REPORTS and kept[0] == "drift-20260101T000000Z-00000005.html"

@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 
 from model_service.app import ServiceConfig
 from model_service.database import make_engine
-from model_service.predictions import PredictionLog
+from model_service.predictions import PredictionBatch, PredictionLog
+from model_service.serving import new_ids
 from tests.conftest import service_client
 
 POSTGRES_URL = os.environ.get("COPILOT_TEST_POSTGRES_URL")
@@ -54,24 +55,24 @@ def test_prediction_log_reads_its_own_writes(patient: dict[str, Any]) -> None:
     engine = make_engine(POSTGRES_URL)
     log = PredictionLog(engine)
     try:
-        row = {
-            "prediction_id": os.urandom(16).hex(),
-            "created_at": datetime.now(UTC),
-            "dataset": "heart-disease",
-            "model_name": "m",
-            "model_version": "9",
-            "probability": 0.25,
-            "label": 0,
-            "threshold": 0.5,
-            "features": patient,
-        }
-        log.append([row])
-        log.flush()
-        log._pending.clear()  # force the read to come from PostgreSQL
-        stored = log.get(row["prediction_id"])
-        assert (
-            stored is not None and stored["features"] == patient and stored["model_version"] == "9"
+        batch = PredictionBatch(
+            ids=new_ids(2),
+            created_at=datetime.now(UTC),
+            dataset="heart-disease",
+            model_name="m",
+            model_version="9",
+            threshold=0.5,
+            probabilities=[0.25, 0.75],
+            labels=[0, 1],
+            records=[patient, {**patient, "chol": 0}],
         )
+        log.append(batch)
+        log.flush()
+        log._pending.clear()  # force the reads to come from PostgreSQL
+        first, second = (log.get(prediction_id) for prediction_id in batch.ids)
+        assert first is not None and first["features"] == patient
+        assert first["model_version"] == "9" and first["created_at"].tzinfo is not None
+        assert second is not None and second["features"]["chol"] == 0 and second["label"] == 1
     finally:
         log.close()
         engine.dispose()
