@@ -9,11 +9,11 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import pandas as pd
-from fastapi import FastAPI
+from fastapi import Body, FastAPI
 from fastapi.responses import FileResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
@@ -117,7 +117,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
     )
     install_error_handlers(
         app,
-        card.feature_names,
+        card,
         {
             "/v1/predict/batch": ["patients"],
             "/v1/explain": ["patient", "prediction_id"],
@@ -169,7 +169,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
 
     def _predict(patients: list[Any]) -> list[dict[str, Any]]:
         loaded = holder.require()
-        records = [vars(p) for p in patients]  # validated; a plain dict per patient
+        records = list(patients)  # validated TypedDicts: plain dicts
         payloads, batch = serving.predict(loaded, records)
         app.state.log.append(batch)
         positives = sum(batch.labels)
@@ -180,7 +180,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         return payloads
 
     @app.post("/v1/predict", response_model=Prediction, responses={422: ERRORS[422]})
-    async def predict(body: patient) -> Response:  # type: ignore[valid-type]
+    async def predict(body: Annotated[patient, Body()]) -> Response:  # type: ignore[valid-type]
         """Risk for one patient; inputs outside the training range are flagged in `warnings`."""
         return _json(_predict([body])[0])
 
@@ -203,7 +203,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         """Exact SHAP contributions in log-odds for a patient or an earlier prediction."""
         prediction_id = body.prediction_id  # type: ignore[attr-defined]
         if prediction_id is None:
-            record = vars(body.patient)  # type: ignore[attr-defined]
+            record = body.patient  # type: ignore[attr-defined]
             return _json(serving.explain(holder.require(), record, None))
         holder.require()
         logged = await run_in_threadpool(app.state.log.get, prediction_id)
@@ -282,7 +282,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
             current = pd.DataFrame(rows, columns=card.feature_names)
             source = {"since": since.isoformat(), "newest_only": truncated}
         else:
-            records = [vars(p) for p in body.patients]  # type: ignore[attr-defined]
+            records = list(body.patients)  # type: ignore[attr-defined]
             current = pd.DataFrame(records, columns=card.feature_names)
             source = {"patients": len(records)}
         return _json(await run_in_threadpool(_drift, current, source))

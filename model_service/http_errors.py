@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from model_service.cards import DatasetCard
 from model_service.observability import BODY_TOO_LARGE, MAX_BODY_BYTES
 from model_service.predictions import PredictionLogUnavailable
 from model_service.schemas import MAX_BATCH_ROWS, describe_error
@@ -72,21 +73,23 @@ def invalid(field: str, rule: str, value: Any, message: str, status: int = 422) 
 
 
 def install_error_handlers(
-    app: FastAPI, patient_fields: Sequence[str], body_fields: dict[str, list[str]]
+    app: FastAPI, card: DatasetCard, body_fields: dict[str, list[str]]
 ) -> None:
     """Maps every expected failure to its status and a body that says what is wrong.
 
     `body_fields` lists, per path, the fields a request body takes at the top level (for
-    "known fields" in the message); nested patient objects take `patient_fields`."""
+    "known fields" in the message); patient objects take the card's features."""
+
+    units = {feature.name: feature.unit for feature in card.features}
 
     def known_fields(path: str, loc: tuple[Any, ...]) -> Sequence[str]:
         top = body_fields.get(path)
-        return top if top is not None and len(loc) <= 2 else patient_fields
+        return top if top is not None and len(loc) <= 2 else card.feature_names
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         path = request.url.path
-        items = [describe_error(e, known_fields(path, e["loc"])) for e in error.errors()]
+        items = [describe_error(e, known_fields(path, e["loc"]), units) for e in error.errors()]
         if any(item.rule == "too_long" and item.field == "patients" for item in items):
             return invalid(
                 "patients",
