@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 
 
@@ -18,9 +19,16 @@ def normalize_url(url: str) -> str:
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL and a busy timeout so several processes can share it."""
     url = normalize_url(url)
+    # orjson for JSON columns: the prediction log writes 10,000 of them per batch request
+    json_options: dict[str, Any] = {
+        "json_serializer": lambda value: orjson.dumps(value).decode(),
+        "json_deserializer": orjson.loads,
+    }
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        return create_engine(url, pool_pre_ping=True, **json_options)
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30}, **json_options
+    )
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -36,42 +36,43 @@ def _value_text(value: object) -> str:
 
 
 def _numeric_check(feature: Feature) -> Callable[[float], float]:
-    limits = feature.limits
+    """Limits for a feature where 0 means "not recorded" (the others use native constraints)."""
+    low = feature.limits.low if feature.limits else float("-inf")
+    high = feature.limits.high if feature.limits else float("inf")
     unit = f" {feature.unit}" if feature.unit else ""
 
     def check(value: float) -> float:
-        if feature.zero_means_missing and value == 0:
-            return value  # recorded as 0: read as missing and flagged, not rejected
-        shown = _value_text(value)
-        if feature.integer and not float(value).is_integer():
+        if low <= value <= high or (value == 0 and feature.zero_means_missing):
+            if not feature.integer or float(value).is_integer():
+                return value  # the hot path: no message is built for a valid value
             raise PydanticCustomError(
                 "whole_number",
                 '"{field}": {value} must be a whole number',
-                {"field": feature.name, "value": shown},
+                {"field": feature.name, "value": _value_text(value)},
             )
-        if limits is not None and value > limits.high:
-            raise PydanticCustomError(
-                "physiological_limit",
-                '"{field}": {value} exceeds the physiological limit {limit}',
-                {"field": feature.name, "value": shown, "limit": f"{limits.high:g}{unit}"},
-            )
-        if limits is not None and value < limits.low:
-            raise PydanticCustomError(
-                "physiological_limit",
-                '"{field}": {value} is below the physiological limit {limit}',
-                {"field": feature.name, "value": shown, "limit": f"{limits.low:g}{unit}"},
-            )
-        return value
+        above = value > high
+        raise PydanticCustomError(
+            "physiological_limit",
+            '"{field}": {value} '
+            + ("exceeds" if above else "is below")
+            + " the physiological limit {limit}",
+            {
+                "field": feature.name,
+                "value": _value_text(value),
+                "limit": f"{high if above else low:g}{unit}",
+            },
+        )
 
     return check
 
 
 def _category_check(feature: Feature) -> Callable[[object], object]:
-    canonical = {category.lower(): category for category in feature.categories or ()}
+    allowed = frozenset(feature.categories or ())
+    canonical = {category.lower(): category for category in allowed}
 
     def check(value: object) -> object:
-        if not isinstance(value, str):
-            return value  # the str validator reports the type error
+        if not isinstance(value, str) or value in allowed:
+            return value  # the str validator reports non-strings; canonical is the hot path
         found = canonical.get(" ".join(value.split()).lower())
         if found is None:
             raise PydanticCustomError(
@@ -80,7 +81,7 @@ def _category_check(feature: Feature) -> Callable[[object], object]:
                 {
                     "field": feature.name,
                     "value": _value_text(value),
-                    "allowed": ", ".join(repr(c) for c in canonical.values()),
+                    "allowed": ", ".join(repr(c) for c in feature.categories or ()),
                 },
             )
         return found

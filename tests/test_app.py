@@ -122,6 +122,8 @@ def test_out_of_training_range_is_scored_with_a_warning(
         ({"fbs": "yes"}, "fbs", "bool_type", '"fbs": "yes" is not true or false'),
         ({"ca": 1.5}, "ca", "whole_number", '"ca": 1.5 must be a whole number'),
         ({"age": None}, "age", "float_type", '"age": null is not a number'),
+        ({"slope": []}, "slope", "string_type", '"slope": [] is not a string'),
+        ({"thal": {"x": 1}}, "thal", "string_type", '"thal": {"x": 1} is not a string'),
     ],
 )
 def test_bad_values_get_422_naming_field_value_and_rule(
