@@ -1,7 +1,7 @@
 """The MLflow model registry as the copilot uses it: aliases, versions, loading a version.
 
 Aliases: `champion` is what the service serves; `challenger` is the newest candidate
-waiting for promotion; `previous-champion` is kept so that a promotion can be rolled back.
+waiting for promotion.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from model_service.risk_model import RiskModel
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-PREVIOUS_CHAMPION = "previous-champion"
 
 MODEL_ARTIFACT = "model"
 REFERENCE_ARTIFACT = "reference/reference.csv"
