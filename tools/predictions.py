@@ -1,0 +1,240 @@
+"""Tools about one patient: predict the risk, explain it, and ask what if."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from tools.context import ToolContext
+from tools.errors import InvalidToolInput
+from tools.service import call
+
+Patient = dict[str, float | int | str | bool | None]
+
+_PATIENT_HELP = (
+    "Feature values by the dataset card's names, e.g. {'age': 63, 'sex': 'Male', "
+    "'cp': 'asymptomatic', 'trestbps': 145, 'chol': 233}; optional features may be left out."
+)
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    alias: str | None
+
+
+class InputWarning(BaseModel):
+    feature: str
+    code: str
+    message: str
+
+
+class PredictRiskInput(BaseModel):
+    """One patient to score."""
+
+    patient: Patient = Field(description=_PATIENT_HELP)
+
+
+class RiskPrediction(BaseModel):
+    """The model's risk for one patient."""
+
+    prediction_id: str = Field(description="Refer to this prediction later (explain, what if).")
+    probability: float = Field(description="Predicted probability of the outcome, 0 to 1.")
+    label: int = Field(description="1 when probability >= threshold.")
+    label_name: str
+    threshold: float
+    model: ModelRef
+    warnings: list[InputWarning] = Field(
+        description="Missing, impossible or out-of-training-range inputs: trust the risk less."
+    )
+
+
+async def predict_risk(ctx: ToolContext, args: PredictRiskInput) -> RiskPrediction:
+    """Predict the risk of the outcome (heart disease by default) for one patient.
+
+    Use when someone describes a patient and asks for their risk. Values outside the
+    training range are scored but flagged in `warnings`; impossible values are refused.
+    """
+    return RiskPrediction.model_validate(await call(ctx, "POST", "/v1/predict", args.patient))
+
+
+class _PatientOrPrediction(BaseModel):
+    prediction_id: str | None = Field(
+        default=None, description="An earlier prediction to reuse (from predict_risk)."
+    )
+    patient: Patient | None = Field(default=None, description=_PATIENT_HELP)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> _PatientOrPrediction:
+        if (self.prediction_id is None) == (self.patient is None):
+            raise ValueError("give exactly one of prediction_id or patient")
+        return self
+
+    def request(self) -> dict[str, Any]:
+        if self.prediction_id is not None:
+            return {"prediction_id": self.prediction_id}
+        return {"patient": self.patient}
+
+
+class ExplainInput(_PatientOrPrediction):
+    """The prediction (or patient) to explain."""
+
+
+class Driver(BaseModel):
+    """One feature's share in this patient's risk."""
+
+    rank: int = Field(description="1 = the largest effect on this patient's risk.")
+    feature: str
+    display_name: str
+    value: Any = Field(description="The patient's value (null when missing and imputed).")
+    unit: str | None
+    contribution: float = Field(description="SHAP value in log-odds; > 0 raises the risk.")
+    direction: Literal["raises risk", "lowers risk", "no effect"]
+
+
+class Explanation(BaseModel):
+    """Why the model gave this risk: exact SHAP contributions in log-odds."""
+
+    prediction_id: str | None
+    probability: float
+    log_odds: float = Field(description="base_value + the sum of all contributions.")
+    base_value: float = Field(description="Log-odds of the average patient in training.")
+    base_probability: float = Field(description="The base value as a probability.")
+    drivers: list[Driver] = Field(description="Every feature, largest effect first.")
+    model: ModelRef
+    warnings: list[InputWarning]
+
+
+def _direction(contribution: float) -> Literal["raises risk", "lowers risk", "no effect"]:
+    if abs(contribution) < 1e-9:
+        return "no effect"
+    return "raises risk" if contribution > 0 else "lowers risk"
+
+
+def _explanation(ctx: ToolContext, answer: dict[str, Any]) -> Explanation:
+    drivers = []
+    for rank, item in enumerate(answer["contributions"], start=1):
+        feature = ctx.card.feature(item["feature"])
+        drivers.append(
+            Driver(
+                rank=rank,
+                feature=feature.name,
+                display_name=feature.display_name,
+                value=item["value"],
+                unit=feature.unit,
+                contribution=item["contribution"],
+                direction=_direction(item["contribution"]),
+            )
+        )
+    base = answer["base_value"]
+    return Explanation(
+        prediction_id=answer["prediction_id"],
+        probability=answer["probability"],
+        log_odds=answer["log_odds"],
+        base_value=base,
+        base_probability=1 / (1 + math.exp(-base)),
+        drivers=drivers,
+        model=answer["model"],
+        warnings=answer["warnings"],
+    )
+
+
+async def explain_prediction(ctx: ToolContext, args: ExplainInput) -> Explanation:
+    """Explain a prediction: which features raise or lower this patient's risk, and by how
+    much (exact SHAP contributions in log-odds, largest first).
+
+    Use for "why?" after a prediction, or to explain a described patient directly.
+    """
+    return _explanation(ctx, await call(ctx, "POST", "/v1/explain", args.request()))
+
+
+class WhatIfInput(_PatientOrPrediction):
+    """A patient (or an earlier prediction) and the feature values to change."""
+
+    changes: Patient = Field(
+        min_length=1,
+        description="Feature values to change, e.g. {'chol': 180} or {'sex': 'Female'}.",
+    )
+
+
+class FeatureChange(BaseModel):
+    feature: str
+    display_name: str
+    unit: str | None
+    before: Any
+    after: Any
+    contribution_before: float
+    contribution_after: float
+
+
+class WhatIfResult(BaseModel):
+    """How the risk moves when some inputs change, and which changes move it."""
+
+    probability_before: float
+    probability_after: float
+    delta: float = Field(description="probability_after - probability_before.")
+    threshold: float
+    label_before: int
+    label_after: int
+    changes: list[FeatureChange]
+    other_features_shift: float = Field(
+        description="Log-odds change in features that were not changed (interactions in "
+        "tree models; 0 for a linear model)."
+    )
+    model: ModelRef
+
+
+async def what_if(ctx: ToolContext, args: WhatIfInput) -> WhatIfResult:
+    """Re-score a patient with some feature values changed and say how the risk moves.
+
+    Use for "what if his cholesterol were 180?" or "and for a woman?" after a prediction.
+    """
+    unknown = sorted(set(args.changes) - set(ctx.card.feature_names))
+    if unknown:
+        raise InvalidToolInput(
+            [
+                f'"{name}" is not a feature of {ctx.card.name}; features: '
+                f"{', '.join(ctx.card.feature_names)}"
+                for name in unknown
+            ]
+        )
+    before = await call(ctx, "POST", "/v1/explain", args.request())
+    patient = {c["feature"]: c["value"] for c in before["contributions"] if c["value"] is not None}
+    changed = {**patient, **args.changes}
+    after = await call(ctx, "POST", "/v1/explain", {"patient": changed})
+    if after["model"]["version"] != before["model"]["version"]:
+        # the champion moved since that prediction: compare like with like
+        before = await call(ctx, "POST", "/v1/explain", {"patient": patient})
+    threshold = (await call(ctx, "GET", "/v1/model"))["threshold"]
+    contributions_before = {c["feature"]: c["contribution"] for c in before["contributions"]}
+    contributions_after = {c["feature"]: c["contribution"] for c in after["contributions"]}
+    changes = [
+        FeatureChange(
+            feature=name,
+            display_name=ctx.card.feature(name).display_name,
+            unit=ctx.card.feature(name).unit,
+            before=patient.get(name),
+            after=value,
+            contribution_before=contributions_before[name],
+            contribution_after=contributions_after[name],
+        )
+        for name, value in args.changes.items()
+    ]
+    shift = sum(
+        contributions_after[f] - contributions_before[f]
+        for f in contributions_after
+        if f not in args.changes
+    )
+    return WhatIfResult(
+        probability_before=before["probability"],
+        probability_after=after["probability"],
+        delta=after["probability"] - before["probability"],
+        threshold=threshold,
+        label_before=int(before["probability"] >= threshold),
+        label_after=int(after["probability"] >= threshold),
+        changes=changes,
+        other_features_shift=shift,
+        model=after["model"],
+    )
