@@ -1,7 +1,8 @@
 """The MLflow model registry as the copilot uses it: aliases, versions, loading a version.
 
 Aliases: `champion` is what the service serves; `challenger` is the newest candidate
-waiting for promotion.
+waiting for promotion; `previous-champion` is the champion before the last promotion or
+rollback, so that either can be undone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from model_service.risk_model import RiskModel
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous-champion"
 
 MODEL_ARTIFACT = "model"
 REFERENCE_ARTIFACT = "reference/reference.csv"

@@ -248,10 +248,12 @@ def train(
     seed: int = 42,
     reason: str | None = None,
     progress: ProgressCallback | None = None,
+    challenger_only: bool = False,
 ) -> TrainingResult:
     """Trains every candidate kind, logs the run to MLflow and registers the best one.
 
-    The new version gets `@champion` when the registry has none yet, else `@challenger`.
+    The new version gets `@champion` when the registry has none yet, else `@challenger`;
+    with `challenger_only` (retraining from the copilot) always `@challenger`.
     """
     unknown = [kind for kind in kinds if kind not in MODEL_KINDS]
     if unknown or not kinds:
@@ -311,6 +313,7 @@ def train(
         y_holdout,
         candidates,
         best,
+        challenger_only,
     )
     step("done")
     return result
@@ -327,6 +330,7 @@ def _log_and_register(
     y_holdout: np.ndarray,
     candidates: list[_Candidate],
     best: _Candidate,
+    challenger_only: bool,
 ) -> TrainingResult:
     registry.disable_mlflow_telemetry()
     import mlflow  # noqa: PLC0415 - mlflow takes seconds to import
@@ -413,7 +417,10 @@ def _log_and_register(
         )
     client = registry.client(tracking_uri)
     version = str(info.registered_model_version)
-    has_champion = registry.alias_version(client, card.model_name, registry.CHAMPION) is not None
+    has_champion = (
+        challenger_only
+        or registry.alias_version(client, card.model_name, registry.CHAMPION) is not None
+    )
     alias = registry.CHALLENGER if has_champion else registry.CHAMPION
     client.set_registered_model_alias(card.model_name, alias, version)
     for key, value in {"dataset": card.name, "sites": ",".join(sites), "kind": best.kind}.items():

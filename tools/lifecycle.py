@@ -1,0 +1,249 @@
+"""The state-changing tools: retrain, promote, roll back.
+
+These change what patients are scored with. Nothing may call them except the execution
+of an approved pending action (copilot/actions.py), which checks the approval and the
+arguments' hash before it calls; they are not offered to the LLM directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import anyio.to_thread
+from pydantic import BaseModel, Field
+
+from model_service import registry
+from model_service.cards import CardError
+from model_service.risk_model import MODEL_KINDS, ModelKind
+from model_service.training import TrainingError, train
+from tools.context import ToolContext
+from tools.errors import InvalidToolInput, ToolError
+
+# The promotion gate.
+AUC_MARGIN = 0.02  # the candidate's holdout ROC AUC may be at most this much below the champion's
+MAX_NOISE_FLIP_RATE = 0.15  # share of holdout predictions that flip under measurement noise
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class NoChallenger(ToolError):
+    pass
+
+
+class NothingToRollBack(ToolError):
+    pass
+
+
+class PromotionRefused(ToolError):
+    """The promotion gate failed and `force` was not set."""
+
+
+class RetrainInput(BaseModel):
+    """What to retrain on, and why (recorded with the run)."""
+
+    sites: list[str] = Field(
+        min_length=1, description="Training sites, e.g. ['Cleveland', 'Hungary']."
+    )
+    model_kinds: list[ModelKind] = Field(
+        default_factory=lambda: list(MODEL_KINDS),
+        min_length=1,
+        description="Candidates: logistic_regression, random_forest, xgboost.",
+    )
+    reason: str = Field(min_length=3, max_length=500, description="Why retrain now.")
+
+
+class TrainingOutcome(BaseModel):
+    """A new model version registered as @challenger (the champion is untouched)."""
+
+    run_id: str
+    version: str
+    alias: str
+    sites: list[str]
+    best_kind: str
+    metrics: dict[str, float] = Field(description="The best candidate's holdout metrics.")
+    candidates: dict[str, float] = Field(description="Cross-validated ROC AUC per candidate.")
+
+
+async def retrain_model(
+    ctx: ToolContext, args: RetrainInput, progress: ProgressCallback | None = None
+) -> TrainingOutcome:
+    """Retrain on the given sites and register the best candidate as @challenger.
+
+    State-changing: runs only as an approved pending action. Takes seconds to minutes;
+    `progress` receives (step, done, total) from a worker thread.
+    """
+    run = partial(
+        train,
+        ctx.card,
+        tracking_uri=ctx.tracking_uri,
+        sites=args.sites,
+        kinds=args.model_kinds,
+        reason=args.reason,
+        progress=progress,
+        challenger_only=True,
+    )
+    try:
+        result = await anyio.to_thread.run_sync(run)
+    except (TrainingError, CardError) as error:
+        raise InvalidToolInput([str(error)]) from None
+    return TrainingOutcome(
+        run_id=result.run_id,
+        version=result.version,
+        alias=result.alias,
+        sites=result.sites,
+        best_kind=result.best_kind,
+        metrics={k: v for k, v in result.metrics.items() if k.startswith("holdout_")},
+        candidates={c.kind: c.metrics["cv_roc_auc"] for c in result.candidates},
+    )
+
+
+class PromoteInput(BaseModel):
+    """Which version to make the champion."""
+
+    version: str | None = Field(default=None, description="Default: the @challenger.")
+    force: bool = Field(default=False, description="Promote even if the gate fails (recorded).")
+    reason: str = Field(min_length=3, max_length=500, description="Why promote.")
+
+
+class GateCheck(BaseModel):
+    name: str
+    passed: bool
+    detail: str
+
+
+class PromotionOutcome(BaseModel):
+    """The new champion, the one it replaced, and the gate's verdict."""
+
+    champion: str
+    previous_champion: str | None
+    forced: bool
+    checks: list[GateCheck]
+
+
+def _metric(client: Any, version: Any, name: str) -> float | None:
+    value = client.get_run(version.run_id).data.metrics.get(name)
+    return None if value is None else float(value)
+
+
+def _gate(client: Any, candidate: Any, champion: Any | None) -> list[GateCheck]:
+    auc = _metric(client, candidate, "holdout_roc_auc")
+    flips = _metric(client, candidate, "noise_flip_rate")
+    checks = [
+        GateCheck(
+            name="robustness",
+            passed=flips is not None and flips <= MAX_NOISE_FLIP_RATE,
+            detail=f"{flips:.1%} of holdout predictions flip under measurement noise "
+            f"(at most {MAX_NOISE_FLIP_RATE:.0%})"
+            if flips is not None
+            else "not measured",
+        )
+    ]
+    if champion is not None:
+        champion_auc = _metric(client, champion, "holdout_roc_auc")
+        passed = auc is not None and champion_auc is not None and auc >= champion_auc - AUC_MARGIN
+        checks.insert(
+            0,
+            GateCheck(
+                name="holdout_roc_auc",
+                passed=passed,
+                detail=f"version {candidate.version}: {auc:.3f} against champion version "
+                f"{champion.version}: {champion_auc:.3f} (margin {AUC_MARGIN})"
+                if auc is not None and champion_auc is not None
+                else "not measured",
+            ),
+        )
+    return checks
+
+
+def _promote(ctx: ToolContext, args: PromoteInput) -> PromotionOutcome:
+    client = registry.client(ctx.tracking_uri)
+    name = ctx.card.model_name
+    champion = registry.alias_version(client, name, registry.CHAMPION)
+    if args.version is None:
+        candidate = registry.alias_version(client, name, registry.CHALLENGER)
+        if candidate is None:
+            raise NoChallenger(f"model {name!r} has no @challenger to promote; retrain first")
+    else:
+        candidate = _version(client, name, args.version)
+    number = str(candidate.version)
+    if champion is not None and str(champion.version) == number:
+        raise InvalidToolInput([f"version {number} of {name!r} is already the champion"])
+    checks = _gate(client, candidate, champion)
+    failed = [check for check in checks if not check.passed]
+    if failed and not args.force:
+        raise PromotionRefused(
+            f"promotion of version {number} refused by the gate: "
+            + "; ".join(f"{c.name}: {c.detail}" for c in failed)
+            + " (use force to override)"
+        )
+    if champion is not None:
+        client.set_registered_model_alias(name, registry.PREVIOUS_CHAMPION, str(champion.version))
+    client.set_registered_model_alias(name, registry.CHAMPION, number)
+    challenger = registry.alias_version(client, name, registry.CHALLENGER)
+    if challenger is not None and str(challenger.version) == number:
+        client.delete_registered_model_alias(name, registry.CHALLENGER)
+    client.set_model_version_tag(name, number, "promotion_reason", args.reason)
+    client.set_model_version_tag(name, number, "promotion_forced", str(bool(failed)).lower())
+    return PromotionOutcome(
+        champion=number,
+        previous_champion=str(champion.version) if champion else None,
+        forced=bool(failed),
+        checks=checks,
+    )
+
+
+def _version(client: Any, name: str, version: str) -> Any:
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+
+    try:
+        return client.get_model_version(name, version)
+    except MlflowException as error:
+        if registry.is_not_found(error):
+            raise InvalidToolInput([f"model {name!r} has no version {version}"]) from None
+        raise
+
+
+async def promote_model(ctx: ToolContext, args: PromoteInput) -> PromotionOutcome:
+    """Make a version (default: the @challenger) the champion, if it passes the promotion
+    gate: holdout ROC AUC not worse than the champion's beyond the margin, and robust to
+    measurement noise. `force` overrides a failed gate and is recorded. The replaced
+    champion stays as @previous-champion for a rollback; the model service follows.
+
+    State-changing: runs only as an approved pending action.
+    """
+    return await anyio.to_thread.run_sync(_promote, ctx, args)
+
+
+class RollbackInput(BaseModel):
+    reason: str = Field(min_length=3, max_length=500, description="Why roll back.")
+
+
+class RollbackOutcome(BaseModel):
+    champion: str = Field(description="The restored champion version.")
+    previous_champion: str = Field(description="The version rolled back from (kept).")
+
+
+def _rollback(ctx: ToolContext, args: RollbackInput) -> RollbackOutcome:
+    client = registry.client(ctx.tracking_uri)
+    name = ctx.card.model_name
+    previous = registry.alias_version(client, name, registry.PREVIOUS_CHAMPION)
+    if previous is None:
+        raise NothingToRollBack(f"model {name!r} has no @previous-champion to roll back to")
+    current = registry.alias_version(client, name, registry.CHAMPION)
+    client.set_registered_model_alias(name, registry.CHAMPION, str(previous.version))
+    if current is not None:  # keep it, so that the rollback itself can be undone
+        client.set_registered_model_alias(name, registry.PREVIOUS_CHAMPION, str(current.version))
+    client.set_model_version_tag(name, str(previous.version), "rollback_reason", args.reason)
+    return RollbackOutcome(
+        champion=str(previous.version), previous_champion=str(current.version) if current else ""
+    )
+
+
+async def rollback_model(ctx: ToolContext, args: RollbackInput) -> RollbackOutcome:
+    """Restore the previous champion (before the last promotion or rollback).
+
+    State-changing: runs only as an approved pending action.
+    """
+    return await anyio.to_thread.run_sync(_rollback, ctx, args)
