@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
+import json
 import logging
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, cast
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
 from urllib.parse import urlsplit
 
+import anyio
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from copilot.actions import Decision, PendingAction
+    from copilot.deps import Deps
     from copilot.settings import Settings
     from model_service.cards import DatasetCard
     from model_service.training import TrainingResult
@@ -29,6 +34,10 @@ app = typer.Typer(
 )
 serve_app = typer.Typer(no_args_is_help=True, help="Start one service in the foreground.")
 app.add_typer(serve_app, name="serve")
+actions_app = typer.Typer(no_args_is_help=True, help="Decide pending actions from the shell.")
+app.add_typer(actions_app, name="actions")
+audit_app = typer.Typer(no_args_is_help=True, help="The audit log of pending actions.")
+app.add_typer(audit_app, name="audit")
 
 console = Console(stderr=True)
 
@@ -329,6 +338,171 @@ def bench(
             )
     except BenchError as error:
         fail(str(error))
+
+
+def _operator(name: str | None) -> str:
+    """Who decides from this shell: `--as NAME`, else the local user (recorded in the audit)."""
+    return name or f"local:{getpass.getuser()}"
+
+
+def _print_action(action: PendingAction, as_json: bool) -> None:
+    if as_json:
+        print(action.model_dump_json(indent=2))
+        return
+    out = Console(width=None if Console().is_terminal else 140)
+    out.print(
+        f"[bold]{action.id}[/]  {action.tool}  [bold]{action.status}[/]"
+        + ("  (executing)" if action.executing else "")
+    )
+    out.print(f"  will: {action.summary}")
+    out.print(f"  arguments: {json.dumps(action.arguments)}  sha256 {action.arguments_sha256[:12]}")
+    if action.original_arguments is not None:
+        out.print(f"  proposed as: {json.dumps(action.original_arguments)}")
+    out.print(
+        f"  requested by {action.requested_by} at {action.created_at:%Y-%m-%d %H:%M:%S}; "
+        f"expires {action.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
+    if action.decided_by:
+        out.print(
+            f"  decided by {action.decided_by}" + (f": {action.comment}" if action.comment else "")
+        )
+    if action.result is not None:
+        out.print(f"  result: {json.dumps(action.result)}")
+
+
+def _run_action_command(
+    work: Callable[[Deps], Awaitable[list[PendingAction]]], as_json: bool
+) -> None:
+    """Opens the deps, runs `work`, prints what it returns; action errors become one line."""
+    from copilot.actions import ActionError, InvalidArguments  # noqa: PLC0415
+    from copilot.deps import open_deps  # noqa: PLC0415
+
+    settings = load_settings()
+    _quiet_libraries()
+
+    async def run() -> list[PendingAction]:
+        async with open_deps(settings) as deps:
+            return await work(deps)
+
+    try:
+        with registry_failures(settings):
+            actions = anyio.run(run)
+    except InvalidArguments as error:
+        fail(str(error), 2)
+    except ActionError as error:
+        fail(str(error))
+    if as_json and len(actions) != 1:
+        print(json.dumps([a.model_dump(mode="json") for a in actions], indent=2))
+        return
+    for action in actions:
+        _print_action(action, as_json)
+    if not actions:
+        Console().print("no actions")
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+AsName = Annotated[str | None, typer.Option("--as", help="Who decides (for the audit log).")]
+Comment = Annotated[str | None, typer.Option(help="Why (kept with the decision).")]
+
+
+@actions_app.command("list")
+def actions_list(
+    status: Annotated[
+        str | None, typer.Option(help="pending, approved, executed, ...")
+    ] = "pending",
+    json_output: JsonFlag = False,
+) -> None:
+    """Pending actions (or those with --status), newest first."""
+    statuses = {"pending", "approved", "rejected", "expired", "executed", "failed", "all"}
+    if status not in statuses:
+        fail(f"--status: {status!r} is not one of {', '.join(sorted(statuses))}", 2)
+
+    async def work(deps: Deps) -> list[PendingAction]:
+        return deps.actions.list(None if status == "all" else status)  # type: ignore[arg-type]
+
+    _run_action_command(work, json_output)
+
+
+@actions_app.command("show")
+def actions_show(action_id: str, json_output: JsonFlag = False) -> None:
+    """One action with its arguments, decision and result."""
+
+    async def work(deps: Deps) -> list[PendingAction]:
+        return [deps.actions.get(action_id)]
+
+    _run_action_command(work, json_output)
+
+
+def _decide_and_run(
+    action_id: str,
+    decision: Decision,
+    by: str,
+    arguments: dict[str, Any] | None,
+    comment: str | None,
+    as_json: bool,
+) -> None:
+    async def work(deps: Deps) -> list[PendingAction]:
+        action = deps.actions.decide(action_id, decision, by, arguments, comment)
+        if action.status != "approved":
+            return [action]
+        return [await deps.actions.execute(action_id, deps.tools, progress=None)]
+
+    _run_action_command(work, as_json)
+
+
+@actions_app.command("approve")
+def actions_approve(
+    action_id: str, as_name: AsName = None, comment: Comment = None, json_output: JsonFlag = False
+) -> None:
+    """Approve an action and run it (exactly once)."""
+    _decide_and_run(action_id, "approve", _operator(as_name), None, comment, json_output)
+
+
+@actions_app.command("reject")
+def actions_reject(
+    action_id: str, as_name: AsName = None, comment: Comment = None, json_output: JsonFlag = False
+) -> None:
+    """Reject an action; nothing runs."""
+    _decide_and_run(action_id, "reject", _operator(as_name), None, comment, json_output)
+
+
+@actions_app.command("edit")
+def actions_edit(
+    action_id: str,
+    arguments: str,
+    as_name: AsName = None,
+    comment: Comment = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Approve an action with new arguments (a JSON object, validated first) and run it."""
+    try:
+        parsed = json.loads(arguments)
+    except json.JSONDecodeError as error:
+        fail(f"ARGUMENTS: not JSON ({error.msg} at character {error.pos})", 2)
+    if not isinstance(parsed, dict):
+        fail("ARGUMENTS: must be a JSON object, e.g. '{\"force\": true}'", 2)
+    _decide_and_run(action_id, "edit", _operator(as_name), parsed, comment, json_output)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chain; exit 1 if it was altered."""
+    settings = load_settings()
+    from copilot.actions import ActionStore  # noqa: PLC0415
+    from model_service.database import make_engine  # noqa: PLC0415
+
+    engine = make_engine(settings.database_url)
+    try:
+        result = ActionStore(engine, ttl_seconds=settings.copilot_action_ttl_seconds).verify_audit()
+    finally:
+        engine.dispose()
+    if not result.ok:
+        for problem in result.problems:
+            console.print(f"[red]broken:[/] {problem}", highlight=False)
+        fail(
+            f"the audit log is not intact ({len(result.problems)} problem(s) in {result.rows} rows)"
+        )
+    Console().print(f"audit log intact: {result.rows} rows, hash chain verified")
 
 
 def main() -> None:

@@ -169,3 +169,62 @@ def test_model_service_process_serves_over_http_and_stops_on_sigterm(
     assert "typical angina" not in output and "lv hypertrophy" not in output  # patient values
     assert all("chol" not in line for line in access)
     assert (tmp_path / "copilot.db").exists()
+
+
+def test_deciding_actions_and_verifying_the_audit_from_the_shell(
+    home: Path, tmp_path: Path, trained_registry: TrainedRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import text
+
+    from copilot.actions import ActionStore
+    from model_service import registry
+    from model_service.database import make_engine
+
+    uri = trained_registry.copy(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    home.mkdir(parents=True)
+    engine = make_engine(f"sqlite:///{home / 'copilot.db'}")
+    store = ActionStore(engine, ttl_seconds=900)
+    promote = store.propose(
+        "conv-1", "promote_model", {"force": True, "reason": "more sites"}, "ann"
+    )
+    rollback = store.propose("conv-1", "rollback_model", {"reason": "just in case"}, "ann")
+
+    listed = runner.invoke(app, ["actions", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert {a["id"] for a in json.loads(listed.output)} == {promote.id, rollback.id}
+    shown = runner.invoke(app, ["actions", "show", promote.id])
+    assert "make the @challenger the @champion" in shown.output and "pending" in shown.output
+
+    bad = runner.invoke(app, ["actions", "edit", promote.id, "{not json"])
+    assert bad.exit_code == 2 and "ARGUMENTS: not JSON" in bad.output
+    invalid = runner.invoke(
+        app, ["actions", "edit", promote.id, '{"force": "maybe", "reason": "x!"}']
+    )
+    assert invalid.exit_code == 2 and "force: Input should be a valid boolean" in invalid.output
+
+    approved = runner.invoke(
+        app, ["actions", "approve", promote.id, "--as", "bob", "--comment", "ok", "--json"]
+    )
+    assert approved.exit_code == 0, approved.output
+    outcome = json.loads(approved.output)
+    assert outcome["status"] == "executed" and outcome["decided_by"] == "bob"
+    assert (
+        str(registry.alias_version(registry.client(uri), "heart-disease-risk", "champion").version)
+        == "2"
+    )
+    rejected = runner.invoke(app, ["actions", "reject", rollback.id])
+    assert rejected.exit_code == 0 and "rejected" in rejected.output
+    assert store.get(rollback.id).decided_by.startswith("local:")  # type: ignore[union-attr]
+    again = runner.invoke(app, ["actions", "reject", rollback.id])
+    assert again.exit_code == 1 and "is already rejected" in again.output
+    missing = runner.invoke(app, ["actions", "approve", "nope"])
+    assert missing.exit_code == 1 and "action 'nope' does not exist" in missing.output
+
+    intact = runner.invoke(app, ["audit", "verify"])
+    assert intact.exit_code == 0 and "audit log intact: 5 rows" in intact.output
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE audit_log SET payload = '{}' WHERE event = 'approved'"))
+    broken = runner.invoke(app, ["audit", "verify"])
+    assert broken.exit_code == 1 and "contents do not match its hash" in broken.output
+    engine.dispose()

@@ -1,0 +1,278 @@
+"""The safety contract of pending actions, tried adversarially, on SQLite and PostgreSQL."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from copilot.actions import (
+    ActionConflict,
+    ActionStore,
+    ArgumentsTampered,
+    InvalidArguments,
+    NotAllowed,
+)
+from copilot.audit import sha256
+from model_service import registry
+from model_service.cards import DatasetCard
+from model_service.database import make_engine, normalize_url
+from tests.conftest import TrainedRegistry
+from tools.context import ToolContext
+
+pytestmark = pytest.mark.anyio
+POSTGRES_URL = os.environ.get("COPILOT_TEST_POSTGRES_URL")
+NAME = "heart-disease-risk"
+PROMOTE = {"force": True, "reason": "more sites"}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh copilot database: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'copilot.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("COPILOT_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalize_url(POSTGRES_URL))
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store(engine: Engine) -> ActionStore:
+    return ActionStore(engine, ttl_seconds=900)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, trained_registry: TrainedRegistry, heart_card: DatasetCard) -> ToolContext:
+    return ToolContext(
+        httpx.AsyncClient(base_url="http://127.0.0.1:9"),
+        trained_registry.copy(tmp_path),
+        heart_card,
+    )
+
+
+def _champion(ctx: ToolContext) -> str:
+    return str(registry.alias_version(registry.client(ctx.tracking_uri), NAME, "champion").version)
+
+
+def _events(engine: Engine, action_id: str) -> list[str]:
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                text("SELECT event FROM audit_log WHERE action_id = :id ORDER BY seq"),
+                {"id": action_id},
+            ).scalars()
+        )
+
+
+async def test_approved_action_runs_once(
+    store: ActionStore, engine: Engine, ctx: ToolContext
+) -> None:
+    action = store.propose("conv-1", "promote_model", PROMOTE, requested_by="ann")
+    assert action.status == "pending" and action.arguments == {"version": None, **PROMOTE}
+    assert action.arguments_sha256 == sha256(action.arguments)
+    assert action.summary.startswith("make the @challenger the @champion")
+    assert _champion(ctx) == "1"  # proposing changes nothing
+    approved = store.decide(action.id, "approve", by="bob", comment="ok")
+    assert (approved.status, approved.decided_by, approved.comment) == ("approved", "bob", "ok")
+    done = await store.execute(action.id, ctx)
+    assert done.status == "executed" and done.result is not None
+    assert done.result["champion"] == "2" and _champion(ctx) == "2"
+    # approving or executing again runs nothing more and answers the same
+    assert store.decide(action.id, "approve", by="bob") == done
+    assert await store.execute(action.id, ctx) == done
+    assert _events(engine, action.id) == ["proposed", "approved", "executed"]
+
+
+async def test_rejected_or_pending_actions_never_run(
+    store: ActionStore, engine: Engine, ctx: ToolContext
+) -> None:
+    pending = store.propose("conv-1", "promote_model", PROMOTE, requested_by="ann")
+    with pytest.raises(ActionConflict, match="is pending; only approved actions run"):
+        await store.execute(pending.id, ctx)
+    rejected = store.decide(pending.id, "reject", by="bob", comment="not now")
+    assert rejected.status == "rejected"
+    with pytest.raises(ActionConflict, match="is rejected; only approved actions run"):
+        await store.execute(pending.id, ctx)
+    with pytest.raises(ActionConflict, match="is already rejected"):
+        store.decide(pending.id, "approve", by="bob")
+    assert _champion(ctx) == "1"
+    assert _events(engine, pending.id) == ["proposed", "rejected"]
+
+
+async def test_edits_are_validated_and_what_runs_is_what_was_approved(
+    store: ActionStore, ctx: ToolContext
+) -> None:
+    with pytest.raises(InvalidArguments, match="sites: List should have at least 1 item"):
+        store.propose("conv-1", "retrain_model", {"sites": [], "reason": "drift"}, "ann")
+    with pytest.raises(InvalidArguments, match="'delete_registry' is not a state-changing tool"):
+        store.propose("conv-1", "delete_registry", {}, "ann")
+    action = store.propose("conv-1", "promote_model", {"version": "2", "reason": "gate"}, "ann")
+    with pytest.raises(InvalidArguments, match="force: Input should be a valid boolean"):
+        store.decide(action.id, "edit", by="bob", arguments={"force": "maybe", "reason": "x!"})
+    assert store.get(action.id).status == "pending"  # still waiting after a bad edit
+    edited = store.decide(action.id, "edit", by="bob", arguments={**PROMOTE, "version": "2"})
+    assert edited.status == "approved" and edited.arguments["force"] is True
+    assert edited.original_arguments == {"version": "2", "force": False, "reason": "gate"}
+    done = await store.execute(action.id, ctx)
+    assert (
+        done.status == "executed"
+        and done.result is not None
+        and done.result["forced"] in {True, False}
+    )
+    assert _champion(ctx) == "2"
+
+
+async def test_arguments_altered_after_approval_are_refused(
+    store: ActionStore, engine: Engine, ctx: ToolContext
+) -> None:
+    action = store.propose("conv-1", "promote_model", {"version": "2", "reason": "gate"}, "ann")
+    store.decide(action.id, "approve", by="bob")
+    # someone with database access swaps the arguments and even fixes up the stored hash
+    forged = {"version": "2", "force": True, "reason": "gate"}
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE pending_action SET arguments = :a, arguments_sha256 = :h WHERE id = :id"),
+            {"a": __import__("json").dumps(forged), "h": sha256(forged), "id": action.id},
+        )
+    with pytest.raises(ArgumentsTampered, match="its arguments were changed after approval"):
+        await store.execute(action.id, ctx)
+    assert store.get(action.id).status == "failed" and _champion(ctx) == "1"
+    assert _events(engine, action.id)[-1] == "refused"
+
+
+async def test_expired_and_four_eyes(engine: Engine, ctx: ToolContext) -> None:
+    short = ActionStore(engine, ttl_seconds=1, four_eyes=True)
+    action = short.propose("conv-1", "rollback_model", {"reason": "bad"}, requested_by="ann")
+    with pytest.raises(
+        NotAllowed, match=r"ann requested action \w+ and may not decide it \(four-eyes rule\)"
+    ):
+        short.decide(action.id, "approve", by="ann")
+    time.sleep(1.2)
+    with pytest.raises(ActionConflict, match=r"expired at .*; propose it again"):
+        short.decide(action.id, "approve", by="bob")
+    assert short.get(action.id).status == "expired"
+    assert _events(engine, action.id) == ["proposed", "expired"]
+    with pytest.raises(ActionConflict, match="is expired; only approved actions run"):
+        await short.execute(action.id, ctx)
+
+
+async def test_actions_survive_a_restart(database_url: str, ctx: ToolContext) -> None:
+    first = make_engine(database_url)
+    action = ActionStore(first, ttl_seconds=900).propose("conv-9", "promote_model", PROMOTE, "ann")
+    first.dispose()
+    second = make_engine(database_url)  # a new process would build exactly this
+    store = ActionStore(second, ttl_seconds=900)
+    assert [a.id for a in store.list(status="pending", conversation_ids=["conv-9"])] == [action.id]
+    store.decide(action.id, "approve", by="bob")
+    assert (await store.execute(action.id, ctx)).status == "executed"
+    second.dispose()
+
+
+async def test_a_failing_tool_is_recorded_not_retried(
+    store: ActionStore, engine: Engine, ctx: ToolContext
+) -> None:
+    action = store.propose("conv-1", "rollback_model", {"reason": "nothing to roll back"}, "ann")
+    store.decide(action.id, "approve", by="bob")
+    failed = await store.execute(action.id, ctx)
+    assert failed.status == "failed" and failed.result is not None
+    assert "has no @previous-champion" in failed.result["error"]
+    assert await store.execute(action.id, ctx) == failed
+    assert _events(engine, action.id) == ["proposed", "approved", "failed"]
+
+
+async def test_audit_verify_detects_edited_and_deleted_rows(
+    store: ActionStore, engine: Engine, ctx: ToolContext
+) -> None:
+    for reason in ("one", "two", "three"):
+        action = store.propose("conv-1", "rollback_model", {"reason": reason}, "ann")
+        store.decide(action.id, "reject", by="bob")
+    assert store.verify_audit().ok and store.verify_audit().rows == 6
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE audit_log SET actor = 'mallory' WHERE seq = "
+                "(SELECT min(seq) FROM audit_log)"
+            )
+        )
+    assert any("contents do not match its hash" in p for p in store.verify_audit().problems)
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE audit_log SET actor = 'ann' WHERE seq = (SELECT min(seq) FROM audit_log)")
+        )
+    assert store.verify_audit().ok
+    with engine.begin() as connection:
+        rows = list(connection.execute(text("SELECT seq FROM audit_log ORDER BY seq")).scalars())
+        connection.execute(text("DELETE FROM audit_log WHERE seq = :s"), {"s": rows[2]})
+    assert any("does not follow the row before it" in p for p in store.verify_audit().problems)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_log WHERE seq = :s"), {"s": rows[-1]})
+    problems = store.verify_audit().problems
+    assert any("its latest audit row is missing" in p for p in problems)
+
+
+_RACER = textwrap.dedent("""
+    import asyncio, sys, time, httpx
+    from copilot.actions import ActionStore
+    from model_service.cards import get_card
+    from model_service.database import make_engine
+    from tools.context import ToolContext
+    database_url, tracking_uri, action_id, start = sys.argv[1:5]
+    store = ActionStore(make_engine(database_url), ttl_seconds=900)
+    ctx = ToolContext(httpx.AsyncClient(base_url="http://127.0.0.1:9"), tracking_uri,
+                      get_card("heart-disease"))
+    while time.time() < float(start):
+        time.sleep(0.001)
+    store.decide(action_id, "approve", by="racer")
+    print(asyncio.run(store.execute(action_id, ctx)).status)
+""")
+
+
+async def test_two_processes_approving_at_once_execute_once(
+    database_url: str, store: ActionStore, engine: Engine, ctx: ToolContext
+) -> None:
+    if database_url.startswith("sqlite"):
+        pytest.skip("the two-process race is checked on PostgreSQL")
+    action = store.propose("conv-1", "promote_model", PROMOTE, requested_by="ann")
+    start = str(time.time() + 4)  # both import first, then go at the same moment
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, database_url, ctx.tracking_uri, action.id, start],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [racer.communicate(timeout=120) for racer in racers]
+    assert all(racer.returncode == 0 for racer in racers), outputs
+    assert _events(engine, action.id).count("executed") == 1
+    assert _events(engine, action.id).count("approved") == 1
+    assert store.get(action.id).status == "executed" and _champion(ctx) == "2"
+    assert store.verify_audit().ok
