@@ -54,6 +54,8 @@ class Feature(BaseModel):
     zero_means_missing: bool = False
     measurement_error: float = 0.0
     training_range: Range | None = None
+    synonyms: tuple[str, ...] = ()  # what people call it in free text ("cholesterol", "tc")
+    value_words: dict[str, str | bool] = {}  # free-text words for a value ("lvh": "lv hypertrophy")
 
     def describe_value(self, value: object) -> str:
         """The value with its unit, as a person would write it (`233 mg/dl`)."""
@@ -232,7 +234,7 @@ def _heart_disease_card() -> DatasetCard:
             **extra,
         )
 
-    return DatasetCard(
+    card = DatasetCard(
         name="heart-disease",
         title="UCI Heart Disease, four sites",
         description=(
@@ -349,6 +351,123 @@ def _heart_disease_card() -> DatasetCard:
             ),
         ),
     )
+    features = tuple(
+        f.model_copy(
+            update=dict(zip(("synonyms", "value_words"), _HEART_VOCABULARY[f.name], strict=True))
+        )
+        for f in card.features
+    )
+    return card.model_copy(update={"features": features})
+
+
+# How people write about these features: (synonyms, words for values).
+_HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
+    "age": (("age", "aged", "yo", "y/o", "year old", "years old", "yrs"), {}),
+    "sex": (
+        ("sex", "gender"),
+        {
+            "male": "Male",
+            "man": "Male",
+            "m": "Male",
+            "gentleman": "Male",
+            "he": "Male",
+            "his": "Male",
+            "him": "Male",
+            "mr": "Male",
+            "boy": "Male",
+            "men": "Male",
+            "female": "Female",
+            "woman": "Female",
+            "f": "Female",
+            "lady": "Female",
+            "she": "Female",
+            "her": "Female",
+            "mrs": "Female",
+            "ms": "Female",
+            "girl": "Female",
+            "women": "Female",
+        },
+    ),
+    "cp": (
+        ("chest pain", "cp", "pain type", "angina type"),
+        {
+            "typical angina": "typical angina",
+            "typical": "typical angina",
+            "atypical angina": "atypical angina",
+            "atypical": "atypical angina",
+            "non-anginal": "non-anginal",
+            "non anginal": "non-anginal",
+            "nonanginal": "non-anginal",
+            "asymptomatic": "asymptomatic",
+            "asx": "asymptomatic",
+            "no chest pain": "asymptomatic",
+        },
+    ),
+    "trestbps": (("blood pressure", "bp", "resting bp", "sbp", "systolic", "trestbps"), {}),
+    "chol": (("cholesterol", "chol", "total cholesterol", "tc", "serum cholesterol"), {}),
+    "fbs": (
+        ("fasting blood sugar", "fbs", "fasting glucose", "fasting sugar"),
+        {"diabetic": True, "diabetes": True, "not diabetic": False, "no diabetes": False},
+    ),
+    "restecg": (
+        ("resting ecg", "ecg", "ekg", "restecg"),
+        {
+            "normal ecg": "normal",
+            "normal ekg": "normal",
+            "lvh": "lv hypertrophy",
+            "lv hypertrophy": "lv hypertrophy",
+            "left ventricular hypertrophy": "lv hypertrophy",
+            "st-t abnormality": "st-t abnormality",
+            "st-t wave abnormality": "st-t abnormality",
+            "st t abnormality": "st-t abnormality",
+        },
+    ),
+    "thalch": (
+        (
+            "max hr",
+            "maximum heart rate",
+            "max heart rate",
+            "peak hr",
+            "thalach",
+            "thalch",
+            "hr max",
+            "heart rate",
+        ),
+        {},
+    ),
+    "exang": (
+        (
+            "exang",
+            "exercise-induced angina",
+            "exercise induced angina",
+            "exercise angina",
+            "angina on exertion",
+        ),
+        {},
+    ),
+    "oldpeak": (("st depression", "st dep", "oldpeak", "st segment depression"), {}),
+    "slope": (
+        ("slope", "st slope"),
+        {
+            "upsloping": "upsloping",
+            "up-sloping": "upsloping",
+            "flat": "flat",
+            "downsloping": "downsloping",
+            "down-sloping": "downsloping",
+        },
+    ),
+    "ca": (("ca", "vessels", "major vessels", "vessels coloured", "vessels colored"), {}),
+    "thal": (
+        ("thal", "thallium", "thallium scan", "thallium test"),
+        {
+            "fixed defect": "fixed defect",
+            "reversible defect": "reversable defect",
+            "reversable defect": "reversable defect",
+            "reversible": "reversable defect",
+            "normal thallium": "normal",
+        },
+    ),
+}
 
 
 _BREAST_CANCER_UNITS = {
