@@ -32,9 +32,17 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+        connection.isolation_level = None  # we issue BEGIN ourselves (below)
         cursor = connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        # A deferred transaction that reads and then writes fails at once with "database
+        # is locked" when another connection committed in between (WAL snapshots cannot
+        # be upgraded). Taking the write lock up front lets the busy timeout do its job.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

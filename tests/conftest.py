@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from model_service.app import ServiceConfig, create_app
@@ -117,3 +120,27 @@ def patient() -> dict[str, object]:
         "ca": 0,
         "thal": "fixed defect",
     }
+
+
+@pytest.fixture(scope="module")
+def live_service(service_config: ServiceConfig) -> Iterator[str]:
+    """The model service on a real port, served by uvicorn in a thread."""
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(service_config), host="127.0.0.1", port=0, log_config=None, access_log=False
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    while httpx.get(f"{url}/ready").status_code != 200:
+        assert time.monotonic() < deadline, "the model service did not become ready"
+        time.sleep(0.05)
+    yield url
+    server.should_exit = True
+    thread.join(timeout=30)

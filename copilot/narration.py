@@ -1,0 +1,170 @@
+"""Deterministic narration of tool results: every number shown comes from the result.
+
+(The PydanticAI narrator with verified claims builds on these; they are its fallback.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _pct(value: float) -> str:
+    return f"{value:.0%}" if abs(value) >= 0.01 else f"{value:.1%}"
+
+
+def _value(driver: dict[str, Any]) -> str:
+    value, unit = driver["value"], driver.get("unit")
+    if value is None:
+        return "missing (imputed)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value} {unit}" if unit else str(value)
+
+
+def _warnings(result: dict[str, Any]) -> str:
+    warnings = result.get("warnings") or []
+    if not warnings:
+        return ""
+    return " Caveats: " + "; ".join(w["message"] for w in warnings[:4]) + "."
+
+
+def _model(result: dict[str, Any]) -> str:
+    model = result["model"]
+    return f"{model['name']} version {model['version']}"
+
+
+def predict_risk(result: dict[str, Any]) -> str:
+    verdict = "above" if result["label"] else "below"
+    return (
+        f"Predicted risk of {result['label_name'].removeprefix('no ')}: "
+        f"{_pct(result['probability'])} ({verdict} the decision threshold of "
+        f"{_pct(result['threshold'])}), from {_model(result)}. The model shows "
+        f"association, not causation.{_warnings(result)}"
+    )
+
+
+def explain_prediction(result: dict[str, Any]) -> str:
+    drivers = result["drivers"][:3]
+    parts = [
+        f"{d['display_name']} ({_value(d)}) {d['direction']} ({d['contribution']:+.2f} log-odds)"
+        for d in drivers
+    ]
+    return (
+        f"Risk {_pct(result['probability'])} against a baseline of "
+        f"{_pct(result['base_probability'])}. Largest drivers: "
+        + "; ".join(parts)
+        + f". From {_model(result)}; association, not causation.{_warnings(result)}"
+    )
+
+
+def what_if(result: dict[str, Any]) -> str:
+    changes = ", ".join(
+        f"{c['display_name']} {c['before'] if c['before'] is not None else 'missing'}"
+        f" -> {c['after']}"
+        for c in result["changes"]
+    )
+    direction = "rises" if result["delta"] > 0 else "falls" if result["delta"] < 0 else "stays"
+    return (
+        f"With {changes}, the risk {direction} from {_pct(result['probability_before'])} "
+        f"to {_pct(result['probability_after'])} ({result['delta']:+.1%} points), "
+        f"from {_model(result)}."
+    )
+
+
+def check_drift(result: dict[str, Any]) -> str:
+    where = result["current"].get("site") or result["current"].get("since") or "the batch"
+    if result["drift_detected"]:
+        drifted = ", ".join(
+            f"{f['display_name']} (adjusted p {f['p_value_adjusted']:.2g})"
+            for f in result["drifted"][:5]
+        )
+        head = (
+            f"Drift detected for {where}: {len(result['drifted'])} of "
+            f"{len(result['drifted']) + len(result['stable'])} tested features, e.g. {drifted}."
+        )
+    else:
+        head = f"No drift detected for {where} after Benjamini-Hochberg correction."
+    quality = "; ".join(f["detail"] for f in result["data_quality"][:4])
+    return (
+        head
+        + (f" Data quality: {quality}." if quality else "")
+        + f" Full report: {result['report_url']}"
+    )
+
+
+def list_runs(result: dict[str, Any]) -> str:
+    if not result["runs"]:
+        return "No training runs yet."
+    lines = []
+    for run in result["runs"]:
+        auc = run["metrics"].get("holdout_roc_auc")
+        tag = f" @{', @'.join(run['aliases'])}" if run["aliases"] else ""
+        lines.append(
+            f"- {run['run_id'][:8]} {run['best_kind']} on {' + '.join(run['sites'])}"
+            + (f", holdout ROC AUC {auc:.3f}" if auc is not None else "")
+            + (f", version {run['version']}{tag}" if run["version"] else "")
+        )
+    return "Training runs, newest first:\n" + "\n".join(lines)
+
+
+def compare_runs(result: dict[str, Any]) -> str:
+    names = {
+        run["run_id"]: f"{run['run_id'][:8]} ({' + '.join(run['sites'])})" for run in result["runs"]
+    }
+    lines = [
+        f"- {m['metric']}: "
+        + ", ".join(f"{names[r]} {v:.3f}" for r, v in m["values"].items())
+        + f"; better: {names[m['best_run']]}"
+        for m in result["metrics"][:6]
+    ]
+    return "Runs compared:\n" + "\n".join(lines)
+
+
+def model_info(result: dict[str, Any]) -> str:
+    auc = result["metrics"].get("holdout_roc_auc")
+    return (
+        f"Serving {result['name']} version {result['version']} (@{result['alias']}), a "
+        f"{result['kind'].replace('_', ' ')} on {result['dataset']} with threshold "
+        f"{result['threshold']:.3f}"
+        + (f" and holdout ROC AUC {auc:.3f}" if auc else "")
+        + f"; it takes {len(result['features'])} features."
+    )
+
+
+def action_proposed(action: dict[str, Any]) -> str:
+    return (
+        f"Proposed: {action['summary']}. Nothing has changed yet: a person with the "
+        f"approver role must approve action {action['id']} (expires "
+        f"{action['expires_at']})."
+    )
+
+
+def action_outcome(action: dict[str, Any]) -> str:
+    status, result = action["status"], action.get("result") or {}
+    if status == "executed":
+        details = ", ".join(
+            f"{k} {v}" for k, v in result.items() if not isinstance(v, (list, dict))
+        )
+        return f"Done: {action['summary']} (approved by {action['decided_by']}). {details}."
+    if status == "failed":
+        return f"Approved but it did not complete: {result.get('error', 'unknown error')}."
+    if status == "rejected":
+        return f"Not done: {action['decided_by']} rejected it" + (
+            f" ({action['comment']})." if action.get("comment") else "."
+        )
+    if status == "expired":
+        return "Not done: the proposal expired before anyone decided."
+    return f"Action {action['id']} is {status}."
+
+
+NARRATORS = {
+    "predict_risk": predict_risk,
+    "explain_prediction": explain_prediction,
+    "what_if": what_if,
+    "check_drift": check_drift,
+    "list_runs": list_runs,
+    "compare_runs": compare_runs,
+    "model_info": model_info,
+}

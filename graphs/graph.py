@@ -1,0 +1,162 @@
+"""The copilot graph.
+
+    START -> route --(reply)--------------------------------------------> reply -> END
+                   --(read-only tool)----------------------------------> run_tool -> END
+                   --(state-changing tool)--> propose -> await_decision -> execute -> END
+                                                          (interrupt)  --(rejected/expired)-> END
+
+`await_decision` does nothing before `interrupt()` (the node re-runs on resume) and, once
+resumed, reads the decision from the action store: a resume value, user text or LLM
+output can never stand in for an approval. `execute` goes through `ActionStore.execute`,
+the only caller of the state-changing tools.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Checkpointer, interrupt
+from pydantic import ValidationError
+
+from copilot import narration
+from copilot.actions import STATE_CHANGING, InvalidArguments, PendingAction
+from copilot.offline import Memory
+from copilot.router import route
+from graphs.state import ChatContext, ChatState
+from tools.catalog import READ_ONLY
+from tools.errors import ToolError
+
+
+def _say(text: str) -> dict[str, Any]:
+    return {"messages": [{"role": "assistant", "content": text}]}
+
+
+async def route_turn(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    memory = Memory(**state.get("memory", {}))
+    decided = await route(runtime.context.router, state["text"], memory)
+    return {
+        "route": decided.model_dump(),
+        "action_id": None,
+        "messages": [{"role": "user", "content": state["text"]}],
+    }
+
+
+def after_route(state: ChatState) -> Literal["reply", "run_tool", "propose"]:
+    tool = state["route"]["tool"]
+    if tool is None:
+        return "reply"
+    return "propose" if tool in STATE_CHANGING else "run_tool"
+
+
+async def reply(state: ChatState) -> dict[str, Any]:
+    return _say(state["route"]["reply"] or "I can't do that.")
+
+
+def _remember(
+    tool: str, arguments: dict[str, Any], result: dict[str, Any], memory: dict[str, Any]
+) -> dict[str, Any]:
+    if tool == "predict_risk":
+        return {"patient": arguments["patient"], "prediction_id": result["prediction_id"]}
+    if tool == "explain_prediction" and arguments.get("patient") is not None:
+        return {"patient": arguments["patient"], "prediction_id": memory.get("prediction_id")}
+    return memory
+
+
+async def run_tool(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    name, arguments = state["route"]["tool"], state["route"]["arguments"]
+    tool = READ_ONLY[name]
+    try:
+        output = await tool.run(runtime.context.tools, tool.input_model.model_validate(arguments))
+    except (ToolError, ValidationError) as error:
+        return _say(f"I could not do that: {error}")
+    result = output.model_dump(mode="json")
+    memory = _remember(name, arguments, result, state.get("memory", {}))
+    return {
+        "tool_calls": [{"tool": name, "arguments": arguments, "result": result}],
+        "memory": memory,
+        **_say(narration.NARRATORS[name](result)),
+    }
+
+
+async def propose(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    name, arguments = state["route"]["tool"], state["route"]["arguments"]
+    try:
+        action = runtime.context.actions.propose(
+            state["conversation_id"], name, arguments, requested_by=state["user"]
+        )
+    except InvalidArguments as error:
+        return {"action_id": None, **_say(f"I could not propose that: {error}")}
+    proposal = {"action_id": action.id, "status": action.status}
+    return {
+        "action_id": action.id,
+        "tool_calls": [{"tool": name, "arguments": action.arguments, "result": proposal}],
+        **_say(narration.action_proposed(action.model_dump(mode="json"))),
+    }
+
+
+def after_propose(state: ChatState) -> Literal["await_decision", "__end__"]:
+    return "await_decision" if state.get("action_id") else "__end__"
+
+
+def interrupt_payload(action: PendingAction) -> dict[str, Any]:
+    """What a person deciding sees (the approval card), from the persisted action."""
+    return {
+        "action_id": action.id,
+        "tool": action.tool,
+        "arguments": action.arguments,
+        "summary": action.summary,
+        "requested_by": action.requested_by,
+        "expires_at": action.expires_at.isoformat(),
+    }
+
+
+async def await_decision(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    actions = runtime.context.actions
+    action_id = state["action_id"]
+    assert action_id is not None  # after_propose routes here only with an action
+    interrupt(interrupt_payload(actions.get(action_id)))  # reading is side-effect free
+    actions.expire_overdue()
+    return {}
+
+
+def after_decision(
+    state: ChatState, runtime: Runtime[ChatContext]
+) -> Literal["await_decision", "execute", "narrate_outcome"]:
+    action = runtime.context.actions.get(state["action_id"] or "")
+    if action.status == "pending":
+        return "await_decision"  # resumed without a decision: wait again
+    return "execute" if action.status == "approved" else "narrate_outcome"
+
+
+async def execute(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    action = await runtime.context.actions.execute(state["action_id"] or "", runtime.context.tools)
+    return {
+        "tool_calls": [
+            {"tool": action.tool, "arguments": action.arguments, "result": action.result}
+        ],
+        **_say(narration.action_outcome(action.model_dump(mode="json"))),
+    }
+
+
+async def narrate_outcome(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    action = runtime.context.actions.get(state["action_id"] or "")
+    return _say(narration.action_outcome(action.model_dump(mode="json")))
+
+
+def build_graph(checkpointer: Checkpointer = None) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The compiled copilot graph (checkpoints in the copilot database when given)."""
+    graph = StateGraph(ChatState, context_schema=ChatContext)
+    for node in (route_turn, reply, run_tool, propose, await_decision, execute, narrate_outcome):
+        graph.add_node(node.__name__, node)
+    graph.add_edge(START, "route_turn")
+    graph.add_conditional_edges("route_turn", after_route)
+    graph.add_edge("reply", END)
+    graph.add_edge("run_tool", END)
+    graph.add_conditional_edges("propose", after_propose)
+    graph.add_conditional_edges("await_decision", after_decision)
+    graph.add_edge("execute", END)
+    graph.add_edge("narrate_outcome", END)
+    return graph.compile(checkpointer=checkpointer)

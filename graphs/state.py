@@ -1,0 +1,32 @@
+"""The graph's state: plain data only (clients live in the runtime context)."""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Annotated, Any, TypedDict
+
+from pydantic_ai import Agent
+
+from copilot.actions import ActionStore
+from tools.context import ToolContext
+
+
+class ChatState(TypedDict, total=False):
+    conversation_id: str
+    user: str  # who speaks this turn (recorded as the requester of proposals)
+    text: str  # this turn's message
+    messages: Annotated[list[dict[str, Any]], operator.add]  # {"role", "content"}
+    tool_calls: Annotated[list[dict[str, Any]], operator.add]  # {"tool", "arguments", "result"}
+    memory: dict[str, Any]  # {"patient", "prediction_id"}: what "him" and "it" refer to
+    route: dict[str, Any]  # this turn's Route
+    action_id: str | None  # the action this turn proposed
+
+
+@dataclass(frozen=True)
+class ChatContext:
+    """The runtime context: clients and stores, never checkpointed."""
+
+    router: Agent[None, Any]
+    tools: ToolContext
+    actions: ActionStore
