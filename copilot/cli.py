@@ -8,6 +8,7 @@ import json
 import logging
 import socket
 import sys
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from copilot.actions import Decision, PendingAction
     from copilot.deps import Deps
     from copilot.settings import Settings
+    from graphs.session import Copilot, Turn
     from model_service.cards import DatasetCard
     from model_service.training import TrainingResult
 
@@ -371,7 +373,7 @@ def _print_action(action: PendingAction, as_json: bool) -> None:
 
 
 def _run_action_command(
-    work: Callable[[Deps], Awaitable[list[PendingAction]]], as_json: bool
+    work: Callable[[Deps], Awaitable[list[PendingAction]]], as_json: bool, listing: bool = False
 ) -> None:
     """Opens the deps, runs `work`, prints what it returns; action errors become one line."""
     from copilot.actions import ActionError, InvalidArguments  # noqa: PLC0415
@@ -391,7 +393,7 @@ def _run_action_command(
         fail(str(error), 2)
     except ActionError as error:
         fail(str(error))
-    if as_json and len(actions) != 1:
+    if as_json and listing:
         print(json.dumps([a.model_dump(mode="json") for a in actions], indent=2))
         return
     for action in actions:
@@ -420,7 +422,7 @@ def actions_list(
     async def work(deps: Deps) -> list[PendingAction]:
         return deps.actions.list(None if status == "all" else status)  # type: ignore[arg-type]
 
-    _run_action_command(work, json_output)
+    _run_action_command(work, json_output, listing=True)
 
 
 @actions_app.command("show")
@@ -503,6 +505,97 @@ def audit_verify() -> None:
             f"the audit log is not intact ({len(result.problems)} problem(s) in {result.rows} rows)"
         )
     Console().print(f"audit log intact: {result.rows} rows, hash chain verified")
+
+
+def _print_turn(turn: Turn, as_json: bool) -> None:
+    if as_json:
+        print(turn.model_dump_json(indent=2))
+        return
+    out = Console(width=None if Console().is_terminal else 140)
+    for message in turn.messages:
+        out.print(f"[bold cyan]copilot>[/] {message['content']}", highlight=False)
+
+
+async def _decide_at_prompt(copilot: Copilot, action_id: str, operator: str) -> None:
+    """Asks the local operator (the approver here) what to do with a proposal."""
+    from copilot.actions import ActionError  # noqa: PLC0415
+
+    action = copilot.deps.actions.get(action_id)
+    console.print(
+        f"[bold]pending:[/] {action.summary}\n  arguments: {json.dumps(action.arguments)}"
+    )
+    while True:
+        answer = typer.prompt("approve, edit, reject or later? [a/e/r/l]", default="l").strip()
+        choice = {"a": "approve", "e": "edit", "r": "reject", "l": "later"}.get(answer[:1].lower())
+        if choice is None:
+            continue
+        if choice == "later":
+            console.print(f"left pending: decide later with `copilot actions approve {action_id}`")
+            return
+        arguments = None
+        if choice == "edit":
+            try:
+                arguments = json.loads(typer.prompt("new arguments (JSON)"))
+            except json.JSONDecodeError as error:
+                console.print(f"[red]not JSON:[/] {error.msg}")
+                continue
+        comment = typer.prompt("comment", default="", show_default=False) or None
+        try:
+            copilot.deps.actions.decide(action_id, choice, operator, arguments, comment)  # type: ignore[arg-type]
+        except ActionError as error:
+            console.print(f"[red]{error}[/]")
+            if copilot.deps.actions.get(action_id).status == "pending":
+                continue
+            return
+        _print_turn(await copilot.continue_after_decision(action_id), as_json=False)
+        return
+
+
+@app.command()
+def chat(
+    text: Annotated[str | None, typer.Argument(help="One turn, then exit.")] = None,
+    conversation: Annotated[str | None, typer.Option(help="Continue this conversation.")] = None,
+    json_output: JsonFlag = False,
+    as_name: AsName = None,
+) -> None:
+    """Chat with the copilot in the terminal; proposals are decided at the prompt."""
+    from copilot.actions import ActionError  # noqa: PLC0415
+    from copilot.deps import open_deps  # noqa: PLC0415
+    from graphs.session import open_copilot  # noqa: PLC0415
+
+    settings = load_settings()
+    _quiet_libraries()
+    operator = _operator(as_name)
+    conversation_id = conversation or uuid.uuid4().hex
+
+    async def run() -> None:
+        async with open_deps(settings) as deps, open_copilot(deps) as copilot:
+            if text is not None:
+                _print_turn(await copilot.send(conversation_id, text, operator), json_output)
+                return
+            console.print(f"conversation {conversation_id}; empty line or Ctrl-D to leave")
+            while True:
+                try:
+                    line = input("you> ").strip()
+                except EOFError:
+                    return
+                if not line:
+                    return
+                turn = await copilot.send(conversation_id, line, operator)
+                _print_turn(turn, json_output)
+                proposed = [
+                    c["result"]["action_id"]
+                    for c in turn.tool_calls
+                    if isinstance(c.get("result"), dict) and "action_id" in c["result"]
+                ]
+                for action_id in proposed:
+                    await _decide_at_prompt(copilot, action_id, operator)
+
+    try:
+        with registry_failures(settings):
+            anyio.run(run)
+    except ActionError as error:
+        fail(str(error))
 
 
 def main() -> None:

@@ -228,3 +228,48 @@ def test_deciding_actions_and_verifying_the_audit_from_the_shell(
     broken = runner.invoke(app, ["audit", "verify"])
     assert broken.exit_code == 1 and "contents do not match its hash" in broken.output
     engine.dispose()
+
+
+def test_chat_one_turn_as_json_and_a_session_with_an_approval(
+    home: Path,
+    tmp_path: Path,
+    trained_registry: TrainedRegistry,
+    live_service: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from model_service import registry
+
+    uri = trained_registry.copy(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MODEL_SERVICE_URL", live_service)
+    one = runner.invoke(
+        app,
+        [
+            "chat",
+            "--json",
+            "--conversation",
+            "t1",
+            "63 yo M, asymptomatic CP, BP 145, chol 233 mg/dl",
+        ],
+    )
+    assert one.exit_code == 0, one.output
+    turn = json.loads(one.output[one.output.index("{") :])
+    assert set(turn) == {"conversation_id", "messages", "tool_calls", "pending_actions"}
+    assert turn["conversation_id"] == "t1" and turn["tool_calls"][0]["tool"] == "predict_risk"
+
+    session = runner.invoke(
+        app,
+        ["chat", "--conversation", "t1", "--as", "dr.lee"],
+        input="why?\npromote version 2 even if the gate fails\na\nok\n\n",
+    )
+    assert session.exit_code == 0, session.output
+    flat = " ".join(session.output.split())
+    assert "Largest drivers:" in flat and "Proposed: make version 2 the @champion" in flat
+    assert "Done: make version 2 the @champion" in flat and "approved by dr.lee" in flat
+    champion = registry.alias_version(registry.client(uri), "heart-disease-risk", "champion")
+    assert str(champion.version) == "2"
+
+    later = runner.invoke(app, ["chat", "--conversation", "t2"], input="roll back\nl\n\n")
+    assert later.exit_code == 0 and "left pending" in later.output
+    pending = runner.invoke(app, ["actions", "list", "--json"])
+    assert [a["tool"] for a in json.loads(pending.output)] == ["rollback_model"]
