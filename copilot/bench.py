@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import anyio
+import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -34,6 +36,7 @@ from copilot.settings import Settings
 from model_service import registry
 from model_service.cards import DatasetCard, get_card
 from model_service.risk_model import columns_from_records
+from tools.context import ToolContext
 
 THROUGHPUT_SECONDS = 5.0
 THROUGHPUT_CLIENTS = 4
@@ -236,6 +239,8 @@ class _Measured:
     explain_p50: float | None = None
     drift_cold_ms: float | None = None
     drift_warm_ms: float | None = None
+    agent_turn_overhead_ms: float | None = None
+    agent_promote_ms: float | None = None
 
 
 def _timed(call: Callable[[], None], repeats: int) -> list[float]:
@@ -248,7 +253,12 @@ def _timed(call: Callable[[], None], repeats: int) -> list[float]:
 
 
 def _measure_copilot(
-    card: DatasetCard, env: dict[str, str], requests: int, rows: int, console: Console
+    settings: Settings,
+    card: DatasetCard,
+    env: dict[str, str],
+    requests: int,
+    rows: int,
+    console: Console,
 ) -> _Measured:
     patient = benchmark_records(card, 1, complete=True)[0]
     port = _free_port()
@@ -279,7 +289,13 @@ def _measure_copilot(
         cold = _timed(drift_call, 1)[0]
         warm = _timed(drift_call, 3)
         client.close()
+        console.print("agent turns with the offline provider ...")
+        turn_overhead, promote = anyio.run(
+            _measure_agent, settings, f"http://127.0.0.1:{port}", max(20, requests // 20)
+        )
     return _Measured(
+        agent_turn_overhead_ms=turn_overhead,
+        agent_promote_ms=promote,
         p50=statistics.median(latency),
         p99=_percentile(latency, 0.99),
         throughput=throughput,
@@ -332,6 +348,87 @@ def _measure_mlflow(
     )
 
 
+AGENT_PATIENT = "63 yo M, asymptomatic CP, BP 145/90, chol 233 mg/dl, max HR 150, ST dep 2.3"
+
+
+async def _measure_agent(
+    settings: Settings, service_url: str, turns: int
+) -> tuple[float, float | None]:
+    """Agent turn overhead (route + tool call over loopback + narrate + checkpoint, minus the
+    model service's own time), and propose -> approve -> execute for promote_model.
+
+    Runs on a scratch copilot database and a copy of a SQLite registry: the benchmark
+    changes nothing of the user's."""
+    from copilot.actions import ActionStore  # noqa: PLC0415
+    from copilot.deps import Deps  # noqa: PLC0415
+    from graphs.session import open_copilot  # noqa: PLC0415
+    from model_service.database import make_engine  # noqa: PLC0415
+
+    server_ms: list[float] = []
+
+    async def record(response: httpx.Response) -> None:
+        timing = response.headers.get("server-timing", "")
+        if "dur=" in timing:
+            server_ms.append(float(timing.split("dur=")[1]))
+
+    with tempfile.TemporaryDirectory() as scratch:
+        tracking = settings.tracking_uri
+        can_promote = tracking.startswith("sqlite:///")
+        if can_promote:
+            copy = Path(scratch) / "mlflow.db"
+            shutil.copy(tracking.removeprefix("sqlite:///"), copy)
+            tracking = f"sqlite:///{copy}"
+        database_url = f"sqlite:///{scratch}/copilot.db"
+        bench_settings = settings.model_copy(
+            update={
+                "copilot_database_url": database_url,
+                "mlflow_tracking_uri": tracking,
+                "model_service_url": service_url,
+                "copilot_llm": "offline",
+            }
+        )
+        engine = make_engine(database_url)
+        async with httpx.AsyncClient(
+            base_url=service_url, timeout=60, event_hooks={"response": [record]}
+        ) as client:
+            tools = ToolContext(client, tracking, get_card(settings.copilot_dataset))
+            deps = Deps(bench_settings, engine, ActionStore(engine, ttl_seconds=900), tools)
+            async with open_copilot(deps) as copilot:
+                await copilot.send("warm-up", AGENT_PATIENT, "bench")
+                overheads = []
+                for turn in range(turns):
+                    server_ms.clear()
+                    start = time.perf_counter()
+                    await copilot.send(f"turn-{turn}", AGENT_PATIENT, "bench")
+                    overheads.append((time.perf_counter() - start) * 1000 - sum(server_ms))
+                promote = await _promote_cycle(copilot, tools) if can_promote else None
+        engine.dispose()
+    return statistics.median(overheads), promote
+
+
+async def _promote_cycle(copilot: Any, tools: ToolContext) -> float | None:
+    """Promote back and forth between the champion and another version, timed end to end."""
+    client = registry.client(tools.tracking_uri)
+    name = tools.card.model_name
+    versions = sorted({str(v.version) for v in client.search_model_versions(f"name='{name}'")})
+    if len(versions) < 2:
+        return None
+    times = []
+    for cycle in range(6):
+        current = registry.alias_version(client, name, registry.CHAMPION)
+        champion = str(current.version) if current is not None else None
+        target = next(v for v in reversed(versions) if v != champion)
+        start = time.perf_counter()
+        turn = await copilot.send(
+            f"promote-{cycle}", f"promote version {target} even if the gate fails", "bench"
+        )
+        action_id = turn.pending_actions[0]["id"]
+        copilot.deps.actions.decide(action_id, "approve", "bench-approver")
+        await copilot.continue_after_decision(action_id)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times[1:])
+
+
 def run_benchmarks(
     settings: Settings,
     *,
@@ -365,7 +462,7 @@ def run_benchmarks(
             "MLFLOW_TRACKING_URI": settings.tracking_uri,
             "MLFLOW_DISABLE_TELEMETRY": "true",
         }
-        ours = _measure_copilot(card, env, requests, rows, console)
+        ours = _measure_copilot(settings, card, env, requests, rows, console)
         theirs = (
             _measure_mlflow(card, version, env, requests, rows, console) if with_mlflow else None
         )
@@ -413,6 +510,18 @@ def run_benchmarks(
             ours.drift_warm_ms,
             target="< 1500 ms",
             passed=(ours.drift_warm_ms or 0) < 1500,
+        ),
+        Row(
+            "agent turn overhead p50 (offline)",
+            ours.agent_turn_overhead_ms,
+            target="< 50 ms",
+            passed=(ours.agent_turn_overhead_ms or 0) < 50,
+        ),
+        Row(
+            "propose -> approve -> execute promote p50",
+            ours.agent_promote_ms,
+            target="< 200 ms",
+            passed=None if ours.agent_promote_ms is None else ours.agent_promote_ms < 200,
         ),
         Row(
             "start to ready",
