@@ -21,12 +21,14 @@ expired, already decided), NotAllowed (403: four eyes), ArgumentsTampered (refus
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import anyio
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import JSON, Column, Connection, DateTime, Engine, Table, select, update
 from sqlalchemy.exc import IntegrityError
@@ -175,6 +177,12 @@ class PendingAction(BaseModel):
     comment: str | None
     result: dict[str, Any] | None
     executing: bool
+
+
+def principal(identity: str) -> str:
+    """The account behind an identity: "Dr Lee via local:root" is local:root. The four-eyes
+    rule compares principals, so a name typed with --as cannot approve one's own request."""
+    return identity.rsplit(" via ", 1)[-1]
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -366,7 +374,7 @@ class ActionStore:
             if decision in {"approve", "edit"} and action.status in done:
                 return action
             raise ActionConflict(f"action {action_id} is already {action.status}")
-        if self.four_eyes and by == action.requested_by:
+        if self.four_eyes and principal(by) == principal(action.requested_by):
             raise NotAllowed(
                 f"{by} requested action {action_id} and may not decide it (four-eyes rule)"
             )
@@ -398,7 +406,11 @@ class ActionStore:
         def work(connection: Connection) -> bool:
             changed = connection.execute(
                 update(ACTIONS)
-                .where(ACTIONS.c.id == action_id, ACTIONS.c.status == "pending")
+                .where(
+                    ACTIONS.c.id == action_id,
+                    ACTIONS.c.status == "pending",
+                    ACTIONS.c.expires_at >= datetime.now(UTC),
+                )
                 .values(**values)
             ).rowcount
             if changed:
@@ -414,22 +426,51 @@ class ActionStore:
             return self.decide(action_id, decision, by, arguments, comment)
         return self.get(action_id)
 
-    def _approved_sha256(self, action_id: str) -> str | None:
+    def _check_approval(  # noqa: PLR0911 - one return per reason to refuse
+        self, action: PendingAction, digest: str
+    ) -> str | None:
+        """Why the audit trail does not back running `action` with arguments `digest`
+        (None when it does): the approval must be for these arguments of this tool, the
+        arguments must be the ones proposed (or approved in an edit), and nothing may
+        have run yet."""
         with self.engine.connect() as connection:
-            decisions = [
-                e
-                for e in audit.events(connection, action_id)
-                if e["event"] in {"approved", "edited"}
-            ]
-        return decisions[-1]["payload"]["arguments_sha256"] if decisions else None
+            trail = audit.events(connection, action.id)
+        if any(e["event"] in {"executed", "failed", "refused"} for e in trail):
+            return "the audit log shows it already ran"
+        proposed = [e for e in trail if e["event"] == "proposed"]
+        decisions = [e for e in trail if e["event"] in {"approved", "edited"}]
+        if not proposed or not decisions:
+            return "the audit log holds no proposal and approval for it"
+        if proposed[0]["payload"].get("tool") != action.tool:
+            return "the tool differs from what was proposed"
+        decision = decisions[-1]
+        if decision["payload"].get("arguments_sha256") != digest:
+            return "the arguments differ from what was approved"
+        if (
+            decision["event"] == "approved"
+            and proposed[0]["payload"].get("arguments_sha256") != digest
+        ):
+            return "the arguments differ from what was proposed"
+        if (
+            datetime.now(UTC)
+            > decision["at"].replace(tzinfo=decision["at"].tzinfo or UTC) + self.ttl
+        ):
+            return "the approval is older than the action time-to-live; propose it again"
+        return None
 
     async def execute(
-        self, action_id: str, ctx: ToolContext, progress: ProgressCallback | None = None
+        self,
+        action_id: str,
+        ctx: ToolContext,
+        progress: ProgressCallback | None = None,
+        wait_seconds: float = 900.0,
     ) -> PendingAction:
         """Runs an approved action's tool, exactly once; returns the action with its result.
 
-        This is the only caller of the state-changing tools. It refuses anything but an
-        approved action whose stored arguments still hash to what was approved."""
+        This is the only caller of the state-changing tools. It runs nothing unless the
+        action is approved and its audit trail backs what would run (see _check_approval).
+        A caller that finds the action already running waits (up to `wait_seconds`) for
+        the same outcome."""
         action = self.get(action_id)
         if action.status != "approved":
             if action.status in {"executed", "failed"}:
@@ -448,26 +489,40 @@ class ActionStore:
                 )
                 .values(execution_claim=claim)
             ).rowcount
-        if not claimed:  # another process runs it (or just ran it): nothing more runs here
-            return self.get(action_id)
+        if not claimed:  # another caller runs it: nothing more runs here
+            return await self._outcome(action_id, wait_seconds)
         spec = STATE_CHANGING[action.tool]
         canonical, digest = self.validate(action.tool, action.arguments)
-        approved = self._approved_sha256(action_id)
-        if digest != action.arguments_sha256 or digest != approved:
-            self._finish(
-                action_id,
-                "failed",
-                {"error": "refused: the arguments differ from what was approved"},
-                "refused",
-            )
-            raise ArgumentsTampered(
-                f"action {action_id} refused: its arguments were changed after approval"
-            )
+        problem = self._check_approval(action, digest)
+        if problem is None and digest != action.arguments_sha256:
+            problem = "the stored hash does not match the stored arguments"
+        if problem is not None:
+            self._finish(action_id, "failed", {"error": f"refused: {problem}"}, "refused")
+            raise ArgumentsTampered(f"action {action_id} refused: {problem}")
         try:
             outcome = await spec.run(ctx, spec.input_model.model_validate(canonical), progress)
         except ToolError as error:
             return self._finish(action_id, "failed", {"error": str(error)}, "failed")
+        except BaseException as error:  # recorded, never left half-done; then re-raised
+            self._finish(
+                action_id,
+                "failed",
+                {
+                    "error": f"interrupted by {type(error).__name__}; the change may have been "
+                    "made in part: check the registry before proposing it again"
+                },
+                "failed",
+            )
+            raise
         return self._finish(action_id, "executed", outcome.model_dump(mode="json"), "executed")
+
+    async def _outcome(self, action_id: str, wait_seconds: float) -> PendingAction:
+        deadline = time.monotonic() + wait_seconds
+        action = self.get(action_id)
+        while action.status == "approved" and time.monotonic() < deadline:
+            await anyio.sleep(0.1)
+            action = self.get(action_id)
+        return action
 
     def _finish(
         self, action_id: str, status: Status, result: dict[str, Any], event: str

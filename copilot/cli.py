@@ -18,6 +18,7 @@ import anyio
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from copilot.actions import Decision, PendingAction
@@ -46,7 +47,7 @@ console = Console(stderr=True)
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """One clear line on stderr and the exit code (2 = usage, 1 = failure)."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -343,8 +344,10 @@ def bench(
 
 
 def _operator(name: str | None) -> str:
-    """Who decides from this shell: `--as NAME`, else the local user (recorded in the audit)."""
-    return name or f"local:{getpass.getuser()}"
+    """Who acts from this shell: the local account, named `--as NAME` in the audit log when
+    given ("NAME via local:account": the four-eyes rule compares the account)."""
+    account = f"local:{getpass.getuser()}"
+    return f"{name} via {account}" if name else account
 
 
 def _print_action(action: PendingAction, as_json: bool) -> None:
@@ -356,20 +359,24 @@ def _print_action(action: PendingAction, as_json: bool) -> None:
         f"[bold]{action.id}[/]  {action.tool}  [bold]{action.status}[/]"
         + ("  (executing)" if action.executing else "")
     )
-    out.print(f"  will: {action.summary}")
-    out.print(f"  arguments: {json.dumps(action.arguments)}  sha256 {action.arguments_sha256[:12]}")
+    lines = [
+        f"  will: {action.summary}",
+        f"  arguments: {json.dumps(action.arguments)}  sha256 {action.arguments_sha256[:12]}",
+    ]
     if action.original_arguments is not None:
-        out.print(f"  proposed as: {json.dumps(action.original_arguments)}")
-    out.print(
-        f"  requested by {action.requested_by} at {action.created_at:%Y-%m-%d %H:%M:%S}; "
-        f"expires {action.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+        lines.append(f"  proposed as: {json.dumps(action.original_arguments)}")
+    lines.append(
+        f"  requested by {action.requested_by} at {action.created_at:%Y-%m-%d %H:%M:%S}"
+        f"; expires {action.expires_at:%Y-%m-%d %H:%M:%S} UTC"
     )
     if action.decided_by:
-        out.print(
+        lines.append(
             f"  decided by {action.decided_by}" + (f": {action.comment}" if action.comment else "")
         )
     if action.result is not None:
-        out.print(f"  result: {json.dumps(action.result)}")
+        lines.append(f"  result: {json.dumps(action.result)}")
+    for line in lines:  # user text (reasons, comments) is never read as markup
+        out.print(escape(line), highlight=False)
 
 
 def _run_action_command(
@@ -500,7 +507,7 @@ def audit_verify() -> None:
         engine.dispose()
     if not result.ok:
         for problem in result.problems:
-            console.print(f"[red]broken:[/] {problem}", highlight=False)
+            console.print(f"[red]broken:[/] {escape(problem)}", highlight=False)
         fail(
             f"the audit log is not intact ({len(result.problems)} problem(s) in {result.rows} rows)"
         )
@@ -513,7 +520,7 @@ def _print_turn(turn: Turn, as_json: bool) -> None:
         return
     out = Console(width=None if Console().is_terminal else 140)
     for message in turn.messages:
-        out.print(f"[bold cyan]copilot>[/] {message['content']}", highlight=False)
+        out.print(f"[bold cyan]copilot>[/] {escape(message['content'])}", highlight=False)
 
 
 async def _decide_at_prompt(copilot: Copilot, action_id: str, operator: str) -> None:
@@ -522,7 +529,8 @@ async def _decide_at_prompt(copilot: Copilot, action_id: str, operator: str) -> 
 
     action = copilot.deps.actions.get(action_id)
     console.print(
-        f"[bold]pending:[/] {action.summary}\n  arguments: {json.dumps(action.arguments)}"
+        f"[bold]pending:[/] {escape(action.summary)}\n"
+        f"  arguments: {escape(json.dumps(action.arguments))}"
     )
     while True:
         answer = typer.prompt("approve, edit, reject or later? [a/e/r/l]", default="l").strip()
@@ -543,7 +551,7 @@ async def _decide_at_prompt(copilot: Copilot, action_id: str, operator: str) -> 
         try:
             copilot.deps.actions.decide(action_id, choice, operator, arguments, comment)  # type: ignore[arg-type]
         except ActionError as error:
-            console.print(f"[red]{error}[/]")
+            console.print(f"[red]{escape(str(error))}[/]")
             if copilot.deps.actions.get(action_id).status == "pending":
                 continue
             return

@@ -1,5 +1,6 @@
 """The safety contract of pending actions, tried adversarially, on SQLite and PostgreSQL."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -161,7 +163,7 @@ async def test_arguments_altered_after_approval_are_refused(
             text("UPDATE pending_action SET arguments = :a, arguments_sha256 = :h WHERE id = :id"),
             {"a": __import__("json").dumps(forged), "h": sha256(forged), "id": action.id},
         )
-    with pytest.raises(ArgumentsTampered, match="its arguments were changed after approval"):
+    with pytest.raises(ArgumentsTampered, match="the arguments differ from what was approved"):
         await store.execute(action.id, ctx)
     assert store.get(action.id).status == "failed" and _champion(ctx) == "1"
     assert _events(engine, action.id)[-1] == "refused"
@@ -276,3 +278,121 @@ async def test_two_processes_approving_at_once_execute_once(
     assert _events(engine, action.id).count("approved") == 1
     assert store.get(action.id).status == "executed" and _champion(ctx) == "2"
     assert store.verify_audit().ok
+
+
+def _sql(engine: Engine, statement: str, **values: Any) -> None:
+    with engine.begin() as connection:
+        connection.execute(text(statement), values)
+
+
+async def test_an_executed_action_cannot_be_replayed(
+    store: ActionStore, engine: Engine, ctx: ToolContext
+) -> None:
+    action = store.propose("c", "promote_model", PROMOTE, "ann")
+    store.decide(action.id, "approve", "bob")
+    assert (await store.execute(action.id, ctx)).status == "executed"
+    _sql(
+        engine,
+        "UPDATE pending_action SET status = 'approved', execution_claim = NULL WHERE id = :id",
+        id=action.id,
+    )
+    with pytest.raises(ArgumentsTampered, match="the audit log shows it already ran"):
+        await store.execute(action.id, ctx)
+    assert _events(engine, action.id).count("executed") == 1
+
+
+async def test_arguments_swapped_while_pending_are_refused(
+    store: ActionStore, engine: Engine, ctx: ToolContext
+) -> None:
+    action = store.propose("c", "promote_model", {"version": "2", "reason": "gate"}, "ann")
+    forged = {"version": "2", "force": True, "reason": "gate"}
+    _sql(
+        engine,
+        "UPDATE pending_action SET arguments = :a, arguments_sha256 = :h WHERE id = :id",
+        a=json.dumps(forged),
+        h=sha256(forged),
+        id=action.id,
+    )
+    store.decide(action.id, "approve", "bob")  # the approver saw the swapped arguments
+    with pytest.raises(ArgumentsTampered, match="differ from what was proposed"):
+        await store.execute(action.id, ctx)
+    assert _champion(ctx) == "1"
+
+
+async def test_a_swapped_tool_is_refused(
+    store: ActionStore, engine: Engine, ctx: ToolContext
+) -> None:
+    action = store.propose("c", "rollback_model", {"reason": "bad"}, "ann")
+    store.decide(action.id, "approve", "bob")
+    _sql(
+        engine,
+        "UPDATE pending_action SET tool = 'promote_model', arguments = :a, "
+        "arguments_sha256 = :h WHERE id = :id",
+        a=json.dumps({"version": None, "force": True, "reason": "bad"}),
+        h=sha256({"version": None, "force": True, "reason": "bad"}),
+        id=action.id,
+    )
+    with pytest.raises(ArgumentsTampered):
+        await store.execute(action.id, ctx)
+    assert _champion(ctx) == "1"
+
+
+async def test_an_old_approval_does_not_run(engine: Engine, ctx: ToolContext) -> None:
+    short = ActionStore(engine, ttl_seconds=1)
+    action = short.propose("c", "promote_model", PROMOTE, "ann")
+    short.decide(action.id, "approve", "bob")
+    time.sleep(1.2)
+    with pytest.raises(ArgumentsTampered, match="older than the action time-to-live"):
+        await short.execute(action.id, ctx)
+    assert _champion(ctx) == "1"
+
+
+async def test_an_interrupted_execution_is_recorded_as_failed(
+    store: ActionStore, engine: Engine, ctx: ToolContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import copilot.actions as actions_module
+
+    async def boom(*_: Any) -> Any:
+        raise RuntimeError("registry vanished")
+
+    spec = actions_module.STATE_CHANGING["rollback_model"]
+    monkeypatch.setitem(
+        actions_module.STATE_CHANGING,
+        "rollback_model",
+        actions_module.StateChangingTool(spec.name, spec.input_model, boom, spec.summary),
+    )
+    action = store.propose("c", "rollback_model", {"reason": "bad"}, "ann")
+    store.decide(action.id, "approve", "bob")
+    with pytest.raises(RuntimeError, match="registry vanished"):
+        await store.execute(action.id, ctx)
+    failed = store.get(action.id)
+    assert failed.status == "failed" and "interrupted by RuntimeError" in failed.result["error"]  # type: ignore[index]
+    assert _events(engine, action.id)[-1] == "failed"
+
+
+async def test_concurrent_executions_return_the_same_outcome(
+    store: ActionStore, ctx: ToolContext
+) -> None:
+    import anyio
+
+    action = store.propose("c", "promote_model", PROMOTE, "ann")
+    store.decide(action.id, "approve", "bob")
+    outcomes: list[Any] = []
+
+    async def run() -> None:
+        outcomes.append(await store.execute(action.id, ctx))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run)
+        group.start_soon(run)
+    assert [o.status for o in outcomes] == ["executed", "executed"]
+    assert outcomes[0].result == outcomes[1].result
+
+
+def test_edits_with_unknown_or_loose_values_are_refused(store: ActionStore) -> None:
+    action = store.propose("c", "promote_model", {"reason": "gate"}, "ann")
+    with pytest.raises(InvalidArguments, match="Force: Extra inputs are not permitted"):
+        store.decide(action.id, "edit", "bob", {"Force": True, "reason": "gate"})
+    with pytest.raises(InvalidArguments, match="force: Input should be a valid boolean"):
+        store.decide(action.id, "edit", "bob", {"force": "yes", "reason": "gate"})
+    assert store.get(action.id).status == "pending"

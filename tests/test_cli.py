@@ -208,7 +208,7 @@ def test_deciding_actions_and_verifying_the_audit_from_the_shell(
     )
     assert approved.exit_code == 0, approved.output
     outcome = json.loads(approved.output)
-    assert outcome["status"] == "executed" and outcome["decided_by"] == "bob"
+    assert outcome["status"] == "executed" and outcome["decided_by"].startswith("bob via local:")
     assert (
         str(registry.alias_version(registry.client(uri), "heart-disease-risk", "champion").version)
         == "2"
@@ -265,7 +265,7 @@ def test_chat_one_turn_as_json_and_a_session_with_an_approval(
     assert session.exit_code == 0, session.output
     flat = " ".join(session.output.split())
     assert "Largest drivers:" in flat and "Proposed: make version 2 the @champion" in flat
-    assert "Done: make version 2 the @champion" in flat and "approved by dr.lee" in flat
+    assert "Done: make version 2 the @champion" in flat and "approved by dr.lee via local:" in flat
     champion = registry.alias_version(registry.client(uri), "heart-disease-risk", "champion")
     assert str(champion.version) == "2"
 
@@ -273,3 +273,32 @@ def test_chat_one_turn_as_json_and_a_session_with_an_approval(
     assert later.exit_code == 0 and "left pending" in later.output
     pending = runner.invoke(app, ["actions", "list", "--json"])
     assert [a["tool"] for a in json.loads(pending.output)] == ["rollback_model"]
+
+
+def test_four_eyes_holds_against_another_name_and_markup_is_printed_as_text(
+    home: Path, tmp_path: Path, trained_registry: TrainedRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from copilot.actions import ActionStore
+    from model_service.database import make_engine
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_registry.copy(tmp_path))
+    monkeypatch.setenv("COPILOT_FOUR_EYES", "true")
+    home.mkdir(parents=True)
+    engine = make_engine(f"sqlite:///{home / 'copilot.db'}")
+    requester = runner.invoke(
+        app,
+        ["chat", "--json", "--as", "dr.ann", "roll back, reason: [/] [conceal]hidden[/conceal]"],
+    )
+    assert requester.exit_code == 0, requester.output
+    action_id = json.loads(requester.output[requester.output.index("{") :])["pending_actions"][0][
+        "id"
+    ]
+    store = ActionStore(engine, ttl_seconds=900)
+    assert store.get(action_id).requested_by.startswith("dr.ann via local:")
+
+    listed = runner.invoke(app, ["actions", "list"])
+    assert listed.exit_code == 0 and "[conceal]hidden[/conceal]" in listed.output
+    same_account = runner.invoke(app, ["actions", "approve", action_id, "--as", "dr.bob"])
+    assert same_account.exit_code == 1 and "four-eyes rule" in same_account.output
+    assert store.get(action_id).status == "pending"
+    engine.dispose()

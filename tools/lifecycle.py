@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any
 
 import anyio.to_thread
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from model_service import registry
 from model_service.cards import CardError
@@ -42,6 +42,8 @@ class PromotionRefused(ToolError):
 
 class RetrainInput(BaseModel):
     """What to retrain on, and why (recorded with the run)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     sites: list[str] = Field(
         min_length=1, description="Training sites, e.g. ['Cleveland', 'Hungary']."
@@ -101,6 +103,8 @@ async def retrain_model(
 
 class PromoteInput(BaseModel):
     """Which version to make the champion."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     version: str | None = Field(default=None, description="Default: the @challenger.")
     force: bool = Field(default=False, description="Promote even if the gate fails (recorded).")
@@ -217,6 +221,8 @@ async def promote_model(ctx: ToolContext, args: PromoteInput) -> PromotionOutcom
 
 
 class RollbackInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     reason: str = Field(min_length=3, max_length=500, description="Why roll back.")
 
 
