@@ -214,8 +214,11 @@ def _view(row: Any) -> PendingAction:
 class ActionStore:
     """Pending actions and their audit trail in the copilot database."""
 
-    def __init__(self, engine: Engine, *, ttl_seconds: int, four_eyes: bool = False) -> None:
+    def __init__(
+        self, engine: Engine, *, audit_key: bytes, ttl_seconds: int, four_eyes: bool = False
+    ) -> None:
         self.engine = engine
+        self.audit_key = audit_key
         self.ttl = timedelta(seconds=ttl_seconds)
         self.four_eyes = four_eyes
         SQLModel.metadata.create_all(engine, tables=[ACTIONS, audit.AUDIT])
@@ -263,6 +266,7 @@ class ActionStore:
         def work(connection: Connection) -> None:
             head = audit.append(
                 connection,
+                self.audit_key,
                 actor=requested_by,
                 event="proposed",
                 action_id=action_id,
@@ -343,7 +347,12 @@ class ActionStore:
             ).rowcount
             if changed:
                 head = audit.append(
-                    connection, actor="system", event="expired", action_id=action_id, payload={}
+                    connection,
+                    self.audit_key,
+                    actor="system",
+                    event="expired",
+                    action_id=action_id,
+                    payload={},
                 )
                 connection.execute(
                     update(ACTIONS).where(ACTIONS.c.id == action_id).values(audit_head=head)
@@ -415,7 +424,12 @@ class ActionStore:
             ).rowcount
             if changed:
                 head = audit.append(
-                    connection, actor=by, event=event, action_id=action_id, payload=payload
+                    connection,
+                    self.audit_key,
+                    actor=by,
+                    event=event,
+                    action_id=action_id,
+                    payload=payload,
                 )
                 connection.execute(
                     update(ACTIONS).where(ACTIONS.c.id == action_id).values(audit_head=head)
@@ -530,6 +544,7 @@ class ActionStore:
         def work(connection: Connection) -> None:
             head = audit.append(
                 connection,
+                self.audit_key,
                 actor="system",
                 event=event,
                 action_id=action_id,
@@ -547,4 +562,4 @@ class ActionStore:
     def verify_audit(self) -> audit.Verification:
         with self.engine.connect() as connection:
             heads = dict(connection.execute(select(ACTIONS.c.id, ACTIONS.c.audit_head)).all())
-        return audit.verify(self.engine, {str(k): str(v) for k, v in heads.items()})
+        return audit.verify(self.engine, self.audit_key, {str(k): str(v) for k, v in heads.items()})

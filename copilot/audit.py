@@ -1,6 +1,8 @@
 """The audit log: every proposal, decision, execution and result, hash-chained.
 
-Each row's hash covers its contents and the previous row's hash; `prev_hash` is unique,
+Each row's hash is an HMAC (keyed with a secret kept outside the database: COPILOT_AUDIT_KEY
+or COPILOT_HOME/audit.key) over its contents and the previous row's hash, so nobody with
+only database access can write a row that verifies. `prev_hash` is unique,
 so two writers can never both extend the same row (the loser's transaction fails and is
 retried by the caller). `verify` recomputes the chain: an edited row no longer matches
 its hash, a deleted row breaks the link of the next one, and a deleted tail no longer
@@ -11,9 +13,13 @@ caller's transaction, so a state change and its audit row commit together or not
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, Connection, DateTime, Engine, Table, Text, insert, select
@@ -50,14 +56,43 @@ def sha256(value: Any) -> str:
 
 
 def _row_hash(
-    prev_hash: str, at: datetime, actor: str, event: str, action_id: str | None, payload: str
+    key: bytes,
+    prev_hash: str,
+    at: datetime,
+    actor: str,
+    event: str,
+    action_id: str | None,
+    payload: str,
 ) -> str:
     at_text = at.astimezone(UTC).isoformat(timespec="microseconds")
-    return sha256([prev_hash, at_text, actor, event, action_id, payload])
+    message = canonical([prev_hash, at_text, actor, event, action_id, payload]).encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def load_key(home: Path, configured: str | None) -> bytes:
+    """The audit key: COPILOT_AUDIT_KEY when set (required when several hosts share the
+    database), else COPILOT_HOME/audit.key, created on first use (readable by its owner only)."""
+    if configured:
+        return configured.encode()
+    path = home / "audit.key"
+    home.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secrets.token_hex(32))
+    return path.read_bytes().strip()
 
 
 def append(
-    connection: Connection, *, actor: str, event: str, action_id: str | None, payload: Any
+    connection: Connection,
+    key: bytes,
+    *,
+    actor: str,
+    event: str,
+    action_id: str | None,
+    payload: Any,
 ) -> str:
     """Appends one event in the caller's transaction; returns its hash."""
     prev_hash = (
@@ -68,7 +103,7 @@ def append(
     )
     at = datetime.now(UTC)
     text = canonical(payload)
-    digest = _row_hash(prev_hash, at, actor, event, action_id, text)
+    digest = _row_hash(key, prev_hash, at, actor, event, action_id, text)
     connection.execute(
         insert(AUDIT).values(
             at=at,
@@ -105,12 +140,13 @@ class Verification:
         return not self.problems
 
 
-def verify(engine: Engine, heads: dict[str, str] | None = None) -> Verification:
+def verify(engine: Engine, key: bytes, heads: dict[str, str] | None = None) -> Verification:
     """Recomputes the chain. `heads` (action id -> hash of its latest audit row) lets a
     deleted tail be noticed too."""
     result = Verification()
     expected_prev = GENESIS
     seen: set[str] = set()
+    latest: dict[str, str] = {}
     with engine.connect() as connection:
         rows = connection.execute(select(AUDIT).order_by(AUDIT.c.seq)).mappings()
         for row in rows:
@@ -122,7 +158,13 @@ def verify(engine: Engine, heads: dict[str, str] | None = None) -> Verification:
                     "(a row was deleted or altered before it)"
                 )
             recomputed = _row_hash(
-                row["prev_hash"], at, row["actor"], row["event"], row["action_id"], row["payload"]
+                key,
+                row["prev_hash"],
+                at,
+                row["actor"],
+                row["event"],
+                row["action_id"],
+                row["payload"],
             )
             if recomputed != row["hash"]:
                 result.problems.append(
@@ -130,9 +172,16 @@ def verify(engine: Engine, heads: dict[str, str] | None = None) -> Verification:
                 )
             expected_prev = row["hash"]
             seen.add(row["hash"])
+            if row["action_id"] is not None:
+                latest[row["action_id"]] = row["hash"]
     for action_id, head in (heads or {}).items():
         if head not in seen:
             result.problems.append(
                 f"action {action_id}: its latest audit row is missing (rows were deleted)"
+            )
+        elif latest.get(action_id) != head:
+            result.problems.append(
+                f"action {action_id}: audit rows after the one it records were added, or it "
+                "was pointed back at an older row"
             )
     return result

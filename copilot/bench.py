@@ -392,7 +392,8 @@ async def _measure_agent(
             base_url=service_url, timeout=60, event_hooks={"response": [record]}
         ) as client:
             tools = ToolContext(client, tracking, get_card(settings.copilot_dataset))
-            deps = Deps(bench_settings, engine, ActionStore(engine, ttl_seconds=900), tools)
+            store = ActionStore(engine, audit_key=b"bench", ttl_seconds=900)
+            deps = Deps(bench_settings, engine, store, tools)
             async with open_copilot(deps) as copilot:
                 await copilot.send("warm-up", AGENT_PATIENT, "bench")
                 overheads = []

@@ -502,7 +502,9 @@ def audit_verify() -> None:
 
     engine = make_engine(settings.database_url)
     try:
-        result = ActionStore(engine, ttl_seconds=settings.copilot_action_ttl_seconds).verify_audit()
+        result = ActionStore(
+            engine, audit_key=settings.audit_key(), ttl_seconds=settings.copilot_action_ttl_seconds
+        ).verify_audit()
     finally:
         engine.dispose()
     if not result.ok:

@@ -34,6 +34,7 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
     try:
         actions = ActionStore(
             engine,
+            audit_key=settings.audit_key(),
             ttl_seconds=settings.copilot_action_ttl_seconds,
             four_eyes=settings.copilot_four_eyes,
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model_service.cards import dataset_names
@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     copilot_action_ttl_seconds: int = Field(default=900, gt=0)
     copilot_four_eyes: bool = False
     copilot_dataset: str = "heart-disease"
+    copilot_audit_key: SecretStr | None = None  # else COPILOT_HOME/audit.key (one host only)
 
     @field_validator("copilot_dataset")
     @classmethod
@@ -89,6 +90,13 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> str:
         return self.copilot_database_url or f"sqlite:///{self.home / 'copilot.db'}"
+
+    def audit_key(self) -> bytes:
+        """The audit log's HMAC key (created under COPILOT_HOME when not configured)."""
+        from copilot.audit import load_key  # noqa: PLC0415
+
+        configured = self.copilot_audit_key.get_secret_value() if self.copilot_audit_key else None
+        return load_key(self.home, configured)
 
     @property
     def reports_dir(self) -> Path:

@@ -31,6 +31,7 @@ from tools.context import ToolContext
 
 pytestmark = pytest.mark.anyio
 POSTGRES_URL = os.environ.get("COPILOT_TEST_POSTGRES_URL")
+KEY = b"test-audit-key"
 NAME = "heart-disease-risk"
 PROMOTE = {"force": True, "reason": "more sites"}
 
@@ -67,7 +68,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def store(engine: Engine) -> ActionStore:
-    return ActionStore(engine, ttl_seconds=900)
+    return ActionStore(engine, audit_key=KEY, ttl_seconds=900)
 
 
 @pytest.fixture
@@ -170,7 +171,7 @@ async def test_arguments_altered_after_approval_are_refused(
 
 
 async def test_expired_and_four_eyes(engine: Engine, ctx: ToolContext) -> None:
-    short = ActionStore(engine, ttl_seconds=1, four_eyes=True)
+    short = ActionStore(engine, audit_key=KEY, ttl_seconds=1, four_eyes=True)
     action = short.propose("conv-1", "rollback_model", {"reason": "bad"}, requested_by="ann")
     with pytest.raises(
         NotAllowed, match=r"ann requested action \w+ and may not decide it \(four-eyes rule\)"
@@ -187,10 +188,12 @@ async def test_expired_and_four_eyes(engine: Engine, ctx: ToolContext) -> None:
 
 async def test_actions_survive_a_restart(database_url: str, ctx: ToolContext) -> None:
     first = make_engine(database_url)
-    action = ActionStore(first, ttl_seconds=900).propose("conv-9", "promote_model", PROMOTE, "ann")
+    action = ActionStore(first, audit_key=KEY, ttl_seconds=900).propose(
+        "conv-9", "promote_model", PROMOTE, "ann"
+    )
     first.dispose()
     second = make_engine(database_url)  # a new process would build exactly this
-    store = ActionStore(second, ttl_seconds=900)
+    store = ActionStore(second, audit_key=KEY, ttl_seconds=900)
     assert [a.id for a in store.list(status="pending", conversation_ids=["conv-9"])] == [action.id]
     store.decide(action.id, "approve", by="bob")
     assert (await store.execute(action.id, ctx)).status == "executed"
@@ -246,7 +249,7 @@ _RACER = textwrap.dedent("""
     from model_service.database import make_engine
     from tools.context import ToolContext
     database_url, tracking_uri, action_id, start = sys.argv[1:5]
-    store = ActionStore(make_engine(database_url), ttl_seconds=900)
+    store = ActionStore(make_engine(database_url), audit_key=b"test-audit-key", ttl_seconds=900)
     ctx = ToolContext(httpx.AsyncClient(base_url="http://127.0.0.1:9"), tracking_uri,
                       get_card("heart-disease"))
     while time.time() < float(start):
@@ -338,7 +341,7 @@ async def test_a_swapped_tool_is_refused(
 
 
 async def test_an_old_approval_does_not_run(engine: Engine, ctx: ToolContext) -> None:
-    short = ActionStore(engine, ttl_seconds=1)
+    short = ActionStore(engine, audit_key=KEY, ttl_seconds=1)
     action = short.propose("c", "promote_model", PROMOTE, "ann")
     short.decide(action.id, "approve", "bob")
     time.sleep(1.2)
@@ -396,3 +399,30 @@ def test_edits_with_unknown_or_loose_values_are_refused(store: ActionStore) -> N
     with pytest.raises(InvalidArguments, match="force: Input should be a valid boolean"):
         store.decide(action.id, "edit", "bob", {"force": "yes", "reason": "gate"})
     assert store.get(action.id).status == "pending"
+
+
+def test_rows_written_without_the_key_do_not_verify(
+    store: ActionStore, engine: Engine, tmp_path: Path
+) -> None:
+    from copilot import audit
+
+    action = store.propose("c", "rollback_model", {"reason": "bad"}, "ann")
+    # a forger with database access but not the key appends a well-chained approval
+    with engine.begin() as connection:
+        audit.append(
+            connection,
+            b"guessed-key",
+            actor="mallory",
+            event="approved",
+            action_id=action.id,
+            payload={"arguments_sha256": action.arguments_sha256},
+        )
+    problems = store.verify_audit().problems
+    assert any("contents do not match its hash" in p for p in problems)
+    assert any("audit rows after the one it records were added" in p for p in problems)
+
+    key_home = tmp_path / "home"
+    key = audit.load_key(key_home, None)
+    assert len(key) == 64 and audit.load_key(key_home, None) == key  # created once, then kept
+    assert oct((key_home / "audit.key").stat().st_mode & 0o777) == "0o600"
+    assert audit.load_key(key_home, "configured-secret") == b"configured-secret"

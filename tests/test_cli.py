@@ -177,6 +177,7 @@ def test_deciding_actions_and_verifying_the_audit_from_the_shell(
     from sqlalchemy import text
 
     from copilot.actions import ActionStore
+    from copilot.audit import load_key
     from model_service import registry
     from model_service.database import make_engine
 
@@ -184,7 +185,7 @@ def test_deciding_actions_and_verifying_the_audit_from_the_shell(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     home.mkdir(parents=True)
     engine = make_engine(f"sqlite:///{home / 'copilot.db'}")
-    store = ActionStore(engine, ttl_seconds=900)
+    store = ActionStore(engine, audit_key=load_key(home, None), ttl_seconds=900)
     promote = store.propose(
         "conv-1", "promote_model", {"force": True, "reason": "more sites"}, "ann"
     )
@@ -279,6 +280,7 @@ def test_four_eyes_holds_against_another_name_and_markup_is_printed_as_text(
     home: Path, tmp_path: Path, trained_registry: TrainedRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from copilot.actions import ActionStore
+    from copilot.audit import load_key
     from model_service.database import make_engine
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_registry.copy(tmp_path))
@@ -293,7 +295,7 @@ def test_four_eyes_holds_against_another_name_and_markup_is_printed_as_text(
     action_id = json.loads(requester.output[requester.output.index("{") :])["pending_actions"][0][
         "id"
     ]
-    store = ActionStore(engine, ttl_seconds=900)
+    store = ActionStore(engine, audit_key=load_key(home, None), ttl_seconds=900)
     assert store.get(action_id).requested_by.startswith("dr.ann via local:")
 
     listed = runner.invoke(app, ["actions", "list"])

@@ -24,6 +24,7 @@ from tools.context import ToolContext
 
 pytestmark = pytest.mark.anyio
 POSTGRES_URL = os.environ.get("COPILOT_TEST_POSTGRES_URL")
+KEY = b"test-audit-key"
 PATIENT = "63 yo M, asymptomatic CP, BP 145/90, chol 233 mg/dl, max HR 150, ST dep 2.3, exang no"
 
 
@@ -68,7 +69,9 @@ async def open_for(
     try:
         async with httpx.AsyncClient(base_url=service_url, timeout=60) as client:
             tools = ToolContext(client, tracking_uri, get_card("heart-disease"))
-            deps = Deps(settings, engine, ActionStore(engine, ttl_seconds=ttl_seconds), tools)
+            deps = Deps(
+                settings, engine, ActionStore(engine, audit_key=KEY, ttl_seconds=ttl_seconds), tools
+            )
             async with open_copilot(deps) as copilot:
                 yield copilot
     finally:
