@@ -7,6 +7,7 @@ import os
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,11 @@ import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
 from model_service.app import ServiceConfig, create_app
 from model_service.cards import DatasetCard, get_card
+from model_service.database import normalize_url
 from model_service.training import TrainingResult, train
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
@@ -144,3 +147,23 @@ def live_service(service_config: ServiceConfig) -> Iterator[str]:
     yield url
     server.should_exit = True
     thread.join(timeout=30)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh copilot database: a SQLite file, or a PostgreSQL schema of its own (skipped
+    without COPILOT_TEST_POSTGRES_URL)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'copilot.db'}"
+        return
+    postgres_url = os.environ.get("COPILOT_TEST_POSTGRES_URL")
+    if not postgres_url:
+        pytest.skip("COPILOT_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalize_url(postgres_url))
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    yield f"{postgres_url}?options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()

@@ -6,14 +6,13 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from copilot.actions import (
     ActionConflict,
@@ -25,7 +24,7 @@ from copilot.actions import (
 from copilot.audit import sha256
 from model_service import registry
 from model_service.cards import DatasetCard
-from model_service.database import make_engine, normalize_url
+from model_service.database import make_engine
 from tests.conftest import TrainedRegistry
 from tools.context import ToolContext
 
@@ -39,24 +38,6 @@ PROMOTE = {"force": True, "reason": "more sites"}
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh copilot database: a SQLite file, or a PostgreSQL schema of its own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'copilot.db'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("COPILOT_TEST_POSTGRES_URL is not set (.ci/run sets it)")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalize_url(POSTGRES_URL))
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    with admin.begin() as connection:
-        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
 
 
 @pytest.fixture

@@ -3,13 +3,11 @@ loopback HTTP, a private registry copy, checkpoints in SQLite or PostgreSQL."""
 
 import contextlib
 import os
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
 from copilot.actions import ActionStore, InvalidArguments
 from copilot.deps import Deps
@@ -18,7 +16,7 @@ from graphs.graph import interrupt_payload
 from graphs.session import Copilot, open_copilot
 from model_service import registry
 from model_service.cards import get_card
-from model_service.database import make_engine, normalize_url
+from model_service.database import make_engine
 from tests.conftest import TrainedRegistry
 from tools.context import ToolContext
 
@@ -31,23 +29,6 @@ PATIENT = "63 yo M, asymptomatic CP, BP 145/90, chol 233 mg/dl, max HR 150, ST d
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'copilot.db'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("COPILOT_TEST_POSTGRES_URL is not set (.ci/run sets it)")
-    schema = f"g_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalize_url(POSTGRES_URL))
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    with admin.begin() as connection:
-        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
 
 
 @pytest.fixture
