@@ -51,11 +51,28 @@ def explain_prediction(result: dict[str, Any]) -> str:
         f"{d['display_name']} ({_value(d)}) {d['direction']} ({d['contribution']:+.2f} log-odds)"
         for d in drivers
     ]
+    names = {d["feature"]: d["display_name"] for d in result["drivers"]}
+    missing = [
+        names[w["feature"]]
+        for w in result["warnings"]
+        if w["code"] in {"missing_imputed", "zero_read_as_missing"}
+    ]
+    outside = [
+        names[w["feature"]] for w in result["warnings"] if w["code"] == "outside_training_range"
+    ]
+    caveats = "".join(
+        [
+            f" Missing inputs (imputed): {', '.join(missing)}." if missing else "",
+            f" Outside the training range (low confidence): {', '.join(outside)}."
+            if outside
+            else "",
+        ]
+    )
     return (
         f"Risk {_pct(result['probability'])} against a baseline of "
         f"{_pct(result['base_probability'])}. Largest drivers: "
         + "; ".join(parts)
-        + f". From {_model(result)}; association, not causation.{_warnings(result)}"
+        + f". From {_model(result)}; association, not causation.{caveats}"
     )
 
 

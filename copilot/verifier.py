@@ -1,0 +1,217 @@
+"""Checks a clinical narrative against the numbers it is about.
+
+The claims are computed in code from an explanation (probability, threshold, baseline,
+every feature's value, unit, direction and contribution, warnings, model version). The
+verifier reads the text the way a careful clinician would and reports each statement the
+claims do not support:
+
+* a number that is not a claimed value (within rounding), or a value with the wrong unit;
+* a feature that the model does not have ("troponin raises risk");
+* a direction that is the opposite of the claim ("cholesterol lowers risk" when it raises it);
+* a probability other than the claimed one;
+* a missing mandatory caveat: association not causation, the model version, and every
+  input that is missing or outside the training range.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from model_service.cards import DatasetCard
+
+PERCENT_TOLERANCE = 0.6  # percentage points: "44%" for 0.4418
+VALUE_TOLERANCE = 0.051  # "2.3" for 2.25; contributions shown with two decimals
+_UNIT_WORDS = {
+    "mg/dl": "mg/dl",
+    "mmol/l": "mmol/l",
+    "mmhg": "mmHg",
+    "bpm": "bpm",
+    "mm": "mm",
+    "years": "years",
+    "year": "years",
+    "vessels": "vessels",
+    "vessel": "vessels",
+}
+_DIRECTION = re.compile(
+    r"(?P<subject>[a-z][a-z0-9 \-/>().,]*?)\s+(?P<verb>raises|raised|increases|increased|pushes up|"
+    r"lowers|lowered|reduces|reduced|decreases|decreased|pulls down)\s+(?:the\s+|his\s+|her\s+|"
+    r"their\s+)?(?:predicted\s+)?risk"
+)
+_UP = {"raises", "raised", "increases", "increased", "pushes up"}
+
+
+class DriverClaim(BaseModel):
+    feature: str
+    names: list[str]  # display name and synonyms, lower case
+    value: Any
+    unit: str | None
+    direction: Literal["raises risk", "lowers risk", "no effect"]
+    contribution: float
+    rank: int
+
+
+class Claims(BaseModel):
+    """What a narrative about one explanation may say."""
+
+    probability: float
+    threshold: float
+    base_probability: float
+    drivers: list[DriverClaim]
+    model_version: str
+    flagged_features: list[str]  # missing or outside the training range: must be mentioned
+
+
+def claims_from(explanation: dict[str, Any], card: DatasetCard) -> Claims:
+    """Claims from an `explain_prediction` result (tools.predictions.Explanation)."""
+    drivers = []
+    for driver in explanation["drivers"]:
+        feature = card.feature(driver["feature"])
+        names = {
+            feature.display_name.lower(),
+            feature.name.lower(),
+            *(s.lower() for s in feature.synonyms),
+        }
+        drivers.append(
+            DriverClaim(
+                feature=feature.name,
+                names=sorted(names, key=len, reverse=True),
+                value=driver["value"],
+                unit=feature.unit,
+                direction=driver["direction"],
+                contribution=driver["contribution"],
+                rank=driver["rank"],
+            )
+        )
+    flagged = sorted(
+        {
+            w["feature"]
+            for w in explanation.get("warnings", [])
+            if w["code"] in {"missing_imputed", "outside_training_range", "zero_read_as_missing"}
+        }
+    )
+    return Claims(
+        probability=explanation["probability"],
+        threshold=explanation.get("threshold", 0.5),
+        base_probability=explanation["base_probability"],
+        drivers=drivers,
+        model_version=str(explanation["model"]["version"]),
+        flagged_features=flagged,
+    )
+
+
+def _feature_at(text: str, claims: Claims) -> DriverClaim | None:
+    """The feature a phrase names (the longest name found), if any."""
+    best: tuple[int, DriverClaim] | None = None
+    for driver in claims.drivers:
+        for name in driver.names:
+            found = re.search(rf"(?<![a-z]){re.escape(name)}(?![a-z])", text)
+            if found and (best is None or len(name) > best[0]):
+                best = (len(name), driver)
+    return best[1] if best else None
+
+
+def _allowed_numbers(claims: Claims) -> list[tuple[float, float]]:
+    """Every number a faithful narrative may state, with its tolerance."""
+    allowed: list[tuple[float, float]] = []
+    for probability in (claims.probability, claims.threshold, claims.base_probability):
+        allowed.append((probability * 100, PERCENT_TOLERANCE))
+        allowed.append((probability, 0.006))
+    for driver in claims.drivers:
+        if isinstance(driver.value, (int, float)) and not isinstance(driver.value, bool):
+            allowed.append((float(driver.value), VALUE_TOLERANCE))
+        allowed.append((driver.contribution, 0.006))
+        allowed.append((abs(driver.contribution), 0.006))
+        allowed.append((float(driver.rank), 0.0))
+    allowed.append((float(claims.model_version), 0.0))
+    allowed.extend((float(n), 0.0) for n in range(0, 4))  # "top three", "0 vessels" ...
+    allowed.append((120.0, 0.0))  # the fasting-blood-sugar rule, part of a feature's name
+    return allowed
+
+
+def check(text: str, claims: Claims) -> list[str]:
+    """Every statement in `text` the claims do not support (empty: faithful)."""
+    lowered = " ".join(text.lower().split())
+    return [
+        *_numbers(lowered, claims),
+        *_directions(lowered, claims),
+        *_probabilities(lowered, claims),
+        *_caveats(lowered, claims),
+    ]
+
+
+def _numbers(lowered: str, claims: Claims) -> list[str]:
+    problems = []
+    allowed = _allowed_numbers(claims)
+    for match in re.finditer(
+        r"(?<![\w.])([+-]?\d+(?:\.\d+)?)\s*(%|mg/dl|mmol/l|mmhg|bpm|mm|"
+        r"years?|vessels?)?(?![\w/])",
+        lowered,
+    ):
+        value, unit, shown = float(match.group(1)), match.group(2), match.group(0).strip()
+        percent = unit == "%"
+        if not any(
+            abs(value - a) <= t for a, t in allowed if not percent or t == PERCENT_TOLERANCE
+        ):
+            problems.append(f"unsupported number: {shown}")
+        elif unit in _UNIT_WORDS:
+            owners = [
+                d
+                for d in claims.drivers
+                if isinstance(d.value, (int, float))
+                and not isinstance(d.value, bool)
+                and abs(float(d.value) - value) <= VALUE_TOLERANCE
+            ]
+            if owners and not any(
+                (d.unit or "").lower() == _UNIT_WORDS[unit].lower() for d in owners
+            ):
+                expected = " or ".join(sorted({d.unit or "no unit" for d in owners}))
+                problems.append(f"wrong unit: {shown} (expected {expected})")
+    return problems
+
+
+def _directions(lowered: str, claims: Claims) -> list[str]:
+    problems = []
+    for statement in re.split(r"(?<!\d)[.;:](?!\d)|\n", lowered):  # not inside "2.3"
+        for match in _DIRECTION.finditer(statement):
+            subject = match.group("subject")
+            driver = _feature_at(subject, claims)
+            said = "raises risk" if match.group("verb") in _UP else "lowers risk"
+            if driver is None:
+                problems.append(f"unknown feature: '{subject.strip()[-40:]}' {said}")
+            elif driver.direction != said:
+                problems.append(
+                    f"flipped direction: {driver.feature} {driver.direction}, "
+                    f"the text says it {said.split(maxsplit=1)[0]} it"
+                )
+    return problems
+
+
+def _probabilities(lowered: str, claims: Claims) -> list[str]:
+    problems = []
+    targets = (claims.probability, claims.threshold, claims.base_probability)
+    for match in re.finditer(
+        r"(?:risk|probability|chance)[^.%]{0,40}?(\d+(?:\.\d+)?)\s*%", lowered
+    ):
+        value = float(match.group(1))
+        if not any(abs(value - t * 100) <= PERCENT_TOLERANCE for t in targets):
+            problems.append(
+                f"wrong probability: {value:g}% (the model says {claims.probability:.0%})"
+            )
+    return problems
+
+
+def _caveats(lowered: str, claims: Claims) -> list[str]:
+    problems = []
+    if not re.search(r"association,? not causation|not caus|does not show caus", lowered):
+        problems.append("missing caveat: the model shows association, not causation")
+    version = re.escape(claims.model_version)
+    if not re.search(rf"version {version}\b|\bv{version}\b", lowered):
+        problems.append(f"missing caveat: the model version ({claims.model_version})")
+    for feature in claims.flagged_features:
+        driver = next(d for d in claims.drivers if d.feature == feature)
+        if not any(re.search(rf"(?<![a-z]){re.escape(n)}(?![a-z])", lowered) for n in driver.names):
+            problems.append(f"missing caveat: {feature} is missing or outside the training range")
+    return problems
