@@ -17,6 +17,7 @@ from pydantic_ai.messages import (
     RetryPromptPart,
     TextPart,
     ToolCallPart,
+    ToolReturnPart,
     UserPromptPart,
 )
 from pydantic_ai.models import Model
@@ -60,13 +61,15 @@ def offline_model(card: DatasetCard) -> FunctionModel:
 
     def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         last = messages[-1] if messages else None
-        if isinstance(last, ModelRequest) and any(
-            isinstance(p, RetryPromptPart) for p in last.parts
-        ):
-            retry = next(p for p in last.parts if isinstance(p, RetryPromptPart))
-            return ModelResponse(
-                parts=[TextPart(f"I could not use those values: {retry.model_response()}")]
+        if isinstance(last, ModelRequest) and not any(
+            isinstance(p, UserPromptPart) for p in last.parts
+        ):  # our last answer was refused (validation or retry): say so, do not repeat it
+            reasons = "; ".join(
+                p.model_response() if isinstance(p, RetryPromptPart) else str(p.content)
+                for p in last.parts
+                if isinstance(p, (RetryPromptPart, ToolReturnPart))
             )
+            return ModelResponse(parts=[TextPart(f"I could not use those values: {reasons}")])
         intent = understand(_last_user_text(messages), _memory(info.instructions), card)
         names = {tool.name for tool in info.output_tools}
         if intent.tool is None or intent.tool not in names:

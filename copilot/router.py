@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic_ai import Agent, ToolOutput
+from pydantic_ai.exceptions import UnexpectedModelBehavior
 
 from copilot.actions import STATE_CHANGING
 from copilot.offline import Memory
@@ -57,7 +58,10 @@ def build_router(model: Any) -> Agent[None, Any]:
 
 async def route(router: Agent[None, Any], text: str, memory: Memory) -> Route:
     """The tool call (or reply) for one user turn."""
-    result = await router.run(text, instructions=context_block(memory))
+    try:
+        result = await router.run(text, instructions=context_block(memory))
+    except UnexpectedModelBehavior as error:  # retries used up: say so instead of failing
+        return Route(tool=None, reply=f"I could not turn that into a valid request ({error}).")
     output = result.output
     if isinstance(output, str):
         return Route(tool=None, reply=output)

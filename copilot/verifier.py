@@ -45,6 +45,7 @@ _UP = {"raises", "raised", "increases", "increased", "pushes up"}
 
 class DriverClaim(BaseModel):
     feature: str
+    display_name: str
     names: list[str]  # display name and synonyms, lower case
     value: Any
     unit: str | None
@@ -77,6 +78,7 @@ def claims_from(explanation: dict[str, Any], card: DatasetCard) -> Claims:
         drivers.append(
             DriverClaim(
                 feature=feature.name,
+                display_name=feature.display_name,
                 names=sorted(names, key=len, reverse=True),
                 value=driver["value"],
                 unit=feature.unit,

@@ -391,3 +391,19 @@ def test_other_datasets_are_read_from_their_card() -> None:
     values = " ".join(f"{f.display_name} {i + 1}" for i, f in enumerate(card.features))
     full = understand(f"predict: {values}", FRESH, card)
     assert full.tool == "predict_risk" and len(full.arguments["patient"]) == 30
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_arguments_the_tool_refuses_come_back_as_a_reply(
+    card: DatasetCard, anyio_backend: str
+) -> None:
+    from copilot.providers import offline_model
+    from copilot.router import build_router, route
+
+    router = build_router(offline_model(card))
+    result = await route(router, "check drift since 2026-13-45", FRESH)
+    assert result.tool is None and result.reply is not None
+    assert result.reply.startswith("I could not use those values") and "since" in result.reply
+    ok = await route(router, "check drift since 2026-11-01", FRESH)
+    assert ok.tool == "check_drift" and ok.arguments == {"since": "2026-11-01T00:00:00"}  # UTC

@@ -124,3 +124,91 @@ async def test_a_number_with_the_wrong_unit_is_caught(
     chol = next(d for d in explanation["drivers"] if d["feature"] == "chol")["value"]
     problems = check(text + f" Cholesterol was {chol} mmol/l.", claims)
     assert f"wrong unit: {chol} mmol/l (expected mg/dl)" in problems
+
+
+def _faithful(claims: Claims, flip: bool = False) -> dict[str, Any]:
+    drivers = []
+    for index, driver in enumerate(claims.drivers[:3]):
+        direction = driver.direction
+        if flip and index == 0:
+            direction = "lowers risk" if direction == "raises risk" else "raises risk"
+        value = f"{driver.value} {driver.unit}" if driver.unit else str(driver.value)
+        drivers.append(f"{driver.display_name} ({value}) {direction}.")
+    caveats = [
+        "The model shows association, not causation.",
+        f"Scored by model version {claims.model_version}.",
+    ]
+    if claims.flagged_features:
+        names = [d.display_name for d in claims.drivers if d.feature in claims.flagged_features]
+        caveats.append(f"Missing or out-of-range inputs: {', '.join(names)}.")
+    return {
+        "headline": f"Predicted risk {claims.probability:.0%}.",
+        "risk_statement": f"The baseline is {claims.base_probability:.0%}.",
+        "top_drivers": drivers,
+        "caveats": caveats,
+    }
+
+
+def _scripted(responses: list[str]) -> Any:
+    """A FunctionModel that answers from a script: 'faithful' or 'flipped' per call."""
+    from pydantic_ai.messages import ModelResponse, ToolCallPart
+    from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+    calls: list[list[Any]] = []
+
+    def respond(messages: list[Any], info: AgentInfo) -> ModelResponse:
+        from copilot.verifier import Claims as ClaimsModel
+
+        claims = ClaimsModel.model_validate(respond.claims)  # type: ignore[attr-defined]
+        kind = responses[min(len(calls), len(responses) - 1)]
+        calls.append(messages)
+        return ModelResponse(
+            parts=[
+                ToolCallPart(info.output_tools[0].name, _faithful(claims, flip=kind == "flipped"))
+            ]
+        )
+
+    model = FunctionModel(respond)
+    return model, respond, calls
+
+
+async def test_the_narrator_keeps_a_faithful_summary(
+    explanations: list[dict[str, Any]], heart_card: DatasetCard
+) -> None:
+    from copilot.narrator import build_narrator, narrate
+
+    explanation = explanations[15]  # a VA Long Beach patient with gaps
+    model, respond, calls = _scripted(["faithful"])
+    respond.claims = claims_from(explanation, heart_card).model_dump()
+    text, verified = await narrate(build_narrator(model), explanation, heart_card)
+    assert verified and len(calls) == 1 and "association, not causation" in text
+
+
+async def test_the_narrator_retries_with_the_reasons_then_accepts_the_fix(
+    explanations: list[dict[str, Any]], heart_card: DatasetCard
+) -> None:
+    from copilot.narrator import build_narrator, narrate
+
+    explanation = explanations[0]
+    model, respond, calls = _scripted(["flipped", "faithful"])
+    respond.claims = claims_from(explanation, heart_card).model_dump()
+    text, verified = await narrate(build_narrator(model), explanation, heart_card)
+    assert verified and len(calls) == 2
+    last_request = calls[1][-1]  # what the model was told after its first answer
+    assert any("flipped direction" in str(getattr(p, "content", "")) for p in last_request.parts)
+    assert check(text, claims_from(explanation, heart_card)) == []
+
+
+async def test_the_narrator_falls_back_to_the_marked_template(
+    explanations: list[dict[str, Any]], heart_card: DatasetCard
+) -> None:
+    from copilot.narrator import TEMPLATE_MARK, build_narrator, narrate
+
+    explanation = explanations[0]
+    model, respond, calls = _scripted(["flipped"])
+    respond.claims = claims_from(explanation, heart_card).model_dump()
+    text, verified = await narrate(build_narrator(model), explanation, heart_card)
+    assert not verified and text.endswith(TEMPLATE_MARK) and len(calls) == 3
+    assert check(text.removesuffix(TEMPLATE_MARK), claims_from(explanation, heart_card)) == []
+    offline_text, offline_verified = await narrate(None, explanation, heart_card)
+    assert not offline_verified and TEMPLATE_MARK not in offline_text

@@ -1,0 +1,107 @@
+"""The clinical narrator: a PydanticAI agent whose every statement is verified.
+
+It is handed claims computed in code (values with units, directions in words, ranks,
+probability, caveats) and writes a `ClinicalSummary`. An output validator runs the
+verifier over the rendered text; an unsupported number, unknown feature, flipped
+direction, wrong probability or missing caveat goes back to the model as `ModelRetry`
+with the reasons. After the retries the deterministic template is used, marked as such.
+The offline provider uses the template directly.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_ai import Agent, ModelRetry, RunContext
+from pydantic_ai.exceptions import UnexpectedModelBehavior
+
+from copilot import narration
+from copilot.verifier import Claims, check, claims_from
+from model_service.cards import DatasetCard
+from prompts import load
+
+NARRATOR_RETRIES = 2
+TEMPLATE_MARK = "(template summary)"
+
+
+class ClinicalSummary(BaseModel):
+    """A short summary of one prediction for the people who run the model."""
+
+    headline: str = Field(description="One sentence: the risk and what it rests on.")
+    risk_statement: str = Field(description="The probability and the baseline, as given.")
+    top_drivers: list[str] = Field(
+        description="One sentence per driver: value, unit, "
+        "and 'raises risk' or 'lowers risk' exactly as given."
+    )
+    caveats: list[str] = Field(
+        description="Association not causation; missing or "
+        "out-of-range inputs by name; the model version."
+    )
+
+    def render(self) -> str:
+        return " ".join([self.headline, self.risk_statement, *self.top_drivers, *self.caveats])
+
+
+def build_narrator(model: Any) -> Agent[Claims, ClinicalSummary]:
+    agent: Agent[Claims, ClinicalSummary] = Agent(
+        model,
+        output_type=ClinicalSummary,
+        deps_type=Claims,
+        instructions=load("narrator"),
+        retries=NARRATOR_RETRIES,
+    )
+
+    @agent.output_validator
+    def verified(ctx: RunContext[Claims], summary: ClinicalSummary) -> ClinicalSummary:
+        problems = check(summary.render(), ctx.deps)
+        if problems:
+            raise ModelRetry(
+                "These statements are not supported by the facts: "
+                + "; ".join(problems)
+                + ". Rewrite the summary from the facts."
+            )
+        return summary
+
+    return agent
+
+
+def facts(explanation: dict[str, Any], claims: Claims) -> str:
+    """The prompt: the claims, with directions spelled out in words."""
+    drivers = [
+        {
+            "rank": d.rank,
+            "feature": d.names[-1] if d.names else d.feature,
+            "value": d.value,
+            "unit": d.unit,
+            "effect": d.direction,
+            "log_odds": round(d.contribution, 2),
+        }
+        for d in claims.drivers[:5]
+    ]
+    return json.dumps(
+        {
+            "probability_percent": round(claims.probability * 100),
+            "baseline_percent": round(claims.base_probability * 100),
+            "top_drivers": drivers,
+            "missing_or_out_of_range_inputs": claims.flagged_features,
+            "model": f"{explanation['model']['name']} version {claims.model_version}",
+        }
+    )
+
+
+async def narrate(
+    agent: Agent[Claims, ClinicalSummary] | None, explanation: dict[str, Any], card: DatasetCard
+) -> tuple[str, bool]:
+    """(summary, verified by the LLM path). Without an agent, or when every try failed the
+    verifier, the deterministic template, marked as such."""
+    claims = claims_from(explanation, card)
+    template = narration.explain_prediction(explanation)
+    if agent is None:
+        return template, False
+    try:
+        result = await agent.run(facts(explanation, claims), deps=claims)
+    except UnexpectedModelBehavior:
+        return f"{template} {TEMPLATE_MARK}", False
+    return result.output.render(), True
