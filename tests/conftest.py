@@ -22,6 +22,7 @@ from model_service.app import ServiceConfig, create_app
 from model_service.cards import DatasetCard, get_card
 from model_service.database import normalize_url
 from model_service.training import TrainingResult, train
+from tools.context import ToolContext
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
@@ -167,3 +168,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     with admin.begin() as connection:
         connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def registry_ctx(
+    tmp_path: Path, trained_registry: TrainedRegistry, heart_card: DatasetCard
+) -> ToolContext:
+    """Tools over a private copy of the trained registry (aliases may move freely). No model
+    service runs behind the client: the lifecycle tools never call it."""
+    return ToolContext(
+        httpx.AsyncClient(base_url="http://127.0.0.1:9"),
+        trained_registry.copy(tmp_path),
+        heart_card,
+    )

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import Engine, text
 
@@ -23,9 +22,7 @@ from copilot.actions import (
 )
 from copilot.audit import sha256
 from model_service import registry
-from model_service.cards import DatasetCard
 from model_service.database import make_engine
-from tests.conftest import TrainedRegistry
 from tools.context import ToolContext
 
 pytestmark = pytest.mark.anyio
@@ -33,11 +30,6 @@ POSTGRES_URL = os.environ.get("COPILOT_TEST_POSTGRES_URL")
 KEY = b"test-audit-key"
 NAME = "heart-disease-risk"
 PROMOTE = {"force": True, "reason": "more sites"}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
@@ -52,17 +44,10 @@ def store(engine: Engine) -> ActionStore:
     return ActionStore(engine, audit_key=KEY, ttl_seconds=900)
 
 
-@pytest.fixture
-def ctx(tmp_path: Path, trained_registry: TrainedRegistry, heart_card: DatasetCard) -> ToolContext:
-    return ToolContext(
-        httpx.AsyncClient(base_url="http://127.0.0.1:9"),
-        trained_registry.copy(tmp_path),
-        heart_card,
+def _champion(registry_ctx: ToolContext) -> str:
+    return str(
+        registry.alias_version(registry.client(registry_ctx.tracking_uri), NAME, "champion").version
     )
-
-
-def _champion(ctx: ToolContext) -> str:
-    return str(registry.alias_version(registry.client(ctx.tracking_uri), NAME, "champion").version)
 
 
 def _events(engine: Engine, action_id: str) -> list[str]:
@@ -76,42 +61,42 @@ def _events(engine: Engine, action_id: str) -> list[str]:
 
 
 async def test_approved_action_runs_once(
-    store: ActionStore, engine: Engine, ctx: ToolContext
+    store: ActionStore, engine: Engine, registry_ctx: ToolContext
 ) -> None:
     action = store.propose("conv-1", "promote_model", PROMOTE, requested_by="ann")
     assert action.status == "pending" and action.arguments == {"version": None, **PROMOTE}
     assert action.arguments_sha256 == sha256(action.arguments)
     assert action.summary.startswith("make the @challenger the @champion")
-    assert _champion(ctx) == "1"  # proposing changes nothing
+    assert _champion(registry_ctx) == "1"  # proposing changes nothing
     approved = store.decide(action.id, "approve", by="bob", comment="ok")
     assert (approved.status, approved.decided_by, approved.comment) == ("approved", "bob", "ok")
-    done = await store.execute(action.id, ctx)
+    done = await store.execute(action.id, registry_ctx)
     assert done.status == "executed" and done.result is not None
-    assert done.result["champion"] == "2" and _champion(ctx) == "2"
+    assert done.result["champion"] == "2" and _champion(registry_ctx) == "2"
     # approving or executing again runs nothing more and answers the same
     assert store.decide(action.id, "approve", by="bob") == done
-    assert await store.execute(action.id, ctx) == done
+    assert await store.execute(action.id, registry_ctx) == done
     assert _events(engine, action.id) == ["proposed", "approved", "executed"]
 
 
 async def test_rejected_or_pending_actions_never_run(
-    store: ActionStore, engine: Engine, ctx: ToolContext
+    store: ActionStore, engine: Engine, registry_ctx: ToolContext
 ) -> None:
     pending = store.propose("conv-1", "promote_model", PROMOTE, requested_by="ann")
     with pytest.raises(ActionConflict, match="is pending; only approved actions run"):
-        await store.execute(pending.id, ctx)
+        await store.execute(pending.id, registry_ctx)
     rejected = store.decide(pending.id, "reject", by="bob", comment="not now")
     assert rejected.status == "rejected"
     with pytest.raises(ActionConflict, match="is rejected; only approved actions run"):
-        await store.execute(pending.id, ctx)
+        await store.execute(pending.id, registry_ctx)
     with pytest.raises(ActionConflict, match="is already rejected"):
         store.decide(pending.id, "approve", by="bob")
-    assert _champion(ctx) == "1"
+    assert _champion(registry_ctx) == "1"
     assert _events(engine, pending.id) == ["proposed", "rejected"]
 
 
 async def test_edits_are_validated_and_what_runs_is_what_was_approved(
-    store: ActionStore, ctx: ToolContext
+    store: ActionStore, registry_ctx: ToolContext
 ) -> None:
     with pytest.raises(InvalidArguments, match="sites: List should have at least 1 item"):
         store.propose("conv-1", "retrain_model", {"sites": [], "reason": "drift"}, "ann")
@@ -124,17 +109,17 @@ async def test_edits_are_validated_and_what_runs_is_what_was_approved(
     edited = store.decide(action.id, "edit", by="bob", arguments={**PROMOTE, "version": "2"})
     assert edited.status == "approved" and edited.arguments["force"] is True
     assert edited.original_arguments == {"version": "2", "force": False, "reason": "gate"}
-    done = await store.execute(action.id, ctx)
+    done = await store.execute(action.id, registry_ctx)
     assert (
         done.status == "executed"
         and done.result is not None
         and done.result["forced"] in {True, False}
     )
-    assert _champion(ctx) == "2"
+    assert _champion(registry_ctx) == "2"
 
 
 async def test_arguments_altered_after_approval_are_refused(
-    store: ActionStore, engine: Engine, ctx: ToolContext
+    store: ActionStore, engine: Engine, registry_ctx: ToolContext
 ) -> None:
     action = store.propose("conv-1", "promote_model", {"version": "2", "reason": "gate"}, "ann")
     store.decide(action.id, "approve", by="bob")
@@ -146,12 +131,12 @@ async def test_arguments_altered_after_approval_are_refused(
             {"a": __import__("json").dumps(forged), "h": sha256(forged), "id": action.id},
         )
     with pytest.raises(ArgumentsTampered, match="the arguments differ from what was approved"):
-        await store.execute(action.id, ctx)
-    assert store.get(action.id).status == "failed" and _champion(ctx) == "1"
+        await store.execute(action.id, registry_ctx)
+    assert store.get(action.id).status == "failed" and _champion(registry_ctx) == "1"
     assert _events(engine, action.id)[-1] == "refused"
 
 
-async def test_expired_and_four_eyes(engine: Engine, ctx: ToolContext) -> None:
+async def test_expired_and_four_eyes(engine: Engine, registry_ctx: ToolContext) -> None:
     short = ActionStore(engine, audit_key=KEY, ttl_seconds=1, four_eyes=True)
     action = short.propose("conv-1", "rollback_model", {"reason": "bad"}, requested_by="ann")
     with pytest.raises(
@@ -164,10 +149,10 @@ async def test_expired_and_four_eyes(engine: Engine, ctx: ToolContext) -> None:
     assert short.get(action.id).status == "expired"
     assert _events(engine, action.id) == ["proposed", "expired"]
     with pytest.raises(ActionConflict, match="is expired; only approved actions run"):
-        await short.execute(action.id, ctx)
+        await short.execute(action.id, registry_ctx)
 
 
-async def test_actions_survive_a_restart(database_url: str, ctx: ToolContext) -> None:
+async def test_actions_survive_a_restart(database_url: str, registry_ctx: ToolContext) -> None:
     first = make_engine(database_url)
     action = ActionStore(first, audit_key=KEY, ttl_seconds=900).propose(
         "conv-9", "promote_model", PROMOTE, "ann"
@@ -177,24 +162,24 @@ async def test_actions_survive_a_restart(database_url: str, ctx: ToolContext) ->
     store = ActionStore(second, audit_key=KEY, ttl_seconds=900)
     assert [a.id for a in store.list(status="pending", conversation_ids=["conv-9"])] == [action.id]
     store.decide(action.id, "approve", by="bob")
-    assert (await store.execute(action.id, ctx)).status == "executed"
+    assert (await store.execute(action.id, registry_ctx)).status == "executed"
     second.dispose()
 
 
 async def test_a_failing_tool_is_recorded_not_retried(
-    store: ActionStore, engine: Engine, ctx: ToolContext
+    store: ActionStore, engine: Engine, registry_ctx: ToolContext
 ) -> None:
     action = store.propose("conv-1", "rollback_model", {"reason": "nothing to roll back"}, "ann")
     store.decide(action.id, "approve", by="bob")
-    failed = await store.execute(action.id, ctx)
+    failed = await store.execute(action.id, registry_ctx)
     assert failed.status == "failed" and failed.result is not None
     assert "has no @previous-champion" in failed.result["error"]
-    assert await store.execute(action.id, ctx) == failed
+    assert await store.execute(action.id, registry_ctx) == failed
     assert _events(engine, action.id) == ["proposed", "approved", "failed"]
 
 
 async def test_audit_verify_detects_edited_and_deleted_rows(
-    store: ActionStore, engine: Engine, ctx: ToolContext
+    store: ActionStore, engine: Engine, registry_ctx: ToolContext
 ) -> None:
     for reason in ("one", "two", "three"):
         action = store.propose("conv-1", "rollback_model", {"reason": reason}, "ann")
@@ -236,12 +221,12 @@ _RACER = textwrap.dedent("""
     while time.time() < float(start):
         time.sleep(0.001)
     store.decide(action_id, "approve", by="racer")
-    print(asyncio.run(store.execute(action_id, ctx)).status)
+    print(asyncio.run(store.execute(action_id, registry_ctx)).status)
 """)
 
 
 async def test_two_processes_approving_at_once_execute_once(
-    database_url: str, store: ActionStore, engine: Engine, ctx: ToolContext
+    database_url: str, store: ActionStore, engine: Engine, registry_ctx: ToolContext
 ) -> None:
     if database_url.startswith("sqlite"):
         pytest.skip("the two-process race is checked on PostgreSQL")
@@ -249,7 +234,15 @@ async def test_two_processes_approving_at_once_execute_once(
     start = str(time.time() + 4)  # both import first, then go at the same moment
     racers = [
         subprocess.Popen(
-            [sys.executable, "-c", _RACER, database_url, ctx.tracking_uri, action.id, start],
+            [
+                sys.executable,
+                "-c",
+                _RACER,
+                database_url,
+                registry_ctx.tracking_uri,
+                action.id,
+                start,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -260,7 +253,7 @@ async def test_two_processes_approving_at_once_execute_once(
     assert all(racer.returncode == 0 for racer in racers), outputs
     assert _events(engine, action.id).count("executed") == 1
     assert _events(engine, action.id).count("approved") == 1
-    assert store.get(action.id).status == "executed" and _champion(ctx) == "2"
+    assert store.get(action.id).status == "executed" and _champion(registry_ctx) == "2"
     assert store.verify_audit().ok
 
 
@@ -270,23 +263,23 @@ def _sql(engine: Engine, statement: str, **values: Any) -> None:
 
 
 async def test_an_executed_action_cannot_be_replayed(
-    store: ActionStore, engine: Engine, ctx: ToolContext
+    store: ActionStore, engine: Engine, registry_ctx: ToolContext
 ) -> None:
     action = store.propose("c", "promote_model", PROMOTE, "ann")
     store.decide(action.id, "approve", "bob")
-    assert (await store.execute(action.id, ctx)).status == "executed"
+    assert (await store.execute(action.id, registry_ctx)).status == "executed"
     _sql(
         engine,
         "UPDATE pending_action SET status = 'approved', execution_claim = NULL WHERE id = :id",
         id=action.id,
     )
     with pytest.raises(ArgumentsTampered, match="the audit log shows it already ran"):
-        await store.execute(action.id, ctx)
+        await store.execute(action.id, registry_ctx)
     assert _events(engine, action.id).count("executed") == 1
 
 
 async def test_arguments_swapped_while_pending_are_refused(
-    store: ActionStore, engine: Engine, ctx: ToolContext
+    store: ActionStore, engine: Engine, registry_ctx: ToolContext
 ) -> None:
     action = store.propose("c", "promote_model", {"version": "2", "reason": "gate"}, "ann")
     forged = {"version": "2", "force": True, "reason": "gate"}
@@ -299,12 +292,12 @@ async def test_arguments_swapped_while_pending_are_refused(
     )
     store.decide(action.id, "approve", "bob")  # the approver saw the swapped arguments
     with pytest.raises(ArgumentsTampered, match="differ from what was proposed"):
-        await store.execute(action.id, ctx)
-    assert _champion(ctx) == "1"
+        await store.execute(action.id, registry_ctx)
+    assert _champion(registry_ctx) == "1"
 
 
 async def test_a_swapped_tool_is_refused(
-    store: ActionStore, engine: Engine, ctx: ToolContext
+    store: ActionStore, engine: Engine, registry_ctx: ToolContext
 ) -> None:
     action = store.propose("c", "rollback_model", {"reason": "bad"}, "ann")
     store.decide(action.id, "approve", "bob")
@@ -317,22 +310,22 @@ async def test_a_swapped_tool_is_refused(
         id=action.id,
     )
     with pytest.raises(ArgumentsTampered):
-        await store.execute(action.id, ctx)
-    assert _champion(ctx) == "1"
+        await store.execute(action.id, registry_ctx)
+    assert _champion(registry_ctx) == "1"
 
 
-async def test_an_old_approval_does_not_run(engine: Engine, ctx: ToolContext) -> None:
+async def test_an_old_approval_does_not_run(engine: Engine, registry_ctx: ToolContext) -> None:
     short = ActionStore(engine, audit_key=KEY, ttl_seconds=1)
     action = short.propose("c", "promote_model", PROMOTE, "ann")
     short.decide(action.id, "approve", "bob")
     time.sleep(1.2)
     with pytest.raises(ArgumentsTampered, match="older than the action time-to-live"):
-        await short.execute(action.id, ctx)
-    assert _champion(ctx) == "1"
+        await short.execute(action.id, registry_ctx)
+    assert _champion(registry_ctx) == "1"
 
 
 async def test_an_interrupted_execution_is_recorded_as_failed(
-    store: ActionStore, engine: Engine, ctx: ToolContext, monkeypatch: pytest.MonkeyPatch
+    store: ActionStore, engine: Engine, registry_ctx: ToolContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import copilot.actions as actions_module
 
@@ -348,14 +341,14 @@ async def test_an_interrupted_execution_is_recorded_as_failed(
     action = store.propose("c", "rollback_model", {"reason": "bad"}, "ann")
     store.decide(action.id, "approve", "bob")
     with pytest.raises(RuntimeError, match="registry vanished"):
-        await store.execute(action.id, ctx)
+        await store.execute(action.id, registry_ctx)
     failed = store.get(action.id)
     assert failed.status == "failed" and "interrupted by RuntimeError" in failed.result["error"]  # type: ignore[index]
     assert _events(engine, action.id)[-1] == "failed"
 
 
 async def test_concurrent_executions_return_the_same_outcome(
-    store: ActionStore, ctx: ToolContext
+    store: ActionStore, registry_ctx: ToolContext
 ) -> None:
     import anyio
 
@@ -364,7 +357,7 @@ async def test_concurrent_executions_return_the_same_outcome(
     outcomes: list[Any] = []
 
     async def run() -> None:
-        outcomes.append(await store.execute(action.id, ctx))
+        outcomes.append(await store.execute(action.id, registry_ctx))
 
     async with anyio.create_task_group() as group:
         group.start_soon(run)

@@ -27,11 +27,6 @@ PATIENT = "63 yo M, asymptomatic CP, BP 145/90, chol 233 mg/dl, max HR 150, ST d
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def tracking_uri(tmp_path: Path, trained_registry: TrainedRegistry) -> str:
     return trained_registry.copy(tmp_path)
 

@@ -1,13 +1,9 @@
 """The state-changing tools on a private registry copy (the approval path is tested with
 the action store)."""
 
-from pathlib import Path
-
-import httpx
 import pytest
 
 from model_service import registry
-from model_service.cards import DatasetCard
 from tests.conftest import TrainedRegistry
 from tools.context import ToolContext
 from tools.errors import InvalidToolInput
@@ -29,25 +25,10 @@ pytestmark = pytest.mark.anyio
 NAME = "heart-disease-risk"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def ctx(tmp_path: Path, trained_registry: TrainedRegistry, heart_card: DatasetCard) -> ToolContext:
-    # No model service call is made by these tools; the client is never used.
-    return ToolContext(
-        httpx.AsyncClient(base_url="http://127.0.0.1:9"),
-        trained_registry.copy(tmp_path),
-        heart_card,
-    )
-
-
-def _aliases(ctx: ToolContext) -> dict[str, str]:
+def _aliases(registry_ctx: ToolContext) -> dict[str, str]:
     return {
         alias: str(version)
-        for alias, version in registry.client(ctx.tracking_uri)
+        for alias, version in registry.client(registry_ctx.tracking_uri)
         .get_registered_model(NAME)
         .aliases.items()
     }
@@ -62,45 +43,47 @@ def _gate_passes(trained: TrainedRegistry) -> bool:
 
 
 async def test_promotion_follows_the_gate_and_rollback_undoes_it(
-    ctx: ToolContext, trained_registry: TrainedRegistry
+    registry_ctx: ToolContext, trained_registry: TrainedRegistry
 ) -> None:
-    assert _aliases(ctx) == {"champion": "1", "challenger": "2"}
+    assert _aliases(registry_ctx) == {"champion": "1", "challenger": "2"}
     if not _gate_passes(trained_registry):
         with pytest.raises(PromotionRefused, match="promotion of version 2 refused by the gate"):
-            await promote_model(ctx, PromoteInput(reason="gate check"))
-        assert _aliases(ctx) == {"champion": "1", "challenger": "2"}  # nothing moved
-    outcome = await promote_model(ctx, PromoteInput(force=True, reason="more sites"))
+            await promote_model(registry_ctx, PromoteInput(reason="gate check"))
+        assert _aliases(registry_ctx) == {"champion": "1", "challenger": "2"}  # nothing moved
+    outcome = await promote_model(registry_ctx, PromoteInput(force=True, reason="more sites"))
     assert (outcome.champion, outcome.previous_champion) == ("2", "1")
     assert outcome.forced is (not _gate_passes(trained_registry))
     assert [c.name for c in outcome.checks] == ["holdout_roc_auc", "robustness"]
-    assert _aliases(ctx) == {"champion": "2", "previous-champion": "1"}
-    tags = registry.client(ctx.tracking_uri).get_model_version(NAME, "2").tags
+    assert _aliases(registry_ctx) == {"champion": "2", "previous-champion": "1"}
+    tags = registry.client(registry_ctx.tracking_uri).get_model_version(NAME, "2").tags
     assert tags["promotion_reason"] == "more sites"
     assert tags["promotion_forced"] == str(outcome.forced).lower()
 
-    back = await rollback_model(ctx, RollbackInput(reason="worse at VA"))
+    back = await rollback_model(registry_ctx, RollbackInput(reason="worse at VA"))
     assert (back.champion, back.previous_champion) == ("1", "2")
-    assert _aliases(ctx) == {"champion": "1", "previous-champion": "2"}
-    again = await rollback_model(ctx, RollbackInput(reason="undo the rollback"))
-    assert again.champion == "2" and _aliases(ctx)["champion"] == "2"
+    assert _aliases(registry_ctx) == {"champion": "1", "previous-champion": "2"}
+    again = await rollback_model(registry_ctx, RollbackInput(reason="undo the rollback"))
+    assert again.champion == "2" and _aliases(registry_ctx)["champion"] == "2"
 
 
-async def test_nothing_to_promote_or_roll_back_is_named(ctx: ToolContext) -> None:
+async def test_nothing_to_promote_or_roll_back_is_named(registry_ctx: ToolContext) -> None:
     with pytest.raises(NothingToRollBack, match="has no @previous-champion"):
-        await rollback_model(ctx, RollbackInput(reason="why not"))
+        await rollback_model(registry_ctx, RollbackInput(reason="why not"))
     with pytest.raises(InvalidToolInput, match="version 1 of 'heart-disease-risk' is already"):
-        await promote_model(ctx, PromoteInput(version="1", reason="again"))
+        await promote_model(registry_ctx, PromoteInput(version="1", reason="again"))
     with pytest.raises(InvalidToolInput, match="has no version 42"):
-        await promote_model(ctx, PromoteInput(version="42", reason="typo"))
-    registry.client(ctx.tracking_uri).delete_registered_model_alias(NAME, "challenger")
+        await promote_model(registry_ctx, PromoteInput(version="42", reason="typo"))
+    registry.client(registry_ctx.tracking_uri).delete_registered_model_alias(NAME, "challenger")
     with pytest.raises(NoChallenger, match="has no @challenger to promote; retrain first"):
-        await promote_model(ctx, PromoteInput(reason="nothing there"))
+        await promote_model(registry_ctx, PromoteInput(reason="nothing there"))
 
 
-async def test_retrain_registers_a_challenger_and_never_the_champion(ctx: ToolContext) -> None:
+async def test_retrain_registers_a_challenger_and_never_the_champion(
+    registry_ctx: ToolContext,
+) -> None:
     steps: list[str] = []
     outcome = await retrain_model(
-        ctx,
+        registry_ctx,
         RetrainInput(
             sites=["Cleveland", "Hungary"],
             model_kinds=["logistic_regression"],
@@ -109,13 +92,13 @@ async def test_retrain_registers_a_challenger_and_never_the_champion(ctx: ToolCo
         progress=lambda step, done, total: steps.append(step),
     )
     assert (outcome.version, outcome.alias) == ("3", "challenger")
-    assert _aliases(ctx) == {"champion": "1", "challenger": "3"}
+    assert _aliases(registry_ctx) == {"champion": "1", "challenger": "3"}
     assert steps[0].startswith("logistic_regression: fold 1/") and steps[-1] == "done"
     assert set(outcome.candidates) == {"logistic_regression"}
     assert 0.5 < outcome.metrics["holdout_roc_auc"] <= 1
     with pytest.raises(
         InvalidToolInput, match="training data too small: 123 rows from Switzerland"
     ):
-        await retrain_model(ctx, RetrainInput(sites=["Switzerland"], reason="small site"))
+        await retrain_model(registry_ctx, RetrainInput(sites=["Switzerland"], reason="small site"))
     with pytest.raises(InvalidToolInput, match="unknown site 'Atlantis'"):
-        await retrain_model(ctx, RetrainInput(sites=["Atlantis"], reason="no such site"))
+        await retrain_model(registry_ctx, RetrainInput(sites=["Atlantis"], reason="no such site"))

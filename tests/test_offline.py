@@ -394,7 +394,6 @@ def test_other_datasets_are_read_from_their_card() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_arguments_the_tool_refuses_come_back_as_a_reply(
     card: DatasetCard, anyio_backend: str
 ) -> None:

@@ -28,11 +28,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def ctx(live_service: str, service_config: ServiceConfig) -> AsyncIterator[ToolContext]:
     async with httpx.AsyncClient(base_url=live_service, timeout=30) as client:
         yield ToolContext(client, service_config.tracking_uri, service_config.card)

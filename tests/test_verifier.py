@@ -19,11 +19,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def explanations(
     live_service: str, service_config: ServiceConfig, heart_card: DatasetCard
 ) -> AsyncIterator[list[dict[str, Any]]]:
