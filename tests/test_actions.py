@@ -221,7 +221,7 @@ _RACER = textwrap.dedent("""
     while time.time() < float(start):
         time.sleep(0.001)
     store.decide(action_id, "approve", by="racer")
-    print(asyncio.run(store.execute(action_id, registry_ctx)).status)
+    print(asyncio.run(store.execute(action_id, ctx)).status)
 """)
 
 
