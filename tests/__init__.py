@@ -1,0 +1,1 @@
+"""The test suite (a package, so `tests.conftest` is ours and not a dependency's `tests`)."""
