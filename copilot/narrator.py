@@ -6,6 +6,11 @@ verifier over the rendered text; an unsupported number, unknown feature, flipped
 direction, wrong probability or missing caveat goes back to the model as `ModelRetry`
 with the reasons. After the retries the deterministic template is used, marked as such.
 The offline provider uses the template directly.
+
+Other tools' results (drift, run comparisons, retrain / promote / rollback outcomes) are
+narrated by a second agent under the same rule: every number the text shows must be in the
+tool result (`verifier.unsupported_numbers`), else a retry with the reasons, else the
+template, marked.
 """
 
 from __future__ import annotations
@@ -15,15 +20,20 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from pydantic_ai import Agent, ModelRetry, RunContext
-from pydantic_ai.exceptions import UnexpectedModelBehavior
+from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
+from pydantic_ai.usage import RunUsage
 
 from copilot import narration
-from copilot.verifier import Claims, check, claims_from
+from copilot.verifier import Claims, check, claims_from, unsupported_numbers
 from model_service.cards import DatasetCard
 from prompts import load
 
 NARRATOR_RETRIES = 2
 TEMPLATE_MARK = "(template summary)"
+# Results the LLM retells in words; the rest read best as the template's plain facts.
+RETOLD = frozenset(
+    {"check_drift", "compare_runs", "retrain_model", "promote_model", "rollback_model"}
+)
 
 
 class ClinicalSummary(BaseModel):
@@ -92,16 +102,61 @@ def facts(explanation: dict[str, Any], claims: Claims) -> str:
 
 
 async def narrate(
-    agent: Agent[Claims, ClinicalSummary] | None, explanation: dict[str, Any], card: DatasetCard
+    agent: Agent[Claims, ClinicalSummary] | None,
+    explanation: dict[str, Any],
+    card: DatasetCard,
+    usage: RunUsage | None = None,
 ) -> tuple[str, bool]:
     """(summary, verified by the LLM path). Without an agent, or when every try failed the
-    verifier, the deterministic template, marked as such."""
+    verifier (or the LLM could not be reached), the deterministic template, marked as such.
+    Tokens spent are added to `usage`."""
     claims = claims_from(explanation, card)
     template = narration.explain_prediction(explanation)
     if agent is None:
         return template, False
     try:
-        result = await agent.run(facts(explanation, claims), deps=claims)
-    except UnexpectedModelBehavior:
+        result = await agent.run(facts(explanation, claims), deps=claims, usage=usage)
+    except (UnexpectedModelBehavior, ModelAPIError):
         return f"{template} {TEMPLATE_MARK}", False
     return result.output.render(), True
+
+
+def build_result_narrator(model: Any) -> Agent[Any, str]:
+    """The agent that retells a tool result; every number must be in the result."""
+    agent: Agent[Any, str] = Agent(
+        model,
+        output_type=str,
+        deps_type=dict,
+        instructions=load("results"),
+        retries=NARRATOR_RETRIES,
+    )
+
+    @agent.output_validator
+    def numbers_from_result(ctx: RunContext[Any], text: str) -> str:
+        problems = unsupported_numbers(text, ctx.deps)
+        if problems:
+            raise ModelRetry(
+                "Every number must come from the result: "
+                + "; ".join(problems)
+                + ". Rewrite using only the result's numbers."
+            )
+        return text
+
+    return agent
+
+
+async def retell(
+    agent: Agent[Any, str] | None,
+    result: dict[str, Any],
+    template: str,
+    usage: RunUsage | None = None,
+) -> str:
+    """A tool result in words: the LLM's verified text, or the template (marked when every
+    try failed the check or the LLM could not be reached). Tokens are added to `usage`."""
+    if agent is None:
+        return template
+    try:
+        told = await agent.run(json.dumps(result, default=str), deps=result, usage=usage)
+    except (UnexpectedModelBehavior, ModelAPIError):
+        return f"{template} {TEMPLATE_MARK}"
+    return told.output

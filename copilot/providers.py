@@ -1,15 +1,33 @@
-"""The LLM behind the router: the built-in offline model, or an OpenAI(-compatible) one.
+"""The LLM behind the router and the narrator: built-in offline, or OpenAI(-compatible).
 
 `COPILOT_LLM=offline` runs `copilot.offline.understand` as a PydanticAI `FunctionModel`,
 so the offline provider goes through exactly the agent code path a real model does.
+
+Real models are wrapped in `TolerantModel`, because small local models do not speak
+OpenAI's tool-calling protocol reliably (../shared/STACK.md):
+
+- a tool call written as text (bare JSON, a ```json fence, Qwen's `<tool_call>` tags) is
+  turned back into a typed tool call, which PydanticAI then validates like any other (bad
+  arguments and unknown tools go back to the model as a retry with the reason);
+- in JSON-mode routing (`COPILOT_LLM_ROUTING=json`) the server is asked for one JSON object
+  matching the output schema (`response_format: json_object` with the schema, the form
+  llama.cpp's server accepts).
+
+429, 5xx and timeouts are retried by the OpenAI client with exponential backoff (it honours
+`Retry-After`), `COPILOT_LLM_MAX_RETRIES` times; after that the caller says so. There is
+never a fallback to another provider.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import time
 from typing import Any
 
+from pydantic_ai import ModelSettings
+from pydantic_ai.exceptions import ModelAPIError
 from pydantic_ai.messages import (
     ModelMessage,
     ModelRequest,
@@ -20,14 +38,19 @@ from pydantic_ai.messages import (
     ToolReturnPart,
     UserPromptPart,
 )
-from pydantic_ai.models import Model
+from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.models.wrapper import WrapperModel
 
 from copilot.offline import Memory, understand
 from copilot.settings import Settings
 from model_service.cards import DatasetCard
 
 CONTEXT_MARKER = "Conversation context (JSON):"
+WARM_UP_MAX_TOKENS = 1
+
+_FENCE = re.compile(r"```(?:json|tool_call)?\s*(.*?)```", re.S | re.I)
+_TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 
 
 def context_block(memory: Memory) -> str:
@@ -79,15 +102,146 @@ def offline_model(card: DatasetCard) -> FunctionModel:
     return FunctionModel(respond, model_name="offline")
 
 
-def router_model(settings: Settings, card: DatasetCard) -> Model | Any:
-    """The model `COPILOT_LLM` names."""
-    if settings.copilot_llm == "offline":
-        return offline_model(card)
+def _json_candidates(text: str) -> list[str]:
+    """The JSON a model may have meant as a tool call: tagged, fenced, or the whole text."""
+    tagged = _TOOL_CALL_TAG.findall(text)
+    fenced = _FENCE.findall(text)
+    return [*tagged, *fenced, text.strip()] if tagged or fenced else [text.strip()]
+
+
+def _as_tool_call(data: Any) -> tuple[str, dict[str, Any]] | None:
+    """(tool, arguments) from the shapes models use when they write a call as text."""
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("tool_calls"), list) and data["tool_calls"]:
+        return _as_tool_call(data["tool_calls"][0])
+    if isinstance(data.get("function"), dict):
+        data = data["function"]
+    name = data.get("name", data.get("tool"))
+    arguments = data.get("arguments", data.get("args", data.get("parameters", {})))
+    if isinstance(arguments, str):  # OpenAI's wire format carries arguments as a JSON string
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError:
+            return None
+    if not isinstance(name, str) or not isinstance(arguments, dict):
+        return None
+    return name, arguments
+
+
+def recover_tool_call(text: str) -> tuple[str, dict[str, Any]] | None:
+    """A tool call written as text, or None when the text is not one."""
+    for candidate in _json_candidates(text):
+        try:
+            call = _as_tool_call(json.loads(candidate))
+        except json.JSONDecodeError:
+            continue
+        if call is not None:
+            return call
+    return None
+
+
+def _recover(response: ModelResponse, params: ModelRequestParameters) -> ModelResponse:
+    """The response, with a tool call written as text turned into a real one."""
+    if params.output_mode != "tool" or any(isinstance(p, ToolCallPart) for p in response.parts):
+        return response
+    text = "".join(p.content for p in response.parts if isinstance(p, TextPart))
+    call = recover_tool_call(text)
+    if call is None:
+        return response
+    name, arguments = call  # an unknown name is kept: PydanticAI asks the model to retry
+    parts = [p for p in response.parts if not isinstance(p, TextPart)]
+    parts.append(ToolCallPart(tool_name=name, args=arguments))
+    return dataclasses.replace(response, parts=parts)
+
+
+class TolerantModel(WrapperModel):
+    """A real model that tolerates how small models answer (see the module docstring)."""
+
+    def __init__(self, wrapped: Model, *, json_mode: bool) -> None:
+        super().__init__(wrapped)
+        self.json_mode = json_mode
+
+    async def request(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> ModelResponse:
+        settings = model_settings
+        schema = model_request_parameters.output_object
+        if self.json_mode and schema is not None:
+            response_format = {"type": "json_object", "schema": schema.json_schema}
+            settings = {
+                **(model_settings or {}),
+                "extra_body": {"response_format": response_format},
+            }
+        response = await super().request(messages, settings, model_request_parameters)
+        return _recover(response, model_request_parameters)
+
+
+def llm_label(settings: Settings) -> str:
+    """How the configured LLM is named to people ("openai-compatible:qwen at http://...")."""
+    if settings.copilot_llm.startswith("openai-compatible:"):
+        return f"{settings.copilot_llm} at {settings.copilot_llm_base_url}"
+    return settings.copilot_llm
+
+
+def _openai_model(settings: Settings) -> Model:
     from pydantic_ai.models.openai import OpenAIChatModel  # noqa: PLC0415
     from pydantic_ai.providers.openai import OpenAIProvider  # noqa: PLC0415
 
     kind, _, name = settings.copilot_llm.partition(":")
-    if kind == "openai-compatible":
-        provider = OpenAIProvider(base_url=settings.copilot_llm_base_url, api_key="not-needed")
-        return OpenAIChatModel(name, provider=provider)
-    return OpenAIChatModel(name, provider=OpenAIProvider())
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    if kind == "openai-compatible":  # local servers ignore the key; some (vLLM --api-key) check it
+        provider = OpenAIProvider(base_url=settings.copilot_llm_base_url, api_key=key or "local")
+    else:
+        provider = OpenAIProvider(api_key=key)
+    model_settings = ModelSettings(
+        timeout=settings.copilot_llm_timeout_seconds, max_retries=settings.copilot_llm_max_retries
+    )
+    return OpenAIChatModel(name, provider=provider, settings=model_settings)
+
+
+def llm_model(settings: Settings, card: DatasetCard) -> Model:
+    """The model `COPILOT_LLM` names, ready for the router and the narrator."""
+    if settings.copilot_llm == "offline":
+        return offline_model(card)
+    return TolerantModel(_openai_model(settings), json_mode=settings.copilot_llm_routing == "json")
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmUp:
+    """The outcome of the start-up request: whether the LLM answered, and how fast."""
+
+    ok: bool
+    seconds: float
+    detail: str
+
+
+async def warm_up(model: Model, settings: Settings) -> WarmUp:
+    """One tiny request so a local server loads its weights before the first real turn."""
+    if settings.copilot_llm == "offline":
+        return WarmUp(ok=True, seconds=0.0, detail="offline provider: nothing to warm up")
+    started = time.perf_counter()
+    try:
+        await model.request(
+            [ModelRequest(parts=[UserPromptPart("Reply with OK.")])],
+            ModelSettings(max_tokens=WARM_UP_MAX_TOKENS, max_retries=0),
+            ModelRequestParameters(),
+        )
+    except ModelAPIError as error:
+        return WarmUp(False, time.perf_counter() - started, unavailable(settings, error))
+    return WarmUp(True, time.perf_counter() - started, f"{llm_label(settings)} answered")
+
+
+def unavailable(settings: Settings, error: ModelAPIError) -> str:
+    """What to tell a person when the configured LLM cannot be reached (no fallback)."""
+    return (
+        f"The language model ({llm_label(settings)}) is not available: "
+        f"{error.message.rstrip('.')}. "
+        f"I tried {settings.copilot_llm_max_retries + 1} times and did not switch to another "
+        "model; nothing was changed. Try again, or check the LLM server."
+    )

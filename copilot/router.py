@@ -1,21 +1,29 @@
 """The router: a PydanticAI agent that turns one user turn into one typed tool call.
 
-Every tool is an output tool named as CONTRACTS.md names it, with the tool's input model
-as its schema and its docstring as its description; plain text is a reply. Arguments that
-fail validation go back to the model as a retry with the validation message.
+Every tool is an output named as CONTRACTS.md names it, with the tool's input model as its
+schema and its docstring as its description. With tool calling (the default) each is an
+output tool and plain text is a reply; in JSON mode all of them (and `reply`) are one
+JSON schema the model fills in. Either way arguments that fail validation, and unknown
+tools, go back to the model as a retry with the reason, and the answer is a typed `Route`.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
-from pydantic_ai import Agent, ToolOutput
-from pydantic_ai.exceptions import UnexpectedModelBehavior
+from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
+from pydantic_ai import Agent, ModelRetry, PromptedOutput, ToolOutput
+from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
+from pydantic_ai.models import Model
 
 from copilot.actions import STATE_CHANGING
 from copilot.offline import Memory
 from copilot.providers import context_block
+from model_service.cards import DatasetCard
+from model_service.schemas import describe_error, patient_model
 from prompts import load
 from tools.catalog import READ_ONLY
 
@@ -28,42 +36,143 @@ class Route(BaseModel):
     tool: str | None
     arguments: dict[str, Any] = {}
     reply: str | None = None
+    usage: dict[str, Any] = {}  # model, requests, input/output tokens, seconds
 
 
-def _tools() -> dict[type[BaseModel], tuple[str, str]]:
-    described = {
-        model: (name, tool.description)
-        for name, tool in READ_ONLY.items()
-        for model in [tool.input_model]
-    }
+class Reply(BaseModel):
+    """Answer in words when no tool fits (out of scope, or a question about the copilot)."""
+
+    text: str
+
+
+def _tools() -> dict[str, tuple[type[BaseModel], str]]:
+    described = {name: (tool.input_model, tool.description) for name, tool in READ_ONLY.items()}
     for name, spec in STATE_CHANGING.items():
-        described[spec.input_model] = (
-            name,
+        described[name] = (
+            spec.input_model,
             f"Propose to {spec.name.replace('_', ' ')} "
             "(a person approves before anything changes).",
         )
     return described
 
 
-def build_router(model: Any) -> Agent[None, Any]:
-    """The routing agent over `model` (offline or a real LLM)."""
-    outputs: list[Any] = [
-        ToolOutput(input_model, name=name, description=description)
-        for input_model, (name, description) in _tools().items()
-    ]
-    return Agent(
-        model, output_type=[*outputs, str], instructions=load("router"), retries=ROUTER_RETRIES
+@dataclass(frozen=True)
+class Router:
+    """The routing agent and how to read its outputs back as tool names."""
+
+    agent: Agent[None, Any]
+    names: dict[type[BaseModel], str]
+    model_name: str
+    unavailable: Callable[[ModelAPIError], str] | None  # what to tell people when it is down
+
+
+def _patient_problems(card: DatasetCard) -> Callable[[Any], list[str]]:
+    """What is wrong with the patients in a tool call, by the card's rules (the model
+    service's own validation, so a bad value goes back to the LLM before any call)."""
+    patient = TypeAdapter(patient_model(card))
+    names = [f.name for f in card.features]
+    units = {f.name: f.unit for f in card.features}
+
+    def problems(output: Any) -> list[str]:
+        found = []
+        for field, partial in (("patient", False), ("changes", True)):
+            values = getattr(output, field, None)
+            if not isinstance(values, dict):
+                continue
+            try:
+                patient.validate_python(values)
+            except ValidationError as error:
+                found.extend(
+                    f"{field}: {describe_error(detail, names, units).message}"
+                    for detail in error.errors()
+                    if not (partial and detail["type"] == "missing")
+                )
+        return found
+
+    return problems
+
+
+def build_router(
+    model: Model,
+    *,
+    card: DatasetCard | None = None,
+    json_mode: bool = False,
+    unavailable: Callable[[ModelAPIError], str] | None = None,
+) -> Router:
+    """The routing agent over `model` (offline or a real LLM); with `card`, patients in
+    tool calls are checked against it and sent back to the model when invalid."""
+    router = _build(model, json_mode=json_mode, unavailable=unavailable)
+    if card is not None:
+        problems = _patient_problems(card)
+
+        @router.agent.output_validator
+        def valid_patients(output: Any) -> Any:
+            found = [] if isinstance(output, str) else problems(output)
+            if found:
+                raise ModelRetry("Fix these values: " + "; ".join(found))
+            return output
+
+    return router
+
+
+def _build(
+    model: Model, *, json_mode: bool, unavailable: Callable[[ModelAPIError], str] | None
+) -> Router:
+    instructions = load("router")
+    if not json_mode:
+        outputs: list[Any] = [
+            ToolOutput(input_model, name=name, description=description)
+            for name, (input_model, description) in _tools().items()
+        ]
+        agent: Agent[None, Any] = Agent(
+            model, output_type=[*outputs, str], instructions=instructions, retries=ROUTER_RETRIES
+        )
+        names = {input_model: name for name, (input_model, _) in _tools().items()}
+        return Router(agent, names, model.model_name, unavailable)
+    # One schema, {"result": {"kind": <tool name>, "data": <its arguments>}}: the kinds are
+    # the tool names, so each input model gets a subclass named after its tool.
+    named: dict[type[BaseModel], str] = {
+        create_model(name, __base__=input_model, __doc__=description): name
+        for name, (input_model, description) in _tools().items()
+    }
+    named[create_model("reply", __base__=Reply, __doc__=Reply.__doc__)] = "reply"
+    agent = Agent(
+        model,
+        output_type=PromptedOutput(list(named), name="route", description="The tool to call."),
+        instructions=instructions,
+        retries=ROUTER_RETRIES,
     )
+    return Router(agent, named, model.model_name, unavailable)
 
 
-async def route(router: Agent[None, Any], text: str, memory: Memory) -> Route:
+async def route(router: Router, text: str, memory: Memory) -> Route:
     """The tool call (or reply) for one user turn."""
+    started = time.perf_counter()
+    measured: dict[str, Any] = {"model": router.model_name}
     try:
-        result = await router.run(text, instructions=context_block(memory))
+        result = await router.agent.run(text, instructions=context_block(memory))
     except UnexpectedModelBehavior as error:  # retries used up: say so instead of failing
-        return Route(tool=None, reply=f"I could not turn that into a valid request ({error}).")
+        reply = f"I could not turn that into a valid request ({error})."
+        return Route(tool=None, reply=reply, usage=_timed(measured, started))
+    except ModelAPIError as error:  # down, rate-limited or timing out after the retries
+        reply = router.unavailable(error) if router.unavailable else str(error)
+        return Route(tool=None, reply=reply, usage=_timed(measured, started))
+    usage = result.usage
+    measured |= {
+        "requests": usage.requests,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+    }
+    measured = _timed(measured, started)
     output = result.output
     if isinstance(output, str):
-        return Route(tool=None, reply=output)
-    name, _ = _tools()[type(output)]
-    return Route(tool=name, arguments=output.model_dump(mode="json", exclude_none=True))
+        return Route(tool=None, reply=output, usage=measured)
+    name = router.names[type(output)]
+    if name == "reply":
+        return Route(tool=None, reply=output.text, usage=measured)
+    arguments = output.model_dump(mode="json", exclude_none=True)
+    return Route(tool=name, arguments=arguments, usage=measured)
+
+
+def _timed(measured: dict[str, Any], started: float) -> dict[str, Any]:
+    return {**measured, "seconds": round(time.perf_counter() - started, 4)}

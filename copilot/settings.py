@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model_service.cards import dataset_names
@@ -35,6 +42,13 @@ class Settings(BaseSettings):
     model_service_url: str = "http://127.0.0.1:8000"
     copilot_llm: str = "offline"
     copilot_llm_base_url: str | None = None
+    # How the router asks the LLM for a tool: native tool calling, or one JSON schema
+    # (response_format json_object) for servers whose models never fill `tool_calls`.
+    copilot_llm_routing: Literal["tools", "json"] = "tools"
+    copilot_llm_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    copilot_llm_max_retries: int = Field(default=3, ge=0, le=10)  # on 429, 5xx, timeouts
+    openai_api_key: SecretStr | None = None  # OPENAI_API_KEY, as the OpenAI client reads it
+    copilot_traces: bool = False  # trace each turn (LangGraph + PydanticAI) to MLflow
     copilot_api_keys: str | None = None
     copilot_action_ttl_seconds: int = Field(default=900, gt=0)
     copilot_four_eyes: bool = False
@@ -60,22 +74,27 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("model_service_url")
+    @field_validator("model_service_url", "copilot_llm_base_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        name = (info.field_name or "").upper()
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError(f"MODEL_SERVICE_URL={value!r} must be an http(s) URL with a host")
+            raise ValueError(f"{name}={value!r} must be an http(s) URL with a host")
         try:
             parts.port  # noqa: B018 - urlsplit checks the range only when asked
         except ValueError:
-            raise ValueError(f"MODEL_SERVICE_URL={value!r} has a port outside 1-65535") from None
+            raise ValueError(f"{name}={value!r} has a port outside 1-65535") from None
         return value.rstrip("/")
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.copilot_llm.startswith("openai-compatible:") and not self.copilot_llm_base_url:
             raise ValueError("COPILOT_LLM=openai-compatible:... needs COPILOT_LLM_BASE_URL")
+        if self.copilot_llm.startswith("openai:") and not self.openai_api_key:
+            raise ValueError("COPILOT_LLM=openai:... needs OPENAI_API_KEY")
         self.api_keys()  # validates the format
         return self
 

@@ -217,3 +217,36 @@ def _caveats(lowered: str, claims: Claims) -> list[str]:
         if not any(re.search(rf"(?<![a-z]){re.escape(n)}(?![a-z])", lowered) for n in driver.names):
             problems.append(f"missing caveat: {feature} is missing or outside the training range")
     return problems
+
+
+_NUMBER = re.compile(r"(?<![\w.])[+-]?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(%?)(?![\w])")
+
+
+def _numbers_in(value: Any) -> list[float]:
+    """Every number inside a tool result: values, and numbers written inside its strings."""
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    if isinstance(value, str):
+        return [float(m.group(1).replace(",", "") + m.group(2)) for m in _NUMBER.finditer(value)]
+    if isinstance(value, dict):
+        return [n for key, item in value.items() for n in (*_numbers_in(key), *_numbers_in(item))]
+    if isinstance(value, (list, tuple)):
+        return [n for item in value for n in _numbers_in(item)]
+    return []
+
+
+def unsupported_numbers(text: str, result: Any) -> list[str]:
+    """Numbers in `text` that the tool result does not hold (as given, rounded as shown,
+    or as a percentage of a fraction). Empty: every number shown comes from the result."""
+    known = _numbers_in(result)
+    problems = []
+    for match in _NUMBER.finditer(text):
+        whole, decimals, percent = match.groups()
+        shown = float(whole.replace(",", "") + decimals)
+        tolerance = 0.5 * 10 ** -(len(decimals) - 1 if decimals else 0) + 1e-9
+        candidates = [100 * n for n in known] if percent else [*known, *(100 * n for n in known)]
+        if not any(abs(abs(shown) - abs(n)) <= tolerance for n in candidates):
+            problems.append(f"unsupported number: {match.group(0)}")
+    return problems

@@ -13,6 +13,7 @@ the only caller of the state-changing tools.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
@@ -20,9 +21,11 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Checkpointer, interrupt
 from pydantic import ValidationError
+from pydantic_ai.usage import RunUsage
 
 from copilot import narration
 from copilot.actions import STATE_CHANGING, InvalidArguments, PendingAction
+from copilot.narrator import RETOLD, narrate, retell
 from copilot.offline import Memory
 from copilot.router import route
 from graphs.state import ChatContext, ChatState
@@ -38,10 +41,37 @@ async def route_turn(state: ChatState, runtime: Runtime[ChatContext]) -> dict[st
     memory = Memory(**state.get("memory", {}))
     decided = await route(runtime.context.router, state["text"], memory)
     return {
-        "route": decided.model_dump(),
+        "route": decided.model_dump(exclude={"usage"}),
         "action_id": None,
         "messages": [{"role": "user", "content": state["text"]}],
+        "usage": [{"agent": "router", **decided.usage}],
     }
+
+
+async def _narrate(context: ChatContext, tool: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The assistant's words for a tool result, and what the narrating LLM spent."""
+    started, spent = time.perf_counter(), RunUsage()
+    if tool == "explain_prediction" and context.narrator is not None:
+        text, _ = await narrate(context.narrator, result, context.tools.card, spent)
+    elif tool in RETOLD:
+        template = (
+            narration.action_outcome(result)
+            if tool in STATE_CHANGING
+            else narration.NARRATORS[tool](result)
+        )
+        text = await retell(context.result_narrator, result, template, spent)
+    else:
+        return _say(narration.NARRATORS[tool](result))
+    if context.narrator is None and context.result_narrator is None:
+        return _say(text)
+    usage = {
+        "agent": "narrator",
+        "requests": spent.requests,
+        "input_tokens": spent.input_tokens,
+        "output_tokens": spent.output_tokens,
+        "seconds": round(time.perf_counter() - started, 4),
+    }
+    return {**_say(text), "usage": [usage]}
 
 
 def after_route(state: ChatState) -> Literal["reply", "run_tool", "propose"]:
@@ -77,7 +107,7 @@ async def run_tool(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str,
     return {
         "tool_calls": [{"tool": name, "arguments": arguments, "result": result}],
         "memory": memory,
-        **_say(narration.NARRATORS[name](result)),
+        **await _narrate(runtime.context, name, result),
     }
 
 
@@ -137,7 +167,7 @@ async def execute(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, 
         "tool_calls": [
             {"tool": action.tool, "arguments": action.arguments, "result": action.result}
         ],
-        **_say(narration.action_outcome(action.model_dump(mode="json"))),
+        **await _narrate(runtime.context, action.tool, action.model_dump(mode="json")),
     }
 
 

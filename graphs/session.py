@@ -7,6 +7,8 @@ beside it), so a conversation and its pending action survive restarts of every p
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +18,20 @@ from langgraph.types import Command
 from pydantic import BaseModel
 
 from copilot import narration
-from copilot.actions import ActionConflict
+from copilot.actions import ActionConflict, PendingAction
 from copilot.deps import Deps
-from copilot.providers import router_model
+from copilot.narrator import build_narrator, build_result_narrator
+from copilot.providers import WarmUp, llm_model, unavailable, warm_up
 from copilot.router import build_router
+from copilot.traces import enable_traces
 from graphs.graph import build_graph
 from graphs.state import ChatContext
+
+log = logging.getLogger(__name__)
+
+
+# (name, data): tool_started, tool_finished, action_proposed, message, turn_finished
+TurnEvent = tuple[str, dict[str, Any]]
 
 
 class Turn(BaseModel):
@@ -31,6 +41,7 @@ class Turn(BaseModel):
     messages: list[dict[str, Any]]
     tool_calls: list[dict[str, Any]]
     pending_actions: list[dict[str, Any]]
+    usage: list[dict[str, Any]] = []  # per LLM agent this turn: model, tokens, seconds
 
 
 @contextlib.asynccontextmanager
@@ -60,6 +71,7 @@ class Copilot:
         self.deps = deps
         self.graph = graph
         self.context = context
+        self.warm_up: WarmUp | None = None  # the LLM's start-up check (None: not made)
 
     def _config(self, conversation_id: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": conversation_id}}
@@ -80,6 +92,7 @@ class Copilot:
             ],
             tool_calls=after.get("tool_calls", [])[len(before.get("tool_calls", [])) :],
             pending_actions=[a.model_dump(mode="json") for a in pending],
+            usage=after.get("usage", [])[len(before.get("usage", [])) :],
         )
 
     async def send(self, conversation_id: str, text: str, user: str) -> Turn:
@@ -147,11 +160,114 @@ class Copilot:
             "actions": [a.model_dump(mode="json") for a in actions],
         }
 
+    async def stream(self, conversation_id: str, text: str, user: str) -> AsyncIterator[TurnEvent]:
+        """`send` as events while it runs, ending with ("turn_finished", the Turn as JSON)."""
+        before = await self._values(conversation_id)
+        graph_input = {
+            "conversation_id": conversation_id,
+            "user": user,
+            "text": text,
+            "memory": before.get("memory", {}),
+        }
+        async for event in self._events(graph_input, conversation_id):
+            yield event
+        turn = await self._since(conversation_id, before)
+        yield "turn_finished", turn.model_dump(mode="json")
+
+    async def stream_after_decision(self, action_id: str) -> AsyncIterator[TurnEvent]:
+        """`continue_after_decision` as events, ending with ("turn_finished", the Turn)."""
+        action = self.deps.actions.get(action_id)
+        conversation_id = action.conversation_id
+        if await self.waiting_on(conversation_id) == action_id:
+            before = await self._values(conversation_id)
+            resume: Command[Any] = Command(resume={"action_id": action_id})
+            async for event in self._events(resume, conversation_id):
+                yield event
+            turn = await self._since(conversation_id, before)
+        else:  # the graph moved on (or never paused): the store runs it, the turn tells
+            if action.status == "approved":
+                yield "tool_started", _started_action(action)
+            turn = await self.continue_after_decision(action_id)
+            for call in turn.tool_calls:
+                yield "tool_finished", call
+            for message in turn.messages:
+                yield "message", message
+        yield "turn_finished", turn.model_dump(mode="json")
+
+    async def _events(self, graph_input: Any, conversation_id: str) -> AsyncIterator[TurnEvent]:
+        """A graph run as events: tool_started and tool_finished (read-only tools and approved
+        actions; a failed tool finishes with `error`), action_proposed, message."""
+        started: dict[str, Any] = {}
+        async for part in self.graph.astream(
+            graph_input,
+            self._config(conversation_id),
+            context=self.context,
+            stream_mode=["tasks", "updates"],
+            version="v2",
+        ):
+            data = part["data"]
+            if part["type"] == "tasks":
+                if "input" in data and data["name"] == "run_tool":
+                    route = data["input"]["route"]
+                    started = {"tool": route["tool"], "arguments": route["arguments"]}
+                    yield "tool_started", started
+                elif "input" in data and data["name"] == "execute":
+                    action = self.deps.actions.get(data["input"]["action_id"])
+                    started = _started_action(action)
+                    yield "tool_started", started
+                continue
+            for node, update in data.items():
+                if node.startswith("__") or not update:
+                    continue
+                calls = update.get("tool_calls", [])
+                messages = [m for m in update.get("messages", []) if m["role"] == "assistant"]
+                if node == "propose" and update.get("action_id"):
+                    action = self.deps.actions.get(update["action_id"])
+                    yield "action_proposed", {"action": action.model_dump(mode="json")}
+                elif node in {"run_tool", "execute"}:
+                    for call in calls:
+                        yield "tool_finished", call
+                    if not calls and started:
+                        error = messages[0]["content"] if messages else "the tool failed"
+                        yield "tool_finished", {**started, "result": None, "error": error}
+                for message in messages:
+                    yield "message", message
+
+
+def _started_action(action: PendingAction) -> dict[str, Any]:
+    return {"tool": action.tool, "arguments": action.arguments, "action_id": action.id}
+
 
 @contextlib.asynccontextmanager
-async def open_copilot(deps: Deps) -> AsyncIterator[Copilot]:
-    """The graph with checkpoints in the copilot database, and its runtime context."""
-    router = build_router(router_model(deps.settings, deps.tools.card))
-    async with _checkpointer(deps.settings.database_url) as saver:
-        context = ChatContext(router=router, tools=deps.tools, actions=deps.actions)
-        yield Copilot(deps, build_graph(saver), context)
+async def open_copilot(deps: Deps, *, warm: bool = True) -> AsyncIterator[Copilot]:
+    """The graph with checkpoints in the copilot database, and its runtime context. With a
+    real LLM: the narrators too, a warm-up request first (`warm`), and traces if asked."""
+    settings = deps.settings
+    model = llm_model(settings, deps.tools.card)
+    router = build_router(
+        model,
+        card=deps.tools.card,
+        json_mode=settings.copilot_llm_routing == "json",
+        unavailable=functools.partial(unavailable, settings),
+    )
+    offline = settings.copilot_llm == "offline"
+    if settings.copilot_traces:
+        enable_traces(settings)
+    async with _checkpointer(settings.database_url) as saver:
+        context = ChatContext(
+            router=router,
+            tools=deps.tools,
+            actions=deps.actions,
+            narrator=None if offline else build_narrator(model),
+            result_narrator=None if offline else build_result_narrator(model),
+        )
+        copilot = Copilot(deps, build_graph(saver), context)
+        if warm and not offline:
+            copilot.warm_up = await warm_up(model, settings)
+            log.log(
+                logging.INFO if copilot.warm_up.ok else logging.WARNING,
+                "LLM warm-up: %s (%.1f s)",
+                copilot.warm_up.detail,
+                copilot.warm_up.seconds,
+            )
+        yield copilot

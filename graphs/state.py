@@ -9,6 +9,9 @@ from typing import Annotated, Any, TypedDict
 from pydantic_ai import Agent
 
 from copilot.actions import ActionStore
+from copilot.narrator import ClinicalSummary
+from copilot.router import Router
+from copilot.verifier import Claims
 from tools.context import ToolContext
 
 
@@ -21,12 +24,16 @@ class ChatState(TypedDict, total=False):
     memory: dict[str, Any]  # {"patient", "prediction_id"}: what "him" and "it" refer to
     route: dict[str, Any]  # this turn's Route
     action_id: str | None  # the action this turn proposed
+    usage: Annotated[list[dict[str, Any]], operator.add]  # per LLM agent: tokens, seconds
 
 
 @dataclass(frozen=True)
 class ChatContext:
     """The runtime context: clients and stores, never checkpointed."""
 
-    router: Agent[None, Any]
+    router: Router
     tools: ToolContext
     actions: ActionStore
+    # The LLM narrators; None with the offline provider, which uses the templates.
+    narrator: Agent[Claims, ClinicalSummary] | None = None
+    result_narrator: Agent[Any, str] | None = None

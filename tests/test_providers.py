@@ -1,0 +1,294 @@
+"""Real LLM providers against an OpenAI chat-completions server mocked at the HTTP level
+(pytest-httpx2: the OpenAI client talks through httpx2). No real LLM, no network."""
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from copilot.offline import Memory
+from copilot.providers import llm_model, recover_tool_call, unavailable, warm_up
+from copilot.router import Route, build_router, route
+from copilot.settings import Settings
+from model_service.cards import get_card
+
+pytestmark = pytest.mark.anyio
+BASE_URL = "http://llm.test/v1"
+COMPLETIONS = f"{BASE_URL}/chat/completions"
+PATIENT = {"age": 63, "sex": "Male", "cp": "asymptomatic", "trestbps": 145, "chol": 233}
+
+
+def settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "copilot_llm": "openai-compatible:qwen2.5-coder-1.5b",
+        "copilot_llm_base_url": BASE_URL,
+        "copilot_llm_max_retries": 2,
+        "copilot_llm_timeout_seconds": 5,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+def completion(
+    content: str | None = None, tool: str | None = None, arguments: Any = None
+) -> httpx.Response:
+    """An OpenAI chat completion: text, or one tool call."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool is not None:
+        args = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        message["tool_calls"] = [
+            {"id": "call_1", "type": "function", "function": {"name": tool, "arguments": args}}
+        ]
+    body = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1_763_856_000,
+        "model": "qwen2.5-coder-1.5b",
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": "tool_calls" if tool else "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 812, "completion_tokens": 41, "total_tokens": 853},
+    }
+    return httpx.Response(200, json=body)
+
+
+class Server:
+    """The mocked LLM server: answers each request with the next scripted response and
+    keeps the request bodies."""
+
+    def __init__(self, mock: respx.Router, *script: httpx.Response | Exception) -> None:
+        self.script = list(script)
+        self.bodies: list[dict[str, Any]] = []
+        mock.post(COMPLETIONS).mock(side_effect=self.answer)
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        self.bodies.append(json.loads(request.content))
+        step = self.script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+
+async def route_with(text: str, **overrides: Any) -> Route:
+    configured = settings(**overrides)
+    model = llm_model(configured, get_card("heart-disease"))
+    router = build_router(
+        model,
+        card=get_card("heart-disease"),
+        json_mode=configured.copilot_llm_routing == "json",
+        unavailable=lambda error: unavailable(configured, error),
+    )
+    return await route(router, text, Memory())
+
+
+async def test_a_native_tool_call_becomes_a_typed_route_with_usage(
+    httpx2_mock: respx.Router,
+) -> None:
+    server = Server(httpx2_mock, completion(tool="predict_risk", arguments={"patient": PATIENT}))
+    decided = await route_with("63 yo man, asymptomatic chest pain, BP 145, chol 233")
+    assert decided.tool == "predict_risk"
+    assert decided.arguments["patient"] == PATIENT
+    assert decided.usage["input_tokens"] == 812 and decided.usage["output_tokens"] == 41
+    assert decided.usage["requests"] == 1 and decided.usage["seconds"] > 0
+    tools = {t["function"]["name"] for t in server.bodies[0]["tools"]}
+    assert {"predict_risk", "promote_model", "rollback_model", "check_drift"} <= tools
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"name": "check_drift", "arguments": {"site": "VA Long Beach"}}',
+        '<tool_call>\n{"name": "check_drift", "arguments": {"site": "VA Long Beach"}}\n'
+        "</tool_call>",
+        '{"tool_calls": [{"function": {"name": "check_drift", '
+        '"arguments": "{\\"site\\": \\"VA Long Beach\\"}"}}]}',
+    ],
+    ids=["bare-json", "qwen-tags", "openai-wire-format-as-text"],
+)
+async def test_a_tool_call_written_as_text_is_recovered(
+    httpx2_mock: respx.Router, text: str
+) -> None:
+    Server(httpx2_mock, completion(content=text))
+    decided = await route_with("has VA drifted?")
+    assert (decided.tool, decided.arguments) == ("check_drift", {"site": "VA Long Beach"})
+
+
+async def test_a_tool_call_inside_a_json_fence_is_recovered(httpx2_mock: respx.Router) -> None:
+    fenced = (
+        "Sure, I will check drift:\n```json\n"
+        '{"name": "check_drift", "arguments": {"site": "Hungary"}}\n```'
+    )
+    Server(httpx2_mock, completion(content=fenced))
+    decided = await route_with("check drift for Hungary")
+    assert (decided.tool, decided.arguments) == ("check_drift", {"site": "Hungary"})
+
+
+async def test_plain_text_stays_a_reply(httpx2_mock: respx.Router) -> None:
+    Server(httpx2_mock, completion(content="I can't delete patient records."))
+    decided = await route_with("delete all patient records")
+    assert decided == Route(tool=None, reply="I can't delete patient records.", usage=decided.usage)
+
+
+async def test_malformed_arguments_go_back_with_the_reason_then_the_fix_is_used(
+    httpx2_mock: respx.Router,
+) -> None:
+    too_high = {"patient": {**PATIENT, "chol": 9000}}
+    server = Server(
+        httpx2_mock,
+        completion(tool="predict_risk", arguments=json.dumps(too_high)[:-2]),
+        completion(tool="predict_risk", arguments=too_high),
+        completion(tool="predict_risk", arguments={"patient": PATIENT}),
+    )
+    decided = await route_with("63 year old, cholesterol 233")
+    assert decided.tool == "predict_risk" and decided.arguments["patient"]["chol"] == 233
+    retries = [body["messages"][-1] for body in server.bodies[1:]]  # each retry's reason
+    assert "Invalid JSON" in retries[0]["content"] or "json" in retries[0]["content"].lower()
+    assert "chol" in retries[1]["content"] and "700" in retries[1]["content"]
+    assert decided.usage["requests"] == 3
+
+
+async def test_an_unknown_tool_is_retried_with_the_known_names(httpx2_mock: respx.Router) -> None:
+    server = Server(
+        httpx2_mock,
+        completion(tool="delete_model", arguments={"version": "1"}),
+        completion(tool="model_info", arguments={}),
+    )
+    decided = await route_with("what model is serving?")
+    assert decided.tool == "model_info"
+    retry = next(m for m in server.bodies[1]["messages"] if m["role"] == "tool")
+    assert "delete_model" in retry["content"] and "model_info" in retry["content"]
+
+
+async def test_retries_used_up_on_bad_arguments_become_a_reply_not_a_crash(
+    httpx2_mock: respx.Router,
+) -> None:
+    bad = completion(tool="predict_risk", arguments={"patient": {"age": 400}})
+    Server(httpx2_mock, bad, bad, bad)
+    decided = await route_with("a 400 year old")
+    assert decided.tool is None and decided.reply is not None
+    assert "could not turn that into a valid request" in decided.reply
+
+
+async def test_429_is_retried_then_succeeds(httpx2_mock: respx.Router) -> None:
+    limited = httpx.Response(
+        429, headers={"retry-after-ms": "20"}, json={"error": {"message": "slow down"}}
+    )
+    server = Server(httpx2_mock, limited, completion(tool="model_info", arguments={}))
+    decided = await route_with("which model?")
+    assert decided.tool == "model_info" and len(server.bodies) == 2
+
+
+def _failing(status: int) -> httpx.Response:
+    return httpx.Response(
+        status, headers={"retry-after-ms": "10"}, json={"error": {"message": "model crashed"}}
+    )
+
+
+async def test_repeated_500s_end_in_a_clear_message_and_no_other_provider(
+    httpx2_mock: respx.Router,
+) -> None:
+    server = Server(httpx2_mock, *(_failing(500) for _ in range(3)))
+    decided = await route_with("which model?")
+    assert decided.tool is None and decided.reply is not None
+    assert len(server.bodies) == 3  # one try plus COPILOT_LLM_MAX_RETRIES=2
+    assert "openai-compatible:qwen2.5-coder-1.5b at http://llm.test/v1" in decided.reply
+    assert "not available" in decided.reply and "did not switch to another model" in decided.reply
+    assert "tried 3 times" in decided.reply and "nothing was changed" in decided.reply
+
+
+async def test_a_timeout_is_retried_then_reported(httpx2_mock: respx.Router) -> None:
+    timeouts = [httpx.ReadTimeout("timed out") for _ in range(2)]
+    server = Server(httpx2_mock, *timeouts)
+    decided = await route_with("which model?", copilot_llm_max_retries=1)
+    assert len(server.bodies) == 2
+    assert decided.tool is None and decided.reply is not None
+    assert "not available" in decided.reply and "tried 2 times" in decided.reply
+
+
+async def test_json_mode_asks_for_one_schema_and_reads_the_tool_back(
+    httpx2_mock: respx.Router,
+) -> None:
+    answer = {"result": {"kind": "check_drift", "data": {"site": "VA Long Beach"}}}
+    server = Server(httpx2_mock, completion(content="```json\n" + json.dumps(answer) + "\n```"))
+    decided = await route_with("has VA Long Beach drifted?", copilot_llm_routing="json")
+    assert (decided.tool, decided.arguments) == ("check_drift", {"site": "VA Long Beach"})
+    body = server.bodies[0]
+    assert "tools" not in body  # no tool calling asked of the server
+    assert body["response_format"]["type"] == "json_object"
+    kinds = {
+        option["properties"]["kind"]["const"]
+        for option in body["response_format"]["schema"]["properties"]["result"]["anyOf"]
+    }
+    assert kinds == {
+        "predict_risk",
+        "explain_prediction",
+        "what_if",
+        "check_drift",
+        "list_runs",
+        "compare_runs",
+        "model_info",
+        "retrain_model",
+        "promote_model",
+        "rollback_model",
+        "reply",
+    }
+
+
+async def test_json_mode_reply_and_invalid_arguments(httpx2_mock: respx.Router) -> None:
+    bad = {"result": {"kind": "predict_risk", "data": {"patient": {"age": 400}}}}
+    good = {"result": {"kind": "reply", "data": {"text": "Ages run from 0 to 120."}}}
+    server = Server(
+        httpx2_mock, completion(content=json.dumps(bad)), completion(content=json.dumps(good))
+    )
+    decided = await route_with("risk for a 400 year old", copilot_llm_routing="json")
+    assert decided.tool is None and decided.reply == "Ages run from 0 to 120."
+    retry = server.bodies[1]["messages"][-1]["content"]
+    assert "age" in retry and "120" in retry
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("no tool here", None),
+        ('```json\n{"name": "list_runs", "arguments": {}}\n```', ("list_runs", {})),
+        (
+            '[{"tool": "what_if", "args": {"changes": {"chol": 180}}}]',
+            ("what_if", {"changes": {"chol": 180}}),
+        ),
+        ('{"name": "x", "arguments": "not json"}', None),
+        ('{"result": 3}', None),
+    ],
+)
+def test_recover_tool_call_shapes(text: str, expected: tuple[str, dict[str, Any]] | None) -> None:
+    assert recover_tool_call(text) == expected
+
+
+async def test_warm_up_reports_both_ways(httpx2_mock: respx.Router) -> None:
+    configured = settings(copilot_llm_max_retries=0)
+    model = llm_model(configured, get_card("heart-disease"))
+    Server(httpx2_mock, completion(content="OK"), httpx.ConnectError("connection refused"))
+    ready = await warm_up(model, configured)
+    assert ready.ok and "answered" in ready.detail
+    down = await warm_up(model, configured)
+    assert not down.ok and "not available" in down.detail and "llm.test" in down.detail
+
+
+def test_settings_name_what_is_missing() -> None:
+    with pytest.raises(ValueError, match="needs COPILOT_LLM_BASE_URL"):
+        Settings(copilot_llm="openai-compatible:m", copilot_llm_base_url=None)
+    with pytest.raises(ValueError, match="COPILOT_LLM_BASE_URL='ftp://x' must be an http"):
+        Settings(copilot_llm="openai-compatible:m", copilot_llm_base_url="ftp://x")
+    with pytest.raises(ValueError, match="needs OPENAI_API_KEY"):
+        Settings(copilot_llm="openai:gpt-4.1-mini", openai_api_key=None)
+    with pytest.raises(ValueError, match="copilot_llm_routing"):
+        Settings(copilot_llm_routing="xml")  # type: ignore[arg-type]
+
+
+Responder = Callable[[dict[str, Any]], httpx.Response]
