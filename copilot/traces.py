@@ -26,7 +26,8 @@ def enable_traces(settings: Settings) -> str:
     disable_mlflow_telemetry()
     mlflow.set_tracking_uri(settings.tracking_uri)
     experiment = mlflow.set_experiment(TRACES_EXPERIMENT)
-    mlflow.langchain.autolog(silent=True)
+    # Inline, so the agents' spans nest under the graph node that runs them.
+    mlflow.langchain.autolog(silent=True, run_tracer_inline=True)
     mlflow.pydantic_ai.autolog(silent=True)
     log.info("tracing turns to MLflow experiment %r", TRACES_EXPERIMENT)
     return str(experiment.experiment_id)

@@ -222,6 +222,10 @@ def _caveats(lowered: str, claims: Claims) -> list[str]:
 _NUMBER = re.compile(r"(?<![\w.])[+-]?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(%?)(?![\w])")
 
 
+def _as_number(match: re.Match[str]) -> float:
+    return float(match.group(1).replace(",", "") + (match.group(2) or ""))
+
+
 def _numbers_in(value: Any) -> list[float]:
     """Every number inside a tool result: values, and numbers written inside its strings."""
     if isinstance(value, bool) or value is None:
@@ -229,7 +233,7 @@ def _numbers_in(value: Any) -> list[float]:
     if isinstance(value, (int, float)):
         return [float(value)]
     if isinstance(value, str):
-        return [float(m.group(1).replace(",", "") + m.group(2)) for m in _NUMBER.finditer(value)]
+        return [_as_number(m) for m in _NUMBER.finditer(value)]
     if isinstance(value, dict):
         return [n for key, item in value.items() for n in (*_numbers_in(key), *_numbers_in(item))]
     if isinstance(value, (list, tuple)):
@@ -243,8 +247,8 @@ def unsupported_numbers(text: str, result: Any) -> list[str]:
     known = _numbers_in(result)
     problems = []
     for match in _NUMBER.finditer(text):
-        whole, decimals, percent = match.groups()
-        shown = float(whole.replace(",", "") + decimals)
+        decimals, percent = match.group(2) or "", match.group(3)
+        shown = _as_number(match)
         tolerance = 0.5 * 10 ** -(len(decimals) - 1 if decimals else 0) + 1e-9
         candidates = [100 * n for n in known] if percent else [*known, *(100 * n for n in known)]
         if not any(abs(abs(shown) - abs(n)) <= tolerance for n in candidates):

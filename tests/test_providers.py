@@ -2,7 +2,6 @@
 (pytest-httpx2: the OpenAI client talks through httpx2). No real LLM, no network."""
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -290,5 +289,3 @@ def test_settings_name_what_is_missing() -> None:
     with pytest.raises(ValueError, match="copilot_llm_routing"):
         Settings(copilot_llm_routing="xml")  # type: ignore[arg-type]
 
-
-Responder = Callable[[dict[str, Any]], httpx.Response]

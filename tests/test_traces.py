@@ -1,0 +1,56 @@
+"""Turns traced to MLflow (`COPILOT_TRACES=true`): the graph, its nodes and the agents."""
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from copilot.actions import ActionStore
+from copilot.deps import Deps
+from copilot.settings import Settings
+from copilot.traces import TRACES_EXPERIMENT
+from graphs.session import open_copilot
+from model_service.cards import get_card
+from model_service.database import make_engine
+from tests.conftest import TrainedRegistry
+from tools.context import ToolContext
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_each_turn_is_a_trace_beside_the_model_runs(
+    tmp_path: Path, trained_registry: TrainedRegistry, live_service: str
+) -> None:
+    import mlflow
+
+    tracking_uri = trained_registry.copy(tmp_path)
+    settings = Settings(
+        copilot_home=tmp_path,
+        mlflow_tracking_uri=tracking_uri,
+        model_service_url=live_service,
+        copilot_traces=True,
+    )
+    engine = make_engine(settings.database_url)
+    try:
+        async with httpx.AsyncClient(base_url=live_service, timeout=60) as client:
+            tools = ToolContext(client, tracking_uri, get_card("heart-disease"))
+            deps = Deps(
+                settings, engine, ActionStore(engine, audit_key=b"k", ttl_seconds=900), tools
+            )
+            async with open_copilot(deps) as copilot:
+                await copilot.send("t1", "what model is serving?", "ann")
+    finally:
+        engine.dispose()
+        mlflow.langchain.autolog(disable=True)
+        mlflow.pydantic_ai.autolog(disable=True)
+
+    mlflow.flush_trace_async_logging()
+    experiment = mlflow.MlflowClient(tracking_uri).get_experiment_by_name(TRACES_EXPERIMENT)
+    assert experiment is not None
+    traces = mlflow.MlflowClient(tracking_uri).search_traces(locations=[experiment.experiment_id])
+    assert len(traces) == 1
+    spans = {span.name: span for span in traces[0].data.spans}
+    assert {"LangGraph", "route_turn", "Agent.run", "run_tool"} <= set(spans), set(spans)
+    # the router agent's span sits inside the graph node that ran it
+    assert spans["Agent.run"].parent_id == spans["route_turn"].span_id
+    assert spans["route_turn"].parent_id == spans["LangGraph"].span_id
