@@ -288,4 +288,3 @@ def test_settings_name_what_is_missing() -> None:
         Settings(copilot_llm="openai:gpt-4.1-mini", openai_api_key=None)
     with pytest.raises(ValueError, match="copilot_llm_routing"):
         Settings(copilot_llm_routing="xml")  # type: ignore[arg-type]
-
