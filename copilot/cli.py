@@ -283,6 +283,42 @@ def serve_model(
     run_model_service(settings, host or default_host, port or default_port)
 
 
+def run_agent_api(settings: Settings, host: str, port: int) -> None:
+    """Runs the agent API in the foreground until Ctrl-C / SIGTERM."""
+    import uvicorn  # noqa: PLC0415
+
+    from copilot.api import ApiConfigError, create_api  # noqa: PLC0415
+    from model_service.observability import configure_json_logging  # noqa: PLC0415
+
+    try:
+        api = create_api(settings)
+    except ApiConfigError as error:
+        fail(str(error), 2)
+    _check_port_free(host, port)
+    configure_json_logging()
+    _quiet_libraries()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            api,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=True,  # method, path and status only: bodies hold patient details
+            timeout_graceful_shutdown=30,
+        )
+    )
+    server.run()
+
+
+@serve_app.command("api")
+def serve_api(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8001,
+) -> None:
+    """The agent API (FastAPI): conversations, events and decisions; needs COPILOT_API_KEYS."""
+    run_agent_api(load_settings(), host, port)
+
+
 def ensure_champion(settings: Settings) -> None:
     """Trains and registers the demo model when the registry has no `@champion`."""
     from model_service import registry  # noqa: PLC0415
