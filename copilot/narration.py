@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from model_service.cards import DatasetCard
+
 
 def _pct(value: float) -> str:
     return f"{value:.0%}" if abs(value) >= 0.01 else f"{value:.1%}"
@@ -98,8 +100,8 @@ def check_drift(result: dict[str, Any]) -> str:
             for f in result["drifted"][:5]
         )
         head = (
-            f"Drift detected for {where}: {len(result['drifted'])} of "
-            f"{len(result['drifted']) + len(result['stable'])} tested features, e.g. {drifted}."
+            f"Drift detected for {where}: {result['features_drifted']} of "
+            f"{result['features_tested']} tested features, e.g. {drifted}."
         )
     else:
         head = f"No drift detected for {where} after Benjamini-Hochberg correction."
@@ -146,7 +148,7 @@ def model_info(result: dict[str, Any]) -> str:
         f"{result['kind'].replace('_', ' ')} on {result['dataset']} with threshold "
         f"{result['threshold']:.3f}"
         + (f" and holdout ROC AUC {auc:.3f}" if auc else "")
-        + f"; it takes {len(result['features'])} features."
+        + f"; its inputs: {', '.join(f['name'] for f in result['features'])}."
     )
 
 
@@ -174,6 +176,111 @@ def action_outcome(action: dict[str, Any]) -> str:
     if status == "expired":
         return "Not done: the proposal expired before anyone decided."
     return f"Action {action['id']} is {status}."
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _driver(result: dict[str, Any], feature: str) -> dict[str, Any]:
+    return next(d for d in result["drivers"] if d["feature"] == feature)
+
+
+def _stated(driver: dict[str, Any]) -> str:
+    return f"{driver['display_name']} ({_value(driver)})"
+
+
+def _effect(driver: dict[str, Any]) -> str:
+    return f"{driver['direction']} ({driver['contribution']:+.2f} log-odds)"
+
+
+def _explanation_caveats(result: dict[str, Any]) -> str:
+    """The model, association not causation, and every missing or out-of-range input."""
+    names = {d["feature"]: d["display_name"] for d in result["drivers"]}
+    missing = [
+        names[w["feature"]]
+        for w in result["warnings"]
+        if w["code"] in {"missing_imputed", "zero_read_as_missing"}
+    ]
+    outside = [
+        names[w["feature"]] for w in result["warnings"] if w["code"] == "outside_training_range"
+    ]
+    return (
+        f" From {_model(result)}; association, not causation."
+        + (f" Missing inputs (imputed): {', '.join(missing)}." if missing else "")
+        + (
+            f" Outside the training range (low confidence): {', '.join(outside)}."
+            if outside
+            else ""
+        )
+    )
+
+
+def top_drivers(result: dict[str, Any], count: int) -> str:
+    """The `count` largest drivers of one explanation, in rank order."""
+    drivers = result["drivers"][:count]
+    listed = "; ".join(f"{d['rank']}. {_stated(d)} {_effect(d)}" for d in drivers)
+    head = (
+        "The largest driver for this patient"
+        if len(drivers) == 1
+        else f"The top {len(drivers)} drivers for this patient, largest first"
+    )
+    return f"{head}: {listed}. Risk {_pct(result['probability'])}." + _explanation_caveats(result)
+
+
+def feature_rank(result: dict[str, Any], feature: str) -> str:
+    """Where one feature ranks among this patient's drivers (1 = largest effect)."""
+    driver = _driver(result, feature)
+    return (
+        f"{_stated(driver)} ranks {driver['rank']} of {len(result['drivers'])} drivers "
+        f"({_ordinal(driver['rank'])} largest effect) for this patient and {_effect(driver)}."
+        + _explanation_caveats(result)
+    )
+
+
+def feature_direction(result: dict[str, Any], feature: str) -> str:
+    """Whether one feature raises or lowers this patient's risk, and by how much."""
+    driver = _driver(result, feature)
+    return (
+        f"For this patient {_stated(driver)} {_effect(driver)}, rank {driver['rank']} of "
+        f"{len(result['drivers'])} drivers." + _explanation_caveats(result)
+    )
+
+
+def compare_importance(result: dict[str, Any], first: str, second: str, relation: str) -> str:
+    """Whether `first` matters more (or less, per `relation`) than `second` for this patient:
+    the larger absolute contribution is the more important."""
+    a, b = _driver(result, first), _driver(result, second)
+    more = abs(a["contribution"]) > abs(b["contribution"])
+    holds = more if relation == "more" else abs(a["contribution"]) < abs(b["contribution"])
+    bigger, smaller = (a, b) if more else (b, a)
+    return (
+        f"{'Yes' if holds else 'No'}. For this patient {_stated(bigger)} matters more than "
+        f"{_stated(smaller)}, rank {bigger['rank']} against rank {smaller['rank']} "
+        f"(absolute contributions {abs(bigger['contribution']):.2f} and "
+        f"{abs(smaller['contribution']):.2f} log-odds)." + _explanation_caveats(result)
+    )
+
+
+def focused_answer(
+    tool: str, result: dict[str, Any], question: str, card: DatasetCard
+) -> str | None:
+    """The answer to what an explanation question asked (the top N drivers, one feature's
+    rank or direction, two features compared), computed from the result; None when the
+    question asks nothing more specific than "why?"."""
+    from copilot.offline import question_focus  # noqa: PLC0415 - offline reads the language
+
+    focus = question_focus(question, card) if tool == "explain_prediction" else None
+    known = {d["feature"] for d in result.get("drivers", [])}
+    if focus is None or not set(focus.features) <= known:
+        return None
+    if focus.kind == "top":
+        return top_drivers(result, focus.count)
+    if focus.kind == "rank":
+        return feature_rank(result, focus.features[0])
+    if focus.kind == "direction":
+        return feature_direction(result, focus.features[0])
+    return compare_importance(result, focus.features[0], focus.features[1], focus.relation)
 
 
 NARRATORS = {

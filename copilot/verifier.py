@@ -219,21 +219,25 @@ def _caveats(lowered: str, claims: Claims) -> list[str]:
     return problems
 
 
-_NUMBER = re.compile(r"(?<![\w.])[+-]?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(%?)(?![\w])")
+_NUMBER = re.compile(
+    r"(?<![\w.])[+-]?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?:[eE]([+-]?\d+))?(%?)(?![\w])"
+)
 
 
 def _as_number(match: re.Match[str]) -> float:
-    return float(match.group(1).replace(",", "") + (match.group(2) or ""))
+    whole, decimals, exponent, _ = match.groups()
+    return float(whole.replace(",", "") + (decimals or "") + f"e{exponent or 0}")
 
 
 def _numbers_in(value: Any) -> list[float]:
-    """Every number inside a tool result: values, and numbers written inside its strings."""
+    """Every number inside a tool result: values, and numbers written inside its strings
+    (a percentage written in a string counts as its fraction)."""
     if isinstance(value, bool) or value is None:
         return []
     if isinstance(value, (int, float)):
         return [float(value)]
     if isinstance(value, str):
-        return [_as_number(m) for m in _NUMBER.finditer(value)]
+        return [_as_number(m) / (100 if m.group(4) else 1) for m in _NUMBER.finditer(value)]
     if isinstance(value, dict):
         return [n for key, item in value.items() for n in (*_numbers_in(key), *_numbers_in(item))]
     if isinstance(value, (list, tuple)):
@@ -247,10 +251,13 @@ def unsupported_numbers(text: str, result: Any) -> list[str]:
     known = _numbers_in(result)
     problems = []
     for match in _NUMBER.finditer(text):
-        decimals, percent = match.group(2) or "", match.group(3)
+        _, decimals, exponent, percent = match.groups()
         shown = _as_number(match)
-        tolerance = 0.5 * 10 ** -(len(decimals) - 1 if decimals else 0) + 1e-9
-        candidates = [100 * n for n in known] if percent else [*known, *(100 * n for n in known)]
-        if not any(abs(abs(shown) - abs(n)) <= tolerance for n in candidates):
+        places = len(decimals) - 1 if decimals else 0
+        tolerance = 0.5 * 10.0 ** (int(exponent or 0) - places) * (1 + 1e-9)
+        if percent:
+            shown /= 100
+            tolerance /= 100
+        if not any(abs(abs(shown) - abs(n)) <= tolerance for n in known):
             problems.append(f"unsupported number: {match.group(0)}")
     return problems

@@ -50,6 +50,8 @@ class DriftSummary(BaseModel):
 
     drift_detected: bool = Field(description="True when any feature drifted (after correction).")
     share_drifted: float = Field(description="Drifted features / tested features.")
+    features_drifted: int = Field(description="How many tested features drifted.")
+    features_tested: int = Field(description="How many features had enough values to test.")
     drifted: list[DriftedFeature] = Field(description="Most significant first.")
     stable: list[str] = Field(description="Tested features that did not drift.")
     untested: list[str] = Field(description="Features with too few recorded values to test.")
@@ -73,6 +75,8 @@ async def check_drift(ctx: ToolContext, args: CheckDriftInput) -> DriftSummary:
     return DriftSummary(
         drift_detected=report["drift_detected"],
         share_drifted=report["share_drifted"],
+        features_drifted=len(drifted),
+        features_tested=len(tested),
         drifted=[
             DriftedFeature(
                 feature=f["feature"],
