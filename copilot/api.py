@@ -1,138 +1,73 @@
 """The agent API (FastAPI): conversations, their turns and events, and decisions on pending
 actions, for other systems (CONTRACTS.md, "Agent API"). OpenAPI docs at /docs.
 
-Auth: `Authorization: Bearer <key>` with a key from COPILOT_API_KEYS, compared in constant
-time. A `user` sees its own conversations and their actions; an `approver` sees all of
-them and decides actions. The caller is recorded as "NAME via api-key:NAME" (the four-eyes
-rule compares the account). /health, /ready and the docs need no key.
+Keys and roles: copilot.api_auth. A `user` sees its own conversations and their actions;
+an `approver` sees all of them and decides actions. /health, /ready and the docs need no
+key. Failures and their bodies: copilot.api_errors.
 
 One turn at a time per conversation, across replicas (a lease row in the copilot
 database, see copilot.conversations): a message while a turn runs gets 409 at once; a
 decision waits up to DECISION_WAIT_SECONDS for the running turn, then 409 (nothing is
 decided). Turn events are rows in the same database, so GET .../events streams a turn
 posted to any replica.
-
-Error tree (bodies are {"detail": ...}):
-    401  no key, not a Bearer key, or an unknown key (with WWW-Authenticate: Bearer)
-    403  wrong role; another's conversation (approvers); four-eyes rule
-    404  unknown, or not visible to the caller (existence is not revealed)
-    409  a turn in progress; an action already decided or expired (with the action)
-    422  [{loc, field, value, rule, message}], as the model service answers
-    503  /ready: the copilot database or the model service is not ready
 """
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
 import contextlib
-import hmac
-import logging
-import re
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import anyio
 import httpx
-from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request, Security
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from copilot.actions import (
-    STATE_CHANGING,
-    ActionConflict,
-    ActionError,
-    ArgumentsTampered,
-    InvalidArguments,
-    NotAllowed,
-    PendingAction,
-    UnknownAction,
+from copilot.actions import ActionConflict, ArgumentsTampered, PendingAction, UnknownAction
+from copilot.api_auth import ApiConfigError, ApproverDep, Caller, CallerDep, check_keys
+from copilot.api_errors import (
+    MAX_BODY_BYTES,
+    ApiError,
+    BodyLimit,
+    check_text,
+    documented,
+    install_error_handlers,
+    invalid,
+    invalid_arguments,
 )
-from copilot.conversations import (
-    Conversation,
-    ConversationStore,
-    TurnEvents,
-    TurnInProgress,
-    run_turn,
-)
+from copilot.conversations import Conversation, ConversationStore, TurnEvents, run_turn
 from copilot.deps import Deps, open_deps
-from copilot.settings import ApiKey, Settings
+from copilot.settings import Settings
 from graphs.session import Copilot, Turn, TurnEvent, open_copilot
 from model_service.schemas import ErrorItem
 
-logger = logging.getLogger(__name__)
+__all__ = ["ApiConfigError", "create_api"]
 
 MAX_MESSAGE_CHARS = 4000
 MAX_COMMENT_CHARS = 2000
 DECISION_WAIT_SECONDS = 30.0
 EVENT_POLL_SECONDS = 0.25
 READY_TIMEOUT_SECONDS = 5.0
-MAX_BODY_BYTES = 64 * 1024  # a message is at most 4000 characters: 16 KB of UTF-8
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-ACCOUNT_KIND = "api-key"
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-class ApiConfigError(ValueError):
-    """The API cannot start with this configuration; the message says what to set."""
-
-
-class ApiError(Exception):
-    """An expected failure with its status, message and any extra body fields."""
-
-    def __init__(
-        self,
-        status: int,
-        detail: str | list[dict[str, Any]],
-        *,
-        headers: dict[str, str] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(str(detail))
-        self.status = status
-        self.detail = detail
-        self.headers = headers
-        self.extra = extra or {}
 
 
 # ---- request and response bodies -------------------------------------------------------
 
 
-def _text(value: str, field: str) -> str:
-    """Text a person wrote: no control characters (PostgreSQL cannot store NUL) and valid
-    Unicode (a lone surrogate cannot be stored or sent back)."""
-    if _CONTROL.search(value):
-        raise PydanticCustomError(
-            "control_characters",
-            '"{field}" contains control characters (only tab and newlines are allowed)',
-            {"field": field},
-        )
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PydanticCustomError(
-            "valid_unicode", '"{field}" is not valid Unicode text', {"field": field}
-        ) from None
-    return value
-
-
 def _content(value: str) -> str:
     if not value.strip():
         raise PydanticCustomError("not_blank", '"content" must not be empty or blank', {})
-    return _text(value, "content")
+    return check_text(value, "content")
 
 
 def _comment(value: str | None) -> str | None:
-    return None if value is None else _text(value, "comment")
+    return None if value is None else check_text(value, "comment")
 
 
 class NewConversation(BaseModel):
@@ -180,60 +115,11 @@ class DecidedAction(PendingAction):
     follow_up: Turn = Field(description="What the decision added to the conversation.")
 
 
-class ErrorBody(BaseModel):
-    detail: list[ErrorItem] | str
-
-
-class ConflictBody(BaseModel):
-    detail: str
-    action: PendingAction | None = None
-
-
-def _errors(*codes: int, streaming: bool = False) -> dict[int | str, dict[str, Any]]:
-    """Documented failures. A streaming route's own media type is text/event-stream, so its
-    JSON error bodies are described explicitly (FastAPI would file them under the stream)."""
-    described = {
-        401: "No API key, or not a valid one",
-        403: "The caller's role or account may not do this",
-        404: "Not found, or not visible to the caller",
-        409: "A turn is in progress, or the action was already decided or expired",
-        413: f"The body exceeds {MAX_BODY_BYTES} bytes",
-        422: "Invalid input: field, value and rule",
-        503: "Not ready: the reason",
-    }
-    if streaming:
-        ref = {"$ref": "#/components/schemas/ErrorBody"}
-        return {
-            code: {"description": described[code], "content": {"application/json": {"schema": ref}}}
-            for code in codes
-        }
-    return {
-        code: {"model": ConflictBody if code == 409 else ErrorBody, "description": described[code]}
-        for code in codes
-    }
-
-
-# ---- callers ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Caller:
-    name: str
-    role: Literal["user", "approver"]
-
-    @property
-    def account(self) -> str:
-        return f"{ACCOUNT_KIND}:{self.name}"
-
-    @property
-    def identity(self) -> str:
-        """As recorded in actions and the audit log ("NAME via api-key:NAME")."""
-        return f"{self.name} via {self.account}"
+# ---- state and visibility --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ApiState:
-    keys: tuple[ApiKey, ...]
     deps: Deps
     copilot: Copilot
     conversations: ConversationStore
@@ -245,65 +131,6 @@ def _state(request: Request) -> ApiState:
 
 
 StateDep = Annotated[ApiState, Depends(_state)]
-_bearer = HTTPBearer(
-    auto_error=False, scheme_name="api-key", description="A key from COPILOT_API_KEYS."
-)
-
-
-def _unauthorized(detail: str, error: str | None = None) -> ApiError:
-    challenge = f'Bearer error="{error}"' if error else "Bearer"
-    return ApiError(401, detail, headers={"WWW-Authenticate": challenge})
-
-
-def _match(keys: Iterable[ApiKey], presented: str) -> ApiKey | None:
-    """The key equal to `presented`; every key is compared, each in constant time."""
-    found = None
-    candidate = presented.encode()
-    for key in keys:
-        if hmac.compare_digest(key.key.encode(), candidate):
-            found = key
-    return found
-
-
-async def _caller(
-    request: Request,
-    state: StateDep,
-    _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-) -> Caller:
-    header = request.headers.get("authorization")
-    if not header:
-        raise _unauthorized(
-            "missing Authorization header: send 'Authorization: Bearer <key>' with a key "
-            "from COPILOT_API_KEYS"
-        )
-    scheme, _sep, presented = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not presented.strip():
-        raise _unauthorized(
-            f"Authorization header must be 'Bearer <key>' (got scheme {scheme[:20]!r})",
-            "invalid_request",
-        )
-    key = _match(state.keys, presented.strip())
-    if key is None:
-        raise _unauthorized(
-            "the API key is not valid (not one of COPILOT_API_KEYS)", "invalid_token"
-        )
-    return Caller(key.name, key.role)
-
-
-CallerDep = Annotated[Caller, Depends(_caller)]
-
-
-async def _approver(request: Request, caller: CallerDep) -> Caller:
-    if caller.role != "approver":
-        raise ApiError(
-            403,
-            f"{request.method} {request.url.path} needs the approver role; key "
-            f"{caller.name!r} has the {caller.role} role",
-        )
-    return caller
-
-
-ApproverDep = Annotated[Caller, Depends(_approver)]
 ConversationId = Annotated[
     str, Path(pattern=ID_PATTERN, description="A conversation id from POST /v1/conversations.")
 ]
@@ -361,240 +188,6 @@ async def _stream_start(
     return StreamStart(conversation, cursor)
 
 
-# ---- errors ----------------------------------------------------------------------------
-
-
-def _field(loc: Sequence[str | int]) -> str:
-    parts = list(loc[1:]) if loc and loc[0] in {"body", "query", "path", "header"} else list(loc)
-    path = ""
-    for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "body"
-
-
-def _shown(value: Any) -> Any:
-    """The offending value, short enough to send back (objects are not echoed)."""
-    if isinstance(value, (dict, list)):
-        return None
-    if isinstance(value, str):
-        value = value.encode("utf-8", "backslashreplace").decode()
-        return value if len(value) <= 80 else value[:77] + "..."
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    return str(value)[:80]
-
-
-_RULE_MESSAGES = {
-    "string_type": "is not a string",
-    "bool_parsing": "is not true or false",
-    "bool_type": "is not true or false",
-    "int_parsing": "is not a whole number",
-    "int_type": "is not a whole number",
-    "dict_type": "is not a JSON object",
-    "model_type": "is not a JSON object",
-    "model_attributes_type": "is not a JSON object",
-    "list_type": "is not a JSON array",
-}
-
-
-def describe(error: ErrorDetails, known_fields: Sequence[str] = ()) -> ErrorItem:
-    """One validation error as loc, field, value, rule and a sentence naming all three."""
-    loc, rule, value = list(error["loc"]), error["type"], error.get("input")
-    field = _field(loc)
-    if rule == "json_invalid":
-        position = loc[1] if len(loc) > 1 else "?"
-        reason = (error.get("ctx") or {}).get("error", error["msg"])
-        message = f"body: malformed JSON at character {position} ({reason})"
-        return ErrorItem(loc=["body"], field="body", value=None, rule=rule, message=message)
-    if rule == "missing":
-        return ErrorItem(loc=loc, field=field, rule=rule, message=f'"{field}" is required')
-    if rule in _RULE_MESSAGES and isinstance(value, (bytes, dict, list)):
-        # a body that is not JSON, or an object where a value belongs: nothing to echo
-        message = f'"{field}" {_RULE_MESSAGES[rule]}'
-        if isinstance(value, bytes):
-            message += " (send a JSON object with Content-Type: application/json)"
-        return ErrorItem(loc=loc, field=field, value=None, rule=rule, message=message)
-    shown = _shown(value)
-    message = _sentence(error, field, shown, known_fields)
-    return ErrorItem(loc=loc, field=field, value=shown, rule=rule, message=message)
-
-
-def _sentence(  # noqa: PLR0911 - one return per kind of error reads best
-    error: ErrorDetails, field: str, shown: Any, known_fields: Sequence[str]
-) -> str:
-    rule, value, context = error["type"], error.get("input"), error.get("ctx") or {}
-    quoted = _quoted(shown)
-    if rule == "extra_forbidden":
-        known = f"; known fields: {', '.join(known_fields)}" if known_fields else ""
-        return f'"{field}" is not a known field{known}'
-    if rule == "string_too_long":
-        length = len(value) if isinstance(value, str) else "?"
-        return f'"{field}": {length} characters exceed the limit of {context["max_length"]}'
-    if rule == "string_too_short":
-        return f'"{field}" must not be empty'
-    if rule == "string_pattern_mismatch":
-        return f'"{field}": {quoted} does not match the pattern {context["pattern"]}'
-    if rule in {"literal_error", "enum"}:
-        return f'"{field}": {quoted} is not one of {context.get("expected", "?")}'
-    if rule in {"greater_than_equal", "less_than_equal"}:
-        bound = context.get("ge", context.get("le"))
-        relation = "is below the minimum" if rule == "greater_than_equal" else "exceeds the maximum"
-        return f'"{field}": {quoted} {relation} {bound}'
-    if rule in {"not_blank", "control_characters", "valid_unicode"}:
-        return error["msg"]  # our own rules already name the field
-    if rule in _RULE_MESSAGES:
-        return f'"{field}": {quoted} {_RULE_MESSAGES[rule]}'
-    return f'"{field}": {quoted}: {error["msg"]}'
-
-
-def _quoted(value: Any) -> str:
-    return f'"{value}"' if isinstance(value, str) else str(value)
-
-
-def _invalid(items: list[ErrorItem]) -> ApiError:
-    return ApiError(422, [i.model_dump() for i in items])
-
-
-def _invalid_arguments(tool: str, arguments: dict[str, Any]) -> list[ErrorItem]:
-    """The edit's arguments checked against the tool's input model (empty when valid)."""
-    model = STATE_CHANGING[tool].input_model
-    try:
-        model.model_validate(arguments)
-    except ValidationError as error:
-        known = list(model.model_fields)
-        return [
-            describe({**e, "loc": ("body", "arguments", *e["loc"])}, known) for e in error.errors()
-        ]
-    return list(_json_text_problems(arguments, ("body", "arguments")))
-
-
-def _json_text_problems(value: Any, loc: tuple[str | int, ...]) -> Iterable[ErrorItem]:
-    """Strings the database cannot store (NUL, lone surrogates) anywhere in `value`."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _json_text_problems(item, (*loc, str(key)))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _json_text_problems(item, (*loc, index))
-    elif isinstance(value, str):
-        try:
-            _text(value, _field(loc))
-        except PydanticCustomError as error:
-            yield ErrorItem(
-                loc=list(loc),
-                field=_field(loc),
-                value=_shown(value),
-                rule=error.type,
-                message=error.message(),
-            )
-
-
-class BodyTooLarge(StarletteHTTPException):
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(413, f"body: request body exceeds {max_bytes} bytes")
-
-
-def _too_large(max_bytes: int) -> JSONResponse:
-    item = ErrorItem(
-        loc=["body"],
-        field="body",
-        value=None,
-        rule="body_size",
-        message=f"body: request body exceeds {max_bytes} bytes",
-    )
-    return JSONResponse({"detail": [item.model_dump()]}, status_code=413)
-
-
-class BodyLimit:
-    """Refuses bodies over `max_bytes` with a 413 in the shape of every other error: at once
-    when Content-Length says so, else when the bytes read pass the limit (chunked bodies)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await _too_large(self.max_bytes)(scope, receive, send)
-            return
-        total = 0
-
-        async def counted() -> Message:
-            nonlocal total
-            message = await receive()
-            if message["type"] == "http.request":
-                total += len(message.get("body", b""))
-                if total > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)  # FastAPI passes HTTP errors on
-            return message
-
-        await self.app(scope, counted, send)
-
-
-BODY_FIELDS = {
-    "/messages": ["content"],
-    "/decision": ["decision", "arguments", "comment"],
-}
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Every expected failure answers with its status and a body that says what is wrong."""
-
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, error: ApiError) -> JSONResponse:
-        body = {"detail": error.detail, **error.extra}
-        return JSONResponse(body, status_code=error.status, headers=error.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-        path = request.url.path
-        known = next((f for suffix, f in BODY_FIELDS.items() if path.endswith(suffix)), [])
-        items = [describe(e, known) for e in error.errors()]
-        return JSONResponse({"detail": [i.model_dump() for i in items]}, status_code=422)
-
-    @app.exception_handler(TurnInProgress)
-    async def turn_in_progress(_: Request, error: TurnInProgress) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=409)
-
-    @app.exception_handler(ActionError)
-    async def action_error(_: Request, error: ActionError) -> JSONResponse:
-        if isinstance(error, InvalidArguments):
-            items = [
-                ErrorItem(
-                    loc=["body", "arguments"],
-                    field="arguments",
-                    value=None,
-                    rule="tool_input",
-                    message=problem,
-                ).model_dump()
-                for problem in error.problems
-            ]
-            return JSONResponse({"detail": items}, status_code=422)
-        status = {UnknownAction: 404, NotAllowed: 403}.get(type(error), 409)
-        return JSONResponse({"detail": str(error)}, status_code=status)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        if isinstance(error, BodyTooLarge):
-            return _too_large(MAX_BODY_BYTES)
-        if error.status_code == 400:  # the body could not be read at all
-            item = ErrorItem(
-                loc=["body"],
-                field="body",
-                value=None,
-                rule="json_invalid",
-                message="body: not readable as JSON (send UTF-8 encoded JSON)",
-            )
-            return JSONResponse({"detail": [item.model_dump()]}, status_code=422)
-        return JSONResponse(
-            {"detail": str(error.detail)}, status_code=error.status_code, headers=error.headers
-        )
-
-
 # ---- turns -----------------------------------------------------------------------------
 
 
@@ -621,21 +214,6 @@ def _conflict(action: PendingAction) -> ApiError:
         by = f" by {action.decided_by}" if action.decided_by else ""
         detail = f"action {action.id} is already {action.status}{by}; nothing more runs"
     return ApiError(409, detail, extra={"action": action.model_dump(mode="json")})
-
-
-def _check_keys(keys: list[ApiKey]) -> tuple[ApiKey, ...]:
-    if not keys:
-        raise ApiConfigError(
-            "COPILOT_API_KEYS is not set: the agent API does not start without keys "
-            "(name:role:key,... with role user or approver; `copilot up` makes a local one)"
-        )
-    names = [k.name for k in keys]
-    for name in names:
-        if names.count(name) > 1:
-            raise ApiConfigError(f"COPILOT_API_KEYS names {name!r} more than once")
-    if len({k.key for k in keys}) < len(keys):
-        raise ApiConfigError("COPILOT_API_KEYS gives the same key to two names")
-    return tuple(keys)
 
 
 def _first_line(error: BaseException) -> str:
@@ -675,13 +253,13 @@ async def _readiness(state: ApiState) -> list[str]:
 
 def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes live here
     """The agent API; refuses to start without COPILOT_API_KEYS (ApiConfigError)."""
-    keys = _check_keys(settings.api_keys())
+    keys = check_keys(settings.api_keys())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_deps(settings) as deps, open_copilot(deps) as copilot:
             conversations = await anyio.to_thread.run_sync(ConversationStore, deps.engine)
-            app.state.api = ApiState(keys, deps, copilot, conversations)
+            app.state.api = ApiState(deps, copilot, conversations)
             yield
 
     app = FastAPI(
@@ -690,16 +268,17 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
         summary="Conversations with the MLOps copilot; state changes wait for an approver.",
         lifespan=lifespan,
     )
+    app.state.api_keys = keys  # read by copilot.api_auth; set now, the docs need no lifespan
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     install_error_handlers(app)
-    v1 = _errors(401, 422)
+    v1 = documented(401, 422)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
         """200 while the process runs."""
         return {"status": "ok"}
 
-    @app.get("/ready", responses=_errors(503))
+    @app.get("/ready", responses=documented(503))
     async def ready(state: StateDep) -> dict[str, str]:
         """200 when the copilot database and the model service are ready, else 503 and why."""
         problems = await _readiness(state)
@@ -711,7 +290,7 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
         "/v1/conversations",
         status_code=201,
         response_model=ConversationInfo,
-        responses=_errors(401, 413, 422),
+        responses=documented(401, 413, 422),
     )
     async def create_conversation(
         caller: CallerDep,
@@ -732,7 +311,7 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
     @app.get(
         "/v1/conversations/{conversation_id}",
         response_model=ConversationView,
-        responses=_errors(401, 404, 422),
+        responses=documented(401, 404, 422),
     )
     async def get_conversation(
         conversation_id: ConversationId, caller: CallerDep, state: StateDep
@@ -754,7 +333,7 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
     @app.post(
         "/v1/conversations/{conversation_id}/messages",
         response_model=Turn,
-        responses=_errors(401, 403, 404, 409, 413, 422),
+        responses=documented(401, 403, 404, 409, 413, 422),
     )
     async def post_message(
         conversation_id: ConversationId, body: NewMessage, caller: CallerDep, state: StateDep
@@ -782,7 +361,7 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
     @app.get(
         "/v1/conversations/{conversation_id}/events",
         response_class=EventSourceResponse,
-        responses=_errors(401, 404, 422, streaming=True),
+        responses=documented(401, 404, 422, streaming=True),
     )
     async def conversation_events(
         start: Annotated[StreamStart, Depends(_stream_start)],
@@ -839,7 +418,7 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
     @app.get(
         "/v1/actions/{action_id}",
         response_model=PendingAction,
-        responses=_errors(401, 404, 422),
+        responses=documented(401, 404, 422),
     )
     async def get_action(action_id: ActionId, caller: CallerDep, state: StateDep) -> PendingAction:
         """One action."""
@@ -848,7 +427,7 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
     @app.post(
         "/v1/actions/{action_id}/decision",
         response_model=DecidedAction,
-        responses=_errors(401, 403, 404, 409, 413, 422),
+        responses=documented(401, 403, 404, 409, 413, 422),
     )
     async def decide(
         action_id: ActionId, body: DecisionRequest, caller: ApproverDep, state: StateDep
@@ -860,7 +439,7 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
         action = await _visible_action(state, caller, action_id)
         if body.decision == "edit":
             if body.arguments is None:
-                raise _invalid(
+                raise invalid(
                     [
                         ErrorItem(
                             loc=["body", "arguments"],
@@ -871,11 +450,11 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
                         )
                     ]
                 )
-            problems = _invalid_arguments(action.tool, body.arguments)
+            problems = invalid_arguments(action.tool, body.arguments)
             if problems:
-                raise _invalid(problems)
+                raise invalid(problems)
         elif body.arguments:
-            raise _invalid(
+            raise invalid(
                 [
                     ErrorItem(
                         loc=["body", "arguments"],

@@ -368,6 +368,14 @@ def test_words_never_approve(sqlite_api: TestClient, tracking_uri: str) -> None:
     assert [a["status"] for a in listed.json()] == ["pending"]
     assert champion(tracking_uri) == "1"
 
+    # the conversation moved on since the proposal: a decision still reaches it
+    decided = decide(client, "bob", action["id"], decision="approve")
+    assert decided.status_code == 200 and decided.json()["status"] == "failed"  # the gate
+    (message,) = decided.json()["follow_up"]["messages"]
+    assert message["content"].startswith("Approved but it did not complete")
+    history = client.get(f"/v1/conversations/{mine}", headers=auth("ann")).json()
+    assert history["messages"][-1] == message
+
 
 def test_four_eyes_compares_the_key_account(
     tmp_path: Path, tracking_uri: str, live_service: str
