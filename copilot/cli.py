@@ -319,6 +319,25 @@ def serve_api(
     run_agent_api(load_settings(), host, port)
 
 
+@serve_app.command("ui")
+def serve_ui(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+) -> None:
+    """The Chainlit chat UI (sign in with a name and key from COPILOT_API_KEYS)."""
+    from copilot.ui_server import UiError  # noqa: PLC0415
+    from copilot.ui_server import serve_ui as run_ui  # noqa: PLC0415
+
+    settings = load_settings()
+    _check_port_free(host, port)
+    _quiet_libraries()
+    console.print(f"chat UI  http://{host}:{port}  (state in {settings.home / 'ui'})")
+    try:
+        run_ui(settings, host, port)
+    except UiError as error:
+        fail(str(error), 2)
+
+
 def ensure_champion(settings: Settings) -> None:
     """Trains and registers the demo model when the registry has no `@champion`."""
     from model_service import registry  # noqa: PLC0415
@@ -377,6 +396,69 @@ def bench(
             )
     except BenchError as error:
         fail(str(error))
+
+
+@app.command("eval")
+def eval_suites(
+    suites: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Suites (default: all): routing, follow-ups, compositional, approvals, "
+            "adversarial, clinical."
+        ),
+    ] = None,
+    repeat: Annotated[
+        int, typer.Option(min=1, max=16, help="Run each case K times (pass^k for k=1,2,4,8).")
+    ] = 1,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="JSON report path (HTML beside it); default COPILOT_HOME/evals/<time>/."),
+    ] = None,
+    baseline: Annotated[
+        Path | None, typer.Option(help="An earlier report.json to show regressions against.")
+    ] = None,
+) -> None:
+    """Eval suites of the agent's behaviour on scratch state; exit 1 when a gate fails."""
+    from evals.datasets import SUITES, SuiteError  # noqa: PLC0415
+    from evals.environment import SetupFailed  # noqa: PLC0415
+    from evals.report import (  # noqa: PLC0415
+        BaselineError,
+        load_run,
+        print_run,
+        regressions,
+        write_reports,
+    )
+    from evals.runner import run_evals  # noqa: PLC0415
+
+    settings = load_settings()
+    unknown = [s for s in suites or [] if s not in SUITES]
+    if unknown:
+        fail(f"SUITE: unknown suite {unknown[0]!r}; known: {', '.join(SUITES)}", 2)
+    earlier = None
+    if baseline is not None:
+        try:
+            earlier = load_run(baseline)
+        except BaselineError as error:
+            fail(str(error), 2)
+    _quiet_libraries()
+    out = Console(width=None if Console().is_terminal else 160)
+    try:
+        with registry_failures(settings):
+            run = anyio.run(
+                lambda: run_evals(settings, list(suites or []), repeat=repeat, console=console)
+            )
+    except (SuiteError, SetupFailed) as error:
+        fail(str(error))
+    found = regressions(run, earlier) if earlier is not None else None
+    path = report or (
+        settings.home / "evals" / run.started_at.strftime("%Y%m%dT%H%M%SZ") / "report.json"
+    )
+    with registry_failures(settings):
+        html_path = write_reports(run, path, found)
+    print_run(out, run, found)
+    out.print(f"reports: {path} and {html_path}", highlight=False, soft_wrap=True)
+    if not run.passed:
+        raise typer.Exit(1)
 
 
 def _operator(name: str | None) -> str:
@@ -616,6 +698,8 @@ def chat(
 
     async def run() -> None:
         async with open_deps(settings) as deps, open_copilot(deps) as copilot:
+            if copilot.warm_up is not None and not copilot.warm_up.ok:
+                typer.echo(f"warning: {copilot.warm_up.detail}", err=True)
             if text is not None:
                 _print_turn(await copilot.send(conversation_id, text, operator), json_output)
                 return
