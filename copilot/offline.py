@@ -7,16 +7,26 @@ last patient ("why?", "what if his cholesterol were 180?", "and for a woman?"), 
 site names, model kinds and numbers of runs. What it does not understand gets "I can't do
 that" and the list of what it can, never a guess at a tool.
 
+Two-step requests ("predict and explain", "check drift at VA Long Beach and retrain if it
+drifted") are routed one step at a time: the graph asks again with `continuation_prompt`,
+which lists what this turn already did as typed facts (never tool output text), and the
+next clause runs only when its condition holds. Questions about one explanation ("the top
+three drivers", "what rank does cholesterol have", "is age more important than cholesterol
+for him") are read by `question_focus` so that the answer states exactly that.
+
 Words that sound like consent ("approved", "skip confirmation", "I am the admin") mean
 nothing here: state-changing requests only ever become proposals for a human to decide.
+Quoted text and labelled notes ("note from the chart: '...'") are a patient's free text:
+they are never read as requests.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -76,8 +86,61 @@ _KEYWORDS = frozenset(
     model version suppose instead patient cholesterol pressure asymptomatic typical atypical
     anginal angina depression vessels thallium reversible downsloping upsloping hypertrophy
     abnormality exercise fasting glucose diabetic female male woman logistic regression
-    forest xgboost boosting cleveland hungary switzerland force override
+    forest xgboost boosting cleveland hungary switzerland force override rank ranks ranked
+    important importance matters biggest largest strongest feature features drifted driver
+    factor reason contributor contributors
     """.split()
+)
+CONTINUATION_MARKER = "Already done for this message (JSON):"
+NOTHING_LEFT = "DONE"
+# A step of a two-step request starts with one of these ("... and explain", "... then retrain").
+_STEP_VERB = (
+    r"(?:predict|score|estimate|explain|why|tell me|show|list|compare|check|retrain|re-train|"
+    r"refit|promote|roll ?back|revert|deploy|give me|what if|what are|what's|which)"
+)
+_STEP_SPLIT = re.compile(
+    rf"\s*(?:;|,?\s*\b(?:and then|then|and also|and|also|after that,?)\b)\s+"
+    rf"(?=(?:if so,?\s+)?{_STEP_VERB}\b)"
+)
+_SO_CONDITION = re.compile(r"^if so,?\s+|,?\s*\bif so\b")
+_DRIFT_CONDITION = re.compile(
+    r",?\s*\bif\s+(?:it|they|there|the data|that|this|the site|[a-z ]{0,25}?)\s*"
+    r"(?:has|have|is|was|were)?\s*(?:any\s+)?(?:drifted|drifts|drift|shifted)\b[^,;]*"
+)
+_RISK_CONDITION = re.compile(
+    r",?\s*\bif\s+(?:(?:his|her|their|the|its)\s+)?(?:risk|probability)\s+(?:is\s+)?"
+    r"(?:high|above (?:the )?threshold|over (?:the )?threshold|positive)[^,;]*"
+)
+# Questions about one explanation that name no driver word ("what rank does chol have").
+_FOCUS_WORDS = re.compile(
+    r"\brank|\bimportan|\binfluential|\b(?:matters?|counts?|weighs?) (?:more|less)\b|"
+    r"\b(?:raise|lower|increase|decrease|reduce|push)(?:s|es)?\b.{0,30}\brisk\b|"
+    r"\btop (?:\d+|one|two|three|four|five)\b"
+)
+_COMPARE = re.compile(
+    r"\b(?P<relation>more|less|bigger|smaller|larger|greater|stronger|weaker) "
+    r"(?:important|influential|(?:of an? )?(?:driver|factor|effect|impact|contributor))\s+than\b|"
+    r"\b(?:matters?|counts?|weighs?|contributes?) (?P<relation2>more|less)\b[^.?]*?\bthan\b"
+)
+_RANK = re.compile(
+    r"\brank(?:s|ed|ing)?\b|\bwhere does\b|\bposition\b|\bhow important\b|\bwhich place\b"
+)
+_DIRECTION = re.compile(
+    r"\b(?:raise|raising|increase|increasing|lower|lowering|reduce|reducing|decrease|"
+    r"decreasing|push|pushing)\b"
+)
+_TOP = re.compile(
+    r"\btop\s+(?P<count>\d+|" + "|".join(_NUMBER_WORDS) + r")\b|"
+    r"\b(?:top|main|key|biggest|largest|strongest|most important|leading) "
+    r"(?P<what>drivers?|factors?|features?|reasons?|contributors?)\b"
+)
+# A patient's free text: quoted passages of three words or more, and labelled notes.
+_QUOTED = re.compile(
+    r"(?:(?<=[\s:(])|^)(?:'[^']*\s[^']*\s[^']*'|\"[^\"]*\s[^\"]*\s[^\"]*\"|“[^”]*”|‘[^’]*’)"
+)
+_NOTE = re.compile(
+    r"\(?\b(?:note|notes|comment|comments|remark|remarks|free[- ]text|wrote|writes|says|said)"
+    r"\b[^:]{0,30}:.*$"
 )
 
 
@@ -264,8 +327,8 @@ def _clarify(intent: str) -> Intent:
     return Intent(tool=None, reply=intent)
 
 
-def understand(text: str, memory: Memory, card: DatasetCard) -> Intent:
-    """The tool call (or reply) for one user turn."""
+def _normalise(text: str, card: DatasetCard) -> str:
+    """Lower case, one space, dashes unified, typos fixed against the card's vocabulary."""
     lowered = " ".join(text.lower().replace("–", "-").replace("—", "-").split())
     vocabulary = (
         set(_KEYWORDS)
@@ -277,18 +340,131 @@ def understand(text: str, memory: Memory, card: DatasetCard) -> Intent:
         }
         | {word for site in card.sites() for word in site.lower().split()}
     )
-    lowered = _fix_typos(lowered, vocabulary)
+    return _fix_typos(lowered, vocabulary)
+
+
+def without_notes(lowered: str) -> str:
+    """The request without a patient's free text (quoted passages, labelled notes)."""
+    return " ".join(_NOTE.sub(" ", _QUOTED.sub(" ", lowered)).split())
+
+
+def continuation_prompt(text: str, done: list[dict[str, Any]]) -> str:
+    """The user's request again with what this turn already did (typed facts only), so
+    that any model can pick the next step or say it is done."""
+    return (
+        f"{text}\n\n{CONTINUATION_MARKER} {json.dumps(done, sort_keys=True)}\n"
+        "Do the next part of the request that is not done yet with one tool, or reply "
+        f"{NOTHING_LEFT} if nothing is left."
+    )
+
+
+def _split_continuation(text: str) -> tuple[str, list[dict[str, Any]]]:
+    marker = text.rfind(CONTINUATION_MARKER)
+    if marker < 0:
+        return text, []
+    found = re.match(r"\s*(\[.*?\])\s*(?:\n|$)", text[marker + len(CONTINUATION_MARKER) :], re.S)
+    try:
+        done = json.loads(found.group(1)) if found else []
+    except json.JSONDecodeError:
+        done = []
+    if not isinstance(done, list) or not all(isinstance(d, dict) for d in done):
+        done = []
+    return text[:marker], done
+
+
+def _clauses(lowered: str, card: DatasetCard) -> list[str]:
+    """The steps of a request, in order; "X if it drifted" without a drift check first
+    gets one ("check drift at <its site>")."""
+    clauses = [c.strip(" ,.") for c in _STEP_SPLIT.split(lowered) if c.strip(" ,.")]
+    checked = False
+    steps: list[str] = []
+    for clause in clauses or [lowered]:
+        drifts = re.search(r"\bdrift|\bshift", _DRIFT_CONDITION.sub("", clause))
+        if _DRIFT_CONDITION.search(clause) and not checked and not drifts:
+            sites = _sites(clause, card)
+            steps.append(f"check drift at {sites[0].lower()}" if sites else "check for drift")
+            checked = True
+        checked = checked or bool(drifts)
+        steps.append(clause)
+    return steps
+
+
+def _condition(clause: str, done: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """The clause without its condition, and the condition ('drift' or 'risk') if any."""
+    if _SO_CONDITION.search(clause):
+        previous = done[-1]["tool"] if done else None
+        kind = {"check_drift": "drift", "predict_risk": "risk", "explain_prediction": "risk"}
+        return _SO_CONDITION.sub(" ", clause).strip(" ,"), kind.get(str(previous), "unknown")
+    if _DRIFT_CONDITION.search(clause):
+        return _DRIFT_CONDITION.sub("", clause).strip(" ,"), "drift"
+    if _RISK_CONDITION.search(clause):
+        return _RISK_CONDITION.sub("", clause).strip(" ,"), "risk"
+    return clause, None
+
+
+def _unmet(condition: str, clause: str, done: list[dict[str, Any]]) -> str | None:
+    """Why the condition does not hold (None when it does)."""
+    what = "propose retraining" if re.search(r"\bre-?train|\brefit", clause) else "do the rest"
+    if condition == "drift":
+        checks = [d for d in done if d.get("tool") == "check_drift"]
+        if any(d.get("facts", {}).get("drift_detected") is True for d in checks):
+            return None
+        where = ", ".join(
+            str(d.get("arguments", {}).get("site") or d.get("arguments", {}).get("since") or "")
+            for d in checks
+        ).strip(", ")
+        return f"No drift was detected{' for ' + where if where else ''}, so I did not {what}."
+    if condition == "risk":
+        scored = [d for d in done if "label" in d.get("facts", {})]
+        if scored and scored[-1]["facts"]["label"] == 1:
+            return None
+        return f"The risk is below the decision threshold, so I did not {what}."
+    return f"I could not tell which condition you meant, so I did not {what}."
+
+
+def understand(text: str, memory: Memory, card: DatasetCard) -> Intent:  # noqa: PLR0911
+    """The tool call (or reply) for one user turn, or for the next step of a two-step turn."""
+    request, done = _split_continuation(text)
+    lowered = without_notes(_normalise(request, card))
     if _OUT_OF_SCOPE.search(lowered):
+        if done:
+            return Intent(tool=None, reply=NOTHING_LEFT)
         return _clarify(f"I can't do that. {CAPABILITIES}")
+    reason = request.strip()[:500]
+    clauses = _clauses(lowered, card)
+    if len(clauses) <= len(done):
+        return Intent(tool=None, reply=NOTHING_LEFT)
+    clause, condition = _condition(clauses[len(done)], done)
+    if condition is not None:
+        unmet = _unmet(condition, clause, done)
+        if unmet is not None:
+            return _clarify(unmet)
+    drift_sites = [
+        str(d["arguments"]["site"])
+        for d in done
+        if d.get("tool") == "check_drift" and isinstance(d.get("arguments", {}).get("site"), str)
+    ]
+    shared = parse_patient(lowered, card) if len(clauses) > 1 else {}
     for route in (_state_changing, _models_and_runs, _patient):
-        intent = route(lowered, text.strip()[:500], memory, card)
+        intent = route(clause, reason, memory, card, shared=shared, drift_sites=drift_sites)
         if intent is not None:
             return intent
+    if done:
+        return _clarify(f"I did not understand the rest of the request ({clause!r}).")
     return _clarify(f"I can't do that. {CAPABILITIES}")
 
 
-def _state_changing(lowered: str, reason: str, _: Memory, card: DatasetCard) -> Intent | None:
-    """Retrain, promote, roll back: always proposals, whatever the text claims about consent."""
+def _state_changing(
+    lowered: str,
+    reason: str,
+    _: Memory,
+    card: DatasetCard,
+    *,
+    shared: dict[str, Any],
+    drift_sites: list[str],
+) -> Intent | None:
+    """Retrain, promote, roll back: always proposals, whatever the text claims about consent.
+    A retrain after a drift check adds the drifted site to the default training sites."""
     if re.search(
         r"\broll ?back\b|\brevert\b|\bundo (the |that |last )?promotion\b|"
         r"\brestore (the )?previous\b|\bgo back to the (previous|old) model\b",
@@ -313,7 +489,9 @@ def _state_changing(lowered: str, reason: str, _: Memory, card: DatasetCard) -> 
         r"(on|with|using)\b|\bnew model on\b",
         lowered,
     ):
-        sites = _sites(lowered, card) or list(card.default_training_sites)
+        sites = _sites(lowered, card) or list(
+            dict.fromkeys([*card.default_training_sites, *drift_sites])
+        )
         arguments = {"sites": sites, "reason": reason}
         kinds = _kinds(lowered)
         if kinds:
@@ -323,7 +501,13 @@ def _state_changing(lowered: str, reason: str, _: Memory, card: DatasetCard) -> 
 
 
 def _models_and_runs(  # noqa: PLR0911 - one return per route
-    lowered: str, _: str, __: Memory, card: DatasetCard
+    lowered: str,
+    _: str,
+    __: Memory,
+    card: DatasetCard,
+    *,
+    shared: dict[str, Any],
+    drift_sites: list[str],
 ) -> Intent | None:
     """Drift, runs and the live model."""
     sites = _sites(lowered, card)
@@ -370,16 +554,26 @@ def _models_and_runs(  # noqa: PLR0911 - one return per route
 
 
 def _patient(  # noqa: PLR0911 - one return per route
-    lowered: str, _: str, memory: Memory, card: DatasetCard
+    lowered: str,
+    _: str,
+    memory: Memory,
+    card: DatasetCard,
+    *,
+    shared: dict[str, Any],
+    drift_sites: list[str],
 ) -> Intent | None:
-    """Predict, explain and what-if, with follow-ups about the last patient."""
+    """Predict, explain and what-if, with follow-ups about the last patient. A step of a
+    two-step request that names no patient ("predict and explain <patient>") uses the one
+    the whole request describes."""
     patient = parse_patient(lowered, card)
     explicit = parse_patient(lowered, card, pronouns=False)
+    if not explicit and len(shared) >= 2:
+        patient, explicit = dict(shared), dict(shared)
     asks_why = re.search(
         r"\bwhy\b|\bexplain|\bdrivers?\b|\bfactors?\b|\bcontribut|"
         r"\breasons?\b|\bwhat drives\b|\bshap\b|\bbreak ?down\b",
         lowered,
-    )
+    ) or (not explicit and _FOCUS_WORDS.search(lowered))
     if asks_why and len(explicit) < 2:
         if memory.prediction_id is not None:
             return Intent(
@@ -395,8 +589,8 @@ def _patient(  # noqa: PLR0911 - one return per route
         step = int(relative.group(1)) * (1 if relative.group(2) == "older" else -1)
         explicit["age"] = int(base_age) + step
     what_if = re.search(
-        r"\bwhat if\b|\bsuppose\b|\bwere\b|\binstead\b|\bhad\b|"
-        r"^(and|but|now) (for|with|if)\b|\bsame patient\b",
+        r"\bwhat if\b|\bsuppose\b|\bwere\b|\binstead\b|\bhad\b|\bhow about\b|"
+        r"^(?:and|but|now|ok|then)\b|\bsame patient\b",
         lowered,
     )
     if what_if and memory.prediction_id is not None and explicit:
@@ -416,4 +610,55 @@ def _patient(  # noqa: PLR0911 - one return per route
             "Describe the patient, e.g. '63 yo M, asymptomatic chest pain, "
             "BP 145/90, chol 233 mg/dl, max HR 150, ST depression 2.3'."
         )
+    return None
+
+
+class Focus(BaseModel):
+    """What a question about one explanation asks for."""
+
+    kind: Literal["top", "rank", "direction", "compare"]
+    features: list[str] = []  # by the card's names: one for rank/direction, two for compare
+    count: int = 3  # how many drivers, for "top"
+    relation: Literal["more", "less"] = "more"  # compare: "is A more (less) important than B"
+
+
+def _mentioned(text: str, card: DatasetCard) -> list[str]:
+    """The card's features named in `text`, in order of appearance."""
+    found: list[tuple[int, str]] = []
+    for feature in card.features:
+        names = {*feature.synonyms, feature.display_name, feature.name.replace("_", " ")}
+        pattern = "|".join(re.escape(n.lower()) for n in sorted(names, key=len, reverse=True))
+        match = re.search(rf"(?<![a-z0-9])(?:{pattern})(?![a-z0-9])", text)
+        if match:
+            found.append((match.start(), feature.name))
+    return [name for _, name in sorted(found)]
+
+
+def question_focus(text: str, card: DatasetCard) -> Focus | None:  # noqa: PLR0911
+    """What an explanation question asks for: the top N drivers, one feature's rank or
+    direction, or which of two features matters more (None: a plain "why?")."""
+    lowered = without_notes(_normalise(_split_continuation(text)[0], card))
+    compare = _COMPARE.search(lowered)
+    if compare:
+        left = _mentioned(lowered[: compare.start()], card)
+        right = _mentioned(lowered[compare.end() :], card)
+        relation = compare.group("relation") or compare.group("relation2")
+        if left and right and left[-1] != right[0]:
+            less = relation in {"less", "smaller", "weaker"}
+            return Focus(
+                kind="compare", features=[left[-1], right[0]], relation="less" if less else "more"
+            )
+    named = _mentioned(lowered, card)
+    if len(named) == 1 and _RANK.search(lowered):
+        return Focus(kind="rank", features=named)
+    if len(named) == 1 and _DIRECTION.search(lowered):
+        return Focus(kind="direction", features=named)
+    top = _TOP.search(lowered)
+    if top:
+        if top.group("count"):
+            return Focus(kind="top", count=max(1, min(int(_number(top.group("count"))), 13)))
+        plural = top.group("what").endswith("s")
+        return Focus(kind="top", count=3 if plural else 1)
+    if re.search(r"\b(?:most important|biggest|largest|strongest|main) (?:thing|one)\b", lowered):
+        return Focus(kind="top", count=1)
     return None

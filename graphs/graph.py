@@ -4,6 +4,12 @@
                    --(read-only tool)----------------------------------> run_tool -> END
                    --(state-changing tool)--> propose -> await_decision -> execute -> END
                                                           (interrupt)  --(rejected/expired)-> END
+    run_tool --(a request of two steps)--> route_next --> reply | run_tool | propose | END
+
+A request of two steps ("predict and explain", "check drift at VA Long Beach and retrain
+if it drifted") is routed one step at a time: after a read-only step the router is asked
+again with what this turn did as typed facts (never tool output text), at most
+MAX_STEPS times; a state-changing step is still only a proposal.
 
 `await_decision` does nothing before `interrupt()` (the node re-runs on resume) and, once
 resumed, reads the decision from the action store: a resume value, user text or LLM
@@ -13,6 +19,7 @@ the only caller of the state-changing tools.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Literal
 
@@ -26,11 +33,17 @@ from pydantic_ai.usage import RunUsage
 from copilot import narration
 from copilot.actions import STATE_CHANGING, InvalidArguments, PendingAction
 from copilot.narrator import RETOLD, narrate, retell
-from copilot.offline import Memory
+from copilot.offline import NOTHING_LEFT, Memory, continuation_prompt
 from copilot.router import route
 from graphs.state import ChatContext, ChatState
 from tools.catalog import READ_ONLY
 from tools.errors import ToolError
+
+MAX_STEPS = 3
+# Only a request with a conjunction may have a second step (saves an LLM call otherwise).
+_MAY_CONTINUE = re.compile(r"\b(?:and|then|also|after that)\b|;", re.IGNORECASE)
+# What a later step may know of an earlier one: typed values, never text from a result.
+_FACTS = ("drift_detected", "label", "prediction_id")
 
 
 def _say(text: str) -> dict[str, Any]:
@@ -43,14 +56,50 @@ async def route_turn(state: ChatState, runtime: Runtime[ChatContext]) -> dict[st
     return {
         "route": decided.model_dump(exclude={"usage"}),
         "action_id": None,
+        "steps": [],
         "messages": [{"role": "user", "content": state["text"]}],
         "usage": [{"agent": "router", **decided.usage}],
     }
 
 
-async def _narrate(context: ChatContext, tool: str, result: dict[str, Any]) -> dict[str, Any]:
-    """The assistant's words for a tool result, and what the narrating LLM spent."""
+async def route_next(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    """The next step of this turn's request, given the steps already done."""
+    memory = Memory(**state.get("memory", {}))
+    prompt = continuation_prompt(state["text"], state.get("steps", []))
+    decided = await route(runtime.context.router, prompt, memory)
+    return {
+        "route": decided.model_dump(exclude={"usage"}),
+        "action_id": None,
+        "usage": [{"agent": "router", **decided.usage}],
+    }
+
+
+def after_run_tool(state: ChatState) -> Literal["route_next", "__end__"]:
+    steps = state.get("steps", [])
+    if not steps or steps[-1]["facts"].get("failed") or len(steps) >= MAX_STEPS:
+        return "__end__"
+    return "route_next" if _MAY_CONTINUE.search(state["text"]) else "__end__"
+
+
+def after_route_next(state: ChatState) -> Literal["reply", "run_tool", "propose", "__end__"]:
+    decided = state["route"]
+    if decided["tool"] is None and (decided["reply"] or "").strip().upper() in {"", NOTHING_LEFT}:
+        return "__end__"
+    done = [(s["tool"], s["arguments"]) for s in state.get("steps", [])]
+    if (decided["tool"], decided["arguments"]) in done:  # a model repeating itself: stop
+        return "__end__"
+    return after_route(state)
+
+
+async def _narrate(
+    context: ChatContext, tool: str, result: dict[str, Any], question: str = ""
+) -> dict[str, Any]:
+    """The assistant's words for a tool result, and what the narrating LLM spent. A
+    question about specific drivers is answered with the numbers, computed in code."""
     started, spent = time.perf_counter(), RunUsage()
+    focused = narration.focused_answer(tool, result, question, context.tools.card)
+    if focused is not None:
+        return _say(focused)
     if tool == "explain_prediction" and context.narrator is not None:
         text, _ = await narrate(context.narrator, result, context.tools.card, spent)
     elif tool in RETOLD:
@@ -101,13 +150,16 @@ async def run_tool(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str,
     try:
         output = await tool.run(runtime.context.tools, tool.input_model.model_validate(arguments))
     except (ToolError, ValidationError) as error:
-        return _say(f"I could not do that: {error}")
+        failed = {"tool": name, "arguments": arguments, "facts": {"failed": True}}
+        return {"steps": [*state.get("steps", []), failed], **_say(f"I could not do that: {error}")}
     result = output.model_dump(mode="json")
     memory = _remember(name, arguments, result, state.get("memory", {}))
+    facts = {key: result[key] for key in _FACTS if key in result}
     return {
         "tool_calls": [{"tool": name, "arguments": arguments, "result": result}],
         "memory": memory,
-        **await _narrate(runtime.context, name, result),
+        "steps": [*state.get("steps", []), {"tool": name, "arguments": arguments, "facts": facts}],
+        **await _narrate(runtime.context, name, result, state["text"]),
     }
 
 
@@ -179,12 +231,22 @@ async def narrate_outcome(state: ChatState, runtime: Runtime[ChatContext]) -> di
 def build_graph(checkpointer: Checkpointer = None) -> CompiledStateGraph[Any, Any, Any, Any]:
     """The compiled copilot graph (checkpoints in the copilot database when given)."""
     graph = StateGraph(ChatState, context_schema=ChatContext)
-    for node in (route_turn, reply, run_tool, propose, await_decision, execute, narrate_outcome):
+    for node in (
+        route_turn,
+        route_next,
+        reply,
+        run_tool,
+        propose,
+        await_decision,
+        execute,
+        narrate_outcome,
+    ):
         graph.add_node(node.__name__, node)
     graph.add_edge(START, "route_turn")
     graph.add_conditional_edges("route_turn", after_route)
+    graph.add_conditional_edges("route_next", after_route_next)
     graph.add_edge("reply", END)
-    graph.add_edge("run_tool", END)
+    graph.add_conditional_edges("run_tool", after_run_tool)
     graph.add_conditional_edges("propose", after_propose)
     graph.add_conditional_edges("await_decision", after_decision)
     graph.add_edge("execute", END)

@@ -24,6 +24,7 @@ class ChatState(TypedDict, total=False):
     memory: dict[str, Any]  # {"patient", "prediction_id"}: what "him" and "it" refer to
     route: dict[str, Any]  # this turn's Route
     action_id: str | None  # the action this turn proposed
+    steps: list[dict[str, Any]]  # this turn's read-only steps: {"tool", "arguments", "facts"}
     usage: Annotated[list[dict[str, Any]], operator.add]  # per LLM agent: tokens, seconds
 
 
