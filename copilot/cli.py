@@ -355,16 +355,43 @@ def ensure_champion(settings: Settings) -> None:
 
 
 @app.command()
-def up() -> None:
-    """Everything for a newcomer: train the demo model if needed, then start the services."""
+def up(
+    api_port: Annotated[int, typer.Option(min=1, max=65535, help="The agent API's port.")] = 8001,
+    ui_port: Annotated[int, typer.Option(min=1, max=65535, help="The chat UI's port.")] = 8080,
+) -> None:
+    """Everything for a newcomer: train the demo model if needed, then start the model
+    service, the agent API and the chat UI; Ctrl-C stops all three."""
+    from copilot import launcher  # noqa: PLC0415
+
     settings = load_settings()
     host, port = _host_port(settings.model_service_url)
-    _check_port_free(host, port)
+    if len({port, api_port, ui_port}) < 3:
+        fail(f"the three services need three ports, got {port}, {api_port}, {ui_port}", 2)
+    for taken in (port, api_port, ui_port):
+        _check_port_free(host, taken)
     ensure_champion(settings)
-    console.print(f"model service  http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    console.print(f"state in       {settings.home}")
-    console.print("press Ctrl-C to stop")
-    run_model_service(settings, host, port)
+    launch = launcher.plan(settings, port, api_port, ui_port, host)
+    logs = settings.home / "logs"
+
+    def announce(launch: launcher.Launch) -> None:
+        model, api, ui = launch.services
+        console.print(f"chat UI        {ui.url}")
+        console.print(f"agent API      {api.url}  (docs: {api.url}/docs)")
+        console.print(f"model service  {model.url}  (docs: {model.url}/docs)")
+        if launch.sign_in is not None:
+            name, key = launch.sign_in
+            console.print(f"sign in as     {name}  with key  {key}  (role approver)")
+            console.print(f"               kept in {settings.home / launcher.LOCAL_KEY_FILE}")
+        else:
+            console.print("sign in with a name and key from COPILOT_API_KEYS")
+        console.print(f"state in {settings.home}, logs in {logs}; press Ctrl-C to stop")
+
+    console.print("starting the model service, the agent API and the chat UI ...")
+    try:
+        launcher.run(launch, logs, announce)
+    except launcher.LaunchError as error:
+        fail(str(error))
+    console.print("stopped")
 
 
 @app.command()
@@ -733,3 +760,7 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+if __name__ == "__main__":  # `python -m copilot.cli`, as `copilot up` starts services
+    main()
