@@ -241,7 +241,7 @@ def _started_action(action: PendingAction) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def open_copilot(deps: Deps, *, warm: bool = True) -> AsyncIterator[Copilot]:
     """The graph with checkpoints in the copilot database, and its runtime context. With a
-    real LLM: the narrators too, a warm-up request first (`warm`), and traces if asked."""
+    real LLM: the narrators too; a local server gets a warm-up request first (`warm`)."""
     settings = deps.settings
     model = llm_model(settings, deps.tools.card)
     router = build_router(
@@ -262,7 +262,7 @@ async def open_copilot(deps: Deps, *, warm: bool = True) -> AsyncIterator[Copilo
             result_narrator=None if offline else build_result_narrator(model),
         )
         copilot = Copilot(deps, build_graph(saver), context)
-        if warm and not offline:
+        if warm and settings.copilot_llm.startswith("openai-compatible:"):  # local servers
             copilot.warm_up = await warm_up(model, settings)
             log.log(
                 logging.INFO if copilot.warm_up.ok else logging.WARNING,
