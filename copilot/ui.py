@@ -1,0 +1,311 @@
+"""The Chainlit chat, loaded by `copilot serve ui` (see copilot/ui_server.py).
+
+Thin glue: turns and decisions run through copilot/ui_turns.py, sign-in and visibility come
+from copilot/ui_access.py, cards and pictures from copilot/ui_views.py. Approval cards are
+rendered from the persisted action, never from a wait inside the websocket, so a refreshed
+page or a new session shows them again and they can still be decided.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio.to_thread
+import chainlit as cl
+from chainlit.utils import utc_now
+
+from copilot import ui_views
+from copilot.actions import ActionError, Decision, PendingAction
+from copilot.conversations import ConversationError
+from copilot.settings import Settings
+from copilot.ui_access import Person, current_role, parse_arguments, sign_in, visible_pending
+from copilot.ui_turns import ChatRuntime, decide, open_runtime, send, start_conversation
+from graphs.session import Turn
+from tools.errors import ToolError
+from tools.predictions import ExplainInput, explain_prediction
+
+EDIT_TIMEOUT_SECONDS = 600
+
+
+class _Process:
+    """What this process serves: opened when the app starts, closed at shutdown."""
+
+    def __init__(self) -> None:
+        self.stack = contextlib.AsyncExitStack()
+        self.runtime: ChatRuntime | None = None
+
+    def ready(self) -> ChatRuntime:
+        if self.runtime is None:
+            raise RuntimeError("the copilot is not open yet (the app has not started)")
+        return self.runtime
+
+
+_process = _Process()
+
+
+@cl.on_app_startup
+async def _open() -> None:
+    _process.runtime = await _process.stack.enter_async_context(open_runtime(Settings()))
+
+
+@cl.on_app_shutdown
+async def _close() -> None:
+    await _process.stack.aclose()
+
+
+@cl.password_auth_callback
+async def _sign_in(username: str, password: str) -> cl.User | None:
+    person = sign_in(_process.ready().settings, username, password)
+    if person is None:
+        return None
+    return cl.User(
+        identifier=person.name,
+        display_name=f"{person.name} ({person.role})",
+        metadata={"role": person.role, "provider": "credentials"},
+    )
+
+
+def _person() -> Person:
+    """The signed-in person with the role the configuration gives them now."""
+    user = cl.user_session.get("user")
+    name = str(user.identifier) if user is not None else ""
+    return Person(name, current_role(_process.ready().settings, name) or "user")
+
+
+def _cards() -> dict[str, cl.Message]:
+    cards: dict[str, cl.Message] | None = cl.user_session.get("cards")
+    if cards is None:
+        cards = {}
+        cl.user_session.set("cards", cards)
+    return cards
+
+
+def _buttons(action_id: str) -> list[cl.Action]:
+    payload = {"action_id": action_id}
+    return [
+        cl.Action(name="approve", payload=payload, label="Approve", icon="check"),
+        cl.Action(name="edit", payload=payload, label="Edit", icon="pencil"),
+        cl.Action(name="reject", payload=payload, label="Reject", icon="x"),
+    ]
+
+
+async def _show_card(action: PendingAction) -> None:
+    person = _person()
+    decidable = person.can_decide and action.status == "pending"
+    message = cl.Message(
+        ui_views.approval_card(action, can_decide=person.can_decide),
+        actions=_buttons(action.id) if decidable else [],
+    )
+    await message.send()
+    _cards()[action.id] = message
+
+
+async def _refresh_card(action: PendingAction) -> None:
+    """Shows the action's new state on its card (the buttons go once it is decided)."""
+    message = _cards().get(action.id)
+    if message is None:
+        return
+    message.content = ui_views.approval_card(action, can_decide=_person().can_decide)
+    if action.status != "pending":
+        await message.remove_actions()
+        message.actions = []
+    await message.update()
+
+
+def _step(tool: str) -> cl.Step:
+    """A tool step opened by hand, under the running message like `async with` would."""
+    parent = cl.context.current_step
+    return cl.Step(name=tool, type="tool", parent_id=parent.id if parent else None)
+
+
+class _LiveSteps:
+    """A turn's tool calls as steps, opened when a tool starts and closed when it ends."""
+
+    def __init__(self) -> None:
+        self.running: cl.Step | None = None
+
+    async def __call__(self, event: str, data: dict[str, Any]) -> None:
+        if event == "tool_started":
+            self.running = _step(data["tool"])
+            self.running.input = data["arguments"]
+            self.running.start = utc_now()
+            await self.running.send()
+        elif event == "tool_finished":
+            step, self.running = self.running, None
+            if step is None:
+                step = _step(data["tool"])
+                step.input = data["arguments"]
+                await step.send()
+            step.output = data["error"] if data.get("error") else data["result"]
+            step.is_error = bool(data.get("error"))
+            step.end = utc_now()
+            await step.update()
+        elif event == "action_proposed":
+            action = data["action"]
+            async with cl.Step(name=action["tool"], type="tool") as step:
+                step.input = action["arguments"]
+                step.output = {"action_id": action["id"], "status": action["status"]}
+
+
+async def _explanation(call: dict[str, Any]) -> dict[str, Any] | None:
+    """The SHAP explanation behind a prediction or an explanation, for the chart."""
+    result = call.get("result")
+    if not isinstance(result, dict):
+        return None
+    if call["tool"] == "explain_prediction":
+        return result
+    if call["tool"] != "predict_risk":
+        return None
+    arguments = ExplainInput(prediction_id=result["prediction_id"])
+    async with cl.Step(name="explain_prediction", type="tool") as step:
+        step.input = arguments.model_dump(mode="json", exclude_none=True)
+        try:
+            explanation = await explain_prediction(_process.ready().copilot.deps.tools, arguments)
+        except ToolError as error:  # the answer stands without its chart
+            step.output = f"no chart: {error}"
+            step.is_error = True
+            return None
+        shown = explanation.model_dump(mode="json")
+        step.output = shown
+    return shown
+
+
+async def _show_turn(turn: Turn) -> None:
+    """The answer with its chart and tables, then cards for newly proposed actions."""
+    tables: list[str] = []
+    elements: list[cl.Image] = []
+    for call in turn.tool_calls:
+        table = ui_views.table_for(call)
+        if table:
+            tables.append(table)
+        explanation = await _explanation(call)
+        if explanation is not None:
+            png = ui_views.shap_chart_png(explanation)
+            elements.append(
+                cl.Image(
+                    name="risk-explanation",
+                    content=png,
+                    mime="image/png",
+                    display="inline",
+                    size="large",
+                )
+            )
+    text = "\n\n".join([ui_views.chat_text(m["content"]) for m in turn.messages] + tables)
+    if text or elements:
+        await cl.Message(text, elements=elements).send()
+    shown = _cards()
+    for action in turn.pending_actions:
+        if action["id"] not in shown:
+            await _show_card(PendingAction.model_validate(action))
+
+
+async def _refused(what: str, error: Exception) -> None:
+    await cl.ErrorMessage(f"{what}: {ui_views.escape(error)}").send()
+
+
+@cl.set_starters
+async def _starters(user: cl.User | None = None) -> list[cl.Starter]:
+    return [cl.Starter(label=label, message=text) for label, text in ui_views.STARTERS]
+
+
+@cl.on_chat_start
+async def _on_chat_start() -> None:
+    """Pending actions outlive pages and sessions: show the person those they may see."""
+    waiting = await visible_pending(_process.ready().copilot, _person())
+    if waiting:
+        await cl.Message(f"{len(waiting)} action(s) waiting for a decision:").send()
+    for action in reversed(waiting):  # oldest first, like the chat
+        await _show_card(action)
+
+
+@cl.on_message
+async def _on_message(message: cl.Message) -> None:
+    runtime, person = _process.ready(), _person()
+    conversation_id: str | None = cl.user_session.get("conversation_id")
+    if conversation_id is None:
+        conversation_id = await start_conversation(runtime, person)
+        cl.user_session.set("conversation_id", conversation_id)
+    try:
+        turn = await send(runtime, conversation_id, message.content, person, _LiveSteps())
+    except ConversationError as error:
+        await _refused("Not sent", error)
+        return
+    await _show_turn(turn)
+
+
+async def _decide(button: cl.Action, decision: Decision, arguments: Any = None) -> None:
+    runtime = _process.ready()
+    action_id = str(button.payload.get("action_id", ""))
+    try:  # the role is checked again in ui_turns.decide: buttons are only a convenience
+        action, turn = await decide(
+            runtime, _person().name, action_id, decision, arguments, _LiveSteps()
+        )
+    except (ActionError, ConversationError) as error:
+        await _refused("Not decided", error)
+        with contextlib.suppress(ActionError):
+            current = await anyio.to_thread.run_sync(runtime.copilot.deps.actions.get, action_id)
+            await _refresh_card(current)
+        return
+    await _refresh_card(action)
+    await _show_turn(turn)
+
+
+@contextlib.asynccontextmanager
+async def _busy() -> AsyncIterator[None]:
+    """Shows the chat as busy while a button's work runs (Chainlit does this for messages
+    only; an AskUserMessage inside ends and restarts it, so the two must pair up)."""
+    await cl.context.emitter.task_start()
+    try:
+        yield
+    finally:
+        await cl.context.emitter.task_end()
+
+
+@cl.action_callback("approve")
+async def _approve(button: cl.Action) -> None:
+    async with _busy():
+        await _decide(button, "approve")
+
+
+@cl.action_callback("reject")
+async def _reject(button: cl.Action) -> None:
+    async with _busy():
+        await _decide(button, "reject")
+
+
+@cl.action_callback("edit")
+async def _edit(button: cl.Action) -> None:
+    async with _busy():
+        await _ask_and_edit(button)
+
+
+async def _ask_and_edit(button: cl.Action) -> None:
+    """Asks for the new arguments as JSON; bad JSON or arguments leave the action pending."""
+    runtime, person = _process.ready(), _person()
+    action_id = str(button.payload.get("action_id", ""))
+    if not person.can_decide:
+        await _decide(button, "edit")  # refused there, with the reason
+        return
+    try:
+        action = await anyio.to_thread.run_sync(runtime.copilot.deps.actions.get, action_id)
+    except ActionError as error:
+        await _refused("Not decided", error)
+        return
+    answer = await cl.AskUserMessage(
+        f"New arguments for `{action.tool}` as one JSON object (they replace all of them); "
+        f"now: `{json.dumps(action.arguments)}`. The action stays pending until valid "
+        "arguments arrive.",
+        timeout=EDIT_TIMEOUT_SECONDS,
+    ).send()
+    if answer is None:
+        await cl.Message(f"No new arguments arrived; action {action_id} is still pending.").send()
+        return
+    try:
+        arguments = parse_arguments(action.tool, str(answer["output"]))
+    except ActionError as error:
+        await _refused("Not decided", error)
+        return
+    await _decide(button, "edit", arguments)

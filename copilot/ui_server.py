@@ -1,0 +1,180 @@
+"""Starting the Chainlit UI (`copilot serve ui`): its files, its config, its sign-in secret.
+
+Chainlit reads `CHAINLIT_APP_ROOT` when it is first imported and writes `.chainlit/`,
+`.files/` and `chainlit.md` there, and it loads `.env` from the working directory. So this
+module puts its app root under COPILOT_HOME, writes the config we want, and only then
+imports Chainlit; nothing lands in the repository or the working directory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from copilot.settings import Settings
+
+UI_NAME = "MLOps Copilot"
+
+# Written at every start (edit it here, not in COPILOT_HOME). File uploads, editing sent
+# messages and raw HTML are off: the chat is text in, typed tool calls out.
+CONFIG_TOML = """\
+# Written by `copilot serve ui` at every start: change copilot/ui_server.py instead.
+[project]
+user_env = []
+session_timeout = 3600
+user_session_timeout = 86400
+cache = false
+# The UI is served from its own origin; no other site may call it with the user's cookie.
+allow_origins = []
+
+[features]
+unsafe_allow_html = false
+latex = false
+user_message_markdown = false
+edit_message = false
+
+[features.spontaneous_file_upload]
+enabled = false
+
+[features.audio]
+enabled = false
+
+[features.mcp]
+enabled = false
+
+[UI]
+name = "{name}"
+description = "Ask about patients' risk, drift and training runs; decide model changes."
+cot = "full"
+default_theme = "light"
+language = "en-US"
+layout = "wide"
+default_sidebar_state = "closed"
+confirm_new_chat = true
+
+[meta]
+generated_by = "{version}"
+"""
+
+README_MD = """\
+# MLOps Copilot
+
+Ask in plain language about the clinical risk model in production:
+
+- a patient's risk ("63 year old man, asymptomatic chest pain, cholesterol 233") and why,
+- drift of a site's data ("Has the data from VA Long Beach drifted?"),
+- training runs ("Compare the last two training runs"), the model being served.
+
+Retraining, promotion and rollback are never done at once: they become pending actions
+that a person with the approver role approves, edits or rejects on the card.
+"""
+
+
+# The sign-in form asks for a name and key, not Chainlit's e-mail and password.
+SIGN_IN_WORDING = {
+    "title": f"Sign in to {UI_NAME}",
+    "email": "Name (as in COPILOT_API_KEYS)",
+    "password": "Key",
+}
+
+
+class UiError(Exception):
+    """The UI cannot start; the message says what to change."""
+
+
+def app_root(settings: Settings) -> Path:
+    """Where Chainlit keeps its files for this COPILOT_HOME."""
+    return settings.home / "ui"
+
+
+def auth_secret(root: Path) -> str:
+    """The secret that signs sign-in tokens: CHAINLIT_AUTH_SECRET, else one kept in the
+    app root (created once, so a restart does not sign everyone out)."""
+    configured = os.environ.get("CHAINLIT_AUTH_SECRET")
+    if configured:
+        return configured
+    path = root / "auth.secret"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def prepare(settings: Settings) -> Path:
+    """The app root with our config and welcome page, and the environment Chainlit reads."""
+    if not settings.api_keys():
+        raise UiError(
+            "COPILOT_API_KEYS is empty: the UI signs people in with its names and keys, "
+            "e.g. COPILOT_API_KEYS='ann:approver:<key>,uma:user:<key>'"
+        )
+    if "chainlit" in sys.modules:
+        raise UiError("chainlit was imported before its app root was set")
+    from importlib.metadata import version  # noqa: PLC0415
+
+    root = app_root(settings)
+    (root / ".chainlit").mkdir(parents=True, exist_ok=True)
+    (root / ".chainlit" / "config.toml").write_text(
+        CONFIG_TOML.format(name=UI_NAME, version=version("chainlit"))
+    )
+    (root / "chainlit.md").write_text(README_MD)
+    _write_translation(root)
+    os.environ["CHAINLIT_APP_ROOT"] = str(root)
+    os.environ["CHAINLIT_AUTH_SECRET"] = auth_secret(root)
+    # Settings come from the environment only; a stray .env must not change the UI alone.
+    os.environ["CHAINLIT_ENV_FILE"] = os.devnull
+    os.environ.setdefault("PYDANTIC_AI_NO_BANNER", "1")  # logs, not posters
+    return root
+
+
+def _write_translation(root: Path) -> None:
+    """Chainlit's English texts with our sign-in wording (it copies the others itself)."""
+    spec = importlib.util.find_spec("chainlit")
+    assert spec is not None and spec.origin is not None
+    texts = json.loads((Path(spec.origin).parent / "translations" / "en-US.json").read_text())
+    login = texts["auth"]["login"]
+    login["title"] = SIGN_IN_WORDING["title"]
+    login["form"]["email"]["label"] = SIGN_IN_WORDING["email"]
+    login["form"]["email"]["required"] = "the name is required"
+    login["form"]["email"]["placeholder"] = "ann"
+    login["form"]["password"]["label"] = SIGN_IN_WORDING["password"]
+    login["form"]["password"]["required"] = "the key is required"
+    translations = root / ".chainlit" / "translations"
+    translations.mkdir(parents=True, exist_ok=True)
+    (translations / "en-US.json").write_text(json.dumps(texts, indent=2, ensure_ascii=False))
+
+
+def chat_module() -> str:
+    """The path of the Chainlit file (Chainlit loads it by path)."""
+    spec = importlib.util.find_spec("copilot.ui")
+    assert spec is not None and spec.origin is not None
+    return spec.origin
+
+
+def serve_ui(settings: Settings, host: str, port: int) -> None:
+    """Runs the Chainlit UI in the foreground until Ctrl-C / SIGTERM."""
+    prepare(settings)
+    import uvicorn  # noqa: PLC0415
+    from chainlit.auth import ensure_jwt_secret  # noqa: PLC0415
+    from chainlit.config import config, load_module  # noqa: PLC0415
+    from chainlit.server import app  # noqa: PLC0415
+
+    config.run.host = host
+    config.run.port = port
+    config.run.headless = True  # never open a browser on the server
+    config.run.module_name = chat_module()
+    load_module(config.run.module_name)
+    ensure_jwt_secret()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=10,
+        )
+    )
+    server.run()

@@ -1,0 +1,287 @@
+"""What the chat shows besides text: approval cards, the SHAP chart and tables.
+
+Plain functions of the persisted action and of tool results (JSON dicts), so they are
+tested without Chainlit; `copilot/ui.py` wraps their output in Chainlit messages. Every
+value that came from a person or a tool is escaped before it enters Markdown.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from copilot.actions import PendingAction
+
+CHART_FEATURES = 8  # drivers drawn one by one; the rest are summed into one bar
+RAISES_COLOUR = "#c0392b"
+LOWERS_COLOUR = "#2471a3"
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
+_DIRECTIVE = re.compile(r":(?=[A-Za-z])")
+
+STARTERS: list[tuple[str, str]] = [
+    (
+        "Risk for a patient",
+        "What is the risk for a 63 year old man with asymptomatic chest pain, "
+        "cholesterol 233, blood pressure 145?",
+    ),
+    ("Has VA Long Beach drifted?", "Has the data from VA Long Beach drifted?"),
+    ("Compare the last two runs", "Compare the last two training runs"),
+    ("Which model is live?", "Which model is live?"),
+    ("Promote the challenger", "Promote the challenger"),
+]
+
+
+def escape(text: object) -> str:
+    """`text` as literal Markdown (no links, emphasis or tables sneak in)."""
+    return chat_text(_MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " "))
+
+
+def chat_text(text: str) -> str:
+    """An assistant message for the chat's Markdown, which reads ":name" (as in
+    "ann via ui:ann") as a directive and drops it; times and URLs are unaffected."""
+    return _DIRECTIVE.sub(r"\\:", text)
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _json_block(value: Any) -> str:
+    # a fence longer than any backtick run inside keeps the block closed
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}json\n{text}\n{fence}"
+
+
+_DECIDED = {
+    "approved": "Approved by {by}, running",
+    "executed": "Done, approved by {by}",
+    "failed": "Failed after approval by {by}",
+    "rejected": "Rejected by {by}",
+    "expired": "Expired before anyone decided",
+}
+
+
+def approval_card(action: PendingAction, *, can_decide: bool, now: datetime | None = None) -> str:
+    """The approval card of a persisted action: tool, arguments, what changes, expiry."""
+    now = now or datetime.now(UTC)
+    lines = [f"**Approval needed: `{action.tool}`** (action `{action.id}`)"]
+    if action.status != "pending":
+        decided = _DECIDED[action.status].format(by=escape(action.decided_by or "someone"))
+        lines[0] = f"**{decided}: `{action.tool}`** (action `{action.id}`)"
+    lines += [
+        "",
+        f"**What will change:** {escape(action.summary)}",
+        "",
+        f"**Requested by** {escape(action.requested_by)} at {_when(action.created_at)}",
+    ]
+    if action.status == "pending":
+        minutes = max(0, int((action.expires_at - now).total_seconds() // 60))
+        lines.append(f"**Expires** {_when(action.expires_at)} (in {minutes} min)")
+    if action.comment:
+        lines.append(f"**Comment:** {escape(action.comment)}")
+    lines += ["", "**Arguments**", _json_block(action.arguments)]
+    if action.original_arguments is not None:
+        lines += ["**Proposed as**", _json_block(action.original_arguments)]
+    if action.status == "pending" and not can_decide:
+        lines.append("Waiting for a person with the approver role to decide.")
+    return "\n".join(lines)
+
+
+def _shown_value(driver: dict[str, Any]) -> str:
+    value, unit = driver["value"], driver.get("unit")
+    if value is None:
+        return "missing (imputed)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value} {unit}" if unit else str(value)
+
+
+def chart_bars(explanation: dict[str, Any]) -> list[tuple[str, float]]:
+    """The chart's bars, largest effect first: "feature = the patient's value" and its SHAP
+    contribution; features past CHART_FEATURES are summed into one bar."""
+    drivers = explanation["drivers"]
+    bars = [
+        (f"{d['display_name']} = {_shown_value(d)}", float(d["contribution"]))
+        for d in drivers[:CHART_FEATURES]
+    ]
+    rest = drivers[CHART_FEATURES:]
+    if rest:
+        bars.append((f"{len(rest)} other features", sum(float(d["contribution"]) for d in rest)))
+    return bars
+
+
+def shap_chart_png(explanation: dict[str, Any]) -> bytes:
+    """A bar chart of the SHAP contributions with the patient's values, as PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    bars = chart_bars(explanation)
+    labels = [label for label, _ in bars]
+    values = [value for _, value in bars]
+    figure = Figure(figsize=(9, 0.42 * len(values) + 1.8), dpi=110, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    positions = list(range(len(values)))[::-1]  # the largest effect on top
+    axes.barh(
+        positions,
+        values,
+        color=[RAISES_COLOUR if v > 0 else LOWERS_COLOUR for v in values],
+    )
+    axes.set_yticks(positions, labels)
+    axes.axvline(0, color="#555555", linewidth=0.8)
+    for position, value in zip(positions, values, strict=True):
+        axes.annotate(
+            f"{value:+.2f}",
+            (value, position),
+            xytext=(4 if value >= 0 else -4, 0),
+            textcoords="offset points",
+            ha="left" if value >= 0 else "right",
+            va="center",
+            fontsize=8,
+        )
+    axes.margins(x=0.2)
+    axes.set_xlabel("SHAP contribution (log-odds): red raises the risk, blue lowers it")
+    model = explanation["model"]
+    figure.suptitle(
+        f"Risk {explanation['probability']:.0%} against a baseline of "
+        f"{explanation['base_probability']:.0%} ({model['name']} v{model['version']})",
+        fontsize=11,
+    )
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _cell(value: object) -> str:
+    return escape(value) if value is not None else ""
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def drift_table(summary: dict[str, Any]) -> str:
+    """The drift result as a table of features, with the link to the Evidently report."""
+    rows = [
+        [
+            _cell(f["display_name"]),
+            _cell(f["method"]),
+            f"{f['p_value_adjusted']:.2g}",
+            f"{f['effect_size']:.2f} ({_cell(f['effect_size_method'])})"
+            if f["effect_size"] is not None
+            else "",
+            "**drifted**",
+        ]
+        for f in summary["drifted"]
+    ]
+    rows += [[_cell(name), "", "", "", "stable"] for name in summary["stable"]]
+    rows += [[_cell(name), "", "", "", "too few values to test"] for name in summary["untested"]]
+    parts = [
+        _table(["Feature", "Test", "Adjusted p", "Effect size", "Result"], rows),
+    ]
+    if summary["data_quality"]:
+        parts.append(
+            _table(
+                ["Feature", "Data-quality issue", "Rows"],
+                [
+                    [_cell(q["feature"]), _cell(q["detail"]), str(q["count"])]
+                    for q in summary["data_quality"]
+                ],
+            )
+        )
+    parts.append(f"[Open the full Evidently drift report]({summary['report_url']})")
+    return "\n\n".join(parts)
+
+
+def _run_label(run: dict[str, Any]) -> str:
+    label = f"{run['run_id'][:8]} ({' + '.join(run['sites'])})"
+    if run.get("version"):
+        label += f" v{run['version']}"
+    if run.get("aliases"):
+        label += " @" + ", @".join(run["aliases"])
+    return _cell(label)
+
+
+def run_comparison_table(comparison: dict[str, Any]) -> str:
+    """Runs side by side: one row per metric, the better value in bold."""
+    runs = comparison["runs"]
+    header = ["Metric", *[_run_label(r) for r in runs]]
+    two = len(runs) == 2
+    if two:
+        header.append("Change")
+    rows = []
+    for metric in comparison["metrics"]:
+        row = [_cell(metric["metric"].replace("_", " "))]
+        for run in runs:
+            value = metric["values"].get(run["run_id"])
+            shown = f"{value:.3f}" if value is not None else ""
+            row.append(f"**{shown}**" if run["run_id"] == metric["best_run"] else shown)
+        if two:
+            row.append(f"{metric['delta']:+.3f}" if metric["delta"] is not None else "")
+        rows.append(row)
+    parts = [_table(header, rows)]
+    # the training setup differs in a handful of params; hyperparameters of different model
+    # kinds differ by the dozen and belong in MLflow, so they are only counted
+    differing = comparison["params_differing"]
+    setup = {k: v for k, v in differing.items() if not k.startswith("model.")}
+    if setup:
+        parts.append(
+            _table(
+                ["Parameter", *[_run_label(r) for r in runs]],
+                [
+                    [_cell(name), *[_cell(values.get(r["run_id"], "")) for r in runs]]
+                    for name, values in setup.items()
+                ],
+            )
+        )
+    if len(differing) > len(setup):
+        parts.append(
+            f"{len(differing) - len(setup)} model hyperparameters differ too (see MLflow)."
+        )
+    return "\n\n".join(parts)
+
+
+def runs_table(listing: dict[str, Any]) -> str:
+    """Training runs, newest first."""
+    return _table(
+        ["Run", "Started", "Best model", "Holdout ROC AUC", "Reason"],
+        [
+            [
+                _run_label(run),
+                _cell(str(run["started_at"])[:16].replace("T", " ")),
+                _cell(run["best_kind"]),
+                f"{run['metrics']['holdout_roc_auc']:.3f}"
+                if "holdout_roc_auc" in run["metrics"]
+                else "",
+                _cell(run["reason"]),
+            ]
+            for run in listing["runs"]
+        ],
+    )
+
+
+TABLES = {
+    "check_drift": drift_table,
+    "compare_runs": run_comparison_table,
+    "list_runs": runs_table,
+}
+
+
+def table_for(call: dict[str, Any]) -> str | None:
+    """The table that goes with a tool call's result, if the tool has one."""
+    render = TABLES.get(call["tool"])
+    result = call.get("result")
+    if render is None or not isinstance(result, dict):
+        return None
+    if call["tool"] == "list_runs" and not result["runs"]:
+        return None
+    return render(result)
