@@ -331,7 +331,9 @@ def serve_ui(
     settings = load_settings()
     _check_port_free(host, port)
     _quiet_libraries()
-    console.print(f"chat UI  http://{host}:{port}  (state in {settings.home / 'ui'})")
+    console.print(
+        f"chat UI  http://{host}:{port}  (state in {settings.home / 'ui'})", soft_wrap=True
+    )
     try:
         run_ui(settings, host, port)
     except UiError as error:

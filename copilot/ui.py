@@ -159,6 +159,8 @@ async def _explanation(call: dict[str, Any]) -> dict[str, Any] | None:
         return result
     if call["tool"] != "predict_risk":
         return None
+    # People would rather look at a risk's reasons than ask "why?": the chart is drawn for
+    # them here, a read-only call the conversation's history does not need to keep
     arguments = ExplainInput(prediction_id=result["prediction_id"])
     async with cl.Step(name="explain_prediction", type="tool") as step:
         step.input = arguments.model_dump(mode="json", exclude_none=True)

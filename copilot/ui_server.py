@@ -120,7 +120,10 @@ def prepare(settings: Settings) -> Path:
     (root / ".chainlit" / "config.toml").write_text(
         CONFIG_TOML.format(name=UI_NAME, version=version("chainlit"))
     )
-    (root / "chainlit.md").write_text(README_MD)
+    # the English copy is the one served (the UI's language is en-US); the plain name is
+    # Chainlit's fallback, and without both it warns on every page load
+    for name in ("chainlit.md", "chainlit_en-US.md"):
+        (root / name).write_text(README_MD)
     _write_translation(root)
     os.environ["CHAINLIT_APP_ROOT"] = str(root)
     os.environ["CHAINLIT_AUTH_SECRET"] = auth_secret(root)

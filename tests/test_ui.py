@@ -366,7 +366,7 @@ def test_the_ui_keeps_its_files_and_config_under_copilot_home(
     assert config["UI"]["name"] == ui_server.UI_NAME
     texts = json.loads((root / ".chainlit" / "translations" / "en-US.json").read_text())
     assert texts["auth"]["login"]["form"]["email"]["label"] == "Name (as in COPILOT_API_KEYS)"
-    assert (root / "chainlit.md").read_text().startswith("# MLOps Copilot")
+    assert (root / "chainlit_en-US.md").read_text().startswith("# MLOps Copilot")
     assert os.environ["CHAINLIT_APP_ROOT"] == str(root)
     assert os.environ["CHAINLIT_ENV_FILE"] == os.devnull
     secret = os.environ["CHAINLIT_AUTH_SECRET"]
