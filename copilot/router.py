@@ -74,7 +74,7 @@ def _patient_problems(card: DatasetCard) -> Callable[[Any], list[str]]:
     units = {f.name: f.unit for f in card.features}
 
     def problems(output: Any) -> list[str]:
-        found = []
+        found: list[str] = []
         for field, partial in (("patient", False), ("changes", True)):
             values = getattr(output, field, None)
             if not isinstance(values, dict):
