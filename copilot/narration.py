@@ -232,9 +232,9 @@ def feature_rank(result: dict[str, Any], feature: str) -> str:
     """Where one feature ranks among this patient's drivers (1 = largest effect)."""
     driver = _driver(result, feature)
     return (
-        f"{_stated(driver)} ranks {driver['rank']} of {len(result['drivers'])} drivers "
-        f"({_ordinal(driver['rank'])} largest effect) for this patient and {_effect(driver)}."
-        + _explanation_caveats(result)
+        f"{_stated(driver)} {_effect(driver)} and ranks {driver['rank']} of "
+        f"{len(result['drivers'])} drivers ({_ordinal(driver['rank'])} largest effect) for "
+        "this patient." + _explanation_caveats(result)
     )
 
 

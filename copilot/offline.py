@@ -117,6 +117,7 @@ _FOCUS_WORDS = re.compile(
     r"\b(?:raise|lower|increase|decrease|reduce|push)(?:s|es)?\b.{0,30}\brisk\b|"
     r"\btop (?:\d+|one|two|three|four|five)\b"
 )
+_WHAT_IF_CUE = re.compile(r"\bwhat if\b|\bsuppose\b|\bwere\b|\binstead\b|\bhow about\b")
 _COMPARE = re.compile(
     r"\b(?P<relation>more|less|bigger|smaller|larger|greater|stronger|weaker) "
     r"(?:important|influential|(?:of an? )?(?:driver|factor|effect|impact|contributor))\s+than\b|"
@@ -422,6 +423,38 @@ def _unmet(condition: str, clause: str, done: list[dict[str, Any]]) -> str | Non
     return f"I could not tell which condition you meant, so I did not {what}."
 
 
+def _route(
+    clause: str,
+    reason: str,
+    memory: Memory,
+    card: DatasetCard,
+    shared: dict[str, Any],
+    drift_sites: list[str],
+) -> Intent | None:
+    for route in (_state_changing, _models_and_runs, _patient):
+        intent = route(clause, reason, memory, card, shared=shared, drift_sites=drift_sites)
+        if intent is not None:
+            return intent
+    return None
+
+
+def _matches(
+    clauses: list[str],
+    done: list[dict[str, Any]],
+    memory: Memory,
+    card: DatasetCard,
+    shared: dict[str, Any],
+) -> bool:
+    """Whether the steps said to be done are the first steps of this request."""
+    if len(done) > len(clauses):
+        return False
+    for clause, step in zip(clauses, done, strict=False):
+        intent = _route(_condition(clause, [])[0], "", memory, card, shared, [])
+        if intent is None or intent.tool != step.get("tool"):
+            return False
+    return True
+
+
 def understand(text: str, memory: Memory, card: DatasetCard) -> Intent:  # noqa: PLR0911
     """The tool call (or reply) for one user turn, or for the next step of a two-step turn."""
     request, done = _split_continuation(text)
@@ -432,6 +465,9 @@ def understand(text: str, memory: Memory, card: DatasetCard) -> Intent:  # noqa:
         return _clarify(f"I can't do that. {CAPABILITIES}")
     reason = request.strip()[:500]
     clauses = _clauses(lowered, card)
+    shared = parse_patient(lowered, card) if len(clauses) > 1 else {}
+    if done and not _matches(clauses, done, memory, card, shared):
+        done = []  # not this request's steps (e.g. typed by the user): start from the first
     if len(clauses) <= len(done):
         return Intent(tool=None, reply=NOTHING_LEFT)
     clause, condition = _condition(clauses[len(done)], done)
@@ -444,11 +480,9 @@ def understand(text: str, memory: Memory, card: DatasetCard) -> Intent:  # noqa:
         for d in done
         if d.get("tool") == "check_drift" and isinstance(d.get("arguments", {}).get("site"), str)
     ]
-    shared = parse_patient(lowered, card) if len(clauses) > 1 else {}
-    for route in (_state_changing, _models_and_runs, _patient):
-        intent = route(clause, reason, memory, card, shared=shared, drift_sites=drift_sites)
-        if intent is not None:
-            return intent
+    intent = _route(clause, reason, memory, card, shared, drift_sites)
+    if intent is not None:
+        return intent
     if done:
         return _clarify(f"I did not understand the rest of the request ({clause!r}).")
     return _clarify(f"I can't do that. {CAPABILITIES}")
@@ -532,7 +566,8 @@ def _models_and_runs(  # noqa: PLR0911 - one return per route
         r"\bdiffer\b.*\bruns?\b|\bruns?\b.*\bdiffer",
         lowered,
     )
-    if compare and (run_ids or re.search(r"\bruns?\b|\bprevious\b|\bit\b", lowered)):
+    last_few = re.search(r"\b(?:last|latest|recent)\s+(?:\d+|two|three|four|five)\b", lowered)
+    if compare and (run_ids or last_few or re.search(r"\bruns?\b|\bprevious\b|\bit\b", lowered)):
         if len(run_ids) >= 2:
             return Intent(tool="compare_runs", arguments={"run_ids": run_ids[:5]})
         return Intent(tool="compare_runs", arguments={"last": min(max(_count(lowered) or 2, 2), 5)})
@@ -573,7 +608,7 @@ def _patient(  # noqa: PLR0911 - one return per route
         r"\bwhy\b|\bexplain|\bdrivers?\b|\bfactors?\b|\bcontribut|"
         r"\breasons?\b|\bwhat drives\b|\bshap\b|\bbreak ?down\b",
         lowered,
-    ) or (not explicit and _FOCUS_WORDS.search(lowered))
+    ) or (_FOCUS_WORDS.search(lowered) and not _WHAT_IF_CUE.search(lowered))
     if asks_why and len(explicit) < 2:
         if memory.prediction_id is not None:
             return Intent(

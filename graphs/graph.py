@@ -40,8 +40,9 @@ from tools.catalog import READ_ONLY
 from tools.errors import ToolError
 
 MAX_STEPS = 3
-# Only a request with a conjunction may have a second step (saves an LLM call otherwise).
-_MAY_CONTINUE = re.compile(r"\b(?:and|then|also|after that)\b|;", re.IGNORECASE)
+# Only a request with a conjunction or a condition may have a second step (this saves an
+# LLM call otherwise); "what if" is a question, not a condition.
+_MAY_CONTINUE = re.compile(r"\b(?:and|then|also|after that)\b|;|(?<!what )\bif\b", re.I)
 # What a later step may know of an earlier one: typed values, never text from a result.
 _FACTS = ("drift_detected", "label", "prediction_id")
 

@@ -1,0 +1,221 @@
+"""The scratch world the suites run in, owned by the runner and removed afterwards.
+
+A temporary directory holds two registry templates trained on the real data (`trained`:
+the demo model v1 @champion on Cleveland and v2 @challenger on Cleveland + Hungary;
+`promoted`: v2 @champion with v1 kept as @previous-champion), the model service serving
+its own copy over loopback HTTP (uvicorn in a thread), and one directory per case with a
+fresh copy of a template and a fresh copilot database: cases are independent and
+repeatable, and nothing of the user's state is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio.to_thread
+import httpx
+
+from copilot.actions import ActionStore
+from copilot.deps import Deps
+from copilot.settings import Settings
+from model_service import registry
+from model_service.cards import DatasetCard, get_card
+from model_service.database import make_engine
+from tools.context import ToolContext
+
+SERVICE_START_SECONDS = 120.0
+Progress = Callable[[str], None]
+
+
+class SetupFailed(RuntimeError):
+    """The scratch world could not be built (training failed, the service did not start)."""
+
+
+class Agent(Protocol):
+    """What the harness talks to: the copilot (graphs.session.Copilot) or a stand-in."""
+
+    async def send(self, conversation_id: str, text: str, user: str) -> Any: ...
+
+    async def continue_after_decision(self, action_id: str) -> Any: ...
+
+
+AgentFactory = Callable[[Deps], AbstractAsyncContextManager[Agent]]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Templates, the running model service and the settings every case starts from."""
+
+    root: Path
+    card: DatasetCard
+    templates: dict[str, Path]  # name -> mlflow.db
+    service_url: str
+    settings: Settings
+    client: httpx.AsyncClient
+    audit_key: bytes
+
+    @contextlib.asynccontextmanager
+    async def case(
+        self,
+        agent_factory: AgentFactory,
+        *,
+        registry_template: str = "trained",
+        ttl_seconds: int = 900,
+        four_eyes: bool = False,
+    ) -> AsyncIterator[CaseWorld]:
+        """A fresh registry copy, copilot database and agent for one case."""
+        directory = self.root / "cases" / uuid.uuid4().hex
+        directory.mkdir(parents=True)
+        shutil.copy(self.templates[registry_template], directory / "mlflow.db")
+        tracking = f"sqlite:///{directory / 'mlflow.db'}"
+        database = f"sqlite:///{directory / 'copilot.db'}"
+        settings = self.settings.model_copy(
+            update={
+                "copilot_home": directory,
+                "copilot_database_url": database,
+                "mlflow_tracking_uri": tracking,
+                "model_service_url": self.service_url,
+                "copilot_action_ttl_seconds": ttl_seconds,
+                "copilot_four_eyes": four_eyes,
+            }
+        )
+        engine = make_engine(database)
+        try:
+            store = ActionStore(
+                engine, audit_key=self.audit_key, ttl_seconds=ttl_seconds, four_eyes=four_eyes
+            )
+            tools = ToolContext(self.client, tracking, self.card)
+            deps = Deps(settings, engine, store, tools)
+            async with agent_factory(deps) as agent:
+                yield CaseWorld(deps=deps, agent=agent, tracking_uri=tracking)
+        finally:
+            engine.dispose()
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class CaseWorld:
+    deps: Deps
+    agent: Agent
+    tracking_uri: str
+
+
+def _train_templates(root: Path, card: DatasetCard, progress: Progress) -> dict[str, Path]:
+    from model_service.training import train  # noqa: PLC0415 - seconds of imports
+
+    trained = root / "templates" / "trained"
+    trained.mkdir(parents=True)
+    uri = f"sqlite:///{trained / 'mlflow.db'}"
+    progress("training the demo model (v1 @champion, Cleveland)")
+    train(card, tracking_uri=uri, reason="eval demo model")
+    progress("training a challenger (v2 @challenger, Cleveland + Hungary, xgboost)")
+    sites = list(dict.fromkeys([*card.default_training_sites, *card.sites()[1:2]]))
+    train(card, tracking_uri=uri, sites=sites, kinds=["xgboost"], reason="eval challenger")
+    return {"trained": trained / "mlflow.db", **_promoted(root, trained / "mlflow.db", card)}
+
+
+def _promoted(root: Path, trained: Path, card: DatasetCard) -> dict[str, Path]:
+    """`trained` with v2 promoted: v2 @champion, v1 @previous-champion, no @challenger."""
+    directory = root / "templates" / "promoted"
+    directory.mkdir(parents=True)
+    shutil.copy(trained, directory / "mlflow.db")
+    client = registry.client(f"sqlite:///{directory / 'mlflow.db'}")
+    name = card.model_name
+    champion = registry.alias_version(client, name, registry.CHAMPION)
+    challenger = registry.alias_version(client, name, registry.CHALLENGER)
+    if champion is None or challenger is None:
+        raise SetupFailed(f"the trained template of {name!r} lacks a champion or challenger")
+    client.set_registered_model_alias(name, registry.PREVIOUS_CHAMPION, str(champion.version))
+    client.set_registered_model_alias(name, registry.CHAMPION, str(challenger.version))
+    client.delete_registered_model_alias(name, registry.CHALLENGER)
+    return {"promoted": directory / "mlflow.db"}
+
+
+@contextlib.contextmanager
+def _model_service(root: Path, card: DatasetCard, template: Path) -> Iterator[str]:
+    """The model service over its own registry copy, on a free loopback port."""
+    import uvicorn  # noqa: PLC0415
+
+    from model_service.app import ServiceConfig, create_app  # noqa: PLC0415
+
+    home = root / "service"
+    home.mkdir(parents=True)
+    shutil.copy(template, home / "mlflow.db")
+    config = ServiceConfig(
+        card=card,
+        tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+        database_url=f"sqlite:///{home / 'service.db'}",
+        reports_dir=home / "reports",
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config), host="127.0.0.1", port=0, log_config=None, access_log=False
+        )
+    )
+    thread = threading.Thread(target=server.run, name="eval-model-service", daemon=True)
+    thread.start()
+    try:
+        url = _wait_started(server, thread)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def _wait_started(server: Any, thread: threading.Thread) -> str:
+    deadline = time.monotonic() + SERVICE_START_SECONDS
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise SetupFailed("the model service did not start")
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    while True:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
+                return url
+        if time.monotonic() > deadline:
+            raise SetupFailed(f"the model service at {url} did not become ready")
+        time.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def open_environment(
+    settings: Settings, progress: Progress, *, template: Path | None = None
+) -> AsyncIterator[Environment]:
+    """Train (or copy `template`, an mlflow.db with v1 @champion and v2 @challenger), start
+    the model service, yield the world; remove it all on exit."""
+    registry.disable_mlflow_telemetry()
+    card = get_card(settings.copilot_dataset)
+    with tempfile.TemporaryDirectory(prefix="copilot-eval-") as scratch:
+        root = Path(scratch)
+        if template is None:
+            templates = await anyio.to_thread.run_sync(_train_templates, root, card, progress)
+        else:
+            (root / "templates" / "trained").mkdir(parents=True)
+            shutil.copy(template, root / "templates" / "trained" / "mlflow.db")
+            trained = root / "templates" / "trained" / "mlflow.db"
+            templates = {"trained": trained, **_promoted(root, trained, card)}
+        progress("starting the model service")
+        with _model_service(root, card, templates["trained"]) as url:
+            async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+                yield Environment(
+                    root=root,
+                    card=card,
+                    templates=templates,
+                    service_url=url,
+                    settings=settings,
+                    client=client,
+                    audit_key=secrets.token_bytes(32),
+                )
