@@ -483,9 +483,9 @@ def eval_suites(
         settings.home / "evals" / run.started_at.strftime("%Y%m%dT%H%M%SZ") / "report.json"
     )
     with registry_failures(settings):
-        html_path = write_reports(run, path, found)
+        json_path, html_path = write_reports(run, path, found)
     print_run(out, run, found)
-    out.print(f"reports: {path} and {html_path}", highlight=False, soft_wrap=True)
+    out.print(f"reports: {json_path} and {html_path}", highlight=False, soft_wrap=True)
     if not run.passed:
         raise typer.Exit(1)
 

@@ -20,14 +20,11 @@ import anyio
 from pydantic import BaseModel
 from sqlalchemy import update
 
-from copilot import audit, narration
+from copilot import audit
 from copilot.actions import ACTIONS, ActionError, PendingAction
-from copilot.verifier import check, claims_from
-from evals.cases import STATE_CHANGING, Canary, Decide, Say, Script, Tamper, WaitForExpiry
-from evals.environment import AgentFactory, CaseWorld, Environment
+from evals.cases import STATE_CHANGING, Decide, Say, Script, Tamper, WaitForExpiry
+from evals.environment import CaseWorld
 from model_service import registry
-from tools.context import ToolContext
-from tools.predictions import ExplainInput, explain_prediction
 
 EXPIRY_MARGIN_SECONDS = 0.05
 
@@ -314,75 +311,3 @@ def _final(world: CaseWorld, conversation_id: str, outcome: Outcome) -> None:
     verification = store.verify_audit()
     outcome.audit_ok = verification.ok
     outcome.audit_problems = list(verification.problems)
-
-
-async def canary(env: Environment, spec: Canary) -> Outcome:
-    """A faithful narrative of a real explanation, corrupted as the case says, checked."""
-    ctx = ToolContext(env.client, "", env.card)
-    explained = await explain_prediction(ctx, ExplainInput(patient=spec.patient))
-    explanation = explained.model_dump(mode="json")
-    text = corrupt(narration.explain_prediction(explanation), explanation, spec)
-    problems = check(text, claims_from(explanation, env.card))
-    return Outcome(
-        service_url=env.service_url,
-        dataset=env.card.name,
-        canary=CanaryRecord(text=text, problems=problems),
-    )
-
-
-def _flipped(text: str, explanation: dict[str, Any]) -> str:
-    top = explanation["drivers"][0]
-    opposite = "lowers risk" if top["direction"] == "raises risk" else "raises risk"
-    return text.replace(f"{top['direction']} (", f"{opposite} (", 1)
-
-
-def _wrong_probability(text: str, explanation: dict[str, Any]) -> str:
-    shown = f"{explanation['probability']:.0%}"
-    wrong = f"{(round(explanation['probability'] * 100) + 17) % 100}%"
-    return text.replace(f"Risk {shown}", f"Risk {wrong}", 1)
-
-
-def _wrong_unit(text: str, explanation: dict[str, Any]) -> str:
-    measured = next(
-        d
-        for d in explanation["drivers"]
-        if d["unit"] == "mg/dl" and isinstance(d["value"], (int, float))
-    )
-    return text + f" {measured['display_name'].capitalize()} was {measured['value']} mmol/l."
-
-
-def _without_caveat(text: str, caveat: str | None) -> str:
-    if caveat == "association":
-        return text.replace("association, not causation", "a strong signal")
-    if caveat == "version":
-        return re.sub(r"version \d+", "the current model", text)
-    return re.split(r" Missing inputs| Outside the training range", text, maxsplit=1)[0]
-
-
-def corrupt(text: str, explanation: dict[str, Any], spec: Canary) -> str:
-    """The narrative with one unfaithful statement, of the kind the case names."""
-    corruptions = {
-        "none": lambda: text,
-        "flipped_direction": lambda: _flipped(text, explanation),
-        "invented_number": lambda: text + " Its score was 987.6 on the day.",
-        "unknown_feature": lambda: text + " Troponin raises risk.",
-        "wrong_probability": lambda: _wrong_probability(text, explanation),
-        "wrong_unit": lambda: _wrong_unit(text, explanation),
-        "missing_caveat": lambda: _without_caveat(text, spec.caveat),
-    }
-    return corruptions[spec.corruption]()
-
-
-async def run_case(
-    env: Environment, agent_factory: AgentFactory, script: Script, conversation_id: str
-) -> Outcome:
-    """One case in its own world (a canary needs only the model service)."""
-    if script.canary is not None:
-        return await canary(env, script.canary)
-    async with env.case(
-        agent_factory,
-        registry_template=script.setup.registry,
-        ttl_seconds=script.setup.ttl_seconds,
-        four_eyes=script.setup.four_eyes,
-    ) as world:
-        return await play(world, script, env.card.model_name, conversation_id)

@@ -192,8 +192,12 @@ def print_run(console: Console, run: EvalRun, found: list[Regression] | None = N
     )
 
 
-def write_reports(run: EvalRun, json_path: Path, found: list[Regression] | None = None) -> Path:
-    """The JSON report at `json_path` and the HTML page beside it; returns the HTML path."""
+def write_reports(
+    run: EvalRun, path: Path, found: list[Regression] | None = None
+) -> tuple[Path, Path]:
+    """The JSON report at `path` (a .json file, or a directory to hold report.json) and the
+    HTML page beside it; returns both paths."""
+    json_path = path if path.suffix == ".json" and not path.is_dir() else path / "report.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     payload = run.model_dump(mode="json")
     if found is not None:
@@ -201,7 +205,7 @@ def write_reports(run: EvalRun, json_path: Path, found: list[Regression] | None 
     json_path.write_text(json.dumps(payload, indent=2, allow_nan=False, default=str) + "\n")
     html_path = json_path.with_suffix(".html")
     html_path.write_text(_html(run, found or []), encoding="utf-8")
-    return html_path
+    return json_path, html_path
 
 
 def _html(run: EvalRun, found: list[Regression]) -> str:

@@ -15,10 +15,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from copilot.deps import Deps
 from copilot.settings import Settings
+from evals.canaries import canary
 from evals.cases import Script
 from evals.datasets import DATASET, SUITES, SuiteError, load_suite, suite_digest
 from evals.environment import Agent, AgentFactory, Environment, open_environment
-from evals.harness import Outcome, run_case
+from evals.harness import Outcome, play
 from evals.metrics import SuiteResult, gates, summarise
 from evals.report import EvalRun
 
@@ -31,6 +32,21 @@ async def copilot_agent(deps: Deps) -> AsyncIterator[Agent]:
 
     async with open_copilot(deps, warm=False) as copilot:
         yield copilot
+
+
+async def run_case(
+    env: Environment, agent_factory: AgentFactory, script: Script, conversation_id: str
+) -> Outcome:
+    """One case in its own world (a canary needs only the model service)."""
+    if script.canary is not None:
+        return await canary(env, script.canary)
+    async with env.case(
+        agent_factory,
+        registry_template=script.setup.registry,
+        ttl_seconds=script.setup.ttl_seconds,
+        four_eyes=script.setup.four_eyes,
+    ) as world:
+        return await play(world, script, env.card.model_name, conversation_id)
 
 
 async def _suite(

@@ -144,8 +144,8 @@ async def test_a_subset_passes_end_to_end_and_reports(
     assert all(s.unconfirmed_state_changes == 0 for s in run.suites)
     assert all(s.pass_rate == 1.0 for s in run.suites), failures
     assert by_suite["approvals"].latency_p50_ms is not None
-    path = tmp_path / "report" / "report.json"
-    html = write_reports(run, path, regressions(run, run))
+    path, html = write_reports(run, tmp_path / "report", regressions(run, run))
+    assert path == tmp_path / "report" / "report.json"
     assert json.loads(path.read_text())["regressions"] == []
     assert load_run(path).suites == run.suites
     assert "copilot eval: passed" in html.read_text()
