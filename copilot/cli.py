@@ -177,10 +177,23 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed (training is deterministic).")] = 42,
     reason: Annotated[str | None, typer.Option(help="Why this run; kept with the run.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    if_missing: Annotated[
+        bool,
+        typer.Option(
+            "--if-missing",
+            help="Train only when the registry has no @champion yet (one-shot jobs such as "
+            "docker compose's `train`); otherwise say which version it is and exit 0.",
+        ),
+    ] = False,
 ) -> None:
     """Train candidates, log them to MLflow and register the best as a new version."""
     settings = load_settings()
     card = _card(settings, dataset)
+    if if_missing:
+        version = champion_version(settings, card)
+        if version is not None:
+            console.print(f"{card.model_name}@champion is version {version}: nothing to train")
+            return
     result = run_training(settings, card, _split_sites(sites), _split_sites(models), seed, reason)
     if json_output:
         print(result.model_dump_json(indent=2))
@@ -340,17 +353,22 @@ def serve_ui(
         fail(str(error), 2)
 
 
-def ensure_champion(settings: Settings) -> None:
-    """Trains and registers the demo model when the registry has no `@champion`."""
+def champion_version(settings: Settings, card: DatasetCard) -> str | None:
+    """The version behind `<model>@champion`, or None when there is none (errors: one line)."""
     from model_service import registry  # noqa: PLC0415
 
     _quiet_libraries()
-    card = _card(settings, None)
     with registry_failures(settings):
         settings.home.mkdir(parents=True, exist_ok=True)
         client = registry.client(settings.tracking_uri)
         champion = registry.alias_version(client, card.model_name, registry.CHAMPION)
-    if champion is None:
+    return None if champion is None else str(champion.version)
+
+
+def ensure_champion(settings: Settings) -> None:
+    """Trains and registers the demo model when the registry has no `@champion`."""
+    card = _card(settings, None)
+    if champion_version(settings, card) is None:
         console.print(f"no @champion for {card.model_name}: training the demo model first")
         result = run_training(settings, card, [], [], 42, "demo model for copilot up")
         _print_training(result)

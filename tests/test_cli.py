@@ -119,6 +119,29 @@ def test_train_registers_a_challenger_when_a_champion_exists(
     assert trained["sites"] == ["Cleveland", "Hungary"] and trained["rows_train"] == 477
 
 
+def test_train_if_missing_trains_once_then_leaves_the_champion_alone(
+    home: Path, tmp_path: Path, trained_registry: TrainedRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model_service import registry
+
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh)
+    first = ["train", "--if-missing", "--sites", "Cleveland", "--models", "logistic_regression"]
+    result = runner.invoke(app, [*first, "--json"])
+    assert result.exit_code == 0, result.output
+    trained = json.loads(result.output[result.output.index("{") :])
+    assert trained["alias"] == "champion" and trained["version"] == "1"
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_registry.copy(tmp_path))
+    result = runner.invoke(app, ["train", "--if-missing"])
+    assert result.exit_code == 0, result.output
+    assert "heart-disease-risk@champion is version 1: nothing to train" in " ".join(
+        result.output.split()
+    )
+    client = registry.client(os.environ["MLFLOW_TRACKING_URI"])
+    assert len(client.search_model_versions("name='heart-disease-risk'")) == 2
+
+
 def test_serve_model_refuses_a_port_in_use(home: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
