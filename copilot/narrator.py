@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from pydantic import BaseModel, Field
-from pydantic_ai import Agent, ModelRetry, RunContext
+from pydantic_ai import Agent, ModelRetry, ModelSettings, RunContext
 from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
 from pydantic_ai.usage import RunUsage
 
@@ -29,6 +29,7 @@ from model_service.cards import DatasetCard
 from prompts import load
 
 NARRATOR_RETRIES = 2
+NARRATIVE_MAX_TOKENS = 600  # a short summary; also bounds what the verifier must read
 TEMPLATE_MARK = "(template summary)"
 # Results the LLM retells in words; the rest read best as the template's plain facts.
 RETOLD = frozenset(
@@ -61,6 +62,7 @@ def build_narrator(model: Any) -> Agent[Claims, ClinicalSummary]:
         deps_type=Claims,
         instructions=load("narrator"),
         retries=NARRATOR_RETRIES,
+        model_settings=ModelSettings(max_tokens=NARRATIVE_MAX_TOKENS),
     )
 
     @agent.output_validator
@@ -78,15 +80,14 @@ def build_narrator(model: Any) -> Agent[Claims, ClinicalSummary]:
 
 
 def facts(explanation: dict[str, Any], claims: Claims) -> str:
-    """The prompt: the claims, with directions spelled out in words."""
+    """The prompt: the claims, with directions spelled out in words and no signed numbers."""
     drivers = [
         {
             "rank": d.rank,
-            "feature": d.names[-1] if d.names else d.feature,
+            "feature": d.display_name,
             "value": d.value,
             "unit": d.unit,
-            "effect": d.direction,
-            "log_odds": round(d.contribution, 2),
+            "effect": d.direction,  # in words: small models flip signs (../shared/STACK.md)
         }
         for d in claims.drivers[:5]
     ]
@@ -129,6 +130,7 @@ def build_result_narrator(model: Any) -> Agent[Any, str]:
         deps_type=dict,
         instructions=load("results"),
         retries=NARRATOR_RETRIES,
+        model_settings=ModelSettings(max_tokens=NARRATIVE_MAX_TOKENS),
     )
 
     @agent.output_validator

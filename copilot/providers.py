@@ -25,9 +25,10 @@ import json
 import re
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic_ai import ModelSettings
-from pydantic_ai.exceptions import ModelAPIError
+from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
 from pydantic_ai.messages import (
     ModelMessage,
     ModelRequest,
@@ -48,7 +49,10 @@ from model_service.cards import DatasetCard
 
 CONTEXT_MARKER = "Conversation context (JSON):"
 WARM_UP_MAX_TOKENS = 1
+MAX_TOOL_CALL_CHARACTERS = 20_000
+OPENAI_BASE_URL = "https://api.openai.com/v1"
 
+_RETRIED = {408, 409, 429}  # the OpenAI client retries these and every 5xx
 _FENCE = re.compile(r"```(?:json|tool_call)?\s*(.*?)```", re.S | re.I)
 _TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 
@@ -133,10 +137,12 @@ def _as_tool_call(data: Any) -> tuple[str, dict[str, Any]] | None:
 
 def recover_tool_call(text: str) -> tuple[str, dict[str, Any]] | None:
     """A tool call written as text, or None when the text is not one."""
+    if len(text) > MAX_TOOL_CALL_CHARACTERS:  # a degenerate loop, not a call
+        return None
     for candidate in _json_candidates(text):
         try:
             call = _as_tool_call(json.loads(candidate))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
         if call is not None:
             return call
@@ -183,10 +189,14 @@ class TolerantModel(WrapperModel):
 
 
 def llm_label(settings: Settings) -> str:
-    """How the configured LLM is named to people ("openai-compatible:qwen at http://...")."""
-    if settings.copilot_llm.startswith("openai-compatible:"):
-        return f"{settings.copilot_llm} at {settings.copilot_llm_base_url}"
-    return settings.copilot_llm
+    """How the configured LLM is named to people ("openai-compatible:qwen at http://...");
+    credentials in the URL are left out."""
+    if settings.copilot_llm_base_url is None:
+        return settings.copilot_llm
+    parts = urlsplit(settings.copilot_llm_base_url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return f"{settings.copilot_llm} at {urlunsplit(parts._replace(netloc=netloc))}"
 
 
 def _openai_model(settings: Settings) -> Model:
@@ -197,8 +207,9 @@ def _openai_model(settings: Settings) -> Model:
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     if kind == "openai-compatible":  # local servers ignore the key; some (vLLM --api-key) check it
         provider = OpenAIProvider(base_url=settings.copilot_llm_base_url, api_key=key or "local")
-    else:
-        provider = OpenAIProvider(api_key=key)
+    else:  # explicit, so a stray OPENAI_BASE_URL cannot send patients somewhere unnamed
+        base_url = settings.copilot_llm_base_url or OPENAI_BASE_URL
+        provider = OpenAIProvider(base_url=base_url, api_key=key)
     model_settings = ModelSettings(
         timeout=settings.copilot_llm_timeout_seconds, max_retries=settings.copilot_llm_max_retries
     )
@@ -234,11 +245,33 @@ async def warm_up(model: Model, settings: Settings) -> WarmUp:
         )
     except ModelAPIError as error:
         return WarmUp(False, time.perf_counter() - started, unavailable(settings, error))
+    except UnexpectedModelBehavior as error:  # it answered, but not as an OpenAI server does
+        detail = f"{llm_label(settings)} answered but not as expected: {error.message}"
+        return WarmUp(False, time.perf_counter() - started, detail)
     return WarmUp(True, time.perf_counter() - started, f"{llm_label(settings)} answered")
 
 
+def _server_says(error: ModelAPIError) -> str:
+    """The server's own words from an error body ({"error": {"message": ...}} or similar)."""
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        said = inner.get("message") if isinstance(inner, dict) else inner
+        if said:
+            return str(said)[:300].rstrip(".")
+    return error.message[:300].rstrip(".")
+
+
 def unavailable(settings: Settings, error: ModelAPIError) -> str:
-    """What to tell a person when the configured LLM cannot be reached (no fallback)."""
+    """What to tell a person when the configured LLM cannot be reached or refuses the
+    request (never a fallback to another model)."""
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 500 and status not in _RETRIED:
+        return (
+            f"The language model ({llm_label(settings)}) refused the request "
+            f"(HTTP {status}: {_server_says(error)}). I did not switch to another "
+            "model; nothing was changed. Check the model name, key and server settings."
+        )
     return (
         f"The language model ({llm_label(settings)}) is not available: "
         f"{error.message.rstrip('.')}. "

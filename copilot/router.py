@@ -9,6 +9,8 @@ tools, go back to the model as a retry with the reason, and the answer is a type
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
 from pydantic_ai import Agent, ModelRetry, PromptedOutput, ToolOutput
 from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
 from pydantic_ai.models import Model
+from pydantic_ai.usage import RunUsage
 
 from copilot.actions import STATE_CHANGING
 from copilot.offline import Memory
@@ -28,6 +31,11 @@ from prompts import load
 from tools.catalog import READ_ONLY
 
 ROUTER_RETRIES = 2
+# Text that starts like JSON or a tagged call: a call gone wrong (truncated, null arguments,
+# two calls), never an answer for a person.
+_LOOKS_LIKE_A_CALL = re.compile(r"^\s*(?:[{\[]|```|<tool_call>)|<tool_call>|```json", re.I)
+
+log = logging.getLogger(__name__)
 
 
 class Route(BaseModel):
@@ -127,6 +135,16 @@ def _build(
         agent: Agent[None, Any] = Agent(
             model, output_type=[*outputs, str], instructions=instructions, retries=ROUTER_RETRIES
         )
+
+        @agent.output_validator
+        def words_not_broken_calls(output: Any) -> Any:
+            if isinstance(output, str) and _LOOKS_LIKE_A_CALL.search(output):
+                raise ModelRetry(
+                    "That looks like a tool call I could not read. Call one of the tools by "
+                    "name with a JSON object of arguments, or answer in plain words."
+                )
+            return output
+
         names = {input_model: name for name, (input_model, _) in _tools().items()}
         return Router(agent, names, model.model_name, unavailable)
     # One schema, {"result": {"kind": <tool name>, "data": <its arguments>}}: the kinds are
@@ -147,23 +165,20 @@ def _build(
 
 async def route(router: Router, text: str, memory: Memory) -> Route:
     """The tool call (or reply) for one user turn."""
-    started = time.perf_counter()
-    measured: dict[str, Any] = {"model": router.model_name}
+    started, spent = time.perf_counter(), RunUsage()
     try:
-        result = await router.agent.run(text, instructions=context_block(memory))
+        result = await router.agent.run(text, instructions=context_block(memory), usage=spent)
     except UnexpectedModelBehavior as error:  # retries used up: say so instead of failing
-        reply = f"I could not turn that into a valid request ({error})."
-        return Route(tool=None, reply=reply, usage=_timed(measured, started))
+        log.info("router gave up: %s", error)
+        reply = (
+            f"I could not turn that into a valid request after {ROUTER_RETRIES + 1} tries "
+            "(the model's answers did not fit any tool). Please rephrase, or name the tool."
+        )
+        return Route(tool=None, reply=reply, usage=_measured(router, spent, started))
     except ModelAPIError as error:  # down, rate-limited or timing out after the retries
         reply = router.unavailable(error) if router.unavailable else str(error)
-        return Route(tool=None, reply=reply, usage=_timed(measured, started))
-    usage = result.usage
-    measured |= {
-        "requests": usage.requests,
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-    }
-    measured = _timed(measured, started)
+        return Route(tool=None, reply=reply, usage=_measured(router, spent, started))
+    measured = _measured(router, spent, started)
     output = result.output
     if isinstance(output, str):
         return Route(tool=None, reply=output, usage=measured)
@@ -174,5 +189,11 @@ async def route(router: Router, text: str, memory: Memory) -> Route:
     return Route(tool=name, arguments=arguments, usage=measured)
 
 
-def _timed(measured: dict[str, Any], started: float) -> dict[str, Any]:
-    return {**measured, "seconds": round(time.perf_counter() - started, 4)}
+def _measured(router: Router, spent: RunUsage, started: float) -> dict[str, Any]:
+    return {
+        "model": router.model_name,
+        "requests": spent.requests,
+        "input_tokens": spent.input_tokens,
+        "output_tokens": spent.output_tokens,
+        "seconds": round(time.perf_counter() - started, 4),
+    }

@@ -34,7 +34,9 @@ class ApiKey(BaseModel):
 class Settings(BaseSettings):
     """The copilot's configuration, from the environment (names as in CONTRACTS.md)."""
 
-    model_config = SettingsConfigDict(extra="ignore", protected_namespaces=(), frozen=True)
+    model_config = SettingsConfigDict(
+        extra="ignore", protected_namespaces=(), frozen=True, hide_input_in_errors=True
+    )
 
     copilot_home: Path = Path(".copilot")
     mlflow_tracking_uri: str | None = None
@@ -49,7 +51,7 @@ class Settings(BaseSettings):
     copilot_llm_max_retries: int = Field(default=3, ge=0, le=10)  # on 429, 5xx, timeouts
     openai_api_key: SecretStr | None = None  # OPENAI_API_KEY, as the OpenAI client reads it
     copilot_traces: bool = False  # trace each turn (LangGraph + PydanticAI) to MLflow
-    copilot_api_keys: str | None = None
+    copilot_api_keys: SecretStr | None = None  # never shown in a repr or an error
     copilot_action_ttl_seconds: int = Field(default=900, gt=0)
     copilot_four_eyes: bool = False
     copilot_dataset: str = "heart-disease"
@@ -125,13 +127,14 @@ class Settings(BaseSettings):
         """`COPILOT_API_KEYS` parsed: `name:role:key,name:role:key`."""
         if not self.copilot_api_keys:
             return []
-        keys = []
-        for entry in self.copilot_api_keys.split(","):
+        keys: list[ApiKey] = []
+        for entry in self.copilot_api_keys.get_secret_value().split(","):
             parts = entry.strip().split(":", 2)
             if len(parts) != 3 or not all(parts) or parts[1] not in {"user", "approver"}:
-                raise ValueError(
-                    f"COPILOT_API_KEYS entry {entry.strip()!r} must be name:role:key with role "
-                    "'user' or 'approver'"
+                name = parts[0] if len(parts) > 1 and parts[0] else "?"
+                raise ValueError(  # the entry itself is not shown: it may hold a key
+                    f"COPILOT_API_KEYS entry {len(keys) + 1} (name {name!r}) must be "
+                    "name:role:key with role 'user' or 'approver'"
                 )
             keys.append(
                 ApiKey.model_validate({"name": parts[0], "role": parts[1], "key": parts[2]})

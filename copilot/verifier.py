@@ -36,11 +36,27 @@ _UNIT_WORDS = {
     "vessel": "vessels",
 }
 _DIRECTION = re.compile(
-    r"(?P<subject>[a-z][a-z0-9 \-/>().,]*?)\s+(?P<verb>raises|raised|increases|increased|pushes up|"
-    r"lowers|lowered|reduces|reduced|decreases|decreased|pulls down)\s+(?:the\s+|his\s+|her\s+|"
-    r"their\s+)?(?:predicted\s+)?risk"
+    r"(?P<subject>[a-z][a-z0-9 \-/>().,]{0,80}?)\s+(?P<negation>(?:does|do|did) not\s+|doesn't\s+|"
+    r"don't\s+|didn't\s+)?(?P<verb>raises|raised|raise|increases|increased|increase|pushes up|"
+    r"push up|lowers|lowered|lower|reduces|reduced|reduce|decreases|decreased|decrease|pulls down|"
+    r"pull down|is associated with higher|is associated with lower|are associated with higher|"
+    r"are associated with lower)\s+(?:the\s+|his\s+|her\s+|their\s+|this\s+|the patient's\s+)?"
+    r"(?:predicted\s+|estimated\s+)?risk"
 )
-_UP = {"raises", "raised", "increases", "increased", "pushes up"}
+_PRONOUNS = {"it", "this", "that", "which", "they", "these", "those", "each"}
+MAX_VERIFIED_CHARACTERS = 4000  # a clinical summary is short; longer text is refused
+_UP = {
+    "raises",
+    "raised",
+    "raise",
+    "increases",
+    "increased",
+    "increase",
+    "pushes up",
+    "push up",
+    "is associated with higher",
+    "are associated with higher",
+}
 
 
 class DriverClaim(BaseModel):
@@ -135,20 +151,54 @@ def _allowed_numbers(claims: Claims) -> list[tuple[float, float]]:
 
 def check(text: str, claims: Claims) -> list[str]:
     """Every statement in `text` the claims do not support (empty: faithful)."""
+    if len(text) > MAX_VERIFIED_CHARACTERS:
+        return [f"too long: {len(text)} characters (at most {MAX_VERIFIED_CHARACTERS})"]
     lowered = " ".join(text.lower().split())
+    numbers_only = _without_names_holding_numbers(lowered, claims)
     return [
-        *_numbers(lowered, claims),
+        *_numbers(numbers_only, claims),
+        *_values_of_features(numbers_only, claims),
         *_directions(lowered, claims),
         *_probabilities(lowered, claims),
         *_caveats(lowered, claims),
     ]
 
 
+def _without_names_holding_numbers(lowered: str, claims: Claims) -> str:
+    """The text without feature names that contain numbers ("fasting blood sugar > 120
+    mg/dl"), so their numbers are not read as values."""
+    for driver in claims.drivers:
+        for name in driver.names:
+            if any(c.isdigit() for c in name):
+                lowered = lowered.replace(name, driver.feature)
+    return lowered
+
+
+_VALUE_AFTER_NAME = r"(?:\s+(?:of|is|was|at|=|:))?\s*\(?([+-]?\d+(?:\.\d+)?)(?![\d.]*%)"
+
+
+def _values_of_features(lowered: str, claims: Claims) -> list[str]:
+    """A number written right after a feature's name must be that feature's value."""
+    problems = []
+    for driver in claims.drivers:
+        if not isinstance(driver.value, (int, float)) or isinstance(driver.value, bool):
+            continue
+        for name in driver.names:
+            pattern = rf"(?<![a-z]){re.escape(name)}(?![a-z]){_VALUE_AFTER_NAME}"
+            for match in re.finditer(pattern, lowered):
+                said = float(match.group(1))
+                if abs(said - float(driver.value)) > VALUE_TOLERANCE:
+                    problems.append(
+                        f"wrong value: {driver.feature} is {driver.value}, the text says {said:g}"
+                    )
+    return problems
+
+
 def _numbers(lowered: str, claims: Claims) -> list[str]:
     problems = []
     allowed = _allowed_numbers(claims)
     for match in re.finditer(
-        r"(?<![\w.])([+-]?\d+(?:\.\d+)?)\s*(%|mg/dl|mmol/l|mmhg|bpm|mm|"
+        r"(?<![\w.])([+-]?(?:\d+(?:\.\d+)?|\.\d+))\s*(%|mg/dl|mmol/l|mmhg|bpm|mm|"
         r"years?|vessels?)?(?![\w/])",
         lowered,
     ):
@@ -178,30 +228,50 @@ def _directions(lowered: str, claims: Claims) -> list[str]:
     problems = []
     for statement in re.split(r"(?<!\d)[.;:](?!\d)|\n", lowered):  # not inside "2.3"
         for match in _DIRECTION.finditer(statement):
-            subject = match.group("subject")
-            driver = _feature_at(subject, claims)
             said = "raises risk" if match.group("verb") in _UP else "lowers risk"
-            if driver is None:
-                problems.append(f"unknown feature: '{subject.strip()[-40:]}' {said}")
-            elif driver.direction != said:
-                problems.append(
-                    f"flipped direction: {driver.feature} {driver.direction}, "
-                    f"the text says it {said.split(maxsplit=1)[0]} it"
-                )
+            if match.group("negation"):
+                problems.append(f"negated direction: '{match.group(0).strip()[-60:]}'")
+                continue
+            # "with age 63, cholesterol and ST depression raise risk": the subjects are the
+            # parts after the last comma, joined by "and".
+            subject = match.group("subject").rsplit(",", 1)[-1]
+            for part in re.split(r"\s+(?:and|as well as|plus)\s+|\s*&\s*", subject):
+                problems.extend(_direction_of(part, said, claims))
     return problems
+
+
+def _direction_of(subject: str, said: str, claims: Claims) -> list[str]:
+    driver = _feature_at(subject, claims)
+    words = subject.split()
+    if driver is None and (not words or words[-1] in _PRONOUNS):
+        return []  # "it raises risk" refers back; the sentence before was checked
+    if driver is None:
+        return [f"unknown feature: '{subject.strip()[-40:]}' {said}"]
+    if driver.direction != said:
+        return [
+            f"flipped direction: {driver.feature} {driver.direction}, "
+            f"the text says it {said.split(maxsplit=1)[0]} it"
+        ]
+    return []
 
 
 def _probabilities(lowered: str, claims: Claims) -> list[str]:
     problems = []
-    targets = (claims.probability, claims.threshold, claims.base_probability)
     for match in re.finditer(
-        r"(?:risk|probability|chance)[^.%]{0,40}?(\d+(?:\.\d+)?)\s*%", lowered
+        r"(risk|probability|chance|baseline|base rate|threshold)([^.%]{0,40}?)"
+        r"(\d+(?:\.\d+)?)\s*%",
+        lowered,
     ):
-        value = float(match.group(1))
-        if not any(abs(value - t * 100) <= PERCENT_TOLERANCE for t in targets):
-            problems.append(
-                f"wrong probability: {value:g}% (the model says {claims.probability:.0%})"
-            )
+        named = f"{match.group(1)} {match.group(2)}"
+        if "threshold" in named:
+            what, target = "threshold", claims.threshold
+        elif re.search(r"baseline|base rate|average", named):
+            what, target = "baseline", claims.base_probability
+        else:
+            what, target = "probability", claims.probability
+        value = float(match.group(3))
+        if abs(value - target * 100) > PERCENT_TOLERANCE:
+            problems.append(f"wrong {what}: {value:g}% (the model says {target:.0%})")
     return problems
 
 
@@ -220,44 +290,72 @@ def _caveats(lowered: str, claims: Claims) -> list[str]:
 
 
 _NUMBER = re.compile(
-    r"(?<![\w.])[+-]?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?:[eE]([+-]?\d+))?(%?)(?![\w])"
+    r"(?<![\w.])([+-]?)(\d{1,3}(?:,\d{3})+|\d+|(?=\.\d))(\.\d+)?(?:[eE]([+-]?\d{1,3}))?(%?)"
+    r"(?![\w])"
 )
+# Keys whose values are identifiers or moments, not quantities a narrative may restate.
+_NOT_QUANTITIES = re.compile(r"(^|_)(id|ids|at|since|url|sha256|timestamp|created|started)$")
+_URL = re.compile(r"https?://\S+")
+_ISO_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}.*)?$")
 
 
 def _as_number(match: re.Match[str]) -> float:
-    whole, decimals, exponent, _ = match.groups()
-    return float(whole.replace(",", "") + (decimals or "") + f"e{exponent or 0}")
+    sign, whole, decimals, exponent, _ = match.groups()
+    exponent = max(-300, min(300, int(exponent or 0)))  # "1e400" is a number, not a crash
+    return float(f"{sign}{whole.replace(',', '') or '0'}{decimals or ''}e{exponent}")
 
 
-def _numbers_in(value: Any) -> list[float]:
-    """Every number inside a tool result: values, and numbers written inside its strings
-    (a percentage written in a string counts as its fraction)."""
-    if isinstance(value, bool) or value is None:
+def _numbers_in(value: Any, key: str = "") -> list[float]:
+    """Every quantity inside a tool result: values, and numbers written inside its strings
+    (a percentage written in a string counts as its fraction). Identifiers and moments
+    (`*_id`, `*_at`, ISO dates) are not quantities."""
+    if isinstance(value, bool) or value is None or _NOT_QUANTITIES.search(key):
         return []
     if isinstance(value, (int, float)):
         return [float(value)]
     if isinstance(value, str):
-        return [_as_number(m) / (100 if m.group(4) else 1) for m in _NUMBER.finditer(value)]
+        numbers = [] if _ISO_MOMENT.match(value) else _NUMBER.finditer(value)
+        return [_as_number(m) / (100 if m.group(5) else 1) for m in numbers]
     if isinstance(value, dict):
-        return [n for key, item in value.items() for n in (*_numbers_in(key), *_numbers_in(item))]
+        return [n for k, item in value.items() for n in _numbers_in(item, str(k))]
     if isinstance(value, (list, tuple)):
-        return [n for item in value for n in _numbers_in(item)]
+        return [n for item in value for n in _numbers_in(item, key)]
+    return []
+
+
+def _identifiers_in(value: Any) -> list[str]:
+    """Strings of a result that a narrative may quote a prefix of (run ids, versions)."""
+    if isinstance(value, str):
+        return [value.lower()]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _identifiers_in(item)]
+    if isinstance(value, (list, tuple)):
+        return [s for item in value for s in _identifiers_in(item)]
     return []
 
 
 def unsupported_numbers(text: str, result: Any) -> list[str]:
     """Numbers in `text` that the tool result does not hold (as given, rounded as shown,
-    or as a percentage of a fraction). Empty: every number shown comes from the result."""
+    or as a percentage of a fraction; a sign written out must match). Empty: every number
+    shown comes from the result."""
     known = _numbers_in(result)
+    identifiers = _identifiers_in(result)
     problems = []
-    for match in _NUMBER.finditer(text):
-        _, decimals, exponent, percent = match.groups()
+    for match in _NUMBER.finditer(_URL.sub(" ", text)):  # a link's digits are no claim
+        sign, whole, decimals, exponent, percent = match.groups()
         shown = _as_number(match)
         places = len(decimals) - 1 if decimals else 0
-        tolerance = 0.5 * 10.0 ** (int(exponent or 0) - places) * (1 + 1e-9)
+        tolerance = 0.5 * 10.0 ** (max(-300, min(300, int(exponent or 0))) - places) * (1 + 1e-9)
         if percent:
             shown /= 100
             tolerance /= 100
-        if not any(abs(abs(shown) - abs(n)) <= tolerance for n in known):
+        if sign:  # "+0.03" is not "-0.03"
+            supported = any(abs(shown - n) <= tolerance for n in known)
+        else:  # "fell by 3 points" for -0.03
+            supported = any(abs(shown - abs(n)) <= tolerance for n in known)
+        quoted = not (sign or decimals or exponent or percent) and any(
+            s.startswith(whole) for s in identifiers
+        )
+        if not (supported or quoted):
             problems.append(f"unsupported number: {match.group(0)}")
     return problems

@@ -23,7 +23,7 @@ from copilot.deps import Deps
 from copilot.narrator import build_narrator, build_result_narrator
 from copilot.providers import WarmUp, llm_model, unavailable, warm_up
 from copilot.router import build_router
-from copilot.traces import enable_traces
+from copilot.traces import enable_traces, turn_span
 from graphs.graph import build_graph
 from graphs.state import ChatContext
 
@@ -72,6 +72,7 @@ class Copilot:
         self.graph = graph
         self.context = context
         self.warm_up: WarmUp | None = None  # the LLM's start-up check (None: not made)
+        self.traces_to: str | None = None  # the MLflow experiment turns are traced to
 
     def _config(self, conversation_id: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": conversation_id}}
@@ -98,16 +99,17 @@ class Copilot:
     async def send(self, conversation_id: str, text: str, user: str) -> Turn:
         """One user turn. Text never decides a pending action, whatever it says."""
         before = await self._values(conversation_id)
-        await self.graph.ainvoke(
-            {
-                "conversation_id": conversation_id,
-                "user": user,
-                "text": text,
-                "memory": before.get("memory", {}),
-            },
-            self._config(conversation_id),
-            context=self.context,
-        )
+        with turn_span(self.traces_to, conversation_id, "message"):
+            await self.graph.ainvoke(
+                {
+                    "conversation_id": conversation_id,
+                    "user": user,
+                    "text": text,
+                    "memory": before.get("memory", {}),
+                },
+                self._config(conversation_id),
+                context=self.context,
+            )
         return await self._since(conversation_id, before)
 
     async def waiting_on(self, conversation_id: str) -> str | None:
@@ -125,11 +127,12 @@ class Copilot:
         conversation_id = action.conversation_id
         before = await self._values(conversation_id)
         if await self.waiting_on(conversation_id) == action_id:
-            await self.graph.ainvoke(
-                Command(resume={"action_id": action_id}),
-                self._config(conversation_id),
-                context=self.context,
-            )
+            with turn_span(self.traces_to, conversation_id, "decision"):
+                await self.graph.ainvoke(
+                    Command(resume={"action_id": action_id}),
+                    self._config(conversation_id),
+                    context=self.context,
+                )
             return await self._since(conversation_id, before)
         if action.status == "pending":
             raise ActionConflict(f"action {action_id} is still pending; decide it first")
@@ -251,8 +254,7 @@ async def open_copilot(deps: Deps, *, warm: bool = True) -> AsyncIterator[Copilo
         unavailable=functools.partial(unavailable, settings),
     )
     offline = settings.copilot_llm == "offline"
-    if settings.copilot_traces:
-        enable_traces(settings)
+    traces_to = enable_traces(settings) if settings.copilot_traces else None
     async with _checkpointer(settings.database_url) as saver:
         context = ChatContext(
             router=router,
@@ -262,6 +264,7 @@ async def open_copilot(deps: Deps, *, warm: bool = True) -> AsyncIterator[Copilo
             result_narrator=None if offline else build_result_narrator(model),
         )
         copilot = Copilot(deps, build_graph(saver), context)
+        copilot.traces_to = traces_to
         if warm and settings.copilot_llm.startswith("openai-compatible:"):  # local servers
             copilot.warm_up = await warm_up(model, settings)
             log.log(

@@ -48,7 +48,8 @@ def agent_api(
         trained_registry.copy(home),
         live_service,
     )
-    assert settings.copilot_api_keys == API_KEYS
+    assert settings.copilot_api_keys is not None
+    assert settings.copilot_api_keys.get_secret_value() == API_KEYS
     with TestClient(create_api(settings)) as seeder:
         conversation = seeder.post("/v1/conversations", headers=auth("bob")).json()["id"]
         turn = seeder.post(

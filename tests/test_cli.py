@@ -62,7 +62,12 @@ def test_help_lists_the_commands() -> None:
             "COPILOT_DATASET='mimic' is not a known dataset",
         ),
         (["train"], {"COPILOT_LLM": "gpt"}, 2, "COPILOT_LLM='gpt' must be"),
-        (["train"], {"COPILOT_API_KEYS": "ann:boss:k1"}, 2, "COPILOT_API_KEYS entry 'ann:boss:k1'"),
+        (
+            ["train"],
+            {"COPILOT_API_KEYS": "ann:boss:k1"},
+            2,
+            "COPILOT_API_KEYS entry 1 (name 'ann')",
+        ),
         (["train", "--bogus"], {}, 2, "No such option"),
         (["serve", "model", "--port", "70000"], {}, 2, "less than or equal to 65535"),
         (

@@ -288,3 +288,53 @@ def test_settings_name_what_is_missing() -> None:
         Settings(copilot_llm="openai:gpt-4.1-mini", openai_api_key=None)
     with pytest.raises(ValueError, match="copilot_llm_routing"):
         Settings(copilot_llm_routing="xml")  # type: ignore[arg-type]
+
+
+def test_degenerate_text_is_no_tool_call() -> None:
+    assert recover_tool_call("[" * 3000) is None  # deep nesting: no RecursionError
+    assert recover_tool_call('{"name": "list_runs", "arguments": {}}' + " " * 30_000) is None
+
+
+async def test_a_broken_call_written_as_text_is_retried_not_shown(
+    httpx2_mock: respx.Router,
+) -> None:
+    server = Server(
+        httpx2_mock,
+        completion(content='{"name": "check_dr'),  # cut off at max_tokens
+        completion(tool="check_drift", arguments={"site": "Hungary"}),
+    )
+    decided = await route_with("check drift for Hungary")
+    assert (decided.tool, decided.arguments) == ("check_drift", {"site": "Hungary"})
+    assert "could not read" in server.bodies[1]["messages"][-1]["content"]
+
+
+async def test_a_refused_request_is_not_called_unavailable(httpx2_mock: respx.Router) -> None:
+    denied = httpx.Response(401, json={"error": {"message": "Incorrect API key provided"}})
+    server = Server(httpx2_mock, denied)
+    decided = await route_with("which model?")
+    assert len(server.bodies) == 1 and decided.reply is not None
+    assert "refused the request (HTTP 401: Incorrect API key provided)" in decided.reply
+    assert "did not switch to another model" in decided.reply
+
+
+async def test_warm_up_of_a_server_that_answers_wrongly(httpx2_mock: respx.Router) -> None:
+    configured = settings(copilot_llm_max_retries=0)
+    model = llm_model(configured, get_card("heart-disease"))
+    Server(httpx2_mock, httpx.Response(200, json={"choices": []}))
+    answer = await warm_up(model, configured)
+    assert not answer.ok and "answered but not as expected" in answer.detail
+
+
+def test_keys_stay_out_of_reprs_errors_and_labels() -> None:
+    configured = Settings(
+        copilot_api_keys="ann:approver:sk-ann-secret",
+        copilot_llm="openai-compatible:m",
+        copilot_llm_base_url="http://user:pw-secret@llm.test:8080/v1",
+    )
+    assert "sk-ann-secret" not in repr(configured)
+    from copilot.providers import llm_label
+
+    assert llm_label(configured) == "openai-compatible:m at http://llm.test:8080/v1"
+    with pytest.raises(ValueError, match="entry 1") as refused:
+        Settings(copilot_api_keys="sk-only-a-secret")
+    assert "sk-only-a-secret" not in str(refused.value)

@@ -39,6 +39,8 @@ async def test_each_turn_is_a_trace_beside_the_model_runs(
             )
             async with open_copilot(deps) as copilot:
                 await copilot.send("t1", "what model is serving?", "ann")
+                mlflow.set_experiment("heart-disease-training")  # what a retrain does
+                await copilot.send("t1", "list the runs", "ann")
     finally:
         engine.dispose()
         mlflow.langchain.autolog(disable=True)
@@ -48,9 +50,18 @@ async def test_each_turn_is_a_trace_beside_the_model_runs(
     experiment = mlflow.MlflowClient(tracking_uri).get_experiment_by_name(TRACES_EXPERIMENT)
     assert experiment is not None
     traces = mlflow.MlflowClient(tracking_uri).search_traces(locations=[experiment.experiment_id])
-    assert len(traces) == 1
-    spans = {span.name: span for span in traces[0].data.spans}
-    assert {"LangGraph", "route_turn", "Agent.run", "run_tool"} <= set(spans), set(spans)
-    # the router agent's span sits inside the graph node that ran it
-    assert spans["Agent.run"].parent_id == spans["route_turn"].span_id
-    assert spans["route_turn"].parent_id == spans["LangGraph"].span_id
+    assert len(traces) == 2  # one per turn, none leaking into the next
+    for trace in traces:
+        spans = {span.name: span for span in trace.data.spans}
+        assert {"copilot message", "LangGraph", "route_turn", "Agent.run", "run_tool"} <= set(
+            spans
+        ), set(spans)
+        # the router agent's span sits inside the graph node that ran it
+        assert spans["Agent.run"].parent_id == spans["route_turn"].span_id
+        assert spans["route_turn"].parent_id == spans["LangGraph"].span_id
+        assert spans["LangGraph"].parent_id == spans["copilot message"].span_id
+        assert spans["copilot message"].attributes["conversation_id"] == "t1"
+    training = mlflow.MlflowClient(tracking_uri).get_experiment_by_name("heart-disease-training")
+    assert training is not None
+    stray = mlflow.MlflowClient(tracking_uri).search_traces(locations=[training.experiment_id])
+    assert stray == []

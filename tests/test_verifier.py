@@ -207,3 +207,77 @@ async def test_the_narrator_falls_back_to_the_marked_template(
     assert check(text.removesuffix(TEMPLATE_MARK), claims_from(explanation, heart_card)) == []
     offline_text, offline_verified = await narrate(None, explanation, heart_card)
     assert not offline_verified and TEMPLATE_MARK not in offline_text
+
+
+def _claims() -> Claims:
+    from copilot.verifier import DriverClaim
+
+    def driver(feature: str, names: list[str], value: Any, unit: str | None, up: bool) -> Any:
+        return DriverClaim(
+            feature=feature,
+            display_name=names[0],
+            names=names,
+            value=value,
+            unit=unit,
+            direction="raises risk" if up else "lowers risk",
+            contribution=0.3 if up else -0.1,
+            rank=1,
+        )
+
+    return Claims(
+        probability=0.44,
+        threshold=0.49,
+        base_probability=0.30,
+        drivers=[
+            driver("chol", ["serum cholesterol", "cholesterol", "chol"], 233, "mg/dl", True),
+            driver("age", ["age"], 63, "years", True),
+            driver("trestbps", ["resting blood pressure", "trestbps"], 120, "mmHg", False),
+            driver("fbs", ["fasting blood sugar > 120 mg/dl", "fbs"], True, None, False),
+        ],
+        model_version="3",
+        flagged_features=[],
+    )
+
+
+FAITHFUL = (
+    "Predicted risk 44% against a baseline of 30% (threshold 49%). Serum cholesterol of "
+    "233 mg/dl raises risk. Age 63 years raises risk. Resting blood pressure 120 mmHg "
+    "lowers risk; it lowers risk less than the others. Fasting blood sugar > 120 mg/dl "
+    "(yes) lowers risk. The model shows association, not causation. Model version 3."
+)
+
+
+def test_a_faithful_summary_with_numbers_inside_feature_names_passes() -> None:
+    assert check(FAITHFUL, _claims()) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            ("Age 63 years raises risk.", "Cholesterol and age lower risk."),
+            "flipped direction: age",
+        ),
+        (("Serum cholesterol of 233 mg/dl raises", "Cholesterol does not raise"), "negated"),
+        (("Age 63 years", "Age of 233 years"), "wrong value: age is 63"),
+        (
+            ("risk 44% against a baseline of 30%", "risk 30% against a baseline of 44%"),
+            "wrong probability: 30%",
+        ),
+        (("(threshold 49%)", "(threshold 44%)"), "wrong threshold: 44%"),
+        (("Model version 3.", "Model version 3, AUC .99."), "unsupported number: .99"),
+        (
+            ("Age 63 years raises risk.", "Age is associated with lower risk."),
+            "flipped direction: age",
+        ),
+    ],
+)
+def test_reworded_unfaithful_claims_are_caught(change: tuple[str, str], problem: str) -> None:
+    old, new = change
+    assert old in FAITHFUL
+    problems = check(FAITHFUL.replace(old, new), _claims())
+    assert any(problem in p for p in problems), problems
+
+
+def test_overlong_text_is_refused_quickly() -> None:
+    assert check("cholesterol raises " * 2000, _claims())[0].startswith("too long")
