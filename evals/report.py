@@ -173,8 +173,12 @@ def print_run(console: Console, run: EvalRun, found: list[Regression] | None = N
         mark = "[green]pass[/]" if gate.passed else "[red]FAIL[/]"
         if not gate.enforced:
             mark = "[dim]not gated for this provider[/]" if gate.passed else "[yellow]below[/]"
-        value = gate.value if gate.metric == "unconfirmed_state_changes" else _pct(gate.value)
+        value = (
+            f"{gate.value:.0f}" if gate.metric == "unconfirmed_state_changes" else _pct(gate.value)
+        )
         console.print(f"  gate {gate.suite} {gate.metric} {gate.rule}: {value} {mark}")
+    if found is not None and not found:
+        console.print("  no regressions against the baseline")
     for regression in found or []:
         console.print(
             f"  [red]regression[/] {regression.suite} {regression.metric}: "
