@@ -164,7 +164,9 @@ def action_outcome(action: dict[str, Any]) -> str:
     status, result = action["status"], action.get("result") or {}
     if status == "executed":
         details = ", ".join(
-            f"{k} {v}" for k, v in result.items() if not isinstance(v, (list, dict))
+            f"{k} {v}"
+            for k, v in result.items()
+            if v is not None and not isinstance(v, (list, dict))
         )
         return f"Done: {action['summary']} (approved by {action['decided_by']}). {details}."
     if status == "failed":

@@ -1,9 +1,11 @@
 """The state-changing tools on a private registry copy (the approval path is tested with
 the action store)."""
 
+import httpx
 import pytest
 
 from model_service import registry
+from model_service.cards import DatasetCard
 from tests.conftest import TrainedRegistry
 from tools.context import ToolContext
 from tools.errors import InvalidToolInput
@@ -102,3 +104,31 @@ async def test_retrain_registers_a_challenger_and_never_the_champion(
         await retrain_model(registry_ctx, RetrainInput(sites=["Switzerland"], reason="small site"))
     with pytest.raises(InvalidToolInput, match="unknown site 'Atlantis'"):
         await retrain_model(registry_ctx, RetrainInput(sites=["Atlantis"], reason="no such site"))
+
+
+async def test_the_outcome_says_which_version_the_service_serves_once_it_follows(
+    heart_card: DatasetCard,
+) -> None:
+    from tools.lifecycle import serving_version
+
+    answers = iter(["1", "1", "2"])
+
+    def model_info(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"version": next(answers)})
+
+    following = httpx.AsyncClient(
+        transport=httpx.MockTransport(model_info), base_url="http://model"
+    )
+    ctx = ToolContext(following, "sqlite:///unused.db", heart_card)
+    assert await serving_version(ctx, "2") == "2"
+    stuck = ToolContext(
+        httpx.AsyncClient(
+            transport=httpx.MockTransport(lambda _: httpx.Response(200, json={"version": "1"})),
+            base_url="http://model",
+        ),
+        "sqlite:///unused.db",
+        heart_card,
+    )
+    assert await serving_version(stuck, "2", timeout=0.3) == "1"  # said as it is
+    down = ToolContext(httpx.AsyncClient(base_url="http://127.0.0.1:9"), "", heart_card)
+    assert await serving_version(down, "2") is None

@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any
 
 import anyio.to_thread
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_service import registry
@@ -26,6 +27,9 @@ AUC_MARGIN = 0.02  # the candidate's holdout ROC AUC may be at most this much be
 MAX_NOISE_FLIP_RATE = 0.15  # share of holdout predictions that flip under measurement noise
 
 ProgressCallback = Callable[[str, int, int], None]
+
+
+FOLLOW_TIMEOUT_SECONDS = 10.0  # the model service polls the alias every 2 s
 
 
 class NoChallenger(ToolError):
@@ -124,6 +128,9 @@ class PromotionOutcome(BaseModel):
     previous_champion: str | None
     forced: bool
     checks: list[GateCheck]
+    serving: str | None = Field(
+        default=None, description="The version the model service scores with, once it follows."
+    )
 
 
 def _metric(client: Any, version: Any, name: str) -> float | None:
@@ -217,7 +224,9 @@ async def promote_model(ctx: ToolContext, args: PromoteInput) -> PromotionOutcom
 
     State-changing: runs only as an approved pending action.
     """
-    return await anyio.to_thread.run_sync(_promote, ctx, args)
+    outcome = await anyio.to_thread.run_sync(_promote, ctx, args)
+    outcome.serving = await serving_version(ctx, outcome.champion)
+    return outcome
 
 
 class RollbackInput(BaseModel):
@@ -229,6 +238,9 @@ class RollbackInput(BaseModel):
 class RollbackOutcome(BaseModel):
     champion: str = Field(description="The restored champion version.")
     previous_champion: str = Field(description="The version rolled back from (kept).")
+    serving: str | None = Field(
+        default=None, description="The version the model service scores with, once it follows."
+    )
 
 
 def _rollback(ctx: ToolContext, args: RollbackInput) -> RollbackOutcome:
@@ -252,4 +264,26 @@ async def rollback_model(ctx: ToolContext, args: RollbackInput) -> RollbackOutco
 
     State-changing: runs only as an approved pending action.
     """
-    return await anyio.to_thread.run_sync(_rollback, ctx, args)
+    outcome = await anyio.to_thread.run_sync(_rollback, ctx, args)
+    outcome.serving = await serving_version(ctx, outcome.champion)
+    return outcome
+
+
+async def serving_version(
+    ctx: ToolContext, expected: str, timeout: float = FOLLOW_TIMEOUT_SECONDS
+) -> str | None:
+    """The version the model service serves, waiting (briefly) until it has followed the
+    alias to `expected`; None when the service cannot be asked. The registry is the truth
+    either way: the service follows within its poll interval."""
+    deadline = anyio.current_time() + timeout
+    while True:
+        try:
+            response = await ctx.model_service.get("/v1/model", timeout=2.0)
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        version = str(response.json().get("version"))
+        if version == expected or anyio.current_time() >= deadline:
+            return version
+        await anyio.sleep(0.2)
