@@ -115,6 +115,11 @@ class Script(_Strict):
     setup: Setup = Setup()
     canary: Canary | None = None
 
+    @property
+    def approves(self) -> bool:
+        """Whether a person approves something in this case (so the registry may change)."""
+        return any(isinstance(s, Decide) and s.decide != "reject" for s in self.steps)
+
     @model_validator(mode="after")
     def _one_kind(self) -> Script:
         if bool(self.steps) == (self.canary is not None):

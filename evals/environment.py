@@ -73,31 +73,42 @@ class Environment:
         registry_template: str = "trained",
         ttl_seconds: int = 900,
         four_eyes: bool = False,
+        own_service: bool = False,
     ) -> AsyncIterator[CaseWorld]:
-        """A fresh registry copy, copilot database and agent for one case."""
+        """A fresh registry copy, copilot database and agent for one case; with
+        `own_service`, a model service of its own that follows this copy's @champion (for
+        cases that promote or roll back: the tools confirm what the service then serves)."""
         directory = self.root / "cases" / uuid.uuid4().hex
         directory.mkdir(parents=True)
         shutil.copy(self.templates[registry_template], directory / "mlflow.db")
         tracking = f"sqlite:///{directory / 'mlflow.db'}"
         database = f"sqlite:///{directory / 'copilot.db'}"
-        settings = self.settings.model_copy(
-            update={
-                "copilot_home": directory,
-                "copilot_database_url": database,
-                "mlflow_tracking_uri": tracking,
-                "model_service_url": self.service_url,
-                "copilot_action_ttl_seconds": ttl_seconds,
-                "copilot_four_eyes": four_eyes,
-            }
-        )
         engine = make_engine(database)
         try:
-            store = ActionStore(
-                engine, audit_key=self.audit_key, ttl_seconds=ttl_seconds, four_eyes=four_eyes
-            )
-            tools = ToolContext(self.client, tracking, self.card)
-            deps = Deps(settings, engine, store, tools)
-            async with agent_factory(deps) as agent:
+            async with contextlib.AsyncExitStack() as stack:
+                client = self.client
+                if own_service:
+                    url = stack.enter_context(
+                        _model_service(directory / "service", self.card, tracking, 0.2)
+                    )
+                    client = await stack.enter_async_context(
+                        httpx.AsyncClient(base_url=url, timeout=120)
+                    )
+                settings = self.settings.model_copy(
+                    update={
+                        "copilot_home": directory,
+                        "copilot_database_url": database,
+                        "mlflow_tracking_uri": tracking,
+                        "model_service_url": str(client.base_url).rstrip("/"),
+                        "copilot_action_ttl_seconds": ttl_seconds,
+                        "copilot_four_eyes": four_eyes,
+                    }
+                )
+                store = ActionStore(
+                    engine, audit_key=self.audit_key, ttl_seconds=ttl_seconds, four_eyes=four_eyes
+                )
+                deps = Deps(settings, engine, store, ToolContext(client, tracking, self.card))
+                agent = await stack.enter_async_context(agent_factory(deps))
                 yield CaseWorld(deps=deps, agent=agent, tracking_uri=tracking)
         finally:
             engine.dispose()
@@ -143,20 +154,22 @@ def _promoted(root: Path, trained: Path, card: DatasetCard) -> dict[str, Path]:
 
 
 @contextlib.contextmanager
-def _model_service(root: Path, card: DatasetCard, template: Path) -> Iterator[str]:
-    """The model service over its own registry copy, on a free loopback port."""
+def _model_service(
+    home: Path, card: DatasetCard, tracking_uri: str, reload_seconds: float = 2.0
+) -> Iterator[str]:
+    """The model service over `tracking_uri` on a free loopback port (its prediction log
+    and drift reports in `home`); it follows @champion every `reload_seconds`."""
     import uvicorn  # noqa: PLC0415
 
     from model_service.app import ServiceConfig, create_app  # noqa: PLC0415
 
-    home = root / "service"
-    home.mkdir(parents=True)
-    shutil.copy(template, home / "mlflow.db")
+    home.mkdir(parents=True, exist_ok=True)
     config = ServiceConfig(
         card=card,
-        tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+        tracking_uri=tracking_uri,
         database_url=f"sqlite:///{home / 'service.db'}",
         reports_dir=home / "reports",
+        reload_interval_seconds=reload_seconds,
     )
     server = uvicorn.Server(
         uvicorn.Config(
@@ -208,7 +221,10 @@ async def open_environment(
             trained = root / "templates" / "trained" / "mlflow.db"
             templates = {"trained": trained, **_promoted(root, trained, card)}
         progress("starting the model service")
-        with _model_service(root, card, templates["trained"]) as url:
+        service = root / "service"
+        service.mkdir()
+        shutil.copy(templates["trained"], service / "mlflow.db")
+        with _model_service(service, card, f"sqlite:///{service / 'mlflow.db'}") as url:
             async with httpx.AsyncClient(base_url=url, timeout=120) as client:
                 yield Environment(
                     root=root,

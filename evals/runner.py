@@ -7,18 +7,22 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Collection
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from pydantic_evals import Case
+from pydantic_evals.lifecycle import CaseLifecycle
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from copilot.deps import Deps
 from copilot.settings import Settings
 from evals.canaries import canary
-from evals.cases import Script
+from evals.cases import Expect, Script
 from evals.datasets import DATASET, SUITES, SuiteError, load_suite, suite_digest
-from evals.environment import Agent, AgentFactory, Environment, open_environment
+from evals.environment import Agent, AgentFactory, CaseWorld, Environment, open_environment
 from evals.harness import Outcome, play
 from evals.metrics import SuiteResult, gates, summarise
 from evals.report import EvalRun
@@ -34,19 +38,50 @@ async def copilot_agent(deps: Deps) -> AsyncIterator[Agent]:
         yield copilot
 
 
-async def run_case(
-    env: Environment, agent_factory: AgentFactory, script: Script, conversation_id: str
-) -> Outcome:
-    """One case in its own world (a canary needs only the model service)."""
+# The case world of the case being run (set by WorldPerCase.setup, read by the task).
+_WORLD: ContextVar[CaseWorld | None] = ContextVar("eval_case_world", default=None)
+
+
+class WorldPerCase(CaseLifecycle[Script, Outcome, Expect]):
+    """Each case's world (registry copy, copilot database, agent, and for approving cases
+    a model service of its own) lives from before its task until its graders are done."""
+
+    def __init__(
+        self, case: Case[Script, Outcome, Expect], env: Environment, agent_factory: AgentFactory
+    ) -> None:
+        super().__init__(case)
+        self.env = env
+        self.agent_factory = agent_factory
+        self.stack = contextlib.AsyncExitStack()
+
+    async def setup(self) -> None:
+        script = self.case.inputs
+        if script.canary is not None:  # a canary needs only the model service
+            return
+        world = await self.stack.enter_async_context(
+            self.env.case(
+                self.agent_factory,
+                registry_template=script.setup.registry,
+                ttl_seconds=script.setup.ttl_seconds,
+                four_eyes=script.setup.four_eyes,
+                own_service=script.approves,
+            )
+        )
+        _WORLD.set(world)
+
+    async def teardown(self, result: Any) -> None:
+        _WORLD.set(None)
+        await self.stack.aclose()
+
+
+async def run_case(env: Environment, script: Script) -> Outcome:
+    """One case in the world its lifecycle set up (a canary needs only the model service)."""
     if script.canary is not None:
         return await canary(env, script.canary)
-    async with env.case(
-        agent_factory,
-        registry_template=script.setup.registry,
-        ttl_seconds=script.setup.ttl_seconds,
-        four_eyes=script.setup.four_eyes,
-    ) as world:
-        return await play(world, script, env.card.model_name, conversation_id)
+    world = _WORLD.get()
+    if world is None:
+        raise RuntimeError("a case ran without its world (WorldPerCase.setup)")
+    return await play(world, script, env.card.model_name, uuid.uuid4().hex)
 
 
 async def _suite(
@@ -64,13 +99,19 @@ async def _suite(
 
     async def task(script: Script) -> Outcome:
         try:
-            return await run_case(env, agent_factory, script, uuid.uuid4().hex)
+            return await run_case(env, script)
         finally:
             progress.advance(task_id)
 
     started = time.perf_counter()
     report = await dataset.evaluate(
-        task, name=name, task_name="copilot", max_concurrency=1, progress=False, repeat=repeat
+        task,
+        name=name,
+        task_name="copilot",
+        max_concurrency=1,
+        progress=False,
+        repeat=repeat,
+        lifecycle=lambda case: WorldPerCase(case, env, agent_factory),
     )
     return summarise(name, suite_digest(name), report, repeat, time.perf_counter() - started)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import pytest
 from pydantic_ai import Agent
 from pydantic_ai.messages import (
@@ -38,7 +39,8 @@ from evals.runner import run_evals
 from graphs.session import Copilot
 from graphs.state import ChatContext
 from tests.conftest import TrainedRegistry
-from tools.lifecycle import PromoteInput, promote_model
+from tools import lifecycle
+from tools.lifecycle import PromoteInput
 from tools.predictions import (
     ExplainInput,
     PredictRiskInput,
@@ -226,7 +228,9 @@ class _FunctionAgent:
 
         @self.agent.tool_plain(name="promote_model")
         async def promote(reason: str) -> dict[str, Any]:
-            done = await promote_model(ctx, PromoteInput(force=True, reason=reason))
+            # the registry change of promote_model, without waiting for the service to follow
+            arguments = PromoteInput(force=True, reason=reason)
+            done = await anyio.to_thread.run_sync(lifecycle._promote, ctx, arguments)
             return done.model_dump(mode="json")
 
     def respond(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
