@@ -170,6 +170,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
             dataset=model.card.name,
             outcome=model.card.outcome,
             features=features,
+            registry_id=registry.registry_id(config.tracking_uri),
         )
 
     def _predict(patients: list[Any]) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ rollback, so that either can be undone.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -120,3 +121,9 @@ def load_version(
         metrics=dict(run.data.metrics),
         reference=reference,
     )
+
+
+def registry_id(tracking_uri: str) -> str:
+    """A short fingerprint of a registry's URI: lets a client tell whether the model service
+    follows the registry it just changed, without the URI (and any credentials) leaving."""
+    return hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]

@@ -210,6 +210,7 @@ class ModelInfo(BaseModel):
     dataset: str
     outcome: str
     features: list[FeatureInfo]
+    registry_id: str = Field(description="Fingerprint of the MLflow registry it follows.")
 
 
 class DriftFeature(BaseModel):

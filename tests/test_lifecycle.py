@@ -112,9 +112,10 @@ async def test_the_outcome_says_which_version_the_service_serves_once_it_follows
     from tools.lifecycle import serving_version
 
     answers = iter(["1", "1", "2"])
+    ours = registry.registry_id("sqlite:///unused.db")
 
     def model_info(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"version": next(answers)})
+        return httpx.Response(200, json={"version": next(answers), "registry_id": ours})
 
     following = httpx.AsyncClient(
         transport=httpx.MockTransport(model_info), base_url="http://model"
@@ -123,7 +124,9 @@ async def test_the_outcome_says_which_version_the_service_serves_once_it_follows
     assert await serving_version(ctx, "2") == "2"
     stuck = ToolContext(
         httpx.AsyncClient(
-            transport=httpx.MockTransport(lambda _: httpx.Response(200, json={"version": "1"})),
+            transport=httpx.MockTransport(
+                lambda _: httpx.Response(200, json={"version": "1", "registry_id": ours})
+            ),
             base_url="http://model",
         ),
         "sqlite:///unused.db",
@@ -132,3 +135,5 @@ async def test_the_outcome_says_which_version_the_service_serves_once_it_follows
     assert await serving_version(stuck, "2", timeout=0.3) == "1"  # said as it is
     down = ToolContext(httpx.AsyncClient(base_url="http://127.0.0.1:9"), "", heart_card)
     assert await serving_version(down, "2") is None
+    other = ToolContext(stuck.model_service, "sqlite:///another.db", heart_card)
+    assert await serving_version(other, "2") is None  # follows another registry: no wait

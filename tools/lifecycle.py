@@ -273,15 +273,16 @@ async def serving_version(
     ctx: ToolContext, expected: str, timeout: float = FOLLOW_TIMEOUT_SECONDS
 ) -> str | None:
     """The version the model service serves, waiting (briefly) until it has followed the
-    alias to `expected`; None when the service cannot be asked. The registry is the truth
-    either way: the service follows within its poll interval."""
+    alias to `expected`; None when the service cannot be asked or follows another registry.
+    The registry is the truth either way: the service follows within its poll interval."""
     deadline = anyio.current_time() + timeout
+    ours = registry.registry_id(ctx.tracking_uri)
     while True:
         try:
             response = await ctx.model_service.get("/v1/model", timeout=2.0)
         except httpx.HTTPError:
             return None
-        if response.status_code != 200:
+        if response.status_code != 200 or response.json().get("registry_id") != ours:
             return None
         version = str(response.json().get("version"))
         if version == expected or anyio.current_time() >= deadline:
