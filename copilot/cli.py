@@ -6,6 +6,7 @@ import contextlib
 import getpass
 import json
 import logging
+import os
 import socket
 import sys
 import uuid
@@ -84,6 +85,7 @@ def _quiet_libraries() -> None:
     from model_service.registry import disable_mlflow_telemetry  # noqa: PLC0415
 
     disable_mlflow_telemetry()
+    os.environ.setdefault("PYDANTIC_AI_NO_BANNER", "1")  # its poster would fill our output
     for name in ("mlflow", "alembic", "evidently", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # uv-made environments have no pip; MLflow warns about it while writing conda.yaml.
