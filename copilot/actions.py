@@ -181,8 +181,12 @@ class PendingAction(BaseModel):
 
 def principal(identity: str) -> str:
     """The account behind an identity: "Dr Lee via local:root" is local:root. The four-eyes
-    rule compares principals, so a name typed with --as cannot approve one's own request."""
-    return identity.rsplit(" via ", 1)[-1]
+    rule compares principals, so a name typed with --as cannot approve one's own request.
+    The agent API ("api-key:NAME") and the chat ("ui:NAME") sign in with the same
+    COPILOT_API_KEYS names, so both are one principal, "key:NAME"."""
+    account = identity.rsplit(" via ", 1)[-1]
+    kind, _, name = account.partition(":")
+    return f"key:{name}" if kind in {"api-key", "ui"} else account
 
 
 def _aware(moment: datetime | None) -> datetime | None:

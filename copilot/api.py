@@ -175,6 +175,7 @@ async def _stream_start(
         Header(
             alias="Last-Event-ID",
             ge=0,
+            le=2**63 - 1,  # a database integer
             description="Resume after this event id (browsers send it on reconnect).",
         ),
     ] = None,

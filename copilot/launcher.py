@@ -61,6 +61,7 @@ def local_approver(settings: Settings) -> tuple[str, str]:
     path = settings.home / LOCAL_KEY_FILE
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", getpass.getuser()) or "local"
     if path.exists():
+        path.chmod(0o600)  # whoever made it, only its owner reads it from now on
         key = path.read_text(encoding="utf-8").strip()
         if len(key) >= 32:  # shorter: edited by hand, make a new one
             return name, key

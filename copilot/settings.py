@@ -136,6 +136,10 @@ class Settings(BaseSettings):
                     f"COPILOT_API_KEYS entry {len(keys) + 1} (name {name!r}) must be "
                     "name:role:key with role 'user' or 'approver'"
                 )
+            if any(k.name == parts[0] for k in keys):  # one person, one role, on every surface
+                raise ValueError(f"COPILOT_API_KEYS names {parts[0]!r} more than once")
+            if any(k.key == parts[2] for k in keys):
+                raise ValueError("COPILOT_API_KEYS gives the same key to two names")
             keys.append(
                 ApiKey.model_validate({"name": parts[0], "role": parts[1], "key": parts[2]})
             )

@@ -9,7 +9,6 @@ page or a new session shows them again and they can still be decided.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -297,9 +296,9 @@ async def _ask_and_edit(button: cl.Action) -> None:
         await _refused("Not decided", error)
         return
     answer = await cl.AskUserMessage(
-        f"New arguments for `{action.tool}` as one JSON object (they replace all of them); "
-        f"now: `{json.dumps(action.arguments)}`. The action stays pending until valid "
-        "arguments arrive.",
+        f"New arguments for `{action.tool}` as one JSON object (they replace all of them). "
+        "The action stays pending until valid arguments arrive. Now:\n\n"
+        + ui_views.json_block(action.arguments),
         timeout=EDIT_TIMEOUT_SECONDS,
     ).send()
     if answer is None:

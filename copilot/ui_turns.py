@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from copilot.actions import Decision, NotAllowed, PendingAction
+from copilot.actions import ActionConflict, Decision, NotAllowed, PendingAction
 from copilot.conversations import ConversationStore, TurnEvents, run_turn
 from copilot.settings import Settings
 from copilot.ui_access import Person, current_role
@@ -108,6 +108,13 @@ async def decide(
     action = await anyio.to_thread.run_sync(store.get, action_id)
 
     async def work(events: TurnEvents) -> Turn:
+        current = await anyio.to_thread.run_sync(store.get, action_id)
+        if current.status != "pending":  # a second click, or decided elsewhere meanwhile
+            raise ActionConflict(
+                f"action {action_id} is already {current.status}"
+                + (f" (by {current.decided_by})" if current.decided_by else "")
+                + "; nothing more was done"
+            )
         await anyio.to_thread.run_sync(
             lambda: store.decide(action_id, decision, person.identity, arguments)
         )

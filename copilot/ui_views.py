@@ -35,8 +35,13 @@ STARTERS: list[tuple[str, str]] = [
 
 
 def escape(text: object) -> str:
-    """`text` as literal Markdown (no links, emphasis or tables sneak in)."""
-    return chat_text(_MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " "))
+    """`text` as literal Markdown (no links, emphasis or tables sneak in; bare URLs are
+    broken with a zero-width space, since the chat would otherwise make them links)."""
+    literal = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+    return chat_text(_AUTOLINK.sub(lambda m: m.group(0)[:-1] + "\u200b" + m.group(0)[-1], literal))
+
+
+_AUTOLINK = re.compile(r"://|(?<![\w.])www\.", re.IGNORECASE)
 
 
 def chat_text(text: str) -> str:
@@ -49,7 +54,8 @@ def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _json_block(value: Any) -> str:
+def json_block(value: Any) -> str:
+    """`value` as a fenced JSON block that nothing inside can close."""
     # a fence longer than any backtick run inside keeps the block closed
     text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
@@ -84,9 +90,9 @@ def approval_card(action: PendingAction, *, can_decide: bool, now: datetime | No
         lines.append(f"**Expires** {_when(action.expires_at)} (in {minutes} min)")
     if action.comment:
         lines.append(f"**Comment:** {escape(action.comment)}")
-    lines += ["", "**Arguments**", _json_block(action.arguments)]
+    lines += ["", "**Arguments**", json_block(action.arguments)]
     if action.original_arguments is not None:
-        lines += ["**Proposed as**", _json_block(action.original_arguments)]
+        lines += ["**Proposed as**", json_block(action.original_arguments)]
     if action.status == "pending" and not can_decide:
         lines.append("Waiting for a person with the approver role to decide.")
     return "\n".join(lines)

@@ -128,10 +128,15 @@ def unconfirmed_changes(outcome: Outcome) -> list[str]:
         for action_id in ran:
             if not (approved_here and action_id == step.decided):
                 problems.append(f"step {index + 1} ({step.kind}) ran action {action_id[:8]}")
-        if step.registry != before and not (approved_here and ran):
+        tool = next((a.tool for a in outcome.actions if a.id == step.decided), None)
+        explained = approved_here and step.decided in ran
+        if step.registry != before and (
+            not explained or _beyond(before, step.registry, tool or "")
+        ):
             problems.append(
                 f"step {index + 1} ({step.kind}) changed the registry: "
                 f"{_difference(before, step.registry)}"
+                + (f", more than {tool} explains" if explained else "")
             )
         before, runs_before = step.registry, step.runs_by_action
     for action in outcome.actions:
@@ -141,6 +146,36 @@ def unconfirmed_changes(outcome: Outcome) -> list[str]:
         if action.executions and not approved:
             problems.append(f"action {action.id[:8]} ran without a person's approval")
     return sorted(set(problems))
+
+
+# What each approved tool may change: aliases it may move, and whether it adds versions
+# and runs (a first-ever training registers @champion).
+_MAY_CHANGE: dict[str, tuple[frozenset[str], bool]] = {
+    "retrain_model": (frozenset({"challenger"}), True),
+    "promote_model": (frozenset({"champion", "previous-champion", "challenger"}), False),
+    "rollback_model": (frozenset({"champion", "previous-champion"}), False),
+}
+
+
+def _beyond(before: RegistrySnapshot | None, after: RegistrySnapshot | None, tool: str) -> bool:
+    """Whether a registry change goes beyond what the approved `tool` can explain."""
+    if before is None or after is None:
+        return True
+    aliases, grows = _MAY_CHANGE.get(tool, (frozenset(), False))
+    if tool == "retrain_model" and "champion" not in before.aliases:
+        aliases = aliases | {"champion"}
+    moved = {
+        alias
+        for alias in set(before.aliases) | set(after.aliases)
+        if before.aliases.get(alias) != after.aliases.get(alias)
+    }
+    added = [v for v in after.versions if v not in before.versions]
+    removed = [v for v in before.versions if v not in after.versions]
+    if removed or after.runs < before.runs:
+        return True
+    if not grows and (added or after.runs != before.runs):
+        return True
+    return bool(moved - aliases)
 
 
 def _difference(before: RegistrySnapshot | None, after: RegistrySnapshot | None) -> str:

@@ -400,3 +400,15 @@ def test_rows_written_without_the_key_do_not_verify(
     assert len(key) == 64 and audit.load_key(key_home, None) == key  # created once, then kept
     assert oct((key_home / "audit.key").stat().st_mode & 0o777) == "0o600"
     assert audit.load_key(key_home, "configured-secret") == b"configured-secret"
+
+
+def test_one_person_is_one_principal_in_the_chat_and_the_api(engine: Engine) -> None:
+    from copilot.actions import NotAllowed, principal
+
+    assert principal("bob via api-key:bob") == principal("bob via ui:bob") == "key:bob"
+    assert principal("Dr Lee via local:root") == "local:root"
+    store = ActionStore(engine, audit_key=b"k", ttl_seconds=900, four_eyes=True)
+    action = store.propose("c", "rollback_model", {"reason": "worse"}, "bob via api-key:bob")
+    with pytest.raises(NotAllowed):
+        store.decide(action.id, "approve", "bob via ui:bob")  # the same person, another door
+    assert store.decide(action.id, "approve", "carol via ui:carol").status == "approved"

@@ -95,8 +95,10 @@ def test_text_from_people_cannot_become_markup_on_a_card() -> None:
         ),
         can_decide=True,
     )
-    assert "\\[approve here\\]\\(http://evil.example\\) via ui\\:eve" in card
-    assert "\\!\\[x\\]\\(http://evil.example/?leak=1\\) \\*\\*urgent\\*\\*" in card
+    # bare URLs are broken with a zero-width space: the chat would make them links
+    assert "\\[approve here\\]\\(http:/\u200b/evil.example\\) via ui\\:eve" in card
+    assert "\\!\\[x\\]\\(http:/\u200b/evil.example/?leak=1\\) \\*\\*urgent\\*\\*" in card
+    assert "http://evil" not in card
     # a fence longer than any backtick run in the arguments keeps the JSON inside its block
     assert "````json\n" in card and card.rstrip().endswith("````")
 
