@@ -15,7 +15,7 @@ posted to any replica.
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -41,10 +41,16 @@ from copilot.api_errors import (
     invalid,
     invalid_arguments,
 )
-from copilot.conversations import Conversation, ConversationStore, TurnEvents, run_turn
+from copilot.conversations import (
+    Conversation,
+    ConversationStore,
+    TurnEvents,
+    relay,
+    run_turn,
+)
 from copilot.deps import Deps, open_deps
 from copilot.settings import Settings
-from graphs.session import Copilot, Turn, TurnEvent, open_copilot
+from graphs.session import Copilot, Turn, open_copilot
 from model_service.schemas import ErrorItem
 
 __all__ = ["ApiConfigError", "create_api"]
@@ -190,22 +196,6 @@ async def _stream_start(
 
 
 # ---- turns -----------------------------------------------------------------------------
-
-
-async def _relay(events: TurnEvents, stream: AsyncIterator[TurnEvent]) -> dict[str, Any]:
-    """Publishes a turn's events as they happen; returns its turn_finished data."""
-    finished: dict[str, Any] | None = None
-    try:
-        async for name, data in stream:
-            await events.publish(name, data)
-            if name == "turn_finished":
-                finished = data
-    finally:
-        if isinstance(stream, AsyncGenerator):  # closed now, not by the GC, if publishing fails
-            await stream.aclose()
-    if finished is None:
-        raise RuntimeError("the turn ended without turn_finished")
-    return finished
 
 
 def _conflict(action: PendingAction) -> ApiError:
@@ -354,7 +344,7 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
                 "turn_started", {"kind": "message", "by": caller.identity, "text": body.content}
             )
             turn = state.copilot.stream(conversation.id, body.content, caller.identity)
-            return await _relay(events, turn)
+            return await relay(events, turn)
 
         finished = await run_turn(state.conversations, conversation.id, "message", work)
         return Turn.model_validate(finished)
@@ -491,7 +481,7 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
                     "decision": body.decision,
                 },
             )
-            return await _relay(events, state.copilot.stream_after_decision(action_id))
+            return await relay(events, state.copilot.stream_after_decision(action_id))
 
         try:
             finished = await run_turn(

@@ -9,7 +9,6 @@ import logging
 import os
 import socket
 import sys
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
@@ -23,6 +22,7 @@ from rich.markup import escape
 
 if TYPE_CHECKING:
     from copilot.actions import Decision, PendingAction
+    from copilot.conversations import ConversationStore, TurnEvents
     from copilot.deps import Deps
     from copilot.settings import Settings
     from graphs.session import Copilot, Turn
@@ -692,11 +692,63 @@ def _print_turn(turn: Turn, as_json: bool) -> None:
         out.print(f"[bold cyan]copilot>[/] {escape(message['content'])}", highlight=False)
 
 
-async def _decide_at_prompt(copilot: Copilot, action_id: str, operator: str) -> None:
+class _ChatTurns:
+    """Turns of one terminal conversation, each run as the conversation's only turn (the
+    lease the agent API and the chat UI take), with its events published for followers."""
+
+    def __init__(
+        self, copilot: Copilot, conversations: ConversationStore, conversation_id: str
+    ) -> None:
+        self.copilot = copilot
+        self.conversations = conversations
+        self.conversation_id = conversation_id
+
+    async def send(self, text: str, operator: str) -> Turn:
+        from copilot.conversations import relay, run_turn  # noqa: PLC0415
+        from graphs.session import Turn  # noqa: PLC0415
+
+        async def work(events: TurnEvents) -> Turn:
+            await events.publish("turn_started", {"kind": "message", "by": operator, "text": text})
+            stream = self.copilot.stream(self.conversation_id, text, operator)
+            return Turn.model_validate(await relay(events, stream))
+
+        return await run_turn(self.conversations, self.conversation_id, "message", work)
+
+    async def decide(
+        self,
+        action_id: str,
+        decision: Decision,
+        operator: str,
+        arguments: dict[str, Any] | None,
+        comment: str | None,
+    ) -> Turn:
+        """Records the decision and runs what follows, waiting up to 30 s for a turn of the
+        conversation running elsewhere (the decision is not recorded while one runs)."""
+        from copilot.conversations import relay, run_turn  # noqa: PLC0415
+        from graphs.session import Turn  # noqa: PLC0415
+
+        async def work(events: TurnEvents) -> Turn:
+            store = self.copilot.deps.actions
+            await anyio.to_thread.run_sync(
+                lambda: store.decide(action_id, decision, operator, arguments, comment)
+            )
+            started = {"kind": "decision", "by": operator, "action_id": action_id}
+            await events.publish("turn_started", {**started, "decision": decision})
+            stream = self.copilot.stream_after_decision(action_id)
+            return Turn.model_validate(await relay(events, stream))
+
+        return await run_turn(
+            self.conversations, self.conversation_id, "decision", work, wait_seconds=30.0
+        )
+
+
+async def _decide_at_prompt(turns: _ChatTurns, action_id: str, operator: str) -> None:
     """Asks the local operator (the approver here) what to do with a proposal."""
     from copilot.actions import ActionError  # noqa: PLC0415
+    from copilot.conversations import ConversationError  # noqa: PLC0415
 
-    action = copilot.deps.actions.get(action_id)
+    actions = turns.copilot.deps.actions
+    action = actions.get(action_id)
     console.print(
         f"[bold]pending:[/] {escape(action.summary)}\n"
         f"  arguments: {escape(json.dumps(action.arguments))}"
@@ -718,13 +770,13 @@ async def _decide_at_prompt(copilot: Copilot, action_id: str, operator: str) -> 
                 continue
         comment = typer.prompt("comment", default="", show_default=False) or None
         try:
-            copilot.deps.actions.decide(action_id, choice, operator, arguments, comment)  # type: ignore[arg-type]
-        except ActionError as error:
+            turn = await turns.decide(action_id, choice, operator, arguments, comment)  # type: ignore[arg-type]
+        except (ActionError, ConversationError) as error:
             console.print(f"[red]{escape(str(error))}[/]")
-            if copilot.deps.actions.get(action_id).status == "pending":
+            if actions.get(action_id).status == "pending":
                 continue
             return
-        _print_turn(await copilot.continue_after_decision(action_id), as_json=False)
+        _print_turn(turn, as_json=False)
         return
 
 
@@ -737,20 +789,27 @@ def chat(
 ) -> None:
     """Chat with the copilot in the terminal; proposals are decided at the prompt."""
     from copilot.actions import ActionError  # noqa: PLC0415
+    from copilot.conversations import ConversationError, ConversationStore  # noqa: PLC0415
     from copilot.deps import open_deps  # noqa: PLC0415
     from graphs.session import open_copilot  # noqa: PLC0415
 
     settings = load_settings()
     _quiet_libraries()
     operator = _operator(as_name)
-    conversation_id = conversation or uuid.uuid4().hex
 
     async def run() -> None:
         async with open_deps(settings) as deps, open_copilot(deps) as copilot:
             if copilot.warm_up is not None and not copilot.warm_up.ok:
                 typer.echo(f"warning: {copilot.warm_up.detail}", err=True)
+            conversations = await anyio.to_thread.run_sync(ConversationStore, deps.engine)
+            conversation_id = conversation
+            if conversation_id is None:
+                owner = operator.rpartition(" via ")[2]  # the account, as the API names owners
+                created = await anyio.to_thread.run_sync(conversations.create, owner)
+                conversation_id = created.id
+            turns = _ChatTurns(copilot, conversations, conversation_id)
             if text is not None:
-                _print_turn(await copilot.send(conversation_id, text, operator), json_output)
+                _print_turn(await turns.send(text, operator), json_output)
                 return
             console.print(f"conversation {conversation_id}; empty line or Ctrl-D to leave")
             while True:
@@ -760,7 +819,11 @@ def chat(
                     return
                 if not line:
                     return
-                turn = await copilot.send(conversation_id, line, operator)
+                try:
+                    turn = await turns.send(line, operator)
+                except ConversationError as error:
+                    console.print(f"[red]{escape(str(error))}[/]")
+                    continue
                 _print_turn(turn, json_output)
                 proposed = [
                     c["result"]["action_id"]
@@ -768,12 +831,12 @@ def chat(
                     if isinstance(c.get("result"), dict) and "action_id" in c["result"]
                 ]
                 for action_id in proposed:
-                    await _decide_at_prompt(copilot, action_id, operator)
+                    await _decide_at_prompt(turns, action_id, operator)
 
     try:
         with registry_failures(settings):
             anyio.run(run)
-    except ActionError as error:
+    except (ActionError, ConversationError) as error:
         fail(str(error))
 
 

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -38,6 +38,7 @@ TURN_RENEW_SECONDS = 15.0
 EVENT_RETENTION = timedelta(days=1)  # enough to resume a stream; the history is in checkpoints
 TURN_WAIT_POLL_SECONDS = 0.2
 T = TypeVar("T")
+OnEvent = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class ConversationError(Exception):
@@ -359,3 +360,26 @@ async def run_turn(
         keeper.cancel()  # not awaited: a cancellation of this task must not be swallowed
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(store.end_turn, lease)
+
+
+async def relay(
+    events: TurnEvents,
+    stream: AsyncIterator[tuple[str, dict[str, Any]]],
+    on_event: OnEvent | None = None,
+) -> dict[str, Any]:
+    """Publishes a turn's events as they happen (and hands each but the last to
+    `on_event`); returns its turn_finished data."""
+    finished: dict[str, Any] | None = None
+    try:
+        async for name, data in stream:
+            await events.publish(name, data)
+            if name == "turn_finished":
+                finished = data
+            elif on_event is not None:
+                await on_event(name, data)
+    finally:
+        if isinstance(stream, AsyncGenerator):  # closed now, not by the GC, if publishing fails
+            await stream.aclose()
+    if finished is None:
+        raise RuntimeError("the turn ended without turn_finished")
+    return finished

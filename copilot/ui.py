@@ -9,8 +9,9 @@ page or a new session shows them again and they can still be decided.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, ParamSpec
 
 import anyio.to_thread
 import chainlit as cl
@@ -20,13 +21,21 @@ from copilot import ui_views
 from copilot.actions import ActionError, Decision, PendingAction
 from copilot.conversations import ConversationError
 from copilot.settings import Settings
-from copilot.ui_access import Person, current_role, parse_arguments, sign_in, visible_pending
+from copilot.ui_access import (
+    KeyWithdrawn,
+    Person,
+    current_person,
+    parse_arguments,
+    sign_in,
+    visible_pending,
+)
 from copilot.ui_turns import ChatRuntime, decide, open_runtime, send, start_conversation
 from graphs.session import Turn
 from tools.errors import ToolError
 from tools.predictions import ExplainInput, explain_prediction
 
 EDIT_TIMEOUT_SECONDS = 600
+P = ParamSpec("P")
 
 
 class _Process:
@@ -68,10 +77,26 @@ async def _sign_in(username: str, password: str) -> cl.User | None:
 
 
 def _person() -> Person:
-    """The signed-in person with the role the configuration gives them now."""
+    """The signed-in person with the role the configuration gives them now (KeyWithdrawn
+    when their key was removed since they signed in)."""
     user = cl.user_session.get("user")
     name = str(user.identifier) if user is not None else ""
-    return Person(name, current_role(_process.ready().settings, name) or "user")
+    return current_person(_process.ready().settings, name)
+
+
+def _current_keys_only(
+    handler: Callable[P, Awaitable[None]],
+) -> Callable[P, Awaitable[None]]:
+    """Runs a chat handler only for a person who still has a key (else says so)."""
+
+    @functools.wraps(handler)
+    async def checked(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            await handler(*args, **kwargs)
+        except KeyWithdrawn as error:
+            await _refused("Signed out", error)
+
+    return checked
 
 
 def _cards() -> dict[str, cl.Message]:
@@ -213,6 +238,7 @@ async def _starters(user: cl.User | None = None) -> list[cl.Starter]:
 
 
 @cl.on_chat_start
+@_current_keys_only
 async def _on_chat_start() -> None:
     """Pending actions outlive pages and sessions: show the person those they may see."""
     waiting = await visible_pending(_process.ready().copilot, _person())
@@ -223,6 +249,7 @@ async def _on_chat_start() -> None:
 
 
 @cl.on_message
+@_current_keys_only
 async def _on_message(message: cl.Message) -> None:
     runtime, person = _process.ready(), _person()
     conversation_id: str | None = cl.user_session.get("conversation_id")
@@ -266,18 +293,21 @@ async def _busy() -> AsyncIterator[None]:
 
 
 @cl.action_callback("approve")
+@_current_keys_only
 async def _approve(button: cl.Action) -> None:
     async with _busy():
         await _decide(button, "approve")
 
 
 @cl.action_callback("reject")
+@_current_keys_only
 async def _reject(button: cl.Action) -> None:
     async with _busy():
         await _decide(button, "reject")
 
 
 @cl.action_callback("edit")
+@_current_keys_only
 async def _edit(button: cl.Action) -> None:
     async with _busy():
         await _ask_and_edit(button)

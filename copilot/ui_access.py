@@ -54,6 +54,25 @@ def current_role(settings: Settings, name: str) -> Role | None:
     return next((entry.role for entry in settings.api_keys() if entry.name == name), None)
 
 
+class KeyWithdrawn(Exception):
+    """The signed-in name has no key in the configuration any more."""
+
+
+def current_person(settings: Settings, name: str) -> Person:
+    """The signed-in person with the role the configuration gives them now.
+
+    A chat session outlives a configuration change (its token stays valid until it
+    expires), so a name whose key was removed is refused here, at every message and click,
+    instead of carrying on as a `user`."""
+    role = current_role(settings, name)
+    if role is None:
+        raise KeyWithdrawn(
+            f"{name or 'this session'!r} has no key in COPILOT_API_KEYS any more, so nothing "
+            "was sent or decided; sign in again with a current name and key"
+        )
+    return Person(name, role)
+
+
 async def visible_pending(copilot: Copilot, person: Person) -> list[PendingAction]:
     """Pending actions the person sees: all for approvers, their own requests for users."""
     requested_by = None if person.can_decide else person.identity

@@ -10,19 +10,18 @@ calls as steps while they run) through `on_event`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
 
 from copilot.actions import ActionConflict, Decision, NotAllowed, PendingAction
-from copilot.conversations import ConversationStore, TurnEvents, run_turn
+from copilot.conversations import ConversationStore, OnEvent, TurnEvents, relay, run_turn
 from copilot.settings import Settings
 from copilot.ui_access import Person, current_role
-from graphs.session import Copilot, Turn, TurnEvent
+from graphs.session import Copilot, Turn
 
-OnEvent = Callable[[str, dict[str, Any]], Awaitable[None]]
 DECISION_WAIT_SECONDS = 30.0  # a decision waits this long for a running turn of its conversation
 
 
@@ -46,23 +45,6 @@ async def open_runtime(settings: Settings) -> AsyncIterator[ChatRuntime]:
         yield ChatRuntime(settings, copilot, conversations)
 
 
-async def _relay(events: TurnEvents, stream: AsyncIterator[TurnEvent], on_event: OnEvent) -> Turn:
-    finished: dict[str, Any] | None = None
-    try:
-        async for name, data in stream:
-            await events.publish(name, data)
-            if name == "turn_finished":
-                finished = data
-            else:
-                await on_event(name, data)
-    finally:
-        if isinstance(stream, AsyncGenerator):
-            await stream.aclose()
-    if finished is None:
-        raise RuntimeError("the turn ended without turn_finished")
-    return Turn.model_validate(finished)
-
-
 async def start_conversation(runtime: ChatRuntime, person: Person) -> str:
     """A new conversation owned by the person's UI account."""
     conversation = await anyio.to_thread.run_sync(runtime.conversations.create, f"ui:{person.name}")
@@ -79,7 +61,7 @@ async def send(
             "turn_started", {"kind": "message", "by": person.identity, "text": text}
         )
         stream = runtime.copilot.stream(conversation_id, text, person.identity)
-        return await _relay(events, stream, on_event)
+        return Turn.model_validate(await relay(events, stream, on_event))
 
     return await run_turn(runtime.conversations, conversation_id, "message", work)
 
@@ -128,7 +110,7 @@ async def decide(
             },
         )
         stream = runtime.copilot.stream_after_decision(action_id)
-        return await _relay(events, stream, on_event)
+        return Turn.model_validate(await relay(events, stream, on_event))
 
     turn = await run_turn(
         runtime.conversations,

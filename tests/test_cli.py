@@ -305,6 +305,37 @@ def test_chat_one_turn_as_json_and_a_session_with_an_approval(
     assert [a["tool"] for a in json.loads(pending.output)] == ["rollback_model"]
 
 
+def test_chat_turns_take_the_conversation_lease_and_publish_their_events(
+    home: Path, tmp_path: Path, trained_registry: TrainedRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The terminal runs a conversation's turns the way the API and the chat UI do: one at a
+    time, with events a follower of GET /v1/conversations/{id}/events sees."""
+    from copilot.conversations import ConversationStore
+    from model_service.database import make_engine
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_registry.copy(tmp_path))
+    home.mkdir(parents=True)
+    engine = make_engine(f"sqlite:///{home / 'copilot.db'}")
+    conversations = ConversationStore(engine)
+
+    new = runner.invoke(app, ["chat", "--json", "roll back"])
+    assert new.exit_code == 0, new.output
+    conversation_id = json.loads(new.output[new.output.index("{") :])["conversation_id"]
+    record = conversations.get(conversation_id)
+    assert record is not None and record.owner.startswith("local:")
+    events = [e.event for e in conversations.events_after(conversation_id, 0)]
+    assert events[0] == "turn_started" and events[-1] == "turn_finished"
+    assert "action_proposed" in events and conversations.turn_in_progress(conversation_id) is None
+
+    held = conversations.begin_turn(conversation_id, "message")  # e.g. the API is running one
+    busy = runner.invoke(app, ["chat", "--conversation", conversation_id, "roll back again"])
+    assert busy.exit_code == 1
+    assert f"a turn is in progress in conversation {conversation_id}" in busy.output
+    assert len(conversations.events_after(conversation_id, 0)) == len(events)  # nothing ran
+    conversations.end_turn(held)
+    engine.dispose()
+
+
 def test_four_eyes_holds_against_another_name_and_markup_is_printed_as_text(
     home: Path, tmp_path: Path, trained_registry: TrainedRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,7 +24,15 @@ from copilot.actions import InvalidArguments, NotAllowed, PendingAction
 from copilot.cli import app
 from copilot.conversations import TurnInProgress
 from copilot.settings import Settings
-from copilot.ui_access import Person, current_role, parse_arguments, sign_in, visible_pending
+from copilot.ui_access import (
+    KeyWithdrawn,
+    Person,
+    current_person,
+    current_role,
+    parse_arguments,
+    sign_in,
+    visible_pending,
+)
 from model_service import registry
 from tests.conftest import TrainedRegistry
 from tools.drift import DriftSummary
@@ -268,6 +276,18 @@ def test_sign_in_takes_a_name_and_its_key() -> None:
     assert sign_in(Settings(copilot_api_keys=None), "ann", "ann-key") is None
     assert Person("ann", "approver").identity == "ann via ui:ann"
     assert current_role(settings, "uma") == "user" and current_role(settings, "eve") is None
+
+
+def test_a_session_whose_key_was_removed_is_refused_not_demoted() -> None:
+    """Chainlit's token outlives a configuration change: the role comes from the keys now."""
+    before = Settings(copilot_api_keys=KEYS)
+    assert current_person(before, "bob") == Person("bob", "approver")
+    after = Settings(copilot_api_keys="ann:approver:ann-key,uma:approver:uma-key")
+    assert current_person(after, "uma") == Person("uma", "approver")  # promoted since
+    with pytest.raises(KeyWithdrawn, match="'bob' has no key in COPILOT_API_KEYS any more"):
+        current_person(after, "bob")
+    with pytest.raises(KeyWithdrawn, match="'this session' has no key"):
+        current_person(after, "")
 
 
 def test_edited_arguments_must_be_a_json_object() -> None:
