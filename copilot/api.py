@@ -14,9 +14,11 @@ posted to any replica.
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 
+import collections
 import contextlib
+import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -59,6 +61,12 @@ MAX_MESSAGE_CHARS = 4000
 MAX_COMMENT_CHARS = 2000
 DECISION_WAIT_SECONDS = 30.0
 EVENT_POLL_SECONDS = 0.25
+# An event stream holds a connection and polls the database: each account may keep a few
+# open, the process a bounded number, and none lasts for ever (clients resume with
+# Last-Event-ID, as browsers' EventSource does by itself).
+STREAMS_PER_ACCOUNT = 8
+STREAMS_PER_PROCESS = 256
+STREAM_MAX_SECONDS = 3600.0
 READY_TIMEOUT_SECONDS = 5.0
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -124,11 +132,43 @@ class DecidedAction(PendingAction):
 # ---- state and visibility --------------------------------------------------------------
 
 
+@dataclass
+class StreamSlots:
+    """Open event streams per account (one process; each replica bounds its own)."""
+
+    per_account: int = STREAMS_PER_ACCOUNT
+    per_process: int = STREAMS_PER_PROCESS
+    open: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def take(self, account: str) -> None:
+        if self.open[account] >= self.per_account:
+            raise ApiError(
+                429,
+                f"{account} already has {self.open[account]} open event streams (the limit is "
+                f"{self.per_account}); close one, then resume with Last-Event-ID",
+                headers={"Retry-After": "5"},
+            )
+        if self.open.total() >= self.per_process:
+            raise ApiError(
+                429,
+                f"this server already streams to {self.per_process} clients (its limit); "
+                "try again shortly, resuming with Last-Event-ID",
+                headers={"Retry-After": "5"},
+            )
+        self.open[account] += 1
+
+    def give_back(self, account: str) -> None:
+        self.open[account] -= 1
+        if self.open[account] <= 0:
+            del self.open[account]
+
+
 @dataclass(frozen=True)
 class ApiState:
     deps: Deps
     copilot: Copilot
     conversations: ConversationStore
+    streams: StreamSlots = field(default_factory=StreamSlots)
 
 
 def _state(request: Request) -> ApiState:
@@ -185,14 +225,18 @@ async def _stream_start(
             description="Resume after this event id (browsers send it on reconnect).",
         ),
     ] = None,
-) -> StreamStart:
+) -> AsyncIterator[StreamStart]:
     # Resolved before the response starts, so a turn posted right after the stream opens
     # is never missed and a 404 is a real 404 (not a broken stream).
     conversation = await _readable(state, caller, conversation_id)
     cursor = await anyio.to_thread.run_sync(
         state.conversations.stream_start, conversation.id, last_event_id
     )
-    return StreamStart(conversation, cursor)
+    state.streams.take(caller.account)
+    try:  # given back once the stream has ended (FastAPI ends this after the response)
+        yield StreamStart(conversation, cursor)
+    finally:
+        state.streams.give_back(caller.account)
 
 
 # ---- turns -----------------------------------------------------------------------------
@@ -352,7 +396,7 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
     @app.get(
         "/v1/conversations/{conversation_id}/events",
         response_class=EventSourceResponse,
-        responses=documented(401, 404, 422, streaming=True),
+        responses=documented(401, 404, 422, 429, streaming=True),
     )
     async def conversation_events(
         start: Annotated[StreamStart, Depends(_stream_start)],
@@ -364,9 +408,11 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
     ) -> AsyncIterator[ServerSentEvent]:
         """Server-sent events of the turn in progress (from its start) and of later turns:
         turn_started, tool_started, tool_finished, action_proposed, message, turn_finished
-        or turn_failed; `id` is the event's id (send it back as Last-Event-ID)."""
+        or turn_failed; `id` is the event's id (send it back as Last-Event-ID). A stream
+        ends after an hour; resume it with Last-Event-ID."""
         store, conversation_id, cursor = state.conversations, start.conversation.id, start.cursor
-        while True:
+        ends = time.monotonic() + STREAM_MAX_SECONDS
+        while time.monotonic() < ends:
             batch = await anyio.to_thread.run_sync(store.events_after, conversation_id, cursor)
             for event in batch:
                 cursor = event.id

@@ -97,6 +97,7 @@ def documented(*codes: int, streaming: bool = False) -> dict[int | str, dict[str
         409: "A turn is in progress, or the action was already decided or expired",
         413: f"The body exceeds {MAX_BODY_BYTES} bytes",
         422: "Invalid input: field, value and rule",
+        429: "Too many open event streams for the caller or the process",
         503: "Not ready: the reason",
     }
     if streaming:

@@ -734,3 +734,38 @@ def test_serve_api_process_answers_over_http_and_stops_on_sigterm(
     assert process.returncode in {0, -signal.SIGTERM}, output
     assert "Application shutdown complete" in output
     assert (tmp_path / "copilot.db").exists()
+
+
+def test_event_streams_are_bounded_per_account_and_given_back(
+    sqlite_api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = sqlite_api
+    slots = client.app.state.api.streams  # type: ignore[attr-defined]
+    slots.per_account, slots.per_process = 2, 3
+    ann, bob, dans = (new_conversation(client, who) for who in ("ann", "bob", "dan"))
+    with contextlib.ExitStack() as open_streams:
+        for who, mine in (("ann", ann), ("ann", ann), ("bob", bob)):
+            response = open_streams.enter_context(
+                client.stream("GET", f"/v1/conversations/{mine}/events", headers=auth(who))
+            )
+            assert response.status_code == 200
+        assert dict(slots.open) == {"api-key:ann": 2, "api-key:bob": 1}
+        third = client.get(f"/v1/conversations/{ann}/events", headers=auth("ann"))
+        assert third.status_code == 429 and third.headers["Retry-After"] == "5"
+        assert third.json()["detail"] == (
+            "api-key:ann already has 2 open event streams (the limit is 2); close one, "
+            "then resume with Last-Event-ID"
+        )
+        full = client.get(f"/v1/conversations/{dans}/events", headers=auth("dan"))
+        assert full.status_code == 429 and "already streams to 3 clients" in full.text
+    # closed streams give their slots back, and a stream that ends by itself does too
+    with client.stream(
+        "GET", f"/v1/conversations/{dans}/events?follow=false", headers=auth("dan")
+    ) as response:
+        assert response.status_code == 200 and read_events(response.iter_lines(), None) == []
+    assert not slots.open
+    # a following stream ends after its time (the client resumes with Last-Event-ID)
+    monkeypatch.setattr(api_module, "STREAM_MAX_SECONDS", 0.5)
+    with client.stream("GET", f"/v1/conversations/{dans}/events", headers=auth("dan")) as response:
+        assert read_events(response.iter_lines(), None) == []
+    assert not slots.open
