@@ -10,8 +10,10 @@ OpenAI's tool-calling protocol reliably (../shared/STACK.md):
   turned back into a typed tool call, which PydanticAI then validates like any other (bad
   arguments and unknown tools go back to the model as a retry with the reason);
 - in JSON-mode routing (`COPILOT_LLM_ROUTING=json`) the server is asked for one JSON object
-  matching the output schema (`response_format: json_object` with the schema, the form
-  llama.cpp's server accepts).
+  matching the output schema: `response_format: json_object` with the schema for
+  `openai-compatible:` (the form llama.cpp's servers accept; llama-cpp-python refuses
+  `json_schema`), OpenAI's own `json_schema` form for `openai:` (OpenAI refuses unknown
+  fields). The prompt carries the schema too, so a server that ignores it still has it.
 
 429, 5xx and timeouts are retried by the OpenAI client with exponential backoff (it honours
 `Retry-After`), `COPILOT_LLM_MAX_RETRIES` times; after that the caller says so. There is
@@ -166,9 +168,10 @@ def _recover(response: ModelResponse, params: ModelRequestParameters) -> ModelRe
 class TolerantModel(WrapperModel):
     """A real model that tolerates how small models answer (see the module docstring)."""
 
-    def __init__(self, wrapped: Model, *, json_mode: bool) -> None:
+    def __init__(self, wrapped: Model, *, json_mode: bool, openai_schema: bool = False) -> None:
         super().__init__(wrapped)
         self.json_mode = json_mode
+        self.openai_schema = openai_schema  # OpenAI's json_schema form, not llama.cpp's
 
     async def request(
         self,
@@ -179,7 +182,13 @@ class TolerantModel(WrapperModel):
         settings = model_settings
         schema = model_request_parameters.output_object
         if self.json_mode and schema is not None:
-            response_format = {"type": "json_object", "schema": schema.json_schema}
+            response_format: dict[str, Any] = {"type": "json_object", "schema": schema.json_schema}
+            if self.openai_schema:
+                name = re.sub(r"[^A-Za-z0-9_-]", "_", schema.name or "route")[:64]
+                response_format = {
+                    "type": "json_schema",
+                    "json_schema": {"name": name, "schema": schema.json_schema, "strict": False},
+                }
             settings = {
                 **(model_settings or {}),
                 "extra_body": {"response_format": response_format},
@@ -220,7 +229,11 @@ def llm_model(settings: Settings, card: DatasetCard) -> Model:
     """The model `COPILOT_LLM` names, ready for the router and the narrator."""
     if settings.copilot_llm == "offline":
         return offline_model(card)
-    return TolerantModel(_openai_model(settings), json_mode=settings.copilot_llm_routing == "json")
+    return TolerantModel(
+        _openai_model(settings),
+        json_mode=settings.copilot_llm_routing == "json",
+        openai_schema=settings.copilot_llm.startswith("openai:"),
+    )
 
 
 @dataclasses.dataclass(frozen=True)

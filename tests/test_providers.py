@@ -2,6 +2,7 @@
 (pytest-httpx2: the OpenAI client talks through httpx2). No real LLM, no network."""
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -238,6 +239,29 @@ async def test_json_mode_asks_for_one_schema_and_reads_the_tool_back(
         "rollback_model",
         "reply",
     }
+
+
+async def test_json_mode_with_openai_uses_openais_json_schema_form(
+    httpx2_mock: respx.Router,
+) -> None:
+    """OpenAI refuses fields it does not know, such as llama.cpp's `schema` in json_object."""
+    answer = {"result": {"kind": "rollback_model", "data": {"reason": "AUC fell"}}}
+    server = Server(httpx2_mock, completion(content=json.dumps(answer)))
+    decided = await route_with(
+        "roll back, AUC fell",
+        copilot_llm="openai:gpt-4.1-mini",
+        copilot_llm_routing="json",
+        openai_api_key="sk-test",
+    )
+    assert (decided.tool, decided.arguments) == ("rollback_model", {"reason": "AUC fell"})
+    response_format = server.bodies[0]["response_format"]
+    assert set(response_format) == {"type", "json_schema"}
+    assert response_format["type"] == "json_schema"
+    described = response_format["json_schema"]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", described["name"])
+    assert described["strict"] is False
+    assert "result" in described["schema"]["properties"]
+    assert server.bodies[0]["model"] == "gpt-4.1-mini"
 
 
 async def test_json_mode_reply_and_invalid_arguments(httpx2_mock: respx.Router) -> None:
