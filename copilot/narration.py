@@ -14,7 +14,8 @@ def _pct(value: float) -> str:
     return f"{value:.0%}" if abs(value) >= 0.01 else f"{value:.1%}"
 
 
-def _value(driver: dict[str, Any]) -> str:
+def shown_value(driver: dict[str, Any]) -> str:
+    """A driver's value as people read it: with its unit, "missing (imputed)", yes/no."""
     value, unit = driver["value"], driver.get("unit")
     if value is None:
         return "missing (imputed)"
@@ -50,7 +51,8 @@ def predict_risk(result: dict[str, Any]) -> str:
 def explain_prediction(result: dict[str, Any]) -> str:
     drivers = result["drivers"][:3]
     parts = [
-        f"{d['display_name']} ({_value(d)}) {d['direction']} ({d['contribution']:+.2f} log-odds)"
+        f"{d['display_name']} ({shown_value(d)}) {d['direction']} "
+        f"({d['contribution']:+.2f} log-odds)"
         for d in drivers
     ]
     names = {d["feature"]: d["display_name"] for d in result["drivers"]}
@@ -189,7 +191,7 @@ def _driver(result: dict[str, Any], feature: str) -> dict[str, Any]:
 
 
 def _stated(driver: dict[str, Any]) -> str:
-    return f"{driver['display_name']} ({_value(driver)})"
+    return f"{driver['display_name']} ({shown_value(driver)})"
 
 
 def _effect(driver: dict[str, Any]) -> str:

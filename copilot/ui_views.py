@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from copilot.actions import PendingAction
+from copilot.narration import shown_value
 
 CHART_FEATURES = 8  # drivers drawn one by one; the rest are summed into one bar
 RAISES_COLOUR = "#c0392b"
@@ -98,23 +99,12 @@ def approval_card(action: PendingAction, *, can_decide: bool, now: datetime | No
     return "\n".join(lines)
 
 
-def _shown_value(driver: dict[str, Any]) -> str:
-    value, unit = driver["value"], driver.get("unit")
-    if value is None:
-        return "missing (imputed)"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return f"{value} {unit}" if unit else str(value)
-
-
 def chart_bars(explanation: dict[str, Any]) -> list[tuple[str, float]]:
     """The chart's bars, largest effect first: "feature = the patient's value" and its SHAP
     contribution; features past CHART_FEATURES are summed into one bar."""
     drivers = explanation["drivers"]
     bars = [
-        (f"{d['display_name']} = {_shown_value(d)}", float(d["contribution"]))
+        (f"{d['display_name']} = {shown_value(d)}", float(d["contribution"]))
         for d in drivers[:CHART_FEATURES]
     ]
     rest = drivers[CHART_FEATURES:]

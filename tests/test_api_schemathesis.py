@@ -13,25 +13,14 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
-from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.python.asgi import shutdown_lifespans
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from copilot.api import create_api
 from tests.conftest import TrainedRegistry
 from tests.test_api import API_KEYS, PROMOTE, auth, settings_for
+from tests.test_schemathesis import CHECKS  # the same checks as the model service's run
 
-CHECKS = [
-    not_a_server_error,
-    response_schema_conformance,
-    status_code_conformance,
-    content_type_conformance,
-]
 EXAMPLES = 25
 
 
