@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from model_service.cards import DatasetCard
+from copilot.facts import Focus
 
 
 def _pct(value: float) -> str:
@@ -266,15 +266,12 @@ def compare_importance(result: dict[str, Any], first: str, second: str, relation
     )
 
 
-def focused_answer(
-    tool: str, result: dict[str, Any], question: str, card: DatasetCard
-) -> str | None:
+def focused_answer(tool: str, result: dict[str, Any], focus: Focus | None) -> str | None:
     """The answer to what an explanation question asked (the top N drivers, one feature's
     rank or direction, two features compared), computed from the result; None when the
     question asks nothing more specific than "why?"."""
-    from copilot.offline import question_focus  # noqa: PLC0415 - offline reads the language
-
-    focus = question_focus(question, card) if tool == "explain_prediction" else None
+    if tool != "explain_prediction":
+        return None
     known = {d["feature"] for d in result.get("drivers", [])}
     if focus is None or not set(focus.features) <= known:
         return None

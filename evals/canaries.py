@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from copilot import narration
-from copilot.verifier import check, claims_from
+from copilot.llm.verifier import check, claims_from
 from evals.cases import Canary
 from evals.environment import Environment
 from evals.harness import CanaryRecord, Outcome

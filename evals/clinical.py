@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from pydantic_evals.evaluators import Evaluator
 
-from copilot.verifier import check, claims_from
+from copilot.llm.verifier import check, claims_from
 from evals.cases import Answer, Expect, Script
 from evals.grading import Context, Results, expectations, verdict
 from evals.harness import Outcome

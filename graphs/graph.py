@@ -7,9 +7,10 @@
     run_tool --(a request of two steps)--> route_next --> reply | run_tool | propose | END
 
 A request of two steps ("predict and explain", "check drift at VA Long Beach and retrain
-if it drifted") is routed one step at a time: after a read-only step the router is asked
-again with what this turn did as typed facts (never tool output text), at most
-MAX_STEPS times; a state-changing step is still only a proposal.
+if it drifted") is routed one step at a time: when the router says the request has more
+steps (`Route.more`), it is asked again after a read-only step with what this turn did as
+typed facts (copilot.facts.Step, from tool results; never text), at most MAX_STEPS times;
+a state-changing step is still only a proposal.
 
 `await_decision` does nothing before `interrupt()` (the node re-runs on resume) and, once
 resumed, reads the decision from the action store: a resume value, user text or LLM
@@ -19,7 +20,6 @@ the only caller of the state-changing tools.
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any, Literal
 
@@ -32,19 +32,14 @@ from pydantic_ai.usage import RunUsage
 
 from copilot import narration
 from copilot.actions import STATE_CHANGING, InvalidArguments, PendingAction
-from copilot.narrator import RETOLD, narrate, retell
-from copilot.offline import NOTHING_LEFT, Memory, continuation_prompt
-from copilot.router import route
+from copilot.facts import Focus, Memory, RouteRequest, step
+from copilot.llm.narrator import RETOLD, narrate, retell
+from copilot.llm.router import route
 from graphs.state import ChatContext, ChatState
 from tools.catalog import READ_ONLY
 from tools.errors import ToolError
 
 MAX_STEPS = 3
-# Only a request with a conjunction or a condition may have a second step (this saves an
-# LLM call otherwise); "what if" is a question, not a condition.
-_MAY_CONTINUE = re.compile(r"\b(?:and|then|also|after that)\b|;|(?<!what )\bif\b", re.I)
-# What a later step may know of an earlier one: typed values, never text from a result.
-_FACTS = ("drift_detected", "label", "prediction_id")
 
 
 def _say(text: str) -> dict[str, Any]:
@@ -53,7 +48,7 @@ def _say(text: str) -> dict[str, Any]:
 
 async def route_turn(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     memory = Memory(**state.get("memory", {}))
-    decided = await route(runtime.context.router, state["text"], memory)
+    decided = await route(runtime.context.router, RouteRequest(state["text"], memory))
     return {
         "route": decided.model_dump(exclude={"usage"}),
         "action_id": None,
@@ -66,8 +61,8 @@ async def route_turn(state: ChatState, runtime: Runtime[ChatContext]) -> dict[st
 async def route_next(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """The next step of this turn's request, given the steps already done."""
     memory = Memory(**state.get("memory", {}))
-    prompt = continuation_prompt(state["text"], state.get("steps", []))
-    decided = await route(runtime.context.router, prompt, memory)
+    request = RouteRequest(state["text"], memory, state.get("steps", []))
+    decided = await route(runtime.context.router, request)
     return {
         "route": decided.model_dump(exclude={"usage"}),
         "action_id": None,
@@ -79,13 +74,13 @@ def after_run_tool(state: ChatState) -> Literal["route_next", "__end__"]:
     steps = state.get("steps", [])
     if not steps or steps[-1]["facts"].get("failed") or len(steps) >= MAX_STEPS:
         return "__end__"
-    return "route_next" if _MAY_CONTINUE.search(state["text"]) else "__end__"
+    return "route_next" if state["route"].get("more") else "__end__"
 
 
 def after_route_next(state: ChatState) -> Literal["reply", "run_tool", "propose", "__end__"]:
     decided = state["route"]
-    if decided["tool"] is None and (decided["reply"] or "").strip().upper() in {"", NOTHING_LEFT}:
-        return "__end__"
+    if decided["tool"] is None and not (decided["reply"] or "").strip():
+        return "__end__"  # nothing left of the request
     done = [(s["tool"], s["arguments"]) for s in state.get("steps", [])]
     if (decided["tool"], decided["arguments"]) in done:  # a model repeating itself: stop
         return "__end__"
@@ -93,12 +88,12 @@ def after_route_next(state: ChatState) -> Literal["reply", "run_tool", "propose"
 
 
 async def _narrate(
-    context: ChatContext, tool: str, result: dict[str, Any], question: str = ""
+    context: ChatContext, tool: str, result: dict[str, Any], focus: Focus | None = None
 ) -> dict[str, Any]:
     """The assistant's words for a tool result, and what the narrating LLM spent. A
     question about specific drivers is answered with the numbers, computed in code."""
     started, spent = time.perf_counter(), RunUsage()
-    focused = narration.focused_answer(tool, result, question, context.tools.card)
+    focused = narration.focused_answer(tool, result, focus)
     if focused is not None:
         return _say(focused)
     if tool == "explain_prediction" and context.narrator is not None:
@@ -151,16 +146,18 @@ async def run_tool(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str,
     try:
         output = await tool.run(runtime.context.tools, tool.input_model.model_validate(arguments))
     except (ToolError, ValidationError) as error:
-        failed = {"tool": name, "arguments": arguments, "facts": {"failed": True}}
+        failed = step(name, arguments, None)
         return {"steps": [*state.get("steps", []), failed], **_say(f"I could not do that: {error}")}
     result = output.model_dump(mode="json")
     memory = _remember(name, arguments, result, state.get("memory", {}))
-    facts = {key: result[key] for key in _FACTS if key in result}
+    focus = state["route"].get("focus")
     return {
         "tool_calls": [{"tool": name, "arguments": arguments, "result": result}],
         "memory": memory,
-        "steps": [*state.get("steps", []), {"tool": name, "arguments": arguments, "facts": facts}],
-        **await _narrate(runtime.context, name, result, state["text"]),
+        "steps": [*state.get("steps", []), step(name, arguments, result)],
+        **await _narrate(
+            runtime.context, name, result, Focus.model_validate(focus) if focus else None
+        ),
     }
 
 

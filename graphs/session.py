@@ -20,9 +20,9 @@ from pydantic import BaseModel
 from copilot import narration
 from copilot.actions import ActionConflict, PendingAction
 from copilot.deps import Deps
-from copilot.narrator import build_narrator, build_result_narrator
-from copilot.providers import WarmUp, llm_model, unavailable, warm_up
-from copilot.router import build_router
+from copilot.llm.narrator import build_narrator, build_result_narrator
+from copilot.llm.providers import WarmUp, llm_model, unavailable, warm_up
+from copilot.llm.router import build_router
 from copilot.traces import enable_traces, turn_span
 from graphs.graph import build_graph
 from graphs.state import ChatContext

@@ -9,9 +9,10 @@ from typing import Annotated, Any, TypedDict
 from pydantic_ai import Agent
 
 from copilot.actions import ActionStore
-from copilot.narrator import ClinicalSummary
-from copilot.router import Router
-from copilot.verifier import Claims
+from copilot.facts import Step
+from copilot.llm.narrator import ClinicalSummary
+from copilot.llm.router import Router
+from copilot.llm.verifier import Claims
 from tools.context import ToolContext
 
 
@@ -21,10 +22,10 @@ class ChatState(TypedDict, total=False):
     text: str  # this turn's message
     messages: Annotated[list[dict[str, Any]], operator.add]  # {"role", "content"}
     tool_calls: Annotated[list[dict[str, Any]], operator.add]  # {"tool", "arguments", "result"}
-    memory: dict[str, Any]  # {"patient", "prediction_id"}: what "him" and "it" refer to
-    route: dict[str, Any]  # this turn's Route
+    memory: dict[str, Any]  # copilot.facts.Memory as a dict: what "him" and "it" refer to
+    route: dict[str, Any]  # this turn's Route (copilot.llm.router), as a dict
     action_id: str | None  # the action this turn proposed
-    steps: list[dict[str, Any]]  # this turn's read-only steps: {"tool", "arguments", "facts"}
+    steps: list[Step]  # this turn's read-only steps, with typed facts from their results
     usage: Annotated[list[dict[str, Any]], operator.add]  # per LLM agent: tokens, seconds
 
 

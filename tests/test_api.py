@@ -20,10 +20,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from typer.testing import CliRunner
 
-from copilot import api as api_module
 from copilot.actions import ACTIONS
-from copilot.api import ApiConfigError, create_api
-from copilot.cli import app as cli_app
+from copilot.api import app as api_module
+from copilot.api.app import ApiConfigError, create_api
+from copilot.cli.main import app as cli_app
 from copilot.conversations import ConversationStore, TurnInProgress
 from copilot.settings import Settings
 from model_service import registry
@@ -701,7 +701,7 @@ def test_serve_api_process_answers_over_http_and_stops_on_sigterm(
         "MODEL_SERVICE_URL": live_service,
         "COPILOT_API_KEYS": API_KEYS,
     }
-    command = [sys.executable, "-c", "from copilot.cli import main; main()", "serve", "api"]
+    command = [sys.executable, "-c", "from copilot.cli.main import main; main()", "serve", "api"]
     process = subprocess.Popen(
         [*command, "--port", str(port)],
         env=env,

@@ -16,7 +16,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
 from schemathesis.python.asgi import shutdown_lifespans
 
-from copilot.api import create_api
+from copilot.api.app import create_api
 from tests.conftest import TrainedRegistry
 from tests.test_api import API_KEYS, PROMOTE, auth, settings_for
 from tests.test_schemathesis import CHECKS  # the same checks as the model service's run

@@ -90,7 +90,7 @@ def ui(
         "MODEL_SERVICE_URL": live_service,
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
-    command = [sys.executable, "-c", "from copilot.cli import main; main()", "serve", "ui"]
+    command = [sys.executable, "-c", "from copilot.cli.main import main; main()", "serve", "ui"]
     with (home / "ui.log").open("w") as log:
         process = subprocess.Popen(
             [*command, "--host", "127.0.0.1", "--port", str(port)],

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from copilot.bench import model_service_command
-from copilot.cli import app
+from copilot.cli.bench import model_service_command
+from copilot.cli.main import app
 from tests.conftest import TrainedRegistry, wait_until
 
 runner = CliRunner()

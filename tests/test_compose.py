@@ -23,7 +23,7 @@ import typer
 import yaml
 from typer.exceptions import TyperException
 
-from copilot.cli import app
+from copilot.cli.main import app
 from copilot.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +37,7 @@ NOT_SETTINGS = {
     "POSTGRES_USER": "the postgres image: the superuser it creates",
     "POSTGRES_DB": "the postgres image: the database it creates (ours)",
     "POSTGRES_PASSWORD": "the postgres image; interpolated into the two database URLs",
-    "CHAINLIT_AUTH_SECRET": "copilot/ui_server.py: signs the chat's sign-in tokens",
+    "CHAINLIT_AUTH_SECRET": "copilot/chat/server.py: signs the chat's sign-in tokens",
     "PATH": "Dockerfile: the environment's bin/ first",
     "HOME": "Dockerfile: the user's home, where matplotlib keeps its cache and config",
     "PYTHONUNBUFFERED": "Dockerfile: log lines reach `docker logs` at once",
@@ -282,7 +282,7 @@ def test_healthchecks_ask_paths_the_services_serve() -> None:
     served = {
         "mlflow": routes(package_file("mlflow", "server", "__init__.py")),
         "model-service": routes(ROOT / "model_service" / "app.py", "create_app"),
-        "copilot-api": routes(ROOT / "copilot" / "api.py", "create_api"),
+        "copilot-api": routes(ROOT / "copilot" / "api" / "app.py", "create_api"),
         # Chainlit answers every unknown path with its page: only a declared route counts.
         "copilot-ui": routes(package_file("chainlit", "server.py")),
     }
@@ -542,7 +542,7 @@ def test_the_build_context_holds_the_sources_and_no_local_state() -> None:
         ".env",
         "mlflow.db",
         "mlruns/0/meta.yaml",
-        "copilot/__pycache__/cli.cpython-311.pyc",
+        "copilot/cli/__pycache__/main.cpython-311.pyc",
     ):
         assert dockerignored(patterns, private), f"{private} would be sent to the build"
     needed = [

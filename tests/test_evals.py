@@ -25,10 +25,12 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from copilot import narration
-from copilot.cli import app
+from copilot.cli.main import app
 from copilot.deps import Deps
-from copilot.offline import Memory, question_focus, understand
-from copilot.router import build_router
+from copilot.facts import Memory
+from copilot.llm.offline.focus import question_focus
+from copilot.llm.offline.intents import understand
+from copilot.llm.router import build_router
 from copilot.settings import Settings
 from evals.cases import TOOLS, Expect
 from evals.datasets import SUITES, SuiteError, load_suite

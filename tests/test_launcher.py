@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from copilot import launcher
+from copilot.cli import launcher
 from copilot.settings import Settings
 from tests.conftest import TrainedRegistry
 

@@ -19,8 +19,8 @@ import respx
 
 from copilot.actions import ActionStore
 from copilot.deps import Deps
-from copilot.narrator import TEMPLATE_MARK
-from copilot.providers import CONTEXT_MARKER
+from copilot.llm.narrator import TEMPLATE_MARK
+from copilot.llm.providers import CONTEXT_MARKER
 from copilot.settings import Settings
 from graphs.session import Copilot, open_copilot
 from model_service import registry

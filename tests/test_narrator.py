@@ -10,8 +10,8 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from copilot import narration
 from copilot.actions import ActionStore
-from copilot.narrator import TEMPLATE_MARK, build_result_narrator, retell
-from copilot.verifier import unsupported_numbers
+from copilot.llm.narrator import TEMPLATE_MARK, build_result_narrator, retell
+from copilot.llm.verifier import unsupported_numbers
 from model_service.app import ServiceConfig
 from model_service.cards import DatasetCard
 from model_service.database import make_engine

@@ -9,9 +9,9 @@ import httpx
 import pytest
 import respx
 
-from copilot.offline import Memory
-from copilot.providers import llm_model, recover_tool_call, unavailable, warm_up
-from copilot.router import Route, build_router, route
+from copilot.facts import RouteRequest
+from copilot.llm.providers import llm_model, recover_tool_call, unavailable, warm_up
+from copilot.llm.router import Route, build_router, route
 from copilot.settings import Settings
 from model_service.cards import get_card
 
@@ -85,7 +85,7 @@ async def route_with(text: str, **overrides: Any) -> Route:
         json_mode=configured.copilot_llm_routing == "json",
         unavailable=lambda error: unavailable(configured, error),
     )
-    return await route(router, text, Memory())
+    return await route(router, RouteRequest(text))
 
 
 async def test_a_native_tool_call_becomes_a_typed_route_with_usage(
@@ -356,7 +356,7 @@ def test_keys_stay_out_of_reprs_errors_and_labels() -> None:
         copilot_llm_base_url="http://user:pw-secret@llm.test:8080/v1",
     )
     assert "sk-ann-secret" not in repr(configured)
-    from copilot.providers import llm_label
+    from copilot.llm.providers import llm_label
 
     assert llm_label(configured) == "openai-compatible:m at http://llm.test:8080/v1"
     with pytest.raises(ValueError, match="entry 1") as refused:

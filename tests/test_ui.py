@@ -19,12 +19,11 @@ import pytest
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
-from copilot import ui_server, ui_turns, ui_views
 from copilot.actions import InvalidArguments, NotAllowed, PendingAction
-from copilot.cli import app
-from copilot.conversations import TurnInProgress
-from copilot.settings import Settings
-from copilot.ui_access import (
+from copilot.chat import server as ui_server
+from copilot.chat import turns as ui_turns
+from copilot.chat import views as ui_views
+from copilot.chat.access import (
     KeyWithdrawn,
     Person,
     current_person,
@@ -33,6 +32,9 @@ from copilot.ui_access import (
     sign_in,
     visible_pending,
 )
+from copilot.cli.main import app
+from copilot.conversations import TurnInProgress
+from copilot.settings import Settings
 from model_service import registry
 from tests.conftest import TrainedRegistry
 from tools.drift import DriftSummary
@@ -417,7 +419,8 @@ def test_the_ui_refuses_to_start_without_keys(
 def test_only_the_chainlit_file_imports_chainlit() -> None:
     """Importing Chainlit writes files into its app root, so nothing else may import it."""
     code = (
-        "import sys, copilot.cli, copilot.ui_server, copilot.ui_views, copilot.ui_turns; "
+        "import sys, copilot.cli.main, copilot.chat.server, copilot.chat.views, "
+        "copilot.chat.turns; "
         "print('chainlit' in sys.modules)"
     )
     result = subprocess.run(

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from copilot import narration
-from copilot.verifier import Claims, check, claims_from
+from copilot.llm.verifier import Claims, check, claims_from
 from model_service.app import ServiceConfig
 from model_service.cards import DatasetCard
 from tools.context import ToolContext
@@ -152,7 +152,7 @@ def _scripted(responses: list[str]) -> Any:
     calls: list[list[Any]] = []
 
     def respond(messages: list[Any], info: AgentInfo) -> ModelResponse:
-        from copilot.verifier import Claims as ClaimsModel
+        from copilot.llm.verifier import Claims as ClaimsModel
 
         claims = ClaimsModel.model_validate(respond.claims)  # type: ignore[attr-defined]
         kind = responses[min(len(calls), len(responses) - 1)]
@@ -170,7 +170,7 @@ def _scripted(responses: list[str]) -> Any:
 async def test_the_narrator_keeps_a_faithful_summary(
     explanations: list[dict[str, Any]], heart_card: DatasetCard
 ) -> None:
-    from copilot.narrator import build_narrator, narrate
+    from copilot.llm.narrator import build_narrator, narrate
 
     explanation = explanations[15]  # a VA Long Beach patient with gaps
     model, respond, calls = _scripted(["faithful"])
@@ -182,7 +182,7 @@ async def test_the_narrator_keeps_a_faithful_summary(
 async def test_the_narrator_retries_with_the_reasons_then_accepts_the_fix(
     explanations: list[dict[str, Any]], heart_card: DatasetCard
 ) -> None:
-    from copilot.narrator import build_narrator, narrate
+    from copilot.llm.narrator import build_narrator, narrate
 
     explanation = explanations[0]
     model, respond, calls = _scripted(["flipped", "faithful"])
@@ -197,7 +197,7 @@ async def test_the_narrator_retries_with_the_reasons_then_accepts_the_fix(
 async def test_the_narrator_falls_back_to_the_marked_template(
     explanations: list[dict[str, Any]], heart_card: DatasetCard
 ) -> None:
-    from copilot.narrator import TEMPLATE_MARK, build_narrator, narrate
+    from copilot.llm.narrator import TEMPLATE_MARK, build_narrator, narrate
 
     explanation = explanations[0]
     model, respond, calls = _scripted(["flipped"])
@@ -210,7 +210,7 @@ async def test_the_narrator_falls_back_to_the_marked_template(
 
 
 def _claims() -> Claims:
-    from copilot.verifier import DriverClaim
+    from copilot.llm.verifier import DriverClaim
 
     def driver(feature: str, names: list[str], value: Any, unit: str | None, up: bool) -> Any:
         return DriverClaim(

@@ -9,6 +9,7 @@ tools, go back to the model as a retry with the reason, and the answer is a type
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -23,8 +24,10 @@ from pydantic_ai.models import Model
 from pydantic_ai.usage import RunUsage
 
 from copilot.actions import STATE_CHANGING
-from copilot.offline import Memory
-from copilot.providers import context_block
+from copilot.facts import NOTHING_LEFT, Focus, RouteRequest
+from copilot.llm.offline.focus import question_focus
+from copilot.llm.offline.intents import steps_in
+from copilot.llm.providers import OfflineModel, context_block
 from model_service.cards import DatasetCard
 from model_service.schemas import describe_error, patient_model
 from prompts import load
@@ -39,11 +42,14 @@ log = logging.getLogger(__name__)
 
 
 class Route(BaseModel):
-    """What to do with a turn: call `tool` with `arguments`, or say `reply`."""
+    """What to do with a turn: call `tool` with `arguments`, or say `reply` (tool and reply
+    both None: a request of several steps has nothing left to do)."""
 
     tool: str | None
     arguments: dict[str, Any] = {}
     reply: str | None = None
+    more: bool = False  # the request asks for another step after this one
+    focus: Focus | None = None  # what a question about an explanation asks for
     usage: dict[str, Any] = {}  # model, requests, input/output tokens, seconds
 
 
@@ -72,6 +78,7 @@ class Router:
     names: dict[type[BaseModel], str]
     model_name: str
     unavailable: Callable[[ModelAPIError], str] | None  # what to tell people when it is down
+    card: DatasetCard | None = None  # how requests are read (steps, explanation focus)
 
 
 def _patient_problems(card: DatasetCard) -> Callable[[Any], list[str]]:
@@ -111,6 +118,7 @@ def build_router(
     tool calls are checked against it and sent back to the model when invalid."""
     router = _build(model, json_mode=json_mode, unavailable=unavailable)
     if card is not None:
+        router = dataclasses.replace(router, card=card)
         problems = _patient_problems(card)
 
         @router.agent.output_validator
@@ -163,30 +171,44 @@ def _build(
     return Router(agent, named, model.model_name, unavailable)
 
 
-async def route(router: Router, text: str, memory: Memory) -> Route:
-    """The tool call (or reply) for one user turn."""
+async def route(router: Router, request: RouteRequest) -> Route:
+    """The tool call (or reply) for one user turn, or for the next step of a request of
+    several steps (`request.done`: the steps this turn already ran)."""
     started, spent = time.perf_counter(), RunUsage()
+    model = router.agent.model
+    bound = model.for_request(request) if isinstance(model, OfflineModel) else None
     try:
-        result = await router.agent.run(text, instructions=context_block(memory), usage=spent)
+        result = await router.agent.run(
+            request.text, instructions=context_block(request), usage=spent, model=bound
+        )
     except UnexpectedModelBehavior as error:  # retries used up: say so instead of failing
         log.info("router gave up: %s", error)
-        reply = (
+        gave_up = (
             f"I could not turn that into a valid request after {ROUTER_RETRIES + 1} tries "
             "(the model's answers did not fit any tool). Please rephrase, or name the tool."
         )
-        return Route(tool=None, reply=reply, usage=_measured(router, spent, started))
+        return Route(tool=None, reply=gave_up, usage=_measured(router, spent, started))
     except ModelAPIError as error:  # down, rate-limited or timing out after the retries
-        reply = router.unavailable(error) if router.unavailable else str(error)
-        return Route(tool=None, reply=reply, usage=_measured(router, spent, started))
+        down = router.unavailable(error) if router.unavailable else str(error)
+        return Route(tool=None, reply=down, usage=_measured(router, spent, started))
     measured = _measured(router, spent, started)
     output = result.output
-    if isinstance(output, str):
-        return Route(tool=None, reply=output, usage=measured)
-    name = router.names[type(output)]
-    if name == "reply":
-        return Route(tool=None, reply=output.text, usage=measured)
+    reply: str | None = output if isinstance(output, str) else None
+    if reply is None and router.names[type(output)] == "reply":
+        reply = output.text
+    if reply is not None:
+        if request.done and reply.strip().strip(".").upper() in {"", NOTHING_LEFT}:
+            reply = None  # nothing left of a request of several steps
+        return Route(tool=None, reply=reply, usage=measured)
     arguments = output.model_dump(mode="json", exclude_none=True)
-    return Route(tool=name, arguments=arguments, usage=measured)
+    card = router.card
+    return Route(
+        tool=router.names[type(output)],
+        arguments=arguments,
+        more=card is not None and steps_in(request.text, card) > len(request.done) + 1,
+        focus=question_focus(request.text, card) if card is not None else None,
+        usage=measured,
+    )
 
 
 def _measured(router: Router, spent: RunUsage, started: float) -> dict[str, Any]:

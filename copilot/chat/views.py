@@ -1,7 +1,7 @@
 """What the chat shows besides text: approval cards, the SHAP chart and tables.
 
 Plain functions of the persisted action and of tool results (JSON dicts), so they are
-tested without Chainlit; `copilot/ui.py` wraps their output in Chainlit messages. Every
+tested without Chainlit; `copilot/chat/app.py` wraps their output in Chainlit messages. Every
 value that came from a person or a tool is escaped before it enters Markdown.
 """
 

@@ -24,7 +24,7 @@ from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
 from pydantic_ai.usage import RunUsage
 
 from copilot import narration
-from copilot.verifier import Claims, check, claims_from, unsupported_numbers
+from copilot.llm.verifier import Claims, check, claims_from, unsupported_numbers
 from model_service.cards import DatasetCard
 from prompts import load
 

@@ -17,9 +17,9 @@ from typing import Any
 import anyio.to_thread
 
 from copilot.actions import ActionConflict, Decision, NotAllowed, PendingAction
+from copilot.chat.access import Person, current_role
 from copilot.conversations import ConversationStore, OnEvent, TurnEvents, relay, run_turn
 from copilot.settings import Settings
-from copilot.ui_access import Person, current_role
 from graphs.session import Copilot, Turn
 
 DECISION_WAIT_SECONDS = 30.0  # a decision waits this long for a running turn of its conversation

@@ -1,7 +1,8 @@
 """The LLM behind the router and the narrator: built-in offline, or OpenAI(-compatible).
 
-`COPILOT_LLM=offline` runs `copilot.offline.understand` as a PydanticAI `FunctionModel`,
-so the offline provider goes through exactly the agent code path a real model does.
+`COPILOT_LLM=offline` runs `copilot.llm.offline.intents.understand` as a PydanticAI
+`FunctionModel` (`OfflineModel`, bound to each request's typed facts), so the offline
+provider goes through exactly the agent code path a real model does.
 
 Real models are wrapped in `TolerantModel`, because small local models do not speak
 OpenAI's tool-calling protocol reliably (../shared/STACK.md):
@@ -45,11 +46,13 @@ from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.wrapper import WrapperModel
 
-from copilot.offline import Memory, understand
+from copilot.facts import NOTHING_LEFT, RouteRequest
+from copilot.llm.offline.intents import understand
 from copilot.settings import Settings
 from model_service.cards import DatasetCard
 
 CONTEXT_MARKER = "Conversation context (JSON):"
+CONTINUATION_MARKER = "Already done for this message (JSON):"
 WARM_UP_MAX_TOKENS = 1
 MAX_TOOL_CALL_CHARACTERS = 20_000
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -59,21 +62,20 @@ _FENCE = re.compile(r"```(?:json|tool_call)?\s*(.*?)```", re.S | re.I)
 _TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 
 
-def context_block(memory: Memory) -> str:
-    """The part of the instructions that tells any model what "him" and "it" are."""
-    return f"{CONTEXT_MARKER}\n" + json.dumps(
+def context_block(request: RouteRequest) -> str:
+    """The part of the instructions that tells any model what "him" and "it" are and, for a
+    request of several steps, what this turn already did (typed facts, never tool text)."""
+    memory = request.memory
+    block = f"{CONTEXT_MARKER}\n" + json.dumps(
         {"last_prediction_id": memory.prediction_id, "last_patient": memory.patient}
     )
-
-
-def _memory(instructions: str | None) -> Memory:
-    found = re.search(re.escape(CONTEXT_MARKER) + r"\s*(\{.*\})", instructions or "", re.S)
-    if found is None:
-        return Memory()
-    context = json.loads(found.group(1))
-    return Memory(
-        patient=context.get("last_patient"), prediction_id=context.get("last_prediction_id")
-    )
+    if request.done:
+        block += (
+            f"\n{CONTINUATION_MARKER} {json.dumps(request.done, sort_keys=True)}\n"
+            "Do the next part of the user's request that is not done yet with one tool, or "
+            f"reply {NOTHING_LEFT} if nothing is left."
+        )
+    return block
 
 
 def _last_user_text(messages: list[ModelMessage]) -> str:
@@ -85,10 +87,19 @@ def _last_user_text(messages: list[ModelMessage]) -> str:
     return ""
 
 
-def offline_model(card: DatasetCard) -> FunctionModel:
-    """The deterministic built-in model: no network, no weights."""
+class OfflineModel(FunctionModel):
+    """The deterministic built-in model: no network, no weights. `for_request` binds it to
+    one request's typed facts (what "him" is, the steps this turn already ran)."""
 
-    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    def __init__(self, card: DatasetCard, request: RouteRequest | None = None) -> None:
+        self.card = card
+        self.bound = request
+        super().__init__(self._respond, model_name="offline")
+
+    def for_request(self, request: RouteRequest) -> OfflineModel:
+        return OfflineModel(self.card, request)
+
+    def _respond(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         last = messages[-1] if messages else None
         if isinstance(last, ModelRequest) and not any(
             isinstance(p, UserPromptPart) for p in last.parts
@@ -99,13 +110,17 @@ def offline_model(card: DatasetCard) -> FunctionModel:
                 if isinstance(p, (RetryPromptPart, ToolReturnPart))
             )
             return ModelResponse(parts=[TextPart(f"I could not use those values: {reasons}")])
-        intent = understand(_last_user_text(messages), _memory(info.instructions), card)
+        request = self.bound or RouteRequest(_last_user_text(messages))
+        intent = understand(request.text, request.memory, self.card, request.done)
         names = {tool.name for tool in info.output_tools}
         if intent.tool is None or intent.tool not in names:
             return ModelResponse(parts=[TextPart(intent.reply or "I can't do that.")])
         return ModelResponse(parts=[ToolCallPart(tool_name=intent.tool, args=intent.arguments)])
 
-    return FunctionModel(respond, model_name="offline")
+
+def offline_model(card: DatasetCard) -> OfflineModel:
+    """The deterministic built-in model: no network, no weights."""
+    return OfflineModel(card)
 
 
 def _json_candidates(text: str) -> list[str]:

@@ -302,7 +302,7 @@ def run_agent_api(settings: Settings, host: str, port: int) -> None:
     """Runs the agent API in the foreground until Ctrl-C / SIGTERM."""
     import uvicorn  # noqa: PLC0415
 
-    from copilot.api import ApiConfigError, create_api  # noqa: PLC0415
+    from copilot.api.app import ApiConfigError, create_api  # noqa: PLC0415
     from model_service.observability import configure_json_logging  # noqa: PLC0415
 
     try:
@@ -340,8 +340,8 @@ def serve_ui(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
 ) -> None:
     """The Chainlit chat UI (sign in with a name and key from COPILOT_API_KEYS)."""
-    from copilot.ui_server import UiError  # noqa: PLC0415
-    from copilot.ui_server import serve_ui as run_ui  # noqa: PLC0415
+    from copilot.chat.server import UiError  # noqa: PLC0415
+    from copilot.chat.server import serve_ui as run_ui  # noqa: PLC0415
 
     settings = load_settings()
     _check_port_free(host, port)
@@ -383,7 +383,7 @@ def up(
 ) -> None:
     """Everything for a newcomer: train the demo model if needed, then start the model
     service, the agent API and the chat UI; Ctrl-C stops all three."""
-    from copilot import launcher  # noqa: PLC0415
+    from copilot.cli import launcher  # noqa: PLC0415
 
     settings = load_settings()
     host, port = _host_port(settings.model_service_url)
@@ -429,7 +429,7 @@ def bench(
     ] = None,
 ) -> None:
     """Benchmarks the model service against the in-process floor and MLflow's server."""
-    from copilot.bench import BenchError, run_benchmarks  # noqa: PLC0415
+    from copilot.cli.bench import BenchError, run_benchmarks  # noqa: PLC0415
 
     settings = load_settings()
     ensure_champion(settings)
@@ -847,5 +847,5 @@ def main() -> None:
         sys.exit(130)
 
 
-if __name__ == "__main__":  # `python -m copilot.cli`, as `copilot up` starts services
+if __name__ == "__main__":
     main()

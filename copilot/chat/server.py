@@ -152,7 +152,7 @@ def _write_translation(root: Path) -> None:
 
 def chat_module() -> str:
     """The path of the Chainlit file (Chainlit loads it by path)."""
-    spec = importlib.util.find_spec("copilot.ui")
+    spec = importlib.util.find_spec("copilot.chat.app")
     assert spec is not None and spec.origin is not None
     return spec.origin
 

@@ -1,9 +1,9 @@
 """The agent API (FastAPI): conversations, their turns and events, and decisions on pending
 actions, for other systems (CONTRACTS.md, "Agent API"). OpenAPI docs at /docs.
 
-Keys and roles: copilot.api_auth. A `user` sees its own conversations and their actions;
+Keys and roles: copilot.api.auth. A `user` sees its own conversations and their actions;
 an `approver` sees all of them and decides actions. /health, /ready and the docs need no
-key. Failures and their bodies: copilot.api_errors.
+key. Failures and their bodies: copilot.api.errors.
 
 One turn at a time per conversation, across replicas (a lease row in the copilot
 database, see copilot.conversations): a message while a turn runs gets 409 at once; a
@@ -32,8 +32,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from copilot.actions import ActionConflict, ArgumentsTampered, PendingAction, UnknownAction
-from copilot.api_auth import ApiConfigError, ApproverDep, Caller, CallerDep, check_keys
-from copilot.api_errors import (
+from copilot.api.auth import ApiConfigError, ApproverDep, Caller, CallerDep, check_keys
+from copilot.api.errors import (
     MAX_BODY_BYTES,
     ApiError,
     BodyLimit,
@@ -303,7 +303,7 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
         summary="Conversations with the MLOps copilot; state changes wait for an approver.",
         lifespan=lifespan,
     )
-    app.state.api_keys = keys  # read by copilot.api_auth; set now, the docs need no lifespan
+    app.state.api_keys = keys  # read by copilot.api.auth; set now, the docs need no lifespan
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     install_error_handlers(app)
     v1 = documented(401, 422)

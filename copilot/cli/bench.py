@@ -63,7 +63,7 @@ def model_service_command(port: int, host: str = "127.0.0.1") -> list[str]:
     return [
         sys.executable,
         "-c",
-        "from copilot.cli import main; main()",
+        "from copilot.cli.main import main; main()",
         "serve",
         "model",
         "--host",

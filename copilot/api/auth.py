@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from copilot.api_errors import ApiError
+from copilot.api.errors import ApiError
 from copilot.settings import ApiKey
 
 ACCOUNT_KIND = "api-key"

@@ -17,11 +17,9 @@ import anyio.to_thread
 import chainlit as cl
 from chainlit.utils import utc_now
 
-from copilot import ui_views
 from copilot.actions import ActionError, Decision, PendingAction
-from copilot.conversations import ConversationError
-from copilot.settings import Settings
-from copilot.ui_access import (
+from copilot.chat import views as ui_views
+from copilot.chat.access import (
     KeyWithdrawn,
     Person,
     current_person,
@@ -29,7 +27,9 @@ from copilot.ui_access import (
     sign_in,
     visible_pending,
 )
-from copilot.ui_turns import ChatRuntime, decide, open_runtime, send, start_conversation
+from copilot.chat.turns import ChatRuntime, decide, open_runtime, send, start_conversation
+from copilot.conversations import ConversationError
+from copilot.settings import Settings
 from graphs.session import Turn
 from tools.errors import ToolError
 from tools.predictions import ExplainInput, explain_prediction

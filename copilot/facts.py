@@ -1,0 +1,69 @@
+"""Typed facts that pass between the steps of a turn and between turns: what "him" and "it"
+refer to, what the earlier steps of this turn did, and what a question about one
+explanation asks for. They come from tool results and the router's typed output, never
+from what a user typed, so no text can claim that a step ran or what it found."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+
+from pydantic import BaseModel
+
+# What a router answers when a request of several steps has nothing left to do.
+NOTHING_LEFT = "DONE"
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What the conversation so far says about "him", "it" and "the last run"."""
+
+    patient: dict[str, Any] | None = None
+    prediction_id: str | None = None
+
+
+class StepFacts(TypedDict, total=False):
+    """What a later step may know of an earlier one: typed values from its result."""
+
+    failed: bool
+    drift_detected: bool
+    label: int
+    prediction_id: str
+
+
+class Step(TypedDict):
+    """A read-only step this turn has run."""
+
+    tool: str
+    arguments: dict[str, Any]
+    facts: StepFacts
+
+
+STEP_FACTS = ("drift_detected", "label", "prediction_id")
+
+
+def step(tool: str, arguments: dict[str, Any], result: dict[str, Any] | None) -> Step:
+    """The step record of a tool call (`result` None: the tool failed)."""
+    facts: StepFacts = {"failed": True} if result is None else {}
+    for key in STEP_FACTS:
+        if result is not None and key in result:
+            facts[key] = result[key]  # type: ignore[literal-required]
+    return {"tool": tool, "arguments": arguments, "facts": facts}
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    """What a router decides on: the user's words and the typed facts around them."""
+
+    text: str
+    memory: Memory = Memory()
+    done: list[Step] = field(default_factory=list)  # this turn's steps so far
+
+
+class Focus(BaseModel):
+    """What a question about one explanation asks for."""
+
+    kind: Literal["top", "rank", "direction", "compare"]
+    features: list[str] = []  # by the card's names: one for rank/direction, two for compare
+    count: int = 3  # how many drivers, for "top"
+    relation: Literal["more", "less"] = "more"  # compare: "is A more (less) important than B"

@@ -1,0 +1,1 @@
+"""The offline provider: a deterministic reading of requests (no network, no weights)."""

