@@ -16,7 +16,8 @@
 * Every transition appends to the hash-chained audit log in the same transaction.
 
 Errors: ActionError -> UnknownAction (404), InvalidArguments (422), ActionConflict (409:
-expired, already decided), NotAllowed (403: four eyes), ArgumentsTampered (refused).
+expired, already decided; AlreadyDecided carries the action), NotAllowed (403: four eyes),
+ArgumentsTampered (refused).
 """
 
 from __future__ import annotations
@@ -68,6 +69,19 @@ class InvalidArguments(ActionError):
 
 class ActionConflict(ActionError):
     pass
+
+
+class AlreadyDecided(ActionConflict):
+    """The action is no longer pending (decided, expired, running or done)."""
+
+    def __init__(self, action: PendingAction) -> None:
+        if action.status == "expired":
+            detail = f"action {action.id} expired at {action.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+        else:
+            by = f" by {action.decided_by}" if action.decided_by else ""
+            detail = f"action {action.id} is already {action.status}{by}; nothing more runs"
+        super().__init__(detail)
+        self.action = action
 
 
 class NotAllowed(ActionError):

@@ -113,13 +113,19 @@ def _aware(moment: datetime) -> datetime:
 class ConversationStore:
     """Conversations, turn leases and turn events in the copilot database (synchronous)."""
 
-    def __init__(self, engine: Engine, lease_seconds: float = TURN_LEASE_SECONDS) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        lease_seconds: float = TURN_LEASE_SECONDS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.engine = engine
         self.lease = timedelta(seconds=lease_seconds)
+        self.clock = clock
         SQLModel.metadata.create_all(engine, tables=[CONVERSATIONS, TURNS, EVENTS])
 
     def create(self, owner: str) -> Conversation:
-        conversation = Conversation(id=uuid.uuid4().hex, owner=owner, created_at=datetime.now(UTC))
+        conversation = Conversation(id=uuid.uuid4().hex, owner=owner, created_at=self.clock())
         with self.engine.begin() as connection:
             connection.execute(insert(CONVERSATIONS).values(**conversation.model_dump()))
         return conversation
@@ -159,7 +165,7 @@ class ConversationStore:
 
     def begin_turn(self, conversation_id: str, kind: str) -> Lease:
         """Takes the conversation's turn lease, or raises TurnInProgress."""
-        now = datetime.now(UTC)
+        now = self.clock()
         lease = Lease(conversation_id, uuid.uuid4().hex, kind, now)
         values = {
             "conversation_id": conversation_id,
@@ -194,7 +200,7 @@ class ConversationStore:
 
     def renew(self, lease: Lease) -> bool:
         """Extends the lease; False when it was lost (it ran out and another took it)."""
-        now = datetime.now(UTC)
+        now = self.clock()
         with self.engine.begin() as connection:
             return bool(
                 connection.execute(
@@ -223,7 +229,7 @@ class ConversationStore:
                 connection.execute(
                     select(TURNS).where(
                         TURNS.c.conversation_id == conversation_id,
-                        TURNS.c.lease_until >= datetime.now(UTC),
+                        TURNS.c.lease_until >= self.clock(),
                     )
                 )
                 .mappings()
@@ -243,7 +249,7 @@ class ConversationStore:
                     turn_id=turn_id,
                     event=event,
                     data=data,
-                    created_at=datetime.now(UTC),
+                    created_at=self.clock(),
                 )
             )
         key = result.inserted_primary_key

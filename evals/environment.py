@@ -26,13 +26,11 @@ from typing import Any, Protocol
 import anyio.to_thread
 import httpx
 
-from copilot.actions import ActionStore
-from copilot.deps import Deps
+from copilot.deps import Deps, build_deps
 from copilot.settings import Settings
 from model_service import registry
 from model_service.cards import DatasetCard, get_card
 from model_service.database import make_engine
-from tools.context import ToolContext
 
 SERVICE_START_SECONDS = 120.0
 Progress = Callable[[str], None]
@@ -104,10 +102,7 @@ class Environment:
                         "copilot_four_eyes": four_eyes,
                     }
                 )
-                store = ActionStore(
-                    engine, audit_key=self.audit_key, ttl_seconds=ttl_seconds, four_eyes=four_eyes
-                )
-                deps = Deps(settings, engine, store, ToolContext(client, tracking, self.card))
+                deps = build_deps(settings, engine, client, audit_key=self.audit_key)
                 agent = await stack.enter_async_context(agent_factory(deps))
                 yield CaseWorld(deps=deps, agent=agent, tracking_uri=tracking)
         finally:

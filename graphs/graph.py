@@ -32,10 +32,11 @@ from pydantic_ai.usage import RunUsage
 
 from copilot import narration
 from copilot.actions import STATE_CHANGING, InvalidArguments, PendingAction
+from copilot.deps import Deps
 from copilot.facts import Focus, Memory, RouteRequest, step
 from copilot.llm.narrator import RETOLD, narrate, retell
 from copilot.llm.router import route
-from graphs.state import ChatContext, ChatState
+from graphs.state import ChatState
 from tools.catalog import READ_ONLY
 from tools.errors import ToolError
 
@@ -46,9 +47,9 @@ def _say(text: str) -> dict[str, Any]:
     return {"messages": [{"role": "assistant", "content": text}]}
 
 
-async def route_turn(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+async def route_turn(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]:
     memory = Memory(**state.get("memory", {}))
-    decided = await route(runtime.context.router, RouteRequest(state["text"], memory))
+    decided = await route(runtime.context.agents.router, RouteRequest(state["text"], memory))
     return {
         "route": decided.model_dump(exclude={"usage"}),
         "action_id": None,
@@ -58,11 +59,11 @@ async def route_turn(state: ChatState, runtime: Runtime[ChatContext]) -> dict[st
     }
 
 
-async def route_next(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+async def route_next(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]:
     """The next step of this turn's request, given the steps already done."""
     memory = Memory(**state.get("memory", {}))
     request = RouteRequest(state["text"], memory, state.get("steps", []))
-    decided = await route(runtime.context.router, request)
+    decided = await route(runtime.context.agents.router, request)
     return {
         "route": decided.model_dump(exclude={"usage"}),
         "action_id": None,
@@ -88,7 +89,7 @@ def after_route_next(state: ChatState) -> Literal["reply", "run_tool", "propose"
 
 
 async def _narrate(
-    context: ChatContext, tool: str, result: dict[str, Any], focus: Focus | None = None
+    context: Deps, tool: str, result: dict[str, Any], focus: Focus | None = None
 ) -> dict[str, Any]:
     """The assistant's words for a tool result, and what the narrating LLM spent. A
     question about specific drivers is answered with the numbers, computed in code."""
@@ -96,18 +97,18 @@ async def _narrate(
     focused = narration.focused_answer(tool, result, focus)
     if focused is not None:
         return _say(focused)
-    if tool == "explain_prediction" and context.narrator is not None:
-        text, _ = await narrate(context.narrator, result, context.tools.card, spent)
+    if tool == "explain_prediction" and context.agents.narrator is not None:
+        text, _ = await narrate(context.agents.narrator, result, context.tools.card, spent)
     elif tool in RETOLD:
         template = (
             narration.action_outcome(result)
             if tool in STATE_CHANGING
             else narration.NARRATORS[tool](result)
         )
-        text = await retell(context.result_narrator, result, template, spent)
+        text = await retell(context.agents.result_narrator, result, template, spent)
     else:
         return _say(narration.NARRATORS[tool](result))
-    if context.narrator is None and context.result_narrator is None:
+    if context.agents.narrator is None and context.agents.result_narrator is None:
         return _say(text)
     usage = {
         "agent": "narrator",
@@ -140,7 +141,7 @@ def _remember(
     return memory
 
 
-async def run_tool(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+async def run_tool(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]:
     name, arguments = state["route"]["tool"], state["route"]["arguments"]
     tool = READ_ONLY[name]
     try:
@@ -161,7 +162,7 @@ async def run_tool(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str,
     }
 
 
-async def propose(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+async def propose(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]:
     name, arguments = state["route"]["tool"], state["route"]["arguments"]
     try:
         action = runtime.context.actions.propose(
@@ -193,7 +194,7 @@ def interrupt_payload(action: PendingAction) -> dict[str, Any]:
     }
 
 
-async def await_decision(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+async def await_decision(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]:
     actions = runtime.context.actions
     action_id = state["action_id"]
     assert action_id is not None  # after_propose routes here only with an action
@@ -203,7 +204,7 @@ async def await_decision(state: ChatState, runtime: Runtime[ChatContext]) -> dic
 
 
 def after_decision(
-    state: ChatState, runtime: Runtime[ChatContext]
+    state: ChatState, runtime: Runtime[Deps]
 ) -> Literal["await_decision", "execute", "narrate_outcome"]:
     action = runtime.context.actions.get(state["action_id"] or "")
     if action.status == "pending":
@@ -211,7 +212,7 @@ def after_decision(
     return "execute" if action.status == "approved" else "narrate_outcome"
 
 
-async def execute(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+async def execute(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]:
     action = await runtime.context.actions.execute(state["action_id"] or "", runtime.context.tools)
     return {
         "tool_calls": [
@@ -221,14 +222,14 @@ async def execute(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, 
     }
 
 
-async def narrate_outcome(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+async def narrate_outcome(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]:
     action = runtime.context.actions.get(state["action_id"] or "")
     return _say(narration.action_outcome(action.model_dump(mode="json")))
 
 
 def build_graph(checkpointer: Checkpointer = None) -> CompiledStateGraph[Any, Any, Any, Any]:
     """The compiled copilot graph (checkpoints in the copilot database when given)."""
-    graph = StateGraph(ChatState, context_schema=ChatContext)
+    graph = StateGraph(ChatState, context_schema=Deps)
     for node in (
         route_turn,
         route_next,

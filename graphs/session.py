@@ -7,7 +7,6 @@ beside it), so a conversation and its pending action survive restarts of every p
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,12 +19,9 @@ from pydantic import BaseModel
 from copilot import narration
 from copilot.actions import ActionConflict, PendingAction
 from copilot.deps import Deps
-from copilot.llm.narrator import build_narrator, build_result_narrator
-from copilot.llm.providers import WarmUp, llm_model, unavailable, warm_up
-from copilot.llm.router import build_router
+from copilot.llm.providers import WarmUp, warm_up
 from copilot.traces import enable_traces, turn_span
 from graphs.graph import build_graph
-from graphs.state import ChatContext
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +63,9 @@ async def _checkpointer(database_url: str) -> AsyncIterator[BaseCheckpointSaver[
 class Copilot:
     """Turns in, answers out; decisions on pending actions applied to their conversation."""
 
-    def __init__(self, deps: Deps, graph: Any, context: ChatContext) -> None:
+    def __init__(self, deps: Deps, graph: Any) -> None:
         self.deps = deps
         self.graph = graph
-        self.context = context
         self.warm_up: WarmUp | None = None  # the LLM's start-up check (None: not made)
         self.traces_to: str | None = None  # the MLflow experiment turns are traced to
 
@@ -108,7 +103,7 @@ class Copilot:
                     "memory": before.get("memory", {}),
                 },
                 self._config(conversation_id),
-                context=self.context,
+                context=self.deps,
             )
         return await self._since(conversation_id, before)
 
@@ -131,7 +126,7 @@ class Copilot:
                 await self.graph.ainvoke(
                     Command(resume={"action_id": action_id}),
                     self._config(conversation_id),
-                    context=self.context,
+                    context=self.deps,
                 )
             return await self._since(conversation_id, before)
         if action.status == "pending":
@@ -204,7 +199,7 @@ class Copilot:
         async for part in self.graph.astream(
             graph_input,
             self._config(conversation_id),
-            context=self.context,
+            context=self.deps,
             stream_mode=["tasks", "updates"],
             version="v2",
         ):
@@ -243,30 +238,15 @@ def _started_action(action: PendingAction) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def open_copilot(deps: Deps, *, warm: bool = True) -> AsyncIterator[Copilot]:
-    """The graph with checkpoints in the copilot database, and its runtime context. With a
-    real LLM: the narrators too; a local server gets a warm-up request first (`warm`)."""
+    """The graph with checkpoints in the copilot database, over `deps`. A local LLM server
+    gets a warm-up request first (`warm`)."""
     settings = deps.settings
-    model = llm_model(settings, deps.tools.card)
-    router = build_router(
-        model,
-        card=deps.tools.card,
-        json_mode=settings.copilot_llm_routing == "json",
-        unavailable=functools.partial(unavailable, settings),
-    )
-    offline = settings.copilot_llm == "offline"
     traces_to = enable_traces(settings) if settings.copilot_traces else None
     async with _checkpointer(settings.database_url) as saver:
-        context = ChatContext(
-            router=router,
-            tools=deps.tools,
-            actions=deps.actions,
-            narrator=None if offline else build_narrator(model),
-            result_narrator=None if offline else build_result_narrator(model),
-        )
-        copilot = Copilot(deps, build_graph(saver), context)
+        copilot = Copilot(deps, build_graph(saver))
         copilot.traces_to = traces_to
         if warm and settings.copilot_llm.startswith("openai-compatible:"):  # local servers
-            copilot.warm_up = await warm_up(model, settings)
+            copilot.warm_up = await warm_up(deps.agents.model, settings)
             log.log(
                 logging.INFO if copilot.warm_up.ok else logging.WARNING,
                 "LLM warm-up: %s (%.1f s)",

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from typer.testing import CliRunner
 
+import graphs.turns
 from copilot.actions import ACTIONS
 from copilot.api import app as api_module
 from copilot.api.app import ApiConfigError, create_api
@@ -612,7 +613,7 @@ def test_one_turn_at_a_time_per_conversation(
     assert busy.json()["detail"].startswith(f"a turn is in progress in conversation {mine}")
     shown = client.get(f"/v1/conversations/{mine}", headers=auth("ann")).json()
     assert shown["turn_in_progress"] is True
-    monkeypatch.setattr(api_module, "DECISION_WAIT_SECONDS", 0.3)
+    monkeypatch.setattr(graphs.turns, "DECISION_WAIT_SECONDS", 0.3)
     waited = decide(client, "bob", action["id"], decision="approve")
     assert waited.status_code == 409 and "a turn is in progress" in waited.json()["detail"]
     assert client.get(f"/v1/actions/{action['id']}", headers=auth("bob")).json()["status"] == (

@@ -2,6 +2,7 @@
 test (agents built on FunctionModel, not mocks of the graders), and a subset end to end."""
 
 import contextlib
+import dataclasses
 import io
 import json
 from collections.abc import AsyncIterator
@@ -39,7 +40,6 @@ from evals.metrics import pass_hat_k
 from evals.report import EvalRun, load_run, regressions, write_reports
 from evals.runner import run_evals
 from graphs.session import Copilot
-from graphs.state import ChatContext
 from tests.conftest import TrainedRegistry
 from tools import lifecycle
 from tools.lifecycle import PromoteInput
@@ -165,10 +165,8 @@ async def _misrouting(deps: Deps) -> AsyncIterator[AgentUnderTest]:
     def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         return ModelResponse(parts=[ToolCallPart("model_info", {})])
 
-    context = ChatContext(
-        router=build_router(FunctionModel(respond)), tools=deps.tools, actions=deps.actions
-    )
-    yield Copilot(deps, build_graph(InMemorySaver()), context)
+    agents = dataclasses.replace(deps.agents, router=build_router(FunctionModel(respond)))
+    yield Copilot(dataclasses.replace(deps, agents=agents), build_graph(InMemorySaver()))
 
 
 async def test_a_misrouting_agent_fails_the_routing_gate(

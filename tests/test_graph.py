@@ -9,16 +9,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from copilot.actions import ActionStore, InvalidArguments
-from copilot.deps import Deps
+from copilot.actions import InvalidArguments
+from copilot.deps import build_deps
 from copilot.settings import Settings
 from graphs.graph import interrupt_payload
 from graphs.session import Copilot, open_copilot
 from model_service import registry
-from model_service.cards import get_card
 from model_service.database import make_engine
 from tests.conftest import TrainedRegistry
-from tools.context import ToolContext
 
 pytestmark = pytest.mark.anyio
 POSTGRES_URL = os.environ.get("COPILOT_TEST_POSTGRES_URL")
@@ -44,10 +42,8 @@ async def open_for(
     engine = make_engine(database_url)
     try:
         async with httpx.AsyncClient(base_url=service_url, timeout=60) as client:
-            tools = ToolContext(client, tracking_uri, get_card("heart-disease"))
-            deps = Deps(
-                settings, engine, ActionStore(engine, audit_key=KEY, ttl_seconds=ttl_seconds), tools
-            )
+            settings = settings.model_copy(update={"copilot_action_ttl_seconds": ttl_seconds})
+            deps = build_deps(settings, engine, client, audit_key=KEY)
             async with open_copilot(deps) as copilot:
                 yield copilot
     finally:

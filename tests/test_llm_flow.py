@@ -17,18 +17,15 @@ import httpx
 import pytest
 import respx
 
-from copilot.actions import ActionStore
-from copilot.deps import Deps
+from copilot.deps import build_deps
 from copilot.llm.narrator import TEMPLATE_MARK
 from copilot.llm.providers import CONTEXT_MARKER
 from copilot.settings import Settings
 from graphs.session import Copilot, open_copilot
 from model_service import registry
-from model_service.cards import get_card
 from model_service.database import make_engine
 from tests.conftest import TrainedRegistry
 from tests.test_providers import BASE_URL, COMPLETIONS, PATIENT, completion
-from tools.context import ToolContext
 
 pytestmark = pytest.mark.anyio
 
@@ -126,9 +123,8 @@ async def llm_copilot(tracking_uri: str, service_url: str, home: Path) -> AsyncI
     engine = make_engine(settings.database_url)
     try:
         async with httpx.AsyncClient(base_url=service_url, timeout=60) as client:
-            tools = ToolContext(client, tracking_uri, get_card("heart-disease"))
-            actions = ActionStore(engine, audit_key=b"k", ttl_seconds=900)
-            async with open_copilot(Deps(settings, engine, actions, tools)) as copilot:
+            deps = build_deps(settings, engine, client, audit_key=b"k")
+            async with open_copilot(deps) as copilot:
                 yield copilot
     finally:
         engine.dispose()

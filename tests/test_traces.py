@@ -5,15 +5,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from copilot.actions import ActionStore
-from copilot.deps import Deps
+from copilot.deps import build_deps
 from copilot.settings import Settings
 from copilot.traces import TRACES_EXPERIMENT
 from graphs.session import open_copilot
-from model_service.cards import get_card
 from model_service.database import make_engine
 from tests.conftest import TrainedRegistry
-from tools.context import ToolContext
 
 pytestmark = pytest.mark.anyio
 
@@ -33,10 +30,7 @@ async def test_each_turn_is_a_trace_beside_the_model_runs(
     engine = make_engine(settings.database_url)
     try:
         async with httpx.AsyncClient(base_url=live_service, timeout=60) as client:
-            tools = ToolContext(client, tracking_uri, get_card("heart-disease"))
-            deps = Deps(
-                settings, engine, ActionStore(engine, audit_key=b"k", ttl_seconds=900), tools
-            )
+            deps = build_deps(settings, engine, client, audit_key=b"k")
             async with open_copilot(deps) as copilot:
                 await copilot.send("t1", "what model is serving?", "ann")
                 mlflow.set_experiment("heart-disease-training")  # what a retrain does

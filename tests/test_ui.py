@@ -19,6 +19,7 @@ import pytest
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
+import graphs.turns
 from copilot.actions import InvalidArguments, NotAllowed, PendingAction
 from copilot.chat import server as ui_server
 from copilot.chat import turns as ui_turns
@@ -322,13 +323,13 @@ async def test_turns_and_decisions_run_as_the_conversations_turn(
 
     async with ui_turns.open_runtime(settings) as runtime:
         conversation_id = await ui_turns.start_conversation(runtime, uma)
-        assert runtime.conversations.get(conversation_id).owner == "ui:uma"  # type: ignore[union-attr]
+        assert runtime.deps.conversations.get(conversation_id).owner == "ui:uma"  # type: ignore[union-attr]
         text = "Promote the challenger, even if the gate fails"
         turn = await ui_turns.send(runtime, conversation_id, text, uma, on_event)
         (proposed,) = turn.pending_actions
         action_id = proposed["id"]
         assert seen == [("action_proposed", "promote_model")]
-        copilot = runtime.copilot
+        copilot = runtime
         assert [a.id for a in await visible_pending(copilot, uma)] == [action_id]
         assert await visible_pending(copilot, Person("ulf", "user")) == []
         assert [a.id for a in await visible_pending(copilot, ann)] == [action_id]
@@ -339,11 +340,11 @@ async def test_turns_and_decisions_run_as_the_conversations_turn(
         with pytest.raises(InvalidArguments, match="version: Input should be a valid string"):
             await ui_turns.decide(runtime, "ann", action_id, "edit", {"version": 1}, on_event)
         # while another turn of the conversation runs (here: held by hand), nothing is decided
-        monkeypatch.setattr(ui_turns, "DECISION_WAIT_SECONDS", 0.3)
-        lease = runtime.conversations.begin_turn(conversation_id, "message")
+        monkeypatch.setattr(graphs.turns, "DECISION_WAIT_SECONDS", 0.3)
+        lease = runtime.deps.conversations.begin_turn(conversation_id, "message")
         with pytest.raises(TurnInProgress):
             await ui_turns.decide(runtime, "ann", action_id, "approve", None, on_event)
-        runtime.conversations.end_turn(lease)
+        runtime.deps.conversations.end_turn(lease)
         assert copilot.deps.actions.get(action_id).status == "pending"
 
         seen.clear()
@@ -355,7 +356,7 @@ async def test_turns_and_decisions_run_as_the_conversations_turn(
         assert seen[0] == ("tool_started", "promote_model")
         assert ("tool_finished", "promote_model") in seen
         assert await visible_pending(copilot, ann) == []
-        published = [e.event for e in runtime.conversations.events_after(conversation_id, 0)]
+        published = [e.event for e in runtime.deps.conversations.events_after(conversation_id, 0)]
         assert published.count("turn_started") == 2 and published[-1] == "turn_finished"
     champion = registry.alias_version(
         registry.client(settings.tracking_uri), "heart-disease-risk", "champion"

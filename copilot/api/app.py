@@ -7,7 +7,7 @@ key. Failures and their bodies: copilot.api.errors.
 
 One turn at a time per conversation, across replicas (a lease row in the copilot
 database, see copilot.conversations): a message while a turn runs gets 409 at once; a
-decision waits up to DECISION_WAIT_SECONDS for the running turn, then 409 (nothing is
+decision waits up to graphs.turns.DECISION_WAIT_SECONDS for the running turn, then 409 (nothing is
 decided). Turn events are rows in the same database, so GET .../events streams a turn
 posted to any replica.
 """
@@ -31,7 +31,7 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from copilot.actions import ActionConflict, ArgumentsTampered, PendingAction, UnknownAction
+from copilot.actions import AlreadyDecided, ArgumentsTampered, PendingAction, UnknownAction
 from copilot.api.auth import ApiConfigError, ApproverDep, Caller, CallerDep, check_keys
 from copilot.api.errors import (
     MAX_BODY_BYTES,
@@ -43,15 +43,10 @@ from copilot.api.errors import (
     invalid,
     invalid_arguments,
 )
-from copilot.conversations import (
-    Conversation,
-    ConversationStore,
-    TurnEvents,
-    relay,
-    run_turn,
-)
+from copilot.conversations import Conversation, ConversationStore
 from copilot.deps import Deps, open_deps
 from copilot.settings import Settings
+from graphs import turns
 from graphs.session import Copilot, Turn, open_copilot
 from model_service.schemas import ErrorItem
 
@@ -59,7 +54,6 @@ __all__ = ["ApiConfigError", "create_api"]
 
 MAX_MESSAGE_CHARS = 4000
 MAX_COMMENT_CHARS = 2000
-DECISION_WAIT_SECONDS = 30.0
 EVENT_POLL_SECONDS = 0.25
 # An event stream holds a connection and polls the database: each account may keep a few
 # open, the process a bounded number, and none lasts for ever (clients resume with
@@ -165,10 +159,18 @@ class StreamSlots:
 
 @dataclass(frozen=True)
 class ApiState:
-    deps: Deps
+    """The process's copilot (its deps hold the stores) and its open event streams."""
+
     copilot: Copilot
-    conversations: ConversationStore
     streams: StreamSlots = field(default_factory=StreamSlots)
+
+    @property
+    def deps(self) -> Deps:
+        return self.copilot.deps
+
+    @property
+    def conversations(self) -> ConversationStore:
+        return self.copilot.deps.conversations
 
 
 def _state(request: Request) -> ApiState:
@@ -242,15 +244,6 @@ async def _stream_start(
 # ---- turns -----------------------------------------------------------------------------
 
 
-def _conflict(action: PendingAction) -> ApiError:
-    if action.status == "expired":
-        detail = f"action {action.id} expired at {action.expires_at:%Y-%m-%d %H:%M:%S} UTC"
-    else:
-        by = f" by {action.decided_by}" if action.decided_by else ""
-        detail = f"action {action.id} is already {action.status}{by}; nothing more runs"
-    return ApiError(409, detail, extra={"action": action.model_dump(mode="json")})
-
-
 def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
@@ -293,8 +286,7 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_deps(settings) as deps, open_copilot(deps) as copilot:
-            conversations = await anyio.to_thread.run_sync(ConversationStore, deps.engine)
-            app.state.api = ApiState(deps, copilot, conversations)
+            app.state.api = ApiState(copilot)
             yield
 
     app = FastAPI(
@@ -383,15 +375,7 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
                 "owner sends messages to it",
             )
 
-        async def work(events: TurnEvents) -> dict[str, Any]:
-            await events.publish(
-                "turn_started", {"kind": "message", "by": caller.identity, "text": body.content}
-            )
-            turn = state.copilot.stream(conversation.id, body.content, caller.identity)
-            return await relay(events, turn)
-
-        finished = await run_turn(state.conversations, conversation.id, "message", work)
-        return Turn.model_validate(finished)
+        return await turns.send(state.copilot, conversation.id, body.content, caller.identity)
 
     @app.get(
         "/v1/conversations/{conversation_id}/events",
@@ -472,7 +456,6 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
         """Approve, edit (approve with new arguments) or reject (approver role). Returns the
         action after the decision, with the execution result on approval, and what the
         conversation was told."""
-        actions = state.deps.actions
         action = await _visible_action(state, caller, action_id)
         if body.decision == "edit":
             if body.arguments is None:
@@ -503,46 +486,24 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
                     )
                 ]
             )
-        if action.status != "pending":
-            raise _conflict(action)
-
-        async def work(events: TurnEvents) -> dict[str, Any]:
-            current = await anyio.to_thread.run_sync(actions.get, action_id)
-            if current.status != "pending":  # decided while we waited for the turn
-                raise _conflict(current)
-            try:
-                await anyio.to_thread.run_sync(
-                    lambda: actions.decide(
-                        action_id, body.decision, caller.identity, body.arguments, body.comment
-                    )
-                )
-            except ActionConflict:
-                raise _conflict(await anyio.to_thread.run_sync(actions.get, action_id)) from None
-            await events.publish(
-                "turn_started",
-                {
-                    "kind": "decision",
-                    "by": caller.identity,
-                    "action_id": action_id,
-                    "decision": body.decision,
-                },
-            )
-            return await relay(events, state.copilot.stream_after_decision(action_id))
-
         try:
-            finished = await run_turn(
-                state.conversations,
-                action.conversation_id,
-                "decision",
-                work,
-                wait_seconds=DECISION_WAIT_SECONDS,
+            final, turn = await turns.decide(
+                state.copilot,
+                action_id,
+                body.decision,
+                caller.identity,
+                body.arguments,
+                body.comment,
             )
+        except AlreadyDecided as error:
+            raise ApiError(
+                409, str(error), extra={"action": error.action.model_dump(mode="json")}
+            ) from None
         except ArgumentsTampered as error:
-            current = await anyio.to_thread.run_sync(actions.get, action_id)
+            current = await anyio.to_thread.run_sync(state.copilot.deps.actions.get, action_id)
             raise ApiError(
                 409, str(error), extra={"action": current.model_dump(mode="json")}
             ) from None
-        final = await anyio.to_thread.run_sync(actions.get, action_id)
-        return DecidedAction(**final.model_dump(), follow_up=Turn.model_validate(finished))
+        return DecidedAction(**final.model_dump(), follow_up=turn)
 
     return app

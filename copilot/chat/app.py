@@ -1,7 +1,7 @@
-"""The Chainlit chat, loaded by `copilot serve ui` (see copilot/ui_server.py).
+"""The Chainlit chat, loaded by `copilot serve ui` (see copilot/chat/server.py).
 
-Thin glue: turns and decisions run through copilot/ui_turns.py, sign-in and visibility come
-from copilot/ui_access.py, cards and pictures from copilot/ui_views.py. Approval cards are
+Thin glue: turns and decisions run through copilot/chat/turns.py, sign-in and visibility
+come from copilot/chat/access.py, cards and pictures from copilot/chat/views.py. Approval cards are
 rendered from the persisted action, never from a wait inside the websocket, so a refreshed
 page or a new session shows them again and they can still be decided.
 """
@@ -27,10 +27,10 @@ from copilot.chat.access import (
     sign_in,
     visible_pending,
 )
-from copilot.chat.turns import ChatRuntime, decide, open_runtime, send, start_conversation
+from copilot.chat.turns import decide, open_runtime, send, start_conversation
 from copilot.conversations import ConversationError
 from copilot.settings import Settings
-from graphs.session import Turn
+from graphs.session import Copilot, Turn
 from tools.errors import ToolError
 from tools.predictions import ExplainInput, explain_prediction
 
@@ -43,9 +43,9 @@ class _Process:
 
     def __init__(self) -> None:
         self.stack = contextlib.AsyncExitStack()
-        self.runtime: ChatRuntime | None = None
+        self.runtime: Copilot | None = None
 
-    def ready(self) -> ChatRuntime:
+    def ready(self) -> Copilot:
         if self.runtime is None:
             raise RuntimeError("the copilot is not open yet (the app has not started)")
         return self.runtime
@@ -66,7 +66,7 @@ async def _close() -> None:
 
 @cl.password_auth_callback
 async def _sign_in(username: str, password: str) -> cl.User | None:
-    person = sign_in(_process.ready().settings, username, password)
+    person = sign_in(_process.ready().deps.settings, username, password)
     if person is None:
         return None
     return cl.User(
@@ -81,7 +81,7 @@ def _person() -> Person:
     when their key was removed since they signed in)."""
     user = cl.user_session.get("user")
     name = str(user.identifier) if user is not None else ""
-    return current_person(_process.ready().settings, name)
+    return current_person(_process.ready().deps.settings, name)
 
 
 def _current_keys_only(
@@ -189,7 +189,7 @@ async def _explanation(call: dict[str, Any]) -> dict[str, Any] | None:
     async with cl.Step(name="explain_prediction", type="tool") as step:
         step.input = arguments.model_dump(mode="json", exclude_none=True)
         try:
-            explanation = await explain_prediction(_process.ready().copilot.deps.tools, arguments)
+            explanation = await explain_prediction(_process.ready().deps.tools, arguments)
         except ToolError as error:  # the answer stands without its chart
             step.output = f"no chart: {error}"
             step.is_error = True
@@ -241,7 +241,7 @@ async def _starters(user: cl.User | None = None) -> list[cl.Starter]:
 @_current_keys_only
 async def _on_chat_start() -> None:
     """Pending actions outlive pages and sessions: show the person those they may see."""
-    waiting = await visible_pending(_process.ready().copilot, _person())
+    waiting = await visible_pending(_process.ready(), _person())
     if waiting:
         await cl.Message(f"{len(waiting)} action(s) waiting for a decision:").send()
     for action in reversed(waiting):  # oldest first, like the chat
@@ -267,14 +267,14 @@ async def _on_message(message: cl.Message) -> None:
 async def _decide(button: cl.Action, decision: Decision, arguments: Any = None) -> None:
     runtime = _process.ready()
     action_id = str(button.payload.get("action_id", ""))
-    try:  # the role is checked again in ui_turns.decide: buttons are only a convenience
+    try:  # the role is checked again in chat.turns.decide: buttons are only a convenience
         action, turn = await decide(
             runtime, _person().name, action_id, decision, arguments, _LiveSteps()
         )
     except (ActionError, ConversationError) as error:
         await _refused("Not decided", error)
         with contextlib.suppress(ActionError):
-            current = await anyio.to_thread.run_sync(runtime.copilot.deps.actions.get, action_id)
+            current = await anyio.to_thread.run_sync(runtime.deps.actions.get, action_id)
             await _refresh_card(current)
         return
     await _refresh_card(action)
@@ -321,7 +321,7 @@ async def _ask_and_edit(button: cl.Action) -> None:
         await _decide(button, "edit")  # refused there, with the reason
         return
     try:
-        action = await anyio.to_thread.run_sync(runtime.copilot.deps.actions.get, action_id)
+        action = await anyio.to_thread.run_sync(runtime.deps.actions.get, action_id)
     except ActionError as error:
         await _refused("Not decided", error)
         return

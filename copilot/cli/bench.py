@@ -359,8 +359,7 @@ async def _measure_agent(
 
     Runs on a scratch copilot database and a copy of a SQLite registry: the benchmark
     changes nothing of the user's."""
-    from copilot.actions import ActionStore  # noqa: PLC0415
-    from copilot.deps import Deps  # noqa: PLC0415
+    from copilot.deps import build_deps  # noqa: PLC0415
     from graphs.session import open_copilot  # noqa: PLC0415
     from model_service.database import make_engine  # noqa: PLC0415
 
@@ -391,9 +390,8 @@ async def _measure_agent(
         async with httpx.AsyncClient(
             base_url=service_url, timeout=60, event_hooks={"response": [record]}
         ) as client:
-            tools = ToolContext(client, tracking, get_card(settings.copilot_dataset))
-            store = ActionStore(engine, audit_key=b"bench", ttl_seconds=900)
-            deps = Deps(bench_settings, engine, store, tools)
+            deps = build_deps(bench_settings, engine, client, audit_key=b"bench")
+            tools = deps.tools
             async with open_copilot(deps) as copilot:
                 await copilot.send("warm-up", AGENT_PATIENT, "bench")
                 overheads = []

@@ -10,6 +10,7 @@ import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
 from urllib.parse import urlsplit
@@ -22,7 +23,6 @@ from rich.markup import escape
 
 if TYPE_CHECKING:
     from copilot.actions import Decision, PendingAction
-    from copilot.conversations import ConversationStore, TurnEvents
     from copilot.deps import Deps
     from copilot.settings import Settings
     from graphs.session import Copilot, Turn
@@ -692,27 +692,18 @@ def _print_turn(turn: Turn, as_json: bool) -> None:
         out.print(f"[bold cyan]copilot>[/] {escape(message['content'])}", highlight=False)
 
 
+@dataclass(frozen=True)
 class _ChatTurns:
-    """Turns of one terminal conversation, each run as the conversation's only turn (the
-    lease the agent API and the chat UI take), with its events published for followers."""
+    """Turns of one terminal conversation, run by the turn recipe every surface shares
+    (graphs.turns: the conversation's lease, its events published for followers)."""
 
-    def __init__(
-        self, copilot: Copilot, conversations: ConversationStore, conversation_id: str
-    ) -> None:
-        self.copilot = copilot
-        self.conversations = conversations
-        self.conversation_id = conversation_id
+    copilot: Copilot
+    conversation_id: str
 
     async def send(self, text: str, operator: str) -> Turn:
-        from copilot.conversations import relay, run_turn  # noqa: PLC0415
-        from graphs.session import Turn  # noqa: PLC0415
+        from graphs import turns  # noqa: PLC0415
 
-        async def work(events: TurnEvents) -> Turn:
-            await events.publish("turn_started", {"kind": "message", "by": operator, "text": text})
-            stream = self.copilot.stream(self.conversation_id, text, operator)
-            return Turn.model_validate(await relay(events, stream))
-
-        return await run_turn(self.conversations, self.conversation_id, "message", work)
+        return await turns.send(self.copilot, self.conversation_id, text, operator)
 
     async def decide(
         self,
@@ -724,22 +715,12 @@ class _ChatTurns:
     ) -> Turn:
         """Records the decision and runs what follows, waiting up to 30 s for a turn of the
         conversation running elsewhere (the decision is not recorded while one runs)."""
-        from copilot.conversations import relay, run_turn  # noqa: PLC0415
-        from graphs.session import Turn  # noqa: PLC0415
+        from graphs import turns  # noqa: PLC0415
 
-        async def work(events: TurnEvents) -> Turn:
-            store = self.copilot.deps.actions
-            await anyio.to_thread.run_sync(
-                lambda: store.decide(action_id, decision, operator, arguments, comment)
-            )
-            started = {"kind": "decision", "by": operator, "action_id": action_id}
-            await events.publish("turn_started", {**started, "decision": decision})
-            stream = self.copilot.stream_after_decision(action_id)
-            return Turn.model_validate(await relay(events, stream))
-
-        return await run_turn(
-            self.conversations, self.conversation_id, "decision", work, wait_seconds=30.0
+        _, turn = await turns.decide(
+            self.copilot, action_id, decision, operator, arguments, comment
         )
+        return turn
 
 
 async def _decide_at_prompt(turns: _ChatTurns, action_id: str, operator: str) -> None:
@@ -789,7 +770,7 @@ def chat(
 ) -> None:
     """Chat with the copilot in the terminal; proposals are decided at the prompt."""
     from copilot.actions import ActionError  # noqa: PLC0415
-    from copilot.conversations import ConversationError, ConversationStore  # noqa: PLC0415
+    from copilot.conversations import ConversationError  # noqa: PLC0415
     from copilot.deps import open_deps  # noqa: PLC0415
     from graphs.session import open_copilot  # noqa: PLC0415
 
@@ -801,13 +782,12 @@ def chat(
         async with open_deps(settings) as deps, open_copilot(deps) as copilot:
             if copilot.warm_up is not None and not copilot.warm_up.ok:
                 typer.echo(f"warning: {copilot.warm_up.detail}", err=True)
-            conversations = await anyio.to_thread.run_sync(ConversationStore, deps.engine)
             conversation_id = conversation
             if conversation_id is None:
                 owner = operator.rpartition(" via ")[2]  # the account, as the API names owners
-                created = await anyio.to_thread.run_sync(conversations.create, owner)
+                created = await anyio.to_thread.run_sync(deps.conversations.create, owner)
                 conversation_id = created.id
-            turns = _ChatTurns(copilot, conversations, conversation_id)
+            turns = _ChatTurns(copilot, conversation_id)
             if text is not None:
                 _print_turn(await turns.send(text, operator), json_output)
                 return
