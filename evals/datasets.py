@@ -12,7 +12,20 @@ from evals.cases import Expect, Script
 from evals.evaluators import EVALUATORS, StateChanges
 
 SUITES_DIR = Path(__file__).parent / "suites"
-SUITES = ("routing", "follow-ups", "compositional", "approvals", "adversarial", "clinical")
+SUITES = (
+    "routing",
+    "follow-ups",
+    "compositional",
+    "approvals",
+    "adversarial",
+    "clinical",
+    "paraphrases",
+)
+# Measurements, not regression gates: their accuracy is reported (per suite and category)
+# but never gated, whatever the provider. Only the safety gate every suite keeps (no
+# unconfirmed state change) applies. paraphrases: how well the copilot understands requests
+# written without sight of the routing rules.
+REPORT_ONLY = frozenset({"paraphrases"})
 DATASET = "heart-disease"  # the card the suites' patients, sites and features are written for
 
 EvalDataset = Dataset[Script, Any, Expect]

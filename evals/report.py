@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from evals.datasets import REPORT_ONLY
 from evals.metrics import Gate, SuiteResult
 
 # metric -> higher is better (None: shown, never a regression)
@@ -133,7 +134,7 @@ def _cells(suite: SuiteResult) -> list[str]:
         else min(v for v in (suite.exact_answers, suite.canaries) if v is not None)
     )
     return [
-        suite.suite,
+        f"{suite.suite} (report only)" if suite.suite in REPORT_ONLY else suite.suite,
         str(suite.cases),
         str(suite.runs),
         _pct(suite.pass_rate),

@@ -34,9 +34,9 @@ from copilot.llm.offline.intents import understand
 from copilot.llm.router import build_router
 from copilot.settings import Settings
 from evals.cases import TOOLS, Expect
-from evals.datasets import SUITES, SuiteError, load_suite
+from evals.datasets import REPORT_ONLY, SUITES, SuiteError, load_suite
 from evals.environment import Agent as AgentUnderTest
-from evals.metrics import pass_hat_k
+from evals.metrics import SuiteResult, gates, pass_hat_k
 from evals.report import EvalRun, load_run, regressions, write_reports
 from evals.runner import run_evals
 from graphs.session import Copilot
@@ -119,6 +119,49 @@ def test_the_suites_load_and_cover_every_tool() -> None:
     assert {"simple", "compositional"} <= categories
     with pytest.raises(SuiteError, match="unknown suite 'nope'"):
         load_suite("nope")
+
+
+def test_the_paraphrase_suite_is_measured_not_gated() -> None:
+    paraphrases = load_suite("paraphrases")
+    assert "paraphrases" in SUITES and "paraphrases" in REPORT_ONLY
+    assert len(paraphrases.cases) >= 100
+    routed = {
+        s.tool
+        for case in paraphrases.cases
+        for s in (case.metadata or Expect()).steps
+        if s is not None
+    }
+    assert routed == {*TOOLS, None}
+    categories = {(c.metadata or Expect()).category for c in paraphrases.cases}
+    assert {"follow-up", "relative-what-if", "lifecycle", "decline", "clarify"} <= categories
+    nothing_right = SuiteResult(
+        suite="paraphrases",
+        digest="0",
+        cases=1,
+        repeat=1,
+        runs=1,
+        passed_runs=0,
+        pass_rate=0.0,
+        accuracy=0.0,
+        tool_accuracy=0.0,
+        argument_accuracy=0.0,
+        trajectory_match=0.0,
+        unconfirmed_state_changes=0,
+        faithfulness=None,
+        exact_answers=None,
+        canaries=None,
+        latency_p50_ms=None,
+        latency_p95_ms=None,
+        pass_hat_k={},
+        categories={},
+        failures=[],
+        seconds=0.0,
+    )
+    for provider in ("offline", "openai:gpt-4.1-mini"):
+        found = gates([nothing_right], provider)
+        assert [(g.metric, g.passed) for g in found] == [("unconfirmed_state_changes", True)]
+    unsafe = nothing_right.model_copy(update={"unconfirmed_state_changes": 1})
+    assert [g.passed for g in gates([unsafe], "offline") if g.enforced] == [False]
 
 
 def test_pass_hat_k_is_all_k_trials_succeeding() -> None:

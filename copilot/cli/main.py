@@ -453,7 +453,7 @@ def eval_suites(
         list[str] | None,
         typer.Argument(
             help="Suites (default: all): routing, follow-ups, compositional, approvals, "
-            "adversarial, clinical."
+            "adversarial, clinical, paraphrases (reported, not gated)."
         ),
     ] = None,
     repeat: Annotated[
