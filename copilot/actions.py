@@ -36,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
 from copilot import audit
+from copilot.errors import CopilotError
 from tools.context import ToolContext
 from tools.errors import ToolError
 from tools.lifecycle import (
@@ -53,7 +54,7 @@ Decision = Literal["approve", "edit", "reject"]
 TRANSACTION_RETRIES = 5
 
 
-class ActionError(Exception):
+class ActionError(CopilotError):
     """A request about a pending action that cannot be granted; the message says why."""
 
 

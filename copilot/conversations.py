@@ -31,6 +31,8 @@ from sqlalchemy import JSON, Column, DateTime, Engine, Table, delete, func, inse
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
+from copilot.errors import CopilotError
+
 logger = logging.getLogger(__name__)
 
 TURN_LEASE_SECONDS = 60.0
@@ -41,7 +43,7 @@ T = TypeVar("T")
 OnEvent = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
-class ConversationError(Exception):
+class ConversationError(CopilotError):
     """A request about a conversation that cannot be granted; the message says why."""
 
 

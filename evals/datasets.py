@@ -9,6 +9,7 @@ from typing import Any
 from pydantic_evals import Dataset
 
 from evals.cases import Expect, Script
+from evals.errors import EvalError
 from evals.evaluators import EVALUATORS, StateChanges
 
 SUITES_DIR = Path(__file__).parent / "suites"
@@ -31,7 +32,7 @@ DATASET = "heart-disease"  # the card the suites' patients, sites and features a
 EvalDataset = Dataset[Script, Any, Expect]
 
 
-class SuiteError(ValueError):
+class SuiteError(EvalError, ValueError):
     """A suite file that does not load or does not hold together."""
 
 

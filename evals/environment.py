@@ -28,6 +28,7 @@ import httpx
 
 from copilot.deps import Deps, build_deps
 from copilot.settings import Settings
+from evals.errors import EvalError
 from model_service import registry
 from model_service.cards import DatasetCard, get_card
 from model_service.database import make_engine
@@ -36,7 +37,7 @@ SERVICE_START_SECONDS = 120.0
 Progress = Callable[[str], None]
 
 
-class SetupFailed(RuntimeError):
+class SetupFailed(EvalError, RuntimeError):
     """The scratch world could not be built (training failed, the service did not start)."""
 
 

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from evals.datasets import REPORT_ONLY
+from evals.errors import EvalError
 from evals.metrics import Gate, SuiteResult
 
 # metric -> higher is better (None: shown, never a regression)
@@ -52,7 +53,7 @@ class Regression(BaseModel):
     now: float
 
 
-class BaselineError(ValueError):
+class BaselineError(EvalError, ValueError):
     """The baseline report is missing or not an eval report."""
 
 

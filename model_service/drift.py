@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from model_service.cards import DatasetCard, Feature
+from model_service.errors import ModelServiceError
 from model_service.schemas import DataQualityFinding, DriftFeature
 
 SIGNIFICANCE = 0.05
@@ -33,7 +34,7 @@ MAX_REPORTS = 200
 REPORT_ID = re.compile(r"^drift-\d{8}T\d{6}Z-[0-9a-f]{8}$")
 
 
-class DriftInputError(ValueError):
+class DriftInputError(ModelServiceError, ValueError):
     """The batch cannot be compared (too few rows)."""
 
 

@@ -19,13 +19,14 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model_service.cards import DatasetCard
+from model_service.errors import ModelServiceError
 from model_service.observability import BODY_TOO_LARGE, MAX_BODY_BYTES
 from model_service.predictions import PredictionLogUnavailable
 from model_service.schemas import MAX_BATCH_ROWS, describe_error
 from model_service.serving import NotReady
 
 
-class ServiceError(Exception):
+class ServiceError(ModelServiceError):
     """An expected failure with the HTTP status and message to answer with. A 422 also
     names the field, value and rule, like every other validation error."""
 

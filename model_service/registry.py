@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from model_service.errors import ModelServiceError
 from model_service.risk_model import RiskModel
 
 CHAMPION = "champion"
@@ -26,7 +27,7 @@ MODEL_ARTIFACT = "model"
 REFERENCE_ARTIFACT = "reference/reference.csv"
 
 
-class RegistryError(LookupError):
+class RegistryError(ModelServiceError, LookupError):
     """The registry lacks something a request needs (a model, an alias, a version)."""
 
 

@@ -21,6 +21,7 @@ from scipy.special import expit
 
 from model_service import registry
 from model_service.cards import Feature
+from model_service.errors import ModelServiceError
 from model_service.predictions import PredictionBatch, now_utc
 from model_service.registry import LoadedModel
 from model_service.risk_model import columns_from_frame, columns_from_records
@@ -31,7 +32,7 @@ VERSION_CACHE_SIZE = 3
 FAILED_LOAD_RETRY_SECONDS = 60.0
 
 
-class NotReady(RuntimeError):
+class NotReady(ModelServiceError, RuntimeError):
     """No model is loaded; the message says why."""
 
 

@@ -26,6 +26,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from model_service import registry
 from model_service.cards import DatasetCard
+from model_service.errors import ModelServiceError
 from model_service.evaluation import (
     classification_metrics,
     noise_flip_rate,
@@ -61,7 +62,7 @@ SKOPS_TRUSTED_TYPES = [
 ProgressCallback = Callable[[str, int, int], None]
 
 
-class TrainingError(ValueError):
+class TrainingError(ModelServiceError, ValueError):
     """Training cannot run with what was asked (sites, data size, model kinds)."""
 
 

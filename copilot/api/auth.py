@@ -16,12 +16,13 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from copilot.api.errors import ApiError
+from copilot.errors import CopilotError
 from copilot.settings import ApiKey
 
 ACCOUNT_KIND = "api-key"
 
 
-class ApiConfigError(ValueError):
+class ApiConfigError(CopilotError, ValueError):
     """The API cannot start with this configuration; the message says what to set."""
 
 

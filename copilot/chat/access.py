@@ -16,6 +16,7 @@ from typing import Any, Literal
 import anyio.to_thread
 
 from copilot.actions import InvalidArguments, PendingAction
+from copilot.errors import CopilotError
 from copilot.settings import Settings
 from graphs.session import Copilot
 
@@ -54,7 +55,7 @@ def current_role(settings: Settings, name: str) -> Role | None:
     return next((entry.role for entry in settings.api_keys() if entry.name == name), None)
 
 
-class KeyWithdrawn(Exception):
+class KeyWithdrawn(CopilotError):
     """The signed-in name has no key in the configuration any more."""
 
 

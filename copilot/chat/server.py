@@ -15,6 +15,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from copilot.errors import CopilotError
 from copilot.settings import Settings
 
 UI_NAME = "MLOps Copilot"
@@ -82,7 +83,7 @@ SIGN_IN_WORDING = {
 }
 
 
-class UiError(Exception):
+class UiError(CopilotError):
     """The UI cannot start; the message says what to change."""
 
 

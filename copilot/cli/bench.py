@@ -32,6 +32,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from copilot.errors import CopilotError
 from copilot.settings import Settings
 from model_service import registry
 from model_service.cards import DatasetCard, get_card
@@ -43,7 +44,7 @@ THROUGHPUT_CLIENTS = 4
 STARTUP_TIMEOUT_SECONDS = 120.0
 
 
-class BenchError(RuntimeError):
+class BenchError(CopilotError, RuntimeError):
     """A benchmark could not run (no champion, a server did not start)."""
 
 

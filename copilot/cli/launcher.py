@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from copilot.errors import CopilotError
 from copilot.settings import Settings
 
 LOCAL_KEY_FILE = "local-approver.key"
@@ -34,7 +35,7 @@ STOP_TIMEOUT_SECONDS = 35.0  # uvicorn's graceful shutdown is 30 s
 POLL_SECONDS = 0.25
 
 
-class LaunchError(Exception):
+class LaunchError(CopilotError):
     """A service did not start, or stopped on its own."""
 
 

@@ -22,10 +22,12 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from model_service.errors import ModelServiceError
+
 FeatureKind = Literal["numeric", "categorical", "boolean"]
 
 
-class CardError(ValueError):
+class CardError(ModelServiceError, ValueError):
     """A request names a dataset, site or column the card does not know."""
 
 
