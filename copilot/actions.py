@@ -1,4 +1,4 @@
-"""Pending actions: the only way a state-changing tool runs (CONTRACTS.md, safety contract).
+"""Pending actions: the only way a state-changing tool runs (docs/interfaces.md, safety contract).
 
     propose -> pending --approve/edit--> approved --execute--> executed | failed
                        --reject--> rejected

@@ -1,4 +1,4 @@
-"""Configuration: the environment variables of CONTRACTS.md, read by one class.
+"""Configuration: the environment variables of docs/interfaces.md, read by one class.
 
 Every field has an offline default; nothing here runs at import time.
 """
@@ -32,7 +32,7 @@ class ApiKey(BaseModel):
 
 
 class Settings(BaseSettings):
-    """The copilot's configuration, from the environment (names as in CONTRACTS.md)."""
+    """The copilot's configuration, from the environment (names as in docs/interfaces.md)."""
 
     model_config = SettingsConfigDict(
         extra="ignore", protected_namespaces=(), frozen=True, hide_input_in_errors=True

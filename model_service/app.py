@@ -1,4 +1,4 @@
-"""The model service (FastAPI): serves `<model>@champion`; endpoints as in CONTRACTS.md."""
+"""The model service (FastAPI): serves `<model>@champion`; endpoints as in docs/interfaces.md."""
 
 # No `from __future__ import annotations` here: the request models are built from the
 # dataset card at app creation, and FastAPI must see them as real objects.

@@ -32,7 +32,7 @@ SERVICES = {"postgres", "mlflow", "train", "model-service", "copilot-api", "copi
 
 # Variables that are not copilot settings, each with who reads it. Nothing else passes.
 NOT_SETTINGS = {
-    "MLFLOW_DISABLE_TELEMETRY": "MLflow: telemetry off in everything we start (CONTRACTS.md)",
+    "MLFLOW_DISABLE_TELEMETRY": "MLflow: telemetry off in everything we start (docs/interfaces.md)",
     "MLFLOW_BACKEND_STORE_URI": "mlflow server's --backend-store-uri, the password kept off argv",
     "POSTGRES_USER": "the postgres image: the superuser it creates",
     "POSTGRES_DB": "the postgres image: the database it creates (ours)",

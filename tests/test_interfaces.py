@@ -257,3 +257,17 @@ def test_events_match_what_the_turns_publish(tables: dict[str, list[Row]]) -> No
     }
     documented = {first(row) for row in table(tables, "Events (SSE)")}
     compare("SSE events", documented, published, "copilot/ and graphs/ (yield or publish)")
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/architecture.md"])
+def test_paths_the_documents_point_to_exist(document: str) -> None:
+    """Every file or folder of ours a document names in backticks is in the tree."""
+    text = (ROOT / document).read_text(encoding="utf-8")
+    tops = ("copilot/", "graphs/", "tools/", "model_service/", "evals/", "prompts/", "docs/")
+    named = {
+        span
+        for span in re.findall(r"`([a-z_/]+(?:\.py|\.md|/))`", text)
+        if span.startswith(tops) and "*" not in span
+    }
+    missing = sorted(path for path in named if not (ROOT / path).exists())
+    assert named and not missing, f"{document} names paths that do not exist: {missing}"

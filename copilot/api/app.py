@@ -1,5 +1,5 @@
 """The agent API (FastAPI): conversations, their turns and events, and decisions on pending
-actions, for other systems (CONTRACTS.md, "Agent API"). OpenAPI docs at /docs.
+actions, for other systems (docs/interfaces.md, "Agent API"). OpenAPI docs at /docs.
 
 Keys and roles: copilot.api.auth. A `user` sees its own conversations and their actions;
 an `approver` sees all of them and decides actions. /health, /ready and the docs need no

@@ -1,4 +1,4 @@
-"""The `copilot` command line (see CONTRACTS.md). Heavy imports happen inside commands."""
+"""The `copilot` command line (see docs/interfaces.md). Heavy imports happen inside commands."""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ def facts(explanation: dict[str, Any], claims: Claims) -> str:
             "feature": d.display_name,
             "value": d.value,
             "unit": d.unit,
-            "effect": d.direction,  # in words: small models flip signs (../shared/STACK.md)
+            "effect": d.direction,  # in words: small models flip signs
         }
         for d in claims.drivers[:5]
     ]

@@ -5,7 +5,7 @@
 provider goes through exactly the agent code path a real model does.
 
 Real models are wrapped in `TolerantModel`, because small local models do not speak
-OpenAI's tool-calling protocol reliably (../shared/STACK.md):
+OpenAI's tool-calling protocol reliably (measured on llama.cpp's server):
 
 - a tool call written as text (bare JSON, a ```json fence, Qwen's `<tool_call>` tags) is
   turned back into a typed tool call, which PydanticAI then validates like any other (bad

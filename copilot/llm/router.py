@@ -1,6 +1,6 @@
 """The router: a PydanticAI agent that turns one user turn into one typed tool call.
 
-Every tool is an output named as CONTRACTS.md names it, with the tool's input model as its
+Every tool is an output named as docs/interfaces.md names it, with the tool's input model as its
 schema and its docstring as its description. With tool calling (the default) each is an
 output tool and plain text is a reply; in JSON mode all of them (and `reply`) are one
 JSON schema the model fills in. Either way arguments that fail validation, and unknown
