@@ -334,8 +334,11 @@ class ErrorBody(BaseModel):
     detail: list[ErrorItem] | str
 
 
-def _field_path(loc: Sequence[str | int]) -> str:
-    parts = [p for p in loc if p != "body"]
+_WHERE = {"body", "query", "path", "header"}
+
+
+def field_path(loc: Sequence[str | int]) -> str:
+    parts = list(loc[1:]) if loc and loc[0] in _WHERE else [p for p in loc if p != "body"]
     path = ""
     for part in parts:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
@@ -348,6 +351,7 @@ _TYPE_MESSAGES = {
     "float_parsing": "is not a number",
     "float_type": "is not a number",
     "int_parsing": "is not a whole number",
+    "int_type": "is not a whole number",
     "finite_number": "is not a finite number",
     "bool_type": "is not true or false",
     "bool_parsing": "is not true or false",
@@ -361,13 +365,16 @@ _TYPE_MESSAGES = {
     "datetime_from_date_parsing": "is not an ISO-8601 date-time",
 }
 
-
+# Rules whose message already names the field, the value and the rule.
 _OWN_RULES = {
     "physiological_limit",
     "whole_number",
     "allowed_categories",
     "exactly_one",
     "datetime_range",
+    "not_blank",
+    "control_characters",
+    "valid_unicode",
 }
 
 
@@ -376,59 +383,86 @@ def describe_error(
     known_fields: Sequence[str] = (),
     units: Mapping[str, str | None] | None = None,
 ) -> ErrorItem:
-    """One validation error as field, value, rule and a sentence that names all three.
+    """One validation error as field, value, rule and a sentence that names all three:
+    the one formatter of every boundary (the model service, the agent API, tool arguments).
 
-    `units` (feature name -> unit) completes the limits in messages of native constraints."""
-    loc = list(error["loc"])
-    if error["type"] == "json_invalid":
+    `units` (feature name -> unit) is given for patients: their numeric bounds are
+    physiological limits, named with the unit; other bounds are a minimum or a maximum."""
+    loc, rule, value = list(error["loc"]), error["type"], error.get("input")
+    if rule == "json_invalid":
         position = loc[1] if len(loc) > 1 else "?"
-        reason = error.get("ctx", {}).get("error", error["msg"])
+        reason = (error.get("ctx") or {}).get("error", error["msg"])
         message = f"body: malformed JSON at character {position} ({reason})"
         return ErrorItem(
             loc=["body"], field="body", value=None, rule="json_invalid", message=message
         )
-    field = _field_path(loc)
+    field = field_path(loc)
+    if rule == "missing":
+        return ErrorItem(loc=loc, field=field, rule=rule, message=f'"{field}" is required')
+    if rule in _TYPE_MESSAGES and isinstance(value, bytes):  # a body that is not JSON
+        message = (
+            f'"{field}" {_TYPE_MESSAGES[rule]} (send a JSON object with Content-Type: '
+            "application/json)"
+        )
+        return ErrorItem(loc=loc, field=field, value=None, rule=rule, message=message)
     name = next((str(part) for part in reversed(loc) if isinstance(part, str)), field)
     unit = f" {units[name]}" if units and units.get(name) else ""
-    rule, message = _rule_and_message(error, field, name, unit, known_fields)
-    value = None if rule == "missing" else _json_safe(error.get("input"))
-    return ErrorItem(loc=loc, field=field, value=value, rule=rule, message=message)
+    rule, message = _rule_and_message(error, field, name, unit, known_fields, units is not None)
+    return ErrorItem(loc=loc, field=field, value=json_safe(value), rule=rule, message=message)
 
 
 def _rule_and_message(  # noqa: PLR0911 - one return per kind of error reads best
-    error: ErrorDetails, field: str, name: str, unit: str, known_fields: Sequence[str]
+    error: ErrorDetails,
+    field: str,
+    name: str,
+    unit: str,
+    known_fields: Sequence[str],
+    physiological: bool,
 ) -> tuple[str, str]:
-    rule = error["type"]
-    shown = _value_text(error.get("input"))
-    context = error.get("ctx", {})
+    rule, value = error["type"], error.get("input")
+    shown = _value_text(value)
+    context = error.get("ctx") or {}
     if rule in _OWN_RULES:
         return rule, error["msg"]
     if rule in {"less_than_equal", "greater_than_equal"}:
         above = rule == "less_than_equal"
         limit = context["le" if above else "ge"]
-        relation = "exceeds" if above else "is below"
-        return "physiological_limit", (
-            f'"{name}": {shown} {relation} the physiological limit {limit:g}{unit}'
-        )
+        if physiological:
+            relation = "exceeds" if above else "is below"
+            return "physiological_limit", (
+                f'"{name}": {shown} {relation} the physiological limit {limit:g}{unit}'
+            )
+        relation = "exceeds the maximum" if above else "is below the minimum"
+        return rule, f'"{field}": {shown} {relation} {limit}'
     if rule == "multiple_of":
         return "whole_number", f'"{name}": {shown} must be a whole number'
-    if rule == "missing":
-        return rule, f'"{field}" is required'
     if rule == "extra_forbidden":
         known = f"; known fields: {', '.join(known_fields)}" if known_fields else ""
         return rule, f'"{field}" is not a known field{known}'
-    if rule == "too_short":
+    if rule in {"too_short", "string_too_short"}:
         return rule, f'"{field}" must not be empty'
+    if rule == "string_too_long":
+        length = len(value) if isinstance(value, str) else "?"
+        limit = context["max_length"]
+        return rule, f'"{field}": {length} characters exceed the limit of {limit}'
+    if rule == "string_pattern_mismatch":
+        return rule, f'"{field}": {shown} does not match the pattern {context["pattern"]}'
+    if rule in {"literal_error", "enum"}:
+        return rule, f'"{field}": {shown} is not one of {context.get("expected", "?")}'
     if rule in _TYPE_MESSAGES:
         return rule, f'"{field}": {shown} {_TYPE_MESSAGES[rule]}'
     return rule, f'"{field}": {shown}: {error["msg"]}'
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, (dict, list)):
-        return None  # never echo whole objects back
+def json_safe(value: Any) -> Any:
+    """The offending value, short enough to send back (objects are not echoed)."""
+    if isinstance(value, (dict, list, bytes)):
+        return None
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # NaN / Infinity are not JSON
-    if value is not None and not isinstance(value, (str, int, float, bool)):
+    if isinstance(value, str):
+        value = value.encode("utf-8", "backslashreplace").decode()
+        return value if len(value) <= 80 else value[:77] + "..."
+    if value is not None and not isinstance(value, (int, float, bool)):
         return _value_text(value)
     return value

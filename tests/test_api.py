@@ -436,7 +436,7 @@ def test_four_eyes_compares_the_key_account(
             "extra_forbidden",
             '"role" is not a known field; known fields: content',
         ),
-        ([1], "body", None, "model_attributes_type", '"body" is not a JSON object'),
+        ([1], "body", None, "model_attributes_type", '"body": [1] is not a JSON object'),
     ],
 )
 def test_messages_are_validated(

@@ -36,7 +36,7 @@ from copilot.actions import (
     UnknownAction,
 )
 from copilot.conversations import TurnInProgress
-from model_service.schemas import ErrorItem
+from model_service.schemas import ErrorItem, describe_error, field_path, json_safe
 
 MAX_BODY_BYTES = 64 * 1024  # a message is at most 4000 characters: 16 KB of UTF-8
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -112,91 +112,9 @@ def documented(*codes: int, streaming: bool = False) -> dict[int | str, dict[str
     }
 
 
-def _field(loc: Sequence[str | int]) -> str:
-    parts = list(loc[1:]) if loc and loc[0] in {"body", "query", "path", "header"} else list(loc)
-    path = ""
-    for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "body"
-
-
-def _shown(value: Any) -> Any:
-    """The offending value, short enough to send back (objects are not echoed)."""
-    if isinstance(value, (dict, list)):
-        return None
-    if isinstance(value, str):
-        value = value.encode("utf-8", "backslashreplace").decode()
-        return value if len(value) <= 80 else value[:77] + "..."
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    return str(value)[:80]
-
-
-_RULE_MESSAGES = {
-    "string_type": "is not a string",
-    "bool_parsing": "is not true or false",
-    "bool_type": "is not true or false",
-    "int_parsing": "is not a whole number",
-    "int_type": "is not a whole number",
-    "dict_type": "is not a JSON object",
-    "model_type": "is not a JSON object",
-    "model_attributes_type": "is not a JSON object",
-    "list_type": "is not a JSON array",
-}
-
-
 def describe(error: ErrorDetails, known_fields: Sequence[str] = ()) -> ErrorItem:
     """One validation error as loc, field, value, rule and a sentence naming all three."""
-    loc, rule, value = list(error["loc"]), error["type"], error.get("input")
-    field = _field(loc)
-    if rule == "json_invalid":
-        position = loc[1] if len(loc) > 1 else "?"
-        reason = (error.get("ctx") or {}).get("error", error["msg"])
-        message = f"body: malformed JSON at character {position} ({reason})"
-        return ErrorItem(loc=["body"], field="body", value=None, rule=rule, message=message)
-    if rule == "missing":
-        return ErrorItem(loc=loc, field=field, rule=rule, message=f'"{field}" is required')
-    if rule in _RULE_MESSAGES and isinstance(value, (bytes, dict, list)):
-        # a body that is not JSON, or an object where a value belongs: nothing to echo
-        message = f'"{field}" {_RULE_MESSAGES[rule]}'
-        if isinstance(value, bytes):
-            message += " (send a JSON object with Content-Type: application/json)"
-        return ErrorItem(loc=loc, field=field, value=None, rule=rule, message=message)
-    shown = _shown(value)
-    message = _sentence(error, field, shown, known_fields)
-    return ErrorItem(loc=loc, field=field, value=shown, rule=rule, message=message)
-
-
-def _sentence(  # noqa: PLR0911 - one return per kind of error reads best
-    error: ErrorDetails, field: str, shown: Any, known_fields: Sequence[str]
-) -> str:
-    rule, value, context = error["type"], error.get("input"), error.get("ctx") or {}
-    quoted = _quoted(shown)
-    if rule == "extra_forbidden":
-        known = f"; known fields: {', '.join(known_fields)}" if known_fields else ""
-        return f'"{field}" is not a known field{known}'
-    if rule == "string_too_long":
-        length = len(value) if isinstance(value, str) else "?"
-        return f'"{field}": {length} characters exceed the limit of {context["max_length"]}'
-    if rule == "string_too_short":
-        return f'"{field}" must not be empty'
-    if rule == "string_pattern_mismatch":
-        return f'"{field}": {quoted} does not match the pattern {context["pattern"]}'
-    if rule in {"literal_error", "enum"}:
-        return f'"{field}": {quoted} is not one of {context.get("expected", "?")}'
-    if rule in {"greater_than_equal", "less_than_equal"}:
-        bound = context.get("ge", context.get("le"))
-        relation = "is below the minimum" if rule == "greater_than_equal" else "exceeds the maximum"
-        return f'"{field}": {quoted} {relation} {bound}'
-    if rule in {"not_blank", "control_characters", "valid_unicode"}:
-        return error["msg"]  # our own rules already name the field
-    if rule in _RULE_MESSAGES:
-        return f'"{field}": {quoted} {_RULE_MESSAGES[rule]}'
-    return f'"{field}": {quoted}: {error["msg"]}'
-
-
-def _quoted(value: Any) -> str:
-    return f'"{value}"' if isinstance(value, str) else str(value)
+    return describe_error(error, known_fields)
 
 
 def invalid(items: list[ErrorItem]) -> ApiError:
@@ -226,12 +144,12 @@ def _json_text_problems(value: Any, loc: tuple[str | int, ...]) -> Iterable[Erro
             yield from _json_text_problems(item, (*loc, index))
     elif isinstance(value, str):
         try:
-            check_text(value, _field(loc))
+            check_text(value, field_path(loc))
         except PydanticCustomError as error:
             yield ErrorItem(
                 loc=list(loc),
-                field=_field(loc),
-                value=_shown(value),
+                field=field_path(loc),
+                value=json_safe(value),
                 rule=error.type,
                 message=error.message(),
             )
