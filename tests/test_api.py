@@ -175,6 +175,22 @@ def test_every_route_wants_a_valid_key(sqlite_api: TestClient) -> None:
     assert schema["components"]["securitySchemes"]["api-key"]["scheme"] == "bearer"
 
 
+def test_guessing_keys_is_throttled_per_address(sqlite_api: TestClient) -> None:
+    """Five unknown keys from one address within five minutes, then 429 before any key is
+    compared (a valid key included) until the window has passed."""
+    client = sqlite_api
+    for attempt in range(5):
+        guess = client.get("/v1/actions", headers={"Authorization": f"Bearer guess-{attempt}"})
+        assert guess.status_code == 401
+    refused = client.get("/v1/actions", headers=auth("ann"))
+    assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 300
+    assert refused.json()["detail"].startswith("too many requests with unknown API keys from ")
+    throttle = client.app.state.key_throttle  # type: ignore[attr-defined]
+    later = throttle.clock() + 301
+    throttle.clock = lambda: later
+    assert client.get("/v1/actions", headers=auth("ann")).status_code == 200
+
+
 def test_the_api_refuses_to_start_without_keys(tmp_path: Path) -> None:
     with pytest.raises(ApiConfigError, match="COPILOT_API_KEYS is not set"):
         create_api(Settings(copilot_home=tmp_path, copilot_api_keys=None))

@@ -29,13 +29,16 @@ from copilot.chat.access import (
     Person,
     current_person,
     current_role,
+    key_fingerprint,
     parse_arguments,
     sign_in,
+    throttled_sign_in,
     visible_pending,
 )
 from copilot.cli.main import app
 from copilot.conversations import TurnInProgress
 from copilot.settings import Settings
+from copilot.throttle import FailureThrottle
 from model_service import registry
 from tests.conftest import TrainedRegistry
 from tools.drift import DriftSummary
@@ -281,16 +284,52 @@ def test_sign_in_takes_a_name_and_its_key() -> None:
     assert current_role(settings, "uma") == "user" and current_role(settings, "eve") is None
 
 
+SECRET = "server-secret"
+
+
 def test_a_session_whose_key_was_removed_is_refused_not_demoted() -> None:
     """Chainlit's token outlives a configuration change: the role comes from the keys now."""
     before = Settings(copilot_api_keys=KEYS)
-    assert current_person(before, "bob") == Person("bob", "approver")
+    bobs, umas = key_fingerprint(SECRET, "bob-key"), key_fingerprint(SECRET, "uma-key")
+    assert current_person(before, "bob", bobs, SECRET) == Person("bob", "approver")
     after = Settings(copilot_api_keys="ann:approver:ann-key,uma:approver:uma-key")
-    assert current_person(after, "uma") == Person("uma", "approver")  # promoted since
+    assert current_person(after, "uma", umas, SECRET) == Person("uma", "approver")  # promoted
     with pytest.raises(KeyWithdrawn, match="'bob' has no key in COPILOT_API_KEYS any more"):
-        current_person(after, "bob")
+        current_person(after, "bob", bobs, SECRET)
     with pytest.raises(KeyWithdrawn, match="'this session' has no key"):
-        current_person(after, "")
+        current_person(after, "", None, SECRET)
+
+
+def test_a_session_is_bound_to_the_key_it_signed_in_with() -> None:
+    """A key change (same name, new key) ends the old sessions; the token holds only an
+    HMAC of the key under the server's secret."""
+    old = key_fingerprint(SECRET, "uma-key")
+    assert "uma-key" not in old and old != key_fingerprint("another-secret", "uma-key")
+    rotated = Settings(copilot_api_keys="ann:approver:ann-key,uma:user:uma-new-key")
+    with pytest.raises(KeyWithdrawn, match="the key of 'uma' changed since this session"):
+        current_person(rotated, "uma", old, SECRET)
+    with pytest.raises(KeyWithdrawn, match="changed since"):
+        current_person(rotated, "uma", None, SECRET)  # a token from before fingerprints
+    new = key_fingerprint(SECRET, "uma-new-key")
+    assert current_person(rotated, "uma", new, SECRET) == Person("uma", "user")
+
+
+def test_failed_sign_ins_are_throttled_per_address_and_per_name() -> None:
+    settings = Settings(copilot_api_keys=KEYS)
+    now = [0.0]
+    throttle = FailureThrottle(max_failures=5, window_seconds=300, clock=lambda: now[0])
+    for attempt in range(5):
+        assert throttled_sign_in(settings, throttle, "10.0.0.9", "ann", f"guess{attempt}") is None
+    # the right key no longer helps from that address, nor for that name from another one
+    assert throttled_sign_in(settings, throttle, "10.0.0.9", "uma", "uma-key") is None
+    assert throttled_sign_in(settings, throttle, "10.0.0.7", "ann", "ann-key") is None
+    assert throttled_sign_in(settings, throttle, "10.0.0.7", "uma", "uma-key") == Person(
+        "uma", "user"
+    )
+    now[0] = 301.0  # the window has passed
+    assert throttled_sign_in(settings, throttle, "10.0.0.9", "ann", "ann-key") == Person(
+        "ann", "approver"
+    )
 
 
 def test_edited_arguments_must_be_a_json_object() -> None:

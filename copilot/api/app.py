@@ -46,6 +46,7 @@ from copilot.api.errors import (
 from copilot.conversations import Conversation, ConversationStore
 from copilot.deps import Deps, open_deps
 from copilot.settings import Settings
+from copilot.throttle import FailureThrottle
 from graphs import turns
 from graphs.session import Copilot, Turn, open_copilot
 from model_service.schemas import ErrorItem
@@ -296,6 +297,7 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
         lifespan=lifespan,
     )
     app.state.api_keys = keys  # read by copilot.api.auth; set now, the docs need no lifespan
+    app.state.key_throttle = FailureThrottle()
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     install_error_handlers(app)
     v1 = documented(401, 422)

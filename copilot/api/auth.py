@@ -2,7 +2,8 @@
 
 A caller is recorded as "NAME via api-key:NAME"; the four-eyes rule compares the account
 (api-key:NAME). Missing, malformed or unknown keys get 401 with WWW-Authenticate: Bearer;
-a `user` key on an approver's route gets 403.
+a `user` key on an approver's route gets 403. An address that sent too many unknown keys
+lately gets 429 with Retry-After before its key is compared (copilot.throttle).
 """
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
@@ -18,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from copilot.api.errors import ApiError
 from copilot.errors import CopilotError
 from copilot.settings import ApiKey
+from copilot.throttle import FailureThrottle
 
 ACCOUNT_KIND = "api-key"
 
@@ -87,6 +89,15 @@ async def _caller(
             "missing Authorization header: send 'Authorization: Bearer <key>' with a key "
             "from COPILOT_API_KEYS"
         )
+    source = request.client.host if request.client else "unknown"
+    throttle: FailureThrottle = request.app.state.key_throttle
+    wait = throttle.wait_seconds(source)
+    if wait:
+        raise ApiError(
+            429,
+            f"too many requests with unknown API keys from {source}; try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
     scheme, _sep, presented = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise _unauthorized(
@@ -95,6 +106,7 @@ async def _caller(
         )
     key = _match(request.app.state.api_keys, presented.strip())
     if key is None:
+        throttle.failed(source)
         raise _unauthorized(
             "the API key is not valid (not one of COPILOT_API_KEYS)", "invalid_token"
         )

@@ -2,6 +2,7 @@
 
 Error tree (bodies are {"detail": ...}):
     401  no key, not a Bearer key, or an unknown key (with WWW-Authenticate: Bearer)
+    429  too many unknown keys from the address lately (Retry-After); too many event streams
     403  wrong role; another's conversation (approvers); four-eyes rule (NotAllowed)
     404  unknown, or not visible to the caller (UnknownAction; existence is not revealed)
     409  a turn in progress (TurnInProgress); an action already decided, expired or
@@ -97,9 +98,12 @@ def documented(*codes: int, streaming: bool = False) -> dict[int | str, dict[str
         409: "A turn is in progress, or the action was already decided or expired",
         413: f"The body exceeds {MAX_BODY_BYTES} bytes",
         422: "Invalid input: field, value and rule",
-        429: "Too many open event streams for the caller or the process",
+        429: "Too many unknown API keys from the address lately, or too many open event "
+        "streams for the caller or the process (Retry-After says when to try again)",
         503: "Not ready: the reason",
     }
+    if 401 in codes and 429 not in codes:  # a key is checked: guessing keys is throttled
+        codes = (*codes, 429)
     if streaming:
         ref = {"$ref": "#/components/schemas/ErrorBody"}
         return {

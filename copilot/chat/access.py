@@ -2,14 +2,21 @@
 
 People sign in with a name and key from `COPILOT_API_KEYS`. Their identity in the audit
 log is "NAME via ui:NAME", so the four-eyes rule compares UI accounts. The role is read
-from the configuration again at every decision (copilot/ui_turns.py): a session, a button
-or a crafted request from the browser never grants it.
+from the configuration again at every decision (copilot/chat/turns.py): a session, a
+button or a crafted request from the browser never grants it.
+
+A session is bound to the key it signed in with (an HMAC fingerprint in its token): when
+that key is removed or changed, the session is refused at its next message or click.
+Failed sign-ins are throttled per address and per name tried (copilot.throttle).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
+import logging
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,9 +25,13 @@ import anyio.to_thread
 from copilot.actions import InvalidArguments, PendingAction
 from copilot.errors import CopilotError
 from copilot.settings import Settings
+from copilot.throttle import FailureThrottle
 from graphs.session import Copilot
 
 Role = Literal["user", "approver"]
+log = logging.getLogger(__name__)
+# The address of the request being served (set by the chat server around each request).
+SIGN_IN_SOURCE: ContextVar[str] = ContextVar("sign_in_source", default="unknown")
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,29 @@ def sign_in(settings: Settings, name: str, key: str) -> Person | None:
     return found
 
 
+def key_fingerprint(secret: str, key: str) -> str:
+    """What a session token carries of its key: an HMAC under the server's secret, so the
+    token (readable by whoever holds it) gives nothing away about the key."""
+    return hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def throttled_sign_in(
+    settings: Settings, throttle: FailureThrottle, source: str, name: str, key: str
+) -> Person | None:
+    """`sign_in`, refused without comparing the key while the address or the name has
+    failed too often lately; a failure counts against both."""
+    sources = (f"address:{source}", f"name:{name[:200]}")
+    wait = max(throttle.wait_seconds(s) for s in sources)
+    if wait:
+        log.warning("sign-in refused: too many failures from %s or for that name", source)
+        return None
+    person = sign_in(settings, name, key)
+    if person is None:
+        for s in sources:
+            throttle.failed(s)
+    return person
+
+
 def current_role(settings: Settings, name: str) -> Role | None:
     """The role `name` has in the configuration now (None when they have no key)."""
     return next((entry.role for entry in settings.api_keys() if entry.name == name), None)
@@ -59,19 +93,24 @@ class KeyWithdrawn(CopilotError):
     """The signed-in name has no key in the configuration any more."""
 
 
-def current_person(settings: Settings, name: str) -> Person:
+def current_person(settings: Settings, name: str, fingerprint: str | None, secret: str) -> Person:
     """The signed-in person with the role the configuration gives them now.
 
     A chat session outlives a configuration change (its token stays valid until it
-    expires), so a name whose key was removed is refused here, at every message and click,
-    instead of carrying on as a `user`."""
-    role = current_role(settings, name)
-    if role is None:
+    expires), so a name whose key was removed or changed is refused here, at every message
+    and click, instead of carrying on."""
+    entry = next((e for e in settings.api_keys() if e.name == name), None)
+    if entry is None:
         raise KeyWithdrawn(
             f"{name or 'this session'!r} has no key in COPILOT_API_KEYS any more, so nothing "
             "was sent or decided; sign in again with a current name and key"
         )
-    return Person(name, role)
+    if not hmac.compare_digest(fingerprint or "", key_fingerprint(secret, entry.key)):
+        raise KeyWithdrawn(
+            f"the key of {name!r} changed since this session signed in, so nothing was sent "
+            "or decided; sign in again with the current key"
+        )
+    return Person(name, entry.role)
 
 
 async def visible_pending(copilot: Copilot, person: Person) -> list[PendingAction]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ParamSpec
 
@@ -20,16 +21,19 @@ from chainlit.utils import utc_now
 from copilot.actions import ActionError, Decision, PendingAction
 from copilot.chat import views as ui_views
 from copilot.chat.access import (
+    SIGN_IN_SOURCE,
     KeyWithdrawn,
     Person,
     current_person,
+    key_fingerprint,
     parse_arguments,
-    sign_in,
+    throttled_sign_in,
     visible_pending,
 )
 from copilot.chat.turns import decide, open_runtime, send, start_conversation
 from copilot.conversations import ConversationError
 from copilot.settings import Settings
+from copilot.throttle import FailureThrottle
 from graphs.session import Copilot, Turn
 from tools.errors import ToolError
 from tools.predictions import ExplainInput, explain_prediction
@@ -44,6 +48,7 @@ class _Process:
     def __init__(self) -> None:
         self.stack = contextlib.AsyncExitStack()
         self.runtime: Copilot | None = None
+        self.sign_ins = FailureThrottle()
 
     def ready(self) -> Copilot:
         if self.runtime is None:
@@ -64,15 +69,24 @@ async def _close() -> None:
     await _process.stack.aclose()
 
 
+def _secret() -> str:
+    return os.environ["CHAINLIT_AUTH_SECRET"]  # set by copilot.chat.server before start
+
+
 @cl.password_auth_callback
 async def _sign_in(username: str, password: str) -> cl.User | None:
-    person = sign_in(_process.ready().deps.settings, username, password)
+    settings, source = _process.ready().deps.settings, SIGN_IN_SOURCE.get()
+    person = throttled_sign_in(settings, _process.sign_ins, source, username, password)
     if person is None:
         return None
     return cl.User(
         identifier=person.name,
         display_name=f"{person.name} ({person.role})",
-        metadata={"role": person.role, "provider": "credentials"},
+        metadata={
+            "role": person.role,
+            "provider": "credentials",
+            "key_fingerprint": key_fingerprint(_secret(), password),
+        },
     )
 
 
@@ -81,7 +95,8 @@ def _person() -> Person:
     when their key was removed since they signed in)."""
     user = cl.user_session.get("user")
     name = str(user.identifier) if user is not None else ""
-    return current_person(_process.ready().deps.settings, name)
+    fingerprint = (user.metadata or {}).get("key_fingerprint") if user is not None else None
+    return current_person(_process.ready().deps.settings, name, fingerprint, _secret())
 
 
 def _current_keys_only(

@@ -15,6 +15,9 @@ import secrets
 import sys
 from pathlib import Path
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from copilot.chat.access import SIGN_IN_SOURCE
 from copilot.errors import CopilotError
 from copilot.settings import Settings
 
@@ -158,6 +161,21 @@ def chat_module() -> str:
     return spec.origin
 
 
+class RememberSource:
+    """Makes each request's address known to the sign-in check (SIGN_IN_SOURCE)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        token = SIGN_IN_SOURCE.set(str(client[0]) if client else "unknown")
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            SIGN_IN_SOURCE.reset(token)
+
+
 def serve_ui(settings: Settings, host: str, port: int) -> None:
     """Runs the Chainlit UI in the foreground until Ctrl-C / SIGTERM."""
     prepare(settings)
@@ -174,7 +192,7 @@ def serve_ui(settings: Settings, host: str, port: int) -> None:
     ensure_jwt_secret()
     server = uvicorn.Server(
         uvicorn.Config(
-            app,
+            RememberSource(app),
             host=host,
             port=port,
             log_level="warning",
