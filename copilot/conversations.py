@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -35,8 +35,11 @@ from copilot.errors import CopilotError
 
 logger = logging.getLogger(__name__)
 
-TURN_LEASE_SECONDS = 60.0
-TURN_RENEW_SECONDS = 15.0
+# A crashed process frees its conversation within TURN_LEASE_SECONDS; the holder renews
+# three times per lease, so only an event loop stalled for 10 s loses it.
+TURN_LEASE_SECONDS = 15.0
+TURN_RENEW_SECONDS = 5.0
+MAX_MESSAGE_CHARS = 4000  # what one turn may say (every surface; the agent API answers 422)
 EVENT_RETENTION = timedelta(days=1)  # enough to resume a stream; the history is in checkpoints
 TURN_WAIT_POLL_SECONDS = 0.2
 T = TypeVar("T")
@@ -49,6 +52,14 @@ class ConversationError(CopilotError):
 
 class TurnInProgress(ConversationError):
     pass
+
+
+class MessageTooLong(ConversationError):
+    def __init__(self, length: int) -> None:
+        super().__init__(
+            f"the message has {length:,} characters; the limit is {MAX_MESSAGE_CHARS:,} "
+            "(nothing was sent)"
+        )
 
 
 class ConversationRecord(SQLModel, table=True):
@@ -99,6 +110,7 @@ class Lease:
     turn_id: str
     kind: str
     started_at: datetime
+    lease_until: datetime | None = field(default=None, compare=False)  # unless renewed
 
 
 @dataclass(frozen=True)
@@ -188,14 +200,17 @@ class ConversationStore:
                 ).rowcount
             if not taken:
                 running = self.turn_in_progress(conversation_id)
-                since = (
-                    f" (a {running.kind} turn since {running.started_at:%H:%M:%S} UTC)"
-                    if running
-                    else ""
-                )
+                since = free = ""
+                if running is not None:
+                    since = f" (a {running.kind} turn since {running.started_at:%H:%M:%S} UTC)"
+                if running is not None and running.lease_until is not None:
+                    free = (
+                        f"; if the process running it stopped, the conversation is free at "
+                        f"{running.lease_until:%H:%M:%S} UTC at the latest"
+                    )
                 raise TurnInProgress(
                     f"a turn is in progress in conversation {conversation_id}{since}; "
-                    "wait for its turn_finished event, then send again"
+                    f"wait for its turn_finished event, then send again{free}"
                 ) from None
         self._prune(conversation_id, now)
         return lease
@@ -239,7 +254,13 @@ class ConversationStore:
             )
         if row is None:
             return None
-        return Lease(conversation_id, row["turn_id"], row["kind"], _aware(row["started_at"]))
+        return Lease(
+            conversation_id,
+            row["turn_id"],
+            row["kind"],
+            _aware(row["started_at"]),
+            _aware(row["lease_until"]),
+        )
 
     def append_event(
         self, conversation_id: str, turn_id: str, event: str, data: dict[str, Any]

@@ -10,7 +10,7 @@ terminal): the same lease, the same events, the same checks.
   then checks again that the action is still pending: one decided while we waited is
   refused (AlreadyDecided) and nothing more runs.
 
-Errors: those of copilot.conversations (TurnInProgress) and copilot.actions
+Errors: those of copilot.conversations (TurnInProgress, MessageTooLong) and copilot.actions
 (UnknownAction, InvalidArguments, NotAllowed, ActionConflict, AlreadyDecided,
 ArgumentsTampered), for the surface to answer in its own words.
 """
@@ -22,7 +22,14 @@ from typing import Any
 import anyio.to_thread
 
 from copilot.actions import ActionConflict, AlreadyDecided, Decision, PendingAction
-from copilot.conversations import OnEvent, TurnEvents, relay, run_turn
+from copilot.conversations import (
+    MAX_MESSAGE_CHARS,
+    MessageTooLong,
+    OnEvent,
+    TurnEvents,
+    relay,
+    run_turn,
+)
 from graphs.session import Copilot, Turn
 
 DECISION_WAIT_SECONDS = 30.0
@@ -31,7 +38,10 @@ DECISION_WAIT_SECONDS = 30.0
 async def send(
     copilot: Copilot, conversation_id: str, text: str, by: str, on_event: OnEvent | None = None
 ) -> Turn:
-    """One turn of `by`'s message in the conversation."""
+    """One turn of `by`'s message in the conversation (MessageTooLong over
+    MAX_MESSAGE_CHARS, before anything runs)."""
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise MessageTooLong(len(text))
 
     async def work(events: TurnEvents) -> Turn:
         await events.publish("turn_started", {"kind": "message", "by": by, "text": text})

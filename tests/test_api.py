@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -684,13 +685,15 @@ def test_tampered_arguments_are_refused_and_the_turn_fails(
 
 def test_a_lease_of_a_crashed_turn_runs_out(database_url: str) -> None:
     engine = make_engine(database_url)
+    now = [datetime.now(UTC)]
     try:
-        store = ConversationStore(engine, lease_seconds=0.2)
+        store = ConversationStore(engine, lease_seconds=15, clock=lambda: now[0])
         first = store.begin_turn("c1", "message")
-        with pytest.raises(TurnInProgress, match="a message turn since"):
+        free_at = f"{now[0] + timedelta(seconds=15):%H:%M:%S} UTC at the latest"
+        with pytest.raises(TurnInProgress, match=f"a message turn since .* free at {free_at}"):
             store.begin_turn("c1", "decision")
         assert store.begin_turn("c2", "message").conversation_id == "c2"  # others are free
-        time.sleep(0.3)
+        now[0] += timedelta(seconds=16)  # the holder crashed: nobody renewed
         assert store.turn_in_progress("c1") is None
         second = store.begin_turn("c1", "decision")
         assert not store.renew(first)  # the crashed holder lost it

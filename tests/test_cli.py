@@ -331,8 +331,15 @@ def test_chat_turns_take_the_conversation_lease_and_publish_their_events(
     busy = runner.invoke(app, ["chat", "--conversation", conversation_id, "roll back again"])
     assert busy.exit_code == 1
     assert f"a turn is in progress in conversation {conversation_id}" in busy.output
+    assert "the conversation is free at " in busy.output  # when a crashed holder's lease ends
     assert len(conversations.events_after(conversation_id, 0)) == len(events)  # nothing ran
     conversations.end_turn(held)
+
+    # a message over the limit is refused before anything runs, on every surface
+    huge = runner.invoke(app, ["chat", "--conversation", conversation_id, '"' + " " * 10_000])
+    assert huge.exit_code == 1
+    assert "the message has 10,001 characters; the limit is 4,000" in huge.output
+    assert len(conversations.events_after(conversation_id, 0)) == len(events)
     engine.dispose()
 
 

@@ -467,3 +467,18 @@ def test_only_the_chainlit_file_imports_chainlit() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_assistant_messages_reach_the_chat_as_literal_text() -> None:
+    """Run names, tags and reasons come from MLflow, where anyone with access writes them:
+    in the chat they are words, never links, images or markup."""
+    told = (
+        "Training runs, newest first:\n"
+        "- ![x](http://evil.example/p.png) [click](http://evil.example) **v3** | a | b"
+    )
+    shown = ui_views.message_text(told)
+    lines = shown.split("\n")
+    assert lines[0] == "Training runs, newest first:"
+    assert "\\!\\[x\\]\\(http:/\u200b/evil.example/p.png\\)" in lines[1]
+    assert "\\[click\\]" in lines[1] and "\\*\\*v3\\*\\*" in lines[1] and "\\|" in lines[1]
+    assert ui_views.message_text("ann via ui:ann") == "ann via ui\\:ann"

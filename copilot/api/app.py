@@ -43,7 +43,7 @@ from copilot.api.errors import (
     invalid,
     invalid_arguments,
 )
-from copilot.conversations import Conversation, ConversationStore
+from copilot.conversations import MAX_MESSAGE_CHARS, Conversation, ConversationStore
 from copilot.deps import Deps, open_deps
 from copilot.settings import Settings
 from copilot.throttle import FailureThrottle
@@ -53,7 +53,6 @@ from model_service.schemas import ErrorItem
 
 __all__ = ["ApiConfigError", "create_api"]
 
-MAX_MESSAGE_CHARS = 4000
 MAX_COMMENT_CHARS = 2000
 EVENT_POLL_SECONDS = 0.25
 # An event stream holds a connection and polls the database: each account may keep a few

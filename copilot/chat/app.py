@@ -234,7 +234,7 @@ async def _show_turn(turn: Turn) -> None:
                     size="large",
                 )
             )
-    text = "\n\n".join([ui_views.chat_text(m["content"]) for m in turn.messages] + tables)
+    text = "\n\n".join([ui_views.message_text(m["content"]) for m in turn.messages] + tables)
     if text or elements:
         await cl.Message(text, elements=elements).send()
     shown = _cards()

@@ -45,6 +45,12 @@ def escape(text: object) -> str:
 _AUTOLINK = re.compile(r"://|(?<![\w.])www\.", re.IGNORECASE)
 
 
+def message_text(text: str) -> str:
+    """An assistant message as literal Markdown with its line breaks: words that come from
+    MLflow (run names, tags, reasons) or from people cannot become links, images or markup."""
+    return "\n".join(escape(line) for line in text.split("\n"))
+
+
 def chat_text(text: str) -> str:
     """An assistant message for the chat's Markdown, which reads ":name" (as in
     "ann via ui:ann") as a directive and drops it; times and URLs are unaffected."""
