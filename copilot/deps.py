@@ -32,16 +32,17 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
     settings.home.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
     try:
-        actions = ActionStore(
-            engine,
-            audit_key=settings.audit_key(),
-            ttl_seconds=settings.copilot_action_ttl_seconds,
-            four_eyes=settings.copilot_four_eyes,
-        )
         async with httpx.AsyncClient(
             base_url=settings.model_service_url, timeout=MODEL_SERVICE_TIMEOUT_SECONDS
         ) as client:
             tools = ToolContext(client, settings.tracking_uri, get_card(settings.copilot_dataset))
+            actions = ActionStore(  # reconciles executions whose process stopped
+                engine,
+                audit_key=settings.audit_key(),
+                ttl_seconds=settings.copilot_action_ttl_seconds,
+                four_eyes=settings.copilot_four_eyes,
+                tools=tools,
+            )
             yield Deps(settings, engine, actions, tools)
     finally:
         engine.dispose()
