@@ -16,7 +16,9 @@ Threat model: someone with database access but not the key
 * can roll the log back only to an anchor they saved earlier, together with every row after
   it. A running store remembers the highest sequence it saw and notices that; a fresh one
   cannot (keep the database's backups and logs for that). Emptying the log entirely is
-  likewise visible only to a running store. An approval also expires after the action TTL.
+  likewise visible only to a running store. An approval also expires after the action TTL;
+* can stop the copilot: the action store appends nothing to, and runs nothing from, a log
+  that does not match its anchor, until someone looks (`copilot audit verify`).
 """
 
 from __future__ import annotations
