@@ -4,35 +4,55 @@
                        --reject--> rejected
                        --after the TTL--> expired
 
-* Arguments are validated against the tool's input model when proposed and when edited;
-  their SHA-256 (of the canonical JSON) is stored and written to the audit log with the
-  approval.
-* `execute` is the execution path. It runs a tool only for an approved action, after
-  re-validating the stored arguments and checking that their hash equals both the stored
-  hash and the hash the approval recorded in the audit log.
+* Arguments are validated against the tool's input model when proposed and when edited,
+  and, when the store has the tools' context, against the dataset card and the registry
+  (StateChangingTool.check); their SHA-256 (of the canonical JSON) is stored and audited.
+* Four eyes (`four_eyes`): nobody decides their own proposal, and an edit puts the action
+  back to pending, to be approved by someone other than the editor.
+* `execute` is the execution path. It runs a tool only for an approved action whose audit
+  trail backs it: the log matches its signed anchor (copilot/audit.py), the action's rows
+  verify (HMAC and links), and the proposal, edits and approval are for this tool and
+  these arguments (see _trail_problem).
 * Exactly once: every transition is a compare-and-set on the status, and execution first
-  claims the action (`execution_claim`), so a second approval, or two at the same moment
-  from two processes, run nothing more and return the same action.
-* Every transition appends to the hash-chained audit log in the same transaction.
+  claims the action (`execution_claim`) under a lease (`lease_until`) that the running
+  process renews; a lease that ran out (the process died) is reconciled to failed when
+  the store starts or anyone asks for the action. A caller that finds the action running
+  elsewhere waits briefly for the outcome, then gets the action marked `executing`.
+* Every transition appends to the audit log in the same transaction. Time comes from
+  `clock` (tests pass a settable one).
 
 Errors: ActionError -> UnknownAction (404), InvalidArguments (422), ActionConflict (409:
-expired, already decided; AlreadyDecided carries the action), NotAllowed (403: four eyes),
-ArgumentsTampered (refused).
+expired, already decided; AlreadyDecided carries the action; AuditLogBroken), NotAllowed
+(403: four eyes), ArgumentsTampered (refused).
 """
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import anyio
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import JSON, Column, Connection, DateTime, Engine, Table, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Table,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Field, SQLModel
 
 from copilot import audit
@@ -45,13 +65,22 @@ from tools.lifecycle import (
     RetrainInput,
     RollbackInput,
     promote_model,
+    promote_problems,
     retrain_model,
+    retrain_problems,
     rollback_model,
 )
 
 Status = Literal["pending", "approved", "rejected", "expired", "executed", "failed"]
 Decision = Literal["approve", "edit", "reject"]
 TRANSACTION_RETRIES = 5
+LEASE_SECONDS = 60.0  # an execution's claim lasts this long unless renewed (every quarter)
+OUTCOME_WAIT_SECONDS = 20.0  # how long a second caller waits for a running action's outcome
+RAN = {"executed", "failed", "refused"}  # audited events that end an action's execution
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class ActionError(CopilotError):
@@ -93,12 +122,18 @@ class ArgumentsTampered(ActionError):
     pass
 
 
+class AuditLogBroken(ActionConflict):
+    """The audit log does not match its signed anchor: nothing is appended or run."""
+
+
 @dataclass(frozen=True)
 class StateChangingTool:
     name: str
     input_model: type[BaseModel]
     run: Callable[[ToolContext, Any, ProgressCallback | None], Awaitable[BaseModel]]
     summary: Callable[[Any], str]  # what will change, for people deciding
+    # problems with valid arguments that the card or the registry shows ("field: ...")
+    check: Callable[[ToolContext, Any], list[str]] = lambda _ctx, _args: []
 
 
 async def _retrain(ctx: ToolContext, args: Any, progress: ProgressCallback | None) -> BaseModel:
@@ -124,6 +159,7 @@ STATE_CHANGING: dict[str, StateChangingTool] = {
                 f"train {', '.join(a.model_kinds)} on {' + '.join(a.sites)} and register "
                 "the best as @challenger (the champion is not changed)"
             ),
+            retrain_problems,
         ),
         StateChangingTool(
             "promote_model",
@@ -138,6 +174,7 @@ STATE_CHANGING: dict[str, StateChangingTool] = {
                     else ", if it passes the promotion gate"
                 )
             ),
+            promote_problems,
         ),
         StateChangingTool(
             "rollback_model",
@@ -167,6 +204,8 @@ class PendingActionRecord(SQLModel, table=True):
     comment: str | None = Field(default=None, max_length=2000)
     result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     execution_claim: str | None = Field(default=None, max_length=32)
+    claimed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    lease_until: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     audit_head: str = Field(max_length=64)
 
 
@@ -231,27 +270,109 @@ def _view(row: Any) -> PendingAction:
 
 
 class ActionStore:
-    """Pending actions and their audit trail in the copilot database."""
+    """Pending actions and their audit trail in the copilot database.
+
+    `tools` (the tools' context) lets proposals and edits be checked against the dataset
+    card and the registry; `clock` returns the time (aware); `lease_seconds` is how long an
+    execution's claim lasts without renewal. Construction reconciles ran-out leases."""
 
     def __init__(
-        self, engine: Engine, *, audit_key: bytes, ttl_seconds: int, four_eyes: bool = False
+        self,
+        engine: Engine,
+        *,
+        audit_key: bytes,
+        ttl_seconds: int,
+        four_eyes: bool = False,
+        tools: ToolContext | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self.engine = engine
         self.audit_key = audit_key
         self.ttl = timedelta(seconds=ttl_seconds)
         self.four_eyes = four_eyes
-        SQLModel.metadata.create_all(engine, tables=[ACTIONS, audit.AUDIT])
+        self.tools = tools
+        self.clock = clock
+        self.lease = timedelta(seconds=lease_seconds)
+        self._seen_seq = 0  # the highest anchor this store saw committed (rollbacks)
+        self._seen_lock = threading.Lock()
+        self._appended = threading.local()
+        SQLModel.metadata.create_all(engine, tables=[ACTIONS, *audit.TABLES])
+        _add_missing_columns(engine, ACTIONS)
+        self.reconcile()
+
+    # ---- transactions and the audit log -------------------------------------------------
 
     def _transaction(self, work: Callable[[Connection], Any]) -> Any:
         """Runs `work` in one transaction, again if the audit chain moved meanwhile."""
         for attempt in range(TRANSACTION_RETRIES):
+            self._appended.seq = 0
             try:
                 with self.engine.begin() as connection:
-                    return work(connection)
+                    result = work(connection)
             except IntegrityError:
                 if attempt == TRANSACTION_RETRIES - 1:
                     raise
+                continue
+            self._saw(self._appended.seq)
+            return result
         raise AssertionError("unreachable")
+
+    def _saw(self, seq: int) -> None:
+        with self._seen_lock:
+            self._seen_seq = max(self._seen_seq, seq)
+
+    def _append(
+        self, connection: Connection, *, actor: str, event: str, action_id: str, payload: Any
+    ) -> str:
+        """Appends to the audit log (in `connection`'s transaction); refuses a broken log."""
+        try:
+            digest = audit.append(
+                connection,
+                self.audit_key,
+                actor=actor,
+                event=event,
+                action_id=action_id,
+                payload=payload,
+                at=self.clock(),
+                check_head=True,
+            )
+        except audit.AuditBroken as error:
+            raise AuditLogBroken(
+                f"action {action_id!r}: the audit log cannot be extended: {error}; "
+                "nothing was changed (run `copilot audit verify`)"
+            ) from None
+        self._appended.seq = audit.read_head(connection).seq
+        return digest
+
+    def _transition(
+        self,
+        action_id: str,
+        where: list[Any],
+        values: Mapping[str, Any],
+        *,
+        actor: str,
+        event: str,
+        payload: Any,
+    ) -> bool:
+        """Compare-and-set: updates the action when `where` holds and audits it, together."""
+
+        def work(connection: Connection) -> bool:
+            changed = connection.execute(
+                update(ACTIONS).where(ACTIONS.c.id == action_id, *where).values(**values)
+            ).rowcount
+            if changed:
+                head = self._append(
+                    connection, actor=actor, event=event, action_id=action_id, payload=payload
+                )
+                connection.execute(
+                    update(ACTIONS).where(ACTIONS.c.id == action_id).values(audit_head=head)
+                )
+            return bool(changed)
+
+        return bool(self._transaction(work))
+
+    # ---- arguments --------------------------------------------------------------------
 
     @staticmethod
     def validate(tool: str, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -274,18 +395,33 @@ class ActionStore:
         canonical = model.model_dump(mode="json")
         return canonical, audit.sha256(canonical)
 
+    def checked(self, tool: str, arguments: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """`validate`, then (with the tools' context) the card's and the registry's word."""
+        canonical, digest = self.validate(tool, arguments)
+        if self.tools is None:
+            return canonical, digest
+        spec = STATE_CHANGING[tool]
+        try:
+            problems = spec.check(self.tools, spec.input_model.model_validate(canonical))
+        except ToolError as error:
+            raise ActionConflict(f"cannot check the arguments of {tool} now: {error}") from None
+        if problems:
+            raise InvalidArguments(tool, problems)
+        return canonical, digest
+
+    # ---- proposing and reading ------------------------------------------------------------
+
     def propose(
         self, conversation_id: str, tool: str, arguments: dict[str, Any], requested_by: str
     ) -> PendingAction:
         """Records a pending action (nothing runs)."""
-        canonical, digest = self.validate(tool, arguments)
+        canonical, digest = self.checked(tool, arguments)
         action_id = uuid.uuid4().hex
-        now = datetime.now(UTC)
+        now = self.clock()
 
         def work(connection: Connection) -> None:
-            head = audit.append(
+            head = self._append(
                 connection,
-                self.audit_key,
                 actor=requested_by,
                 event="proposed",
                 action_id=action_id,
@@ -314,7 +450,7 @@ class ActionStore:
         self._transaction(work)
         return self.get(action_id)
 
-    def get(self, action_id: str) -> PendingAction:
+    def _row(self, action_id: str) -> Any:
         with self.engine.connect() as connection:
             row = (
                 connection.execute(select(ACTIONS).where(ACTIONS.c.id == action_id))
@@ -323,6 +459,14 @@ class ActionStore:
             )
         if row is None:
             raise UnknownAction(f"action {action_id!r} does not exist")
+        return row
+
+    def get(self, action_id: str) -> PendingAction:
+        """The action; an execution whose lease ran out is reconciled first."""
+        row = self._row(action_id)
+        if self._lease_ran_out(row):
+            self._reconcile_quietly(row)
+            row = self._row(action_id)
         return _view(row)
 
     def list(
@@ -331,8 +475,10 @@ class ActionStore:
         conversation_ids: list[str] | None = None,
         requested_by: str | None = None,
     ) -> list[PendingAction]:
-        """Actions, newest first; overdue pending ones are marked expired first."""
+        """Actions, newest first; overdue pending ones are marked expired first, and ran-out
+        executions failed."""
         self.expire_overdue()
+        self.reconcile()
         query = select(ACTIONS).order_by(ACTIONS.c.created_at.desc())
         if status is not None:
             query = query.where(ACTIONS.c.status == status)
@@ -343,42 +489,89 @@ class ActionStore:
         with self.engine.connect() as connection:
             return [_view(row) for row in connection.execute(query).mappings()]
 
+    # ---- expiry and leases ----------------------------------------------------------------
+
     def expire_overdue(self) -> None:
         with self.engine.connect() as connection:
             overdue = (
                 connection.execute(
                     select(ACTIONS.c.id).where(
-                        ACTIONS.c.status == "pending", ACTIONS.c.expires_at < datetime.now(UTC)
+                        ACTIONS.c.status == "pending", ACTIONS.c.expires_at < self.clock()
                     )
                 )
                 .scalars()
                 .all()
             )
         for action_id in overdue:
-            self._expire(action_id)
+            try:
+                self._expire(action_id)
+            except AuditLogBroken:  # reading goes on; deciding it says why
+                return
 
     def _expire(self, action_id: str) -> bool:
-        def work(connection: Connection) -> bool:
-            changed = connection.execute(
-                update(ACTIONS)
-                .where(ACTIONS.c.id == action_id, ACTIONS.c.status == "pending")
-                .values(status="expired")
-            ).rowcount
-            if changed:
-                head = audit.append(
-                    connection,
-                    self.audit_key,
-                    actor="system",
-                    event="expired",
-                    action_id=action_id,
-                    payload={},
-                )
-                connection.execute(
-                    update(ACTIONS).where(ACTIONS.c.id == action_id).values(audit_head=head)
-                )
-            return bool(changed)
+        return self._transition(
+            action_id,
+            [ACTIONS.c.status == "pending"],
+            {"status": "expired"},
+            actor="system",
+            event="expired",
+            payload={},
+        )
 
-        return bool(self._transaction(work))
+    def _lease_ran_out(self, row: Any) -> bool:
+        lease = _aware(row["lease_until"])
+        return (
+            row["status"] == "approved"
+            and row["execution_claim"] is not None
+            and (lease is None or lease < self.clock())
+        )
+
+    def reconcile(self) -> Sequence[str]:
+        """Marks failed the executions whose lease ran out (their process stopped); returns
+        their ids. Called when the store starts and when actions are read."""
+        now = self.clock()
+        with self.engine.connect() as connection:
+            rows = (
+                connection.execute(
+                    select(ACTIONS).where(
+                        ACTIONS.c.status == "approved",
+                        ACTIONS.c.execution_claim.is_not(None),
+                        or_(ACTIONS.c.lease_until.is_(None), ACTIONS.c.lease_until < now),
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return [row["id"] for row in rows if self._reconcile_quietly(row)]
+
+    def _reconcile_quietly(self, row: Any) -> bool:
+        try:
+            return self._reconcile(row)
+        except AuditLogBroken:  # left as it is: nothing can be recorded in a broken log
+            return False
+
+    def _reconcile(self, row: Any) -> bool:
+        lease = _aware(row["lease_until"])
+        ran_out = f" (its lease ran out at {lease:%Y-%m-%d %H:%M:%S} UTC)" if lease else ""
+        result = {
+            "error": f"the process running it stopped before it finished{ran_out}; the change "
+            "may have been made in part: check the registry before proposing it again"
+        }
+        still_out = or_(ACTIONS.c.lease_until.is_(None), ACTIONS.c.lease_until < self.clock())
+        return self._transition(
+            row["id"],
+            [
+                ACTIONS.c.status == "approved",
+                ACTIONS.c.execution_claim == row["execution_claim"],
+                still_out,
+            ],
+            {"status": "failed", "result": result},
+            actor="system",
+            event="failed",
+            payload={"result": result, "reconciled": True},
+        )
+
+    # ---- deciding ---------------------------------------------------------------------
 
     def decide(
         self,
@@ -390,10 +583,11 @@ class ActionStore:
     ) -> PendingAction:
         """Approve, edit (= approve with new, re-validated arguments) or reject.
 
-        A repeated approval of an approved, executed or failed action changes nothing and
-        returns it as it is."""
+        With four eyes, an edit puts the action back to pending with the new arguments, and
+        neither the requester nor the editor may approve it. A repeated approval of an
+        approved, executed or failed action changes nothing and returns it as it is."""
         action = self.get(action_id)
-        if action.status == "pending" and datetime.now(UTC) > action.expires_at:
+        if action.status == "pending" and self.clock() > action.expires_at:
             self._expire(action_id)
             expired = action.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC")
             raise ActionConflict(f"action {action_id} expired at {expired}; propose it again")
@@ -402,20 +596,22 @@ class ActionStore:
             if decision in {"approve", "edit"} and action.status in done:
                 return action
             raise ActionConflict(f"action {action_id} is already {action.status}")
-        if self.four_eyes and principal(by) == principal(action.requested_by):
-            raise NotAllowed(
-                f"{by} requested action {action_id} and may not decide it (four-eyes rule)"
-            )
+        if self.four_eyes:
+            self._check_four_eyes(action, decision, by)
         values: dict[str, Any] = {
             "decided_by": by,
-            "decided_at": datetime.now(UTC),
+            "decided_at": self.clock(),
             "comment": comment,
         }
         payload: dict[str, Any] = {"comment": comment}
+        status: Status = "rejected" if decision == "reject" else "approved"
         if decision == "edit":
             if arguments is None:
                 raise InvalidArguments(action.tool, ["edit needs the new arguments"])
-            canonical, digest = self.validate(action.tool, arguments)
+            canonical, digest = self.checked(action.tool, arguments)
+            if self.four_eyes:  # someone other than the editor approves the edit
+                status = "pending"
+                values |= {"decided_by": None, "decided_at": None}
             values |= {
                 "arguments": canonical,
                 "arguments_sha256": digest,
@@ -425,69 +621,97 @@ class ActionStore:
                 "arguments": canonical,
                 "arguments_sha256": digest,
                 "previous_sha256": action.arguments_sha256,
+                "status": status,
             }
         else:
             payload["arguments_sha256"] = action.arguments_sha256
-        values["status"] = "rejected" if decision == "reject" else "approved"
+        values["status"] = status
         event = {"approve": "approved", "edit": "edited", "reject": "rejected"}[decision]
-
-        def work(connection: Connection) -> bool:
-            changed = connection.execute(
-                update(ACTIONS)
-                .where(
-                    ACTIONS.c.id == action_id,
-                    ACTIONS.c.status == "pending",
-                    ACTIONS.c.expires_at >= datetime.now(UTC),
+        where = [
+            ACTIONS.c.status == "pending",
+            ACTIONS.c.expires_at >= self.clock(),
+            ACTIONS.c.arguments_sha256 == action.arguments_sha256,  # what the decider saw
+        ]
+        if not self._transition(action_id, where, values, actor=by, event=event, payload=payload):
+            current = self.get(action_id)  # decided, edited or expired meanwhile
+            if current.status == "pending" and current.arguments_sha256 != action.arguments_sha256:
+                raise ActionConflict(
+                    f"action {action_id} was edited meanwhile; review its new arguments"
                 )
-                .values(**values)
-            ).rowcount
-            if changed:
-                head = audit.append(
-                    connection,
-                    self.audit_key,
-                    actor=by,
-                    event=event,
-                    action_id=action_id,
-                    payload=payload,
-                )
-                connection.execute(
-                    update(ACTIONS).where(ACTIONS.c.id == action_id).values(audit_head=head)
-                )
-            return bool(changed)
-
-        if not self._transaction(work):  # decided by someone else meanwhile
             return self.decide(action_id, decision, by, arguments, comment)
         return self.get(action_id)
 
-    def _check_approval(  # noqa: PLR0911 - one return per reason to refuse
-        self, action: PendingAction, digest: str
-    ) -> str | None:
-        """Why the audit trail does not back running `action` with arguments `digest`
-        (None when it does): the approval must be for these arguments of this tool, the
-        arguments must be the ones proposed (or approved in an edit), and nothing may
-        have run yet."""
+    def _check_four_eyes(self, action: PendingAction, decision: Decision, by: str) -> None:
+        if principal(by) == principal(action.requested_by):
+            raise NotAllowed(
+                f"{by} requested action {action.id} and may not decide it (four-eyes rule)"
+            )
+        if decision != "approve":
+            return
         with self.engine.connect() as connection:
-            trail = audit.events(connection, action.id)
-        if any(e["event"] in {"executed", "failed", "refused"} for e in trail):
+            edits = [e for e in audit.events(connection, action.id) if e["event"] == "edited"]
+        if edits and principal(by) == principal(edits[-1]["actor"]):
+            raise NotAllowed(
+                f"{by} edited action {action.id} and may not approve their own edit "
+                "(four-eyes rule): someone else approves it"
+            )
+
+    # ---- executing ----------------------------------------------------------------------
+
+    def _trail_problem(self, action: PendingAction, digest: str) -> tuple[str | None, bool]:
+        """Why the audit trail does not back running `action` with arguments `digest` (None
+        when it does), and whether the whole log is in doubt (nothing can be appended).
+
+        The log must match its signed anchor; the action's rows must verify (HMAC, links);
+        the proposal must be for this tool; the approval for these arguments, which must be
+        the ones proposed or last edited; and nothing may have run yet."""
+        with audit.snapshot(self.engine) as connection:
+            head = audit.head_problem(connection, self.audit_key)
+            seq = audit.read_head(connection).seq
+            held = audit.count(connection)
+            rows = audit.rows_of(connection, action.id)
+            altered = audit.row_problems(connection, self.audit_key, rows)
+        if head is None and held != seq:
+            head = f"it holds {held} rows where the anchor counts {seq} (rows were deleted)"
+        if head is not None:
+            return f"the audit log does not match its signed anchor: {head}", True
+        if seq < self._seen_seq:
+            return (
+                f"the audit log's signed anchor went back from {self._seen_seq} to {seq} "
+                "(the log was rolled back)",
+                True,
+            )
+        self._saw(seq)
+        if altered:
+            return f"its audit trail was altered: {'; '.join(altered)}", False
+        return self._approval_problem(action, digest, rows), False
+
+    def _approval_problem(  # noqa: PLR0911 - one return per reason to refuse
+        self, action: PendingAction, digest: str, rows: Sequence[Any]
+    ) -> str | None:
+        trail = [{**row, "payload": json.loads(row["payload"])} for row in rows]
+        if any(e["event"] in RAN for e in trail):
             return "the audit log shows it already ran"
-        proposed = [e for e in trail if e["event"] == "proposed"]
-        decisions = [e for e in trail if e["event"] in {"approved", "edited"}]
-        if not proposed or not decisions:
+        if not trail or trail[0]["event"] != "proposed":
             return "the audit log holds no proposal and approval for it"
-        if proposed[0]["payload"].get("tool") != action.tool:
+        proposal = trail[0]["payload"]
+        if proposal.get("tool") != action.tool:
             return "the tool differs from what was proposed"
-        decision = decisions[-1]
-        if decision["payload"].get("arguments_sha256") != digest:
+        expected, source, approval = proposal.get("arguments_sha256"), "proposed", None
+        for entry in trail[1:]:
+            if entry["event"] == "edited":
+                expected, source = entry["payload"].get("arguments_sha256"), "last edited"
+                approving = entry["payload"].get("status", "approved") == "approved"
+                approval = entry if approving else None
+            elif entry["event"] == "approved":
+                approval = entry
+        if approval is None:
+            return "the audit log holds no proposal and approval for it"
+        if approval["payload"].get("arguments_sha256") != digest:
             return "the arguments differ from what was approved"
-        if (
-            decision["event"] == "approved"
-            and proposed[0]["payload"].get("arguments_sha256") != digest
-        ):
-            return "the arguments differ from what was proposed"
-        if (
-            datetime.now(UTC)
-            > decision["at"].replace(tzinfo=decision["at"].tzinfo or UTC) + self.ttl
-        ):
+        if expected != digest:
+            return f"the arguments differ from what was {source}"
+        if self.clock() > _aware(approval["at"]) + self.ttl:  # type: ignore[operator]
             return "the approval is older than the action time-to-live; propose it again"
         return None
 
@@ -496,14 +720,14 @@ class ActionStore:
         action_id: str,
         ctx: ToolContext,
         progress: ProgressCallback | None = None,
-        wait_seconds: float = 900.0,
+        wait_seconds: float = OUTCOME_WAIT_SECONDS,
     ) -> PendingAction:
         """Runs an approved action's tool, exactly once; returns the action with its result.
 
         This is the only caller of the state-changing tools. It runs nothing unless the
-        action is approved and its audit trail backs what would run (see _check_approval).
-        A caller that finds the action already running waits (up to `wait_seconds`) for
-        the same outcome."""
+        action is approved and its audit trail backs what would run (see _trail_problem).
+        A caller that finds the action running elsewhere gets it back still approved and
+        `executing`, after waiting for the outcome while the claim is recent (_outcome)."""
         action = self.get(action_id)
         if action.status != "approved":
             if action.status in {"executed", "failed"}:
@@ -512,6 +736,7 @@ class ActionStore:
                 f"action {action_id} is {action.status}; only approved actions run"
             )
         claim = uuid.uuid4().hex
+        now = self.clock()
         with self.engine.begin() as connection:
             claimed = connection.execute(
                 update(ACTIONS)
@@ -520,25 +745,39 @@ class ActionStore:
                     ACTIONS.c.status == "approved",
                     ACTIONS.c.execution_claim.is_(None),
                 )
-                .values(execution_claim=claim)
+                .values(execution_claim=claim, claimed_at=now, lease_until=now + self.lease)
             ).rowcount
         if not claimed:  # another caller runs it: nothing more runs here
             return await self._outcome(action_id, wait_seconds)
         spec = STATE_CHANGING[action.tool]
-        canonical, digest = self.validate(action.tool, action.arguments)
-        problem = self._check_approval(action, digest)
+        problem: str | None
+        try:
+            canonical, digest = self.validate(action.tool, action.arguments)
+        except InvalidArguments as error:
+            canonical, digest = {}, ""
+            problem, broken = f"the stored arguments are not valid ({error})", False
+        else:
+            problem, broken = self._trail_problem(action, digest)
+        if broken:  # nothing can be recorded: the claim is given back, nothing runs
+            self._release(action_id, claim)
+            raise ArgumentsTampered(f"action {action_id} refused: {problem}")
         if problem is None and digest != action.arguments_sha256:
             problem = "the stored hash does not match the stored arguments"
         if problem is not None:
-            self._finish(action_id, "failed", {"error": f"refused: {problem}"}, "refused")
+            self._finish(action_id, claim, "failed", {"error": f"refused: {problem}"}, "refused")
             raise ArgumentsTampered(f"action {action_id} refused: {problem}")
+        keeper = threading.Event()
+        threading.Thread(
+            target=self._keep_lease, args=(action_id, claim, keeper), daemon=True
+        ).start()
         try:
             outcome = await spec.run(ctx, spec.input_model.model_validate(canonical), progress)
         except ToolError as error:
-            return self._finish(action_id, "failed", {"error": str(error)}, "failed")
+            return self._finish(action_id, claim, "failed", {"error": str(error)}, "failed")
         except BaseException as error:  # recorded, never left half-done; then re-raised
             self._finish(
                 action_id,
+                claim,
                 "failed",
                 {
                     "error": f"interrupted by {type(error).__name__}; the change may have been "
@@ -547,38 +786,89 @@ class ActionStore:
                 "failed",
             )
             raise
-        return self._finish(action_id, "executed", outcome.model_dump(mode="json"), "executed")
+        finally:
+            keeper.set()
+        return self._finish(
+            action_id, claim, "executed", outcome.model_dump(mode="json"), "executed"
+        )
+
+    def _keep_lease(self, action_id: str, claim: str, done: threading.Event) -> None:
+        """Renews the execution's lease every quarter of it until `done` (a thread)."""
+        while not done.wait(self.lease.total_seconds() / 4):
+            try:
+                with self.engine.begin() as connection:
+                    kept = connection.execute(
+                        update(ACTIONS)
+                        .where(
+                            ACTIONS.c.id == action_id,
+                            ACTIONS.c.status == "approved",
+                            ACTIONS.c.execution_claim == claim,
+                        )
+                        .values(lease_until=self.clock() + self.lease)
+                    ).rowcount
+            except DBAPIError:  # the database is away for a moment: try again next time
+                continue
+            if not kept:
+                return
+
+    def _release(self, action_id: str, claim: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(ACTIONS)
+                .where(ACTIONS.c.id == action_id, ACTIONS.c.execution_claim == claim)
+                .values(execution_claim=None, claimed_at=None, lease_until=None)
+            )
 
     async def _outcome(self, action_id: str, wait_seconds: float) -> PendingAction:
-        deadline = time.monotonic() + wait_seconds
+        """The outcome of an execution claimed by another caller: waited for only while the
+        claim is younger than `wait_seconds` (two approvals at once get the same answer);
+        an older one is answered at once as still running (`executing`)."""
+        claimed_at = _aware(self._row(action_id)["claimed_at"]) or self.clock()
+        young_for = (claimed_at - self.clock()).total_seconds() + wait_seconds
+        deadline = time.monotonic() + max(0.0, min(wait_seconds, young_for))
         action = self.get(action_id)
-        while action.status == "approved" and time.monotonic() < deadline:
+        while action.executing and time.monotonic() < deadline:
             await anyio.sleep(0.1)
             action = self.get(action_id)
         return action
 
     def _finish(
-        self, action_id: str, status: Status, result: dict[str, Any], event: str
+        self, action_id: str, claim: str, status: Status, result: dict[str, Any], event: str
     ) -> PendingAction:
-        def work(connection: Connection) -> None:
-            head = audit.append(
-                connection,
-                self.audit_key,
-                actor="system",
-                event=event,
-                action_id=action_id,
-                payload={"result": result},
-            )
-            connection.execute(
-                update(ACTIONS)
-                .where(ACTIONS.c.id == action_id)
-                .values(status=status, result=result, audit_head=head)
-            )
-
-        self._transaction(work)
+        """Records how the execution under `claim` ended (also after its lease was
+        reconciled: what happened is what is recorded)."""
+        self._transition(
+            action_id,
+            [ACTIONS.c.execution_claim == claim],
+            {"status": status, "result": result},
+            actor="system",
+            event=event,
+            payload={"result": result},
+        )
         return self.get(action_id)
 
     def verify_audit(self) -> audit.Verification:
         with self.engine.connect() as connection:
             heads = dict(connection.execute(select(ACTIONS.c.id, ACTIONS.c.audit_head)).all())
-        return audit.verify(self.engine, self.audit_key, {str(k): str(v) for k, v in heads.items()})
+        result = audit.verify(
+            self.engine,
+            self.audit_key,
+            {str(k): str(v) for k, v in heads.items()},
+            known_seq=self._seen_seq,
+        )
+        self._saw(result.anchor_seq)
+        return result
+
+
+def _add_missing_columns(engine: Engine, table: Table) -> None:
+    """Columns this version added to a table an older version created (nullable ones only:
+    ALTER TABLE ... ADD COLUMN, which SQLite and PostgreSQL both take)."""
+    present = {column["name"] for column in inspect(engine).get_columns(table.name)}
+    missing = [c for c in table.columns if c.name not in present]
+    if not missing:
+        return
+    with engine.begin() as connection:
+        for column in missing:
+            assert column.nullable, f"{table.name}.{column.name} cannot be added in place"
+            kind = column.type.compile(dialect=engine.dialect)
+            connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))

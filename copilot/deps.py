@@ -54,18 +54,21 @@ def build_deps(
 ) -> Deps:
     """The container over an open engine and model-service client (creates missing tables)."""
     card = get_card(settings.copilot_dataset)
-    actions = ActionStore(
+    tools = ToolContext(model_service, settings.tracking_uri, card)
+    actions = ActionStore(  # reconciles executions whose process stopped
         engine,
         audit_key=settings.audit_key() if audit_key is None else audit_key,
         ttl_seconds=settings.copilot_action_ttl_seconds,
         four_eyes=settings.copilot_four_eyes,
+        tools=tools,
+        clock=clock,
     )
     return Deps(
         settings=settings,
         engine=engine,
         actions=actions,
         conversations=ConversationStore(engine, clock=clock),
-        tools=ToolContext(model_service, settings.tracking_uri, card),
+        tools=tools,
         agents=build_agents(settings, card),
         clock=clock,
     )

@@ -179,6 +179,8 @@ def action_outcome(action: dict[str, Any]) -> str:
         )
     if status == "expired":
         return "Not done: the proposal expired before anyone decided."
+    if status == "approved" and action.get("executing"):
+        return f"Action {action['id']} is running (started elsewhere); ask again for its outcome."
     return f"Action {action['id']} is {status}."
 
 

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from pydantic_ai.usage import RunUsage
 
 from copilot import narration
-from copilot.actions import STATE_CHANGING, InvalidArguments, PendingAction
+from copilot.actions import STATE_CHANGING, ActionError, PendingAction
 from copilot.deps import Deps
 from copilot.facts import Focus, Memory, RouteRequest, step
 from copilot.llm.narrator import RETOLD, narrate, retell
@@ -168,7 +168,7 @@ async def propose(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]:
         action = runtime.context.actions.propose(
             state["conversation_id"], name, arguments, requested_by=state["user"]
         )
-    except InvalidArguments as error:
+    except ActionError as error:  # invalid, or the registry or audit log refused it
         return {"action_id": None, **_say(f"I could not propose that: {error}")}
     proposal = {"action_id": action.id, "status": action.status}
     return {

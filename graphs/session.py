@@ -17,7 +17,7 @@ from langgraph.types import Command
 from pydantic import BaseModel
 
 from copilot import narration
-from copilot.actions import ActionConflict, PendingAction
+from copilot.actions import PendingAction
 from copilot.deps import Deps
 from copilot.llm.providers import WarmUp, warm_up
 from copilot.traces import enable_traces, turn_span
@@ -129,8 +129,16 @@ class Copilot:
                     context=self.deps,
                 )
             return await self._since(conversation_id, before)
-        if action.status == "pending":
-            raise ActionConflict(f"action {action_id} is still pending; decide it first")
+        if action.status == "pending":  # edited under four eyes: someone else approves
+            told = (
+                f"Action {action_id} was edited by {action.decided_by or 'an approver'}; it "
+                "waits for someone else to approve it (four-eyes rule)."
+            )
+            await self.graph.aupdate_state(
+                self._config(conversation_id),
+                {"messages": [{"role": "assistant", "content": told}]},
+            )
+            return await self._since(conversation_id, before)
         if action.status == "approved":
             action = await self.deps.actions.execute(action_id, self.deps.tools)
         update: dict[str, Any] = {

@@ -7,13 +7,16 @@ arguments' hash before it calls; they are not offered to the LLM directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
 import anyio.to_thread
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from model_service import registry
 from model_service.cards import CardError
@@ -30,6 +33,9 @@ ProgressCallback = Callable[[str, int, int], None]
 
 
 FOLLOW_TIMEOUT_SECONDS = 10.0  # the model service polls the alias every 2 s
+MAX_SITES = 16  # a dataset card names a handful of sites (heart-disease: four)
+MAX_SITE_NAME = 100
+VERSION_NUMBER = re.compile(r"[1-9][0-9]{0,8}")  # MLflow numbers versions 1, 2, 3, ...
 
 
 class NoChallenger(ToolError):
@@ -44,13 +50,33 @@ class PromotionRefused(ToolError):
     """The promotion gate failed and `force` was not set."""
 
 
+class RegistryUnavailable(ToolError):
+    """The registry could not be asked (not: it said no)."""
+
+
+def _shown(value: str) -> str:
+    return value if len(value) <= 80 else value[:77] + "..."
+
+
+def _each_once(values: Sequence[str], rule: str, what: str) -> None:
+    repeated = next(((v, n) for v, n in Counter(values).items() if n > 1), None)
+    if repeated is not None:
+        raise PydanticCustomError(
+            rule,
+            '"{value}" is given {times} times (each {what} at most once)',
+            {"value": _shown(repeated[0]), "times": repeated[1], "what": what},
+        )
+
+
 class RetrainInput(BaseModel):
     """What to retrain on, and why (recorded with the run)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     sites: list[str] = Field(
-        min_length=1, description="Training sites, e.g. ['Cleveland', 'Hungary']."
+        min_length=1,
+        max_length=MAX_SITES,
+        description="Training sites, e.g. ['Cleveland', 'Hungary'] (each once).",
     )
     model_kinds: list[ModelKind] = Field(
         default_factory=lambda: list(MODEL_KINDS),
@@ -58,6 +84,39 @@ class RetrainInput(BaseModel):
         description="Candidates: logistic_regression, random_forest, xgboost.",
     )
     reason: str = Field(min_length=3, max_length=500, description="Why retrain now.")
+
+    @field_validator("sites")
+    @classmethod
+    def _sites(cls, sites: list[str]) -> list[str]:
+        for site in sites:
+            if not site.strip() or len(site) > MAX_SITE_NAME:
+                raise PydanticCustomError(
+                    "site_name",
+                    '"{value}" is not a site name (1 to {limit} characters, not blank)',
+                    {"value": _shown(site), "limit": MAX_SITE_NAME},
+                )
+        _each_once(sites, "duplicate_site", "site")
+        return sites
+
+    @field_validator("model_kinds")
+    @classmethod
+    def _kinds(cls, kinds: list[ModelKind]) -> list[ModelKind]:
+        _each_once(kinds, "duplicate_kind", "model kind")
+        return kinds
+
+
+def retrain_problems(ctx: ToolContext, args: RetrainInput) -> list[str]:
+    """What the dataset card says against these arguments (sites it does not have)."""
+    card = ctx.card
+    if card.site_column is None:
+        return [f"sites: dataset {card.name!r} has no sites; got {args.sites!r}"]
+    known = card.sites()
+    return [
+        f'sites: "{_shown(site)}" is not a site of dataset {card.name!r} '
+        f"(known: {', '.join(known)})"
+        for site in args.sites
+        if site not in known
+    ]
 
 
 class TrainingOutcome(BaseModel):
@@ -110,9 +169,42 @@ class PromoteInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    version: str | None = Field(default=None, description="Default: the @challenger.")
+    version: str | None = Field(
+        default=None,
+        description='A version number such as "3"; leave out for the @challenger.',
+    )
     force: bool = Field(default=False, description="Promote even if the gate fails (recorded).")
     reason: str = Field(min_length=3, max_length=500, description="Why promote.")
+
+    @field_validator("version")
+    @classmethod
+    def _version_number(cls, version: str | None) -> str | None:
+        if version is not None and not VERSION_NUMBER.fullmatch(version):
+            raise PydanticCustomError(
+                "version_number",
+                '"{value}" is not a version number: give a plain positive integer such as '
+                '"3" (leave version out to promote the @challenger)',
+                {"value": _shown(version)},
+            )
+        return version
+
+
+def promote_problems(ctx: ToolContext, args: PromoteInput) -> list[str]:
+    """What the registry says against these arguments (a version it does not hold)."""
+    if args.version is None:
+        return []
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415 - seconds to import
+
+    name = ctx.card.model_name
+    try:
+        _version(registry.client(ctx.tracking_uri), name, args.version)
+    except InvalidToolInput:
+        return [f'version: "{args.version}" is not a version of model {name!r} in the registry']
+    except MlflowException as error:
+        raise RegistryUnavailable(
+            f"the registry could not say whether model {name!r} has version {args.version}: {error}"
+        ) from None
+    return []
 
 
 class GateCheck(BaseModel):
