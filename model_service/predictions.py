@@ -1,17 +1,23 @@
 """The prediction log: every served prediction with its inputs, in the copilot database.
 
-Writes go through a background thread so that logging never sits on the request path.
-Each appended batch gets a sequence number; `flush()` waits until everything appended
-before it is committed (not for later traffic). A failed write is retried with backoff,
-never dropped; until it lands, `get()` still finds those predictions in memory.
+A request's predictions are committed before it is answered, so a 200 survives a crash
+(kill -9). Group commit keeps that cheap: one writer thread commits everything appended
+since its last commit in one transaction, so concurrent requests share a commit; `append()`
+returns a future that completes when the batch is committed. A failed write is retried
+with backoff, never dropped; until it lands, `get()` still finds those predictions in
+memory. Rows waiting for the database are bounded: past the bound `append()` refuses
+(`PredictionLogFull`, answered 429) instead of growing the queue.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,16 +25,24 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, Engine, Table, insert, select
 from sqlmodel import Field, SQLModel
 
+from model_service.admission import Busy
+
 logger = logging.getLogger(__name__)
 
-FLUSH_INTERVAL_SECONDS = 0.2
 FLUSH_TIMEOUT_SECONDS = 10.0
 INSERT_BATCH_ROWS = 2000
+GROUP_COMMIT_ROWS = 10_000  # one commit takes whole batches up to this many rows (at least one)
+MAX_QUEUED_ROWS = 50_000
+FIRST_RETRY_SECONDS = 0.2
 MAX_RETRY_SECONDS = 5.0
 
 
 class PredictionLogUnavailable(RuntimeError):
     """The database did not take the log's writes in time."""
+
+
+class PredictionLogFull(Busy):
+    """Too many rows wait for the database; the request is refused rather than queued."""
 
 
 class PredictionRecord(SQLModel, table=True):
@@ -66,6 +80,7 @@ class PredictionBatch:
     labels: list[int]
     records: list[dict[str, Any]]
     sequence: int = field(default=0, compare=False)
+    committed: Future[None] = field(default_factory=Future, compare=False, repr=False)
 
     def rows(self) -> list[dict[str, Any]]:
         return [self.row(index) for index in range(len(self.ids))]
@@ -85,28 +100,51 @@ class PredictionBatch:
 
 
 class PredictionLog:
-    """Append-only log with a write-behind thread; safe to share between threads."""
+    """Append-only log with a group-committing writer thread; safe to share between threads."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, max_queued_rows: int = MAX_QUEUED_ROWS) -> None:
         self.engine = engine
+        self.max_queued_rows = max_queued_rows
         SQLModel.metadata.create_all(engine, tables=[PREDICTIONS])
         self._queue: deque[PredictionBatch] = deque()
         self._pending: dict[str, tuple[PredictionBatch, int]] = {}
+        self.queued_rows = 0
         self._appended = 0
         self._written = 0
+        self._retry_in = 0.0
         self._closed = False
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def append(self, batch: PredictionBatch) -> None:
+    def check_room(self, rows: int) -> None:
+        """Raises `PredictionLogFull` when `rows` more would not fit (checked before scoring)."""
         with self._changed:
+            self._check_room(rows)
+
+    def append(self, batch: PredictionBatch) -> Future[None]:
+        """Queues `batch` for the next commit; the future completes once it is committed (it
+        never fails: a failed write is retried). Raises `PredictionLogFull` when full."""
+        with self._changed:
+            self._check_room(len(batch.ids))
             self._appended += 1
             batch.sequence = self._appended
             self._queue.append(batch)
+            self.queued_rows += len(batch.ids)
             for index, prediction_id in enumerate(batch.ids):
                 self._pending[prediction_id] = (batch, index)
             self._changed.notify_all()
+        return batch.committed
+
+    def _check_room(self, rows: int) -> None:
+        if self.queued_rows and self.queued_rows + rows > self.max_queued_rows:
+            retry_after = max(1, math.ceil(self._retry_in))  # the writer's backoff, if failing
+            raise PredictionLogFull(
+                f"prediction log: {self.queued_rows} rows wait to be written to the database "
+                f"and {rows} more would pass the limit of {self.max_queued_rows}; retry in "
+                f"{retry_after} s",
+                retry_after,
+            )
 
     def get(self, prediction_id: str) -> dict[str, Any] | None:
         with self._changed:
@@ -126,8 +164,8 @@ class PredictionLog:
 
     def since(self, dataset: str, start: datetime, limit: int) -> tuple[list[dict[str, Any]], bool]:
         """Inputs of the newest `limit` predictions for `dataset` made at or after `start`
-        (oldest first), and whether older ones were left out."""
-        self.flush()
+        (oldest first), and whether older ones were left out. Every answered prediction is
+        committed already: nothing is flushed first."""
         with self.engine.connect() as connection:
             rows = (
                 connection.execute(
@@ -145,7 +183,6 @@ class PredictionLog:
         """Returns once everything appended before the call is in the database."""
         with self._changed:
             target = self._appended
-            self._changed.notify_all()
             if not self._changed.wait_for(lambda: self._written >= target, timeout):
                 raise PredictionLogUnavailable(
                     f"the prediction log could not write to the database within {timeout:g} s"
@@ -160,32 +197,43 @@ class PredictionLog:
                 self._changed.notify_all()
             self._thread.join(timeout=10)
 
+    def _next_group(self) -> list[PredictionBatch]:
+        group: list[PredictionBatch] = []
+        rows = 0
+        for batch in self._queue:
+            if group and rows + len(batch.ids) > GROUP_COMMIT_ROWS:
+                break
+            group.append(batch)
+            rows += len(batch.ids)
+        return group
+
     def _run(self) -> None:
-        backoff = FLUSH_INTERVAL_SECONDS
         while True:
             with self._changed:
-                self._changed.wait_for(lambda: self._queue or self._closed, FLUSH_INTERVAL_SECONDS)
+                self._changed.wait_for(lambda: self._queue or self._closed)
                 if self._closed and not self._queue:
                     return
-                batches = list(self._queue)
-            if not batches:
-                continue
+                batches = self._next_group()
             try:
                 self._write(batches)
-            except Exception:
-                logger.exception("prediction log write failed; retrying in %.1f s", backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, MAX_RETRY_SECONDS)
+            except Exception:  # the writer must outlive any failed write: retried, never dropped
+                retry_in = max(self._retry_in * 2, FIRST_RETRY_SECONDS)
+                self._retry_in = min(retry_in, MAX_RETRY_SECONDS)
+                logger.exception("prediction log write failed; retrying in %.1f s", self._retry_in)
+                time.sleep(self._retry_in)
                 continue
-            backoff = FLUSH_INTERVAL_SECONDS
+            self._retry_in = 0.0
             with self._changed:
-                for _ in batches:
-                    self._queue.popleft()
                 for batch in batches:
+                    self._queue.popleft()
+                    self.queued_rows -= len(batch.ids)
                     for prediction_id in batch.ids:
                         self._pending.pop(prediction_id, None)
                 self._written = batches[-1].sequence
                 self._changed.notify_all()
+            for batch in batches:
+                with contextlib.suppress(InvalidStateError):  # a caller cancelled its wait
+                    batch.committed.set_result(None)
 
     def _write(self, batches: list[PredictionBatch]) -> None:
         rows = [row for batch in batches for row in batch.rows()]
