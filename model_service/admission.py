@@ -27,6 +27,16 @@ class RowBudget:
         self.in_flight = 0
         self._lock = threading.Lock()
 
+    def full(self) -> Busy | None:
+        """Why no request of even one row fits now, if none does."""
+        if self.in_flight < self.limit:
+            return None
+        return Busy(
+            f"rows in flight: {self.in_flight} rows are being scored or logged, the limit of "
+            f"{self.limit}; retry in {ROWS_RETRY_AFTER_SECONDS} s",
+            ROWS_RETRY_AFTER_SECONDS,
+        )
+
     @contextlib.contextmanager
     def hold(self, rows: int) -> Iterator[None]:
         """Holds `rows` of the budget for the block; raises `Busy` when they do not fit."""

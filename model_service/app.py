@@ -26,7 +26,7 @@ from model_service.admission import RowBudget
 from model_service.cards import CardError, DatasetCard
 from model_service.database import make_engine
 from model_service.http_errors import OrjsonRoute, ServiceError, install_error_handlers
-from model_service.http_limits import BodyTimeout
+from model_service.http_limits import BodyTimeout, RefuseWhenFull
 from model_service.observability import RequestMiddleware, ServiceMetrics
 from model_service.predictions import MAX_QUEUED_ROWS, PredictionLog, PredictionLogUnavailable
 from model_service.schemas import (
@@ -151,7 +151,12 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
     app.router.route_class = OrjsonRoute
     app.state.holder = holder
     app.state.rows_in_flight = rows_in_flight
-    app.add_middleware(BodyTimeout, seconds=config.body_timeout_seconds)  # inside the next
+    # Innermost first: refuse before reading a body, then bound its arrival; RequestMiddleware
+    # (outermost) gives every answer its request id, metrics and access-log line.
+    app.add_middleware(
+        RefuseWhenFull, paths=("/v1/predict", "/v1/predict/batch"), full=rows_in_flight.full
+    )
+    app.add_middleware(BodyTimeout, seconds=config.body_timeout_seconds)
     app.add_middleware(
         RequestMiddleware,
         metrics=metrics,

@@ -1,19 +1,23 @@
-"""ASGI middleware that bounds how long a request may take to send its body.
+"""ASGI middleware that bounds what a request may cost before the app sees it.
 
 uvicorn bounds idle keep-alive connections (`timeout_keep_alive`) and how many connections
 it serves (`limit_concurrency`), but not how long a body may trickle in once the headers
 have arrived: without `BodyTimeout` a slow client holds its connection (and its buffered
-body) for as long as it likes. Plain ASGI, so any of our apps can wrap itself in it.
+body) for as long as it likes. `RefuseWhenFull` answers 429 before a body is read while a
+bound is full, so that a flood of refused requests costs no parsing. Plain ASGI, so any of
+our apps can wrap itself in them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable, Collection
 
 import anyio
 from starlette.exceptions import HTTPException
 
+from model_service.admission import Busy
 from model_service.observability import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -74,6 +78,28 @@ class BodyTimeout:
             await _send_timeout(send, self.seconds)
 
 
+class RefuseWhenFull:
+    """Answers 429 with Retry-After to a POST to one of `paths`, before its body is read,
+    while `full()` returns why (a `Busy`); the app checks its bounds again after parsing."""
+
+    def __init__(
+        self, app: ASGIApp, paths: Collection[str], full: Callable[[], Busy | None]
+    ) -> None:
+        self.app = app
+        self.paths = frozenset(paths)
+        self.full = full
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        busy = None
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
+            busy = self.full()
+        if busy is None:
+            await self.app(scope, receive, send)
+            return
+        headers = [(b"retry-after", str(busy.retry_after).encode())]
+        await _send_json(send, 429, {"detail": str(busy)}, headers)
+
+
 async def _send_timeout(send: Send, seconds: float) -> None:
     item = {
         "loc": ["body"],
@@ -82,15 +108,22 @@ async def _send_timeout(send: Send, seconds: float) -> None:
         "rule": "body_timeout",
         "message": body_timeout_message(seconds),
     }
-    payload = json.dumps({"detail": [item]}).encode()
+    # the rest of the body is not worth waiting for: close the connection
+    await _send_json(send, 408, {"detail": [item]}, [(b"connection", b"close")])
+
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, object], headers: list[tuple[bytes, bytes]]
+) -> None:
+    payload = json.dumps(body).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 408,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
-                (b"connection", b"close"),  # the rest of the body is not worth waiting for
+                *headers,
             ],
         }
     )

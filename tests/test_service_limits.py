@@ -226,3 +226,17 @@ async def test_the_body_timeout_guards_any_asgi_app() -> None:
     status, headers, body = _answer(await _call(guarded, [b"ab"], stall=True))
     assert status == 408 and headers[b"connection"] == b"close"
     assert body["detail"][0]["rule"] == "body_timeout" and received == [b"ab"]
+
+
+@pytest.mark.anyio
+async def test_a_full_row_budget_refuses_before_the_body_is_read(
+    service_config: ServiceConfig,
+) -> None:
+    app = create_app(replace(service_config, max_rows_in_flight=40))
+    with app.state.rows_in_flight.hold(40):  # a request nothing more fits beside
+        status, headers, body = _answer(await _call(app, [b'{"age": 6'], stall=True))
+    assert status == 429 and headers[b"retry-after"] == b"1"  # not 408: nothing was read
+    assert body == {
+        "detail": "rows in flight: 40 rows are being scored or logged, the limit of 40; "
+        "retry in 1 s"
+    }
