@@ -164,8 +164,8 @@ class PredictionLog:
 
     def since(self, dataset: str, start: datetime, limit: int) -> tuple[list[dict[str, Any]], bool]:
         """Inputs of the newest `limit` predictions for `dataset` made at or after `start`
-        (oldest first), and whether older ones were left out. Every answered prediction is
-        committed already: nothing is flushed first."""
+        (oldest first), and whether older ones were left out."""
+        self.flush()  # answered predictions are in already; this waits for the rest
         with self.engine.connect() as connection:
             rows = (
                 connection.execute(
