@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Engine, Table, insert, select
+from sqlalchemy import JSON, Column, DateTime, Dialect, Engine, Table, insert, select
 from sqlmodel import Field, SQLModel
 
 from model_service.admission import Busy
@@ -82,9 +82,6 @@ class PredictionBatch:
     sequence: int = field(default=0, compare=False)
     committed: Future[None] = field(default_factory=Future, compare=False, repr=False)
 
-    def rows(self) -> list[dict[str, Any]]:
-        return [self.row(index) for index in range(len(self.ids))]
-
     def row(self, index: int) -> dict[str, Any]:
         return {
             "prediction_id": self.ids[index],
@@ -114,6 +111,7 @@ class PredictionLog:
         self._retry_in = 0.0
         self._closed = False
         self._changed = threading.Condition()
+        self._insert = _Insert(engine.dialect)
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -236,10 +234,72 @@ class PredictionLog:
                     batch.committed.set_result(None)
 
     def _write(self, batches: list[PredictionBatch]) -> None:
-        rows = [row for batch in batches for row in batch.rows()]
+        rows = self._insert.parameters(batches)
         with self.engine.begin() as connection:
             for start in range(0, len(rows), INSERT_BATCH_ROWS):
-                connection.execute(insert(PREDICTIONS), rows[start : start + INSERT_BATCH_ROWS])
+                chunk = rows[start : start + INSERT_BATCH_ROWS]
+                connection.exec_driver_sql(self._insert.sql, chunk)
+
+
+_ROW_ORDER = (
+    "prediction_id",
+    "created_at",
+    "dataset",
+    "model_name",
+    "model_version",
+    "probability",
+    "label",
+    "threshold",
+    "features",
+)
+
+
+class _Insert:
+    """The log's INSERT compiled once for the engine's dialect, with each column's own
+    converter (SQLAlchemy's bind processor): a batch's shared values are converted once,
+    and a 10,000-row commit skips SQLAlchemy's per-row parameter handling."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        compiled = insert(PREDICTIONS).compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.positions = (
+            [_ROW_ORDER.index(name) for name in compiled.positiontup or ()]
+            if compiled.positional
+            else None
+        )
+        self.convert = {
+            column.name: column.type.dialect_impl(dialect).bind_processor(dialect) or _unchanged
+            for column in PREDICTIONS.columns
+        }
+
+    def parameters(self, batches: list[PredictionBatch]) -> list[Any]:
+        """Per row: a tuple in the statement's order (positional drivers) or a dict."""
+        convert = self.convert
+        probability, features = convert["probability"], convert["features"]
+        rows: list[tuple[Any, ...]] = []
+        for batch in batches:
+            shared = (
+                convert["created_at"](batch.created_at),
+                convert["dataset"](batch.dataset),
+                convert["model_name"](batch.model_name),
+                convert["model_version"](batch.model_version),
+            )
+            threshold = convert["threshold"](batch.threshold)
+            rows.extend(
+                (prediction_id, *shared, probability(p), label, threshold, features(record))
+                for prediction_id, p, label, record in zip(
+                    batch.ids, batch.probabilities, batch.labels, batch.records, strict=True
+                )
+            )
+        if self.positions is None:
+            return [dict(zip(_ROW_ORDER, row, strict=True)) for row in rows]
+        if self.positions != list(range(len(_ROW_ORDER))):
+            return [tuple(row[i] for i in self.positions) for row in rows]
+        return rows
+
+
+def _unchanged(value: Any) -> Any:
+    return value
 
 
 def now_utc() -> datetime:
