@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,11 +22,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from model_service import drift, registry, serving
+from model_service.admission import RowBudget
 from model_service.cards import CardError, DatasetCard
 from model_service.database import make_engine
 from model_service.http_errors import OrjsonRoute, ServiceError, install_error_handlers
+from model_service.http_limits import BodyTimeout, RefuseWhenFull
 from model_service.observability import RequestMiddleware, ServiceMetrics
-from model_service.predictions import PredictionLog
+from model_service.predictions import MAX_QUEUED_ROWS, PredictionLog, PredictionLogUnavailable
 from model_service.schemas import (
     MAX_BATCH_ROWS,
     BatchPredictions,
@@ -48,13 +52,41 @@ GC_YOUNG_THRESHOLD = 50_000
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """Everything the service needs, passed in explicitly (the CLI builds it from Settings)."""
+    """Everything the service needs, passed in explicitly (the CLI builds it from Settings).
+
+    The bounds keep a flood from growing the process: rows being scored or waiting for their
+    log commit, rows queued for the database (both answer 429 when full), the wait for a
+    commit (503 after it), the time a request body may take to arrive (408), and uvicorn's
+    idle keep-alive and open connections (see `server_options`)."""
 
     card: DatasetCard
     tracking_uri: str
     database_url: str
     reports_dir: Path
     reload_interval_seconds: float = 2.0
+    max_rows_in_flight: int = 2 * MAX_BATCH_ROWS
+    max_queued_log_rows: int = MAX_QUEUED_ROWS
+    log_commit_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    keep_alive_seconds: int = 5
+    max_connections: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("max_rows_in_flight", "max_queued_log_rows", "max_connections"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ServiceConfig.{name}: {getattr(self, name)} must be at least 1")
+        for name in ("log_commit_timeout_seconds", "body_timeout_seconds", "keep_alive_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"ServiceConfig.{name}: {getattr(self, name)} must be positive")
+
+
+def server_options(config: ServiceConfig) -> dict[str, Any]:
+    """uvicorn's settings for the service: idle keep-alive, and connections at once (past
+    them uvicorn answers 503). A body's arrival is bounded by the app (`BodyTimeout`)."""
+    return {
+        "timeout_keep_alive": config.keep_alive_seconds,
+        "limit_concurrency": config.max_connections,
+    }
 
 
 def _json(payload: Any) -> Response:
@@ -63,8 +95,10 @@ def _json(payload: Any) -> Response:
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "Not found"},
+    408: {"model": ErrorBody, "description": "The body did not arrive in time"},
     413: {"model": ErrorBody, "description": f"Over {MAX_BATCH_ROWS} rows or too large a body"},
     422: {"model": ErrorBody, "description": "Invalid input: field, value and rule"},
+    429: {"model": ErrorBody, "description": "Rows in flight or the log queue full; Retry-After"},
     503: {"model": ErrorBody, "description": "No model loaded, or the prediction log is down"},
 }
 
@@ -78,6 +112,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
     drift_request = drift_request_model(patient)
     metrics = ServiceMetrics()
     holder = serving.ModelHolder(card.name, card.model_name, config.tracking_uri)
+    rows_in_flight = RowBudget(config.max_rows_in_flight)
 
     async def follow_champion() -> None:
         while True:
@@ -95,7 +130,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         # less often (the long-lived heap is frozen once the model loads; see serving).
         gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
         engine = make_engine(config.database_url)
-        app.state.log = PredictionLog(engine)
+        app.state.log = PredictionLog(engine, config.max_queued_log_rows)
         poller = asyncio.create_task(follow_champion())
         try:
             yield
@@ -115,6 +150,13 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
     )
     app.router.route_class = OrjsonRoute
     app.state.holder = holder
+    app.state.rows_in_flight = rows_in_flight
+    # Innermost first: refuse before reading a body, then bound its arrival; RequestMiddleware
+    # (outermost) gives every answer its request id, metrics and access-log line.
+    app.add_middleware(
+        RefuseWhenFull, paths=("/v1/predict", "/v1/predict/batch"), full=rows_in_flight.full
+    )
+    app.add_middleware(BodyTimeout, seconds=config.body_timeout_seconds)
     app.add_middleware(
         RequestMiddleware,
         metrics=metrics,
@@ -173,37 +215,67 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
             registry_id=registry.registry_id(config.tracking_uri),
         )
 
-    def _predict(patients: list[Any]) -> list[dict[str, Any]]:
-        loaded = holder.require()
+    def _predict(
+        loaded: registry.LoadedModel, patients: list[Any], shape: Callable[[list[Any]], Any]
+    ) -> tuple[bytes, Future[None]]:
         records = list(patients)  # validated TypedDicts: plain dicts
         payloads, batch = serving.predict(loaded, records)
-        app.state.log.append(batch)
+        committed = app.state.log.append(batch)
         positives = sum(batch.labels)
         if positives:
             metrics.predictions.labels(label="1").inc(positives)
         if len(payloads) - positives:
             metrics.predictions.labels(label="0").inc(len(payloads) - positives)
-        return payloads
+        return orjson.dumps(shape(payloads)), committed
 
-    @app.post("/v1/predict", response_model=Prediction, responses={422: ERRORS[422]})
+    async def _logged(committed: Future[None]) -> None:
+        started = time.perf_counter()
+        timeout = config.log_commit_timeout_seconds
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(committed)), timeout)
+        except TimeoutError:
+            raise PredictionLogUnavailable(
+                f"the prediction log could not commit these predictions within {timeout:g} s "
+                "(the database is slow or down); they were not acknowledged: retry"
+            ) from None
+        finally:
+            metrics.log_commit_wait.observe(time.perf_counter() - started)
+
+    async def _answer(patients: list[Any], shape: Callable[[list[Any]], Any]) -> Response:
+        """Scores, logs and answers only once the log has committed the predictions."""
+        loaded = holder.require()
+        with rows_in_flight.hold(len(patients)):
+            app.state.log.check_room(len(patients))  # refuse before scoring, not after
+            if len(patients) > BATCH_ROWS_ON_EVENT_LOOP:  # keep the loop free for others
+                body, committed = await run_in_threadpool(_predict, loaded, patients, shape)
+            else:
+                body, committed = _predict(loaded, patients, shape)
+            await _logged(committed)
+        return Response(body, media_type="application/json")
+
+    @app.post(
+        "/v1/predict",
+        response_model=Prediction,
+        responses={408: ERRORS[408], 422: ERRORS[422], 429: ERRORS[429]},
+    )
     async def predict(body: Annotated[patient, Body()]) -> Response:  # type: ignore[valid-type]
         """Risk for one patient; inputs outside the training range are flagged in `warnings`."""
-        return _json(_predict([body])[0])
+        return await _answer([body], lambda payloads: payloads[0])
 
     @app.post(
         "/v1/predict/batch",
         response_model=BatchPredictions,
-        responses={413: ERRORS[413], 422: ERRORS[422]},
+        responses={408: ERRORS[408], 413: ERRORS[413], 422: ERRORS[422], 429: ERRORS[429]},
     )
     async def predict_batch(body: batch_request) -> Response:  # type: ignore[valid-type]
         """Risk for up to 10,000 patients, in order."""
         patients = body.patients  # type: ignore[attr-defined]
-        if len(patients) > BATCH_ROWS_ON_EVENT_LOOP:  # keep the loop free for other requests
-            return _json({"predictions": await run_in_threadpool(_predict, patients)})
-        return _json({"predictions": _predict(patients)})
+        return await _answer(patients, lambda payloads: {"predictions": payloads})
 
     @app.post(
-        "/v1/explain", response_model=Explanation, responses={404: ERRORS[404], 422: ERRORS[422]}
+        "/v1/explain",
+        response_model=Explanation,
+        responses={404: ERRORS[404], 408: ERRORS[408], 422: ERRORS[422]},
     )
     async def explain(body: explain_request) -> Response:  # type: ignore[valid-type]
         """Exact SHAP contributions in log-odds for a patient or an earlier prediction."""
@@ -257,7 +329,9 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         ).model_dump(mode="json")
 
     @app.post(
-        "/v1/drift", response_model=DriftReport, responses={413: ERRORS[413], 422: ERRORS[422]}
+        "/v1/drift",
+        response_model=DriftReport,
+        responses={408: ERRORS[408], 413: ERRORS[413], 422: ERRORS[422], 429: ERRORS[429]},
     )
     async def check_drift(body: drift_request) -> Response:  # type: ignore[valid-type]
         """Drift of a batch, a built-in site batch, or the logged predictions since a time."""
@@ -289,8 +363,9 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
             source = {"since": since.isoformat(), "newest_only": truncated}
         else:
             records = list(body.patients)  # type: ignore[attr-defined]
-            current = pd.DataFrame(records, columns=card.feature_names)
-            source = {"patients": len(records)}
+            with rows_in_flight.hold(len(records)):  # posted rows count against the bound
+                current = pd.DataFrame(records, columns=card.feature_names)
+                return _json(await run_in_threadpool(_drift, current, {"patients": len(records)}))
         return _json(await run_in_threadpool(_drift, current, source))
 
     @app.get("/v1/drift/{report_id}", response_class=FileResponse, responses={404: ERRORS[404]})

@@ -4,7 +4,10 @@ Error tree (what a client sees):
     422  invalid input: `{"detail": [{loc, field, value, rule, message}]}`, the message
          naming field, value and rule (`"chol": 9000 exceeds the physiological limit 700 mg/dl`)
     413  too many rows or too large a body (same shape)
+    408  the body did not arrive within the time allowed (same shape; see http_limits)
     404  unknown prediction, model version or drift report: `{"detail": "..."}`
+    429  rows in flight or the prediction log's queue full: `{"detail": "..."}` saying which
+         and when to retry, with Retry-After
     503  not ready (no champion) or the prediction log cannot write: `{"detail": "..."}`
 """
 
@@ -18,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from model_service.admission import Busy
 from model_service.cards import DatasetCard
 from model_service.errors import ModelServiceError
 from model_service.observability import BODY_TOO_LARGE, MAX_BODY_BYTES
@@ -108,6 +112,14 @@ def install_error_handlers(
     @app.exception_handler(PredictionLogUnavailable)
     async def log_unavailable(_: Request, error: PredictionLogUnavailable) -> JSONResponse:
         return detail(503, str(error))
+
+    @app.exception_handler(Busy)
+    async def busy(_: Request, error: Busy) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(error)},
+            status_code=429,
+            headers={"Retry-After": str(error.retry_after)},
+        )
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, error: ServiceError) -> JSONResponse:

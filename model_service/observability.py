@@ -56,6 +56,12 @@ class ServiceMetrics:
             ["label"],
             registry=self.registry,
         )
+        self.log_commit_wait = Histogram(
+            "model_service_prediction_log_commit_wait_seconds",
+            "Time a prediction request waited for the log to commit its predictions",
+            registry=self.registry,
+            buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+        )
         self.model_info = Gauge(
             "model_service_model_info",
             "The model version being served (value 1)",

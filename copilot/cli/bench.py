@@ -42,6 +42,7 @@ from tools.context import ToolContext
 THROUGHPUT_SECONDS = 5.0
 THROUGHPUT_CLIENTS = 4
 STARTUP_TIMEOUT_SECONDS = 120.0
+COMMIT_WAIT = "model_service_prediction_log_commit_wait_seconds"
 
 
 class BenchError(CopilotError, RuntimeError):
@@ -221,6 +222,21 @@ def _ok(client: Client, path: str, body: bytes) -> Callable[[], None]:
     return call
 
 
+def _commit_wait(port: int) -> tuple[float, float]:
+    """Seconds waited for prediction-log commits in total, and how many waits (/metrics)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", "/metrics")
+    lines = connection.getresponse().read().decode().splitlines()
+    connection.close()
+    values = dict(line.split(" ", 1) for line in lines if line.startswith(COMMIT_WAIT + "_"))
+    return float(values[f"{COMMIT_WAIT}_sum"]), float(values[f"{COMMIT_WAIT}_count"])
+
+
+def _mean_ms(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    waits = after[1] - before[1]
+    return (after[0] - before[0]) / waits * 1000 if waits else None
+
+
 def _server_ms(response: http.client.HTTPResponse) -> float | None:
     timing = response.getheader("server-timing") or ""
     for part in timing.split(";"):
@@ -242,6 +258,8 @@ class _Measured:
     drift_warm_ms: float | None = None
     agent_turn_overhead_ms: float | None = None
     agent_promote_ms: float | None = None
+    commit_wait_ms: float | None = None
+    commit_wait_loaded_ms: float | None = None
 
 
 def _timed(call: Callable[[], None], repeats: int) -> list[float]:
@@ -267,9 +285,12 @@ def _measure_copilot(
     console.print("starting the model service ...")
     with _server(command, env, port, "/ready") as ready_seconds:
         client = Client(port)
+        waits = [_commit_wait(port)]
         latency = _latency(_ok(client, "/v1/predict", json.dumps(patient).encode()), requests)
+        waits.append(_commit_wait(port))
         console.print("throughput ...")
         throughput = _throughput(port, "/v1/predict", json.dumps(patient).encode())
+        waits.append(_commit_wait(port))
         batch = json.dumps({"patients": benchmark_records(card, rows, complete=False)}).encode()
         server_times, wall_times = [], []
         for _ in range(5):
@@ -306,6 +327,8 @@ def _measure_copilot(
         explain_p50=statistics.median(explain),
         drift_cold_ms=cold,
         drift_warm_ms=statistics.median(warm),
+        commit_wait_ms=_mean_ms(waits[0], waits[1]),
+        commit_wait_loaded_ms=_mean_ms(waits[1], waits[2]),
     )
 
 
@@ -485,6 +508,11 @@ def run_benchmarks(
             unit="req/s",
             target=">= 3x MLflow",
             passed=None if theirs is None else ours.throughput >= 3 * theirs.throughput,
+        ),
+        Row("predict: durable log commit wait, mean (1 row)", ours.commit_wait_ms),
+        Row(
+            f"predict: durable log commit wait, mean ({THROUGHPUT_CLIENTS} clients)",
+            ours.commit_wait_loaded_ms,
         ),
         Row(
             f"batch {rows} rows, server time",

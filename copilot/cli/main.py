@@ -259,7 +259,7 @@ def run_model_service(settings: Settings, host: str, port: int) -> None:
     """Runs the model service in the foreground until Ctrl-C / SIGTERM."""
     import uvicorn  # noqa: PLC0415
 
-    from model_service.app import ServiceConfig, create_app  # noqa: PLC0415
+    from model_service.app import ServiceConfig, create_app, server_options  # noqa: PLC0415
     from model_service.observability import configure_json_logging  # noqa: PLC0415
 
     _check_port_free(host, port)
@@ -280,6 +280,7 @@ def run_model_service(settings: Settings, host: str, port: int) -> None:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=30,
+            **server_options(config),
         )
     )
     server.run()
