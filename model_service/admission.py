@@ -7,10 +7,12 @@ import math
 import threading
 from collections.abc import Iterator
 
+from model_service.errors import ModelServiceError
+
 ROWS_RETRY_AFTER_SECONDS = 1
 
 
-class Busy(RuntimeError):
+class Busy(ModelServiceError, RuntimeError):
     """A bound is full: the message says which and when to retry (`retry_after`, seconds)."""
 
     def __init__(self, message: str, retry_after: float) -> None:

@@ -11,6 +11,8 @@ ModelServiceError
 ├── DriftInputError (ValueError)    drift: a batch that cannot be compared (422)
 ├── NotReady (RuntimeError)         serving: no model loaded yet (503)
 ├── PredictionLogUnavailable        predictions: the log did not take a write in time (503)
+├── Busy (RuntimeError)             admission: a bound on rows is full (429, Retry-After)
+│   └── PredictionLogFull           predictions: too many rows wait for the database
 └── ServiceError                    http_errors: an answer with its HTTP status and field
 """
 

@@ -26,6 +26,7 @@ from sqlalchemy import JSON, Column, DateTime, Dialect, Engine, Table, insert, s
 from sqlmodel import Field, SQLModel
 
 from model_service.admission import Busy
+from model_service.errors import ModelServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ FIRST_RETRY_SECONDS = 0.2
 MAX_RETRY_SECONDS = 5.0
 
 
-class PredictionLogUnavailable(RuntimeError):
+class PredictionLogUnavailable(ModelServiceError, RuntimeError):
     """The database did not take the log's writes in time."""
 
 

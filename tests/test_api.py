@@ -789,3 +789,12 @@ def test_event_streams_are_bounded_per_account_and_given_back(
     with client.stream("GET", f"/v1/conversations/{dans}/events", headers=auth("dan")) as response:
         assert read_events(response.iter_lines(), None) == []
     assert not slots.open
+
+
+def test_slow_bodies_are_cut_off(tmp_path: Path) -> None:
+    """The agent API bounds how long a request's body may take to arrive (408)."""
+    from model_service.http_limits import BodyTimeout
+
+    api = create_api(Settings(copilot_home=tmp_path, copilot_api_keys=API_KEYS))
+    (bounded,) = [m for m in api.user_middleware if m.cls is BodyTimeout]
+    assert bounded.kwargs["seconds"] == api_module.BODY_TIMEOUT_SECONDS

@@ -109,6 +109,6 @@ def test_the_document_describes_auth_and_errors(agent_api: tuple[FastAPI, Any]) 
     document = app.openapi()
     decision = document["paths"]["/v1/actions/{action_id}/decision"]["post"]
     assert decision["security"] == [{"api-key": []}]
-    assert set(decision["responses"]) == {"200", "401", "403", "404", "409", "413", "422"}
+    assert set(decision["responses"]) == {"200", "401", "403", "404", "409", "413", "422", "429"}
     events = document["paths"]["/v1/conversations/{conversation_id}/events"]["get"]
     assert "text/event-stream" in events["responses"]["200"]["content"]

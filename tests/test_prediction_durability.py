@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from copilot.bench import model_service_command
+from copilot.cli.bench import model_service_command
 from model_service.database import make_engine
 from tests.conftest import TrainedRegistry, wait_until
 

@@ -49,6 +49,7 @@ from copilot.settings import Settings
 from copilot.throttle import FailureThrottle
 from graphs import turns
 from graphs.session import Copilot, Turn, open_copilot
+from model_service.http_limits import BodyTimeout
 from model_service.schemas import ErrorItem
 
 __all__ = ["ApiConfigError", "create_api"]
@@ -62,6 +63,7 @@ STREAMS_PER_ACCOUNT = 8
 STREAMS_PER_PROCESS = 256
 STREAM_MAX_SECONDS = 3600.0
 READY_TIMEOUT_SECONDS = 5.0
+BODY_TIMEOUT_SECONDS = 30.0
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
@@ -298,6 +300,7 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
     app.state.api_keys = keys  # read by copilot.api.auth; set now, the docs need no lifespan
     app.state.key_throttle = FailureThrottle()
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodyTimeout, seconds=BODY_TIMEOUT_SECONDS)  # slow bodies: 408
     install_error_handlers(app)
     v1 = documented(401, 422)
 

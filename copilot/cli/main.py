@@ -321,6 +321,8 @@ def run_agent_api(settings: Settings, host: str, port: int) -> None:
             log_config=None,
             access_log=True,  # method, path and status only: bodies hold patient details
             timeout_graceful_shutdown=30,
+            timeout_keep_alive=5,  # idle connections are closed
+            limit_concurrency=512,  # past it uvicorn answers 503 at once
         )
     )
     server.run()
