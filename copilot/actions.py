@@ -57,6 +57,7 @@ from sqlmodel import Field, SQLModel
 
 from copilot import audit
 from copilot.errors import CopilotError
+from model_service.schemas import describe_error
 from tools.context import ToolContext
 from tools.errors import ToolError
 from tools.lifecycle import (
@@ -385,12 +386,9 @@ class ActionStore:
         try:
             model = spec.input_model.model_validate(arguments)
         except ValidationError as error:
+            known = list(spec.input_model.model_fields)
             raise InvalidArguments(
-                tool,
-                [
-                    f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
-                    for e in error.errors()
-                ],
+                tool, [describe_error(e, known).message for e in error.errors()]
             ) from None
         canonical = model.model_dump(mode="json")
         return canonical, audit.sha256(canonical)

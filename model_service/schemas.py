@@ -10,7 +10,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, NotRequired, Required
+from typing import Annotated, Any, Literal, NotRequired, Required, get_args
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
 from typing_extensions import TypedDict
 
 from model_service.cards import DatasetCard, Feature
@@ -365,6 +366,7 @@ _TYPE_MESSAGES = {
     "datetime_from_date_parsing": "is not an ISO-8601 date-time",
 }
 
+_PYDANTIC_RULES = frozenset(get_args(ErrorType)) - {"value_error", "assertion_error"}
 # Rules whose message already names the field, the value and the rule.
 _OWN_RULES = {
     "physiological_limit",
@@ -422,8 +424,9 @@ def _rule_and_message(  # noqa: PLR0911 - one return per kind of error reads bes
     rule, value = error["type"], error.get("input")
     shown = _value_text(value)
     context = error.get("ctx") or {}
-    if rule in _OWN_RULES:
-        return rule, error["msg"]
+    if rule in _OWN_RULES or rule not in _PYDANTIC_RULES:  # a rule of ours: it says why
+        said = str(error["msg"]).removeprefix("Value error, ")
+        return rule, said if said.startswith(f'"{name}"') else f'"{field}": {said}'
     if rule in {"less_than_equal", "greater_than_equal"}:
         above = rule == "less_than_equal"
         limit = context["le" if above else "ge"]
@@ -445,6 +448,9 @@ def _rule_and_message(  # noqa: PLR0911 - one return per kind of error reads bes
         length = len(value) if isinstance(value, str) else "?"
         limit = context["max_length"]
         return rule, f'"{field}": {length} characters exceed the limit of {limit}'
+    if rule == "too_long":
+        count = len(value) if isinstance(value, (list, dict)) else "?"
+        return rule, f'"{field}": {count} items exceed the limit of {context["max_length"]}'
     if rule == "string_pattern_mismatch":
         return rule, f'"{field}": {shown} does not match the pattern {context["pattern"]}'
     if rule in {"literal_error", "enum"}:

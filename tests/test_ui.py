@@ -376,7 +376,7 @@ async def test_turns_and_decisions_run_as_the_conversations_turn(
         for name in ("uma", "eve"):  # a user, and a name with no key at all
             with pytest.raises(NotAllowed, match="only approvers decide actions"):
                 await ui_turns.decide(runtime, name, action_id, "approve", None, on_event)
-        with pytest.raises(InvalidArguments, match="version: Input should be a valid string"):
+        with pytest.raises(InvalidArguments, match='"version": 1 is not a string'):
             await ui_turns.decide(runtime, "ann", action_id, "edit", {"version": 1}, on_event)
         # while another turn of the conversation runs (here: held by hand), nothing is decided
         monkeypatch.setattr(graphs.turns, "DECISION_WAIT_SECONDS", 0.3)
