@@ -330,21 +330,21 @@ def test_sites_must_be_few_and_distinct(store: ActionStore, engine: Engine) -> N
     before = _counts(engine)
     with pytest.raises(InvalidArguments, match='"sites": 5000 items exceed the limit of 16'):
         store.propose("c", "retrain_model", {"sites": ["Cleveland"] * 5000, "reason": "x" * 3}, "a")
-    with pytest.raises(InvalidArguments, match=r'sites: "Hungary" is given 2 times \(each site'):
+    with pytest.raises(InvalidArguments, match=r'"sites": "Hungary" is given 2 times \(each site'):
         store.propose(
             "c",
             "retrain_model",
             {"sites": ["Hungary", "Cleveland", "Hungary"], "reason": "drift"},
             "a",
         )
-    with pytest.raises(InvalidArguments, match='model_kinds: "xgboost" is given 2 times'):
+    with pytest.raises(InvalidArguments, match='"model_kinds": "xgboost" is given 2 times'):
         store.propose(
             "c",
             "retrain_model",
             {"sites": ["Hungary"], "model_kinds": ["xgboost", "xgboost"], "reason": "drift"},
             "a",
         )
-    with pytest.raises(InvalidArguments, match=r'sites: " " is not a site name'):
+    with pytest.raises(InvalidArguments, match=r'"sites": " " is not a site name'):
         store.propose("c", "retrain_model", {"sites": [" "], "reason": "drift"}, "a")
     assert _counts(engine) == before
 
