@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -62,6 +63,20 @@ def trained_registry(
         reason="test challenger",
     )
     return TrainedRegistry(root, uri, champion, challenger)
+
+
+class Clock:
+    """A settable clock for the stores (ActionStore, ConversationStore): time passes when a
+    test says so, never by sleeping."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
 
 def wait_until(

@@ -23,6 +23,7 @@ from copilot.actions import (
 from copilot.audit import sha256
 from model_service import registry
 from model_service.database import make_engine
+from tests.conftest import Clock
 from tools.context import ToolContext
 
 pytestmark = pytest.mark.anyio
@@ -137,13 +138,14 @@ async def test_arguments_altered_after_approval_are_refused(
 
 
 async def test_expired_and_four_eyes(engine: Engine, registry_ctx: ToolContext) -> None:
-    short = ActionStore(engine, audit_key=KEY, ttl_seconds=1, four_eyes=True)
+    clock = Clock()
+    short = ActionStore(engine, audit_key=KEY, ttl_seconds=1, four_eyes=True, clock=clock)
     action = short.propose("conv-1", "rollback_model", {"reason": "bad"}, requested_by="ann")
     with pytest.raises(
         NotAllowed, match=r"ann requested action \w+ and may not decide it \(four-eyes rule\)"
     ):
         short.decide(action.id, "approve", by="ann")
-    time.sleep(1.2)
+    clock.advance(1.2)
     with pytest.raises(ActionConflict, match=r"expired at .*; propose it again"):
         short.decide(action.id, "approve", by="bob")
     assert short.get(action.id).status == "expired"
@@ -315,10 +317,11 @@ async def test_a_swapped_tool_is_refused(
 
 
 async def test_an_old_approval_does_not_run(engine: Engine, registry_ctx: ToolContext) -> None:
-    short = ActionStore(engine, audit_key=KEY, ttl_seconds=1)
+    clock = Clock()
+    short = ActionStore(engine, audit_key=KEY, ttl_seconds=1, clock=clock)
     action = short.propose("c", "promote_model", PROMOTE, "ann")
     short.decide(action.id, "approve", "bob")
-    time.sleep(1.2)
+    clock.advance(1.2)
     with pytest.raises(ArgumentsTampered, match="older than the action time-to-live"):
         await short.execute(action.id, registry_ctx)
     assert _champion(registry_ctx) == "1"

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -357,7 +356,8 @@ def test_an_expired_action_cannot_be_approved(
     with open_api(settings) as client:
         mine = new_conversation(client, "ann")
         action = propose(client, "ann", mine, "retrain on Hungary")
-        time.sleep(1.2)
+        store = client.app.state.api.deps.actions  # type: ignore[attr-defined]
+        store.clock = lambda: datetime.now(UTC) + timedelta(seconds=1.2)
         late = decide(client, "bob", action["id"], decision="approve")
         assert late.status_code == 409
         assert late.json()["detail"].startswith(f"action {action['id']} expired at ")

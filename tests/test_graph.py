@@ -4,6 +4,7 @@ loopback HTTP, a private registry copy, checkpoints in SQLite or PostgreSQL."""
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -132,7 +133,7 @@ async def test_rejected_and_expired_proposals_change_nothing(
     async with open_for(database_url, tracking_uri, live_service, ttl_seconds=1) as copilot:
         turn = await copilot.send("c4", "retrain on Hungary", "ann")
         action_id = turn.pending_actions[0]["id"]
-        __import__("time").sleep(1.2)
+        copilot.deps.actions.clock = lambda: datetime.now(UTC) + timedelta(seconds=1.2)
         copilot.deps.actions.expire_overdue()
         outcome = await copilot.continue_after_decision(action_id)
         assert "expired" in outcome.messages[0]["content"]
