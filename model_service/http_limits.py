@@ -11,14 +11,13 @@ our apps can wrap itself in them.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Collection
 
 import anyio
 from starlette.exceptions import HTTPException
 
 from model_service.admission import Busy
-from model_service.observability import ASGIApp, Message, Receive, Scope, Send
+from model_service.observability import ASGIApp, Message, Receive, Scope, Send, send_json
 
 
 class BodyTimedOut(HTTPException):
@@ -97,7 +96,7 @@ class RefuseWhenFull:
             await self.app(scope, receive, send)
             return
         headers = [(b"retry-after", str(busy.retry_after).encode())]
-        await _send_json(send, 429, {"detail": str(busy)}, headers)
+        await send_json(send, 429, {"detail": str(busy)}, headers)
 
 
 async def _send_timeout(send: Send, seconds: float) -> None:
@@ -109,22 +108,4 @@ async def _send_timeout(send: Send, seconds: float) -> None:
         "message": body_timeout_message(seconds),
     }
     # the rest of the body is not worth waiting for: close the connection
-    await _send_json(send, 408, {"detail": [item]}, [(b"connection", b"close")])
-
-
-async def _send_json(
-    send: Send, status: int, body: dict[str, object], headers: list[tuple[bytes, bytes]]
-) -> None:
-    payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+    await send_json(send, 408, {"detail": [item]}, [(b"connection", b"close")])

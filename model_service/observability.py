@@ -12,7 +12,7 @@ import re
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -163,7 +163,7 @@ class RequestMiddleware:
             await self.app(scope, receive_limited, send_with_headers)
         except _BodyTooLarge:
             if not started:
-                await _send_json(
+                await send_json(
                     send_with_headers,
                     413,
                     {
@@ -190,7 +190,7 @@ class RequestMiddleware:
                 },
             )
             if not started:
-                await _send_json(
+                await send_json(
                     send_with_headers,
                     500,
                     {"detail": f"internal error; quote request id {request_id} when reporting it"},
@@ -216,7 +216,10 @@ class RequestMiddleware:
             )
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def send_json(
+    send: Send, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """A JSON answer written straight to the ASGI `send` (for middleware)."""
     payload = json.dumps(body).encode()
     await send(
         {
@@ -225,6 +228,7 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
+                *headers,
             ],
         }
     )

@@ -69,8 +69,8 @@ class Clock:
     """A settable clock for the stores (ActionStore, ConversationStore): time passes when a
     test says so, never by sleeping."""
 
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime.now(UTC)
 
     def __call__(self) -> datetime:
         return self.now

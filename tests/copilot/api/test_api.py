@@ -3,11 +3,6 @@ a private copy of the trained registry; the database is SQLite or PostgreSQL."""
 
 import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,7 +24,7 @@ from copilot.conversations import ConversationStore, TurnInProgress
 from copilot.settings import Settings
 from model_service import registry
 from model_service.database import make_engine
-from tests.conftest import TrainedRegistry, wait_until
+from tests.conftest import TrainedRegistry
 
 PROMOTE = "promote version 2 even if the gate fails"
 PATIENT = "63 yo M, asymptomatic CP, BP 145/90, chol 233 mg/dl, max HR 150, ST dep 2.3, exang no"
@@ -707,53 +702,6 @@ def test_a_lease_of_a_crashed_turn_runs_out(database_url: str) -> None:
 
 
 # ---- the process -----------------------------------------------------------------------
-
-
-def test_serve_api_process_answers_over_http_and_stops_on_sigterm(
-    tmp_path: Path, tracking_uri: str, live_service: str
-) -> None:
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    env = os.environ | {
-        "COPILOT_HOME": str(tmp_path),
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "MODEL_SERVICE_URL": live_service,
-        "COPILOT_API_KEYS": API_KEYS,
-    }
-    command = [sys.executable, "-c", "from copilot.cli.main import main; main()", "serve", "api"]
-    process = subprocess.Popen(
-        [*command, "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{base}/ready").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(ready, timeout=90, what="the agent API process")
-        created = httpx.post(f"{base}/v1/conversations", headers=auth("ann"))
-        assert created.status_code == 201
-        turn = httpx.post(
-            f"{base}/v1/conversations/{created.json()['id']}/messages",
-            headers=auth("ann"),
-            json={"content": PATIENT},
-            timeout=60,
-        )
-        assert turn.json()["tool_calls"][0]["tool"] == "predict_risk"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
-    assert process.returncode in {0, -signal.SIGTERM}, output
-    assert "Application shutdown complete" in output
-    assert (tmp_path / "copilot.db").exists()
 
 
 def test_event_streams_are_bounded_per_account_and_given_back(

@@ -31,7 +31,7 @@ from model_service.database import make_engine
 from tests.conftest import TrainedRegistry, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 KEYS = "ann:approver:ann-key,uma:user:uma-key"
 RISK_QUESTION = (
     "What is the risk for a 63 year old man with asymptomatic chest pain, "

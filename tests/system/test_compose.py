@@ -26,7 +26,7 @@ from typer.exceptions import TyperException
 from copilot.cli.main import app
 from copilot.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "mlops-copilot:local"
 SERVICES = {"postgres", "mlflow", "train", "model-service", "copilot-api", "copilot-ui"}
 

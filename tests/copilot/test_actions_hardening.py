@@ -4,14 +4,8 @@ lets run out, arguments are checked against the card and the registry, and a fou
 edit needs another approver."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,39 +25,20 @@ from copilot.actions import (
 )
 from copilot.audit import sha256
 from model_service import registry
-from model_service.database import make_engine
-from tests.conftest import TrainedRegistry, wait_until
-from tests.test_api import auth, decide, new_conversation, open_api, propose, settings_for
+from tests.conftest import Clock, TrainedRegistry
+from tests.copilot.api.test_api import (
+    auth,
+    decide,
+    new_conversation,
+    open_api,
+    propose,
+    settings_for,
+)
+from tests.copilot.conftest import KEY
 from tools.context import ToolContext
 
 pytestmark = pytest.mark.anyio
-KEY = b"test-audit-key"
 NAME = "heart-disease-risk"
-
-
-class Clock:
-    """A settable clock for the store (aware UTC)."""
-
-    def __init__(self, now: datetime | None = None) -> None:
-        self.now = now or datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def store(engine: Engine) -> ActionStore:
-    return ActionStore(engine, audit_key=KEY, ttl_seconds=900)
 
 
 def _sql(engine: Engine, statement: str, **values: Any) -> list[Any]:
@@ -173,66 +148,6 @@ async def test_an_approval_row_of_another_action_is_not_borrowed(
 
 
 # ---- 6. an execution holds a lease; a crash lets it run out -------------------------------
-
-_CRASHER = textwrap.dedent("""
-    import asyncio, sys, anyio, httpx
-    from copilot import actions
-    from copilot.actions import ActionStore, StateChangingTool
-    from model_service.cards import get_card
-    from model_service.database import make_engine
-    from tools.context import ToolContext
-    database_url, tracking_uri, action_id = sys.argv[1:4]
-    spec = actions.STATE_CHANGING["rollback_model"]
-    async def forever(*_):
-        await anyio.sleep(3600)
-    actions.STATE_CHANGING["rollback_model"] = StateChangingTool(
-        spec.name, spec.input_model, forever, spec.summary)
-    store = ActionStore(make_engine(database_url), audit_key=b"test-audit-key", ttl_seconds=900)
-    ctx = ToolContext(httpx.AsyncClient(base_url="http://127.0.0.1:9"), tracking_uri,
-                      get_card("heart-disease"))
-    asyncio.run(store.execute(action_id, ctx))
-""")
-
-
-async def test_an_execution_killed_mid_run_is_reconciled_not_waited_for(
-    database_url: str, engine: Engine, registry_ctx: ToolContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = ActionStore(engine, audit_key=KEY, ttl_seconds=900)
-    action = store.propose("c", "rollback_model", {"reason": "bad model"}, "ann")
-    store.decide(action.id, "approve", "bob")
-    crasher = subprocess.Popen(
-        [sys.executable, "-c", _CRASHER, database_url, registry_ctx.tracking_uri, action.id],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_until(lambda: store.get(action.id).executing, timeout=60, what="the claim")
-    finally:
-        os.kill(crasher.pid, signal.SIGKILL)
-        crasher.communicate(timeout=30)
-    ran: list[str] = []
-
-    async def record(*_: Any) -> Any:
-        ran.append("ran")
-        raise AssertionError("a claimed action must not run again")
-
-    _replace_tool(monkeypatch, "rollback_model", record)
-    clock = Clock(datetime.now(UTC) + timedelta(seconds=30))  # the claim is no longer young
-    waiting = ActionStore(engine, audit_key=KEY, ttl_seconds=900, clock=clock)
-    started = time.monotonic()
-    answer = await waiting.execute(action.id, registry_ctx)
-    assert time.monotonic() - started < 5  # an answer, not a 15-minute wait
-    assert answer.status == "approved" and answer.executing
-
-    clock.advance(31)  # the dead process renewed nothing: its 60 s lease runs out
-    failed = waiting.get(action.id)
-    assert failed.status == "failed" and not failed.executing and failed.result is not None
-    assert failed.result["error"].startswith("the process running it stopped before it finished")
-    assert "check the registry before proposing it again" in failed.result["error"]
-    assert _events(engine, action.id) == ["proposed", "approved", "failed"]
-    assert (await waiting.execute(action.id, registry_ctx)).status == "failed" and ran == []
-    assert waiting.verify_audit().ok
 
 
 def test_the_store_reconciles_when_it_starts(engine: Engine) -> None:

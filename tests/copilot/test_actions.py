@@ -2,11 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +19,13 @@ from copilot.audit import sha256
 from model_service import registry
 from model_service.database import make_engine
 from tests.conftest import Clock
+from tests.copilot.conftest import KEY
 from tools.context import ToolContext
 
 pytestmark = pytest.mark.anyio
 POSTGRES_URL = os.environ.get("COPILOT_TEST_POSTGRES_URL")
-KEY = b"test-audit-key"
 NAME = "heart-disease-risk"
 PROMOTE = {"force": True, "reason": "more sites"}
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def store(engine: Engine) -> ActionStore:
-    return ActionStore(engine, audit_key=KEY, ttl_seconds=900)
 
 
 def _champion(registry_ctx: ToolContext) -> str:
@@ -208,55 +191,6 @@ async def test_audit_verify_detects_edited_and_deleted_rows(
         connection.execute(text("DELETE FROM audit_log WHERE seq = :s"), {"s": rows[-1]})
     problems = store.verify_audit().problems
     assert any("its latest audit row is missing" in p for p in problems)
-
-
-_RACER = textwrap.dedent("""
-    import asyncio, sys, time, httpx
-    from copilot.actions import ActionStore
-    from model_service.cards import get_card
-    from model_service.database import make_engine
-    from tools.context import ToolContext
-    database_url, tracking_uri, action_id, start = sys.argv[1:5]
-    store = ActionStore(make_engine(database_url), audit_key=b"test-audit-key", ttl_seconds=900)
-    ctx = ToolContext(httpx.AsyncClient(base_url="http://127.0.0.1:9"), tracking_uri,
-                      get_card("heart-disease"))
-    while time.time() < float(start):
-        time.sleep(0.001)
-    store.decide(action_id, "approve", by="racer")
-    print(asyncio.run(store.execute(action_id, ctx)).status)
-""")
-
-
-async def test_two_processes_approving_at_once_execute_once(
-    database_url: str, store: ActionStore, engine: Engine, registry_ctx: ToolContext
-) -> None:
-    if database_url.startswith("sqlite"):
-        pytest.skip("the two-process race is checked on PostgreSQL")
-    action = store.propose("conv-1", "promote_model", PROMOTE, requested_by="ann")
-    start = str(time.time() + 4)  # both import first, then go at the same moment
-    racers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                _RACER,
-                database_url,
-                registry_ctx.tracking_uri,
-                action.id,
-                start,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [racer.communicate(timeout=120) for racer in racers]
-    assert all(racer.returncode == 0 for racer in racers), outputs
-    assert _events(engine, action.id).count("executed") == 1
-    assert _events(engine, action.id).count("approved") == 1
-    assert store.get(action.id).status == "executed" and _champion(registry_ctx) == "2"
-    assert store.verify_audit().ok
 
 
 def _sql(engine: Engine, statement: str, **values: Any) -> None:

@@ -2,18 +2,14 @@
 
 import json
 import os
-import signal
 import socket
-import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
-from copilot.cli.bench import model_service_command
 from copilot.cli.main import app
-from tests.conftest import TrainedRegistry, wait_until
+from tests.conftest import TrainedRegistry
 
 runner = CliRunner()
 
@@ -154,49 +150,6 @@ def test_serve_model_refuses_a_port_in_use(home: Path) -> None:
         port = taken.getsockname()[1]
         result = runner.invoke(app, ["serve", "model", "--port", str(port)])
     assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.output
-
-
-def test_model_service_process_serves_over_http_and_stops_on_sigterm(
-    tmp_path: Path, trained_registry: TrainedRegistry, patient: dict[str, object]
-) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = os.environ | {
-        "COPILOT_HOME": str(tmp_path),
-        "MLFLOW_TRACKING_URI": trained_registry.tracking_uri,
-    }
-    process = subprocess.Popen(
-        model_service_command(port),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{base}/ready").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(ready, timeout=60, what="the model service process")
-        response = httpx.post(f"{base}/v1/predict", json=patient)
-        assert response.status_code == 200 and response.json()["model"]["version"] == "1"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
-    # uvicorn finishes in-flight work, then re-raises SIGTERM for the process manager
-    assert process.returncode in {0, -signal.SIGTERM}, output
-    assert "Application shutdown complete" in output
-    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
-    access = [line for line in lines if line.get("logger") == "model_service.access"]
-    assert any(line["endpoint"] == "/v1/predict" and line["status"] == 200 for line in access)
-    assert "typical angina" not in output and "lv hypertrophy" not in output  # patient values
-    assert all("chol" not in line for line in access)
-    assert (tmp_path / "copilot.db").exists()
 
 
 def test_deciding_actions_and_verifying_the_audit_from_the_shell(

@@ -3,7 +3,6 @@ without the audit key, on SQLite and PostgreSQL: deleting or rewriting the newes
 seen by `verify` and refused by execution."""
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,23 +10,10 @@ from sqlalchemy import Engine, text
 
 from copilot import actions as actions_module
 from copilot.actions import ActionStore, ArgumentsTampered, AuditLogBroken, StateChangingTool
-from model_service.database import make_engine
+from tests.copilot.conftest import KEY
 from tools.context import ToolContext
 
 pytestmark = pytest.mark.anyio
-KEY = b"test-audit-key"
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def store(engine: Engine) -> ActionStore:
-    return ActionStore(engine, audit_key=KEY, ttl_seconds=900)
 
 
 @pytest.fixture

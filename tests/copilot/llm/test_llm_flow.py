@@ -25,7 +25,7 @@ from graphs.session import Copilot, open_copilot
 from model_service import registry
 from model_service.database import make_engine
 from tests.conftest import TrainedRegistry
-from tests.test_providers import BASE_URL, COMPLETIONS, PATIENT, completion
+from tests.copilot.llm.test_providers import BASE_URL, COMPLETIONS, PATIENT, completion
 
 pytestmark = pytest.mark.anyio
 

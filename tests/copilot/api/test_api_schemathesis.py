@@ -18,8 +18,10 @@ from schemathesis.python.asgi import shutdown_lifespans
 
 from copilot.api.app import create_api
 from tests.conftest import TrainedRegistry
-from tests.test_api import API_KEYS, PROMOTE, auth, settings_for
-from tests.test_schemathesis import CHECKS  # the same checks as the model service's run
+from tests.copilot.api.test_api import API_KEYS, PROMOTE, auth, settings_for
+from tests.model_service.test_schemathesis import (
+    CHECKS,  # the same checks as the model service's run
+)
 
 EXAMPLES = 25
 
