@@ -30,6 +30,8 @@ def _numeric(feature: Feature, text: str) -> float | None:
             r"\b(\d{1,3})\s*-?\s*(?:yo|y/o|y\.o\.|yrs?\b|years?\b|year-old)",
             rf"\bage[d]?{link}(\d{{1,3}})\b",
             r"\b(\d{2})\s*(?:m|f)\b",
+            r"\b(?:he|she|patient)(?: is| was| were| turns| turned|'s)? (\d{2,3})\b"
+            r"(?! ?(?:mg|mmol|bpm|mm|%|vessels?|points?|units?|/|\.\d))",
         ):
             found = re.search(pattern, text)
             if found:
@@ -78,16 +80,26 @@ def _ambiguous(word: str, feature: Feature, card: DatasetCard) -> bool:
     )
 
 
+_NEGATED = re.compile(r"(?:\b(?:not|no|never|without|denies|non)|n't)(?: [a-z]{1,8})? ?-?$")
+
+
+def _negated(text: str, start: int) -> bool:
+    """Whether the words just before `start` negate it ("wasn't diabetic", "non-diabetic",
+    "didn't have exercise angina")."""
+    return bool(_NEGATED.search(text[max(0, start - 16) : start]))
+
+
 def _boolean(feature: Feature, text: str) -> bool | None:
     names = _synonym_pattern(feature)
-    found = re.search(rf"(?<![a-z]){names}\s*(?:is|was|=|:)?\s*([a-z0-9+\-]+)", text)
+    found = re.search(rf"(?<![a-z]){names} ?(?:is|was|=|:)? ?([a-z0-9+\-]+)", text)
     if found and found.group(1) in _YES | _NO:
         return found.group(1) in _YES
-    if re.search(rf"\b(?:no|without|denies)\s+{names}", text):
+    if re.search(rf"\b(?:no|without|denies) {names}", text):
         return False
     for word, value in _words(feature):
-        if re.search(rf"(?<![a-z]){re.escape(word)}(?![a-z])", text):
-            return bool(value)
+        said = re.search(rf"(?<![a-z]){re.escape(word)}(?![a-z])", text)
+        if said:
+            return bool(value) != _negated(text, said.start()) if value else False
     if feature.name == "fbs":
         glucose = re.search(
             rf"(?:fasting glucose|fasting sugar|fasting blood sugar)\s*(?:of|is|=|:)?\s*{NUMBER}",
@@ -95,8 +107,9 @@ def _boolean(feature: Feature, text: str) -> bool | None:
         )
         if glucose:
             return number(glucose.group(1)) > 120
-    if re.search(rf"(?<![a-z]){names}(?![a-z])", text):
-        return True  # named without a value: present ("exercise-induced angina")
+    named = re.search(rf"(?<![a-z]){names}(?![a-z])", text)
+    if named:  # named without a value: present ("exercise-induced angina"), unless negated
+        return not _negated(text, named.start())
     return None
 
 
