@@ -42,6 +42,15 @@ _UNIT = (
     r"(?: ?(?P<unit>%|percent|mmol/l|mg/dl|mmhg|mm hg|bpm|beats|mm|points?|units?|years?|yrs?|"
     r"decades?|vessels?))?"
 )
+_FACTORS = {
+    "doubled": 2.0,
+    "double": 2.0,
+    "tripled": 3.0,
+    "triple": 3.0,
+    "halved": 0.5,
+    "halve": 0.5,
+    "cut in half": 0.5,
+}
 _LINK = r"(?: (?:is|was|were|be|being|at|of|would be|went|goes|got|gets|had|has))?"
 _BY = r"(?: by)?"
 
@@ -74,6 +83,8 @@ def _patterns(feature: Feature) -> list[re.Pattern[str]]:
         rf"{f}{_LINK} (?P<dir>{_UP}|{_DOWN}){_BY} {_AMOUNT}{_UNIT}",
         rf"\b{_AMOUNT}{_UNIT} (?P<dir>{_UP}|{_DOWN})(?: (?:in|of|on|for))? {own}{f}",
         rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f} by {_AMOUNT}{_UNIT}",
+        rf"{f}{_LINK} (?P<factor>doubled|halved|cut in half|tripled)\b",
+        rf"\b(?P<factor>double|halve|triple) {own}{f}",
         rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f}(?! by| to| from| of| at)(?P<vague>)",
     ]
     if feature.name == "age":
@@ -129,13 +140,17 @@ def relative_changes(text: str, card: DatasetCard, patient: dict[str, Any] | Non
                 found.problems.append(f"'{said}' (by how much? e.g. '{said} by 10')")
                 break
             base = (patient or {}).get(feature.name)
+            factor = match.groupdict().get("factor")
             if not isinstance(base, (int, float)) or isinstance(base, bool):
                 found.problems.append(
                     f"'{said}' (I don't know the {feature.display_name} to start from: "
                     f"say the new value, e.g. '{feature.display_name} {_example(feature)}')"
                 )
                 break
-            value = base + _direction(match.group("dir")) * _delta(feature, match, float(base))
+            if factor is not None:
+                value = base * _FACTORS[factor]
+            else:
+                value = base + _direction(match.group("dir")) * _delta(feature, match, float(base))
             value = round(value) if feature.integer or float(base).is_integer() else round(value, 1)
             limits = feature.limits
             if limits is not None and value not in limits:

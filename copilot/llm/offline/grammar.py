@@ -21,10 +21,11 @@ from model_service.cards import DatasetCard
 from tools.runs import RUN_METRICS
 
 
-def _words(*alternatives: str) -> re.Pattern[str]:
-    """One pattern for a word class: alternatives between word boundaries; inside an
-    alternative, `*` is a word's rest ("explain*": explain, explains, explanation) and `~`
-    one to three words in between ("make ~ champion")."""
+def _words(text: str, *more: str) -> re.Pattern[str]:
+    """One pattern for a word class written as text, alternatives separated by commas,
+    matched between word boundaries; `*` is a word's rest ("explain*": explain, explains,
+    explanation) and `~` one to three words in between ("make ~ champion")."""
+    alternatives = [a.strip() for a in text.split(",") if a.strip()] + list(more)
     parts = [
         re.escape(a)
         .replace(r"\*", "[a-z]{0,12}")
@@ -43,367 +44,105 @@ _METRIC_WORDS = sorted(
 CUES: dict[str, re.Pattern[str]] = {
     # explain_prediction: asking for the reasons of one prediction
     "why": _words(
-        "why",
-        "explain*",
-        "explanation*",
-        "driver*",
-        "driving",
-        "drives",
-        "factor*",
-        "reason*",
-        "contribut*",
-        "shap",
-        "break down",
-        "breakdown",
-        "behind",
-        "responsible for",
-        "attribut*",
-        "accounts for",
-        "account for",
-        "what makes",
-        "what's pushing",
-        "what is pushing",
-        "due to",
+        "why, explain*, explanation*, driver*, driving, drives, factor*, reason*, contribut*, "
+        "shap, break down, break ~ down, breakdown, behind, responsible for, attribut*, "
+        "accounts for, account for, what makes, what's pushing, what is pushing, due to"
     ),
     # predict_risk: asking for a risk
     "risk": _words(
-        "risk*",
-        "predict*",
-        "prediction*",
-        "score",
-        "estimate*",
-        "chance*",
-        "likelihood",
-        "likely",
-        "probability",
-        "odds",
-        "assess*",
-        "evaluate",
-        "prognosis",
+        "risk*, predict*, prediction*, score, estimate*, chance*, likelihood, likely, "
+        "probability, odds, assess*, evaluate, prognosis"
     ),
     # what_if: a hypothetical change to the last patient
     "what_if": _words(
-        "what if",
-        "what about",
-        "suppose",
-        "supposing",
-        "imagine",
-        "instead",
-        "how about",
-        "what happens if",
-        "what would",
-        "would",
-        "were",
-        "had",
-        "if he",
-        "if she",
-        "if they",
-        "if his",
-        "if her",
-        "if the patient",
-        "if it",
-        "same patient",
-        "same guy",
-        "same man",
-        "same woman",
-        "same person",
-        "hypothetical*",
-        "scenario",
-        "counterfactual",
-        "and for",
-        "and with",
-        "but with",
-        "now with",
-        "and if",
-        "what happens",
+        "what if, what about, suppose, supposing, imagine, instead, how about, what happens "
+        "if, what would, would, were, had, if he, if she, if they, if his, if her, if the "
+        "patient, if it, same patient, same guy, same man, same woman, same person, "
+        "hypothetical*, scenario, counterfactual, and for, and with, but with, now with, and "
+        "if, what happens"
     ),
     # check_drift: the words of drift itself
-    "drift": _words("drift*", "shift*", "distribution*", "data quality", "covariate"),
+    "drift": _words("drift*, shift*, distribution*, data quality, covariate"),
     # check_drift when said of data or a site: "anything odd", "how is X doing"
     "status": _words(
-        "odd",
-        "weird",
-        "strange",
-        "unusual",
-        "anomal*",
-        "off",
-        "wrong",
-        "problem*",
-        "issue*",
-        "going on",
-        "doing",
-        "holding up",
-        "healthy",
-        "health",
-        "ok",
-        "okay",
-        "fine",
-        "alright",
-        "changed",
-        "change",
-        "changes",
-        "different",
-        "report",
-        "monitor*",
-        "stable",
-        "look*",
-        "behaving",
-        "suspicious",
-        "funny",
-        "surprising",
-        "happening",
-        "check*",
-        "update",
-        "status",
+        "odd, weird, strange, unusual, anomal*, off, wrong, problem*, issue*, going on, "
+        "doing, holding up, healthy, health, ok, okay, fine, alright, changed, change, "
+        "changes, different, report, monitor*, stable, look*, behaving, suspicious, funny, "
+        "surprising, happening, check*, update, status"
     ),
     "data": _words(
-        "data",
-        "dataset",
-        "patients",
-        "population",
-        "site",
-        "sites",
-        "hospital",
-        "centre",
-        "center",
-        "incoming",
-        "inputs lately",
-        "recent predictions",
-        "predictions",
+        "data, dataset, patients, population, site, sites, hospital, centre, center, "
+        "incoming, inputs lately, recent predictions, predictions"
     ),
     # runs: list_runs and compare_runs
-    "runs": _words("run", "runs", "run's", "experiment*", "training job*"),
-    "runs_weak": _words("history", "trained", "training", "trainings"),
+    "runs": _words("run, runs, run's, experiment*, training job*"),
+    "runs_weak": _words("history, trained, training, trainings"),
     "compare": _words(
-        "compar*",
-        "versus",
-        "vs",
-        "differ*",
-        "difference*",
-        "side by side",
-        "better than",
-        "worse than",
-        "stack up",
-        "stacks up",
-        "against",
-        "beat*",
-        "outperform*",
-        "head to head",
-        "better",
-        "worse",
-        "best",
-        "worst",
-        "improve*",
+        "compar*, versus, vs, differ*, difference*, side by side, better than, worse than, "
+        "stack up, stacks up, against, beat*, outperform*, head to head, better, worse, best, "
+        "worst, improve*"
     ),
     "list": _words(
-        "list",
-        "show",
-        "see",
-        "display",
-        "recent",
-        "last",
-        "latest",
-        "newest",
-        "history",
-        "which",
-        "what",
-        "all",
-        "past",
-        "summary",
-        "summari*",
-        "overview",
-        "give",
-        "tell",
-        "any",
-        "how many",
-        "do we have",
-        "get",
+        "list, show, see, display, recent, last, latest, newest, history, which, what, all, "
+        "past, summary, summari*, overview, give, tell, any, how many, do we have, get"
     ),
     # model_info: the served model, its metrics and its inputs
-    "model": _words("model", "models", "classifier", "algorithm", "version", "champion"),
+    "model": _words("model, models, classifier, algorithm, version, champion"),
     "live": _words(
-        "live",
-        "serving",
-        "served",
-        "in production",
-        "in prod",
-        "production",
-        "deployed",
-        "in use",
-        "running",
-        "currently",
-        "current model",
-        "current version",
-        "champion",
-        "model card",
-        "model info*",
-        "model details",
-        "model version",
-        "the card",
+        "live, serving, served, in production, in prod, production, deployed, in use, "
+        "running, currently, current model, current version, champion, model card, model "
+        "info*, model details, model version, the card"
     ),
     "metrics": _words(
-        "metric*",
-        "auc",
-        "roc",
-        "pr auc",
-        "sensitiv*",
-        "specificity",
-        "accuracy",
-        "accurate",
-        "precision",
-        "recall",
-        "f1",
-        "performance",
-        "perform*",
-        "how good",
-        "how well",
-        "false positive*",
-        "false negative*",
-        "threshold",
-        "cutoff",
-        "cut-off",
-        "calibrat*",
+        "metric*, auc, roc, pr auc, sensitiv*, specificity, accuracy, accurate, precision, "
+        "recall, f1, performance, perform*, how good, how well, false positive*, false "
+        "negative*, threshold, cutoff, cut-off, calibrat*",
         *_METRIC_WORDS,
     ),
     "inputs": _words(
-        "features",
-        "inputs",
-        "input",
-        "variables",
-        "predictors",
-        "columns",
-        "fields",
-        "what does it need",
-        "what does it take",
-        "what does it use",
-        "goes into",
-        "what information",
-        "what data does",
-        "feature list",
-        "input schema",
+        "features, inputs, input, variables, predictors, columns, fields, what does it need, "
+        "what does it take, what does it use, goes into, what information, what data does, "
+        "feature list, input schema"
     ),
     # the three state-changing intents (proposals only)
     "retrain": _words(
-        "retrain*",
-        "re-train*",
-        "refit*",
-        "re-fit*",
-        "rebuild",
-        "build a new",
-        "new model on",
-        "kick off training",
-        "kick off a training",
-        "start training",
-        "start a training",
-        "launch training",
-        "launch a training",
-        "run training",
-        "run a training",
-        "fit a new",
-        "fit another",
-        "train again",
+        "retrain*, re-train*, refit*, re-fit*, rebuild, build a new, new model on, kick off "
+        "training, kick off a training, start training, start a training, launch training, "
+        "launch a training, run training, run a training, fit a new, fit another, train again"
     ),
-    "train_verb": _words("train", "fit"),
+    "train_verb": _words("train, fit"),
     "promote": _words(
-        "promote",
-        "promote*",
-        "deploy",
-        "ship",
-        "roll out",
-        "release",
-        "go live",
-        "make ~ champion",
-        "make ~ live",
-        "put ~ live",
-        "put ~ in production",
-        "put ~ into production",
-        "set ~ as champion",
-        "switch production to",
-        "switch serving to",
-        "swap in",
-        "push ~ to production",
-        "make ~ the champion",
-        "crown",
+        "promote, promoting, promotion, deploy, ship, roll out, release, go live, "
+        "make ~ champion, make ~ live, put ~ live, put ~ in production, "
+        "put ~ into production, set ~ as champion, "
+        "switch production to, switch serving to, swap in, push ~ to production, make ~ the "
+        "champion, crown"
     ),
     "rollback": _words(
-        "roll back",
-        "rollback",
-        "roll-back",
-        "revert*",
-        "undo",
-        "restore",
-        "go back",
-        "switch back",
-        "back to the previous",
-        "back to the old",
+        "roll back, rollback, roll-back, revert*, undo, restore, go back, switch back, back "
+        "to the previous, back to the old"
     ),
-    "aliases": _words("champion", "challenger", "candidate", "new model", "old model"),
+    "aliases": _words("champion, challenger, candidate, new model, old model"),
     # a question about many patients, not one
     "cohort": _words(
-        "patients",
-        "people",
-        "women",
-        "men",
-        "males",
-        "females",
-        "persons",
-        "individuals",
-        "cases",
-        "cohort",
-        "population",
-        "group",
-        "subgroup",
-        "everyone",
-        "everybody",
-        "those",
-        "smokers",
-        "diabetics",
-        "ones",
+        "patients, people, women, men, males, females, persons, individuals, cases, cohort, "
+        "population, group, subgroup, everyone, everybody, those, smokers, diabetics"
     ),
     "cohort_question": _words(
-        "over",
-        "above",
-        "under",
-        "below",
-        "older than",
-        "younger than",
-        "between",
-        "who",
-        "with",
-        "having",
-        "how many",
-        "average",
-        "mean",
-        "proportion",
-        "percentage",
-        "fraction",
-        "share",
-        "most",
-        "all",
-        "aged",
-        "among",
-        "typically",
-        "usually",
+        "over, above, under, below, older than, younger than, between, who, with, having, how "
+        "many, average, mean, proportion, percentage, fraction, share, most, all, aged, "
+        "among, typically, usually"
     ),
     # the last patient, referred to
     "pronoun": _words(
-        "he",
-        "his",
-        "him",
-        "she",
-        "her",
-        "they",
-        "their",
-        "this patient",
-        "the patient",
-        "that patient",
-        "same patient",
-        "this one",
-        "this guy",
-        "this man",
-        "this woman",
+        "he, his, him, she, her, they, their, this patient, the patient, that patient, same "
+        "patient, this one, this guy, this man, this woman"
     ),
-    "greeting": _words("hello", "hi", "hey", "thanks", "thank you", "good morning"),
+    # questions about the copilot itself
+    "help": _words(
+        "help, what can you do, what do you do, capabilities, how do i use, who are you, what "
+        "are you, how does this work, what can i ask"
+    ),
 }
 
 _VERSION = re.compile(r"(?<![a-z0-9])(?:version|ver|v|model version|#) ?#?(\d{1,4})(?![0-9.])")

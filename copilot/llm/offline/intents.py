@@ -655,16 +655,15 @@ def _unsure(reading: Reading, context: _Context) -> Intent:
         options += ["which model is live?", "compare the challenger with the champion"]
     if reading.has("drift", "status", "data") and known:
         options.append(f"check drift at {known[0]}")
-    if options:
+    if options and not reading.has("help"):
         return _clarify(_did_you_mean(options))
     examples = [f"predict the risk for {EXAMPLE_PATIENT}", "which model is live?"]
     if known:
         examples.insert(1, f"check drift at {known[0]}")
-    return _clarify(
-        f"{DECLINE}. {CAPABILITIES} {_did_you_mean(examples, 'For example:')}".replace(
-            "For example: Did you mean:", "For example:"
-        )
-    )
+    listed = ", ".join(f'"{e}"' for e in examples)
+    if reading.has("help"):
+        return _clarify(f"{CAPABILITIES} For example: {listed}.")
+    return _clarify(f"{DECLINE}. {CAPABILITIES} For example: {listed}.")
 
 
 def _named_features(reading: Reading, card: DatasetCard) -> list[str]:

@@ -22,9 +22,18 @@ def _synonym_pattern(feature: Feature) -> str:
     return "(?:" + "|".join(re.escape(n) for n in ordered) + ")"
 
 
+# Between a feature's name and its value: "chol 233", "cholesterol of 199", "BP was 140",
+# "blood pressure dropped to 120", "his bp is at 150".
+_LINK = (
+    r"(?: ?(?:is|was|were|would be|went|goes|dropped|fell|rose|changed|came|got|gets|"
+    r"reduced|lowered|raised|increased|decreased|brought|down|up|set))?"
+    r"(?: ?(?:of|=|:|at|to|->|is|was|were|around|about))? ?"
+)
+
+
 def _numeric(feature: Feature, text: str) -> float | None:
     names = _synonym_pattern(feature)
-    link = r"\s*(?:is|was|of|=|:|at|were|to|would be|->)?\s*"
+    link = _LINK
     if feature.name == "age":
         for pattern in (
             r"\b(\d{1,3})\s*-?\s*(?:yo|y/o|y\.o\.|yrs?\b|years?\b|year-old)",

@@ -287,12 +287,13 @@ def count_in(text: str) -> int | None:
     """N of "the last N", "the 3 latest", "the most recent 4" (None when not said)."""
     found = re.search(
         r"\b(?:last|latest|recent|past|previous|newest|most recent)\s(\d{1,3})\b|"
-        r"\b(\d{1,3})\s(?:latest|last|most recent|newest|recent|previous)\b",
+        r"\b(\d{1,3})\s(?:latest|last|most recent|newest|recent|previous)\b|"
+        r"\b(\d{1,3})\s(?:training\s)?(?:runs|experiments)\b",
         text,
     )
     if not found:
         return None
-    return int(found.group(1) or found.group(2))
+    return int(next(g for g in found.groups() if g is not None))
 
 
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
