@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from copilot.llm.offline.text import known_words
 from model_service.cards import DatasetCard, Feature
 
 _MMOL_TO_MG_DL = 38.67  # total cholesterol
@@ -53,6 +54,9 @@ _FACTORS = {
 }
 _LINK = r"(?: (?:is|was|were|be|being|at|of|would be|went|goes|got|gets|had|has))?"
 _BY = r"(?: by)?"
+
+
+known_words(_UP, _DOWN, _RAISE, _LOWER, " ".join(_FACTORS))
 
 
 @dataclass

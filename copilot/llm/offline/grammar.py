@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from copilot.llm.offline.text import count_in, kinds_in, since_in, sites_in
+from copilot.llm.offline.text import count_in, kinds_in, known_words, since_in, sites_in
 from model_service.cards import DatasetCard
 from tools.runs import RUN_METRICS
 
@@ -144,6 +144,8 @@ CUES: dict[str, re.Pattern[str]] = {
         "are you, how does this work, what can i ask"
     ),
 }
+
+known_words(*(pattern.pattern for pattern in CUES.values()))
 
 _VERSION = re.compile(r"(?<![a-z0-9])(?:version|ver|v|model version|#) ?#?(\d{1,4})(?![0-9.])")
 

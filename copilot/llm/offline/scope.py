@@ -33,7 +33,7 @@ _HARM = re.compile(
 )
 
 _PEOPLE = (
-    r"(?:the |my |our |his |her |their |a )?(?:[a-z]{1,20} )?(?:team|patient|doctor|nurse|"
+    r"(?:the |my |our |his |her |their |a )?(?:[a-z.']{1,20} ){0,2}(?:team|patient|doctor|nurse|"
     r"cardiologists?|family|colleagues?|someone|boss|manager|hospital|gp|physician|staff|"
     r"everyone|people|him|her|them|wife|husband|department)\b"
 )

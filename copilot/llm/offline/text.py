@@ -145,6 +145,16 @@ _GRAMMAR_WORDS = frozenset(
 )
 
 
+def known_words(*texts: str) -> None:
+    """Add the words of the grammar to the vocabulary typos are fixed against, so that a
+    word the grammar reads ("raise", "diabetics") is never "fixed" into a neighbour."""
+    words = {w for text in texts for w in re.findall(r"[a-z]{5,}", text)}
+    if not words <= _EXTRA_WORDS:
+        _EXTRA_WORDS.update(words)
+        _BY_CARD.clear()
+        _closest.cache_clear()
+
+
 def number(token: str) -> float:
     return float(NUMBER_WORDS.get(token, token))
 
@@ -165,6 +175,7 @@ def plain(text: str) -> str:
 
 
 _BY_CARD: dict[tuple[str, str], object] = {}
+_EXTRA_WORDS: set[str] = set()
 
 
 def _vocabulary(card: DatasetCard) -> frozenset[str]:
@@ -179,6 +190,7 @@ def _vocabulary(card: DatasetCard) -> frozenset[str]:
 def _words_of(card: DatasetCard) -> frozenset[str]:
     return (
         _GRAMMAR_WORDS
+        | _EXTRA_WORDS
         | {
             word
             for f in card.features
