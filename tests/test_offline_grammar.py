@@ -573,3 +573,53 @@ def test_hostile_inputs_read_in_linear_time(card: DatasetCard) -> None:
     assert understand("\u200b" * 5000 + "why?", AFTER, card).tool == "explain_prediction"
     assert understand("compare " * 1200 + "runs", AFTER, card).tool == "compare_runs"
     assert understand("send " + "the report " * 800 + "to the team", AFTER, card).tool is None
+
+
+# --- more shorthand ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "age", "sex"),
+    [
+        ("pls assess: male 61, asymptomatic, chol 6 mmol/L", 61, "Male"),
+        ("run the model on this one: F, 48y, atypical angina, BP 118", 48, "Female"),
+        ("61 male, typical angina, bp 150", 61, "Male"),
+        ("risk? woman 70 non-anginal", 70, "Female"),
+    ],
+)
+def test_age_written_next_to_sex(card: DatasetCard, text: str, age: int, sex: str) -> None:
+    intent = _ask(card, text)
+    assert intent.tool == "predict_risk", intent
+    assert intent.arguments["patient"]["age"] == age
+    assert intent.arguments["patient"]["sex"] == sex
+
+
+@pytest.mark.parametrize(
+    ("text", "feature"),
+    [
+        ("how much does cholesterol matter here", "chol"),
+        ("how much did his age contribute", "age"),
+        ("how big a role is max heart rate playing", "thalch"),
+    ],
+)
+def test_how_much_one_feature_matters(card: DatasetCard, text: str, feature: str) -> None:
+    _routes(card, text, AFTER, "explain_prediction", prediction_id=LAST)
+    assert question_focus(text, card) == Focus(kind="rank", features=[feature])
+
+
+@pytest.mark.parametrize(
+    ("text", "changes"),
+    [
+        ("try it with bp 120", {"trestbps": 120}),
+        ("rerun with cholesterol 180", {"chol": 180}),
+        ("set his max hr to 130", {"thalch": 130}),
+        ("make her a man", {"sex": "Male"}),
+    ],
+)
+def test_scoring_again_with_a_change(card: DatasetCard, text: str, changes: dict[str, Any]) -> None:
+    _routes(card, text, AFTER, "what_if", changes=changes)
+
+
+@pytest.mark.parametrize("text", ["roll it back", "roll the model back", "please roll that back"])
+def test_roll_something_back(card: DatasetCard, text: str) -> None:
+    _routes(card, text, FRESH, "rollback_model")

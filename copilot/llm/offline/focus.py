@@ -16,7 +16,8 @@ _COMPARE = re.compile(
 )
 
 _RANK = re.compile(
-    r"\brank(?:s|ed|ing)?\b|\bwhere does\b|\bposition\b|\bhow important\b|\bwhich place\b"
+    r"\brank(?:s|ed|ing)?\b|\bwhere does\b|\bposition\b|\bhow important\b|\bwhich place\b|"
+    r"\bhow (?:much|big a role) (?:does|do|did|is)\b"
 )
 
 _DIRECTION = re.compile(

@@ -59,7 +59,11 @@ CUES: dict[str, re.Pattern[str]] = {
         "if, what would, would, were, had, if he, if she, if they, if his, if her, if the "
         "patient, if it, same patient, same guy, same man, same woman, same person, "
         "hypothetical*, scenario, counterfactual, and for, and with, but with, now with, and "
-        "if, what happens"
+        "if, what happens, "
+        # asking to score the last patient again with something changed
+        "try it with, try with, try again with, rerun with, re-run with, redo with, "
+        "recalculate with, recompute with, change his, change her, set his, set her, "
+        "make him, make her, make it, with ~ instead"
     ),
     # check_drift: the words of drift itself
     "drift": _words("drift*, shift*, distribution*, data quality, covariate"),
@@ -119,8 +123,8 @@ CUES: dict[str, re.Pattern[str]] = {
         "champion, crown"
     ),
     "rollback": _words(
-        "roll back, rollback, roll-back, revert*, undo, restore, go back, switch back, back "
-        "to the previous, back to the old"
+        "roll back, roll ~ back, rollback, roll-back, revert*, undo, restore, go back, "
+        "switch back, back to the previous, back to the old"
     ),
     "aliases": _words("champion, challenger, candidate, new model, old model"),
     # a question about many patients, not one

@@ -89,7 +89,9 @@ _RISK_CONDITION = re.compile(
 _FOCUS_WORDS = re.compile(
     r"\brank|\bimportan|\binfluential|\b(?:matters?|counts?|weighs?) (?:more|less)\b|"
     r"\b(?:raise|lower|increase|decrease|reduce|push)(?:s|es)? [a-z' ]{0,30}\brisk\b|"
-    r"\btop[ -]?(?:\d{1,2}|one)\b|\bmatters? (?:the )?most\b"
+    r"\btop[ -]?(?:\d{1,2}|one)\b|\bmatters? (?:the )?most\b|"
+    r"\bhow much (?:does|do|did) [a-z' ]{1,30} (?:matter|count|contribute|weigh|affect|influence)|"
+    r"\bhow big a role\b|\bhow much (?:of an? )?(?:role|difference|effect|impact)\b"
 )
 
 # A what-if said plainly enough that finding no change to apply must be said back.

@@ -39,6 +39,11 @@ def _numeric(feature: Feature, text: str) -> float | None:
             r"\b(\d{1,3})\s*-?\s*(?:yo|y/o|y\.o\.|yrs?\b|years?\b|year-old)",
             rf"\bage[d]?{link}(\d{{1,3}})\b",
             r"\b(\d{2})\s*(?:m|f)\b",
+            r"\b(\d{2,3}) ?y\b",  # "48y"
+            # sex then age, written together ("male 61", "F 48"; "man, 38" stays a question)
+            r"\b(?:male|female|man|woman|m|f|gentleman|lady) (\d{2,3})\b"
+            r"(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
+            r"\b(\d{2,3}) (?:male|female|man|woman|gentleman|lady)\b",
             r"\b(?:he|she|patient)(?: is| was| were| turns| turned|'s)? (\d{2,3})\b"
             r"(?! ?(?:mg|mmol|bpm|mm|%|vessels?|points?|units?|/|\.\d))",
         ):
