@@ -623,3 +623,29 @@ def test_scoring_again_with_a_change(card: DatasetCard, text: str, changes: dict
 @pytest.mark.parametrize("text", ["roll it back", "roll the model back", "please roll that back"])
 def test_roll_something_back(card: DatasetCard, text: str) -> None:
     _routes(card, text, FRESH, "rollback_model")
+
+
+@pytest.mark.parametrize(
+    ("text", "changes"),
+    [
+        ("compare his risk to a woman's", {"sex": "Female"}),
+        ("how would it compare if he were 10 years older", {"age": 73}),
+        ("compare with bp 120", {"trestbps": 120}),
+    ],
+)
+def test_comparing_the_patient_with_a_variant(
+    card: DatasetCard, text: str, changes: dict[str, Any]
+) -> None:
+    _routes(card, text, AFTER, "what_if", changes=changes)
+
+
+def test_a_whole_new_patient_is_not_an_answer(card: DatasetCard) -> None:
+    asked = _ask(card, "man, typical angina, chol 180")
+    memory = PendingMemory(pending_patient=asked.pending, asked_for=asked.asked_for)
+    for text in (
+        "45 yo F, asymptomatic, bp 130",
+        "new patient: 70 year old man, non-anginal pain",
+        "52 yo woman with atypical angina, max hr 140",
+    ):
+        intent = _ask(card, text, memory)
+        assert intent.tool == "predict_risk" and "chol" not in intent.arguments["patient"], text

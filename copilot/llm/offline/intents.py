@@ -375,6 +375,8 @@ def _compare(reading: Reading, _: _Context) -> Intent | None:
     weak_objects = re.search(r"\bprevious\b|\bit\b|\bmodels\b|\bversions\b", reading.text)
     if not (objects or (strong and (weak_objects or reading.count))):
         return None
+    if not objects and reading.has("pronoun"):
+        return None  # "how would it compare if he were older": a what-if about him
     if len(reading.run_ids) >= 2:
         return Intent(tool="compare_runs", arguments={"run_ids": reading.run_ids[:5]})
     best = re.search(r"\b(?:best|worst)\b", reading.text)
@@ -476,8 +478,8 @@ def _answer(reading: Reading, context: _Context) -> Intent | None:
         feature = context.card.feature(numeric_asked[0])
         value = float(bare.group(1))
         values = {feature.name: int(value) if feature.integer else value}
-    if not values:
-        return None
+    if not values or not missing_required(values, context.card):
+        return None  # nothing said, or a whole new patient: not an answer
     patient = {**pending, **values}
     return _ask_for_missing(patient, context.card) or Intent(
         tool="predict_risk", arguments={"patient": patient}
@@ -557,7 +559,7 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
     explicit = parse_patient(masked, card, pronouns=False)
     if not explicit and len(context.shared) >= 2:
         patient, explicit = dict(context.shared), dict(context.shared)
-    what_if_said = reading.has("what_if") or bool(_FOLLOW_ON.search(text))
+    what_if_said = reading.has("what_if", "compare") or bool(_FOLLOW_ON.search(text))
     asks_why = reading.has("why") or (
         bool(_FOCUS_WORDS.search(text)) and not what_if_said and not changes.values
     )
