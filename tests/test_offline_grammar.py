@@ -547,6 +547,9 @@ HOSTILE = [
     "63 yo M, " * 1000,
     "\u200b" * 5000 + "why?",
     "\u043e" * 8000,
+    "the rollback " * 800,
+    "confirm the promotion of " * 400,
+    "was not " * 1200 + "diabetic",
 ]
 
 

@@ -102,7 +102,7 @@ _STRONG_WHAT_IF = re.compile(
 
 _FOLLOW_ON = re.compile(r"^(?:and|but|now|ok|okay|then|same)\b")
 
-_NOUN_BEFORE = re.compile(r"\b(?:the|this|that|a|my|your|its|pending|last|latest|recent) $")
+_NOUN_BEFORE = re.compile(r"(?:^|\W)(?:the|this|that|a|my|your|its|pending|last|latest|recent) $")
 
 _FORCE = re.compile(
     r"\bforced?\b|\boverride\b|\beven if\b|\bregardless\b|\banyway\b|\bdespite\b|"
@@ -320,7 +320,8 @@ def _verb(reading: Reading, cue: str) -> bool:
     """Whether a cue is used as a verb: not right after an article or a possessive
     ("roll back now", not "confirm the rollback", "the last promotion")."""
     return any(
-        not _NOUN_BEFORE.search(reading.text[: m.start()]) for m in CUES[cue].finditer(reading.text)
+        not _NOUN_BEFORE.search(reading.text[max(0, m.start() - 10) : m.start()])
+        for m in CUES[cue].finditer(reading.text)
     )
 
 
