@@ -652,3 +652,23 @@ def test_a_whole_new_patient_is_not_an_answer(card: DatasetCard) -> None:
     ):
         intent = _ask(card, text, memory)
         assert intent.tool == "predict_risk" and "chol" not in intent.arguments["patient"], text
+
+
+@pytest.mark.parametrize(
+    ("text", "tool"),
+    [
+        ("what happens if you run it with bp 120", "what_if"),
+        ("run the numbers again with chol 190", "what_if"),
+        ("run a drift check on hungary", "check_drift"),
+        ("which runs are the latest", "list_runs"),
+    ],
+)
+def test_run_the_verb_and_runs_the_noun(card: DatasetCard, text: str, tool: str) -> None:
+    _routes(card, text, AFTER, tool)
+
+
+def test_his_risk_after_a_prediction_offers_readings(card: DatasetCard) -> None:
+    for text in ("what is his risk currently", "so what's her risk?", "his risk?"):
+        reply = _ask(card, text, AFTER).reply or ""
+        assert "explain the last prediction" in reply, text
+        assert "Describe the patient" in (_ask(card, text, FRESH).reply or ""), text

@@ -63,7 +63,7 @@ CUES: dict[str, re.Pattern[str]] = {
         # asking to score the last patient again with something changed
         "try it with, try with, try again with, rerun with, re-run with, redo with, "
         "recalculate with, recompute with, change his, change her, set his, set her, "
-        "make him, make her, make it, with ~ instead"
+        "make him, make her, make it, with ~ instead, again with, run ~ with"
     ),
     # check_drift: the words of drift itself
     "drift": _words("drift*, shift*, distribution*, data quality, covariate"),
@@ -181,12 +181,26 @@ class Reading:
         return any(cue in self.cues for cue in cues)
 
 
+# "run" as a verb ("run it with bp 120", "run the model on this patient") is not a run.
+_RUN_VERB = re.compile(
+    r"\brun (?:it|this|that|the model|the numbers|the prediction|a prediction|again|him|her|"
+    r"the patient|an? [a-z]{1,12} check|a check)\b"
+)
+
+
+def _cues(text: str) -> frozenset[str]:
+    found = {name for name, pattern in CUES.items() if pattern.search(text)}
+    if "runs" in found and not CUES["runs"].search(_RUN_VERB.sub(" ", text)):
+        found.discard("runs")
+    return frozenset(found)
+
+
 def read(text: str, card: DatasetCard) -> Reading:
     """The cues and slots of one clause (already normalised, notes set apart)."""
     version = _VERSION.search(text)
     return Reading(
         text=text,
-        cues=frozenset(name for name, pattern in CUES.items() if pattern.search(text)),
+        cues=_cues(text),
         sites=sites_in(text, card),
         kinds=kinds_in(text),
         version=version.group(1) if version else None,

@@ -432,7 +432,7 @@ def _about_a_patient(reading: Reading) -> bool:
 def _model(reading: Reading, _: _Context) -> Intent | None:
     """model_info: which model is live, its metrics ("what's the AUC", "how sensitive is
     it"), the inputs it needs ("which features does the model use")."""
-    if reading.has("live") and not reading.has("why"):
+    if reading.has("live") and not reading.has("why", "pronoun"):
         return Intent(tool="model_info")
     if _WHICH_MODEL.search(reading.text):
         return Intent(tool="model_info")
@@ -604,6 +604,13 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
             return Intent(tool="explain_prediction", arguments={"patient": patient})
         return _ask_for_missing(patient, card) or Intent(
             tool="predict_risk", arguments={"patient": patient}
+        )
+    if reading.has("risk") and reading.has("pronoun") and memory.prediction_id is not None:
+        return _clarify(
+            _did_you_mean(
+                ["explain the last prediction", "what if his cholesterol were 200"],
+                "The last patient's risk is in my answer above.",
+            )
         )
     if reading.has("risk"):
         return _clarify(
