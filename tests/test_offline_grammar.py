@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from copilot.facts import Focus, Memory
+from copilot.facts import Focus, Memory, Step
 from copilot.llm.offline.focus import question_focus
 from copilot.llm.offline.intents import Intent, pending_after, steps_in, understand
 from copilot.llm.offline.text import normalise, since_in, without_notes
@@ -318,7 +318,7 @@ def test_a_partial_answer_asks_for_the_rest(card: DatasetCard) -> None:
     again = _ask(card, "male, asymptomatic", memory)
     assert again.tool is None and again.asked_for == ["age"]
     assert again.pending == {**(asked.pending or {}), "sex": "Male", "cp": "asymptomatic"}
-    assert pending_after("male, asymptomatic", memory, card) == (again.pending, ["age"])  # type: ignore[arg-type]
+    assert pending_after("male, asymptomatic", memory, card) == (again.pending, ["age"])
 
 
 def test_other_requests_still_work_while_a_question_is_open(card: DatasetCard) -> None:
@@ -672,3 +672,26 @@ def test_his_risk_after_a_prediction_offers_readings(card: DatasetCard) -> None:
         reply = _ask(card, text, AFTER).reply or ""
         assert "explain the last prediction" in reply, text
         assert "Describe the patient" in (_ask(card, text, FRESH).reply or ""), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "check drift at VA and train a new model if it drifted",
+        "check drift at VA Long Beach, then kick off training if it shifted",
+        "look for drift at VA and build a new model if it has drifted",
+    ],
+)
+def test_a_conditional_training_in_other_words_still_checks_first(
+    card: DatasetCard, text: str
+) -> None:
+    first = understand(text, FRESH, card)
+    assert first.tool == "check_drift" and first.arguments == {"site": "VA Long Beach"}
+    assert steps_in(text, card) == 2
+    stable: list[Step] = [
+        {"tool": "check_drift", "arguments": first.arguments, "facts": {"drift_detected": False}}
+    ]
+    assert understand(text, FRESH, card, stable).tool is None
+    drifted: list[Step] = [{**stable[0], "facts": {"drift_detected": True}}]
+    second = understand(text, FRESH, card, drifted)
+    assert second.tool == "retrain_model" and "VA Long Beach" in second.arguments["sites"]

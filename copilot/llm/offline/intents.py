@@ -65,7 +65,8 @@ EXAMPLE_PATIENT = "63 yo M, asymptomatic chest pain, BP 145, chol 233"
 # A step of a two-step request starts with one of these ("... and explain", "... then retrain").
 _STEP_VERB = (
     r"(?:predict|score|estimate|explain|why|tell me|show|list|compare|check|retrain|re-train|"
-    r"refit|promote|roll ?back|revert|deploy|give me|what if|what are|what's|which)"
+    r"refit|promote|roll ?back|revert|deploy|give me|what if|what are|what's|which|train|fit|"
+    r"build|make|kick off|start|launch|ship|undo|restore|put|switch)"
 )
 
 _STEP_SPLIT = re.compile(
