@@ -263,7 +263,11 @@ def test_a_change_that_cannot_be_applied_is_said_back(
 
 
 def test_a_what_if_with_nothing_to_change_is_said_back(card: DatasetCard) -> None:
-    for text in ("what if he quit smoking", "suppose he ran every day", "what if he were calmer"):
+    for text in (
+        "what if things were different",
+        "suppose he ran every day",
+        "what if he were calmer",
+    ):
         intent = _ask(card, text, AFTER)
         assert intent.tool is None and "could not find a change" in (intent.reply or ""), text
 
@@ -695,3 +699,27 @@ def test_a_conditional_training_in_other_words_still_checks_first(
     drifted: list[Step] = [{**stable[0], "facts": {"drift_detected": True}}]
     second = understand(text, FRESH, card, drifted)
     assert second.tool == "retrain_model" and "VA Long Beach" in second.arguments["sites"]
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("what if he were a smoker and his cholesterol 200", "smoker"),
+        ("suppose he quit smoking and lost weight", "smoking"),
+        ("what if his ldl dropped and bp were 120", "ldl"),
+        ("and with a family history of heart disease?", "family history"),
+    ],
+)
+def test_a_risk_factor_the_model_lacks_is_named(card: DatasetCard, text: str, named: str) -> None:
+    intent = _ask(card, text, AFTER)
+    assert intent.tool is None and f"'{named}' (not one of the model's inputs)" in (
+        intent.reply or ""
+    ), intent
+
+
+def test_an_inflection_is_not_a_typo(card: DatasetCard) -> None:
+    assert normalise("he is a smoker", card) == "he is a smoker"  # not "smokers" (a cohort)
+    assert normalise("the main driver", card) == "the main driver"
+    assert normalise("cholesterl and the factr", card) == "cholesterol and the factor"
+    _routes(card, "one fewer vessel", AFTER, "what_if", changes={"ca": 1})
+    _routes(card, "57 yo woman, typical angina, 1 vessel", FRESH, "predict_risk")

@@ -71,6 +71,7 @@ class Changes:
 def _names(feature: Feature) -> str:
     names = {*feature.synonyms, feature.display_name, feature.name.replace("_", " ")}
     names = {n.lower() for n in names if len(n) > 1 and n not in {"yo", "y/o", "yrs", "aged"}}
+    names |= {n[:-1] for n in names if n.endswith("s") and len(n) > 4}  # "vessel(s)"
     ordered = sorted(names, key=len, reverse=True)
     return "(?:" + "|".join(re.escape(n) for n in ordered) + ")"
 

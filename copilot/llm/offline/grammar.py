@@ -91,7 +91,7 @@ CUES: dict[str, re.Pattern[str]] = {
         "past, summary, summari*, overview, give, tell, any, how many, do we have, get"
     ),
     # model_info: the served model, its metrics and its inputs
-    "model": _words("model, models, classifier, algorithm, version, champion"),
+    "model": _words("model, models, classifier, algorithm, version, versions, champion"),
     "live": _words(
         "live, serving, served, in production, in prod, production, deployed, in use, "
         "running, currently, current model, current version, champion, model card, model "

@@ -130,6 +130,13 @@ _UNKNOWN_NAMED = re.compile(
     r"(?:were|was|is|at|of|to|went to|dropped to|rose to|=|:)? ?\d"
 )
 
+# Risk factors people know that a card may not have (checked against the card's words).
+_NOT_INPUTS = re.compile(
+    r"\bsmok[a-z]{0,5}|\bcigarettes?\b|\bbmi\b|\bbody mass\b|\bweight\b|\bobes[a-z]{0,3}\b|"
+    r"\bheight\b|\bldl\b|\bhdl\b|\btriglycerides?\b|\bdiet\b|\balcohol\b|\bdrinker\b|"
+    r"\bfamily history\b|\bstress\b|\bhba1c\b|\bcreatinine\b|\btroponin\b|\bwaist\b"
+)
+
 _STOP = frozenset(
     "risk chance probability age he she they it prediction score value level reading "
     "number count".split()
@@ -538,11 +545,13 @@ def _unknown_names(text: str, card: DatasetCard) -> list[str]:
         for name in (*f.synonyms, *f.value_words, f.display_name, f.name)
         for word in re.split(r"[ _/-]", name.lower())
     }
-    return [
+    named = [
         m.group(1)
         for m in _UNKNOWN_NAMED.finditer(text)
         if m.group(1) not in known and m.group(1) not in _STOP
     ]
+    others = [m.group(0) for m in _NOT_INPUTS.finditer(text) if m.group(0) not in known]
+    return list(dict.fromkeys([*named, *others]))
 
 
 def _inputs(card: DatasetCard) -> str:

@@ -214,6 +214,8 @@ def _fix_typos(text: str, vocabulary: frozenset[str]) -> str:
         word = match.group(0)
         if len(word) < 5 or len(word) > 20 or word in vocabulary:
             return word
+        if f"{word}s" in vocabulary or (word.endswith("s") and word[:-1] in vocabulary):
+            return word  # an inflection of a known word ("smoker"), not a typo
         return _closest(word, vocabulary)
 
     return re.sub(r"[a-z]+", fix, text)
