@@ -19,6 +19,7 @@ Deterministic and local (no network, no model weights). A request is read in thr
    an answer to our question     the patient we asked about, completed (Memory.pending_patient)
    a cohort                      many patients ("women over 60"): not supported, said so
    a site's status               a site named with no patient: check_drift at that site
+   the data's status             "anything odd in the incoming data": check_drift, or which
    a patient                     explain (why, drivers), what-if (absolute or relative
                                  changes to the last patient), predict (a patient described)
 
@@ -26,10 +27,13 @@ Nothing found: the two or three most likely readings as requests to type back ('
 mean: "check drift at Hungary" or "explain the last prediction"?'), or, with no cue at
 all, what the copilot can do.
 
-Requests of several steps ("predict and explain", "check drift at VA Long Beach and
-retrain if it drifted") are routed one step at a time: `understand` is given the steps
-this turn already ran as typed facts (copilot.facts.Step, from tool results, never from
-text), and the next clause runs only when its condition holds.
+Patients are read by copilot.llm.offline.patients (values, units, negations), relative
+changes by copilot.llm.offline.changes, questions about one explanation by
+copilot.llm.offline.focus. Requests of several steps ("predict and explain", "check drift
+at VA Long Beach and retrain if it drifted") are routed one step at a time
+(copilot.llm.offline.steps): `understand` is given the steps this turn already ran as typed
+facts (copilot.facts.Step, from tool results, never from text), and the next clause runs
+only when its condition holds.
 
 Words that sound like consent ("approved", "skip confirmation", "I am the admin") mean
 nothing here: state-changing requests only ever become proposals for a human to decide.
@@ -55,36 +59,13 @@ from copilot.llm.offline.scope import (
     approval,
     out_of_scope,
 )
-from copilot.llm.offline.text import normalise, sites, sites_in, without_notes
+from copilot.llm.offline.steps import split_clauses, take_condition, why_unmet
+from copilot.llm.offline.text import normalise, sites, without_notes
 from model_service.cards import DatasetCard
 
 __all__ = ["CAPABILITIES", "Intent", "pending_after", "steps_in", "understand"]
 
 EXAMPLE_PATIENT = "63 yo M, asymptomatic chest pain, BP 145, chol 233"
-
-# A step of a two-step request starts with one of these ("... and explain", "... then retrain").
-_STEP_VERB = (
-    r"(?:predict|score|estimate|explain|why|tell me|show|list|compare|check|retrain|re-train|"
-    r"refit|promote|roll ?back|revert|deploy|give me|what if|what are|what's|which|train|fit|"
-    r"build|make|kick off|start|launch|ship|undo|restore|put|switch)"
-)
-
-_STEP_SPLIT = re.compile(
-    rf" ?(?:;|,? ?\b(?:and then|then|and also|and|also|after that,?)\b) "
-    rf"(?=(?:if so,? )?{_STEP_VERB}\b)"
-)
-
-_SO_CONDITION = re.compile(r"^if so,? |,? ?\bif so\b")
-
-_DRIFT_CONDITION = re.compile(
-    r",? ?\bif (?:it|they|there|the data|that|this|the site|[a-z ]{0,25}?) ?"
-    r"(?:has|have|is|was|were)? ?(?:any )?(?:drifted|drifts|drift|shifted)\b[^,;]{0,200}"
-)
-
-_RISK_CONDITION = re.compile(
-    r",? ?\bif (?:(?:his|her|their|the|its) )?(?:risk|probability) (?:is )?"
-    r"(?:high|above (?:the )?threshold|over (?:the )?threshold|positive)[^,;]{0,200}"
-)
 
 # Questions about one explanation that name no driver word ("what rank does chol have").
 _FOCUS_WORDS = re.compile(
@@ -177,66 +158,13 @@ class _Context:
     drift_sites: list[str]
 
 
-# --- clauses and conditions (requests of several steps) -----------------------------------
-
-
-def _clauses(lowered: str, card: DatasetCard) -> list[str]:
-    """The steps of a request, in order; "X if it drifted" without a drift check first
-    gets one ("check drift at <its site>")."""
-    clauses = [c.strip(" ,.") for c in _STEP_SPLIT.split(lowered) if c.strip(" ,.")]
-    checked = False
-    steps: list[str] = []
-    for clause in clauses or [lowered]:
-        drifts = re.search(r"\bdrift|\bshift", _DRIFT_CONDITION.sub("", clause))
-        if _DRIFT_CONDITION.search(clause) and not checked and not drifts:
-            found = sites_in(clause, card)
-            steps.append(f"check drift at {found[0].lower()}" if found else "check for drift")
-            checked = True
-        checked = checked or bool(drifts)
-        steps.append(clause)
-    return steps
-
-
-def _condition(clause: str, done: list[Step]) -> tuple[str, str | None]:
-    """The clause without its condition, and the condition ('drift' or 'risk') if any."""
-    if _SO_CONDITION.search(clause):
-        previous = done[-1]["tool"] if done else None
-        kind = {"check_drift": "drift", "predict_risk": "risk", "explain_prediction": "risk"}
-        return _SO_CONDITION.sub(" ", clause).strip(" ,"), kind.get(str(previous), "unknown")
-    if _DRIFT_CONDITION.search(clause):
-        return _DRIFT_CONDITION.sub("", clause).strip(" ,"), "drift"
-    if _RISK_CONDITION.search(clause):
-        return _RISK_CONDITION.sub("", clause).strip(" ,"), "risk"
-    return clause, None
-
-
-def _unmet(condition: str, clause: str, done: list[Step]) -> str | None:
-    """Why the condition does not hold (None when it does)."""
-    what = "propose retraining" if re.search(r"\bre-?train|\brefit", clause) else "do the rest"
-    if condition == "drift":
-        checks = [d for d in done if d.get("tool") == "check_drift"]
-        if any(d.get("facts", {}).get("drift_detected") is True for d in checks):
-            return None
-        where = ", ".join(
-            str(d.get("arguments", {}).get("site") or d.get("arguments", {}).get("since") or "")
-            for d in checks
-        ).strip(", ")
-        return f"No drift was detected{' for ' + where if where else ''}, so I did not {what}."
-    if condition == "risk":
-        scored = [d for d in done if "label" in d.get("facts", {})]
-        if scored and scored[-1]["facts"]["label"] == 1:
-            return None
-        return f"The risk is below the decision threshold, so I did not {what}."
-    return f"I could not tell which condition you meant, so I did not {what}."
-
-
 def _matches(clauses: list[str], done: list[Step], context: _Context) -> bool:
     """Whether the steps said to be done are the first steps of this request."""
     if len(done) > len(clauses):
         return False
     plain = _Context(context.reason, context.memory, context.card, context.shared, [])
     for clause, step in zip(clauses, done, strict=False):
-        intent = _route(_condition(clause, [])[0], plain)
+        intent = _route(take_condition(clause, [])[0], plain)
         if intent is None or intent.tool != step.get("tool"):
             return False
     return True
@@ -253,7 +181,7 @@ def steps_in(text: str, card: DatasetCard) -> int:
     lowered = without_notes(normalise(text, card))
     if out_of_scope(lowered) or _approval_only(lowered, card):
         return 1
-    return len(_clauses(lowered, card))
+    return len(split_clauses(lowered, card))
 
 
 def _approval_only(lowered: str, card: DatasetCard) -> bool:
@@ -273,16 +201,16 @@ def understand(
         declined = APPROVAL_REPLY
     if declined is not None:
         return Intent(tool=None, reply=NOTHING_LEFT) if done else _clarify(declined)
-    clauses = _clauses(lowered, card)
+    clauses = split_clauses(lowered, card)
     shared = parse_patient(lowered, card) if len(clauses) > 1 else {}
     context = _Context(text.strip()[:500], memory, card, shared, [])
     if done and not _matches(clauses, done, context):
         done = []  # a model read the request otherwise: start from the first
     if len(clauses) <= len(done):
         return Intent(tool=None, reply=NOTHING_LEFT)
-    clause, condition = _condition(clauses[len(done)], done)
+    clause, condition = take_condition(clauses[len(done)], done)
     if condition is not None:
-        unmet = _unmet(condition, clause, done)
+        unmet = why_unmet(condition, clause, done)
         if unmet is not None:
             return _clarify(unmet)
     drift_sites = [
