@@ -723,3 +723,38 @@ def test_an_inflection_is_not_a_typo(card: DatasetCard) -> None:
     assert normalise("cholesterl and the factr", card) == "cholesterol and the factor"
     _routes(card, "one fewer vessel", AFTER, "what_if", changes={"ca": 1})
     _routes(card, "57 yo woman, typical angina, 1 vessel", FRESH, "predict_risk")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["what if he didnt have diabetes", "suppose he wasnt diabetic", "if he doesnt have diabetes"],
+)
+def test_negations_typed_without_apostrophes(card: DatasetCard, text: str) -> None:
+    _routes(card, text, AFTER, "what_if", changes={"fbs": False})
+
+
+@pytest.mark.parametrize(
+    ("text", "feature"),
+    [
+        ("whats the effect of his age", "age"),
+        ("what's the impact of cholesterol for him", "chol"),
+        ("the role of max heart rate here?", "thalch"),
+    ],
+)
+def test_the_effect_of_one_feature(card: DatasetCard, text: str, feature: str) -> None:
+    _routes(card, text, AFTER, "explain_prediction", prediction_id=LAST)
+    assert question_focus(text, card) == Focus(kind="rank", features=[feature])
+
+
+@pytest.mark.parametrize(
+    ("text", "changes"),
+    [
+        ("what's the effect of lowering his cholesterol by 20", {"chol": 213}),
+        ("what happens when raising his bp by 10", {"trestbps": 155}),
+        ("impact of reducing chol by 33?", {"chol": 200}),
+    ],
+)
+def test_the_effect_of_a_change_is_a_what_if(
+    card: DatasetCard, text: str, changes: dict[str, Any]
+) -> None:
+    _routes(card, text, AFTER, "what_if", changes=changes)

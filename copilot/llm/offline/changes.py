@@ -36,8 +36,14 @@ _DOWN = (
     r"(?:lower|less|down|fewer|smaller|decreased|reduced|dropped|lowered|younger|fell|fallen|"
     r"went down|goes down|gone down|go down|cut|decreases|decrease|drops)"
 )
-_RAISE = r"(?:increase|raise|bump up|bump|push up|boost|up)"
-_LOWER = r"(?:decrease|lower|reduce|drop|cut|bring down|take down|knock down|bring)"
+_RAISE = (
+    r"(?:increase|increasing|raise|raising|bump up|bumping up|bump|push up|pushing up|boost|"
+    r"boosting|up)"
+)
+_LOWER = (
+    r"(?:decrease|decreasing|lower|lowering|reduce|reducing|drop|dropping|cut|cutting|"
+    r"bring down|bringing down|take down|knock down|bring)"
+)
 _AMOUNT = r"(?P<amount>\d{1,4}(?:\.\d{1,3})?|one)"
 _UNIT = (
     r"(?: ?(?P<unit>%|percent|mmol/l|mg/dl|mmhg|mm hg|bpm|beats|mm|points?|units?|years?|yrs?|"

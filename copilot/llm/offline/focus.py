@@ -17,7 +17,7 @@ _COMPARE = re.compile(
 
 _RANK = re.compile(
     r"\brank(?:s|ed|ing)?\b|\bwhere does\b|\bposition\b|\bhow important\b|\bwhich place\b|"
-    r"\bhow (?:much|big a role) (?:does|do|did|is)\b"
+    r"\bhow (?:much|big a role) (?:does|do|did|is)\b|\b(?:effect|impact|influence|role) of\b"
 )
 
 _DIRECTION = re.compile(

@@ -46,7 +46,8 @@ CUES: dict[str, re.Pattern[str]] = {
     "why": _words(
         "why, explain*, explanation*, driver*, driving, drives, factor*, reason*, contribut*, "
         "shap, break down, break ~ down, breakdown, behind, responsible for, attribut*, "
-        "accounts for, account for, what makes, what's pushing, what is pushing, due to"
+        "accounts for, account for, what makes, what's pushing, what is pushing, due to, "
+        "effect of, impact of, influence of, role of"
     ),
     # predict_risk: asking for a risk
     "risk": _words(

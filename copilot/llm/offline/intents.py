@@ -503,7 +503,7 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
         bool(_FOCUS_WORDS.search(text)) and not what_if_said and not changes.values
     )
     relative = bool(changes.values or changes.problems)
-    if asks_why and len(explicit) < 2 and not (relative and what_if_said):
+    if asks_why and len(explicit) < 2 and not (changes.values or (relative and what_if_said)):
         if memory.prediction_id is not None:
             return Intent(
                 tool="explain_prediction", arguments={"prediction_id": memory.prediction_id}

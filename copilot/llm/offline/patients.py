@@ -94,7 +94,10 @@ def _ambiguous(word: str, feature: Feature, card: DatasetCard) -> bool:
     )
 
 
-_NEGATED = re.compile(r"(?:\b(?:not|no|never|without|denies|non)|n't)(?: [a-z]{1,8})? ?-?$")
+_NEGATED = re.compile(
+    r"(?:\b(?:not|no|never|without|denies|non|didnt|doesnt|dont|wasnt|isnt|werent|hasnt|"
+    r"hadnt|aint)|n't)(?: [a-z]{1,8})? ?-?$"
+)
 
 
 def _negated(text: str, start: int) -> bool:
