@@ -6,17 +6,18 @@ from __future__ import annotations
 import re
 
 from copilot.facts import Focus
-from copilot.llm.offline.text import NUMBER_WORDS, normalise, number, without_notes
+from copilot.llm.offline.text import normalise, number, without_notes
 from model_service.cards import DatasetCard
 
 _COMPARE = re.compile(
     r"\b(?P<relation>more|less|bigger|smaller|larger|greater|stronger|weaker) "
     r"(?:important|influential|(?:of an? )?(?:driver|factor|effect|impact|contributor))\s+than\b|"
-    r"\b(?:matters?|counts?|weighs?|contributes?) (?P<relation2>more|less)\b[^.?]*?\bthan\b"
+    r"\b(?:matters?|counts?|weighs?|contributes?) (?P<relation2>more|less)\b[^.?]{0,80}?\bthan\b"
 )
 
 _RANK = re.compile(
-    r"\brank(?:s|ed|ing)?\b|\bwhere does\b|\bposition\b|\bhow important\b|\bwhich place\b"
+    r"\brank(?:s|ed|ing)?\b|\bwhere does\b|\bposition\b|\bhow important\b|\bwhich place\b|"
+    r"\bhow (?:much|big a role) (?:does|do|did|is)\b|\b(?:effect|impact|influence|role) of\b"
 )
 
 _DIRECTION = re.compile(
@@ -25,13 +26,16 @@ _DIRECTION = re.compile(
 )
 
 _TOP = re.compile(
-    r"\btop\s+(?P<count>\d+|" + "|".join(NUMBER_WORDS) + r")\b|"
+    r"\btop[ -]?(?P<count>\d{1,2}|one)\b|"
+    r"\b(?P<count2>\d{1,2}|one) (?:(?:most important|most influential|biggest|largest|"
+    r"strongest|main|key|top|leading|major) )?(?:drivers?|factors?|features?|reasons?|"
+    r"contributors?)\b|"
     r"\b(?:top|main|key|biggest|largest|strongest|most important|leading) "
     r"(?P<what>drivers?|factors?|features?|reasons?|contributors?)\b"
 )
 
 
-def _mentioned(text: str, card: DatasetCard) -> list[str]:
+def mentioned(text: str, card: DatasetCard) -> list[str]:
     """The card's features named in `text`, in order of appearance."""
     found: list[tuple[int, str]] = []
     for feature in card.features:
@@ -49,23 +53,25 @@ def question_focus(text: str, card: DatasetCard) -> Focus | None:  # noqa: PLR09
     lowered = without_notes(normalise(text, card))
     compare = _COMPARE.search(lowered)
     if compare:
-        left = _mentioned(lowered[: compare.start()], card)
-        right = _mentioned(lowered[compare.end() :], card)
+        left = mentioned(lowered[: compare.start()], card)
+        right = mentioned(lowered[compare.end() :], card)
         relation = compare.group("relation") or compare.group("relation2")
         if left and right and left[-1] != right[0]:
             less = relation in {"less", "smaller", "weaker"}
             return Focus(
                 kind="compare", features=[left[-1], right[0]], relation="less" if less else "more"
             )
-    named = _mentioned(lowered, card)
+    named = mentioned(lowered, card)
     if len(named) == 1 and _RANK.search(lowered):
         return Focus(kind="rank", features=named)
     if len(named) == 1 and _DIRECTION.search(lowered):
         return Focus(kind="direction", features=named)
     top = _TOP.search(lowered)
     if top:
-        if top.group("count"):
-            return Focus(kind="top", count=max(1, min(int(number(top.group("count"))), 13)))
+        count = top.group("count") or top.group("count2")
+        if count:
+            most = len(card.features)
+            return Focus(kind="top", count=max(1, min(int(number(count)), most)))
         plural = top.group("what").endswith("s")
         return Focus(kind="top", count=3 if plural else 1)
     if re.search(r"\b(?:most important|biggest|largest|strongest|main) (?:thing|one)\b", lowered):

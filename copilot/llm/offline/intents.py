@@ -1,201 +1,216 @@
 """The offline provider's understanding: one chat turn -> one tool call, or a plain reply.
 
-Deterministic and local (no network, no model weights). It reads requests the way people
-type them (patients in free text: copilot.llm.offline.patients; words, sites, kinds and
-counts: copilot.llm.offline.text), follow-ups about the last patient ("why?", "what if his
-cholesterol were 180?", "and for a woman?"), run ids, site names, model kinds and numbers
-of runs. What it does not understand gets "I can't do that" and the list of what it can,
-never a guess at a tool.
+Deterministic and local (no network, no model weights). A request is read in three passes:
 
-Requests of several steps ("predict and explain", "check drift at VA Long Beach and
-retrain if it drifted") are routed one step at a time: `understand` is given the steps
-this turn already ran as typed facts (copilot.facts.Step, from tool results, never from
-text), and the next clause runs only when its condition holds.
+1. the normal form (copilot.llm.offline.text): Unicode folded, look-alike letters mapped,
+   invisible characters dropped, number words as digits, typos fixed; a patient's free text
+   (quoted passages, labelled notes) set apart: it is data, never a request;
+2. scope (copilot.llm.offline.scope): requests to decline by category (destroying our
+   objects, sending things to people, clinical advice, approving from the chat);
+3. the grammar: each clause's cues and slots (copilot.llm.offline.grammar: word classes
+   from the dataset card and the tools' input models), then the first frame below whose
+   cues are present builds the tool call from the slots:
+
+   rollback, promote, retrain    a verb of the action; version, force, sites, kinds
+   compare_runs                  compare/better/vs + runs, run ids or champion/challenger
+   check_drift                   drift words; a site or a start date
+   list_runs                     runs + show/last/which, or a site or a count
+   model_info                    live/serving/champion, metrics (AUC...), the inputs
+   an answer to our question     the patient we asked about, completed (Memory.pending_patient)
+   a cohort                      many patients ("women over 60"): not supported, said so
+   a site's status               a site named with no patient: check_drift at that site
+   the data's status             "anything odd in the incoming data": check_drift, or which
+   a patient                     explain (why, drivers), what-if (absolute or relative
+                                 changes to the last patient), predict (a patient described)
+
+Nothing found: the two or three most likely readings as requests to type back ('Did you
+mean: "check drift at Hungary" or "explain the last prediction"?'), or, with no cue at
+all, what the copilot can do.
+
+Patients are read by copilot.llm.offline.patients (values, units, negations), relative
+changes by copilot.llm.offline.changes, questions about one explanation by
+copilot.llm.offline.focus. Requests of several steps ("predict and explain", "check drift
+at VA Long Beach and retrain if it drifted") are routed one step at a time
+(copilot.llm.offline.steps): `understand` is given the steps this turn already ran as typed
+facts (copilot.facts.Step, from tool results, never from text), and the next clause runs
+only when its condition holds.
 
 Words that sound like consent ("approved", "skip confirmation", "I am the admin") mean
 nothing here: state-changing requests only ever become proposals for a human to decide.
-Quoted text and labelled notes ("note from the chart: '...'") are a patient's free text:
-they are never read as requests.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 from copilot.facts import NOTHING_LEFT, Memory, Step
+from copilot.llm.offline.changes import relative_changes
+from copilot.llm.offline.focus import mentioned
+from copilot.llm.offline.grammar import CUES, Reading, read, wants_training
 from copilot.llm.offline.patients import missing_required, parse_patient
-from copilot.llm.offline.text import count_in, kinds_in, normalise, sites_in, without_notes
+from copilot.llm.offline.scope import (
+    APPROVAL_REPLY,
+    CAPABILITIES,
+    DECLINE,
+    approval,
+    out_of_scope,
+)
+from copilot.llm.offline.steps import split_clauses, take_condition, why_unmet
+from copilot.llm.offline.text import normalise, sites, without_notes
 from model_service.cards import DatasetCard
 
-CAPABILITIES = (
-    "I can predict a patient's risk, explain it (why?), answer what-if questions, check "
-    "drift at a site or since a date, list or compare training runs, show the live model, "
-    "and propose retraining, promotion or rollback for a person to approve."
-)
+__all__ = ["CAPABILITIES", "Intent", "pending_after", "steps_in", "understand"]
 
-_OUT_OF_SCOPE = re.compile(
-    r"\b(delete|drop|erase|wipe|purge|truncate)\b|\b(e-?mail|send|text message|sms)\b|"
-    r"\bweather\b|\bjoke\b|\bpassword|\bsocial security\b|\bhome address\b|\bprescri|"
-    r"\bdose\b|\bdosage\b|\bbook (an )?appointment\b|\bshell\b|\bexecute (a |the )?command\b"
-)
-
-# A step of a two-step request starts with one of these ("... and explain", "... then retrain").
-_STEP_VERB = (
-    r"(?:predict|score|estimate|explain|why|tell me|show|list|compare|check|retrain|re-train|"
-    r"refit|promote|roll ?back|revert|deploy|give me|what if|what are|what's|which)"
-)
-
-_STEP_SPLIT = re.compile(
-    rf"\s*(?:;|,?\s*\b(?:and then|then|and also|and|also|after that,?)\b)\s+"
-    rf"(?=(?:if so,?\s+)?{_STEP_VERB}\b)"
-)
-
-_SO_CONDITION = re.compile(r"^if so,?\s+|,?\s*\bif so\b")
-
-_DRIFT_CONDITION = re.compile(
-    r",?\s*\bif\s+(?:it|they|there|the data|that|this|the site|[a-z ]{0,25}?)\s*"
-    r"(?:has|have|is|was|were)?\s*(?:any\s+)?(?:drifted|drifts|drift|shifted)\b[^,;]*"
-)
-
-_RISK_CONDITION = re.compile(
-    r",?\s*\bif\s+(?:(?:his|her|their|the|its)\s+)?(?:risk|probability)\s+(?:is\s+)?"
-    r"(?:high|above (?:the )?threshold|over (?:the )?threshold|positive)[^,;]*"
-)
+EXAMPLE_PATIENT = "63 yo M, asymptomatic chest pain, BP 145, chol 233"
 
 # Questions about one explanation that name no driver word ("what rank does chol have").
 _FOCUS_WORDS = re.compile(
     r"\brank|\bimportan|\binfluential|\b(?:matters?|counts?|weighs?) (?:more|less)\b|"
-    r"\b(?:raise|lower|increase|decrease|reduce|push)(?:s|es)?\b.{0,30}\brisk\b|"
-    r"\btop (?:\d+|one|two|three|four|five)\b"
+    r"\b(?:raise|lower|increase|decrease|reduce|push)(?:s|es)? [a-z' ]{0,30}\brisk\b|"
+    r"\btop[ -]?(?:\d{1,2}|one)\b|\bmatters? (?:the )?most\b|"
+    r"\bhow much (?:does|do|did) [a-z' ]{1,30} (?:matter|count|contribute|weigh|affect|influence)|"
+    r"\bhow big a role\b|\bhow much (?:of an? )?(?:role|difference|effect|impact)\b"
 )
 
-_WHAT_IF_CUE = re.compile(r"\bwhat if\b|\bsuppose\b|\bwere\b|\binstead\b|\bhow about\b")
+# A what-if said plainly enough that finding no change to apply must be said back.
+_STRONG_WHAT_IF = re.compile(
+    r"\bwhat if\b|\bsuppose\b|\bimagine\b|\bwhat happens if\b|\bhow about\b|\binstead\b|"
+    r"\bwhat would\b|\bif (?:he|she|they|the patient)\b"
+)
+
+_FOLLOW_ON = re.compile(r"^(?:and|but|now|ok|okay|then|same)\b")
+
+_NOUN_BEFORE = re.compile(r"(?:^|\W)(?:the|this|that|a|my|your|its|pending|last|latest|recent) $")
+
+_FORCE = re.compile(
+    r"\bforced?\b|\boverride\b|\beven if\b|\bregardless\b|\banyway\b|\bdespite\b|"
+    r"\bbypass\b|\bignor(?:e|ing) the gate\b|\bskip(?:ping)? the gate\b"
+)
+
+_WHICH_MODEL = re.compile(
+    r"\b(?:which|what) (?:model|version|kind of model|algorithm|classifier)\b|"
+    r"\bmodel (?:info|details|version|card|kind|type)\b|\bwhat is in production\b"
+)
+
+_SINGLE_PATIENT = re.compile(
+    r"\b(?:a|an|one|this|that|the|my) (?:\d{1,3} ?(?:yo|y/o|year old|years old|-year-old) )?"
+    r"(?:man|woman|patient|gentleman|lady|male|female|guy|person)\b|\b\d{1,3} ?(?:yo|y/o)\b"
+)
+
+_BARE_NUMBER = re.compile(
+    r"^(?:(?:he|she|they|it|age|the patient)(?:'s| is| was| are)? )?(?:about |around )?"
+    r"(\d{1,3}(?:\.\d{1,2})?)(?: [a-z/]{1,12})?\W{0,3}$"
+)
+
+_UNKNOWN_NAMED = re.compile(
+    r"\b(?:his|her|their|its|the patient's) ([a-z][a-z-]{1,20})(?: (?:level|score|value))? "
+    r"(?:were|was|is|at|of|to|went to|dropped to|rose to|=|:)? ?\d"
+)
+
+# Risk factors people know that a card may not have (checked against the card's words).
+_NOT_INPUTS = re.compile(
+    r"\bsmok[a-z]{0,5}|\bcigarettes?\b|\bbmi\b|\bbody mass\b|\bweight\b|\bobes[a-z]{0,3}\b|"
+    r"\bheight\b|\bldl\b|\bhdl\b|\btriglycerides?\b|\bdiet\b|\balcohol\b|\bdrinker\b|"
+    r"\bfamily history\b|\bstress\b|\bhba1c\b|\bcreatinine\b|\btroponin\b|\bwaist\b"
+)
+
+_STOP = frozenset(
+    "risk chance probability age he she they it prediction score value level reading "
+    "number count".split()
+)
 
 
 class Intent(BaseModel):
-    """One tool call with its arguments, or (tool None) a reply to give instead."""
+    """One tool call with its arguments, or (tool None) a reply to give instead. A reply
+    that asks for a patient's missing values carries the patient so far (`pending`) and
+    the features it asks for (`asked_for`): see `pending_after`."""
 
     tool: str | None
     arguments: dict[str, Any] = {}
     reply: str | None = None
+    pending: dict[str, Any] | None = None
+    asked_for: list[str] = []
 
 
-def _clarify(intent: str) -> Intent:
-    return Intent(tool=None, reply=intent)
+def _clarify(text: str) -> Intent:
+    return Intent(tool=None, reply=text)
 
 
-def _clauses(lowered: str, card: DatasetCard) -> list[str]:
-    """The steps of a request, in order; "X if it drifted" without a drift check first
-    gets one ("check drift at <its site>")."""
-    clauses = [c.strip(" ,.") for c in _STEP_SPLIT.split(lowered) if c.strip(" ,.")]
-    checked = False
-    steps: list[str] = []
-    for clause in clauses or [lowered]:
-        drifts = re.search(r"\bdrift|\bshift", _DRIFT_CONDITION.sub("", clause))
-        if _DRIFT_CONDITION.search(clause) and not checked and not drifts:
-            sites = sites_in(clause, card)
-            steps.append(f"check drift at {sites[0].lower()}" if sites else "check for drift")
-            checked = True
-        checked = checked or bool(drifts)
-        steps.append(clause)
-    return steps
+def _did_you_mean(options: list[str], lead: str = "I'm not sure what you mean.") -> str:
+    quoted = [f'"{o}"' for o in dict.fromkeys(options)][:3]
+    listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+    return f"{lead} Did you mean: {listed}?"
 
 
-def _condition(clause: str, done: list[Step]) -> tuple[str, str | None]:
-    """The clause without its condition, and the condition ('drift' or 'risk') if any."""
-    if _SO_CONDITION.search(clause):
-        previous = done[-1]["tool"] if done else None
-        kind = {"check_drift": "drift", "predict_risk": "risk", "explain_prediction": "risk"}
-        return _SO_CONDITION.sub(" ", clause).strip(" ,"), kind.get(str(previous), "unknown")
-    if _DRIFT_CONDITION.search(clause):
-        return _DRIFT_CONDITION.sub("", clause).strip(" ,"), "drift"
-    if _RISK_CONDITION.search(clause):
-        return _RISK_CONDITION.sub("", clause).strip(" ,"), "risk"
-    return clause, None
+@dataclass(frozen=True)
+class _Context:
+    """What a frame needs besides the clause: the request's words as the reason, the
+    conversation's memory, the card, a patient shared by all steps, sites that drifted."""
+
+    reason: str
+    memory: Memory
+    card: DatasetCard
+    shared: dict[str, Any]
+    drift_sites: list[str]
 
 
-def _unmet(condition: str, clause: str, done: list[Step]) -> str | None:
-    """Why the condition does not hold (None when it does)."""
-    what = "propose retraining" if re.search(r"\bre-?train|\brefit", clause) else "do the rest"
-    if condition == "drift":
-        checks = [d for d in done if d.get("tool") == "check_drift"]
-        if any(d.get("facts", {}).get("drift_detected") is True for d in checks):
-            return None
-        where = ", ".join(
-            str(d.get("arguments", {}).get("site") or d.get("arguments", {}).get("since") or "")
-            for d in checks
-        ).strip(", ")
-        return f"No drift was detected{' for ' + where if where else ''}, so I did not {what}."
-    if condition == "risk":
-        scored = [d for d in done if "label" in d.get("facts", {})]
-        if scored and scored[-1]["facts"]["label"] == 1:
-            return None
-        return f"The risk is below the decision threshold, so I did not {what}."
-    return f"I could not tell which condition you meant, so I did not {what}."
-
-
-def _route(
-    clause: str,
-    reason: str,
-    memory: Memory,
-    card: DatasetCard,
-    shared: dict[str, Any],
-    drift_sites: list[str],
-) -> Intent | None:
-    for route in (_state_changing, _models_and_runs, _patient):
-        intent = route(clause, reason, memory, card, shared=shared, drift_sites=drift_sites)
-        if intent is not None:
-            return intent
-    return None
-
-
-def _matches(
-    clauses: list[str],
-    done: list[Step],
-    memory: Memory,
-    card: DatasetCard,
-    shared: dict[str, Any],
-) -> bool:
+def _matches(clauses: list[str], done: list[Step], context: _Context) -> bool:
     """Whether the steps said to be done are the first steps of this request."""
     if len(done) > len(clauses):
         return False
+    plain = _Context(context.reason, context.memory, context.card, context.shared, [])
     for clause, step in zip(clauses, done, strict=False):
-        intent = _route(_condition(clause, [])[0], "", memory, card, shared, [])
+        intent = _route(take_condition(clause, [])[0], plain)
         if intent is None or intent.tool != step.get("tool"):
             return False
     return True
 
 
+def _acts(lowered: str, card: DatasetCard) -> bool:
+    """Whether a request asks for a state change by a verb (not "confirm the rollback")."""
+    reading = read(lowered, card)
+    return _verb(reading, "rollback") or _verb(reading, "promote") or wants_training(reading)
+
+
 def steps_in(text: str, card: DatasetCard) -> int:
     """How many steps the request asks for ("check drift at VA and retrain if it drifted": 2)."""
     lowered = without_notes(normalise(text, card))
-    return 1 if _OUT_OF_SCOPE.search(lowered) else len(_clauses(lowered, card))
+    if out_of_scope(lowered) or _approval_only(lowered, card):
+        return 1
+    return len(split_clauses(lowered, card))
 
 
-def understand(  # noqa: PLR0911
+def _approval_only(lowered: str, card: DatasetCard) -> bool:
+    span = approval(lowered)
+    return span is not None and not _acts(lowered[: span[0]] + " " + lowered[span[1] :], card)
+
+
+def understand(
     text: str, memory: Memory, card: DatasetCard, done: list[Step] | None = None
 ) -> Intent:
     """The tool call (or reply) for one user turn, or for the next step of a request of
     several steps when `done` lists the steps this turn already ran."""
-    request, done = text, list(done or [])
-    lowered = without_notes(normalise(request, card))
-    if _OUT_OF_SCOPE.search(lowered):
-        if done:
-            return Intent(tool=None, reply=NOTHING_LEFT)
-        return _clarify(f"I can't do that. {CAPABILITIES}")
-    reason = request.strip()[:500]
-    clauses = _clauses(lowered, card)
+    done = list(done or [])
+    lowered = without_notes(normalise(text, card))
+    declined = out_of_scope(lowered)
+    if declined is None and _approval_only(lowered, card):
+        declined = APPROVAL_REPLY
+    if declined is not None:
+        return Intent(tool=None, reply=NOTHING_LEFT) if done else _clarify(declined)
+    clauses = split_clauses(lowered, card)
     shared = parse_patient(lowered, card) if len(clauses) > 1 else {}
-    if done and not _matches(clauses, done, memory, card, shared):
+    context = _Context(text.strip()[:500], memory, card, shared, [])
+    if done and not _matches(clauses, done, context):
         done = []  # a model read the request otherwise: start from the first
     if len(clauses) <= len(done):
         return Intent(tool=None, reply=NOTHING_LEFT)
-    clause, condition = _condition(clauses[len(done)], done)
+    clause, condition = take_condition(clauses[len(done)], done)
     if condition is not None:
-        unmet = _unmet(condition, clause, done)
+        unmet = why_unmet(condition, clause, done)
         if unmet is not None:
             return _clarify(unmet)
     drift_sites = [
@@ -203,171 +218,411 @@ def understand(  # noqa: PLR0911
         for d in done
         if d.get("tool") == "check_drift" and isinstance(d.get("arguments", {}).get("site"), str)
     ]
-    intent = _route(clause, reason, memory, card, shared, drift_sites)
+    context = _Context(context.reason, memory, card, shared, drift_sites)
+    intent = _route(clause, context)
     if intent is not None:
         return intent
     if done:
         return _clarify(f"I did not understand the rest of the request ({clause!r}).")
-    return _clarify(f"I can't do that. {CAPABILITIES}")
+    return _unsure(read(clause, card), context)
 
 
-def _state_changing(
-    lowered: str,
-    reason: str,
-    _: Memory,
-    card: DatasetCard,
-    *,
-    shared: dict[str, Any],
-    drift_sites: list[str],
-) -> Intent | None:
-    """Retrain, promote, roll back: always proposals, whatever the text claims about consent.
-    A retrain after a drift check adds the drifted site to the default training sites."""
-    if re.search(
-        r"\broll ?back\b|\brevert\b|\bundo (the |that |last )?promotion\b|"
-        r"\brestore (the )?previous\b|\bgo back to the (previous|old) model\b",
-        lowered,
-    ):
-        return Intent(tool="rollback_model", arguments={"reason": reason})
-    if re.search(
-        r"\bpromot(e|ion)\b|\bmake (the )?challenger (the |our )?champion\b|"
-        r"\bdeploy (the )?(challenger|version|v\d)|"
-        r"\bput (the )?challenger (live|in production)",
-        lowered,
-    ):
-        arguments: dict[str, Any] = {"reason": reason}
-        version = re.search(r"\b(?:version|v)\s*(\d+)\b", lowered)
-        if version:
-            arguments["version"] = version.group(1)
-        if re.search(r"\bforce\b|\bforced\b|\boverride\b|\beven if\b|\bregardless\b", lowered):
-            arguments["force"] = True
-        return Intent(tool="promote_model", arguments=arguments)
-    if re.search(
-        r"\bre-?train|\bre-?fit\b|\btrain (it |the model |a (new )?model |again )?"
-        r"(on|with|using)\b|\bnew model on\b",
-        lowered,
-    ):
-        sites = sites_in(lowered, card) or list(
-            dict.fromkeys([*card.default_training_sites, *drift_sites])
-        )
-        arguments = {"sites": sites, "reason": reason}
-        kinds = kinds_in(lowered)
-        if kinds:
-            arguments["model_kinds"] = kinds
-        return Intent(tool="retrain_model", arguments=arguments)
+def pending_after(
+    text: str, memory: Memory, card: DatasetCard
+) -> tuple[dict[str, Any], list[str]] | None:
+    """The patient still being described after this turn, and the features asked for, when
+    the turn ends with a question for a patient's missing values (None otherwise). The
+    graph remembers both in Memory.pending_patient and Memory.asked_for, so that the next
+    turn ("asymptomatic") completes that patient."""
+    intent = understand(text, memory, card)
+    if intent.tool is None and intent.pending is not None:
+        return intent.pending, intent.asked_for
     return None
 
 
-def _models_and_runs(  # noqa: PLR0911 - one return per route
-    lowered: str,
-    _: str,
-    __: Memory,
-    card: DatasetCard,
-    *,
-    shared: dict[str, Any],
-    drift_sites: list[str],
-) -> Intent | None:
-    """Drift, runs and the live model."""
-    sites = sites_in(lowered, card)
-    if re.search(
-        r"\bdrift|\bshift(ed|s)?\b|\bdistribution\b|\bdata quality\b|"
-        r"\b(changed|moved|differ\w*) from (what we|the data we|the) train",
-        lowered,
-    ):
-        if sites:
-            return Intent(tool="check_drift", arguments={"site": sites[0]})
-        since = re.search(r"\bsince\s+(\d{4}-\d{2}-\d{2}(?:[t ]\d{2}:\d{2}(?::\d{2})?)?)", lowered)
-        if since:
-            return Intent(tool="check_drift", arguments={"since": since.group(1).replace(" ", "T")})
-        known = ", ".join(card.sites()) or "none"
-        return _clarify(
-            "Which data should I check for drift? Name a site "
-            f"({known}) or a start date, e.g. 'since 2026-11-01'."
-        )
-    run_ids = re.findall(r"\b[0-9a-f]{32}\b", lowered)
-    compare = re.search(
-        r"\bcompar|\bversus\b|\bvs\.?\b|\bdifference between\b|"
-        r"\bdiffer\b.*\bruns?\b|\bruns?\b.*\bdiffer",
-        lowered,
+# --- the frames --------------------------------------------------------------------------
+
+
+def _route(clause: str, context: _Context) -> Intent | None:
+    reading = read(clause, context.card)
+    for frame in _FRAMES:
+        intent = frame(reading, context)
+        if intent is not None:
+            return intent
+    return None
+
+
+def _verb(reading: Reading, cue: str) -> bool:
+    """Whether a cue is used as a verb: not right after an article or a possessive
+    ("roll back now", not "confirm the rollback", "the last promotion")."""
+    return any(
+        not _NOUN_BEFORE.search(reading.text[max(0, m.start() - 10) : m.start()])
+        for m in CUES[cue].finditer(reading.text)
     )
-    last_few = re.search(r"\b(?:last|latest|recent)\s+(?:\d+|two|three|four|five)\b", lowered)
-    if compare and (run_ids or last_few or re.search(r"\bruns?\b|\bprevious\b|\bit\b", lowered)):
-        if len(run_ids) >= 2:
-            return Intent(tool="compare_runs", arguments={"run_ids": run_ids[:5]})
-        return Intent(
-            tool="compare_runs", arguments={"last": min(max(count_in(lowered) or 2, 2), 5)}
+
+
+def _rollback(reading: Reading, context: _Context) -> Intent | None:
+    """rollback_model: "roll back", "revert to the previous model", "undo that promotion"."""
+    if reading.has("rollback") and _verb(reading, "rollback"):
+        return Intent(tool="rollback_model", arguments={"reason": context.reason})
+    return None
+
+
+def _promote(reading: Reading, context: _Context) -> Intent | None:
+    """promote_model: "promote the challenger", "make version 3 the champion", "deploy v2",
+    with a version when one is named and force only when asked for."""
+    if not (reading.has("promote") and _verb(reading, "promote")):
+        return None
+    arguments: dict[str, Any] = {"reason": context.reason}
+    if reading.version is not None:
+        arguments["version"] = reading.version
+    if _FORCE.search(reading.text):
+        arguments["force"] = True
+    return Intent(tool="promote_model", arguments=arguments)
+
+
+def _retrain(reading: Reading, context: _Context) -> Intent | None:
+    """retrain_model: "retrain", "train a new random forest on Hungary and Switzerland";
+    sites named, or all of them, or the defaults plus a site that drifted this turn."""
+    if not wants_training(reading):
+        return None
+    chosen = reading.sites or (list(sites(context.card)) if reading.all_sites else [])
+    chosen = chosen or list(
+        dict.fromkeys([*context.card.default_training_sites, *context.drift_sites])
+    )
+    arguments: dict[str, Any] = {"sites": chosen, "reason": context.reason}
+    if reading.kinds:
+        arguments["model_kinds"] = reading.kinds
+    return Intent(tool="retrain_model", arguments=arguments)
+
+
+_STRONG_COMPARE = re.compile(
+    r"\bcompar|\bversus\b|\bvs\b|\bdiffer|\bside by side\b|\bstacks? up\b|\bhead to head\b"
+)
+
+
+def _compare(reading: Reading, _: _Context) -> Intent | None:
+    """compare_runs: runs, run ids, or the champion and the challenger side by side ("how
+    does the challenger compare to the champion": the newest runs; the tool's input names
+    runs by id or as the last N, not by alias)."""
+    if not reading.has("compare"):
+        return None
+    objects = reading.has("runs", "aliases") or len(reading.run_ids) >= 2
+    strong = bool(_STRONG_COMPARE.search(reading.text))
+    weak_objects = re.search(r"\bprevious\b|\bit\b|\bmodels\b|\bversions\b", reading.text)
+    if not (objects or (strong and (weak_objects or reading.count))):
+        return None
+    if not objects and reading.has("pronoun"):
+        return None  # "how would it compare if he were older": a what-if about him
+    if len(reading.run_ids) >= 2:
+        return Intent(tool="compare_runs", arguments={"run_ids": reading.run_ids[:5]})
+    best = re.search(r"\b(?:best|worst)\b", reading.text)
+    last = reading.count or (5 if best else 2)
+    return Intent(tool="compare_runs", arguments={"last": min(max(last, 2), 5)})
+
+
+def _drift_at(reading: Reading, card: DatasetCard) -> Intent:
+    if reading.sites:
+        return Intent(tool="check_drift", arguments={"site": reading.sites[0]})
+    if reading.since:
+        return Intent(tool="check_drift", arguments={"since": reading.since})
+    known = list(sites(card))
+    if not known:
+        return _clarify(
+            "Which data should I check for drift? Give a start date, e.g. 'since 2026-11-01'."
         )
-    if re.search(r"\bruns?\b", lowered) and re.search(
-        r"\b(list|show|recent|last|latest|history|which|what|all|past)\b", lowered
-    ):
-        arguments: dict[str, Any] = {"limit": min(count_in(lowered) or 5, 50)}
-        if sites:
-            arguments["site"] = sites[0]
-        return Intent(tool="list_runs", arguments=arguments)
-    if re.search(
-        r"\b(which|what) (model|version)\b|\bmodel (info|details|version|card)\b|"
-        r"\b(is|are) (live|deployed|serving|in production)\b|\bcurrent champion\b|"
-        r"\bwho is (the )?champion\b|\bwhat inputs\b|\bwhich features\b",
-        lowered,
-    ):
+    return _clarify(
+        _did_you_mean(
+            [f"check drift at {site}" for site in known[:2]] + ["check drift since yesterday"],
+            f"Which data should I check for drift? Name a site ({', '.join(known)}) or a "
+            "start date, e.g. 'since 2026-11-01'.",
+        )
+    )
+
+
+def _drift(reading: Reading, context: _Context) -> Intent | None:
+    """check_drift: drift, shift, distribution, data quality; at a site or since a date."""
+    if reading.has("drift"):
+        return _drift_at(reading, context.card)
+    return None
+
+
+def _runs(reading: Reading, _: _Context) -> Intent | None:
+    """list_runs: "show me the last 4 runs", "runs trained on Hungary", "a summary of the
+    last run" (one)."""
+    if not reading.has("runs"):
+        return None
+    if not (reading.has("list") or reading.sites or reading.count or reading.singular_run):
+        return None
+    limit = reading.count or (1 if reading.singular_run else 5)
+    arguments: dict[str, Any] = {"limit": min(limit, 50)}
+    if reading.sites:
+        arguments["site"] = reading.sites[0]
+    return Intent(tool="list_runs", arguments=arguments)
+
+
+def _about_a_patient(reading: Reading) -> bool:
+    return reading.has("pronoun", "why") or bool(_FOCUS_WORDS.search(reading.text))
+
+
+def _model(reading: Reading, _: _Context) -> Intent | None:
+    """model_info: which model is live, its metrics ("what's the AUC", "how sensitive is
+    it"), the inputs it needs ("which features does the model use")."""
+    if reading.has("live") and not reading.has("why", "pronoun"):
+        return Intent(tool="model_info")
+    if _WHICH_MODEL.search(reading.text):
+        return Intent(tool="model_info")
+    if reading.has("metrics") and not reading.has("pronoun"):
+        return Intent(tool="model_info")
+    if reading.has("inputs") and not _about_a_patient(reading):
+        return Intent(tool="model_info")
+    if reading.has("model") and reading.has("status") and not reading.sites:
         return Intent(tool="model_info")
     return None
 
 
-def _patient(  # noqa: PLR0911 - one return per route
-    lowered: str,
-    _: str,
-    memory: Memory,
-    card: DatasetCard,
-    *,
-    shared: dict[str, Any],
-    drift_sites: list[str],
-) -> Intent | None:
+def _masked(text: str, spans: list[tuple[int, int]]) -> str:
+    for start, end in spans:
+        text = text[:start] + " " * (end - start) + text[end:]
+    return text
+
+
+def _ask_for_missing(patient: dict[str, Any], card: DatasetCard) -> Intent | None:
+    missing = missing_required(patient, card)
+    if not missing:
+        return None
+    needed = ", ".join(f"{f.display_name} ({f.name})" for f in missing)
+    return Intent(
+        tool=None,
+        reply=f"To score this patient I also need: {needed}.",
+        pending=patient,
+        asked_for=[f.name for f in missing],
+    )
+
+
+def _answer(reading: Reading, context: _Context) -> Intent | None:
+    """An answer to our own question for a patient's missing values: "asymptomatic",
+    "cp asymptomatic", "it's typical angina", "63" (when age was asked for) completes the
+    patient remembered in Memory.pending_patient."""
+    pending = getattr(context.memory, "pending_patient", None)
+    if not isinstance(pending, dict) or not pending:
+        return None
+    asked = list(getattr(context.memory, "asked_for", None) or [])
+    values = parse_patient(reading.text, context.card, pronouns=False)
+    bare = _BARE_NUMBER.match(reading.text)
+    numeric_asked = [name for name in asked if context.card.feature(name).kind == "numeric"]
+    if not values and bare and len(numeric_asked) == 1:
+        feature = context.card.feature(numeric_asked[0])
+        value = float(bare.group(1))
+        values = {feature.name: int(value) if feature.integer else value}
+    if not values or not missing_required(values, context.card):
+        return None  # nothing said, or a whole new patient: not an answer
+    patient = {**pending, **values}
+    return _ask_for_missing(patient, context.card) or Intent(
+        tool="predict_risk", arguments={"patient": patient}
+    )
+
+
+def _cohort(reading: Reading, context: _Context) -> Intent | None:
+    """A question about many patients ("patients over 60", "women with typical angina"):
+    not one incomplete patient. Said so, with what can be done instead."""
+    if not (reading.has("cohort") and reading.has("cohort_question")):
+        return None
+    if _SINGLE_PATIENT.search(reading.text):
+        return None
+    options = [f"predict the risk for {EXAMPLE_PATIENT}"]
+    options.append(f"check drift at {(reading.sites or list(sites(context.card)) or ['?'])[0]}")
+    options.append("which model is live?")
+    return _clarify(
+        _did_you_mean(
+            options,
+            "Questions about groups of patients (cohorts) are not supported yet: I score and "
+            "explain one patient at a time, and check a site's data for drift.",
+        )
+    )
+
+
+def _site(reading: Reading, context: _Context) -> Intent | None:
+    """A question about a site with no patient in it ("how is Hungary doing", "anything odd
+    with the Swiss data"): check_drift at that site."""
+    if not reading.sites:
+        return None
+    if len(parse_patient(reading.text, context.card, pronouns=False)) >= 2:
+        return None
+    if reading.has("why", "what_if", "risk") and not reading.has("status", "data"):
+        return None
+    return Intent(tool="check_drift", arguments={"site": reading.sites[0]})
+
+
+def _data(reading: Reading, context: _Context) -> Intent | None:
+    """A question about the data with no site ("anything odd in the incoming data?",
+    "send me the drift report"): check_drift since a date, or which data."""
+    if not (reading.has("status") and reading.has("data")) or reading.has("pronoun"):
+        return None
+    if parse_patient(reading.text, context.card, pronouns=False):
+        return None
+    return _drift_at(reading, context.card)
+
+
+def _unknown_names(text: str, card: DatasetCard) -> list[str]:
+    """Words used like a feature's name with a number ("his BMI were 30") that are none of
+    the card's features."""
+    known = {
+        word
+        for f in card.features
+        for name in (*f.synonyms, *f.value_words, f.display_name, f.name)
+        for word in re.split(r"[ _/-]", name.lower())
+    }
+    named = [
+        m.group(1)
+        for m in _UNKNOWN_NAMED.finditer(text)
+        if m.group(1) not in known and m.group(1) not in _STOP
+    ]
+    others = [m.group(0) for m in _NOT_INPUTS.finditer(text) if m.group(0) not in known]
+    return list(dict.fromkeys([*named, *others]))
+
+
+def _inputs(card: DatasetCard) -> str:
+    return ", ".join(f.display_name for f in card.features)
+
+
+def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR0911
     """Predict, explain and what-if, with follow-ups about the last patient. A step of a
     two-step request that names no patient ("predict and explain <patient>") uses the one
-    the whole request describes."""
-    patient = parse_patient(lowered, card)
-    explicit = parse_patient(lowered, card, pronouns=False)
-    if not explicit and len(shared) >= 2:
-        patient, explicit = dict(shared), dict(shared)
-    asks_why = re.search(
-        r"\bwhy\b|\bexplain|\bdrivers?\b|\bfactors?\b|\bcontribut|"
-        r"\breasons?\b|\bwhat drives\b|\bshap\b|\bbreak ?down\b",
-        lowered,
-    ) or (_FOCUS_WORDS.search(lowered) and not _WHAT_IF_CUE.search(lowered))
-    if asks_why and len(explicit) < 2:
+    the whole request describes. Relative changes are applied to the remembered patient;
+    one that cannot be applied is said back, never dropped."""
+    memory, card, text = context.memory, context.card, reading.text
+    changes = relative_changes(text, card, memory.patient)
+    masked = _masked(text, changes.spans)
+    patient = parse_patient(masked, card)
+    explicit = parse_patient(masked, card, pronouns=False)
+    if not explicit and len(context.shared) >= 2:
+        patient, explicit = dict(context.shared), dict(context.shared)
+    what_if_said = reading.has("what_if", "compare") or bool(_FOLLOW_ON.search(text))
+    asks_why = reading.has("why") or (
+        bool(_FOCUS_WORDS.search(text)) and not what_if_said and not changes.values
+    )
+    relative = bool(changes.values or changes.problems)
+    if asks_why and len(explicit) < 2 and not (changes.values or (relative and what_if_said)):
         if memory.prediction_id is not None:
             return Intent(
                 tool="explain_prediction", arguments={"prediction_id": memory.prediction_id}
             )
         return _clarify(
-            "Which patient should I explain? Describe one first, e.g. "
-            "'63 yo M, asymptomatic chest pain, BP 145, chol 233'."
+            f"Which patient should I explain? Describe one first, e.g. '{EXAMPLE_PATIENT}'."
         )
-    relative = re.search(r"\b(\d{1,2}) years? (older|younger)\b", lowered)
-    base_age = (memory.patient or {}).get("age")
-    if relative and isinstance(base_age, (int, float)):
-        step = int(relative.group(1)) * (1 if relative.group(2) == "older" else -1)
-        explicit["age"] = int(base_age) + step
-    what_if = re.search(
-        r"\bwhat if\b|\bsuppose\b|\bwere\b|\binstead\b|\bhad\b|\bhow about\b|"
-        r"^(?:and|but|now|ok|then)\b|\bsame patient\b",
-        lowered,
-    )
-    if what_if and memory.prediction_id is not None and explicit:
-        return Intent(
-            tool="what_if", arguments={"prediction_id": memory.prediction_id, "changes": explicit}
+    if memory.prediction_id is not None and (what_if_said or relative):
+        unknown = _unknown_names(masked, card)
+        if changes.problems or unknown:
+            said = [*changes.problems, *(f"'{u}' (not one of the model's inputs)" for u in unknown)]
+            applied = {**explicit, **changes.values}
+            kept = f" The other changes ({_listed(applied)}) are fine." if applied else ""
+            return _clarify(
+                f"I can't apply {'; '.join(said)}.{kept} Say the new value, e.g. "
+                f"'what if his cholesterol were 200'. The model's inputs are: {_inputs(card)}."
+            )
+        changed = {**explicit, **changes.values}
+        if changed:
+            return Intent(
+                tool="what_if",
+                arguments={"prediction_id": memory.prediction_id, "changes": changed},
+            )
+        if _STRONG_WHAT_IF.search(text) and len(explicit) < 2:
+            return _clarify(
+                f"I could not find a change to one of the model's inputs in {text!r}. "
+                f"The inputs are: {_inputs(card)}. E.g. 'what if his cholesterol were 200'."
+            )
+    if relative and memory.prediction_id is None:
+        return _clarify(
+            "A change needs a patient to start from: describe one first, e.g. "
+            f"'{EXAMPLE_PATIENT}', then ask 'what if his cholesterol were 20 lower'."
         )
-    if len(explicit) >= 2 or (explicit and re.search(r"\brisk\b|\bpredict|\bchance\b", lowered)):
+    if len(explicit) >= 2 or (explicit and reading.has("risk")):
         if asks_why:
             return Intent(tool="explain_prediction", arguments={"patient": patient})
-        missing = missing_required(patient, card)
-        if missing:
-            needed = ", ".join(f"{f.display_name} ({f.name})" for f in missing)
-            return _clarify(f"To score this patient I also need: {needed}.")
-        return Intent(tool="predict_risk", arguments={"patient": patient})
-    if re.search(r"\brisk\b|\bpredict", lowered):
+        return _ask_for_missing(patient, card) or Intent(
+            tool="predict_risk", arguments={"patient": patient}
+        )
+    if reading.has("risk") and reading.has("pronoun") and memory.prediction_id is not None:
+        return _clarify(
+            _did_you_mean(
+                ["explain the last prediction", "what if his cholesterol were 200"],
+                "The last patient's risk is in my answer above.",
+            )
+        )
+    if reading.has("risk"):
         return _clarify(
             "Describe the patient, e.g. '63 yo M, asymptomatic chest pain, "
             "BP 145/90, chol 233 mg/dl, max HR 150, ST depression 2.3'."
         )
     return None
+
+
+def _listed(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in values.items())
+
+
+_FRAMES = (
+    _rollback,
+    _promote,
+    _retrain,
+    _compare,
+    _drift,
+    _runs,
+    _model,
+    _answer,
+    _cohort,
+    _site,
+    _data,
+    _patient,
+)
+
+
+# --- when nothing fits ---------------------------------------------------------------------
+
+
+def _unsure(reading: Reading, context: _Context) -> Intent:
+    """The two or three most likely readings, as requests to type back; with no cue at all,
+    what the copilot can do."""
+    memory, card = context.memory, context.card
+    options: list[str] = []
+    known = list(sites(card))
+    if reading.sites:
+        options.append(f"check drift at {reading.sites[0]}")
+    if memory.prediction_id is not None and (
+        reading.has("why", "pronoun", "risk", "what_if") or _named_features(reading, card)
+    ):
+        options.append("explain the last prediction")
+        named = _named_features(reading, card) or ["chol"]
+        options.append(
+            f"what if his {card.feature(named[0]).display_name} were {_example(card, named[0])}"
+        )
+    elif _named_features(reading, card) or reading.has("risk", "why", "pronoun"):
+        options.append(f"predict the risk for {EXAMPLE_PATIENT}")
+    if reading.has("runs", "runs_weak"):
+        options += ["list the recent runs", "compare the last two runs"]
+    if reading.has("model", "live", "metrics", "inputs", "aliases"):
+        options += ["which model is live?", "compare the challenger with the champion"]
+    if reading.has("drift", "status", "data") and known:
+        options.append(f"check drift at {known[0]}")
+    if options and not reading.has("help"):
+        return _clarify(_did_you_mean(options))
+    examples = [f"predict the risk for {EXAMPLE_PATIENT}", "which model is live?"]
+    if known:
+        examples.insert(1, f"check drift at {known[0]}")
+    listed = ", ".join(f'"{e}"' for e in examples)
+    if reading.has("help"):
+        return _clarify(f"{CAPABILITIES} For example: {listed}.")
+    return _clarify(f"{DECLINE}. {CAPABILITIES} For example: {listed}.")
+
+
+def _named_features(reading: Reading, card: DatasetCard) -> list[str]:
+    return [n for n in mentioned(reading.text, card) if card.feature(n).kind == "numeric"]
+
+
+def _example(card: DatasetCard, name: str) -> str:
+    feature = card.feature(name)
+    if feature.limits is None:
+        return "1"
+    middle = (feature.limits.low + feature.limits.high) / 2
+    return f"{round(middle)}" if feature.integer or middle > 10 else f"{middle:.1f}"

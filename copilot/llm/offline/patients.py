@@ -22,14 +22,30 @@ def _synonym_pattern(feature: Feature) -> str:
     return "(?:" + "|".join(re.escape(n) for n in ordered) + ")"
 
 
+# Between a feature's name and its value: "chol 233", "cholesterol of 199", "BP was 140",
+# "blood pressure dropped to 120", "his bp is at 150".
+_LINK = (
+    r"(?: ?(?:is|was|were|would be|went|goes|dropped|fell|rose|changed|came|got|gets|"
+    r"reduced|lowered|raised|increased|decreased|brought|down|up|set))?"
+    r"(?: ?(?:of|=|:|at|to|->|is|was|were|around|about))? ?"
+)
+
+
 def _numeric(feature: Feature, text: str) -> float | None:
     names = _synonym_pattern(feature)
-    link = r"\s*(?:is|was|of|=|:|at|were|to|would be|->)?\s*"
+    link = _LINK
     if feature.name == "age":
         for pattern in (
             r"\b(\d{1,3})\s*-?\s*(?:yo|y/o|y\.o\.|yrs?\b|years?\b|year-old)",
             rf"\bage[d]?{link}(\d{{1,3}})\b",
             r"\b(\d{2})\s*(?:m|f)\b",
+            r"\b(\d{2,3}) ?y\b",  # "48y"
+            # sex then age, written together ("male 61", "F 48"; "man, 38" stays a question)
+            r"\b(?:male|female|man|woman|m|f|gentleman|lady) (\d{2,3})\b"
+            r"(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
+            r"\b(\d{2,3}) (?:male|female|man|woman|gentleman|lady)\b",
+            r"\b(?:he|she|patient)(?: is| was| were| turns| turned|'s)? (\d{2,3})\b"
+            r"(?! ?(?:mg|mmol|bpm|mm|%|vessels?|points?|units?|/|\.\d))",
         ):
             found = re.search(pattern, text)
             if found:
@@ -78,16 +94,29 @@ def _ambiguous(word: str, feature: Feature, card: DatasetCard) -> bool:
     )
 
 
+_NEGATED = re.compile(
+    r"(?:\b(?:not|no|never|without|denies|non|didnt|doesnt|dont|wasnt|isnt|werent|hasnt|"
+    r"hadnt|aint)|n't)(?: [a-z]{1,8})? ?-?$"
+)
+
+
+def _negated(text: str, start: int) -> bool:
+    """Whether the words just before `start` negate it ("wasn't diabetic", "non-diabetic",
+    "didn't have exercise angina")."""
+    return bool(_NEGATED.search(text[max(0, start - 16) : start]))
+
+
 def _boolean(feature: Feature, text: str) -> bool | None:
     names = _synonym_pattern(feature)
-    found = re.search(rf"(?<![a-z]){names}\s*(?:is|was|=|:)?\s*([a-z0-9+\-]+)", text)
+    found = re.search(rf"(?<![a-z]){names} ?(?:is|was|=|:)? ?([a-z0-9+\-]+)", text)
     if found and found.group(1) in _YES | _NO:
         return found.group(1) in _YES
-    if re.search(rf"\b(?:no|without|denies)\s+{names}", text):
+    if re.search(rf"\b(?:no|without|denies) {names}", text):
         return False
     for word, value in _words(feature):
-        if re.search(rf"(?<![a-z]){re.escape(word)}(?![a-z])", text):
-            return bool(value)
+        said = re.search(rf"(?<![a-z]){re.escape(word)}(?![a-z])", text)
+        if said:
+            return bool(value) != _negated(text, said.start()) if value else False
     if feature.name == "fbs":
         glucose = re.search(
             rf"(?:fasting glucose|fasting sugar|fasting blood sugar)\s*(?:of|is|=|:)?\s*{NUMBER}",
@@ -95,8 +124,9 @@ def _boolean(feature: Feature, text: str) -> bool | None:
         )
         if glucose:
             return number(glucose.group(1)) > 120
-    if re.search(rf"(?<![a-z]){names}(?![a-z])", text):
-        return True  # named without a value: present ("exercise-induced angina")
+    named = re.search(rf"(?<![a-z]){names}(?![a-z])", text)
+    if named:  # named without a value: present ("exercise-induced angina"), unless negated
+        return not _negated(text, named.start())
     return None
 
 

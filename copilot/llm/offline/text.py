@@ -1,16 +1,34 @@
-"""Reading a request's words: one normal form (lower case, typos fixed against the card's
-vocabulary), numbers in digits or words, sites, model kinds and counts, and a patient's
-free text set apart (quoted passages and labelled notes are never read as requests)."""
+"""Reading a request's words: one normal form, numbers, sites, model kinds and counts, and a
+patient's free text set apart (quoted passages and labelled notes are never read as requests).
+
+The normal form comes first, before anything is read:
+
+- Unicode NFKC (full-width letters, digits and colons become ASCII), invisible characters
+  (zero-width spaces and joiners, soft hyphens, bidi marks: category Cf) removed, letters
+  that only look Latin (Cyrillic and Greek confusables) mapped to the Latin letter, curly
+  and angle quotes to ASCII quotes, dashes to "-"; so a note disguised with them is still
+  a note, and a request typed with them still reads the same;
+- lower case, one space between words;
+- number words as digits ("twenty years older" -> "20 years older");
+- typos fixed against the vocabulary of the card and the grammar ("cholesterl").
+
+Every pattern here is linear: no nested quantifiers over overlapping classes, bounded
+repetitions, and quoted passages found by a scan rather than a regular expression.
+"""
 
 from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from model_service.cards import DatasetCard
 from model_service.risk_model import MODEL_KINDS
 
-NUMBER_WORDS = {
+_UNITS = {
+    "zero": 0,
     "one": 1,
     "two": 2,
     "three": 3,
@@ -21,21 +39,54 @@ NUMBER_WORDS = {
     "eight": 8,
     "nine": 9,
     "ten": 10,
-    "zero": 0,
-    "no": 0,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+}
+_TENS = {
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
 }
 
-NUMBER = r"(-?\d+(?:\.\d+)?|" + "|".join(NUMBER_WORDS) + r")"
+# Kept as words by the normal form ("which one", "no vessels"), read as numbers where a
+# number is expected.
+NUMBER_WORDS = {"one": 1, "no": 0}
+
+NUMBER = r"(-?\d{1,6}(?:\.\d{1,4})?|" + "|".join(NUMBER_WORDS) + r")(?![a-z0-9])"
+
+_NUMBER_WORD = re.compile(
+    r"(?<![a-z-])(?:(?P<tens>"
+    + "|".join(_TENS)
+    + r")(?:[ -](?P<unit>"
+    + "|".join(u for u in _UNITS if _UNITS[u] < 10 and u != "zero")
+    + r"))?|(?P<small>"
+    + "|".join(u for u in sorted(_UNITS, key=len, reverse=True) if u != "one")
+    + r"))(?![a-z-])"
+)
 
 _KIND_WORDS = {
     "logistic_regression": ("logistic regression", "logistic", "logreg", "lr", "linear model"),
-    "random_forest": ("random forest", "forest", "rf"),
-    "xgboost": ("xgboost", "xgb", "gradient boosting", "boosted trees", "boosting"),
+    "random_forest": ("random forest", "forest", "rf", "random forests", "forests"),
+    "xgboost": ("xgboost", "xgb", "gradient boosting", "boosted trees", "boosting", "gbm"),
 }
 
+# What people call a site besides its name: demonyms, cities, short forms.
 _SITE_WORDS = {
     "va": "VA Long Beach",
     "long beach": "VA Long Beach",
+    "veterans": "VA Long Beach",
     "swiss": "Switzerland",
     "zurich": "Switzerland",
     "basel": "Switzerland",
@@ -44,79 +95,195 @@ _SITE_WORDS = {
     "cleveland clinic": "Cleveland",
 }
 
-_KEYWORDS = frozenset(
+# Letters that look Latin but are not (Cyrillic, Greek), and punctuation with an ASCII twin.
+_CONFUSABLES = str.maketrans(
+    {
+        **dict.fromkeys("аАɑα", "a"),
+        **dict.fromkeys("вВβ", "b"),
+        **dict.fromkeys("сСϲ", "c"),
+        **dict.fromkeys("ԁ", "d"),
+        **dict.fromkeys("еЕёЁεΕ", "e"),
+        **dict.fromkeys("һ", "h"),
+        **dict.fromkeys("іІїιΙ", "i"),
+        **dict.fromkeys("јЈ", "j"),
+        **dict.fromkeys("кКκΚ", "k"),
+        **dict.fromkeys("мМΜ", "m"),
+        **dict.fromkeys("нНΗ", "h"),
+        **dict.fromkeys("ηπ", "n"),
+        **dict.fromkeys("оОοΟσ", "o"),
+        **dict.fromkeys("рРρΡ", "p"),
+        **dict.fromkeys("ѕЅ", "s"),
+        **dict.fromkeys("тТτΤ", "t"),
+        **dict.fromkeys("υ", "u"),
+        **dict.fromkeys("νѵ", "v"),
+        **dict.fromkeys("ԝ", "w"),
+        **dict.fromkeys("хХχΧ", "x"),
+        **dict.fromkeys("уУγΥ", "y"),
+        **dict.fromkeys("ΖΖ", "z"),
+        **dict.fromkeys("‘’‚‛′`´", "'"),
+        **dict.fromkeys("“”„‟″«»", '"'),
+        **dict.fromkeys("‐‑‒–—―−", "-"),
+        **dict.fromkeys("：﹕︓", ":"),
+    }
+)
+
+_GRAMMAR_WORDS = frozenset(
     """
     predict risk probability latest older younger chance likelihood score explain explanation
     drivers factors contributions contributing reasons drift drifted shifted distribution
     quality compare comparison versus difference runs training history retrain refit promote
     promotion challenger champion rollback revert restore previous deploy deployed serving
-    model version suppose instead patient cholesterol pressure asymptomatic typical atypical
-    anginal angina depression vessels thallium reversible downsloping upsloping hypertrophy
-    abnormality exercise fasting glucose diabetic female male woman logistic regression
-    forest xgboost boosting cleveland hungary switzerland force override rank ranks ranked
-    important importance matters biggest largest strongest feature features drifted driver
-    factor reason contributor contributors
+    model version suppose instead patient patients cholesterol pressure asymptomatic typical
+    atypical anginal angina depression vessels thallium reversible downsloping upsloping
+    hypertrophy abnormality exercise fasting glucose diabetic female male woman logistic
+    regression forest xgboost boosting cleveland hungary switzerland force override rank ranks
+    ranked important importance matters biggest largest strongest feature features driver
+    factor reason contributor contributors sensitivity specificity accuracy precision
+    calibration performance metrics production experiments lower higher decreased increased
+    reduced raised fewer switzerland hungarian prediction predictions
     """.split()
 )
 
-# A patient's free text: quoted passages of three words or more, and labelled notes.
-_QUOTED = re.compile(
-    r"(?:(?<=[\s:(])|^)(?:'[^']*\s[^']*\s[^']*'|\"[^\"]*\s[^\"]*\s[^\"]*\"|“[^”]*”|‘[^’]*’)"
-)
 
-_NOTE = re.compile(
-    r"\(?\b(?:note|notes|comment|comments|remark|remarks|free[- ]text|wrote|writes|says|said)"
-    r"\b[^:]{0,30}:.*$"
-)
-
-
-def _fix_typos(text: str, vocabulary: set[str]) -> str:
-    def fix(match: re.Match[str]) -> str:
-        word = match.group(0)
-        if len(word) < 5 or word in vocabulary:
-            return word
-        # typos rarely change the first letter ("latest" must not become "test")
-        same_start = [w for w in vocabulary if w[0] == word[0]]
-        close = difflib.get_close_matches(word, same_start, n=1, cutoff=0.8)
-        return close[0] if close else word
-
-    return re.sub(r"[a-z]+", fix, text)
+def known_words(*texts: str) -> None:
+    """Add the words of the grammar to the vocabulary typos are fixed against, so that a
+    word the grammar reads ("raise", "diabetics") is never "fixed" into a neighbour."""
+    words = {w for text in texts for w in re.findall(r"[a-z]{5,}", text)}
+    if not words <= _EXTRA_WORDS:
+        _EXTRA_WORDS.update(words)
+        _BY_CARD.clear()
+        _closest.cache_clear()
 
 
 def number(token: str) -> float:
     return float(NUMBER_WORDS.get(token, token))
 
 
-def normalise(text: str, card: DatasetCard) -> str:
-    """Lower case, one space, dashes unified, typos fixed against the card's vocabulary."""
-    lowered = " ".join(text.lower().replace("–", "-").replace("—", "-").split())
-    vocabulary = (
-        set(_KEYWORDS)
+def _digits(match: re.Match[str]) -> str:
+    if match.group("small"):
+        return str(_UNITS[match.group("small")])
+    value = _TENS[match.group("tens")] + (_UNITS[match.group("unit")] if match.group("unit") else 0)
+    return str(value)
+
+
+def plain(text: str) -> str:
+    """Unicode folded to the ASCII a person meant, lower case, one space between words."""
+    folded = unicodedata.normalize("NFKC", text)
+    folded = "".join(c for c in folded if unicodedata.category(c) != "Cf")
+    folded = folded.translate(_CONFUSABLES).lower()
+    return " ".join(folded.split())
+
+
+_BY_CARD: dict[tuple[str, str], object] = {}
+_EXTRA_WORDS: set[str] = set()
+
+
+def _vocabulary(card: DatasetCard) -> frozenset[str]:
+    key = ("vocabulary", card.name)
+    if key not in _BY_CARD:
+        _BY_CARD[key] = _words_of(card)
+    cached = _BY_CARD[key]
+    assert isinstance(cached, frozenset)
+    return cached
+
+
+def _words_of(card: DatasetCard) -> frozenset[str]:
+    return (
+        _GRAMMAR_WORDS
+        | _EXTRA_WORDS
         | {
             word
             for f in card.features
             for name in (*f.synonyms, *f.value_words, f.display_name)
             for word in name.lower().split()
         }
-        | {word for site in card.sites() for word in site.lower().split()}
+        | {word for site in sites(card) for word in site.lower().split()}
     )
-    return _fix_typos(lowered, vocabulary)
+
+
+@lru_cache(maxsize=4096)
+def _closest(word: str, vocabulary: frozenset[str]) -> str:
+    # typos rarely change the first letter ("latest" must not become "test")
+    same_start = [w for w in vocabulary if w[0] == word[0] and abs(len(w) - len(word)) <= 2]
+    close = difflib.get_close_matches(word, same_start, n=1, cutoff=0.8)
+    return close[0] if close else word
+
+
+def _fix_typos(text: str, vocabulary: frozenset[str]) -> str:
+    def fix(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if len(word) < 5 or len(word) > 20 or word in vocabulary:
+            return word
+        if f"{word}s" in vocabulary or (word.endswith("s") and word[:-1] in vocabulary):
+            return word  # an inflection of a known word ("smoker"), not a typo
+        return _closest(word, vocabulary)
+
+    return re.sub(r"[a-z]+", fix, text)
+
+
+def normalise(text: str, card: DatasetCard) -> str:
+    """The normal form every reader starts from (see the module docstring)."""
+    lowered = _NUMBER_WORD.sub(_digits, plain(text))
+    return _fix_typos(lowered, _vocabulary(card))
+
+
+_QUOTES = {"'": "'", '"': '"'}
+
+_NOTE = re.compile(
+    r"\(?\b(?:note|notes|comment|comments|remark|remarks|free[- ]text|wrote|writes|says|said|"
+    r"memo|message from|instructions? from)\b[^:]{0,30}:.*$"
+)
+
+
+def _quoted_spans(text: str) -> list[tuple[int, int]]:
+    """Quoted passages of three words or more, by one scan: a quote opens at the start or
+    after a space, colon or parenthesis and closes at the next same quote (an unclosed one
+    runs to the end)."""
+    spans: list[tuple[int, int]] = []
+    i, n = 0, len(text)
+    while i < n:
+        quote = text[i]
+        if quote in _QUOTES and (i == 0 or text[i - 1] in " :(["):
+            end = text.find(_QUOTES[quote], i + 1)
+            stop = n if end < 0 else end + 1
+            if text.count(" ", i, stop) >= 2:
+                spans.append((i, stop))
+                i = stop
+                continue
+        i += 1
+    return spans
 
 
 def without_notes(lowered: str) -> str:
     """The request without a patient's free text (quoted passages, labelled notes)."""
-    return " ".join(_NOTE.sub(" ", _QUOTED.sub(" ", lowered)).split())
+    kept, start = [], 0
+    for begin, end in _quoted_spans(lowered):
+        kept.append(lowered[start:begin])
+        start = end
+    kept.append(lowered[start:])
+    return " ".join(_NOTE.sub(" ", " ".join(kept)).split())
+
+
+def sites(card: DatasetCard) -> tuple[str, ...]:
+    """The card's sites (read once per card: the data is read to list them)."""
+    key = ("sites", card.name)
+    if key not in _BY_CARD:
+        _BY_CARD[key] = tuple(card.sites())
+    cached = _BY_CARD[key]
+    assert isinstance(cached, tuple)
+    return cached
 
 
 def sites_in(text: str, card: DatasetCard) -> list[str]:
     found: list[tuple[int, str]] = []
-    for site in card.sites():
-        position = text.find(site.lower())
-        if position >= 0:
-            found.append((position, site))
+    known = sites(card)
+    for site in known:
+        match = re.search(rf"(?<![a-z]){re.escape(site.lower())}(?![a-z])", text)
+        if match:
+            found.append((match.start(), site))
     for word, site in _SITE_WORDS.items():
         match = re.search(rf"(?<![a-z]){re.escape(word)}(?![a-z])", text)
-        if match and site in card.sites() and site not in [s for _, s in found]:
+        if match and site in known and site not in [s for _, s in found]:
             found.append((match.start(), site))
     return [site for _, site in sorted(found)]
 
@@ -131,7 +298,43 @@ def kinds_in(text: str) -> list[str]:
 
 
 def count_in(text: str) -> int | None:
+    """N of "the last N", "the 3 latest", "the most recent 4" (None when not said)."""
     found = re.search(
-        r"\b(?:last|latest|recent|past|previous)\s+(\d+|" + "|".join(NUMBER_WORDS) + r")\b", text
+        r"\b(?:last|latest|recent|past|previous|newest|most recent)\s(\d{1,3})\b|"
+        r"\b(\d{1,3})\s(?:latest|last|most recent|newest|recent|previous)\b|"
+        r"\b(\d{1,3})\s(?:training\s)?(?:runs|experiments)\b",
+        text,
     )
-    return int(number(found.group(1))) if found else None
+    if not found:
+        return None
+    return int(next(g for g in found.groups() if g is not None))
+
+
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def since_in(text: str, today: datetime | None = None) -> str | None:
+    """The start of "since 2026-11-01 08:00", "since Monday", "since yesterday", "in the last
+    7 days", "this week" as ISO 8601 (None when not said)."""
+    exact = re.search(r"\bsince\s(\d{4}-\d{2}-\d{2}(?:[t ]\d{2}:\d{2}(?::\d{2})?)?)", text)
+    if exact:
+        return exact.group(1).replace(" ", "T")
+    now = (today or datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = re.search(r"\bsince\s(?:last\s)?(" + "|".join(_WEEKDAYS) + r")\b", text)
+    if day:
+        back = (now.weekday() - _WEEKDAYS.index(day.group(1))) % 7 or 7
+        return (now - timedelta(days=back)).date().isoformat()
+    if re.search(r"\bsince yesterday\b", text):
+        return (now - timedelta(days=1)).date().isoformat()
+    if re.search(r"\b(?:since|from) (?:this morning|today)\b|\btoday'?s\b", text):
+        return now.date().isoformat()
+    span = re.search(
+        r"\b(?:last|past|previous)\s(?:(\d{1,3})\s)?(day|week|month)s?\b|\bthis (week|month)\b",
+        text,
+    )
+    if span:
+        unit = span.group(2) or span.group(3)
+        count = int(span.group(1) or 1)
+        days = {"day": 1, "week": 7, "month": 30}[unit] * count
+        return (now - timedelta(days=days)).date().isoformat()
+    return None

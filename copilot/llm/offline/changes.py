@@ -1,0 +1,182 @@
+"""Relative what-ifs: changes said as a difference from the last patient ("chol 20 lower",
+"BP down 10", "decreased by 20", "twenty years older", "2 fewer vessels", "raise his
+cholesterol by 10%"), turned into new absolute values from the remembered patient.
+
+The grammar, with F a numeric feature of the card (its synonyms), N an amount with an
+optional unit, UP/DOWN the words of a direction:
+
+    F [link] N UP|DOWN          "chol 20 lower", "his BP were 10 mmHg higher"
+    F [link] UP|DOWN [by] N     "BP down 10", "chol decreased by 20", "went up by 15"
+    N UP|DOWN [in|of] F         "2 fewer vessels", "20 points lower cholesterol"
+    N years UP|DOWN             "20 years older" (age)
+    RAISE|LOWER [his|the] F by N  "lower his cholesterol by 30"
+    RAISE|LOWER [his|the] F     (no amount: asked back, never guessed)
+
+A change that cannot be applied (no value to start from, a result outside the card's
+limits, no amount) is returned as a problem naming it, so the caller says so instead of
+silently dropping it. Every pattern is a sequence of bounded alternatives: linear.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from copilot.llm.offline.text import known_words
+from model_service.cards import DatasetCard, Feature
+
+_MMOL_TO_MG_DL = 38.67  # total cholesterol
+
+_UP = (
+    r"(?:higher|more|up|greater|bigger|larger|increased|raised|older|extra|rose|risen|"
+    r"went up|goes up|gone up|go up|increases|increase)"
+)
+_DOWN = (
+    r"(?:lower|less|down|fewer|smaller|decreased|reduced|dropped|lowered|younger|fell|fallen|"
+    r"went down|goes down|gone down|go down|cut|decreases|decrease|drops)"
+)
+_RAISE = (
+    r"(?:increase|increasing|raise|raising|bump up|bumping up|bump|push up|pushing up|boost|"
+    r"boosting|up)"
+)
+_LOWER = (
+    r"(?:decrease|decreasing|lower|lowering|reduce|reducing|drop|dropping|cut|cutting|"
+    r"bring down|bringing down|take down|knock down|bring)"
+)
+_AMOUNT = r"(?P<amount>\d{1,4}(?:\.\d{1,3})?|one)"
+_UNIT = (
+    r"(?: ?(?P<unit>%|percent|mmol/l|mg/dl|mmhg|mm hg|bpm|beats|mm|points?|units?|years?|yrs?|"
+    r"decades?|vessels?))?"
+)
+_FACTORS = {
+    "doubled": 2.0,
+    "double": 2.0,
+    "tripled": 3.0,
+    "triple": 3.0,
+    "halved": 0.5,
+    "halve": 0.5,
+    "cut in half": 0.5,
+}
+_LINK = r"(?: (?:is|was|were|be|being|at|of|would be|went|goes|got|gets|had|has))?"
+_BY = r"(?: by)?"
+
+
+known_words(_UP, _DOWN, _RAISE, _LOWER, " ".join(_FACTORS))
+
+
+@dataclass
+class Changes:
+    """New absolute values, what could not be applied, and where they were said."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    spans: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _names(feature: Feature) -> str:
+    names = {*feature.synonyms, feature.display_name, feature.name.replace("_", " ")}
+    names = {n.lower() for n in names if len(n) > 1 and n not in {"yo", "y/o", "yrs", "aged"}}
+    names |= {n[:-1] for n in names if n.endswith("s") and len(n) > 4}  # "vessel(s)"
+    ordered = sorted(names, key=len, reverse=True)
+    return "(?:" + "|".join(re.escape(n) for n in ordered) + ")"
+
+
+def _amount(token: str) -> float:
+    return 1.0 if token in {"one", "a", "an"} else float(token)
+
+
+def _patterns(feature: Feature) -> list[re.Pattern[str]]:
+    f = rf"(?<![a-z]){_names(feature)}(?![a-z])"
+    own = r"(?:(?:his|her|their|the|its|patient's|the patient's) )?"
+    patterns = [
+        rf"{f}{_LINK} {_AMOUNT}{_UNIT} (?P<dir>{_UP}|{_DOWN})\b",
+        rf"{f}{_LINK} (?P<dir>{_UP}|{_DOWN}){_BY} {_AMOUNT}{_UNIT}",
+        rf"\b{_AMOUNT}{_UNIT} (?P<dir>{_UP}|{_DOWN})(?: (?:in|of|on|for))? {own}{f}",
+        rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f} by {_AMOUNT}{_UNIT}",
+        rf"{f}{_LINK} (?P<factor>doubled|halved|cut in half|tripled)\b",
+        rf"\b(?P<factor>double|halve|triple) {own}{f}",
+        rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f}(?! by| to| from| of| at)(?P<vague>)",
+    ]
+    if feature.name == "age":
+        patterns.insert(
+            0,
+            r"\b(?P<amount>\d{1,3}|one|a|an) ?(?P<unit>years?|yrs?|decades?) "
+            r"(?P<dir>older|younger)\b",
+        )
+    return [re.compile(p) for p in patterns]
+
+
+_COMPILED: dict[str, list[tuple[Feature, list[re.Pattern[str]]]]] = {}
+
+
+def _grammar(card: DatasetCard) -> list[tuple[Feature, list[re.Pattern[str]]]]:
+    if card.name not in _COMPILED:
+        _COMPILED[card.name] = [(f, _patterns(f)) for f in card.features if f.kind == "numeric"]
+    return _COMPILED[card.name]
+
+
+def _direction(word: str) -> int:
+    up = re.fullmatch(_UP + "|" + _RAISE, word)
+    return 1 if up else -1
+
+
+def _delta(feature: Feature, match: re.Match[str], base: float) -> float:
+    amount, unit = _amount(match.group("amount")), match.group("unit")
+    if unit in {"%", "percent"}:
+        return base * amount / 100
+    if unit == "mmol/l" and feature.name == "chol":
+        return amount * _MMOL_TO_MG_DL
+    if unit in {"decade", "decades"}:
+        return amount * 10
+    return amount
+
+
+def relative_changes(text: str, card: DatasetCard, patient: dict[str, Any] | None) -> Changes:
+    """The changes said relative to `patient` (normal form text), each applied or named as
+    a problem."""
+    found = Changes()
+    for feature, patterns in _grammar(card):
+        for pattern in patterns:
+            match = pattern.search(text)
+            if match is None:
+                continue
+            if any(
+                s <= match.start() < e or match.start() <= s < match.end() for s, e in found.spans
+            ):
+                continue  # said once: read by the first form that fits
+            found.spans.append(match.span())
+            said = match.group(0)
+            if match.groupdict().get("vague") is not None:
+                found.problems.append(f"'{said}' (by how much? e.g. '{said} by 10')")
+                break
+            base = (patient or {}).get(feature.name)
+            factor = match.groupdict().get("factor")
+            if not isinstance(base, (int, float)) or isinstance(base, bool):
+                found.problems.append(
+                    f"'{said}' (I don't know the {feature.display_name} to start from: "
+                    f"say the new value, e.g. '{feature.display_name} {_example(feature)}')"
+                )
+                break
+            if factor is not None:
+                value = base * _FACTORS[factor]
+            else:
+                value = base + _direction(match.group("dir")) * _delta(feature, match, float(base))
+            value = round(value) if feature.integer or float(base).is_integer() else round(value, 1)
+            limits = feature.limits
+            if limits is not None and value not in limits:
+                found.problems.append(
+                    f"'{said}' (that gives {value:g}, outside {limits.low:g}-{limits.high:g} "
+                    f"{feature.unit or ''})".replace(" )", ")")
+                )
+                break
+            found.values[feature.name] = int(value) if feature.integer else value
+            break
+    return found
+
+
+def _example(feature: Feature) -> str:
+    if feature.limits is None:
+        return "1"
+    middle = (feature.limits.low + feature.limits.high) / 2
+    return f"{round(middle)}" if feature.integer or middle > 10 else f"{middle:.1f}"

@@ -1,0 +1,229 @@
+"""The grammar's vocabulary: word classes (cues) and slots, read once per clause.
+
+A cue is a class of words that says what a request is about (a verb such as "retrain",
+an object such as "runs", a question such as "why"), never a whole sentence. Intents
+(copilot.llm.offline.intents) are chosen from cues and filled from slots: sites, model
+kinds, a version, run ids, counts and dates, and the patient values of the card. Classes
+whose words exist elsewhere come from there: the metric words from the runs tool's metric
+names, the model kinds from the training code, sites and features from the dataset card.
+
+Each class is one regular expression of alternatives between word boundaries, with no
+nested repetition: linear in the length of the text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from copilot.llm.offline.text import count_in, kinds_in, known_words, since_in, sites_in
+from model_service.cards import DatasetCard
+from tools.runs import RUN_METRICS
+
+
+def _words(text: str, *more: str) -> re.Pattern[str]:
+    """One pattern for a word class written as text, alternatives separated by commas,
+    matched between word boundaries; `*` is a word's rest ("explain*": explain, explains,
+    explanation) and `~` one to three words in between ("make ~ champion")."""
+    alternatives = [a.strip() for a in text.split(",") if a.strip()] + list(more)
+    parts = [
+        re.escape(a)
+        .replace(r"\*", "[a-z]{0,12}")
+        .replace(r"\ \~\ ", r"(?: [a-z0-9'-]{1,20}){1,3} ")
+        for a in alternatives
+    ]
+    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(parts) + r")(?![a-z0-9])")
+
+
+_METRIC_WORDS = sorted(
+    {part for name in RUN_METRICS for part in name.split("_") if len(part) > 2}
+    - {"holdout", "error", "rate", "gap", "cv"}
+)
+
+# Each class serves one category of request (see the module docstring of intents).
+CUES: dict[str, re.Pattern[str]] = {
+    # explain_prediction: asking for the reasons of one prediction
+    "why": _words(
+        "why, explain*, explanation*, driver*, driving, drives, factor*, reason*, contribut*, "
+        "shap, break down, break ~ down, breakdown, behind, responsible for, attribut*, "
+        "accounts for, account for, what makes, what's pushing, what is pushing, due to, "
+        "effect of, impact of, influence of, role of"
+    ),
+    # predict_risk: asking for a risk
+    "risk": _words(
+        "risk*, predict*, prediction*, score, estimate*, chance*, likelihood, likely, "
+        "probability, odds, assess*, evaluate, prognosis"
+    ),
+    # what_if: a hypothetical change to the last patient
+    "what_if": _words(
+        "what if, what about, suppose, supposing, imagine, instead, how about, what happens "
+        "if, what would, would, were, had, if he, if she, if they, if his, if her, if the "
+        "patient, if it, same patient, same guy, same man, same woman, same person, "
+        "hypothetical*, scenario, counterfactual, and for, and with, but with, now with, and "
+        "if, what happens, "
+        # asking to score the last patient again with something changed
+        "try it with, try with, try again with, rerun with, re-run with, redo with, "
+        "recalculate with, recompute with, change his, change her, set his, set her, "
+        "make him, make her, make it, with ~ instead, again with, run ~ with"
+    ),
+    # check_drift: the words of drift itself
+    "drift": _words("drift*, shift*, distribution*, data quality, covariate"),
+    # check_drift when said of data or a site: "anything odd", "how is X doing"
+    "status": _words(
+        "odd, weird, strange, unusual, anomal*, off, wrong, problem*, issue*, going on, "
+        "doing, holding up, healthy, health, ok, okay, fine, alright, changed, change, "
+        "changes, different, report, monitor*, stable, look*, behaving, suspicious, funny, "
+        "surprising, happening, check*, update, status"
+    ),
+    "data": _words(
+        "data, dataset, patients, population, site, sites, hospital, centre, center, "
+        "incoming, inputs lately, recent predictions, predictions"
+    ),
+    # runs: list_runs and compare_runs
+    "runs": _words("run, runs, run's, experiment*, training job*"),
+    "runs_weak": _words("history, trained, training, trainings"),
+    "compare": _words(
+        "compar*, versus, vs, differ*, difference*, side by side, better than, worse than, "
+        "stack up, stacks up, against, beat*, outperform*, head to head, better, worse, best, "
+        "worst, improve*"
+    ),
+    "list": _words(
+        "list, show, see, display, recent, last, latest, newest, history, which, what, all, "
+        "past, summary, summari*, overview, give, tell, any, how many, do we have, get"
+    ),
+    # model_info: the served model, its metrics and its inputs
+    "model": _words("model, models, classifier, algorithm, version, versions, champion"),
+    "live": _words(
+        "live, serving, served, in production, in prod, production, deployed, in use, "
+        "running, currently, current model, current version, champion, model card, model "
+        "info*, model details, model version, the card"
+    ),
+    "metrics": _words(
+        "metric*, auc, roc, pr auc, sensitiv*, specificity, accuracy, accurate, precision, "
+        "recall, f1, performance, perform*, how good, how well, false positive*, false "
+        "negative*, threshold, cutoff, cut-off, calibrat*",
+        *_METRIC_WORDS,
+    ),
+    "inputs": _words(
+        "features, inputs, input, variables, predictors, columns, fields, what does it need, "
+        "what does it take, what does it use, goes into, what information, what data does, "
+        "feature list, input schema"
+    ),
+    # the three state-changing intents (proposals only)
+    "retrain": _words(
+        "retrain*, re-train*, refit*, re-fit*, rebuild, build a new, new model on, kick off "
+        "training, kick off a training, start training, start a training, launch training, "
+        "launch a training, run training, run a training, fit a new, fit another, train again"
+    ),
+    "train_verb": _words("train, fit"),
+    "promote": _words(
+        "promote, promoting, promotion, deploy, ship, roll out, release, go live, "
+        "make ~ champion, make ~ live, put ~ live, put ~ in production, "
+        "put ~ into production, set ~ as champion, "
+        "switch production to, switch serving to, swap in, push ~ to production, make ~ the "
+        "champion, crown"
+    ),
+    "rollback": _words(
+        "roll back, roll ~ back, rollback, roll-back, revert*, undo, restore, go back, "
+        "switch back, back to the previous, back to the old"
+    ),
+    "aliases": _words("champion, challenger, candidate, new model, old model"),
+    # a question about many patients, not one
+    "cohort": _words(
+        "patients, people, women, men, males, females, persons, individuals, cases, cohort, "
+        "population, group, subgroup, everyone, everybody, those, smokers, diabetics"
+    ),
+    "cohort_question": _words(
+        "over, above, under, below, older than, younger than, between, who, with, having, how "
+        "many, average, mean, proportion, percentage, fraction, share, most, all, aged, "
+        "among, typically, usually"
+    ),
+    # the last patient, referred to
+    "pronoun": _words(
+        "he, his, him, she, her, they, their, this patient, the patient, that patient, same "
+        "patient, this one, this guy, this man, this woman"
+    ),
+    # questions about the copilot itself
+    "help": _words(
+        "help, what can you do, what do you do, capabilities, how do i use, who are you, what "
+        "are you, how does this work, what can i ask"
+    ),
+}
+
+known_words(*(pattern.pattern for pattern in CUES.values()))
+
+_VERSION = re.compile(r"(?<![a-z0-9])(?:version|ver|v|model version|#) ?#?(\d{1,4})(?![0-9.])")
+
+_RUN_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
+
+_SINGULAR_RUN = re.compile(
+    r"\b(?:the|our|my) (?:last|latest|newest|most recent|previous) (?:training )?run\b(?!s)"
+)
+
+_ALL_SITES = re.compile(r"\b(?:all|every|each) (?:the |of the |four |4 )?(?:sites|site|data)\b")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What one clause says: its cues and its slots (no decision yet)."""
+
+    text: str
+    cues: frozenset[str]
+    sites: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    version: str | None = None
+    run_ids: list[str] = field(default_factory=list)
+    count: int | None = None
+    since: str | None = None
+    singular_run: bool = False
+    all_sites: bool = False
+
+    def has(self, *cues: str) -> bool:
+        return any(cue in self.cues for cue in cues)
+
+
+# "run" as a verb ("run it with bp 120", "run the model on this patient") is not a run.
+_RUN_VERB = re.compile(
+    r"\brun (?:it|this|that|the model|the numbers|the prediction|a prediction|again|him|her|"
+    r"the patient|an? [a-z]{1,12} check|a check)\b"
+)
+
+
+def _cues(text: str) -> frozenset[str]:
+    found = {name for name, pattern in CUES.items() if pattern.search(text)}
+    if "runs" in found and not CUES["runs"].search(_RUN_VERB.sub(" ", text)):
+        found.discard("runs")
+    return frozenset(found)
+
+
+def read(text: str, card: DatasetCard) -> Reading:
+    """The cues and slots of one clause (already normalised, notes set apart)."""
+    version = _VERSION.search(text)
+    return Reading(
+        text=text,
+        cues=_cues(text),
+        sites=sites_in(text, card),
+        kinds=kinds_in(text),
+        version=version.group(1) if version else None,
+        run_ids=_RUN_ID.findall(text),
+        count=count_in(text),
+        since=since_in(text),
+        singular_run=bool(_SINGULAR_RUN.search(text)),
+        all_sites=bool(_ALL_SITES.search(text)),
+    )
+
+
+_IMPERATIVE_TRAIN = re.compile(
+    r"(?:^|[,;:.!] ?|\b(?:please|pls|and|then|to|let's|lets|now|go|can you|could you|"
+    r"should we|shall we|we should|we need to|i want to|i'd like to|want to|need to|"
+    r"can we|could we|must)) ?(?:train|fit)\b(?! ?(?:ed|ing))|"
+    r"\b(?:train|fit) (?:a |an |another |one |the model |it |a new |new |again\b)"
+)
+
+
+def wants_training(reading: Reading) -> bool:
+    """A request to train: "retrain", "refit", or "train"/"fit" used as a verb ("train a new
+    random forest on Hungary", "please train on VA"), never "trained" or "training runs"."""
+    if reading.has("retrain"):
+        return True
+    return reading.has("train_verb") and bool(_IMPERATIVE_TRAIN.search(reading.text))
