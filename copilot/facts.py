@@ -20,6 +20,10 @@ class Memory:
 
     patient: dict[str, Any] | None = None
     prediction_id: str | None = None
+    # A patient still being described: the values so far (the card's names and units) and
+    # the features the copilot asked for, so that "asymptomatic" completes it next turn.
+    pending_patient: dict[str, Any] | None = None
+    asked_for: tuple[str, ...] = ()
 
 
 class StepFacts(TypedDict, total=False):
@@ -58,6 +62,13 @@ class RouteRequest:
     text: str
     memory: Memory = Memory()
     done: list[Step] = field(default_factory=list)  # this turn's steps so far
+
+
+class PendingPatient(BaseModel):
+    """A patient the copilot asked more about this turn: the values so far, and what for."""
+
+    patient: dict[str, Any]
+    asked_for: list[str]
 
 
 class Focus(BaseModel):

@@ -48,9 +48,19 @@ def _say(text: str) -> dict[str, Any]:
 
 
 async def route_turn(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]:
-    memory = Memory(**state.get("memory", {}))
-    decided = await route(runtime.context.agents.router, RouteRequest(state["text"], memory))
+    remembered = state.get("memory", {})
+    decided = await route(
+        runtime.context.agents.router, RouteRequest(state["text"], Memory(**remembered))
+    )
+    # a patient being described lasts one question: kept when this reply asks about it
+    memory = {k: v for k, v in remembered.items() if k not in {"pending_patient", "asked_for"}}
+    if decided.pending is not None:
+        memory |= {
+            "pending_patient": decided.pending.patient,
+            "asked_for": list(decided.pending.asked_for),
+        }
     return {
+        "memory": memory,
         "route": decided.model_dump(exclude={"usage"}),
         "action_id": None,
         "steps": [],

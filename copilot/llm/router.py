@@ -24,9 +24,9 @@ from pydantic_ai.models import Model
 from pydantic_ai.usage import RunUsage
 
 from copilot.actions import STATE_CHANGING
-from copilot.facts import NOTHING_LEFT, Focus, RouteRequest
+from copilot.facts import NOTHING_LEFT, Focus, PendingPatient, RouteRequest
 from copilot.llm.offline.focus import question_focus
-from copilot.llm.offline.intents import steps_in
+from copilot.llm.offline.intents import pending_after, steps_in
 from copilot.llm.providers import OfflineModel, context_block
 from model_service.cards import DatasetCard
 from model_service.schemas import describe_error, patient_model
@@ -50,6 +50,7 @@ class Route(BaseModel):
     reply: str | None = None
     more: bool = False  # the request asks for another step after this one
     focus: Focus | None = None  # what a question about an explanation asks for
+    pending: PendingPatient | None = None  # a patient this reply asks more about
     usage: dict[str, Any] = {}  # model, requests, input/output tokens, seconds
 
 
@@ -199,7 +200,7 @@ async def route(router: Router, request: RouteRequest) -> Route:
     if reply is not None:
         if request.done and reply.strip().strip(".").upper() in {"", NOTHING_LEFT}:
             reply = None  # nothing left of a request of several steps
-        return Route(tool=None, reply=reply, usage=measured)
+        return Route(tool=None, reply=reply, pending=_pending(router, request), usage=measured)
     arguments = output.model_dump(mode="json", exclude_none=True)
     card = router.card
     return Route(
@@ -209,6 +210,15 @@ async def route(router: Router, request: RouteRequest) -> Route:
         focus=question_focus(request.text, card) if card is not None else None,
         usage=measured,
     )
+
+
+def _pending(router: Router, request: RouteRequest) -> PendingPatient | None:
+    """The patient a reply to a first step asks more about, read from the request (the
+    same reading for every provider; never parsed back from the reply's words)."""
+    if router.card is None or request.done:
+        return None
+    found = pending_after(request.text, request.memory, router.card)
+    return None if found is None else PendingPatient(patient=found[0], asked_for=found[1])
 
 
 def _measured(router: Router, spent: RunUsage, started: float) -> dict[str, Any]:

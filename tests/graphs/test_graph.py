@@ -180,3 +180,21 @@ async def test_a_pending_action_survives_a_restart(
         assert _champion(tracking_uri) == "2"
         history = await second.history("c6")
         assert history["messages"][-1]["content"].startswith("Done:")
+
+
+async def test_an_answer_to_its_own_question_completes_the_patient(
+    database_url: str, tracking_uri: str, live_service: str
+) -> None:
+    """The copilot asks for what a risk needs; the next turn's bare answer completes that
+    patient (typed memory, not our reply's words read back), and only for one question."""
+    async with open_for(database_url, tracking_uri, live_service) as copilot:
+        asked = await copilot.send("c9", "risk for a 63 year old man, BP 145, chol 233", "ann")
+        assert asked.tool_calls == []
+        assert "chest pain type" in asked.messages[0]["content"]
+        answered = await copilot.send("c9", "asymptomatic", "ann")
+        (call,) = answered.tool_calls
+        assert call["tool"] == "predict_risk"
+        patient = call["arguments"]["patient"]
+        assert patient["age"] == 63 and patient["cp"] == "asymptomatic" and patient["chol"] == 233
+        state = await copilot.graph.aget_state({"configurable": {"thread_id": "c9"}})
+        assert "pending_patient" not in state.values["memory"]  # used once, then gone
