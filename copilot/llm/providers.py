@@ -30,6 +30,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio.to_thread
 from pydantic_ai import ModelSettings
 from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
 from pydantic_ai.messages import (
@@ -94,10 +95,17 @@ class OfflineModel(FunctionModel):
     def __init__(self, card: DatasetCard, request: RouteRequest | None = None) -> None:
         self.card = card
         self.bound = request
-        super().__init__(self._respond, model_name="offline")
+        super().__init__(self._respond_off_loop, model_name="offline")
 
     def for_request(self, request: RouteRequest) -> OfflineModel:
         return OfflineModel(self.card, request)
+
+    async def _respond_off_loop(
+        self, messages: list[ModelMessage], info: AgentInfo
+    ) -> ModelResponse:
+        """Reading a request is CPU work: it runs in a worker thread, so a long or hostile
+        message never holds up the other requests of the process."""
+        return await anyio.to_thread.run_sync(self._respond, messages, info)
 
     def _respond(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         last = messages[-1] if messages else None

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
 from pydantic_ai import Agent, ModelRetry, PromptedOutput, ToolOutput
 from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
@@ -200,16 +201,26 @@ async def route(router: Router, request: RouteRequest) -> Route:
     if reply is not None:
         if request.done and reply.strip().strip(".").upper() in {"", NOTHING_LEFT}:
             reply = None  # nothing left of a request of several steps
-        return Route(tool=None, reply=reply, pending=_pending(router, request), usage=measured)
-    arguments = output.model_dump(mode="json", exclude_none=True)
-    card = router.card
+        pending = await anyio.to_thread.run_sync(_pending, router, request)
+        return Route(tool=None, reply=reply, pending=pending, usage=measured)
+    more, focus = await anyio.to_thread.run_sync(_shape, router, request)
     return Route(
         tool=router.names[type(output)],
-        arguments=arguments,
-        more=card is not None and steps_in(request.text, card) > len(request.done) + 1,
-        focus=question_focus(request.text, card) if card is not None else None,
+        arguments=output.model_dump(mode="json", exclude_none=True),
+        more=more,
+        focus=focus,
         usage=measured,
     )
+
+
+def _shape(router: Router, request: RouteRequest) -> tuple[bool, Focus | None]:
+    """Whether the request has steps after this one, and what an explanation question
+    asks for (CPU work: run in a worker thread)."""
+    card = router.card
+    if card is None:
+        return False, None
+    more = steps_in(request.text, card) > len(request.done) + 1
+    return more, question_focus(request.text, card)
 
 
 def _pending(router: Router, request: RouteRequest) -> PendingPatient | None:

@@ -362,3 +362,38 @@ def test_keys_stay_out_of_reprs_errors_and_labels() -> None:
     with pytest.raises(ValueError, match="entry 1") as refused:
         Settings(copilot_api_keys="sk-only-a-secret")
     assert "sk-only-a-secret" not in str(refused.value)
+
+
+async def test_the_offline_provider_reads_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reading a request is CPU work done in a worker thread: while one is being read
+    (held here until the loop shows it is free), other requests of the process go on."""
+    import threading
+
+    import anyio
+
+    from copilot.llm import providers
+
+    card = get_card("heart-disease")
+    release, reading = threading.Event(), threading.Event()
+    understand = providers.understand
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        reading.set()
+        assert release.wait(10), "the event loop never got to release the reading"
+        return understand(*args, **kwargs)
+
+    monkeypatch.setattr(providers, "understand", held)
+    router = build_router(providers.offline_model(card), card=card)
+    decided: list[Route] = []
+
+    async def read() -> None:
+        decided.append(await route(router, RouteRequest('"' + " " * 9_000 + "show the runs")))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(read)
+        while not reading.is_set():  # this loop keeps running while the reading waits
+            await anyio.sleep(0.01)
+        release.set()
+    assert len(decided) == 1  # and the reading finished once released
