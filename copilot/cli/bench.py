@@ -258,6 +258,7 @@ class _Measured:
     drift_warm_ms: float | None = None
     agent_turn_overhead_ms: float | None = None
     agent_promote_ms: float | None = None
+    hostile_stall_ms: float | None = None
     commit_wait_ms: float | None = None
     commit_wait_loaded_ms: float | None = None
 
@@ -312,12 +313,13 @@ def _measure_copilot(
         warm = _timed(drift_call, 3)
         client.close()
         console.print("agent turns with the offline provider ...")
-        turn_overhead, promote = anyio.run(
+        turn_overhead, promote, stall = anyio.run(
             _measure_agent, settings, f"http://127.0.0.1:{port}", max(20, requests // 20)
         )
     return _Measured(
         agent_turn_overhead_ms=turn_overhead,
         agent_promote_ms=promote,
+        hostile_stall_ms=stall,
         p50=statistics.median(latency),
         p99=_percentile(latency, 0.99),
         throughput=throughput,
@@ -377,9 +379,11 @@ AGENT_PATIENT = "63 yo M, asymptomatic CP, BP 145/90, chol 233 mg/dl, max HR 150
 
 async def _measure_agent(
     settings: Settings, service_url: str, turns: int
-) -> tuple[float, float | None]:
+) -> tuple[float, float | None, float]:
     """Agent turn overhead (route + tool call over loopback + narrate + checkpoint, minus the
-    model service's own time), and propose -> approve -> execute for promote_model.
+    model service's own time), propose -> approve -> execute for promote_model, and the
+    longest stall of the event loop while four hostile messages are read at once (what a
+    /health request would wait).
 
     Runs on a scratch copilot database and a copy of a SQLite registry: the benchmark
     changes nothing of the user's."""
@@ -425,8 +429,41 @@ async def _measure_agent(
                     await copilot.send(f"turn-{turn}", AGENT_PATIENT, "bench")
                     overheads.append((time.perf_counter() - start) * 1000 - sum(server_ms))
                 promote = await _promote_cycle(copilot, tools) if can_promote else None
+                stall = await _loop_stall(copilot)
         engine.dispose()
-    return statistics.median(overheads), promote
+    return statistics.median(overheads), promote, stall
+
+
+# Messages built to make a reader backtrack or scan for long: unclosed quotes, runs of
+# spaces, repeated words (each at the 4,000-character limit).
+HOSTILE = (
+    '"' + " " * 3_999,
+    "what if " * 500,
+    "'a" + " b" * 1_999,
+    "chol " + "1" * 3_995,
+)
+
+
+async def _loop_stall(copilot: Any) -> float:
+    """The longest time the event loop was busy (ms) while the hostile messages were read."""
+    tick, stalls, done = 0.005, [0.0], anyio.Event()
+
+    async def watch() -> None:
+        while not done.is_set():
+            start = time.perf_counter()
+            await anyio.sleep(tick)
+            stalls.append((time.perf_counter() - start - tick) * 1000)
+
+    async def hostile(index: int, text: str) -> None:
+        await copilot.send(f"hostile-{index}", text, "bench")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch)
+        async with anyio.create_task_group() as senders:
+            for index, text in enumerate(HOSTILE):
+                senders.start_soon(hostile, index, text)
+        done.set()
+    return max(stalls)
 
 
 async def _promote_cycle(copilot: Any, tools: ToolContext) -> float | None:
@@ -550,6 +587,12 @@ def run_benchmarks(
             ours.agent_promote_ms,
             target="< 200 ms",
             passed=None if ours.agent_promote_ms is None else ours.agent_promote_ms < 200,
+        ),
+        Row(
+            "event loop stall while 4 hostile messages are read",
+            ours.hostile_stall_ms,
+            target="< 100 ms",
+            passed=None if ours.hostile_stall_ms is None else ours.hostile_stall_ms < 100,
         ),
         Row(
             "start to ready",
