@@ -70,9 +70,7 @@ def test_confidence_says_whether_the_card_minimum_information_is_there(
     prediction is marked insufficient, between it and complete it is low confidence."""
     sparse = {"age": 63, "sex": "Male", "cp": "asymptomatic", "chol": 233, "trestbps": 0}
     some = {k: v for k, v in patient.items() if k not in {"ca", "thal", "slope"}}
-    answers = [
-        service.post("/v1/predict", json=body).json() for body in (sparse, some, patient)
-    ]
+    answers = [service.post("/v1/predict", json=body).json() for body in (sparse, some, patient)]
     assert [a["confidence"] for a in answers] == ["insufficient", "low", "high"]
     assert all(0 < a["probability"] < 1 for a in answers)  # scored all the same
     explained = service.post("/v1/explain", json={"patient": sparse}).json()

@@ -145,7 +145,22 @@ def _explanation(n_features: int) -> dict[str, Any]:
             "base_probability": 0.475,
             "drivers": drivers,
             "model": {"name": "heart-disease-risk", "version": "1", "alias": "champion"},
-            "warnings": [],
+            "warnings": [
+                {
+                    "feature": "f1",
+                    "display_name": "feature 1",
+                    "code": "missing_imputed",
+                    "message": "feature 1 missing; imputed as normal (the training median)",
+                }
+            ],
+            "information": {
+                "confidence": "low",
+                "recorded": n_features - 1,
+                "missing": 1,
+                "total": n_features,
+                "needed": 1,
+                "filled_in": ["feature 1"],
+            },
         }
     ).model_dump(mode="json")
 
@@ -157,6 +172,8 @@ def test_the_shap_chart_draws_each_driver_with_the_patients_value() -> None:
     assert bars[1] == ("feature 1 = missing (imputed)", -0.3)
     assert bars[2][0] == "feature 2 = asymptomatic"
     assert len(bars) == ui_views.CHART_FEATURES + 1
+    # the value the model filled in is drawn apart (hatched) from the patient's own
+    assert ui_views.filled_in_bars(explanation) == [False, True] + [False] * (len(bars) - 2)
     rest = explanation["drivers"][ui_views.CHART_FEATURES :]
     assert bars[-1] == ("5 other features", pytest.approx(sum(d["contribution"] for d in rest)))
 
@@ -181,14 +198,45 @@ def test_drift_is_a_table_with_the_report_link() -> None:
                     "display_name": "serum cholesterol",
                     "method": "ks",
                     "p_value_adjusted": 0.00012,
+                    "p_value_shown": "< 0.001",
                     "effect_size": 0.41,
                     "effect_size_method": "wasserstein",
-                }
+                },
+                {
+                    "feature": "oldpeak",
+                    "display_name": "ST depression",
+                    "method": "ks",
+                    "p_value_adjusted": 0.0,
+                    "p_value_shown": "< 0.001",
+                    "effect_size": None,
+                    "effect_size_method": None,
+                },
+                {
+                    "feature": "thalch",
+                    "display_name": "maximum heart rate",
+                    "method": "ks",
+                    "p_value_adjusted": 0.0123,
+                    "p_value_shown": "0.012",
+                    "effect_size": None,
+                    "effect_size_method": None,
+                },
             ],
-            "stable": ["age", "trestbps", "thalch"],
+            "stable": ["age", "trestbps"],
             "untested": ["ca"],
+            "display_names": {
+                "age": "age",
+                "trestbps": "resting blood pressure",
+                "chol": "serum cholesterol",
+                "ca": "vessels coloured by fluoroscopy",
+            },
             "data_quality": [
-                {"feature": "chol", "issue": "zero", "count": 49, "detail": "49 zeros | missing"}
+                {
+                    "feature": "chol",
+                    "display_name": "serum cholesterol",
+                    "issue": "zero",
+                    "count": 49,
+                    "detail": "49 zeros | missing",
+                }
             ],
             "reference": {"rows": 304},
             "current": {"rows": 200, "site": "VA Long Beach"},
@@ -199,11 +247,14 @@ def test_drift_is_a_table_with_the_report_link() -> None:
     assert table is not None
     lines = table.splitlines()
     assert lines[0] == "| Feature | Test | Adjusted p | Effect size | Result |"
-    assert "| serum cholesterol | ks | 0.00012 | 0.41 (wasserstein) | **drifted** |" in lines
-    assert (
-        "| age |  |  |  | stable |" in lines and "| ca |  |  |  | too few values to test |" in lines
-    )
-    assert "| chol | 49 zeros \\| missing | 49 |" in lines  # a pipe cannot split the row
+    # display names, never raw names such as trestbps; p-values below 0.001 (0 included) as
+    # "< 0.001"
+    assert "| serum cholesterol | ks | \\< 0.001 | 0.41 (wasserstein) | **drifted** |" in lines
+    assert "| ST depression | ks | \\< 0.001 |  | **drifted** |" in lines
+    assert "| maximum heart rate | ks | 0.012 |  | **drifted** |" in lines
+    assert "| resting blood pressure |  |  |  | stable |" in lines
+    assert "| vessels coloured by fluoroscopy |  |  |  | too few values to test |" in lines
+    assert "| serum cholesterol | 49 zeros \\| missing | 49 |" in lines  # a pipe cannot split it
     assert lines[-1] == (
         "[Open the full Evidently drift report](http://127.0.0.1:8000/v1/reports/r1.html)"
     )
