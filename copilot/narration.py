@@ -243,15 +243,59 @@ def action_proposed(action: dict[str, Any]) -> str:
     )
 
 
+_METRIC_NAMES = {
+    "holdout_roc_auc": "ROC AUC",
+    "holdout_pr_auc": "PR AUC",
+    "holdout_brier": "Brier score (lower is better)",
+    "holdout_calibration_error": "calibration error (lower is better)",
+    "holdout_sensitivity": "sensitivity",
+    "holdout_specificity": "specificity",
+}
+
+
+def trained(result: dict[str, Any]) -> str:
+    """A retrain's new version and its holdout metrics against the champion's."""
+    head = (
+        f"New version {result['version']} (@{result['alias']}): {result['best_kind']} on "
+        f"{' + '.join(result['sites'])}, run {result['run_id'][:8]}."
+    )
+    compared = result.get("against_champion") or []
+    champion = result.get("champion_version")
+    if champion is None or not compared:
+        metrics = result.get("metrics") or {}
+        shown = ", ".join(
+            f"{label} {metrics[key]:.3f}" for key, label in _METRIC_NAMES.items() if key in metrics
+        )
+        return head + (f" Holdout {shown}; there is no champion to compare with." if shown else "")
+    lines = [
+        f"{_METRIC_NAMES.get(m['metric'], m['metric'])} {m['new']:.3f} against "
+        f"{m['champion']:.3f} ({m['change']:+.3f})"
+        for m in compared
+        if m["champion"] is not None and m["change"] is not None
+    ]
+    return (
+        head + f" Holdout metrics against the champion, version {champion} (each on its own "
+        "training's holdout): "
+        + "; ".join(lines)
+        + ". The champion is unchanged; promoting the challenger is a separate proposal."
+    )
+
+
+def _executed(action: dict[str, Any]) -> str:
+    result = action.get("result") or {}
+    done = f"Done: {action['summary']} (approved by {action['decided_by']})."
+    if action["tool"] == "retrain_model" and "best_kind" in result:
+        return f"{done} {trained(result)}"
+    details = ", ".join(
+        f"{k} {v}" for k, v in result.items() if v is not None and not isinstance(v, (list, dict))
+    )
+    return f"{done} {details}."
+
+
 def action_outcome(action: dict[str, Any]) -> str:
     status, result = action["status"], action.get("result") or {}
     if status == "executed":
-        details = ", ".join(
-            f"{k} {v}"
-            for k, v in result.items()
-            if v is not None and not isinstance(v, (list, dict))
-        )
-        return f"Done: {action['summary']} (approved by {action['decided_by']}). {details}."
+        return _executed(action)
     if status == "failed":
         return f"Approved but it did not complete: {result.get('error', 'unknown error')}."
     if status == "rejected":

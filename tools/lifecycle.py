@@ -119,6 +119,15 @@ def retrain_problems(ctx: ToolContext, args: RetrainInput) -> list[str]:
     ]
 
 
+class MetricAgainstChampion(BaseModel):
+    """One holdout metric of the new version beside the champion's."""
+
+    metric: str
+    new: float
+    champion: float | None
+    change: float | None = Field(description="new - champion.")
+
+
 class TrainingOutcome(BaseModel):
     """A new model version registered as @challenger (the champion is untouched)."""
 
@@ -129,6 +138,34 @@ class TrainingOutcome(BaseModel):
     best_kind: str
     metrics: dict[str, float] = Field(description="The best candidate's holdout metrics.")
     candidates: dict[str, float] = Field(description="Cross-validated ROC AUC per candidate.")
+    champion_version: str | None = Field(description="The @champion it is compared with.")
+    against_champion: list[MetricAgainstChampion] = Field(
+        description="The new version's holdout metrics beside the champion's (each measured "
+        "on its own training's holdout, as the promotion gate compares them)."
+    )
+
+
+def _against_champion(
+    ctx: ToolContext, metrics: dict[str, float]
+) -> tuple[str | None, list[MetricAgainstChampion]]:
+    """The champion's version and its holdout metrics beside `metrics` (read-only)."""
+    client = registry.client(ctx.tracking_uri)
+    champion = registry.alias_version(client, ctx.card.model_name, registry.CHAMPION)
+    if champion is None:
+        return None, []
+    theirs = client.get_run(champion.run_id).data.metrics
+    compared = []
+    for name, value in metrics.items():
+        other = theirs.get(name)
+        compared.append(
+            MetricAgainstChampion(
+                metric=name,
+                new=value,
+                champion=None if other is None else float(other),
+                change=None if other is None else value - float(other),
+            )
+        )
+    return str(champion.version), compared
 
 
 async def retrain_model(
@@ -153,14 +190,18 @@ async def retrain_model(
         result = await anyio.to_thread.run_sync(run)
     except (TrainingError, CardError) as error:
         raise InvalidToolInput([str(error)]) from None
+    holdout = {k: v for k, v in result.metrics.items() if k.startswith("holdout_")}
+    champion, compared = await anyio.to_thread.run_sync(_against_champion, ctx, holdout)
     return TrainingOutcome(
         run_id=result.run_id,
         version=result.version,
         alias=result.alias,
         sites=result.sites,
         best_kind=result.best_kind,
-        metrics={k: v for k, v in result.metrics.items() if k.startswith("holdout_")},
+        metrics=holdout,
         candidates={c.kind: c.metrics["cv_roc_auc"] for c in result.candidates},
+        champion_version=champion,
+        against_champion=compared,
     )
 
 

@@ -1,6 +1,7 @@
 """The deterministic narration says what clinicians need to hear: every caveat, the inputs
 the model filled in apart from the patient's own, no risk without enough information, units
-and association-not-causation in what-ifs, display names and readable p-values in drift."""
+and association-not-causation in what-ifs, display names and readable p-values in drift and
+retrain metrics against the champion."""
 
 import re
 from collections.abc import AsyncIterator
@@ -186,3 +187,49 @@ def test_drift_is_told_with_display_names_and_readable_p_values() -> None:
     )
     assert "trestbps" not in text
     assert "The other data-quality findings are in the table and the report." in text
+
+
+def _retrained(champion: bool) -> dict[str, Any]:
+    metrics = {"holdout_roc_auc": 0.871, "holdout_brier": 0.121}
+    theirs = {"holdout_roc_auc": 0.85, "holdout_brier": 0.13}
+    return {
+        "id": "a1",
+        "tool": "retrain_model",
+        "status": "executed",
+        "summary": "train logistic_regression on Cleveland + Hungary and register the best as "
+        "@challenger (the champion is not changed)",
+        "decided_by": "bob via ui:bob",
+        "result": {
+            "run_id": "0123456789abcdef",
+            "version": "3",
+            "alias": "challenger",
+            "sites": ["Cleveland", "Hungary"],
+            "best_kind": "logistic_regression",
+            "metrics": metrics,
+            "candidates": {"logistic_regression": 0.86},
+            "champion_version": "1" if champion else None,
+            "against_champion": [
+                {"metric": k, "new": v, "champion": theirs[k], "change": v - theirs[k]}
+                for k, v in metrics.items()
+            ]
+            if champion
+            else [],
+        },
+    }
+
+
+def test_a_retrain_is_told_against_the_champion() -> None:
+    action = _retrained(champion=True)
+    text = narration.action_outcome(action)
+    assert text.startswith("Done: train logistic_regression on Cleveland + Hungary")
+    assert (
+        "New version 3 (@challenger): logistic_regression on Cleveland + Hungary, run "
+        "01234567. Holdout metrics against the champion, version 1 (each on its own "
+        "training's holdout): ROC AUC 0.871 against 0.850 (+0.021); Brier score (lower is "
+        "better) 0.121 against 0.130 (-0.009)." in text
+    )
+    assert unsupported_numbers(text, action) == []
+    alone = narration.action_outcome(_retrained(champion=False))
+    assert "Holdout ROC AUC 0.871, Brier score (lower is better) 0.121; there is no champion" in (
+        alone
+    )

@@ -98,6 +98,17 @@ async def test_retrain_registers_a_challenger_and_never_the_champion(
     assert steps[0].startswith("logistic_regression: fold 1/") and steps[-1] == "done"
     assert set(outcome.candidates) == {"logistic_regression"}
     assert 0.5 < outcome.metrics["holdout_roc_auc"] <= 1
+    # the new version's metrics beside the champion's, metric by metric
+    assert outcome.champion_version == "1"
+    champion = registry.client(registry_ctx.tracking_uri).get_run(
+        registry.client(registry_ctx.tracking_uri).get_model_version(NAME, "1").run_id
+    )
+    compared = {m.metric: m for m in outcome.against_champion}
+    assert set(compared) == set(outcome.metrics)
+    auc = compared["holdout_roc_auc"]
+    assert auc.new == outcome.metrics["holdout_roc_auc"]
+    assert auc.champion == champion.data.metrics["holdout_roc_auc"]
+    assert auc.change == pytest.approx(auc.new - auc.champion)
     with pytest.raises(
         InvalidToolInput, match="training data too small: 123 rows from Switzerland"
     ):
