@@ -235,11 +235,23 @@ def model_info(result: dict[str, Any]) -> str:
     )
 
 
+def preview(action: dict[str, Any]) -> str:
+    """What the registry said of a proposal when it was made ("" when nothing)."""
+    found = action.get("preview")
+    if not found:
+        return ""
+    if found["will_fail"]:
+        return f"It will be refused as things stand: {found['note']}."
+    return f"As things stand: {found['note']}."
+
+
 def action_proposed(action: dict[str, Any]) -> str:
+    ahead = preview(action)
     return (
-        f"Proposed: {action['summary']}. Nothing has changed yet: a person with the "
-        f"approver role must approve action {action['id']} (expires "
-        f"{action['expires_at']})."
+        f"Proposed: {action['summary']}."
+        + (f" {ahead}" if ahead else "")
+        + " Nothing has changed yet: a person with the approver role must approve action "
+        f"{action['id']} (expires {action['expires_at']})."
     )
 
 

@@ -193,6 +193,7 @@ def interrupt_payload(action: PendingAction) -> dict[str, Any]:
         "tool": action.tool,
         "arguments": action.arguments,
         "summary": action.summary,
+        "preview": action.preview.model_dump() if action.preview else None,
         "requested_by": action.requested_by,
         "expires_at": action.expires_at.isoformat(),
     }

@@ -87,9 +87,11 @@ def approval_card(action: PendingAction, *, can_decide: bool, now: datetime | No
     if action.status != "pending":
         decided = _DECIDED[action.status].format(by=escape(action.decided_by or "someone"))
         lines[0] = f"**{decided}: `{action.tool}`** (action `{action.id}`)"
+    lines += ["", f"**What will change:** {escape(action.summary)}"]
+    if action.preview is not None and action.status == "pending":
+        heading = "Will be refused as things stand" if action.preview.will_fail else "Now"
+        lines += ["", f"**{heading}:** {escape(action.preview.note)}"]
     lines += [
-        "",
-        f"**What will change:** {escape(action.summary)}",
         "",
         f"**Requested by** {escape(action.requested_by)} at {_when(action.created_at)}",
     ]

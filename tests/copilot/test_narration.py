@@ -1,7 +1,7 @@
 """The deterministic narration says what clinicians need to hear: every caveat, the inputs
 the model filled in apart from the patient's own, no risk without enough information, units
-and association-not-causation in what-ifs, display names and readable p-values in drift and
-retrain metrics against the champion."""
+and association-not-causation in what-ifs, display names and readable p-values in drift,
+retrain metrics against the champion, and a proposal's preview."""
 
 import re
 from collections.abc import AsyncIterator
@@ -233,3 +233,28 @@ def test_a_retrain_is_told_against_the_champion() -> None:
     assert "Holdout ROC AUC 0.871, Brier score (lower is better) 0.121; there is no champion" in (
         alone
     )
+
+
+def test_a_proposal_says_before_approval_that_it_will_be_refused() -> None:
+    action = {
+        "id": "a2",
+        "summary": "make the @challenger the @champion that scores patients, if it passes the "
+        "promotion gate",
+        "expires_at": "2026-01-01T00:15:00Z",
+        "preview": {
+            "will_fail": True,
+            "note": "the promotion gate refuses version 2: holdout_roc_auc: version 2: 0.800 "
+            "against champion version 1: 0.850 (margin 0.02)",
+        },
+    }
+    text = narration.action_proposed(action)
+    assert (
+        "gate. It will be refused as things stand: the promotion gate refuses version 2: "
+        "holdout_roc_auc: version 2: 0.800 against champion version 1: 0.850 (margin 0.02). "
+        "Nothing has changed yet" in text
+    )
+    action["preview"] = {"will_fail": False, "note": "version 1 would be the @champion again"}
+    assert "As things stand: version 1 would be the @champion again." in (
+        narration.action_proposed(action)
+    )
+    assert "things stand" not in narration.action_proposed({**action, "preview": None})

@@ -97,6 +97,20 @@ def test_an_approval_card_shows_the_persisted_action() -> None:
     )
 
 
+def test_a_card_says_before_approval_that_it_will_be_refused() -> None:
+    refused = {"will_fail": True, "note": "the promotion gate refuses version 2: robustness"}
+    card = ui_views.approval_card(_action(preview=refused), can_decide=True, now=NOW)
+    assert (
+        "**What will change:** make the @challenger the @champion that scores patients\n\n"
+        "**Will be refused as things stand:** the promotion gate refuses version 2: robustness"
+    ) in card
+    passing = {"will_fail": False, "note": "version 2 passes the promotion gate"}
+    card = ui_views.approval_card(_action(preview=passing), can_decide=True, now=NOW)
+    assert "**Now:** version 2 passes the promotion gate" in card
+    decided = _action(preview=refused, status="rejected", decided_by="bob via ui:bob")
+    assert "things stand" not in ui_views.approval_card(decided, can_decide=True, now=NOW)
+
+
 def test_text_from_people_cannot_become_markup_on_a_card() -> None:
     card = ui_views.approval_card(
         _action(
