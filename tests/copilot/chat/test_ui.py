@@ -493,7 +493,9 @@ def test_the_ui_keeps_its_files_and_config_under_copilot_home(
     assert config["features"]["unsafe_allow_html"] is False
     assert config["UI"]["name"] == ui_server.UI_NAME
     texts = json.loads((root / ".chainlit" / "translations" / "en-US.json").read_text())
-    assert texts["auth"]["login"]["form"]["email"]["label"] == "Name (as in COPILOT_API_KEYS)"
+    form = texts["auth"]["login"]["form"]
+    assert form["email"]["label"] == "Name (the one given with your key)"
+    assert form["email"]["placeholder"] == "e.g. ann" and form["password"]["label"] == "Key"
     assert (root / "chainlit_en-US.md").read_text().startswith("# MLOps Copilot")
     assert os.environ["CHAINLIT_APP_ROOT"] == str(root)
     assert os.environ["CHAINLIT_ENV_FILE"] == os.devnull
@@ -503,6 +505,27 @@ def test_the_ui_keeps_its_files_and_config_under_copilot_home(
     assert ui_server.auth_secret(root) == secret  # kept: a restart signs nobody out
     clean_env.setenv("CHAINLIT_AUTH_SECRET", "from-the-environment")
     assert ui_server.auth_secret(root) == "from-the-environment"
+
+
+def test_the_sign_in_speaks_to_a_local_user_with_the_key_copilot_up_printed(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    """`copilot up` without COPILOT_API_KEYS makes one approver key and prints it: the form
+    says so, with that name, and mentions no setting the person never set."""
+    (tmp_path / "local-approver.key").write_text("k" * 43 + "\n")
+    local = Settings(copilot_home=tmp_path, copilot_api_keys=f"dana:approver:{'k' * 43}")
+    assert ui_server.local_sign_in(local) == "dana"
+    root = ui_server.prepare(local)
+    form = json.loads((root / ".chainlit" / "translations" / "en-US.json").read_text())["auth"][
+        "login"
+    ]["form"]
+    assert form["email"]["label"] == "Name (as `copilot up` printed it)"
+    assert form["email"]["placeholder"] == "dana"
+    assert form["password"]["label"] == "Key (as `copilot up` printed it)"
+    for configured in (KEYS, f"dana:approver:{'x' * 43}"):  # keys given to people
+        settings = Settings(copilot_home=tmp_path, copilot_api_keys=configured)
+        assert ui_server.local_sign_in(settings) is None
+        assert "COPILOT_API_KEYS" not in json.dumps(ui_server.sign_in_wording(settings))
 
 
 def test_the_ui_refuses_to_start_without_keys(
