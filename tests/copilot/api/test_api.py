@@ -613,6 +613,15 @@ def test_events_stream_a_turn_posted_by_another_request(api: TestClient) -> None
         assert read_events(response.iter_lines(), until=None) == []
 
 
+def test_a_following_stream_opened_between_turns_says_it_waits(api: TestClient) -> None:
+    mine = new_conversation(api, "ann")
+    say(api, "ann", mine, "which model is live?")  # a turn that has ended
+    with api.stream("GET", f"/v1/conversations/{mine}/events", headers=auth("ann")) as response:
+        assert response.status_code == 200
+        first = next(response.iter_lines())
+    assert first == f": waiting for the next turn of conversation {mine}"
+
+
 def test_one_turn_at_a_time_per_conversation(
     api: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
