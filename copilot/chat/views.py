@@ -26,8 +26,8 @@ _DIRECTIVE = re.compile(r":(?=[A-Za-z])")
 STARTERS: list[tuple[str, str]] = [
     (
         "Risk for a patient",
-        "What is the risk for a 63 year old man with asymptomatic chest pain, "
-        "cholesterol 233, blood pressure 145?",
+        "What is the risk for a 63 year old man with asymptomatic chest pain, blood pressure "
+        "145, cholesterol 233, max heart rate 150, ST depression 2.3 and no exercise angina?",
     ),
     ("Has VA Long Beach drifted?", "Has the data from VA Long Beach drifted?"),
     ("Compare the last two runs", "Compare the last two training runs"),

@@ -36,9 +36,13 @@ from copilot.chat.access import (
 )
 from copilot.cli.main import app
 from copilot.conversations import TurnInProgress
+from copilot.facts import RouteRequest
+from copilot.llm.agents import build_agents
+from copilot.llm.router import route
 from copilot.settings import Settings
 from copilot.throttle import FailureThrottle
 from model_service import registry
+from model_service.cards import DatasetCard
 from tests.conftest import TrainedRegistry
 from tools.drift import DriftSummary
 from tools.predictions import Explanation
@@ -109,6 +113,18 @@ def test_a_card_says_before_approval_that_it_will_be_refused() -> None:
     assert "**Now:** version 2 passes the promotion gate" in card
     decided = _action(preview=refused, status="rejected", decided_by="bob via ui:bob")
     assert "things stand" not in ui_views.approval_card(decided, can_decide=True, now=NOW)
+
+
+@pytest.mark.anyio
+async def test_the_starter_patient_has_enough_information_for_a_risk(
+    heart_card: DatasetCard,
+) -> None:
+    (text,) = [text for label, text in ui_views.STARTERS if label == "Risk for a patient"]
+    decided = await route(build_agents(Settings(), heart_card).router, RouteRequest(text))
+    patient = decided.arguments["patient"]
+    assert decided.tool == "predict_risk" and len(patient) >= heart_card.needed_features
+    missing = set(heart_card.feature_names) - set(patient)
+    assert heart_card.confidence(missing, outside_training_range=False) == "low"
 
 
 def test_text_from_people_cannot_become_markup_on_a_card() -> None:
