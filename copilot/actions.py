@@ -61,15 +61,18 @@ from model_service.schemas import describe_error
 from tools.context import ToolContext
 from tools.errors import ToolError
 from tools.lifecycle import (
+    Preview,
     ProgressCallback,
     PromoteInput,
     RetrainInput,
     RollbackInput,
     promote_model,
+    promote_preview,
     promote_problems,
     retrain_model,
     retrain_problems,
     rollback_model,
+    rollback_preview,
 )
 
 Status = Literal["pending", "approved", "rejected", "expired", "executed", "failed"]
@@ -135,6 +138,8 @@ class StateChangingTool:
     summary: Callable[[Any], str]  # what will change, for people deciding
     # problems with valid arguments that the card or the registry shows ("field: ...")
     check: Callable[[ToolContext, Any], list[str]] = lambda _ctx, _args: []
+    # what the registry says of it now, read-only (e.g. a promotion the gate would refuse)
+    preview: Callable[[ToolContext, Any], Preview | None] = lambda _ctx, _args: None
 
 
 async def _retrain(ctx: ToolContext, args: Any, progress: ProgressCallback | None) -> BaseModel:
@@ -176,12 +181,14 @@ STATE_CHANGING: dict[str, StateChangingTool] = {
                 )
             ),
             promote_problems,
+            promote_preview,
         ),
         StateChangingTool(
             "rollback_model",
             RollbackInput,
             _rollback,
             lambda _: "restore the previous @champion for scoring patients",
+            preview=rollback_preview,
         ),
     )
 }
@@ -204,6 +211,7 @@ class PendingActionRecord(SQLModel, table=True):
     decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     comment: str | None = Field(default=None, max_length=2000)
     result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    preview: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     execution_claim: str | None = Field(default=None, max_length=32)
     claimed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     lease_until: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
@@ -223,6 +231,7 @@ class PendingAction(BaseModel):
     arguments_sha256: str
     original_arguments: dict[str, Any] | None
     summary: str
+    preview: Preview | None = None  # what the registry said of it when proposed or edited
     requested_by: str
     created_at: datetime
     expires_at: datetime
@@ -258,6 +267,7 @@ def _view(row: Any) -> PendingAction:
         arguments_sha256=row["arguments_sha256"],
         original_arguments=row["original_arguments"],
         summary=tool.summary(tool.input_model.model_validate(row["arguments"])),
+        preview=row["preview"],
         requested_by=row["requested_by"],
         created_at=_aware(row["created_at"]),
         expires_at=_aware(row["expires_at"]),
@@ -407,6 +417,18 @@ class ActionStore:
             raise InvalidArguments(tool, problems)
         return canonical, digest
 
+    def preview(self, tool: str, canonical: dict[str, Any]) -> dict[str, Any] | None:
+        """What the registry says of valid arguments now, read-only (None: nothing to say,
+        or no tools' context to ask)."""
+        if self.tools is None:
+            return None
+        spec = STATE_CHANGING[tool]
+        try:
+            found = spec.preview(self.tools, spec.input_model.model_validate(canonical))
+        except ToolError:
+            return None
+        return None if found is None else found.model_dump()
+
     # ---- proposing and reading ------------------------------------------------------------
 
     def propose(
@@ -414,6 +436,7 @@ class ActionStore:
     ) -> PendingAction:
         """Records a pending action (nothing runs)."""
         canonical, digest = self.checked(tool, arguments)
+        preview = self.preview(tool, canonical)
         action_id = uuid.uuid4().hex
         now = self.clock()
 
@@ -441,6 +464,7 @@ class ActionStore:
                     created_at=now,
                     expires_at=now + self.ttl,
                     status="pending",
+                    preview=preview,
                     audit_head=head,
                 )
             )
@@ -614,6 +638,7 @@ class ActionStore:
                 "arguments": canonical,
                 "arguments_sha256": digest,
                 "original_arguments": action.original_arguments or action.arguments,
+                "preview": self.preview(action.tool, canonical),
             }
             payload |= {
                 "arguments": canonical,

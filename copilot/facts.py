@@ -30,6 +30,7 @@ class StepFacts(TypedDict, total=False):
     """What a later step may know of an earlier one: typed values from its result."""
 
     failed: bool
+    insufficient: bool  # too little of the patient recorded: no risk was given
     drift_detected: bool
     label: int
     prediction_id: str
@@ -50,8 +51,10 @@ def step(tool: str, arguments: dict[str, Any], result: dict[str, Any] | None) ->
     """The step record of a tool call (`result` None: the tool failed)."""
     facts: StepFacts = {"failed": True} if result is None else {}
     for key in STEP_FACTS:
-        if result is not None and key in result:
+        if result is not None and result.get(key) is not None:
             facts[key] = result[key]  # type: ignore[literal-required]
+    if result is not None and (result.get("information") or {}).get("confidence") == "insufficient":
+        facts["insufficient"] = True
     return {"tool": tool, "arguments": arguments, "facts": facts}
 
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from copilot.facts import Focus
+from tools.drift import shown_p_value
+
+FILLED_IN = frozenset({"missing_imputed", "zero_read_as_missing"})
+QUALITY_SHOWN = 4  # data-quality findings told in words; the table and report hold the rest
 
 
 def _pct(value: float) -> str:
@@ -26,11 +30,61 @@ def shown_value(driver: dict[str, Any]) -> str:
     return f"{value} {unit}" if unit else str(value)
 
 
+def _name(item: dict[str, Any]) -> str:
+    return str(item.get("display_name") or item["feature"])
+
+
+def caveats(warnings: list[dict[str, Any]]) -> list[str]:
+    """Every input warning, grouped: the inputs filled in by name, each value outside the
+    training range with its range."""
+    missing = [_name(w) for w in warnings if w["code"] == "missing_imputed"]
+    zeros = [_name(w) for w in warnings if w["code"] == "zero_read_as_missing"]
+    outside = [
+        str(w["message"]).removesuffix("; low confidence")
+        for w in warnings
+        if w["code"] == "outside_training_range"
+    ]
+    grouped = [f"missing, filled in by the model: {', '.join(missing)}"] if missing else []
+    if zeros:
+        grouped.append(
+            f"recorded as 0, which is impossible, so filled in by the model: {', '.join(zeros)}"
+        )
+    return grouped + outside
+
+
 def _warnings(result: dict[str, Any]) -> str:
-    warnings = result.get("warnings") or []
-    if not warnings:
+    shown = caveats(result.get("warnings") or [])
+    return " Caveats: " + "; ".join(shown) + "." if shown else ""
+
+
+def insufficient(result: dict[str, Any]) -> bool:
+    """Whether a result is about a patient with too little recorded for a risk."""
+    return bool((result.get("information") or {}).get("confidence") == "insufficient")
+
+
+def not_enough_information(result: dict[str, Any]) -> str:
+    """The refusal: how much is recorded, how much is needed, and what is missing."""
+    known = result["information"]
+    return (
+        f"Not enough information for a risk: only {known['recorded']} of {known['total']} "
+        f"inputs are recorded, and at least {known['needed']} are needed; the model would "
+        f"have to fill in the rest. Missing: {', '.join(known['filled_in'])}. Give what is "
+        "known of them and ask again."
+    )
+
+
+def _low_confidence(result: dict[str, Any]) -> str:
+    known = result.get("information") or {}
+    if known.get("confidence") != "low":
         return ""
-    return " Caveats: " + "; ".join(w["message"] for w in warnings[:4]) + "."
+    reasons = []
+    if known["missing"]:
+        reasons.append(
+            f"{known['missing']} of {known['total']} inputs were missing and filled in by the model"
+        )
+    if any(w["code"] == "outside_training_range" for w in result.get("warnings") or []):
+        reasons.append("some inputs are outside the training range")
+    return " Low confidence: " + " and ".join(reasons) + "."
 
 
 def _model(result: dict[str, Any]) -> str:
@@ -39,58 +93,82 @@ def _model(result: dict[str, Any]) -> str:
 
 
 def predict_risk(result: dict[str, Any]) -> str:
+    if insufficient(result) or result["probability"] is None:
+        return not_enough_information(result)
     verdict = "above" if result["label"] else "below"
+    outcome = result.get("outcome") or str(result["label_name"]).removeprefix("no ")
     return (
-        f"Predicted risk of {result['label_name'].removeprefix('no ')}: "
+        f"Predicted risk of {outcome}: "
         f"{_pct(result['probability'])} ({verdict} the decision threshold of "
-        f"{_pct(result['threshold'])}), from {_model(result)}. The model shows "
-        f"association, not causation.{_warnings(result)}"
+        f"{_pct(result['threshold'])}), from {_model(result)}.{_low_confidence(result)} "
+        f"The model shows association, not causation.{_warnings(result)}"
     )
+
+
+def _filled_in(result: dict[str, Any]) -> set[str]:
+    return {w["feature"] for w in result["warnings"] if w["code"] in FILLED_IN}
+
+
+def _driver_effects(drivers: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{d['display_name']} {_effect(d)}" for d in drivers)
 
 
 def explain_prediction(result: dict[str, Any]) -> str:
-    drivers = result["drivers"][:3]
-    parts = [
-        f"{d['display_name']} ({shown_value(d)}) {d['direction']} "
-        f"({d['contribution']:+.2f} log-odds)"
-        for d in drivers
-    ]
-    names = {d["feature"]: d["display_name"] for d in result["drivers"]}
-    missing = [
-        names[w["feature"]]
-        for w in result["warnings"]
-        if w["code"] in {"missing_imputed", "zero_read_as_missing"}
-    ]
-    outside = [
-        names[w["feature"]] for w in result["warnings"] if w["code"] == "outside_training_range"
-    ]
-    caveats = "".join(
-        [
-            f" Missing inputs (imputed): {', '.join(missing)}." if missing else "",
-            f" Outside the training range (low confidence): {', '.join(outside)}."
-            if outside
-            else "",
-        ]
-    )
-    return (
+    """The risk, the largest drivers among the patient's own values, and apart from them
+    the inputs the model filled in, with how many there were."""
+    if insufficient(result):
+        return not_enough_information(result)
+    filled = _filled_in(result)
+    own = [d for d in result["drivers"] if d["feature"] not in filled]
+    parts = [f"{_stated(d)} {_effect(d)}" for d in own[:3]]
+    text = (
         f"Risk {_pct(result['probability'])} against a baseline of "
-        f"{_pct(result['base_probability'])}. Largest drivers: "
+        f"{_pct(result['base_probability'])}. "
+        + ("Largest drivers among the patient's own values: " if filled else "Largest drivers: ")
         + "; ".join(parts)
-        + f". From {_model(result)}; association, not causation.{caveats}"
+        + "."
     )
+    imputed = [d for d in result["drivers"] if d["feature"] in filled]
+    if imputed:
+        total = sum(d["contribution"] for d in imputed)
+        together = "raise" if total > 1e-9 else "lower" if total < -1e-9 else "do not change"
+        text += (
+            f" {len(imputed)} of {len(result['drivers'])} inputs were missing and filled in "
+            f"by the model, so these effects rest on the values it filled in: "
+            f"{_driver_effects(imputed)}"
+            + (f"; together they {together} the risk." if len(imputed) > 1 else ".")
+        )
+    outside = ", ".join(_outside(result))
+    return (
+        text
+        + f" From {_model(result)}; association, not causation."
+        + (f" Outside the training range (low confidence): {outside}." if outside else "")
+    )
+
+
+def _changed_value(value: Any, unit: str | None) -> str:
+    if value is None:
+        return "missing (filled in by the model)"
+    return shown_value({"value": value, "unit": unit})
 
 
 def what_if(result: dict[str, Any]) -> str:
+    """How the risk moves, each changed value with its unit, and that the model shows an
+    association: changing a value in the model is not treating the patient."""
+    if insufficient(result):
+        return not_enough_information(result)
     changes = ", ".join(
-        f"{c['display_name']} {c['before'] if c['before'] is not None else 'missing'}"
-        f" -> {c['after']}"
+        f"{c['display_name']} {_changed_value(c['before'], c['unit'])}"
+        f" -> {_changed_value(c['after'], c['unit'])}"
         for c in result["changes"]
     )
     direction = "rises" if result["delta"] > 0 else "falls" if result["delta"] < 0 else "stays"
     return (
         f"With {changes}, the risk {direction} from {_pct(result['probability_before'])} "
         f"to {_pct(result['probability_after'])} ({result['delta']:+.1%} points), "
-        f"from {_model(result)}."
+        f"from {_model(result)}.{_low_confidence(result)} The model shows association, not "
+        "causation: it does not say that changing this in the patient would change their "
+        "risk."
     )
 
 
@@ -98,7 +176,7 @@ def check_drift(result: dict[str, Any]) -> str:
     where = result["current"].get("site") or result["current"].get("since") or "the batch"
     if result["drift_detected"]:
         drifted = ", ".join(
-            f"{f['display_name']} (adjusted p {f['p_value_adjusted']:.2g})"
+            f"{f['display_name']} (adjusted p {shown_p_value(f['p_value_adjusted'])})"
             for f in result["drifted"][:5]
         )
         head = (
@@ -107,10 +185,13 @@ def check_drift(result: dict[str, Any]) -> str:
         )
     else:
         head = f"No drift detected for {where} after Benjamini-Hochberg correction."
-    quality = "; ".join(f["detail"] for f in result["data_quality"][:4])
+    findings = result["data_quality"]
+    quality = "; ".join(f"{_name(f)}: {f['detail']}" for f in findings[:QUALITY_SHOWN])
+    more = len(findings) > QUALITY_SHOWN
     return (
         head
         + (f" Data quality: {quality}." if quality else "")
+        + (" The other data-quality findings are in the table and the report." if more else "")
         + f" Full report: {result['report_url']}"
     )
 
@@ -154,23 +235,79 @@ def model_info(result: dict[str, Any]) -> str:
     )
 
 
+def preview(action: dict[str, Any]) -> str:
+    """What the registry said of a proposal when it was made ("" when nothing)."""
+    found = action.get("preview")
+    if not found:
+        return ""
+    if found["will_fail"]:
+        return f"It will be refused as things stand: {found['note']}."
+    return f"As things stand: {found['note']}."
+
+
 def action_proposed(action: dict[str, Any]) -> str:
+    ahead = preview(action)
     return (
-        f"Proposed: {action['summary']}. Nothing has changed yet: a person with the "
-        f"approver role must approve action {action['id']} (expires "
-        f"{action['expires_at']})."
+        f"Proposed: {action['summary']}."
+        + (f" {ahead}" if ahead else "")
+        + " Nothing has changed yet: a person with the approver role must approve action "
+        f"{action['id']} (expires {action['expires_at']})."
     )
+
+
+_METRIC_NAMES = {
+    "holdout_roc_auc": "ROC AUC",
+    "holdout_pr_auc": "PR AUC",
+    "holdout_brier": "Brier score (lower is better)",
+    "holdout_calibration_error": "calibration error (lower is better)",
+    "holdout_sensitivity": "sensitivity",
+    "holdout_specificity": "specificity",
+}
+
+
+def trained(result: dict[str, Any]) -> str:
+    """A retrain's new version and its holdout metrics against the champion's."""
+    head = (
+        f"New version {result['version']} (@{result['alias']}): {result['best_kind']} on "
+        f"{' + '.join(result['sites'])}, run {result['run_id'][:8]}."
+    )
+    compared = result.get("against_champion") or []
+    champion = result.get("champion_version")
+    if champion is None or not compared:
+        metrics = result.get("metrics") or {}
+        shown = ", ".join(
+            f"{label} {metrics[key]:.3f}" for key, label in _METRIC_NAMES.items() if key in metrics
+        )
+        return head + (f" Holdout {shown}; there is no champion to compare with." if shown else "")
+    lines = [
+        f"{_METRIC_NAMES.get(m['metric'], m['metric'])} {m['new']:.3f} against "
+        f"{m['champion']:.3f} ({m['change']:+.3f})"
+        for m in compared
+        if m["champion"] is not None and m["change"] is not None
+    ]
+    return (
+        head + f" Holdout metrics against the champion, version {champion} (each on its own "
+        "training's holdout): "
+        + "; ".join(lines)
+        + ". The champion is unchanged; promoting the challenger is a separate proposal."
+    )
+
+
+def _executed(action: dict[str, Any]) -> str:
+    result = action.get("result") or {}
+    done = f"Done: {action['summary']} (approved by {action['decided_by']})."
+    if action["tool"] == "retrain_model" and "best_kind" in result:
+        return f"{done} {trained(result)}"
+    details = ", ".join(
+        f"{k} {v}" for k, v in result.items() if v is not None and not isinstance(v, (list, dict))
+    )
+    return f"{done} {details}."
 
 
 def action_outcome(action: dict[str, Any]) -> str:
     status, result = action["status"], action.get("result") or {}
     if status == "executed":
-        details = ", ".join(
-            f"{k} {v}"
-            for k, v in result.items()
-            if v is not None and not isinstance(v, (list, dict))
-        )
-        return f"Done: {action['summary']} (approved by {action['decided_by']}). {details}."
+        return _executed(action)
     if status == "failed":
         return f"Approved but it did not complete: {result.get('error', 'unknown error')}."
     if status == "rejected":
@@ -200,20 +337,26 @@ def _effect(driver: dict[str, Any]) -> str:
     return f"{driver['direction']} ({driver['contribution']:+.2f} log-odds)"
 
 
-def _explanation_caveats(result: dict[str, Any]) -> str:
-    """The model, association not causation, and every missing or out-of-range input."""
+def _outside(result: dict[str, Any]) -> list[str]:
     names = {d["feature"]: d["display_name"] for d in result["drivers"]}
-    missing = [
-        names[w["feature"]]
-        for w in result["warnings"]
-        if w["code"] in {"missing_imputed", "zero_read_as_missing"}
-    ]
-    outside = [
+    return [
         names[w["feature"]] for w in result["warnings"] if w["code"] == "outside_training_range"
     ]
+
+
+def _explanation_caveats(result: dict[str, Any]) -> str:
+    """The model, association not causation, and every filled-in or out-of-range input."""
+    names = {d["feature"]: d["display_name"] for d in result["drivers"]}
+    filled = [names[d["feature"]] for d in result["drivers"] if d["feature"] in _filled_in(result)]
+    outside = _outside(result)
     return (
         f" From {_model(result)}; association, not causation."
-        + (f" Missing inputs (imputed): {', '.join(missing)}." if missing else "")
+        + (
+            f" {len(filled)} of {len(result['drivers'])} inputs were missing and filled in by "
+            f"the model: {', '.join(filled)}."
+            if filled
+            else ""
+        )
         + (
             f" Outside the training range (low confidence): {', '.join(outside)}."
             if outside
@@ -272,7 +415,7 @@ def focused_answer(tool: str, result: dict[str, Any], focus: Focus | None) -> st
     """The answer to what an explanation question asked (the top N drivers, one feature's
     rank or direction, two features compared), computed from the result; None when the
     question asks nothing more specific than "why?"."""
-    if tool != "explain_prediction":
+    if tool != "explain_prediction" or insufficient(result):
         return None
     known = {d["feature"] for d in result.get("drivers", [])}
     if focus is None or not set(focus.features) <= known:

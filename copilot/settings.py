@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from model_service.cards import dataset_names
 
 _LLM = re.compile(r"^(offline|openai:.+|openai-compatible:.+)$")
+LOCAL_APPROVER_KEY_FILE = "local-approver.key"  # `copilot up`'s key when none is configured
 
 
 class ApiKey(BaseModel):
@@ -122,6 +123,11 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
+
+    @property
+    def local_approver_key_path(self) -> Path:
+        """Where `copilot up` keeps the approver key it makes when COPILOT_API_KEYS is unset."""
+        return self.home / LOCAL_APPROVER_KEY_FILE
 
     def api_keys(self) -> list[ApiKey]:
         """`COPILOT_API_KEYS` parsed: `name:role:key,name:role:key`."""

@@ -56,7 +56,12 @@ def _without_caveat(text: str, caveat: str | None) -> str:
         return text.replace("association, not causation", "a strong signal")
     if caveat == "version":
         return re.sub(r"version \d+", "the current model", text)
-    return re.split(r" Missing inputs| Outside the training range", text, maxsplit=1)[0]
+    # the inputs the model filled in are told apart from the patient's own values, in a
+    # sentence before the model's name; values outside the training range come last
+    without = re.sub(
+        r" \d+ of \d+ inputs were missing and filled in by the model.*?(?= From )", "", text
+    )
+    return without.split(" Outside the training range", 1)[0]
 
 
 def corrupt(text: str, explanation: dict[str, Any], spec: Canary) -> str:

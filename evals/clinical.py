@@ -181,19 +181,32 @@ class ExactAnswer(Evaluator[Script, Outcome, Expect]):
         return verdict("exact_answer", problems, len(graded))
 
 
-async def _call_problems(
+def _refusal_problems(lowered: str) -> list[str]:
+    """Too little of the patient recorded: the answer says so and gives no risk."""
+    problems = [f"a risk of {p:g}% given without enough information" for p in _percentages(lowered)]
+    if "not enough information" not in lowered:
+        problems.append("does not say there is not enough information for a risk")
+    return problems
+
+
+async def _call_problems(  # noqa: PLR0911 - one per tool, and the refusals
     client: httpx.AsyncClient, card: DatasetCard, tool: str, arguments: dict[str, Any], text: str
 ) -> list[str] | None:
     """What a narration says that the model's numbers for the same request do not support
-    (None: a tool whose narration is not graded)."""
+    (None: a tool whose narration is not graded). A patient with fewer inputs recorded than
+    the card's minimum gets no risk: the answer must say so instead."""
     ctx = _tool_context(client, card)
     lowered = text.lower()
     if tool == "explain_prediction":
         fresh = await explain_prediction(ctx, ExplainInput.model_validate(arguments))
+        if fresh.information.confidence == "insufficient":
+            return _refusal_problems(lowered)
         return check(text, claims_from(fresh.model_dump(mode="json"), card))
     if tool == "predict_risk":
         response = await client.post("/v1/predict", json=arguments.get("patient"))
         fresh = response.json()
+        if fresh["confidence"] == "insufficient":
+            return _refusal_problems(lowered)
         allowed = [fresh["probability"] * 100, fresh["threshold"] * 100]
         problems = [
             f"unsupported {p:g}%" for p in _percentages(lowered) if not _near(p, allowed, 0.6)
@@ -205,6 +218,8 @@ async def _call_problems(
         return problems
     if tool == "what_if":
         changed = await what_if(ctx, WhatIfInput.model_validate(arguments))
+        if changed.information.confidence == "insufficient":
+            return _refusal_problems(lowered)
         return _what_if(lowered, changed.probability_before, changed.probability_after)
     return None
 

@@ -83,8 +83,10 @@ async def route_next(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]
 
 def after_run_tool(state: ChatState) -> Literal["route_next", "__end__"]:
     steps = state.get("steps", [])
-    if not steps or steps[-1]["facts"].get("failed") or len(steps) >= MAX_STEPS:
+    if not steps or len(steps) >= MAX_STEPS:
         return "__end__"
+    if steps[-1]["facts"].get("failed") or steps[-1]["facts"].get("insufficient"):
+        return "__end__"  # nothing to build on: no result, or no risk for this patient
     return "route_next" if state["route"].get("more") else "__end__"
 
 
@@ -104,6 +106,8 @@ async def _narrate(
     """The assistant's words for a tool result, and what the narrating LLM spent. A
     question about specific drivers is answered with the numbers, computed in code."""
     started, spent = time.perf_counter(), RunUsage()
+    if narration.insufficient(result):  # the refusal is said in code, with no risk in it
+        return _say(narration.NARRATORS[tool](result))
     focused = narration.focused_answer(tool, result, focus)
     if focused is not None:
         return _say(focused)
@@ -199,6 +203,7 @@ def interrupt_payload(action: PendingAction) -> dict[str, Any]:
         "tool": action.tool,
         "arguments": action.arguments,
         "summary": action.summary,
+        "preview": action.preview.model_dump() if action.preview else None,
         "requested_by": action.requested_by,
         "expires_at": action.expires_at.isoformat(),
     }

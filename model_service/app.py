@@ -219,7 +219,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         loaded: registry.LoadedModel, patients: list[Any], shape: Callable[[list[Any]], Any]
     ) -> tuple[bytes, Future[None]]:
         records = list(patients)  # validated TypedDicts: plain dicts
-        payloads, batch = serving.predict(loaded, records)
+        payloads, batch = serving.predict(loaded, records, card)
         committed = app.state.log.append(batch)
         positives = sum(batch.labels)
         if positives:
@@ -282,7 +282,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         prediction_id = body.prediction_id  # type: ignore[attr-defined]
         if prediction_id is None:
             record = body.patient  # type: ignore[attr-defined]
-            return _json(serving.explain(holder.require(), record, None))
+            return _json(serving.explain(holder.require(), record, None, card))
         holder.require()
         logged = await run_in_threadpool(app.state.log.get, prediction_id)
         if logged is None or logged["dataset"] != card.name:
@@ -296,7 +296,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
                 f"prediction {prediction_id!r} was made by version {version} of "
                 f"{card.model_name!r}, which is no longer in the registry",
             ) from None
-        return _json(serving.explain(loaded, logged["features"], prediction_id))
+        return _json(serving.explain(loaded, logged["features"], prediction_id, card))
 
     def _drift(current: pd.DataFrame, source: dict[str, Any]) -> dict[str, Any]:
         loaded = holder.require()

@@ -8,6 +8,7 @@ rollback, so that either can be undone.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -57,6 +58,29 @@ def is_not_found(error: Exception) -> bool:
     return code == "RESOURCE_DOES_NOT_EXIST" or (
         code == "INVALID_PARAMETER_VALUE" and "not found" in str(error)
     )
+
+
+def register_version(mlflow_client: Any, model_name: str, model_id: str, run_id: str) -> str:
+    """Registers a logged model as a new version of `model_name` (created on first use) and
+    returns the version number. Unlike `log_model(registered_model_name=...)`, it prints
+    nothing: MLflow's "Registered model ... already exists" must not reach a chat."""
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+
+    try:
+        mlflow_client.create_registered_model(model_name)
+    except MlflowException as error:
+        if getattr(error, "error_code", "") not in {"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"}:
+            raise
+    version = mlflow_client.create_model_version(
+        model_name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id
+    )
+    number = str(version.version)
+    # the logged model links to its versions in MLflow's UI, as MLflow's own registration does
+    mlflow_client.set_logged_model_tags(
+        model_id,
+        {"mlflow.modelVersions": json.dumps([{"name": model_name, "version": number}])},
+    )
+    return number
 
 
 def alias_version(mlflow_client: Any, model_name: str, alias: str) -> Any | None:

@@ -26,7 +26,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 from typing_extensions import TypedDict
 
-from model_service.cards import DatasetCard, Feature
+from model_service.cards import Confidence, DatasetCard, Feature
 
 MAX_BATCH_ROWS = 10_000
 
@@ -165,6 +165,12 @@ class Prediction(BaseModel):
     threshold: float
     model: ModelRef
     warnings: list[InputWarning]
+    confidence: Confidence = Field(
+        description='"high": every input recorded and inside the training range; "low": '
+        'some filled in by the model or outside the training range; "insufficient": fewer '
+        "inputs recorded than the dataset card's minimum information for a risk (scored, "
+        "but the copilot gives no risk)"
+    )
 
 
 class BatchPredictions(BaseModel):
@@ -186,6 +192,7 @@ class Explanation(BaseModel):
     contributions: list[Contribution]
     model: ModelRef
     warnings: list[InputWarning]
+    confidence: Confidence = Field(description="As for a prediction.")
 
 
 class FeatureInfo(BaseModel):

@@ -20,7 +20,7 @@ import numpy as np
 from scipy.special import expit
 
 from model_service import registry
-from model_service.cards import Feature
+from model_service.cards import Confidence, DatasetCard, Feature
 from model_service.errors import ModelServiceError
 from model_service.predictions import PredictionBatch, now_utc
 from model_service.registry import LoadedModel
@@ -212,10 +212,22 @@ def input_warnings(
     return warnings
 
 
+_FILLED_IN = frozenset({"missing_imputed", "zero_read_as_missing"})
+
+
+def confidence(card: DatasetCard, warnings: list[dict[str, str]]) -> Confidence:
+    """How far one record's risk can be trusted, from its warnings and the card's minimum
+    information (`card`: the service's own, since a stored model's card may predate it)."""
+    missing = {w["feature"] for w in warnings if w["code"] in _FILLED_IN}
+    outside = any(w["code"] == "outside_training_range" for w in warnings)
+    return card.confidence(missing, outside)
+
+
 def predict(
-    loaded: LoadedModel, records: list[dict[str, Any]]
+    loaded: LoadedModel, records: list[dict[str, Any]], card: DatasetCard
 ) -> tuple[list[dict[str, Any]], PredictionBatch]:
-    """Scores records: (response payloads in input order, the batch for the prediction log)."""
+    """Scores records: (response payloads in input order, the batch for the prediction log).
+    Every record is scored; its `confidence` says whether it had enough information."""
     model = loaded.model
     probabilities = model.probabilities(columns_from_records(model.card, records)).tolist()
     threshold = model.threshold
@@ -233,6 +245,7 @@ def predict(
             "threshold": threshold,
             "model": ref,
             "warnings": w,
+            "confidence": confidence(card, w),
         }
         for i, p, label, w in zip(ids, probabilities, labels, warnings, strict=True)
     ]
@@ -251,7 +264,7 @@ def predict(
 
 
 def explain(
-    loaded: LoadedModel, record: Mapping[str, Any], prediction_id: str | None
+    loaded: LoadedModel, record: Mapping[str, Any], prediction_id: str | None, card: DatasetCard
 ) -> dict[str, Any]:
     """Exact SHAP contributions in log-odds, largest effect first.
 
@@ -270,6 +283,7 @@ def explain(
         for index in largest_first
     ]
     log_odds = float(logits[0])
+    warnings = input_warnings(loaded, [record])[0]
     return {
         "prediction_id": prediction_id,
         "probability": float(expit(log_odds)),
@@ -278,5 +292,6 @@ def explain(
         "scale": "log-odds",
         "contributions": rows,
         "model": model_ref(loaded),
-        "warnings": input_warnings(loaded, [record])[0],
+        "warnings": warnings,
+        "confidence": confidence(card, warnings),
     }

@@ -410,14 +410,13 @@ def _log_and_register(
         info = mlflow.sklearn.log_model(
             best.model,
             name=registry.MODEL_ARTIFACT,
-            registered_model_name=card.model_name,
             pyfunc_predict_fn="predict_proba",
             signature=_signature(card),
             pip_requirements=_pip_requirements(),
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
         )
     client = registry.client(tracking_uri)
-    version = str(info.registered_model_version)
+    version = registry.register_version(client, card.model_name, info.model_id, run.info.run_id)
     has_champion = (
         challenger_only
         or registry.alias_version(client, card.model_name, registry.CHAMPION) is not None

@@ -29,17 +29,27 @@ class CheckDriftInput(BaseModel):
         return self
 
 
+P_VALUE_FLOOR = 0.001  # smaller p-values are written "< 0.001"
+
+
+def shown_p_value(value: float) -> str:
+    """A p-value as people read it: "< 0.001" below 0.001 (0 included), else two digits."""
+    return f"< {P_VALUE_FLOOR}" if value < P_VALUE_FLOOR else f"{value:.2g}"
+
+
 class DriftedFeature(BaseModel):
     feature: str
     display_name: str
     method: str = Field(description="ks (numbers) or chisquare (categories).")
     p_value_adjusted: float = Field(description="Benjamini-Hochberg adjusted p-value.")
+    p_value_shown: str = Field(description='The adjusted p-value as shown ("< 0.001").')
     effect_size: float | None
     effect_size_method: str | None
 
 
 class QualityFinding(BaseModel):
     feature: str
+    display_name: str
     issue: str
     count: int
     detail: str
@@ -55,6 +65,7 @@ class DriftSummary(BaseModel):
     drifted: list[DriftedFeature] = Field(description="Most significant first.")
     stable: list[str] = Field(description="Tested features that did not drift.")
     untested: list[str] = Field(description="Features with too few recorded values to test.")
+    display_names: dict[str, str] = Field(description="Each feature's name as people read it.")
     data_quality: list[QualityFinding]
     reference: dict[str, Any]
     current: dict[str, Any]
@@ -83,6 +94,7 @@ async def check_drift(ctx: ToolContext, args: CheckDriftInput) -> DriftSummary:
                 display_name=ctx.card.feature(f["feature"]).display_name,
                 method=f["method"],
                 p_value_adjusted=f["p_value_adjusted"],
+                p_value_shown=shown_p_value(f["p_value_adjusted"]),
                 effect_size=f["effect_size"],
                 effect_size_method=f["effect_size_method"],
             )
@@ -90,7 +102,11 @@ async def check_drift(ctx: ToolContext, args: CheckDriftInput) -> DriftSummary:
         ],
         stable=[f["feature"] for f in tested if not f["drifted"]],
         untested=[f["feature"] for f in report["features"] if not f["tested"]],
-        data_quality=report["data_quality"],
+        display_names={f.name: f.display_name for f in ctx.card.features},
+        data_quality=[
+            QualityFinding(display_name=ctx.card.feature(q["feature"]).display_name, **q)
+            for q in report["data_quality"]
+        ],
         reference=report["reference"],
         current=report["current"],
         report_url=str(ctx.model_service.base_url).rstrip("/") + report["report_url"],

@@ -119,6 +119,15 @@ def retrain_problems(ctx: ToolContext, args: RetrainInput) -> list[str]:
     ]
 
 
+class MetricAgainstChampion(BaseModel):
+    """One holdout metric of the new version beside the champion's."""
+
+    metric: str
+    new: float
+    champion: float | None
+    change: float | None = Field(description="new - champion.")
+
+
 class TrainingOutcome(BaseModel):
     """A new model version registered as @challenger (the champion is untouched)."""
 
@@ -129,6 +138,34 @@ class TrainingOutcome(BaseModel):
     best_kind: str
     metrics: dict[str, float] = Field(description="The best candidate's holdout metrics.")
     candidates: dict[str, float] = Field(description="Cross-validated ROC AUC per candidate.")
+    champion_version: str | None = Field(description="The @champion it is compared with.")
+    against_champion: list[MetricAgainstChampion] = Field(
+        description="The new version's holdout metrics beside the champion's (each measured "
+        "on its own training's holdout, as the promotion gate compares them)."
+    )
+
+
+def _against_champion(
+    ctx: ToolContext, metrics: dict[str, float]
+) -> tuple[str | None, list[MetricAgainstChampion]]:
+    """The champion's version and its holdout metrics beside `metrics` (read-only)."""
+    client = registry.client(ctx.tracking_uri)
+    champion = registry.alias_version(client, ctx.card.model_name, registry.CHAMPION)
+    if champion is None:
+        return None, []
+    theirs = client.get_run(champion.run_id).data.metrics
+    compared = []
+    for name, value in metrics.items():
+        other = theirs.get(name)
+        compared.append(
+            MetricAgainstChampion(
+                metric=name,
+                new=value,
+                champion=None if other is None else float(other),
+                change=None if other is None else value - float(other),
+            )
+        )
+    return str(champion.version), compared
 
 
 async def retrain_model(
@@ -153,14 +190,18 @@ async def retrain_model(
         result = await anyio.to_thread.run_sync(run)
     except (TrainingError, CardError) as error:
         raise InvalidToolInput([str(error)]) from None
+    holdout = {k: v for k, v in result.metrics.items() if k.startswith("holdout_")}
+    champion, compared = await anyio.to_thread.run_sync(_against_champion, ctx, holdout)
     return TrainingOutcome(
         run_id=result.run_id,
         version=result.version,
         alias=result.alias,
         sites=result.sites,
         best_kind=result.best_kind,
-        metrics={k: v for k, v in result.metrics.items() if k.startswith("holdout_")},
+        metrics=holdout,
         candidates={c.kind: c.metrics["cv_roc_auc"] for c in result.candidates},
+        champion_version=champion,
+        against_champion=compared,
     )
 
 
@@ -205,6 +246,63 @@ def promote_problems(ctx: ToolContext, args: PromoteInput) -> list[str]:
             f"the registry could not say whether model {name!r} has version {args.version}: {error}"
         ) from None
     return []
+
+
+class Preview(BaseModel):
+    """What the registry says of a proposal when it is made, read without changing anything
+    (it may change before anyone decides)."""
+
+    will_fail: bool = Field(description="Refused or failing if run as things stand.")
+    note: str
+
+
+def _gate_words(checks: list[GateCheck]) -> str:
+    return "; ".join(f"{c.name}: {c.detail}" for c in checks)
+
+
+def _promote_preview(ctx: ToolContext, args: PromoteInput) -> Preview:
+    client = registry.client(ctx.tracking_uri)
+    name = ctx.card.model_name
+    champion = registry.alias_version(client, name, registry.CHAMPION)
+    if args.version is None:
+        candidate = registry.alias_version(client, name, registry.CHALLENGER)
+        if candidate is None:
+            return Preview(
+                will_fail=True, note=f"model {name!r} has no @challenger to promote; retrain first"
+            )
+    else:
+        candidate = _version(client, name, args.version)
+    number = str(candidate.version)
+    if champion is not None and str(champion.version) == number:
+        return Preview(will_fail=True, note=f"version {number} is already the champion")
+    checks = _gate(client, candidate, champion)
+    failed = [check for check in checks if not check.passed]
+    if failed and not args.force:
+        return Preview(
+            will_fail=True,
+            note=f"the promotion gate refuses version {number}: {_gate_words(failed)} "
+            "(edit it with force to override, which is recorded)",
+        )
+    if failed:
+        return Preview(
+            will_fail=False,
+            note=f"the promotion gate fails for version {number} ({_gate_words(failed)}); "
+            "force overrides it, and that is recorded",
+        )
+    return Preview(
+        will_fail=False,
+        note=f"version {number} passes the promotion gate: {_gate_words(checks)}",
+    )
+
+
+def promote_preview(ctx: ToolContext, args: PromoteInput) -> Preview | None:
+    """Whether the promotion would pass the gate now (None: the registry cannot say)."""
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415 - seconds to import
+
+    try:
+        return _promote_preview(ctx, args)
+    except (MlflowException, InvalidToolInput):
+        return None
 
 
 class GateCheck(BaseModel):
@@ -348,6 +446,27 @@ def _rollback(ctx: ToolContext, args: RollbackInput) -> RollbackOutcome:
     client.set_model_version_tag(name, str(previous.version), "rollback_reason", args.reason)
     return RollbackOutcome(
         champion=str(previous.version), previous_champion=str(current.version) if current else ""
+    )
+
+
+def rollback_preview(ctx: ToolContext, _args: RollbackInput) -> Preview | None:
+    """Whether there is a champion to roll back to now (None: the registry cannot say)."""
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+
+    client = registry.client(ctx.tracking_uri)
+    name = ctx.card.model_name
+    try:
+        previous = registry.alias_version(client, name, registry.PREVIOUS_CHAMPION)
+        current = registry.alias_version(client, name, registry.CHAMPION)
+    except MlflowException:
+        return None
+    if previous is None:
+        return Preview(
+            will_fail=True, note=f"model {name!r} has no @previous-champion to roll back to"
+        )
+    now = f" in place of version {current.version}" if current is not None else ""
+    return Preview(
+        will_fail=False, note=f"version {previous.version} would be the @champion again{now}"
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from model_service.cards import DatasetCard
 from tools.context import ToolContext
 from tools.errors import InvalidToolInput
 from tools.service import call
@@ -27,8 +28,47 @@ class ModelRef(BaseModel):
 
 class InputWarning(BaseModel):
     feature: str
+    display_name: str
     code: str
     message: str
+
+
+FILLED_IN = frozenset({"missing_imputed", "zero_read_as_missing"})
+
+
+class Information(BaseModel):
+    """How much of the patient the model was given; it filled in the rest."""
+
+    confidence: Literal["high", "low", "insufficient"] = Field(
+        description="high: every input recorded and inside the training range; low: some "
+        "filled in or outside it; insufficient: too few recorded for a risk."
+    )
+    recorded: int = Field(description="Inputs given.")
+    missing: int = Field(description="Inputs the model filled in (missing, or an impossible 0).")
+    total: int = Field(description="Inputs the model takes.")
+    needed: int = Field(description="Inputs that must be recorded for a risk (the card's minimum).")
+    filled_in: list[str] = Field(description="Display names of the inputs filled in.")
+
+
+def _warnings(card: DatasetCard, answer: dict[str, Any]) -> list[InputWarning]:
+    return [
+        InputWarning(display_name=card.feature(w["feature"]).display_name, **w)
+        for w in answer["warnings"]
+    ]
+
+
+def information(card: DatasetCard, warnings: list[InputWarning]) -> Information:
+    """What the warnings say about how much of the patient was recorded."""
+    filled = {w.feature for w in warnings if w.code in FILLED_IN}
+    outside = any(w.code == "outside_training_range" for w in warnings)
+    return Information(
+        confidence=card.confidence(filled, outside),
+        recorded=len(card.features) - len(filled),
+        missing=len(filled),
+        total=len(card.features),
+        needed=card.needed_features,
+        filled_in=[f.display_name for f in card.features if f.name in filled],
+    )
 
 
 class PredictRiskInput(BaseModel):
@@ -38,17 +78,22 @@ class PredictRiskInput(BaseModel):
 
 
 class RiskPrediction(BaseModel):
-    """The model's risk for one patient."""
+    """The model's risk for one patient, or none when too little of the patient is known."""
 
     prediction_id: str = Field(description="Refer to this prediction later (explain, what if).")
-    probability: float = Field(description="Predicted probability of the outcome, 0 to 1.")
-    label: int = Field(description="1 when probability >= threshold.")
-    label_name: str
+    outcome: str
+    probability: float | None = Field(
+        description="Predicted probability of the outcome, 0 to 1; null when there is not "
+        "enough information for a risk (see information)."
+    )
+    label: int | None = Field(description="1 when probability >= threshold.")
+    label_name: str | None
     threshold: float
     model: ModelRef
     warnings: list[InputWarning] = Field(
         description="Missing, impossible or out-of-training-range inputs: trust the risk less."
     )
+    information: Information
 
 
 async def predict_risk(ctx: ToolContext, args: PredictRiskInput) -> RiskPrediction:
@@ -56,8 +101,23 @@ async def predict_risk(ctx: ToolContext, args: PredictRiskInput) -> RiskPredicti
 
     Use when someone describes a patient and asks for their risk. Values outside the
     training range are scored but flagged in `warnings`; impossible values are refused.
+    With fewer inputs recorded than the dataset card's minimum, no risk is given.
     """
-    return RiskPrediction.model_validate(await call(ctx, "POST", "/v1/predict", args.patient))
+    answer = await call(ctx, "POST", "/v1/predict", args.patient)
+    warnings = _warnings(ctx.card, answer)
+    known = information(ctx.card, warnings)
+    enough = known.confidence != "insufficient"
+    return RiskPrediction(
+        prediction_id=answer["prediction_id"],
+        outcome=ctx.card.outcome,
+        probability=answer["probability"] if enough else None,
+        label=answer["label"] if enough else None,
+        label_name=answer["label_name"] if enough else None,
+        threshold=answer["threshold"],
+        model=answer["model"],
+        warnings=warnings,
+        information=known,
+    )
 
 
 class _PatientOrPrediction(BaseModel):
@@ -105,6 +165,10 @@ class Explanation(BaseModel):
     drivers: list[Driver] = Field(description="Every feature, largest effect first.")
     model: ModelRef
     warnings: list[InputWarning]
+    information: Information = Field(
+        description="With too little recorded, the numbers show only what the model did "
+        "with the values it filled in: no risk is given for the patient."
+    )
 
 
 def _direction(contribution: float) -> Literal["raises risk", "lowers risk", "no effect"]:
@@ -129,6 +193,7 @@ def _explanation(ctx: ToolContext, answer: dict[str, Any]) -> Explanation:
             )
         )
     base = answer["base_value"]
+    warnings = _warnings(ctx.card, answer)
     return Explanation(
         prediction_id=answer["prediction_id"],
         probability=answer["probability"],
@@ -137,7 +202,8 @@ def _explanation(ctx: ToolContext, answer: dict[str, Any]) -> Explanation:
         base_probability=1 / (1 + math.exp(-base)),
         drivers=drivers,
         model=answer["model"],
-        warnings=answer["warnings"],
+        warnings=warnings,
+        information=information(ctx.card, warnings),
     )
 
 
@@ -163,7 +229,7 @@ class FeatureChange(BaseModel):
     feature: str
     display_name: str
     unit: str | None
-    before: Any
+    before: Any = Field(description="null when it was missing and the model filled it in.")
     after: Any
     contribution_before: float
     contribution_after: float
@@ -184,6 +250,10 @@ class WhatIfResult(BaseModel):
         "tree models; 0 for a linear model)."
     )
     model: ModelRef
+    information: Information = Field(
+        description="Of the patient before or after the change, whichever has fewer inputs "
+        "recorded; insufficient: no risk is given."
+    )
 
 
 async def what_if(ctx: ToolContext, args: WhatIfInput) -> WhatIfResult:
@@ -210,12 +280,13 @@ async def what_if(ctx: ToolContext, args: WhatIfInput) -> WhatIfResult:
     threshold = (await call(ctx, "GET", "/v1/model"))["threshold"]
     contributions_before = {c["feature"]: c["contribution"] for c in before["contributions"]}
     contributions_after = {c["feature"]: c["contribution"] for c in after["contributions"]}
+    filled = {w["feature"] for w in before["warnings"] if w["code"] in FILLED_IN}
     changes = [
         FeatureChange(
             feature=name,
             display_name=ctx.card.feature(name).display_name,
             unit=ctx.card.feature(name).unit,
-            before=patient.get(name),
+            before=None if name in filled else patient.get(name),
             after=value,
             contribution_before=contributions_before[name],
             contribution_after=contributions_after[name],
@@ -227,6 +298,10 @@ async def what_if(ctx: ToolContext, args: WhatIfInput) -> WhatIfResult:
         for f in contributions_after
         if f not in args.changes
     )
+    known = min(
+        (information(ctx.card, _warnings(ctx.card, answer)) for answer in (before, after)),
+        key=lambda found: found.recorded,
+    )
     return WhatIfResult(
         probability_before=before["probability"],
         probability_after=after["probability"],
@@ -237,4 +312,5 @@ async def what_if(ctx: ToolContext, args: WhatIfInput) -> WhatIfResult:
         changes=changes,
         other_features_shift=shift,
         model=after["model"],
+        information=known,
     )

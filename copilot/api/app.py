@@ -396,10 +396,12 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
     ) -> AsyncIterator[ServerSentEvent]:
         """Server-sent events of the turn in progress (from its start) and of later turns:
         turn_started, tool_started, tool_finished, action_proposed, message, turn_finished
-        or turn_failed; `id` is the event's id (send it back as Last-Event-ID). A stream
-        ends after an hour; resume it with Last-Event-ID."""
+        or turn_failed; `id` is the event's id (send it back as Last-Event-ID). A following
+        stream with nothing to send yet says so first, in an SSE comment (": waiting for the
+        next turn ..."). A stream ends after an hour; resume it with Last-Event-ID."""
         store, conversation_id, cursor = state.conversations, start.conversation.id, start.cursor
         ends = time.monotonic() + STREAM_MAX_SECONDS
+        waiting_said = False
         while time.monotonic() < ends:
             batch = await anyio.to_thread.run_sync(store.events_after, conversation_id, cursor)
             for event in batch:
@@ -407,6 +409,11 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
                 yield ServerSentEvent(event=event.event, id=str(event.id), data=event.data)
             if batch:
                 continue
+            if follow and not waiting_said:  # a reader opened between turns hears at once
+                waiting_said = True
+                yield ServerSentEvent(
+                    comment=f"waiting for the next turn of conversation {conversation_id}"
+                )
             if not follow:
                 running = await anyio.to_thread.run_sync(store.turn_in_progress, conversation_id)
                 if running is None:

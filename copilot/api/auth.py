@@ -59,9 +59,7 @@ class Caller:
         return f"{self.name} via {self.account}"
 
 
-_bearer = HTTPBearer(
-    auto_error=False, scheme_name="api-key", description="A key from COPILOT_API_KEYS."
-)
+_bearer = HTTPBearer(auto_error=False, scheme_name="api-key", description="Your API key.")
 
 
 def _unauthorized(detail: str, error: str | None = None) -> ApiError:
@@ -86,8 +84,7 @@ async def _caller(
     header = request.headers.get("authorization")
     if not header:
         raise _unauthorized(
-            "missing Authorization header: send 'Authorization: Bearer <key>' with a key "
-            "from COPILOT_API_KEYS"
+            "missing Authorization header: send 'Authorization: Bearer <key>' with your API key"
         )
     source = request.client.host if request.client else "unknown"
     throttle: FailureThrottle = request.app.state.key_throttle
@@ -107,9 +104,7 @@ async def _caller(
     key = _match(request.app.state.api_keys, presented.strip())
     if key is None:
         throttle.failed(source)
-        raise _unauthorized(
-            "the API key is not valid (not one of COPILOT_API_KEYS)", "invalid_token"
-        )
+        raise _unauthorized("the API key is not valid", "invalid_token")
     return Caller(key.name, key.role)
 
 

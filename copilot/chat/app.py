@@ -18,6 +18,7 @@ import anyio.to_thread
 import chainlit as cl
 from chainlit.utils import utc_now
 
+from copilot import narration
 from copilot.actions import ActionError, Decision, PendingAction
 from copilot.chat import views as ui_views
 from copilot.chat.access import (
@@ -192,8 +193,8 @@ class _LiveSteps:
 async def _explanation(call: dict[str, Any]) -> dict[str, Any] | None:
     """The SHAP explanation behind a prediction or an explanation, for the chart."""
     result = call.get("result")
-    if not isinstance(result, dict):
-        return None
+    if not isinstance(result, dict) or narration.insufficient(result):
+        return None  # no risk for too little information: no chart of one either
     if call["tool"] == "explain_prediction":
         return result
     if call["tool"] != "predict_risk":

@@ -78,12 +78,38 @@ that a person with the approver role approves, edits or rejects on the card.
 """
 
 
-# The sign-in form asks for a name and key, not Chainlit's e-mail and password.
+# The sign-in form asks for a name and key, not Chainlit's e-mail and password: worded for
+# the local approver key `copilot up` made and printed, or for a key given to a person.
 SIGN_IN_WORDING = {
     "title": f"Sign in to {UI_NAME}",
-    "email": "Name (as in COPILOT_API_KEYS)",
+    "email": "Name (the one given with your key)",
+    "placeholder": "e.g. ann",
     "password": "Key",
 }
+LOCAL_SIGN_IN_WORDING = {
+    "title": f"Sign in to {UI_NAME}",
+    "email": "Name (as `copilot up` printed it)",
+    "password": "Key (as `copilot up` printed it)",
+}
+
+
+def local_sign_in(settings: Settings) -> str | None:
+    """The local approver's name when the only key is the one `copilot up` made (kept in
+    COPILOT_HOME), else None: people were given their names and keys."""
+    keys = settings.api_keys()
+    path = settings.local_approver_key_path
+    if len(keys) != 1 or not path.is_file():
+        return None
+    kept = path.read_text(encoding="utf-8").strip()
+    return keys[0].name if secrets.compare_digest(kept, keys[0].key) else None
+
+
+def sign_in_wording(settings: Settings) -> dict[str, str]:
+    """The sign-in form's title, labels and name placeholder."""
+    local = local_sign_in(settings)
+    if local is None:
+        return SIGN_IN_WORDING
+    return LOCAL_SIGN_IN_WORDING | {"placeholder": local}
 
 
 class UiError(CopilotError):
@@ -128,7 +154,7 @@ def prepare(settings: Settings) -> Path:
     # Chainlit's fallback, and without both it warns on every page load
     for name in ("chainlit.md", "chainlit_en-US.md"):
         (root / name).write_text(README_MD)
-    _write_translation(root)
+    _write_translation(root, sign_in_wording(settings))
     os.environ["CHAINLIT_APP_ROOT"] = str(root)
     os.environ["CHAINLIT_AUTH_SECRET"] = auth_secret(root)
     # Settings come from the environment only; a stray .env must not change the UI alone.
@@ -137,17 +163,17 @@ def prepare(settings: Settings) -> Path:
     return root
 
 
-def _write_translation(root: Path) -> None:
+def _write_translation(root: Path, wording: dict[str, str]) -> None:
     """Chainlit's English texts with our sign-in wording (it copies the others itself)."""
     spec = importlib.util.find_spec("chainlit")
     assert spec is not None and spec.origin is not None
     texts = json.loads((Path(spec.origin).parent / "translations" / "en-US.json").read_text())
     login = texts["auth"]["login"]
-    login["title"] = SIGN_IN_WORDING["title"]
-    login["form"]["email"]["label"] = SIGN_IN_WORDING["email"]
+    login["title"] = wording["title"]
+    login["form"]["email"]["label"] = wording["email"]
     login["form"]["email"]["required"] = "the name is required"
-    login["form"]["email"]["placeholder"] = "ann"
-    login["form"]["password"]["label"] = SIGN_IN_WORDING["password"]
+    login["form"]["email"]["placeholder"] = wording["placeholder"]
+    login["form"]["password"]["label"] = wording["password"]
     login["form"]["password"]["required"] = "the key is required"
     translations = root / ".chainlit" / "translations"
     translations.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from copilot.actions import PendingAction
-from copilot.narration import shown_value
+from copilot.narration import FILLED_IN, shown_value
+from tools.drift import shown_p_value
 
 CHART_FEATURES = 8  # drivers drawn one by one; the rest are summed into one bar
 RAISES_COLOUR = "#c0392b"
@@ -25,8 +26,8 @@ _DIRECTIVE = re.compile(r":(?=[A-Za-z])")
 STARTERS: list[tuple[str, str]] = [
     (
         "Risk for a patient",
-        "What is the risk for a 63 year old man with asymptomatic chest pain, "
-        "cholesterol 233, blood pressure 145?",
+        "What is the risk for a 63 year old man with asymptomatic chest pain, blood pressure "
+        "145, cholesterol 233, max heart rate 150, ST depression 2.3 and no exercise angina?",
     ),
     ("Has VA Long Beach drifted?", "Has the data from VA Long Beach drifted?"),
     ("Compare the last two runs", "Compare the last two training runs"),
@@ -86,9 +87,11 @@ def approval_card(action: PendingAction, *, can_decide: bool, now: datetime | No
     if action.status != "pending":
         decided = _DECIDED[action.status].format(by=escape(action.decided_by or "someone"))
         lines[0] = f"**{decided}: `{action.tool}`** (action `{action.id}`)"
+    lines += ["", f"**What will change:** {escape(action.summary)}"]
+    if action.preview is not None and action.status == "pending":
+        heading = "Will be refused as things stand" if action.preview.will_fail else "Now"
+        lines += ["", f"**{heading}:** {escape(action.preview.note)}"]
     lines += [
-        "",
-        f"**What will change:** {escape(action.summary)}",
         "",
         f"**Requested by** {escape(action.requested_by)} at {_when(action.created_at)}",
     ]
@@ -119,6 +122,15 @@ def chart_bars(explanation: dict[str, Any]) -> list[tuple[str, float]]:
     return bars
 
 
+def filled_in_bars(explanation: dict[str, Any]) -> list[bool]:
+    """Per bar of `chart_bars`: whether it is an input the model filled in (missing, or an
+    impossible 0) rather than one of the patient's own values."""
+    filled = {w["feature"] for w in explanation["warnings"] if w["code"] in FILLED_IN}
+    drivers = explanation["drivers"]
+    shown = [d["feature"] in filled for d in drivers[:CHART_FEATURES]]
+    return shown + ([False] if drivers[CHART_FEATURES:] else [])
+
+
 def shap_chart_png(explanation: dict[str, Any]) -> bytes:
     """A bar chart of the SHAP contributions with the patient's values, as PNG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
@@ -131,11 +143,16 @@ def shap_chart_png(explanation: dict[str, Any]) -> bytes:
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     positions = list(range(len(values)))[::-1]  # the largest effect on top
-    axes.barh(
+    drawn = axes.barh(
         positions,
         values,
         color=[RAISES_COLOUR if v > 0 else LOWERS_COLOUR for v in values],
     )
+    filled = filled_in_bars(explanation)
+    for bar, imputed in zip(drawn, filled, strict=True):
+        if imputed:  # the model's filled-in value, not the patient's: drawn apart
+            bar.set_hatch("//")
+            bar.set_alpha(0.45)
     axes.set_yticks(positions, labels)
     axes.axvline(0, color="#555555", linewidth=0.8)
     for position, value in zip(positions, values, strict=True):
@@ -149,7 +166,10 @@ def shap_chart_png(explanation: dict[str, Any]) -> bytes:
             fontsize=8,
         )
     axes.margins(x=0.2)
-    axes.set_xlabel("SHAP contribution (log-odds): red raises the risk, blue lowers it")
+    axes.set_xlabel(
+        "SHAP contribution (log-odds): red raises the risk, blue lowers it"
+        + ("; hatched: missing, filled in by the model" if any(filled) else "")
+    )
     model = explanation["model"]
     figure.suptitle(
         f"Risk {explanation['probability']:.0%} against a baseline of "
@@ -172,12 +192,18 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def drift_table(summary: dict[str, Any]) -> str:
-    """The drift result as a table of features, with the link to the Evidently report."""
+    """The drift result as a table of features (by their display names; p-values below
+    0.001 as "< 0.001"), with the link to the Evidently report."""
+    names: dict[str, str] = summary.get("display_names") or {}
+
+    def named(feature: str) -> str:
+        return _cell(names.get(feature, feature))
+
     rows = [
         [
             _cell(f["display_name"]),
             _cell(f["method"]),
-            f"{f['p_value_adjusted']:.2g}",
+            _cell(shown_p_value(f["p_value_adjusted"])),
             f"{f['effect_size']:.2f} ({_cell(f['effect_size_method'])})"
             if f["effect_size"] is not None
             else "",
@@ -185,8 +211,8 @@ def drift_table(summary: dict[str, Any]) -> str:
         ]
         for f in summary["drifted"]
     ]
-    rows += [[_cell(name), "", "", "", "stable"] for name in summary["stable"]]
-    rows += [[_cell(name), "", "", "", "too few values to test"] for name in summary["untested"]]
+    rows += [[named(name), "", "", "", "stable"] for name in summary["stable"]]
+    rows += [[named(name), "", "", "", "too few values to test"] for name in summary["untested"]]
     parts = [
         _table(["Feature", "Test", "Adjusted p", "Effect size", "Result"], rows),
     ]
@@ -195,7 +221,7 @@ def drift_table(summary: dict[str, Any]) -> str:
             _table(
                 ["Feature", "Data-quality issue", "Rows"],
                 [
-                    [_cell(q["feature"]), _cell(q["detail"]), str(q["count"])]
+                    [named(q["feature"]), _cell(q["detail"]), str(q["count"])]
                     for q in summary["data_quality"]
                 ],
             )

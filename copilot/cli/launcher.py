@@ -27,9 +27,9 @@ from pathlib import Path
 import httpx
 
 from copilot.errors import CopilotError
-from copilot.settings import Settings
+from copilot.settings import LOCAL_APPROVER_KEY_FILE, Settings
 
-LOCAL_KEY_FILE = "local-approver.key"
+LOCAL_KEY_FILE = LOCAL_APPROVER_KEY_FILE
 START_TIMEOUT_SECONDS = 120.0
 STOP_TIMEOUT_SECONDS = 35.0  # uvicorn's graceful shutdown is 30 s
 POLL_SECONDS = 0.25
@@ -59,7 +59,7 @@ class Launch:
 
 def local_approver(settings: Settings) -> tuple[str, str]:
     """(name, key) of the local approver, created under COPILOT_HOME on first use."""
-    path = settings.home / LOCAL_KEY_FILE
+    path = settings.local_approver_key_path
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", getpass.getuser()) or "local"
     if path.exists():
         path.chmod(0o600)  # whoever made it, only its owner reads it from now on

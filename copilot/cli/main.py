@@ -533,6 +533,10 @@ def _print_action(action: PendingAction, as_json: bool) -> None:
         f"  will: {action.summary}",
         f"  arguments: {json.dumps(action.arguments)}  sha256 {action.arguments_sha256[:12]}",
     ]
+    if action.preview is not None and action.status == "pending":
+        from copilot.narration import preview  # noqa: PLC0415
+
+        lines.insert(1, f"  {preview(action.model_dump(mode='json'))}")
     if action.original_arguments is not None:
         lines.append(f"  proposed as: {json.dumps(action.original_arguments)}")
     lines.append(
@@ -733,9 +737,13 @@ async def _decide_at_prompt(turns: _ChatTurns, action_id: str, operator: str) ->
 
     actions = turns.copilot.deps.actions
     action = actions.get(action_id)
+    from copilot.narration import preview  # noqa: PLC0415
+
+    ahead = preview(action.model_dump(mode="json"))
     console.print(
         f"[bold]pending:[/] {escape(action.summary)}\n"
-        f"  arguments: {escape(json.dumps(action.arguments))}"
+        + (f"  {escape(ahead)}\n" if ahead else "")
+        + f"  arguments: {escape(json.dumps(action.arguments))}"
     )
     while True:
         answer = typer.prompt("approve, edit, reject or later? [a/e/r/l]", default="l").strip()

@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+from collections.abc import Collection
 from types import ModuleType
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from model_service.errors import ModelServiceError
 
 FeatureKind = Literal["numeric", "categorical", "boolean"]
+# How far a risk can be trusted: every input recorded and inside the training range; some
+# filled in (or outside the range); too few recorded for a risk at all.
+Confidence = Literal["high", "low", "insufficient"]
 
 
 class CardError(ModelServiceError, ValueError):
@@ -86,10 +90,39 @@ class DatasetCard(BaseModel):
     outcome: str
     site_column: str | None = None
     default_training_sites: tuple[str, ...] = ()
+    # The minimum information for a risk: with fewer inputs recorded (the rest would be
+    # filled in by the model) no risk is given; None: the required features are enough.
+    min_known_features: int | None = None
+
+    @model_validator(mode="after")
+    def _minimum_within_features(self) -> DatasetCard:
+        required = sum(feature.required for feature in self.features)
+        minimum = self.min_known_features
+        if minimum is not None and not required <= minimum <= len(self.features):
+            raise ValueError(
+                f"dataset {self.name!r}: min_known_features {minimum} must be between the "
+                f"{required} required features and all {len(self.features)}"
+            )
+        return self
 
     @property
     def feature_names(self) -> list[str]:
         return [feature.name for feature in self.features]
+
+    @property
+    def needed_features(self) -> int:
+        """How many inputs must be recorded for a risk."""
+        if self.min_known_features is not None:
+            return self.min_known_features
+        return sum(feature.required for feature in self.features)
+
+    def confidence(self, missing: Collection[str], outside_training_range: bool) -> Confidence:
+        """How far a risk can be trusted when the `missing` features are filled in by the
+        model: "insufficient" below the minimum information, "low" with any input filled
+        in or outside the training range, else "high"."""
+        if len(self.features) - len(set(missing)) < self.needed_features:
+            return "insufficient"
+        return "low" if missing or outside_training_range else "high"
 
     def feature(self, name: str) -> Feature:
         for feature in self.features:

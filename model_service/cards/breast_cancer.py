@@ -72,6 +72,7 @@ def card() -> DatasetCard:
         target_rule="diagnosis == 'malignant'",
         outcome="malignancy",
         features=tuple(features),
+        min_known_features=len(features),  # every nucleus feature is required
     )
 
 

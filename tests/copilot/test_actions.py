@@ -349,3 +349,22 @@ def test_one_person_is_one_principal_in_the_chat_and_the_api(engine: Engine) -> 
     with pytest.raises(NotAllowed):
         store.decide(action.id, "approve", "bob via ui:bob")  # the same person, another door
     assert store.decide(action.id, "approve", "carol via ui:carol").status == "approved"
+
+
+async def test_a_proposal_carries_what_the_registry_says_of_it_now(
+    engine: Engine, registry_ctx: ToolContext
+) -> None:
+    """Read-only, when proposed and again when edited; without the tools' context, none."""
+    store = ActionStore(engine, audit_key=KEY, ttl_seconds=900, tools=registry_ctx)
+    back = store.propose("conv-p", "rollback_model", {"reason": "worse at VA"}, "ann")
+    assert back.preview is not None and back.preview.will_fail
+    assert back.preview.note == f"model {NAME!r} has no @previous-champion to roll back to"
+    again = store.propose("conv-p", "promote_model", {"version": "1", "reason": "again"}, "ann")
+    assert again.preview is not None and again.preview.will_fail
+    assert again.preview.note == "version 1 is already the champion"
+    edited = store.decide(again.id, "edit", by="bob", arguments={**PROMOTE, "version": "2"})
+    assert edited.preview is not None and not edited.preview.will_fail
+    assert "version 2" in edited.preview.note
+    assert _champion(registry_ctx) == "1"  # previews change nothing
+    plain = ActionStore(engine, audit_key=KEY, ttl_seconds=900)
+    assert plain.propose("conv-p", "rollback_model", {"reason": "worse"}, "ann").preview is None

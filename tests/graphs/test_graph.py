@@ -92,6 +92,41 @@ async def test_a_conversation_with_follow_ups(
         assert [m["role"] for m in history["messages"]].count("user") == 7
 
 
+async def test_too_little_of_the_patient_gets_no_risk_and_the_request_stops_there(
+    database_url: str, tracking_uri: str, live_service: str
+) -> None:
+    async with open_for(database_url, tracking_uri, live_service) as copilot:
+        turn = await copilot.send(
+            "c9", "predict and explain the risk for 63 yo M, asymptomatic CP, chol 233", "ann"
+        )
+        (call,) = turn.tool_calls  # the explanation is not asked for: there is no risk
+        assert call["tool"] == "predict_risk" and call["result"]["probability"] is None
+        (said,) = [m["content"] for m in turn.messages]
+        assert said.startswith("Not enough information for a risk: only 4 of 13 inputs")
+        assert "Missing: resting blood pressure," in said and "%" not in said
+        why = await copilot.send("c9", "why?", "ann")
+        assert why.tool_calls[0]["tool"] == "explain_prediction"
+        assert why.messages[0]["content"].startswith("Not enough information for a risk")
+
+
+async def test_a_proposal_says_when_it_will_be_refused(
+    database_url: str, tracking_uri: str, live_service: str
+) -> None:
+    async with open_for(database_url, tracking_uri, live_service) as copilot:
+        turn = await copilot.send("c8", "roll back", "ann")
+        (action,) = turn.pending_actions
+        assert action["preview"] == {
+            "will_fail": True,
+            "note": "model 'heart-disease-risk' has no @previous-champion to roll back to",
+        }
+        assert (
+            "It will be refused as things stand: model 'heart-disease-risk' has no "
+            in (turn.messages[0]["content"])
+        )
+        stored = copilot.deps.actions.get(action["id"])
+        assert interrupt_payload(stored)["preview"] == action["preview"]
+
+
 async def test_promotion_waits_for_a_person_then_runs_once(
     database_url: str, tracking_uri: str, live_service: str
 ) -> None:

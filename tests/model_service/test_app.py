@@ -53,12 +53,30 @@ def test_predict_returns_the_contract_fields(service: TestClient, patient: dict[
         "threshold",
         "model",
         "warnings",
+        "confidence",
     }
     assert 0 < body["probability"] < 1 and body["label"] == int(
         body["probability"] >= body["threshold"]
     )
     assert body["model"] == {"name": "heart-disease-risk", "version": "1", "alias": "champion"}
     assert body["warnings"] == []
+    assert body["confidence"] == "high"
+
+
+def test_confidence_says_whether_the_card_minimum_information_is_there(
+    service: TestClient, patient: dict[str, Any]
+) -> None:
+    """Every patient is scored; below the card's minimum (7 of 13 inputs recorded) the
+    prediction is marked insufficient, between it and complete it is low confidence."""
+    sparse = {"age": 63, "sex": "Male", "cp": "asymptomatic", "chol": 233, "trestbps": 0}
+    some = {k: v for k, v in patient.items() if k not in {"ca", "thal", "slope"}}
+    answers = [service.post("/v1/predict", json=body).json() for body in (sparse, some, patient)]
+    assert [a["confidence"] for a in answers] == ["insufficient", "low", "high"]
+    assert all(0 < a["probability"] < 1 for a in answers)  # scored all the same
+    explained = service.post("/v1/explain", json={"patient": sparse}).json()
+    assert explained["confidence"] == "insufficient"
+    batch = service.post("/v1/predict/batch", json={"patients": [sparse, patient]}).json()
+    assert [p["confidence"] for p in batch["predictions"]] == ["insufficient", "high"]
 
 
 def test_optional_features_may_be_absent_or_null_and_are_flagged(service: TestClient) -> None:

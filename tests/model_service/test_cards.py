@@ -73,3 +73,16 @@ def test_unknown_names_are_named_in_the_error(heart_card: DatasetCard) -> None:
         heart_card.select_sites(heart_card.load_raw(), ["Mars"])
     with pytest.raises(CardError, match="has no sites"):
         get_card("breast-cancer").select_sites(get_card("breast-cancer").load_raw(), ["Cleveland"])
+
+
+def test_each_card_sets_the_minimum_information_for_a_risk(heart_card: DatasetCard) -> None:
+    assert heart_card.needed_features == 7
+    optional = [f.name for f in heart_card.features if not f.required]
+    assert heart_card.confidence([], outside_training_range=False) == "high"
+    assert heart_card.confidence([], outside_training_range=True) == "low"
+    assert heart_card.confidence(optional[:6], outside_training_range=False) == "low"
+    assert heart_card.confidence(optional[:7], outside_training_range=False) == "insufficient"
+    breast = get_card("breast-cancer")
+    assert breast.needed_features == len(breast.features)
+    with pytest.raises(ValueError, match="min_known_features 2 must be between the 3 required"):
+        DatasetCard.model_validate({**heart_card.model_dump(), "min_known_features": 2})

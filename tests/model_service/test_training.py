@@ -82,12 +82,17 @@ def test_first_version_is_champion_and_later_ones_challengers(
 
 
 def test_training_is_deterministic_and_not_tied_to_one_dataset(
-    trained_registry: TrainedRegistry, tmp_path: Path
+    trained_registry: TrainedRegistry, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     uri = trained_registry.copy(tmp_path)
     card = get_card("breast-cancer")
     first = train(card, tracking_uri=uri, kinds=["logistic_regression", "xgboost"], seed=7)
     second = train(card, tracking_uri=uri, kinds=["logistic_regression", "xgboost"], seed=7)
+    # registering prints nothing that could reach a chat ("Registered model ... already
+    # exists. Creating a new version of this model...", "Created version '2' ...")
+    printed = capfd.readouterr()
+    assert "egistered model" not in printed.err + printed.out
+    assert "Created version" not in printed.err + printed.out
     assert first.metrics == second.metrics and first.threshold == second.threshold
     assert (first.alias, second.alias) == ("champion", "challenger")
     assert first.metrics["holdout_roc_auc"] > 0.95

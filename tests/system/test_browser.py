@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from copilot.actions import ActionStore, PendingAction
+from copilot.chat.views import STARTERS
 from copilot.settings import Settings
 from model_service import registry
 from model_service.app import ServiceConfig
@@ -33,10 +34,7 @@ from tests.conftest import TrainedRegistry, wait_until
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 KEYS = "ann:approver:ann-key,uma:user:uma-key"
-RISK_QUESTION = (
-    "What is the risk for a 63 year old man with asymptomatic chest pain, "
-    "cholesterol 233, blood pressure 145?"
-)
+RISK_QUESTION = next(text for label, text in STARTERS if label == "Risk for a patient")
 TIMEOUT_MS = 60_000  # the machine may be shared with other test runs
 
 pytestmark = pytest.mark.skipif(

@@ -19,8 +19,10 @@ from tools.lifecycle import (
     RetrainInput,
     RollbackInput,
     promote_model,
+    promote_preview,
     retrain_model,
     rollback_model,
+    rollback_preview,
 )
 
 pytestmark = pytest.mark.anyio
@@ -68,6 +70,33 @@ async def test_promotion_follows_the_gate_and_rollback_undoes_it(
     assert again.champion == "2" and _aliases(registry_ctx)["champion"] == "2"
 
 
+async def test_the_preview_says_before_anyone_decides_what_will_be_refused(
+    registry_ctx: ToolContext, trained_registry: TrainedRegistry
+) -> None:
+    """Read at proposal time, without changing anything."""
+    passes = _gate_passes(trained_registry)
+    plain = promote_preview(registry_ctx, PromoteInput(reason="ready"))
+    assert plain is not None and plain.will_fail is (not passes)
+    assert "holdout_roc_auc: version 2:" in plain.note
+    if not passes:
+        assert plain.note.startswith("the promotion gate refuses version 2: ")
+        forced = promote_preview(registry_ctx, PromoteInput(force=True, reason="anyway"))
+        assert forced is not None and not forced.will_fail
+        assert "force overrides it" in forced.note
+    same = promote_preview(registry_ctx, PromoteInput(version="1", reason="again"))
+    assert same is not None and same.will_fail and same.note == "version 1 is already the champion"
+    nothing = rollback_preview(registry_ctx, RollbackInput(reason="back"))
+    assert nothing is not None and nothing.will_fail
+    assert nothing.note == "model 'heart-disease-risk' has no @previous-champion to roll back to"
+    assert _aliases(registry_ctx) == {"champion": "1", "challenger": "2"}  # nothing moved
+    await promote_model(registry_ctx, PromoteInput(force=True, reason="more sites"))
+    back = rollback_preview(registry_ctx, RollbackInput(reason="back"))
+    assert back is not None and not back.will_fail
+    assert back.note == "version 1 would be the @champion again in place of version 2"
+    gone = promote_preview(registry_ctx, PromoteInput(reason="none left"))
+    assert gone is not None and gone.will_fail and "no @challenger to promote" in gone.note
+
+
 async def test_nothing_to_promote_or_roll_back_is_named(registry_ctx: ToolContext) -> None:
     with pytest.raises(NothingToRollBack, match="has no @previous-champion"):
         await rollback_model(registry_ctx, RollbackInput(reason="why not"))
@@ -98,6 +127,17 @@ async def test_retrain_registers_a_challenger_and_never_the_champion(
     assert steps[0].startswith("logistic_regression: fold 1/") and steps[-1] == "done"
     assert set(outcome.candidates) == {"logistic_regression"}
     assert 0.5 < outcome.metrics["holdout_roc_auc"] <= 1
+    # the new version's metrics beside the champion's, metric by metric
+    assert outcome.champion_version == "1"
+    champion = registry.client(registry_ctx.tracking_uri).get_run(
+        registry.client(registry_ctx.tracking_uri).get_model_version(NAME, "1").run_id
+    )
+    compared = {m.metric: m for m in outcome.against_champion}
+    assert set(compared) == set(outcome.metrics)
+    auc = compared["holdout_roc_auc"]
+    assert auc.new == outcome.metrics["holdout_roc_auc"]
+    assert auc.champion == champion.data.metrics["holdout_roc_auc"]
+    assert auc.change == pytest.approx(auc.new - auc.champion)
     with pytest.raises(
         InvalidToolInput, match="training data too small: 123 rows from Switzerland"
     ):

@@ -96,11 +96,47 @@ async def test_what_if_moves_the_risk_through_the_changed_features(
         await what_if(ctx, WhatIfInput(patient=patient, changes={"cholesterol": 180}))
 
 
+async def test_too_little_information_gives_no_risk_and_names_what_is_missing(
+    ctx: ToolContext, patient: dict[str, Any]
+) -> None:
+    """Below the card's minimum (7 of 13 inputs recorded) no risk is given; between it and
+    complete the answer is low confidence; with everything recorded, high."""
+    sparse = {"age": 63, "sex": "Male", "cp": "asymptomatic", "chol": 233}
+    refused = await predict_risk(ctx, PredictRiskInput(patient=sparse))
+    assert (refused.probability, refused.label, refused.label_name) == (None, None, None)
+    known = refused.information
+    assert known.confidence == "insufficient"
+    assert (known.recorded, known.missing, known.total, known.needed) == (4, 9, 13, 7)
+    assert known.filled_in[:2] == ["resting blood pressure", "fasting blood sugar > 120 mg/dl"]
+    assert refused.prediction_id and refused.outcome == "heart disease"
+    explained = await explain_prediction(ctx, ExplainInput(prediction_id=refused.prediction_id))
+    assert explained.information.confidence == "insufficient"
+    changed = await what_if(ctx, WhatIfInput(patient=sparse, changes={"trestbps": 120}))
+    assert changed.information.confidence == "insufficient"
+    assert changed.information.recorded == 4  # the less informed side: before the change
+
+    some = await predict_risk(
+        ctx, PredictRiskInput(patient={**patient, "ca": None, "thal": None, "chol": 0})
+    )
+    assert some.probability is not None and some.information.confidence == "low"
+    assert (some.information.missing, some.information.recorded) == (3, 10)
+    assert [w.display_name for w in some.warnings if w.feature == "chol"] == ["serum cholesterol"]
+    full = await predict_risk(ctx, PredictRiskInput(patient=patient))
+    assert full.information.confidence == "high" and full.information.filled_in == []
+
+
 async def test_drift_at_va_long_beach(ctx: ToolContext) -> None:
     summary = await check_drift(ctx, CheckDriftInput(site="VA Long Beach"))
     assert summary.drift_detected and summary.drifted
     p_values = [f.p_value_adjusted for f in summary.drifted]
     assert p_values == sorted(p_values) and all(p < 0.05 for p in p_values)
+    for drifted in summary.drifted:  # shown as people read them
+        small = drifted.p_value_adjusted < 0.001
+        assert (drifted.p_value_shown == "< 0.001") is small
+    assert summary.display_names["trestbps"] == "resting blood pressure"
+    assert {q.display_name for q in summary.data_quality if q.feature == "chol"} == {
+        "serum cholesterol"
+    }
     assert "ca" in summary.untested
     assert any(
         f.feature == "chol" and f.issue == "recorded_as_zero" and f.count == 49

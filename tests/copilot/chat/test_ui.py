@@ -36,9 +36,13 @@ from copilot.chat.access import (
 )
 from copilot.cli.main import app
 from copilot.conversations import TurnInProgress
+from copilot.facts import RouteRequest
+from copilot.llm.agents import build_agents
+from copilot.llm.router import route
 from copilot.settings import Settings
 from copilot.throttle import FailureThrottle
 from model_service import registry
+from model_service.cards import DatasetCard
 from tests.conftest import TrainedRegistry
 from tools.drift import DriftSummary
 from tools.predictions import Explanation
@@ -97,6 +101,32 @@ def test_an_approval_card_shows_the_persisted_action() -> None:
     )
 
 
+def test_a_card_says_before_approval_that_it_will_be_refused() -> None:
+    refused = {"will_fail": True, "note": "the promotion gate refuses version 2: robustness"}
+    card = ui_views.approval_card(_action(preview=refused), can_decide=True, now=NOW)
+    assert (
+        "**What will change:** make the @challenger the @champion that scores patients\n\n"
+        "**Will be refused as things stand:** the promotion gate refuses version 2: robustness"
+    ) in card
+    passing = {"will_fail": False, "note": "version 2 passes the promotion gate"}
+    card = ui_views.approval_card(_action(preview=passing), can_decide=True, now=NOW)
+    assert "**Now:** version 2 passes the promotion gate" in card
+    decided = _action(preview=refused, status="rejected", decided_by="bob via ui:bob")
+    assert "things stand" not in ui_views.approval_card(decided, can_decide=True, now=NOW)
+
+
+@pytest.mark.anyio
+async def test_the_starter_patient_has_enough_information_for_a_risk(
+    heart_card: DatasetCard,
+) -> None:
+    (text,) = [text for label, text in ui_views.STARTERS if label == "Risk for a patient"]
+    decided = await route(build_agents(Settings(), heart_card).router, RouteRequest(text))
+    patient = decided.arguments["patient"]
+    assert decided.tool == "predict_risk" and len(patient) >= heart_card.needed_features
+    missing = set(heart_card.feature_names) - set(patient)
+    assert heart_card.confidence(missing, outside_training_range=False) == "low"
+
+
 def test_text_from_people_cannot_become_markup_on_a_card() -> None:
     card = ui_views.approval_card(
         _action(
@@ -145,7 +175,22 @@ def _explanation(n_features: int) -> dict[str, Any]:
             "base_probability": 0.475,
             "drivers": drivers,
             "model": {"name": "heart-disease-risk", "version": "1", "alias": "champion"},
-            "warnings": [],
+            "warnings": [
+                {
+                    "feature": "f1",
+                    "display_name": "feature 1",
+                    "code": "missing_imputed",
+                    "message": "feature 1 missing; imputed as normal (the training median)",
+                }
+            ],
+            "information": {
+                "confidence": "low",
+                "recorded": n_features - 1,
+                "missing": 1,
+                "total": n_features,
+                "needed": 1,
+                "filled_in": ["feature 1"],
+            },
         }
     ).model_dump(mode="json")
 
@@ -157,6 +202,8 @@ def test_the_shap_chart_draws_each_driver_with_the_patients_value() -> None:
     assert bars[1] == ("feature 1 = missing (imputed)", -0.3)
     assert bars[2][0] == "feature 2 = asymptomatic"
     assert len(bars) == ui_views.CHART_FEATURES + 1
+    # the value the model filled in is drawn apart (hatched) from the patient's own
+    assert ui_views.filled_in_bars(explanation) == [False, True] + [False] * (len(bars) - 2)
     rest = explanation["drivers"][ui_views.CHART_FEATURES :]
     assert bars[-1] == ("5 other features", pytest.approx(sum(d["contribution"] for d in rest)))
 
@@ -181,14 +228,45 @@ def test_drift_is_a_table_with_the_report_link() -> None:
                     "display_name": "serum cholesterol",
                     "method": "ks",
                     "p_value_adjusted": 0.00012,
+                    "p_value_shown": "< 0.001",
                     "effect_size": 0.41,
                     "effect_size_method": "wasserstein",
-                }
+                },
+                {
+                    "feature": "oldpeak",
+                    "display_name": "ST depression",
+                    "method": "ks",
+                    "p_value_adjusted": 0.0,
+                    "p_value_shown": "< 0.001",
+                    "effect_size": None,
+                    "effect_size_method": None,
+                },
+                {
+                    "feature": "thalch",
+                    "display_name": "maximum heart rate",
+                    "method": "ks",
+                    "p_value_adjusted": 0.0123,
+                    "p_value_shown": "0.012",
+                    "effect_size": None,
+                    "effect_size_method": None,
+                },
             ],
-            "stable": ["age", "trestbps", "thalch"],
+            "stable": ["age", "trestbps"],
             "untested": ["ca"],
+            "display_names": {
+                "age": "age",
+                "trestbps": "resting blood pressure",
+                "chol": "serum cholesterol",
+                "ca": "vessels coloured by fluoroscopy",
+            },
             "data_quality": [
-                {"feature": "chol", "issue": "zero", "count": 49, "detail": "49 zeros | missing"}
+                {
+                    "feature": "chol",
+                    "display_name": "serum cholesterol",
+                    "issue": "zero",
+                    "count": 49,
+                    "detail": "49 zeros | missing",
+                }
             ],
             "reference": {"rows": 304},
             "current": {"rows": 200, "site": "VA Long Beach"},
@@ -199,11 +277,14 @@ def test_drift_is_a_table_with_the_report_link() -> None:
     assert table is not None
     lines = table.splitlines()
     assert lines[0] == "| Feature | Test | Adjusted p | Effect size | Result |"
-    assert "| serum cholesterol | ks | 0.00012 | 0.41 (wasserstein) | **drifted** |" in lines
-    assert (
-        "| age |  |  |  | stable |" in lines and "| ca |  |  |  | too few values to test |" in lines
-    )
-    assert "| chol | 49 zeros \\| missing | 49 |" in lines  # a pipe cannot split the row
+    # display names, never raw names such as trestbps; p-values below 0.001 (0 included) as
+    # "< 0.001"
+    assert "| serum cholesterol | ks | \\< 0.001 | 0.41 (wasserstein) | **drifted** |" in lines
+    assert "| ST depression | ks | \\< 0.001 |  | **drifted** |" in lines
+    assert "| maximum heart rate | ks | 0.012 |  | **drifted** |" in lines
+    assert "| resting blood pressure |  |  |  | stable |" in lines
+    assert "| vessels coloured by fluoroscopy |  |  |  | too few values to test |" in lines
+    assert "| serum cholesterol | 49 zeros \\| missing | 49 |" in lines  # a pipe cannot split it
     assert lines[-1] == (
         "[Open the full Evidently drift report](http://127.0.0.1:8000/v1/reports/r1.html)"
     )
@@ -428,7 +509,9 @@ def test_the_ui_keeps_its_files_and_config_under_copilot_home(
     assert config["features"]["unsafe_allow_html"] is False
     assert config["UI"]["name"] == ui_server.UI_NAME
     texts = json.loads((root / ".chainlit" / "translations" / "en-US.json").read_text())
-    assert texts["auth"]["login"]["form"]["email"]["label"] == "Name (as in COPILOT_API_KEYS)"
+    form = texts["auth"]["login"]["form"]
+    assert form["email"]["label"] == "Name (the one given with your key)"
+    assert form["email"]["placeholder"] == "e.g. ann" and form["password"]["label"] == "Key"
     assert (root / "chainlit_en-US.md").read_text().startswith("# MLOps Copilot")
     assert os.environ["CHAINLIT_APP_ROOT"] == str(root)
     assert os.environ["CHAINLIT_ENV_FILE"] == os.devnull
@@ -438,6 +521,27 @@ def test_the_ui_keeps_its_files_and_config_under_copilot_home(
     assert ui_server.auth_secret(root) == secret  # kept: a restart signs nobody out
     clean_env.setenv("CHAINLIT_AUTH_SECRET", "from-the-environment")
     assert ui_server.auth_secret(root) == "from-the-environment"
+
+
+def test_the_sign_in_speaks_to_a_local_user_with_the_key_copilot_up_printed(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    """`copilot up` without COPILOT_API_KEYS makes one approver key and prints it: the form
+    says so, with that name, and mentions no setting the person never set."""
+    (tmp_path / "local-approver.key").write_text("k" * 43 + "\n")
+    local = Settings(copilot_home=tmp_path, copilot_api_keys=f"dana:approver:{'k' * 43}")
+    assert ui_server.local_sign_in(local) == "dana"
+    root = ui_server.prepare(local)
+    form = json.loads((root / ".chainlit" / "translations" / "en-US.json").read_text())["auth"][
+        "login"
+    ]["form"]
+    assert form["email"]["label"] == "Name (as `copilot up` printed it)"
+    assert form["email"]["placeholder"] == "dana"
+    assert form["password"]["label"] == "Key (as `copilot up` printed it)"
+    for configured in (KEYS, f"dana:approver:{'x' * 43}"):  # keys given to people
+        settings = Settings(copilot_home=tmp_path, copilot_api_keys=configured)
+        assert ui_server.local_sign_in(settings) is None
+        assert "COPILOT_API_KEYS" not in json.dumps(ui_server.sign_in_wording(settings))
 
 
 def test_the_ui_refuses_to_start_without_keys(

@@ -231,7 +231,7 @@ def test_chat_one_turn_as_json_and_a_session_with_an_approval(
             "--json",
             "--conversation",
             "t1",
-            "63 yo M, asymptomatic CP, BP 145, chol 233 mg/dl",
+            "63 yo M, asymptomatic CP, BP 145, chol 233 mg/dl, max HR 150, ST dep 2.3, exang no",
         ],
     )
     assert one.exit_code == 0, one.output
@@ -247,7 +247,10 @@ def test_chat_one_turn_as_json_and_a_session_with_an_approval(
     )
     assert session.exit_code == 0, session.output
     flat = " ".join(session.output.split())
-    assert "Largest drivers:" in flat and "Proposed: make version 2 the @champion" in flat
+    assert "Largest drivers among the patient's own values:" in flat
+    assert "5 of 13 inputs were missing and filled in by the model" in flat
+    assert "Proposed: make version 2 the @champion" in flat
+    assert "As things stand: the promotion gate" in flat or "It will be refused" in flat
     assert "Done: make version 2 the @champion" in flat and "approved by dr.lee via local:" in flat
     champion = registry.alias_version(registry.client(uri), "heart-disease-risk", "champion")
     assert str(champion.version) == "2"

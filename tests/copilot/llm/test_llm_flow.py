@@ -28,6 +28,8 @@ from tests.conftest import TrainedRegistry
 from tests.copilot.llm.test_providers import BASE_URL, COMPLETIONS, PATIENT, completion
 
 pytestmark = pytest.mark.anyio
+# enough of the patient recorded for a risk (the card's minimum: 7 of 13 inputs)
+SCORED = {**PATIENT, "thalch": 150, "oldpeak": 2.3, "exang": False}
 
 
 class ScriptedLlm:
@@ -61,7 +63,7 @@ class ScriptedLlm:
         system = " ".join(m["content"] for m in body["messages"] if m["role"] == "system")
         context = json.loads(system[system.index(CONTEXT_MARKER) + len(CONTEXT_MARKER) :])
         if text.startswith("63"):  # the small model writes its call as fenced text
-            call = {"name": "predict_risk", "arguments": {"patient": PATIENT}}
+            call = {"name": "predict_risk", "arguments": {"patient": SCORED}}
             return completion(content=f"```json\n{json.dumps(call)}\n```")
         if text == "why?":
             arguments = {"prediction_id": context["last_prediction_id"]}
@@ -149,7 +151,7 @@ async def test_openai_compatible_drives_the_full_flow_with_approval(
 
         predicted = await copilot.send("c1", "63 yo man, asymptomatic chest pain", "ann")
         (call,) = predicted.tool_calls
-        assert call["tool"] == "predict_risk" and call["arguments"]["patient"] == PATIENT
+        assert call["tool"] == "predict_risk" and call["arguments"]["patient"] == SCORED
         probability = call["result"]["probability"]
         assert f"{probability:.0%}" in predicted.messages[0]["content"]
         assert predicted.usage[0] | {"seconds": 0} == {
