@@ -310,6 +310,7 @@ class ActionStore:
         self._appended = threading.local()
         SQLModel.metadata.create_all(engine, tables=[ACTIONS, *audit.TABLES])
         _add_missing_columns(engine, ACTIONS)
+        audit.ensure_anchor(engine, audit_key)
         self.reconcile()
 
     # ---- transactions and the audit log -------------------------------------------------

@@ -47,6 +47,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
 from copilot.errors import CopilotError
@@ -172,7 +173,9 @@ class Head:
     hash: str
 
 
-def head_problem(connection: Connection, key: bytes, *, lock: bool = False) -> str | None:
+def head_problem(  # noqa: PLR0911 - one return per way the head can be wrong
+    connection: Connection, key: bytes, *, lock: bool = False
+) -> str | None:
     """Why the newest rows do not match the signed anchor (None when they do). `lock`
     holds the anchor until the transaction ends (appenders take it first)."""
     query = select(ANCHOR).where(ANCHOR.c.id == ANCHOR_ID)
@@ -184,6 +187,8 @@ def head_problem(connection: Connection, key: bytes, *, lock: bool = False) -> s
         return None if newest is None else "the signed anchor of the audit log is missing"
     if not hmac.compare_digest(anchor["mac"], _anchor_mac(key, anchor["seq"], anchor["head"])):
         return "the audit anchor's signature does not match (the anchor was altered)"
+    if newest is None and anchor["seq"] == 0 and anchor["head"] == GENESIS:
+        return None  # an empty log, anchored when its tables were made
     if newest is None or newest["seq"] < anchor["seq"]:
         seq = 0 if newest is None else newest["seq"]
         return (
@@ -198,6 +203,19 @@ def head_problem(connection: Connection, key: bytes, *, lock: bool = False) -> s
     if newest["hash"] != anchor["head"] or _recomputed(key, newest) != newest["hash"]:
         return f"the newest audit row {newest['seq']} is not the one the anchor signed"
     return None
+
+
+def ensure_anchor(engine: Engine, key: bytes) -> None:
+    """Anchors an empty log at sequence 0, so the first appenders lock a row that exists
+    (two first writers would otherwise both find none); a log with rows is left as it is."""
+    with engine.begin() as connection:
+        if connection.execute(select(ANCHOR.c.id)).first() is not None:
+            return
+        if connection.execute(select(AUDIT.c.seq).limit(1)).first() is not None:
+            return  # rows without an anchor: head_problem says so
+    signed = {"seq": 0, "head": GENESIS, "mac": _anchor_mac(key, 0, GENESIS)}
+    with contextlib.suppress(IntegrityError), engine.begin() as connection:
+        connection.execute(insert(ANCHOR).values(id=ANCHOR_ID, **signed))
 
 
 def read_head(connection: Connection) -> Head:
