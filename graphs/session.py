@@ -250,7 +250,7 @@ async def open_copilot(deps: Deps, *, warm: bool = True) -> AsyncIterator[Copilo
     router = build_router(
         model,
         card=deps.tools.card,
-        json_mode=settings.copilot_llm_routing == "json",
+        routing=settings.llm_routing,
         unavailable=functools.partial(unavailable, settings),
     )
     offline = settings.copilot_llm == "offline"

@@ -1,0 +1,139 @@
+"""Whether the patient values in a tool call come from the conversation.
+
+A model may copy a patient from anywhere (an example it once saw, a guess): every value of
+a `patient` in predict_risk / explain_prediction / what_if must be mentioned in the user's
+text, or equal the remembered patient's (`copilot.facts.Memory`), or come from a step this
+turn already ran. A `what_if` change must be in the text, or be the remembered value moved
+by a number in the text ("10 years older", "20% lower"). Otherwise the router sends the
+model back with the values that were not in the conversation.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from copilot.facts import RouteRequest
+from copilot.llm.offline.patients import parse_patient
+from copilot.llm.offline.text import NUMBER_WORDS
+from model_service.cards import DatasetCard, Feature
+
+PATIENT_TOOLS = frozenset({"predict_risk", "explain_prediction", "what_if"})
+_MMOL_TO_MG_DL = 38.67  # total cholesterol, as the router prompt converts it
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _numbers(text: str) -> list[float]:
+    found = [float(n) for n in _NUMBER.findall(text)]
+    words = re.findall(r"[a-z]+", text.lower())
+    return found + [float(NUMBER_WORDS[w]) for w in words if w in NUMBER_WORDS]
+
+
+def _close(a: float, b: float, feature: Feature) -> bool:
+    return abs(a - b) <= max(0.5, feature.measurement_error, abs(b) * 0.01)
+
+
+def _said_number(value: float, feature: Feature, numbers: list[float]) -> bool:
+    if any(_close(value, n, feature) for n in numbers):
+        return True
+    if feature.name == "chol":  # given in mmol/l
+        return any(_close(value, n * _MMOL_TO_MG_DL, feature) for n in numbers)
+    return False
+
+
+def _words_for(feature: Feature, value: Any) -> set[str]:
+    words = {w for w, v in feature.value_words.items() if v == value}
+    if isinstance(value, str):
+        words.add(value.lower())
+    return words
+
+
+def _mentioned(feature: Feature, value: Any, text: str, parsed: dict[str, Any]) -> bool:
+    """Whether `text` (lower case) says this feature has this value."""
+    if feature.name in parsed and parsed[feature.name] == value:
+        return True
+    if isinstance(value, bool):
+        names = feature.synonyms or (feature.display_name, feature.name)
+        return any(re.search(rf"(?<![a-z]){re.escape(n.lower())}", text) for n in names)
+    if isinstance(value, (int, float)):
+        return math.isfinite(value) and _said_number(float(value), feature, _numbers(text))
+    if isinstance(value, str):
+        return any(
+            re.search(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])", text)
+            for w in _words_for(feature, value)
+        )
+    return value is None
+
+
+def _moved_by_the_text(feature: Feature, value: Any, before: Any, text: str) -> bool:
+    """A numeric change stated relative to the remembered value ("10 years older")."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(before, bool) or not isinstance(before, (int, float)):
+        return False
+    moved = [before + n for n in _numbers(text)] + [before - n for n in _numbers(text)]
+    moved += [before * (1 + n / 100) for n in _numbers(text)]
+    moved += [before * (1 - n / 100) for n in _numbers(text)]
+    return any(_close(float(value), m, feature) for m in moved)
+
+
+def _known_patients(request: RouteRequest) -> list[dict[str, Any]]:
+    known = [request.memory.patient] if request.memory.patient else []
+    for done in request.done:
+        patient = done["arguments"].get("patient")
+        if isinstance(patient, dict):
+            known.append(patient)
+    return known
+
+
+def unmentioned(
+    tool: str, arguments: dict[str, Any], request: RouteRequest, card: DatasetCard
+) -> list[str]:
+    """`field.feature=value` for each patient value in the call that the conversation does
+    not hold (empty when the call is grounded or names no patient)."""
+    if tool not in PATIENT_TOOLS:
+        return []
+    text = request.text.lower()
+    parsed = parse_patient(text, card)
+    known = _known_patients(request)
+    features = {f.name: f for f in card.features}
+    missing: list[str] = []
+    for field in ("patient", "changes"):
+        values = arguments.get(field)
+        if not isinstance(values, dict):
+            continue
+        for name, value in values.items():
+            feature = features.get(name)
+            if feature is None or value is None:
+                continue  # unknown names are the schema's to refuse
+            if _mentioned(feature, value, text, parsed):
+                continue
+            remembered = [p.get(name) for p in known if name in p]
+            if field == "patient" and value in remembered:
+                continue
+            if field == "changes" and any(
+                _moved_by_the_text(feature, value, before, text) for before in remembered
+            ):
+                continue
+            missing.append(f"{field}.{name}={value!r}")
+    return missing
+
+
+def resolve_reference(tool: str, data: dict[str, Any], request: RouteRequest) -> dict[str, Any]:
+    """A follow-up's reference to the last prediction, as small models get it wrong: neither
+    the id nor a patient means the last prediction (its id is filled in from memory); both
+    the last id and a copy of its patient mean that prediction (the copy is dropped). Any
+    other combination is left for validation to refuse."""
+    memory = request.memory
+    if tool not in {"explain_prediction", "what_if"} or memory.prediction_id is None:
+        return data
+    patient, given_id = data.get("patient"), data.get("prediction_id")
+    if patient is None and given_id is None:
+        return {**data, "prediction_id": memory.prediction_id}
+    if given_id != memory.prediction_id or not isinstance(patient, dict):
+        return data
+    remembered = memory.patient or {}
+    if all(name in remembered and remembered[name] == v for name, v in patient.items()):
+        return {k: v for k, v in data.items() if k != "patient"}
+    return data
