@@ -42,16 +42,23 @@ def _said_number(value: float, feature: Feature, numbers: list[float]) -> bool:
     return False
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal values, categories compared as the card does (case and spacing aside)."""
+    if isinstance(a, str) and isinstance(b, str):
+        return " ".join(a.lower().split()) == " ".join(b.lower().split())
+    return bool(a == b)
+
+
 def _words_for(feature: Feature, value: Any) -> set[str]:
-    words = {w for w, v in feature.value_words.items() if v == value}
+    words = {w for w, v in feature.value_words.items() if _same(v, value)}
     if isinstance(value, str):
-        words.add(value.lower())
+        words.add(" ".join(value.lower().split()))
     return words
 
 
 def _mentioned(feature: Feature, value: Any, text: str, parsed: dict[str, Any]) -> bool:
     """Whether `text` (lower case) says this feature has this value."""
-    if feature.name in parsed and parsed[feature.name] == value:
+    if feature.name in parsed and _same(parsed[feature.name], value):
         return True
     if isinstance(value, bool):
         names = feature.synonyms or (feature.display_name, feature.name)
@@ -110,7 +117,7 @@ def unmentioned(
             if _mentioned(feature, value, text, parsed):
                 continue
             remembered = [p.get(name) for p in known if name in p]
-            if field == "patient" and value in remembered:
+            if field == "patient" and any(_same(value, r) for r in remembered):
                 continue
             if field == "changes" and any(
                 _moved_by_the_text(feature, value, before, text) for before in remembered
@@ -124,9 +131,18 @@ def resolve_reference(tool: str, data: dict[str, Any], request: RouteRequest) ->
     """A follow-up's reference to the last prediction, as small models get it wrong: neither
     the id nor a patient means the last prediction (its id is filled in from memory); both
     the last id and a copy of its patient mean that prediction (the copy is dropped). Any
-    other combination is left for validation to refuse."""
+    other combination is left for validation to refuse. The context's key written as the id
+    ("last_prediction_id") means the id it names."""
     memory = request.memory
-    if tool not in {"explain_prediction", "what_if"} or memory.prediction_id is None:
+    if tool not in {"explain_prediction", "what_if"}:
+        return data
+    given_id = data.get("prediction_id")
+    if isinstance(given_id, str) and "last_prediction" in given_id.lower():
+        # the context's key copied as a value ("last_prediction_id"): it means that id
+        data = {k: v for k, v in data.items() if k != "prediction_id"}
+        if memory.prediction_id is not None:
+            data["prediction_id"] = memory.prediction_id
+    if memory.prediction_id is None:
         return data
     patient, given_id = data.get("patient"), data.get("prediction_id")
     if patient is None and given_id is None:
@@ -134,6 +150,6 @@ def resolve_reference(tool: str, data: dict[str, Any], request: RouteRequest) ->
     if given_id != memory.prediction_id or not isinstance(patient, dict):
         return data
     remembered = memory.patient or {}
-    if all(name in remembered and remembered[name] == v for name, v in patient.items()):
+    if all(name in remembered and _same(remembered[name], v) for name, v in patient.items()):
         return {k: v for k, v in data.items() if k != "patient"}
     return data

@@ -66,6 +66,7 @@ from copilot.llm.offline.intents import understand
 from copilot.llm.protocol import recover_tool_call
 from copilot.llm.warm_cache import remember_warm, warmed_seconds_ago
 from copilot.llm.wire import (
+    COMPATIBLE,
     CompatibleChatModel,
     fold_text_calls,
     http_client,
@@ -260,7 +261,9 @@ def _openai_model(settings: Settings) -> Model:
             api_key=key or "local",
             http_client=http_client(),
         )
-        return CompatibleChatModel(name, provider=provider, settings=model_settings)
+        return CompatibleChatModel(
+            name, provider=provider, settings=model_settings, profile=COMPATIBLE
+        )
     from pydantic_ai.models.openai import OpenAIChatModel  # noqa: PLC0415
 
     # explicit, so a stray OPENAI_BASE_URL cannot send patients somewhere unnamed

@@ -1,5 +1,7 @@
 """What goes over the wire to an OpenAI-compatible server, in the shapes such servers accept.
 
+- The output cap goes out as `max_tokens`, which llama-cpp-python reads (it ignores
+  `max_completion_tokens`, OpenAI's newer name).
 - An assistant message is never sent with `"content": null`: llama.cpp's servers answer
   HTTP 500 to it (llama-cpp-python renders the chat template with the null and fails).
   `CompatibleChatModel` sends `""` instead, and a tool call the copilot recovered from the
@@ -32,10 +34,14 @@ from pydantic_ai.messages import (
     UserPromptPart,
 )
 from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.profiles.openai import OpenAIModelProfile
 
 TEXT_CALL_PREFIX = "text_call_"  # ids of tool calls recovered from a model's text
 TEXT_KEY = "copilot_text"  # where such a call keeps the text it came from
 FORMAT_STATUSES = frozenset({400, 422})
+# llama-cpp-python reads `max_tokens` and silently ignores OpenAI's newer
+# `max_completion_tokens`: without this, a one-token warm-up generates until n_ctx.
+COMPATIBLE = OpenAIModelProfile(openai_chat_supports_max_completion_tokens=False)
 # What llama.cpp / llama-cpp-python / vLLM servers say when the request, not the server,
 # is at fault (a template that cannot render a message, a field of the wrong type).
 _FORMAT_WORDS = re.compile(
