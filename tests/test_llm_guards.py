@@ -114,9 +114,13 @@ def test_other_tools_are_not_checked_for_patients() -> None:
         ({"changes": {"sex": "Female"}}, {"changes": {"sex": "Female"}, "prediction_id": "p1"}),
         ({"prediction_id": "p1", "patient": PATIENT}, {"prediction_id": "p1"}),
         ({"prediction_id": "last_prediction_id"}, {"prediction_id": "p1"}),
-        (  # a different patient with the id: left for validation to refuse
-            {"prediction_id": "p1", "patient": {"age": 40}},
-            {"prediction_id": "p1", "patient": {"age": 40}},
+        (  # the last patient with other values and no changes: those are the changes
+            {"prediction_id": "p1", "patient": {**PATIENT, "sex": "Female"}, "changes": {}},
+            {"prediction_id": "p1", "changes": {"sex": "Female"}},
+        ),
+        (  # a different patient and changes: left for validation to refuse
+            {"prediction_id": "p1", "patient": {"age": 40}, "changes": {"chol": 180}},
+            {"prediction_id": "p1", "patient": {"age": 40}, "changes": {"chol": 180}},
         ),
     ],
 )

@@ -127,19 +127,36 @@ def unmentioned(
     return missing
 
 
+def _without(data: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k != key}
+
+
+def _last_patient_copy(
+    data: dict[str, Any], tool: str, remembered: dict[str, Any]
+) -> dict[str, Any]:
+    """The last id with a patient: a copy of the last patient is dropped; for what_if with
+    no changes, the values that differ from it are the changes."""
+    patient = data["patient"]
+    moved = {n: v for n, v in patient.items() if n not in remembered or not _same(remembered[n], v)}
+    if not moved:
+        return _without(data, "patient")
+    if tool == "what_if" and not data.get("changes"):
+        return {**_without(data, "patient"), "changes": moved}
+    return data
+
+
 def resolve_reference(tool: str, data: dict[str, Any], request: RouteRequest) -> dict[str, Any]:
     """A follow-up's reference to the last prediction, as small models get it wrong: neither
-    the id nor a patient means the last prediction (its id is filled in from memory); both
-    the last id and a copy of its patient mean that prediction (the copy is dropped). Any
-    other combination is left for validation to refuse. The context's key written as the id
-    ("last_prediction_id") means the id it names."""
+    the id nor a patient means the last prediction (its id is filled in from memory); the
+    context's key written as the id ("last_prediction_id") means the id it names; the last
+    id with a patient is `_last_patient_copy`. Any other combination is left for validation
+    to refuse."""
     memory = request.memory
     if tool not in {"explain_prediction", "what_if"}:
         return data
     given_id = data.get("prediction_id")
     if isinstance(given_id, str) and "last_prediction" in given_id.lower():
-        # the context's key copied as a value ("last_prediction_id"): it means that id
-        data = {k: v for k, v in data.items() if k != "prediction_id"}
+        data = _without(data, "prediction_id")
         if memory.prediction_id is not None:
             data["prediction_id"] = memory.prediction_id
     if memory.prediction_id is None:
@@ -147,9 +164,6 @@ def resolve_reference(tool: str, data: dict[str, Any], request: RouteRequest) ->
     patient, given_id = data.get("patient"), data.get("prediction_id")
     if patient is None and given_id is None:
         return {**data, "prediction_id": memory.prediction_id}
-    if given_id != memory.prediction_id or not isinstance(patient, dict):
-        return data
-    remembered = memory.patient or {}
-    if all(name in remembered and _same(remembered[name], v) for name, v in patient.items()):
-        return {k: v for k, v in data.items() if k != "patient"}
+    if given_id == memory.prediction_id and isinstance(patient, dict):
+        return _last_patient_copy(data, tool, memory.patient or {})
     return data

@@ -28,6 +28,12 @@ OWN_PHRASES = (
     "Fix the errors and try again",
     "is not an MLflow run id",
     "is not a version number",
+    # how small models paraphrase them back ("provide a valid JSON object of arguments")
+    "JSON object",
+    "valid JSON",
+    "tool call",
+    "by name with",
+    "to fix the issue",
 )
 _TEMPLATE_TOKEN = re.compile(r"<\|[a-z_]+(?:\|>)?|<\|/?[a-z_]*\|>", re.I)
 _TAGS = re.compile(

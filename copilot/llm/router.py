@@ -47,7 +47,7 @@ from prompts import load
 from tools.catalog import READ_ONLY
 
 ROUTER_RETRIES = 2
-ROUTE_MAX_TOKENS = 600  # a call with a full patient fits; a model looping does not run on
+ROUTE_MAX_TOKENS = 300  # a call with a full patient fits; a model rambling is cut short
 NOT_UNDERSTOOD = (
     "I could not understand the model's answer; please rephrase (for example, name what "
     "you want: a risk prediction, an explanation, drift, runs or the model)."
