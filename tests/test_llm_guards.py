@@ -9,7 +9,7 @@ import pytest
 
 from copilot.facts import Memory, RouteRequest
 from copilot.llm.feedback import feature_rule, id_problems, patient_problems
-from copilot.llm.grounding import resolve_reference, unmentioned
+from copilot.llm.grounding import canonical_values, resolve_reference, unmentioned
 from copilot.llm.protocol import looks_like_protocol, recover_tool_call
 from copilot.llm.shown import plain
 from model_service.cards import get_card
@@ -60,6 +60,11 @@ def test_words_for_people_are_not_protocol(text: str) -> None:
         ),
         ('{{"name": "list_runs", "arguments": {"limit": 2}}}', ("list_runs", {"limit": 2})),
         ("no call in here {not json}", None),
+        (
+            '<tools>\n  <function name="list_runs" arguments=\'{"limit": 2}\'/>\n</tools>',
+            ("list_runs", {"limit": 2}),
+        ),
+        ('<tools>{"name": "model_info", "arguments": null}</tools>', ("model_info", {})),
     ],
 )
 def test_recovered_shapes(text: str, expected: tuple[str, dict[str, Any]] | None) -> None:
@@ -174,3 +179,15 @@ def test_example_clauses_are_cut() -> None:
     assert plain("Names, e.g. {'age': 63}; optional ones may be left out.") == (
         "Names; optional ones may be left out."
     )
+
+
+def test_values_are_read_in_the_cards_spelling_when_unambiguous() -> None:
+    said = {"cp": "non-anginal chest pain", "sex": "woman", "fbs": "true", "thal": "Fixed Defect"}
+    assert canonical_values(said, CARD) == {
+        "cp": "non-anginal",
+        "sex": "Female",
+        "fbs": True,
+        "thal": "fixed defect",
+    }
+    unclear = {"cp": "angina", "slope": "upward", "thalch": "normal"}
+    assert canonical_values(unclear, CARD) == unclear  # left for validation to refuse

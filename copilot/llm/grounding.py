@@ -167,3 +167,36 @@ def resolve_reference(tool: str, data: dict[str, Any], request: RouteRequest) ->
     if given_id == memory.prediction_id and isinstance(patient, dict):
         return _last_patient_copy(data, tool, memory.patient or {})
     return data
+
+
+_TRUE = {"true", "yes", "y", "present", "positive"}
+_FALSE = {"false", "no", "n", "absent", "negative"}
+
+
+def _canonical(feature: Feature, value: Any) -> Any:
+    """One value in the card's spelling when the model's spelling means exactly one
+    ("Asymptomatic", "non-anginal chest pain", "woman", "true" for a boolean)."""
+    if not isinstance(value, str):
+        return value
+    said = " ".join(value.lower().split())
+    if feature.kind == "boolean":
+        return True if said in _TRUE else False if said in _FALSE else value
+    if feature.kind != "categorical":
+        return value
+    categories = feature.categories or ()
+    exact = [c for c in categories if c.lower() == said]
+    worded = [v for w, v in feature.value_words.items() if w == said and isinstance(v, str)]
+    within = [
+        c for c in categories if re.search(rf"(?<![\w-]){re.escape(c.lower())}(?![\w-])", said)
+    ]
+    for found in (exact, worded, within):
+        if len(set(found)) == 1:
+            return found[0]
+    return value
+
+
+def canonical_values(values: dict[str, Any], card: DatasetCard) -> dict[str, Any]:
+    """A patient (or changes) with each categorical and boolean value as the card spells it,
+    where the model's spelling is unambiguous; anything else is left for validation."""
+    features = {f.name: f for f in card.features}
+    return {n: _canonical(features[n], v) if n in features else v for n, v in values.items()}

@@ -38,7 +38,7 @@ OWN_PHRASES = (
 _TEMPLATE_TOKEN = re.compile(r"<\|[a-z_]+(?:\|>)?|<\|/?[a-z_]*\|>", re.I)
 _TAGS = re.compile(
     r"</?(?:tool_call|tools|tool_response|function_call|retry_feedback|validation_errors)>"
-    r"|<function=|</function>|<parameter=",
+    r"|<function[= ]|</function>|<parameter=",
     re.I,
 )
 _STARTS_LIKE_DATA = re.compile(r"^\s*(?:[{\[]|```)")
@@ -48,6 +48,9 @@ _WRAPPED = re.compile(
     re.S | re.I,
 )
 _FUNCTION = re.compile(r"<function=([A-Za-z_][\w.-]*)>\s*(.*?)\s*(?:</function>|$)", re.S)
+_FUNCTION_ATTRIBUTES = re.compile(
+    r"<function\s+name=[\"']([A-Za-z_][\w.-]*)[\"']\s*(?:arguments=(['\"])(.*?)\2)?\s*/?>", re.S
+)
 _PARAMETER = re.compile(
     r"<parameter=([A-Za-z_]\w*)>\s*(.*?)\s*(?:</parameter>|(?=<parameter=)|$)", re.S
 )
@@ -80,7 +83,9 @@ def _as_tool_call(data: Any) -> tuple[str, dict[str, Any]] | None:
     if isinstance(data.get("function"), dict):
         data = data["function"]
     name = data.get("name", data.get("tool"))
-    arguments = data.get("arguments", data.get("args", data.get("parameters", {})))
+    arguments = data.get("arguments", data.get("args", data.get("parameters")))
+    if arguments is None:  # `"arguments": null` for a tool that takes none
+        arguments = {}
     if isinstance(arguments, str):  # OpenAI's wire format carries arguments as a JSON string
         try:
             arguments = json.loads(arguments)
@@ -117,7 +122,13 @@ def _parameter_value(raw: str) -> Any:
 
 
 def _function_tag_call(text: str) -> tuple[str, dict[str, Any]] | None:
-    """`<function=name>{...}</function>` or `<function=name><parameter=k>v</parameter>...`."""
+    """`<function=name>{...}</function>`, `<function=name><parameter=k>v</parameter>...` or
+    `<function name="name" arguments='{...}'/>`."""
+    attributed = _FUNCTION_ATTRIBUTES.search(text)
+    if attributed is not None:
+        raw = attributed.group(3) or "{}"
+        values = [v for v in _json_values(raw) if isinstance(v, dict)]
+        return (attributed.group(1), values[0]) if values else None
     found = _FUNCTION.search(text)
     if found is None:
         return None

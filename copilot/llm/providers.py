@@ -22,10 +22,12 @@ OpenAI's tool-calling protocol reliably (../shared/STACK.md):
 Each request has one deadline, `COPILOT_LLM_TIMEOUT_SECONDS` (300 s for local servers, 60
 for OpenAI), covering its retries; then it is cancelled. Requests to openai-compatible
 servers are streamed, because llama-cpp-python stops generating only when a streamed
-request's connection closes. 429 and 5xx are retried by the OpenAI client with exponential
-backoff (it honours `Retry-After`), `COPILOT_LLM_MAX_RETRIES` times; a format error (the
-server says the request is malformed) is not retried and is not called an outage. There is
-never a fallback to another provider.
+request's connection closes (measured: a plain request abandoned after 3 s kept the server
+busy 70 s; a streamed one freed it at once). llama-cpp-python sends no token counts in a
+stream (servers that honour `stream_options.include_usage` do). 429 and 5xx are retried by
+the OpenAI client with exponential backoff (it honours `Retry-After`),
+`COPILOT_LLM_MAX_RETRIES` times; a format error (the server says the request is malformed)
+is not retried and is not called an outage. There is never a fallback to another provider.
 """
 
 from __future__ import annotations

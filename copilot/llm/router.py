@@ -83,9 +83,8 @@ def _tools(card: DatasetCard | None = None) -> dict[str, tuple[type[BaseModel], 
             f"Propose to {spec.name.replace('_', ' ')} "
             "(a person approves before anything changes).",
         )
-    sites = tuple(card.sites()) if card is not None and card.site_column else ()
     return {
-        name: (shown(input_model, name, description, sites), description)
+        name: (shown(input_model, name, description, card), description)
         for name, (input_model, description) in described.items()
     }
 
@@ -207,8 +206,9 @@ def _build(
         def words_not_broken_calls(output: Any) -> Any:
             if isinstance(output, str) and looks_like_protocol(output):
                 raise ModelRetry(
-                    "That looks like a tool call I could not read. Call one of the tools by "
-                    "name with a JSON object of arguments, or answer the user in plain words."
+                    "That looks like a tool call I could not read. Answer with only "
+                    '{"name": "<tool>", "arguments": {<its arguments>}}, or answer the user '
+                    "in plain words."
                 )
             return output
 

@@ -6,7 +6,8 @@ instances validate and dump the same) whose JSON schema has every `examples` dro
 every "e.g. ..." / "for example ..." clause cut from its descriptions; a `site` or `sites`
 field lists the dataset's sites instead: the allowed values, not an example. Validated
 with the turn's `RouteRequest` as context, a follow-up's reference to the last prediction
-is resolved first (`grounding.resolve_reference`).
+is resolved first (`grounding.resolve_reference`), and patient values are read in the
+card's spelling ("Asymptomatic" is "asymptomatic").
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 
 from copilot.facts import RouteRequest
-from copilot.llm.grounding import resolve_reference
+from copilot.llm.grounding import canonical_values, resolve_reference
+from model_service.cards import DatasetCard
 
 _EXAMPLE = re.compile(r",?\s*\(?\b(?:e\.g\.|for example|such as)[^;]*", re.I)
 
@@ -50,24 +52,37 @@ def _walk(node: Any, sites: tuple[str, ...]) -> None:
             _walk(value, sites)
 
 
-def _resolver(tool: str) -> Any:
-    def resolve(cls: type[BaseModel], data: Any, info: ValidationInfo) -> Any:
-        if isinstance(data, dict) and isinstance(info.context, RouteRequest):
-            return resolve_reference(tool, data, info.context)
+def _reader(tool: str, card: DatasetCard | None) -> Any:
+    """A before-validator: patient values in the card's spelling, then (with the turn's
+    request as context) a follow-up's reference resolved."""
+
+    def read(cls: type[BaseModel], data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if card is not None:
+            data = {
+                k: canonical_values(v, card)
+                if k in {"patient", "changes"} and isinstance(v, dict)
+                else v
+                for k, v in data.items()
+            }
+        if isinstance(info.context, RouteRequest):
+            data = resolve_reference(tool, data, info.context)
         return data
 
-    return model_validator(mode="before")(classmethod(resolve))  # type: ignore[arg-type]
+    return model_validator(mode="before")(classmethod(read))  # type: ignore[arg-type]
 
 
 def shown(
-    input_model: type[BaseModel], name: str, description: str, sites: tuple[str, ...] = ()
+    input_model: type[BaseModel], name: str, description: str, card: DatasetCard | None = None
 ) -> type[BaseModel]:
     """`input_model` as a model sees it: named after its tool, described, no examples."""
+    sites = tuple(card.sites()) if card is not None and card.site_column else ()
 
     def scrub(schema: dict[str, Any]) -> None:
         _walk(schema, sites)
 
     config = ConfigDict(**{**input_model.model_config, "json_schema_extra": scrub})
-    namespace = {"__doc__": description, "model_config": config, "_resolve": _resolver(name)}
+    namespace = {"__doc__": description, "model_config": config, "_read": _reader(name, card)}
     made: type[BaseModel] = type(name, (input_model,), namespace)
     return made
