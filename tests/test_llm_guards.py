@@ -65,6 +65,11 @@ def test_words_for_people_are_not_protocol(text: str) -> None:
             ("list_runs", {"limit": 2}),
         ),
         ('<tools>{"name": "model_info", "arguments": null}</tools>', ("model_info", {})),
+        (
+            '<tools>\n  <function name="list_runs">\n    <arguments>\n      {"limit": 2}\n'
+            "    </arguments>\n  </function>\n</tools>",
+            ("list_runs", {"limit": 2}),
+        ),
     ],
 )
 def test_recovered_shapes(text: str, expected: tuple[str, dict[str, Any]] | None) -> None:

@@ -197,6 +197,11 @@ def _canonical(feature: Feature, value: Any) -> Any:
 
 def canonical_values(values: dict[str, Any], card: DatasetCard) -> dict[str, Any]:
     """A patient (or changes) with each categorical and boolean value as the card spells it,
-    where the model's spelling is unambiguous; anything else is left for validation."""
+    where the model's spelling is unambiguous, and nulls left out; anything else is left
+    for validation."""
     features = {f.name: f for f in card.features}
-    return {n: _canonical(features[n], v) if n in features else v for n, v in values.items()}
+    return {
+        n: _canonical(features[n], v) if n in features else v
+        for n, v in values.items()
+        if v is not None  # null is "not given": the feature is left out
+    }

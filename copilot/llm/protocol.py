@@ -34,6 +34,8 @@ OWN_PHRASES = (
     "tool call",
     "by name with",
     "to fix the issue",
+    "function call",
+    "prediction_id",
 )
 _TEMPLATE_TOKEN = re.compile(r"<\|[a-z_]+(?:\|>)?|<\|/?[a-z_]*\|>", re.I)
 _TAGS = re.compile(
@@ -47,10 +49,13 @@ _WRAPPED = re.compile(
     r"<(tool_call|tools|function_call)>\s*(.*?)\s*(?:</\1>|$)|```(?:json|tool_call)?\s*(.*?)```",
     re.S | re.I,
 )
-_FUNCTION = re.compile(r"<function=([A-Za-z_][\w.-]*)>\s*(.*?)\s*(?:</function>|$)", re.S)
-_FUNCTION_ATTRIBUTES = re.compile(
-    r"<function\s+name=[\"']([A-Za-z_][\w.-]*)[\"']\s*(?:arguments=(['\"])(.*?)\2)?\s*/?>", re.S
+# <function=name>BODY</function> or <function name="name" [arguments='{...}']>BODY</function>
+_FUNCTION = re.compile(
+    r"<function(?:=([A-Za-z_][\w.-]*)|\s+name=[\"']([A-Za-z_][\w.-]*)[\"']"
+    r"(?:\s+arguments=(['\"])(.*?)\3)?)\s*(/?)>(.*?)(?:</function>|$)",
+    re.S,
 )
+_ARGUMENTS = re.compile(r"<arguments>\s*(.*?)\s*(?:</arguments>|$)", re.S)
 _PARAMETER = re.compile(
     r"<parameter=([A-Za-z_]\w*)>\s*(.*?)\s*(?:</parameter>|(?=<parameter=)|$)", re.S
 )
@@ -122,23 +127,22 @@ def _parameter_value(raw: str) -> Any:
 
 
 def _function_tag_call(text: str) -> tuple[str, dict[str, Any]] | None:
-    """`<function=name>{...}</function>`, `<function=name><parameter=k>v</parameter>...` or
-    `<function name="name" arguments='{...}'/>`."""
-    attributed = _FUNCTION_ATTRIBUTES.search(text)
-    if attributed is not None:
-        raw = attributed.group(3) or "{}"
-        values = [v for v in _json_values(raw) if isinstance(v, dict)]
-        return (attributed.group(1), values[0]) if values else None
+    """`<function=name>{...}</function>`, `<function=name><parameter=k>v</parameter>...`,
+    `<function name="name" arguments='{...}'/>` or `<function name="name"><arguments>{...}`."""
     found = _FUNCTION.search(text)
     if found is None:
         return None
-    name, body = found.group(1), found.group(2)
+    name = found.group(1) or found.group(2)
+    closed = found.group(5) == "/"
+    body = found.group(4) if found.group(4) is not None else "" if closed else found.group(6)
+    inner = _ARGUMENTS.search(body)
+    body = inner.group(1) if inner else body
     parameters = {key: _parameter_value(value) for key, value in _PARAMETER.findall(body)}
     if parameters:
         return name, parameters
     if not body.strip():
         return name, {}
-    for value in _json_values(body):
+    for value in _json_values(body.strip()):
         if isinstance(value, dict):
             call = _as_tool_call(value)
             return call if call is not None else (name, value)

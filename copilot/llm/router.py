@@ -38,7 +38,7 @@ from copilot.llm.offline.focus import question_focus
 from copilot.llm.offline.intents import steps_in
 from copilot.llm.offline.patients import parse_patient
 from copilot.llm.protocol import looks_like_protocol
-from copilot.llm.providers import OfflineModel, context_block, json_format
+from copilot.llm.providers import OfflineModel, TolerantModel, context_block, json_format
 from copilot.llm.shown import shown
 from copilot.llm.two_step import REPLY, TwoStep, build_two_step
 from copilot.settings import Routing
@@ -144,14 +144,14 @@ def build_router(
     router = _build(model, tools, json_mode=way == "json", unavailable=unavailable)
     router = dataclasses.replace(router, card=card)
     if way == "two-step":
-        form = getattr(model, "json_format", None)
+        form = model.json_format if isinstance(model, TolerantModel) else _llama_cpp_format
         router = dataclasses.replace(
             router,
             two_step=build_two_step(
                 model,
                 tools,
                 instructions=load("router"),
-                json_format=form if callable(form) else _llama_cpp_format,
+                json_format=form,
                 card=card,
                 check=check,
             ),
