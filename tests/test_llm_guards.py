@@ -124,6 +124,10 @@ def test_other_tools_are_not_checked_for_patients() -> None:
         ({"changes": {"sex": "Female"}}, {"changes": {"sex": "Female"}, "prediction_id": "p1"}),
         ({"prediction_id": "p1", "patient": PATIENT}, {"prediction_id": "p1"}),
         ({"prediction_id": "last_prediction_id"}, {"prediction_id": "p1"}),
+        (
+            {"patient": PATIENT, "changes": {"chol": 180}},
+            {"changes": {"chol": 180}, "prediction_id": "p1"},
+        ),
         (  # the last patient with other values and no changes: those are the changes
             {"prediction_id": "p1", "patient": {**PATIENT, "sex": "Female"}, "changes": {}},
             {"prediction_id": "p1", "changes": {"sex": "Female"}},

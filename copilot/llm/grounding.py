@@ -149,7 +149,8 @@ def resolve_reference(tool: str, data: dict[str, Any], request: RouteRequest) ->
     """A follow-up's reference to the last prediction, as small models get it wrong: neither
     the id nor a patient means the last prediction (its id is filled in from memory); the
     context's key written as the id ("last_prediction_id") means the id it names; the last
-    id with a patient is `_last_patient_copy`. Any other combination is left for validation
+    id with a patient is `_last_patient_copy`; a copy of the last patient alone means the
+    last prediction. Any other combination is left for validation
     to refuse."""
     memory = request.memory
     if tool not in {"explain_prediction", "what_if"}:
@@ -166,7 +167,18 @@ def resolve_reference(tool: str, data: dict[str, Any], request: RouteRequest) ->
         return {**data, "prediction_id": memory.prediction_id}
     if given_id == memory.prediction_id and isinstance(patient, dict):
         return _last_patient_copy(data, tool, memory.patient or {})
+    if given_id is None and isinstance(patient, dict) and _is_copy(patient, memory.patient):
+        return {**_without(data, "patient"), "prediction_id": memory.prediction_id}
     return data
+
+
+def _is_copy(patient: dict[str, Any], remembered: dict[str, Any] | None) -> bool:
+    """Whether `patient` is the remembered patient, value for value (case aside)."""
+    if not remembered or not patient:
+        return False
+    return set(patient) == set(remembered) and all(
+        _same(remembered[n], v) for n, v in patient.items()
+    )
 
 
 _TRUE = {"true", "yes", "y", "present", "positive"}
