@@ -9,7 +9,12 @@ import pytest
 
 from copilot.facts import Memory, RouteRequest
 from copilot.llm.feedback import feature_rule, id_problems, patient_problems
-from copilot.llm.grounding import canonical_values, resolve_reference, unmentioned
+from copilot.llm.grounding import (
+    canonical_values,
+    named_features,
+    resolve_reference,
+    unmentioned,
+)
 from copilot.llm.protocol import looks_like_protocol, recover_tool_call
 from copilot.llm.shown import plain
 from model_service.cards import get_card
@@ -200,3 +205,17 @@ def test_values_are_read_in_the_cards_spelling_when_unambiguous() -> None:
     }
     unclear = {"cp": "angina", "slope": "upward", "thalch": "normal"}
     assert canonical_values(unclear, CARD) == unclear  # left for validation to refuse
+
+
+def test_the_features_a_request_gives() -> None:
+    text = "Score this patient: 54 yo female, atypical angina, resting BP 130, chol 250, max HR 160"
+    assert named_features(_request(text), CARD) == [
+        "age",
+        "sex",
+        "cp",
+        "trestbps",
+        "chol",
+        "thalch",
+    ]
+    remembered = _request("and for a woman?", Memory(patient={"age": 63, "chol": 233}))
+    assert named_features(remembered, CARD) == ["age", "sex", "chol"]

@@ -344,11 +344,13 @@ async def test_two_step_asks_for_the_tool_then_its_arguments(
     schema = fill["response_format"]["schema"]
     assert fill["response_format"]["type"] == "json_object"
     patient = schema["properties"]["patient"]
+    assert list(patient["properties"]) == list(PATIENT)  # only what the user gave
     assert patient["properties"]["sex"]["enum"] == ["Male", "Female"]
-    assert patient["properties"]["thalch"]["anyOf"][0]["maximum"] == 250
+    assert patient["properties"]["trestbps"]["anyOf"][0]["anyOf"][0]["maximum"] == 300
     assert "required" not in patient  # constrained decoding must never force a guess
     prompt = " ".join(m["content"] for m in fill["messages"] if m["role"] == "system")
-    assert "thalch (maximum heart rate): a number of bpm from 40 to 250" in prompt
+    assert "trestbps (resting blood pressure): a number of mmHg from 50 to 300" in prompt
+    assert "thalch (maximum heart rate)" not in prompt
     retry = server.messages(2)[-1]["content"]
     assert "thalch" in retry and "'normal'" in retry and "from 40 to 250" in retry
 

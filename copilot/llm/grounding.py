@@ -217,3 +217,16 @@ def canonical_values(values: dict[str, Any], card: DatasetCard) -> dict[str, Any
         for n, v in values.items()
         if v is not None  # null is "not given": the feature is left out
     }
+
+
+def named_features(request: RouteRequest, card: DatasetCard) -> list[str]:
+    """The features the conversation gives a value for: read from the text (by the card's
+    names, synonyms and value words) or remembered; in the card's order."""
+    text = request.text.lower()
+    found = set(parse_patient(text, card)) | set(request.memory.patient or {})
+    for feature in card.features:
+        words = {feature.name, feature.display_name.lower(), *feature.synonyms}
+        words |= {w.lower() for w in (*feature.value_words, *(feature.categories or ()))}
+        if any(re.search(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])", text) for w in words):
+            found.add(feature.name)
+    return [f.name for f in card.features if f.name in found]

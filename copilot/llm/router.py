@@ -113,11 +113,12 @@ def _checks(card: DatasetCard | None) -> Callable[[str, BaseModel, RouteRequest]
         found += problems(output, parse_patient(request.text.lower(), card))
         ungrounded = unmentioned(tool, arguments, request, card)
         if ungrounded:
+            fields = sorted({u.split("=")[0] for u in ungrounded})
             found.append(
                 "these values were not in the conversation: "
                 + ", ".join(ungrounded)
-                + " (leave out what the user did not say; for a follow-up give the "
-                "prediction_id from the conversation context)"
+                + f"; send the call again without {', '.join(fields)} (only what the user "
+                "said; for a follow-up, the prediction_id from the conversation context)"
             )
         return found
 
@@ -249,8 +250,14 @@ async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tup
     choice = await router.two_step.choose.run(
         request.text, deps=request, instructions=context, usage=spent
     )
+    narrowed = router.two_step.narrowed(choice.output, request)
+    features, settings = narrowed if narrowed else ("", None)
     filled = await router.two_step.fill[choice.output].run(
-        request.text, deps=request, instructions=context, usage=spent
+        request.text,
+        deps=request,
+        instructions=f"{features}\n\n{context}" if features else context,
+        usage=spent,
+        model_settings=settings,
     )
     if choice.output == REPLY:
         return None, getattr(filled.output, "text", "")

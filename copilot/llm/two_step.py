@@ -20,6 +20,7 @@ from pydantic_ai.models import Model
 
 from copilot.facts import RouteRequest
 from copilot.llm.feedback import feature_rule, validation_feedback
+from copilot.llm.grounding import PATIENT_TOOLS, named_features
 from copilot.llm.protocol import recover_tool_call, without_template_tokens
 from model_service.cards import DatasetCard
 from model_service.schemas import patient_model
@@ -41,7 +42,6 @@ Arguments:
 {arguments}"""
 _REPLY_FILL = """No tool fits the user's request. Answer it in one or two plain sentences,
 as one JSON object: {"text": "<your answer>"}."""
-_PATIENT_FIELDS = {"patient", "changes"}
 
 
 class Choice(BaseModel):
@@ -61,10 +61,12 @@ Check = Callable[[str, BaseModel, RouteRequest], list[str]]
 
 @dataclass(frozen=True)
 class TwoStep:
-    """The agent that chooses a tool and one agent per tool that fills its arguments."""
+    """The agent that chooses a tool and one agent per tool that fills its arguments;
+    `narrowed` gives a patient tool's request its own schema and feature list."""
 
     choose: Agent[RouteRequest, str]
     fill: dict[str, Agent[RouteRequest, BaseModel]]
+    narrowed: Callable[[str, RouteRequest], tuple[str, ModelSettings] | None]
 
 
 def _summary(description: str) -> str:
@@ -90,12 +92,19 @@ def _json_object(text: str) -> dict[str, Any]:
     return data
 
 
-def _open_patients(schema: dict[str, Any], card: DatasetCard) -> dict[str, Any]:
+def _open_patients(
+    schema: dict[str, Any], card: DatasetCard, features: list[str] | None = None
+) -> dict[str, Any]:
     """A tool's argument schema with its patient fields as the card's patient (categories,
-    ranges), nothing required: grammar-constrained decoding must never force a guess."""
+    ranges), nothing required: grammar-constrained decoding must never force a guess. With
+    `features`, only those: the grammar then cannot write a value nobody gave."""
     patient = TypeAdapter(patient_model(card)).json_schema()
     patient.pop("required", None)
     patient.pop("title", None)
+    if features is not None:
+        patient["properties"] = {
+            n: v for n, v in patient["properties"].items() if n in set(features)
+        }
     properties = dict(schema.get("properties", {}))
     for field in ("patient", "changes"):
         if field in properties:
@@ -127,16 +136,36 @@ def _argument_line(name: str, schema: dict[str, Any], required: bool) -> str:
     return text
 
 
-def arguments_text(schema: dict[str, Any], card: DatasetCard | None) -> str:
-    """A tool's arguments in a few lines (a JSON schema costs a small model many tokens);
-    a patient's features listed once, by the card's rules."""
+def arguments_text(schema: dict[str, Any]) -> str:
+    """A tool's arguments in a few lines (a JSON schema costs a small model many tokens)."""
     required = set(schema.get("required", []))
     properties = schema.get("properties", {})
     lines = [_argument_line(n, p, n in required) for n, p in properties.items()]
-    if card is not None and _PATIENT_FIELDS & set(properties):
-        lines.append("Patient features (give only those the user gave):")
-        lines += [f"  - {feature_rule(f)}" for f in card.features]
     return "\n".join(lines) or "none: answer {}"
+
+
+def features_text(card: DatasetCard, features: list[str]) -> str:
+    """The patient features this request gives, by the card's rules."""
+    if not features:
+        return "Patient features: the user gave none; give no patient values."
+    lines = [f"  - {feature_rule(card.feature(n))}" for n in features]
+    return "Patient features the user gave (give only these):\n" + "\n".join(lines)
+
+
+def _narrower(
+    tools: dict[str, tuple[type[BaseModel], str]],
+    card: DatasetCard | None,
+    json_format: Callable[[dict[str, Any], str], dict[str, Any]],
+) -> Callable[[str, RouteRequest], tuple[str, ModelSettings] | None]:
+    def narrowed(tool: str, request: RouteRequest) -> tuple[str, ModelSettings] | None:
+        if card is None or tool not in PATIENT_TOOLS:
+            return None
+        features = named_features(request, card)
+        schema = _open_patients(tools[tool][0].model_json_schema(), card, features)
+        settings = ModelSettings(extra_body={"response_format": json_format(schema, tool)})
+        return features_text(card, features), settings
+
+    return narrowed
 
 
 def _exactly_one_hint(tool: str, request: RouteRequest) -> str:
@@ -220,7 +249,7 @@ def build_two_step(
         prompt = (
             _REPLY_FILL
             if name == REPLY
-            else _FILL.format(name=name, arguments=arguments_text(schema, card))
+            else _FILL.format(name=name, arguments=arguments_text(schema))
         )
         fill[name] = Agent(
             model,
@@ -233,4 +262,4 @@ def build_two_step(
                 extra_body={"response_format": json_format(schema, name)},
             ),
         )
-    return TwoStep(choose, fill)
+    return TwoStep(choose, fill, _narrower(tools, card, json_format))
