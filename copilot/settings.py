@@ -72,7 +72,8 @@ class Settings(BaseSettings):
         "cold 2,500-token prompt on a CPU), "
         f"{DEFAULT_TIMEOUT_SECONDS['openai']:g} for openai.",
     )
-    copilot_llm_max_retries: int = Field(default=3, ge=0, le=10)  # on 429, 5xx, timeouts
+    # on 429 and 5xx (never a format error), within COPILOT_LLM_TIMEOUT_SECONDS
+    copilot_llm_max_retries: int = Field(default=3, ge=0, le=10)
     openai_api_key: SecretStr | None = None  # OPENAI_API_KEY, as the OpenAI client reads it
     copilot_traces: bool = False  # trace each turn (LangGraph + PydanticAI) to MLflow
     copilot_api_keys: SecretStr | None = None  # never shown in a repr or an error

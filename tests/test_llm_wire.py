@@ -355,6 +355,18 @@ async def test_two_step_asks_for_the_tool_then_its_arguments(
     assert "thalch" in retry and "'normal'" in retry and "from 40 to 250" in retry
 
 
+async def test_two_step_leaves_out_optional_fields_written_empty(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """What llama.cpp's grammar made the real model write for "Has VA drifted?"."""
+    answer = '{"site": "VA Long Beach", "since": null, "patients": []}'
+    LlamaCppServer(httpx2_mock, '{"tool": "check_drift"}', answer)
+    decided = await route_with(
+        tmp_path, "Has the data from VA Long Beach drifted?", copilot_llm_routing="two-step"
+    )
+    assert (decided.tool, decided.arguments) == ("check_drift", {"site": "VA Long Beach"})
+
+
 async def test_two_step_fills_in_the_last_prediction_for_a_follow_up(
     httpx2_mock: respx.Router, tmp_path: Path
 ) -> None:

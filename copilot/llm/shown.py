@@ -6,8 +6,9 @@ instances validate and dump the same) whose JSON schema has every `examples` dro
 every "e.g. ..." / "for example ..." clause cut from its descriptions; a `site` or `sites`
 field lists the dataset's sites instead: the allowed values, not an example. Validated
 with the turn's `RouteRequest` as context, a follow-up's reference to the last prediction
-is resolved first (`grounding.resolve_reference`), and patient values are read in the
-card's spelling ("Asymptomatic" is "asymptomatic").
+is resolved first (`grounding.resolve_reference`), patient values are read in the card's
+spelling ("Asymptomatic" is "asymptomatic"), and an optional field written empty (null, [],
+{}: constrained JSON's way of not giving it) is left out.
 """
 
 from __future__ import annotations
@@ -52,13 +53,21 @@ def _walk(node: Any, sites: tuple[str, ...]) -> None:
             _walk(value, sites)
 
 
+def _empty(value: Any) -> bool:
+    """null, [] or {}: what constrained JSON writes for an optional field nobody gave."""
+    return value is None or (isinstance(value, (list, dict)) and not value)
+
+
 def _reader(tool: str, card: DatasetCard | None) -> Any:
-    """A before-validator: patient values in the card's spelling, then (with the turn's
-    request as context) a follow-up's reference resolved."""
+    """A before-validator: optional fields written empty left out, patient values in the
+    card's spelling, then (with the turn's request as context) a follow-up's reference
+    resolved."""
 
     def read(cls: type[BaseModel], data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
+        optional = {n for n, f in cls.model_fields.items() if not f.is_required()}
+        data = {k: v for k, v in data.items() if not (k in optional and _empty(v))}
         if card is not None:
             data = {
                 k: canonical_values(v, card)
