@@ -126,7 +126,7 @@ async def test_a_native_tool_call_retry_sends_empty_content(
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, text=text)
 
     httpx2_mock.post(COMPLETIONS).mock(side_effect=answer)
-    decided = await route_with(tmp_path, "compare the last two runs")
+    decided = await route_with(tmp_path, "compare the runs yesterday and today")
     assert (decided.tool, decided.arguments) == ("compare_runs", {"last": 2})
     assistant = next(m for m in bodies[-1]["messages"] if m["role"] == "assistant")
     assert assistant["content"] == "" and assistant["tool_calls"][0]["id"] == "call_1"
@@ -289,10 +289,18 @@ async def test_a_timestamp_as_a_run_id_is_sent_back_with_the_rule(
         call("compare_runs", {"run_ids": ["2026-11-30T10:00:00", "2026-11-29T09:00:00"]}),
         call("compare_runs", {"last": 2}),
     )
-    decided = await route_with(tmp_path, "compare the runs of yesterday and today")
+    decided = await route_with(tmp_path, "compare runs 2026-11-30T10:00:00 and 2026-11-29T09:00:00")
     assert (decided.tool, decided.arguments) == ("compare_runs", {"last": 2})
     retry = server.messages(1)[-1]["content"]
     assert "'2026-11-30T10:00:00' is not an MLflow run id (32 hex characters" in retry
+
+
+async def test_run_ids_nobody_typed_are_left_out(httpx2_mock: respx.Router, tmp_path: Path) -> None:
+    """What the real model wrote for "compare the last 3 training runs"."""
+    invented = ["2023-10-05T14:00:00Z", "2023-10-06T14:00:00Z", "2023-10-07T14:00:00Z"]
+    LlamaCppServer(httpx2_mock, call("compare_runs", {"run_ids": invented, "last": 3}))
+    decided = await route_with(tmp_path, "compare the last 3 training runs")
+    assert (decided.tool, decided.arguments) == ("compare_runs", {"last": 3})
 
 
 async def test_an_alias_as_a_version_is_sent_back_at_proposal(

@@ -230,3 +230,16 @@ def named_features(request: RouteRequest, card: DatasetCard) -> list[str]:
         if any(re.search(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])", text) for w in words):
             found.add(feature.name)
     return [f.name for f in card.features if f.name in found]
+
+
+def without_invented_run_ids(data: dict[str, Any], request: RouteRequest) -> dict[str, Any]:
+    """compare_runs' run ids when none of them is in the user's text are the model's
+    invention (timestamps, "last-2"): left out, so `last` decides. Ids the user typed are
+    kept, and checked as ids."""
+    run_ids = data.get("run_ids")
+    if not isinstance(run_ids, list) or not run_ids:
+        return data
+    text = request.text.lower()
+    if any(isinstance(r, str) and r.lower() in text for r in run_ids):
+        return data
+    return _without(data, "run_ids")

@@ -8,7 +8,8 @@ field lists the dataset's sites instead: the allowed values, not an example. Val
 with the turn's `RouteRequest` as context, a follow-up's reference to the last prediction
 is resolved first (`grounding.resolve_reference`), patient values are read in the card's
 spelling ("Asymptomatic" is "asymptomatic"), and an optional field written empty (null, [],
-{}: constrained JSON's way of not giving it) is left out.
+{}: constrained JSON's way of not giving it) is left out, as are run ids the user never
+typed (`grounding.without_invented_run_ids`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 
 from copilot.facts import RouteRequest
-from copilot.llm.grounding import canonical_values, resolve_reference
+from copilot.llm.grounding import (
+    canonical_values,
+    resolve_reference,
+    without_invented_run_ids,
+)
 from model_service.cards import DatasetCard
 
 _EXAMPLE = re.compile(r",?\s*\(?\b(?:e\.g\.|for example|such as)[^;]*", re.I)
@@ -77,6 +82,8 @@ def _reader(tool: str, card: DatasetCard | None) -> Any:
             }
         if isinstance(info.context, RouteRequest):
             data = resolve_reference(tool, data, info.context)
+            if tool == "compare_runs":
+                data = without_invented_run_ids(data, info.context)
         return data
 
     return model_validator(mode="before")(classmethod(read))  # type: ignore[arg-type]
