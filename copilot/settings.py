@@ -25,6 +25,15 @@ from model_service.cards import dataset_names
 _LLM = re.compile(r"^(offline|openai:.+|openai-compatible:.+)$")
 LOCAL_APPROVER_KEY_FILE = "local-approver.key"  # `copilot up`'s key when none is configured
 
+Routing = Literal["tools", "json", "two-step"]
+# By the kind of COPILOT_LLM (the part before ":"); see the fields' descriptions.
+DEFAULT_ROUTING: dict[str, Routing] = {
+    "offline": "tools",
+    "openai": "tools",
+    "openai-compatible": "json",
+}
+DEFAULT_TIMEOUT_SECONDS = {"offline": 60.0, "openai": 60.0, "openai-compatible": 300.0}
+
 
 class ApiKey(BaseModel):
     name: str
@@ -45,11 +54,27 @@ class Settings(BaseSettings):
     model_service_url: str = "http://127.0.0.1:8000"
     copilot_llm: str = "offline"
     copilot_llm_base_url: str | None = None
-    # How the router asks the LLM for a tool: native tool calling, or one JSON schema
-    # (response_format json_object) for servers whose models never fill `tool_calls`.
-    copilot_llm_routing: Literal["tools", "json"] = "tools"
-    copilot_llm_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
-    copilot_llm_max_retries: int = Field(default=3, ge=0, le=10)  # on 429, 5xx, timeouts
+    copilot_llm_routing: Routing | None = Field(
+        default=None,
+        description="How the router asks the LLM for a tool: 'tools' (native tool calling), "
+        "'json' (one JSON schema over every tool, response_format json_object) or "
+        "'two-step' (choose the tool from a short list, then fill only its arguments, both "
+        f"as constrained JSON). Default: {DEFAULT_ROUTING['openai-compatible']!r} for "
+        f"openai-compatible servers (measured best with small local models), "
+        f"{DEFAULT_ROUTING['openai']!r} for openai.",
+    )
+    copilot_llm_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=1800,
+        description="Seconds one LLM request may take, all retries included; then it is "
+        "cancelled (its connection closed, so the server stops generating). Default: "
+        f"{DEFAULT_TIMEOUT_SECONDS['openai-compatible']:g} for openai-compatible servers (a "
+        "cold 2,500-token prompt on a CPU), "
+        f"{DEFAULT_TIMEOUT_SECONDS['openai']:g} for openai.",
+    )
+    # on 429 and 5xx (never a format error), within COPILOT_LLM_TIMEOUT_SECONDS
+    copilot_llm_max_retries: int = Field(default=3, ge=0, le=10)
     openai_api_key: SecretStr | None = None  # OPENAI_API_KEY, as the OpenAI client reads it
     copilot_traces: bool = False  # trace each turn (LangGraph + PydanticAI) to MLflow
     copilot_api_keys: SecretStr | None = None  # never shown in a repr or an error
@@ -100,6 +125,21 @@ class Settings(BaseSettings):
             raise ValueError("COPILOT_LLM=openai:... needs OPENAI_API_KEY")
         self.api_keys()  # validates the format
         return self
+
+    @property
+    def llm_kind(self) -> str:
+        """offline, openai or openai-compatible."""
+        return self.copilot_llm.partition(":")[0]
+
+    @property
+    def llm_routing(self) -> Routing:
+        """COPILOT_LLM_ROUTING, or the default for this kind of LLM."""
+        return self.copilot_llm_routing or DEFAULT_ROUTING[self.llm_kind]
+
+    @property
+    def llm_timeout_seconds(self) -> float:
+        """COPILOT_LLM_TIMEOUT_SECONDS, or the default for this kind of LLM."""
+        return self.copilot_llm_timeout_seconds or DEFAULT_TIMEOUT_SECONDS[self.llm_kind]
 
     @property
     def home(self) -> Path:

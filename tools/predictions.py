@@ -14,9 +14,10 @@ from tools.service import call
 
 Patient = dict[str, float | int | str | bool | None]
 
+# No example values: models copy them as if the user had given them.
 _PATIENT_HELP = (
-    "Feature values by the dataset card's names, e.g. {'age': 63, 'sex': 'Male', "
-    "'cp': 'asymptomatic', 'trestbps': 145, 'chol': 233}; optional features may be left out."
+    "Feature values by the dataset card's names, only those the user gave; optional "
+    "features may be left out."
 )
 
 
@@ -221,7 +222,7 @@ class WhatIfInput(_PatientOrPrediction):
 
     changes: Patient = Field(
         min_length=1,
-        description="Feature values to change, e.g. {'chol': 180} or {'sex': 'Female'}.",
+        description="Feature values to change, by the dataset card's names.",
     )
 
 
@@ -259,7 +260,7 @@ class WhatIfResult(BaseModel):
 async def what_if(ctx: ToolContext, args: WhatIfInput) -> WhatIfResult:
     """Re-score a patient with some feature values changed and say how the risk moves.
 
-    Use for "what if his cholesterol were 180?" or "and for a woman?" after a prediction.
+    Use for "what if his cholesterol were lower?" or "and for a woman?" after a prediction.
     """
     unknown = sorted(set(args.changes) - set(ctx.card.feature_names))
     if unknown:

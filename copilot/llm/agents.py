@@ -33,7 +33,7 @@ def build_agents(settings: Settings, card: DatasetCard) -> Agents:
     router = build_router(
         model,
         card=card,
-        json_mode=settings.copilot_llm_routing == "json",
+        routing=settings.llm_routing,
         unavailable=functools.partial(unavailable, settings),
     )
     if settings.copilot_llm == "offline":

@@ -7,32 +7,49 @@ provider goes through exactly the agent code path a real model does.
 Real models are wrapped in `TolerantModel`, because small local models do not speak
 OpenAI's tool-calling protocol reliably (measured on llama.cpp's server):
 
-- a tool call written as text (bare JSON, a ```json fence, Qwen's `<tool_call>` tags) is
-  turned back into a typed tool call, which PydanticAI then validates like any other (bad
-  arguments and unknown tools go back to the model as a retry with the reason);
+- a tool call written as text (bare JSON, a ```json fence, Qwen's `<tool_call>`, `<tools>`
+  or `<function=...>` wrappers; `copilot.llm.protocol`) is turned back into a typed tool
+  call, which PydanticAI then validates like any other (bad arguments and unknown tools go
+  back to the model as a retry with the reason); the retry shows the model its own text,
+  never a tool call id it did not write, and no assistant message goes out with
+  `"content": null`, which llama.cpp answers with HTTP 500 (`copilot.llm.wire`);
 - in JSON-mode routing (`COPILOT_LLM_ROUTING=json`) the server is asked for one JSON object
   matching the output schema: `response_format: json_object` with the schema for
   `openai-compatible:` (the form llama.cpp's servers accept; llama-cpp-python refuses
   `json_schema`), OpenAI's own `json_schema` form for `openai:` (OpenAI refuses unknown
   fields). The prompt carries the schema too, so a server that ignores it still has it.
 
-429, 5xx and timeouts are retried by the OpenAI client with exponential backoff (it honours
-`Retry-After`), `COPILOT_LLM_MAX_RETRIES` times; after that the caller says so. There is
-never a fallback to another provider.
+Each request has one deadline, `COPILOT_LLM_TIMEOUT_SECONDS` (300 s for local servers, 60
+for OpenAI), covering its retries; then it is cancelled. Requests to openai-compatible
+servers are streamed, because llama-cpp-python stops generating only when a streamed
+request's connection closes (measured: a plain request abandoned after 3 s kept the server
+busy 70 s; a streamed one freed it at once). llama-cpp-python sends no token counts in a
+stream (servers that honour `stream_options.include_usage` do). 429 and 5xx are retried by
+the OpenAI client with exponential backoff (it honours `Retry-After`),
+`COPILOT_LLM_MAX_RETRIES` times; a format error (the server says the request is malformed)
+is not retried and is not called an outage. There is never a fallback to another provider.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
 import anyio.to_thread
 from pydantic_ai import ModelSettings
-from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
+from pydantic_ai.exceptions import (
+    ModelAPIError,
+    ModelConnectionError,
+    ModelRequestTimeout,
+    ModelTimeoutError,
+    UnexpectedModelBehavior,
+)
 from pydantic_ai.messages import (
     ModelMessage,
     ModelRequest,
@@ -49,27 +66,45 @@ from pydantic_ai.models.wrapper import WrapperModel
 
 from copilot.facts import NOTHING_LEFT, RouteRequest
 from copilot.llm.offline.intents import understand
+from copilot.llm.protocol import recover_tool_call
+from copilot.llm.warm_cache import remember_warm, warmed_seconds_ago
+from copilot.llm.wire import (
+    COMPATIBLE,
+    CompatibleChatModel,
+    fold_text_calls,
+    http_client,
+    is_format_error,
+    server_words,
+    text_call,
+)
 from copilot.settings import Settings
 from model_service.cards import DatasetCard
+
+__all__ = ["recover_tool_call"]  # re-exported: where callers have always found it
 
 CONTEXT_MARKER = "Conversation context (JSON):"
 CONTINUATION_MARKER = "Already done for this message (JSON):"
 WARM_UP_MAX_TOKENS = 1
-MAX_TOOL_CALL_CHARACTERS = 20_000
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+ATTEMPT_GRACE_SECONDS = 5.0  # one attempt may outlast the request deadline by this much
+SHORT_MESSAGE = 160  # characters of a server's message shown to a person
 
 _RETRIED = {408, 409, 429}  # the OpenAI client retries these and every 5xx
-_FENCE = re.compile(r"```(?:json|tool_call)?\s*(.*?)```", re.S | re.I)
-_TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
+log = logging.getLogger(__name__)
 
 
 def context_block(request: RouteRequest) -> str:
     """The part of the instructions that tells any model what "him" and "it" are and, for a
     request of several steps, what this turn already did (typed facts, never tool text)."""
     memory = request.memory
-    block = f"{CONTEXT_MARKER}\n" + json.dumps(
-        {"last_prediction_id": memory.prediction_id, "last_patient": memory.patient}
-    )
+    context: dict[str, object] = {
+        "last_prediction_id": memory.prediction_id,
+        "last_patient": memory.patient,
+    }
+    if memory.pending_patient:  # we asked for more: the answer completes this patient
+        context["patient_being_described"] = memory.pending_patient
+        context["we_asked_for"] = list(memory.asked_for)
+    block = f"{CONTEXT_MARKER}\n" + json.dumps(context)
     if request.done:
         block += (
             f"\n{CONTINUATION_MARKER} {json.dumps(request.done, sort_keys=True)}\n"
@@ -131,51 +166,9 @@ def offline_model(card: DatasetCard) -> OfflineModel:
     return OfflineModel(card)
 
 
-def _json_candidates(text: str) -> list[str]:
-    """The JSON a model may have meant as a tool call: tagged, fenced, or the whole text."""
-    tagged = _TOOL_CALL_TAG.findall(text)
-    fenced = _FENCE.findall(text)
-    return [*tagged, *fenced, text.strip()] if tagged or fenced else [text.strip()]
-
-
-def _as_tool_call(data: Any) -> tuple[str, dict[str, Any]] | None:
-    """(tool, arguments) from the shapes models use when they write a call as text."""
-    if isinstance(data, list) and len(data) == 1:
-        data = data[0]
-    if not isinstance(data, dict):
-        return None
-    if isinstance(data.get("tool_calls"), list) and data["tool_calls"]:
-        return _as_tool_call(data["tool_calls"][0])
-    if isinstance(data.get("function"), dict):
-        data = data["function"]
-    name = data.get("name", data.get("tool"))
-    arguments = data.get("arguments", data.get("args", data.get("parameters", {})))
-    if isinstance(arguments, str):  # OpenAI's wire format carries arguments as a JSON string
-        try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError:
-            return None
-    if not isinstance(name, str) or not isinstance(arguments, dict):
-        return None
-    return name, arguments
-
-
-def recover_tool_call(text: str) -> tuple[str, dict[str, Any]] | None:
-    """A tool call written as text, or None when the text is not one."""
-    if len(text) > MAX_TOOL_CALL_CHARACTERS:  # a degenerate loop, not a call
-        return None
-    for candidate in _json_candidates(text):
-        try:
-            call = _as_tool_call(json.loads(candidate))
-        except (json.JSONDecodeError, RecursionError):
-            continue
-        if call is not None:
-            return call
-    return None
-
-
 def _recover(response: ModelResponse, params: ModelRequestParameters) -> ModelResponse:
-    """The response, with a tool call written as text turned into a real one."""
+    """The response, with a tool call written as text turned into a real one (marked, so a
+    retry goes back to the model as text: `wire.fold_text_calls`)."""
     if params.output_mode != "tool" or any(isinstance(p, ToolCallPart) for p in response.parts):
         return response
     text = "".join(p.content for p in response.parts if isinstance(p, TextPart))
@@ -184,17 +177,41 @@ def _recover(response: ModelResponse, params: ModelRequestParameters) -> ModelRe
         return response
     name, arguments = call  # an unknown name is kept: PydanticAI asks the model to retry
     parts = [p for p in response.parts if not isinstance(p, TextPart)]
-    parts.append(ToolCallPart(tool_name=name, args=arguments))
+    parts.append(text_call(text, name, arguments, len(parts)))
     return dataclasses.replace(response, parts=parts)
+
+
+def json_format(schema: dict[str, Any], name: str, *, openai_schema: bool) -> dict[str, Any]:
+    """`response_format` asking for one JSON object matching `schema`: llama.cpp's form
+    (json_object with the schema), or OpenAI's json_schema form (`openai_schema`)."""
+    if not openai_schema:
+        return {"type": "json_object", "schema": schema}
+    named = re.sub(r"[^A-Za-z0-9_-]", "_", name or "route")[:64]
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": named, "schema": schema, "strict": False},
+    }
 
 
 class TolerantModel(WrapperModel):
     """A real model that tolerates how small models answer (see the module docstring)."""
 
-    def __init__(self, wrapped: Model, *, json_mode: bool, openai_schema: bool = False) -> None:
+    def __init__(
+        self,
+        wrapped: Model,
+        *,
+        json_mode: bool,
+        openai_schema: bool = False,
+        stream: bool = False,
+    ) -> None:
         super().__init__(wrapped)
         self.json_mode = json_mode
         self.openai_schema = openai_schema  # OpenAI's json_schema form, not llama.cpp's
+        self.stream = stream  # so a cancelled request closes a stream the server watches
+
+    def json_format(self, schema: dict[str, Any], name: str) -> dict[str, Any]:
+        """`response_format` for one JSON object matching `schema`, as this server takes it."""
+        return json_format(schema, name, openai_schema=self.openai_schema)
 
     async def request(
         self,
@@ -205,19 +222,30 @@ class TolerantModel(WrapperModel):
         settings = model_settings
         schema = model_request_parameters.output_object
         if self.json_mode and schema is not None:
-            response_format: dict[str, Any] = {"type": "json_object", "schema": schema.json_schema}
-            if self.openai_schema:
-                name = re.sub(r"[^A-Za-z0-9_-]", "_", schema.name or "route")[:64]
-                response_format = {
-                    "type": "json_schema",
-                    "json_schema": {"name": name, "schema": schema.json_schema, "strict": False},
-                }
+            response_format = self.json_format(schema.json_schema, schema.name or "route")
             settings = {
                 **(model_settings or {}),
                 "extra_body": {"response_format": response_format},
             }
-        response = await super().request(messages, settings, model_request_parameters)
+        messages = fold_text_calls(messages)
+        if self.stream:
+            response = await self._streamed(messages, settings, model_request_parameters)
+        else:
+            response = await super().request(messages, settings, model_request_parameters)
         return _recover(response, model_request_parameters)
+
+    async def _streamed(
+        self,
+        messages: list[ModelMessage],
+        settings: ModelSettings | None,
+        params: ModelRequestParameters,
+    ) -> ModelResponse:
+        """One request read as a stream: llama-cpp-python stops generating when a streamed
+        request's connection closes (a timeout, a cancel), never for a plain one."""
+        async with self.wrapped.request_stream(messages, settings, params) as stream:
+            async for _ in stream:
+                pass
+            return stream.get()
 
 
 def llm_label(settings: Settings) -> str:
@@ -232,19 +260,30 @@ def llm_label(settings: Settings) -> str:
 
 
 def _openai_model(settings: Settings) -> Model:
-    from pydantic_ai.models.openai import OpenAIChatModel  # noqa: PLC0415
     from pydantic_ai.providers.openai import OpenAIProvider  # noqa: PLC0415
 
-    kind, _, name = settings.copilot_llm.partition(":")
+    name = settings.copilot_llm.partition(":")[2]
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-    if kind == "openai-compatible":  # local servers ignore the key; some (vLLM --api-key) check it
-        provider = OpenAIProvider(base_url=settings.copilot_llm_base_url, api_key=key or "local")
-    else:  # explicit, so a stray OPENAI_BASE_URL cannot send patients somewhere unnamed
-        base_url = settings.copilot_llm_base_url or OPENAI_BASE_URL
-        provider = OpenAIProvider(base_url=base_url, api_key=key)
+    deadline = settings.llm_timeout_seconds
     model_settings = ModelSettings(
-        timeout=settings.copilot_llm_timeout_seconds, max_retries=settings.copilot_llm_max_retries
+        request_timeout=deadline,  # every attempt included; then cancelled, connection closed
+        timeout=deadline + ATTEMPT_GRACE_SECONDS,  # so the deadline, never a retry, ends it
+        max_retries=settings.copilot_llm_max_retries,
     )
+    if settings.llm_kind == "openai-compatible":  # local servers ignore the key; vLLM may not
+        provider = OpenAIProvider(
+            base_url=settings.copilot_llm_base_url,
+            api_key=key or "local",
+            http_client=http_client(),
+        )
+        return CompatibleChatModel(
+            name, provider=provider, settings=model_settings, profile=COMPATIBLE
+        )
+    from pydantic_ai.models.openai import OpenAIChatModel  # noqa: PLC0415
+
+    # explicit, so a stray OPENAI_BASE_URL cannot send patients somewhere unnamed
+    base_url = settings.copilot_llm_base_url or OPENAI_BASE_URL
+    provider = OpenAIProvider(base_url=base_url, api_key=key)
     return OpenAIChatModel(name, provider=provider, settings=model_settings)
 
 
@@ -252,10 +291,12 @@ def llm_model(settings: Settings, card: DatasetCard) -> Model:
     """The model `COPILOT_LLM` names, ready for the router and the narrator."""
     if settings.copilot_llm == "offline":
         return offline_model(card)
+    compatible = settings.llm_kind == "openai-compatible"
     return TolerantModel(
         _openai_model(settings),
-        json_mode=settings.copilot_llm_routing == "json",
-        openai_schema=settings.copilot_llm.startswith("openai:"),
+        json_mode=settings.llm_routing == "json",
+        openai_schema=not compatible,
+        stream=compatible,
     )
 
 
@@ -268,49 +309,89 @@ class WarmUp:
     detail: str
 
 
+def warm_up_key(settings: Settings) -> str:
+    """What a warm-up is remembered by: the server and the model."""
+    return f"{settings.copilot_llm_base_url or OPENAI_BASE_URL} {settings.copilot_llm}"
+
+
 async def warm_up(model: Model, settings: Settings) -> WarmUp:
-    """One tiny request so a local server loads its weights before the first real turn."""
+    """One tiny request so a local server loads its weights before the first real turn;
+    skipped when another process warmed the same server and model up minutes ago."""
     if settings.copilot_llm == "offline":
         return WarmUp(ok=True, seconds=0.0, detail="offline provider: nothing to warm up")
+    ago = warmed_seconds_ago(settings.home, warm_up_key(settings))
+    if ago is not None:
+        detail = f"{llm_label(settings)} answered a warm-up {ago:.0f} s ago; not asked again"
+        return WarmUp(ok=True, seconds=0.0, detail=detail)
     started = time.perf_counter()
     try:
-        await model.request(
-            [ModelRequest(parts=[UserPromptPart("Reply with OK.")])],
-            ModelSettings(max_tokens=WARM_UP_MAX_TOKENS, max_retries=0),
-            ModelRequestParameters(),
+        with anyio.fail_after(settings.llm_timeout_seconds):
+            await model.request(
+                [ModelRequest(parts=[UserPromptPart("Reply with OK.")])],
+                ModelSettings(max_tokens=WARM_UP_MAX_TOKENS, max_retries=0),
+                ModelRequestParameters(),
+            )
+    except TimeoutError:
+        detail = unavailable(
+            settings, ModelRequestTimeout(model.model_name, settings.llm_timeout_seconds)
         )
+        return WarmUp(False, time.perf_counter() - started, detail)
     except ModelAPIError as error:
         return WarmUp(False, time.perf_counter() - started, unavailable(settings, error))
     except UnexpectedModelBehavior as error:  # it answered, but not as an OpenAI server does
         detail = f"{llm_label(settings)} answered but not as expected: {error.message}"
         return WarmUp(False, time.perf_counter() - started, detail)
+    remember_warm(settings.home, warm_up_key(settings))
     return WarmUp(True, time.perf_counter() - started, f"{llm_label(settings)} answered")
 
 
-def _server_says(error: ModelAPIError) -> str:
-    """The server's own words from an error body ({"error": {"message": ...}} or similar)."""
-    body = getattr(error, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        said = inner.get("message") if isinstance(inner, dict) else inner
-        if said:
-            return str(said)[:300].rstrip(".")
-    return error.message[:300].rstrip(".")
+def _short(said: str) -> str:
+    """A server's message cut to one plain line (no bodies, no tracebacks)."""
+    line = " ".join(said.split())
+    return line if len(line) <= SHORT_MESSAGE else line[: SHORT_MESSAGE - 3] + "..."
+
+
+def _outage(error: ModelAPIError) -> str:
+    """What went wrong, in a few words, for a server that is down or too slow."""
+    if isinstance(error, ModelRequestTimeout):
+        return f"it did not answer within {error.timeout:g} s (the request was cancelled)"
+    if isinstance(error, ModelTimeoutError):
+        return "it did not answer in time"
+    if isinstance(error, ModelConnectionError):
+        return "it could not be reached (connection failed)"
+    status = getattr(error, "status_code", None)
+    said = _short(server_words(error.body)) or "no reason given"
+    return f"HTTP {status}: {said}" if isinstance(status, int) else said
 
 
 def unavailable(settings: Settings, error: ModelAPIError) -> str:
-    """What to tell a person when the configured LLM cannot be reached or refuses the
-    request (never a fallback to another model)."""
+    """What to tell a person when the configured LLM cannot be reached, refuses the request,
+    or cannot read it (never a fallback to another model, never a raw error body)."""
     status = getattr(error, "status_code", None)
+    said = server_words(error.body) or error.message
+    if is_format_error(status if isinstance(status, int) else None, said):
+        log.warning("LLM format error (HTTP %s): %s", status, _short(said))
+        return (
+            f"The language model ({llm_label(settings)}) could not read the request the "
+            f"copilot sent it (HTTP {status}: the server reported a problem with the request's "
+            "format; it is running, this is not an outage). Nothing was changed, and I did not "
+            "switch to another model. Try rephrasing; if it happens again, report it with the "
+            "server's log."
+        )
     if isinstance(status, int) and 400 <= status < 500 and status not in _RETRIED:
         return (
             f"The language model ({llm_label(settings)}) refused the request "
-            f"(HTTP {status}: {_server_says(error)}). I did not switch to another "
+            f"(HTTP {status}: {_short(said).rstrip('.')}). I did not switch to another "
             "model; nothing was changed. Check the model name, key and server settings."
         )
+    if isinstance(error, ModelRequestTimeout):
+        return (
+            f"The language model ({llm_label(settings)}) is not available: {_outage(error)}. "
+            "I did not switch to another model; nothing was changed. Try again, or check the "
+            "LLM server (COPILOT_LLM_TIMEOUT_SECONDS sets how long to wait)."
+        )
     return (
-        f"The language model ({llm_label(settings)}) is not available: "
-        f"{error.message.rstrip('.')}. "
+        f"The language model ({llm_label(settings)}) is not available: {_outage(error)}. "
         f"I tried {settings.copilot_llm_max_retries + 1} times and did not switch to another "
         "model; nothing was changed. Try again, or check the LLM server."
     )

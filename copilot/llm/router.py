@@ -1,43 +1,58 @@
-"""The router: a PydanticAI agent that turns one user turn into one typed tool call.
+"""The router: PydanticAI agents that turn one user turn into one typed tool call.
 
-Every tool is an output named as docs/interfaces.md names it, with the tool's input model as its
-schema and its docstring as its description. With tool calling (the default) each is an
-output tool and plain text is a reply; in JSON mode all of them (and `reply`) are one
-JSON schema the model fills in. Either way arguments that fail validation, and unknown
-tools, go back to the model as a retry with the reason, and the answer is a typed `Route`.
+Every tool is named as docs/interfaces.md names it, with the tool's input model as its schema and
+its docstring as its description. Three ways to ask (`COPILOT_LLM_ROUTING`):
+
+- `tools`: each tool is an output tool and plain text is a reply;
+- `json`: all of them (and `reply`) are one JSON schema the model fills in;
+- `two-step`: first the tool from a short enum, then only its arguments (`two_step`).
+
+Whatever the way, a call goes back to the model as a retry with the reason when its
+arguments fail validation (the card's rules, with what is allowed), name an unknown tool,
+carry a patient value the conversation does not hold (`grounding`), or an id that cannot be
+one (an MLflow run id is 32 hex characters, a version a number). A reply that is still
+protocol text (a call, template tokens, our own retry prompt) is never shown: the person
+gets a plain request to rephrase, counted in the usage as `protocol_text_replaced`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
-from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
-from pydantic_ai import Agent, ModelRetry, PromptedOutput, ToolOutput
+from pydantic import BaseModel, create_model
+from pydantic_ai import Agent, ModelRetry, ModelSettings, PromptedOutput, RunContext, ToolOutput
 from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
 from pydantic_ai.models import Model
 from pydantic_ai.usage import RunUsage
 
 from copilot.actions import STATE_CHANGING
 from copilot.facts import NOTHING_LEFT, Focus, PendingPatient, RouteRequest
+from copilot.llm.feedback import id_problems, patient_problems
+from copilot.llm.grounding import unmentioned
 from copilot.llm.offline.focus import question_focus
 from copilot.llm.offline.intents import pending_after, steps_in
-from copilot.llm.providers import OfflineModel, context_block
+from copilot.llm.offline.patients import parse_patient
+from copilot.llm.protocol import looks_like_protocol
+from copilot.llm.providers import OfflineModel, TolerantModel, context_block, json_format
+from copilot.llm.shown import shown
+from copilot.llm.two_step import REPLY, TwoStep, build_two_step
+from copilot.settings import Routing
 from model_service.cards import DatasetCard
-from model_service.schemas import describe_error, patient_model
 from prompts import load
 from tools.catalog import READ_ONLY
 
 ROUTER_RETRIES = 2
-# Text that starts like JSON or a tagged call: a call gone wrong (truncated, null arguments,
-# two calls), never an answer for a person.
-_LOOKS_LIKE_A_CALL = re.compile(r"^\s*(?:[{\[]|```|<tool_call>)|<tool_call>|```json", re.I)
+ROUTE_MAX_TOKENS = 300  # a call with a full patient fits; a model rambling is cut short
+NOT_UNDERSTOOD = (
+    "I could not understand the model's answer; please rephrase (for example, name what "
+    "you want: a risk prediction, an explanation, drift, runs or the model)."
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +76,8 @@ class Reply(BaseModel):
     text: str
 
 
-def _tools() -> dict[str, tuple[type[BaseModel], str]]:
+def _tools(card: DatasetCard | None = None) -> dict[str, tuple[type[BaseModel], str]]:
+    """Each tool's input model as a model is shown it (`shown`), and its description."""
     described = {name: (tool.input_model, tool.description) for name, tool in READ_ONLY.items()}
     for name, spec in STATE_CHANGING.items():
         described[name] = (
@@ -69,44 +85,46 @@ def _tools() -> dict[str, tuple[type[BaseModel], str]]:
             f"Propose to {spec.name.replace('_', ' ')} "
             "(a person approves before anything changes).",
         )
-    return described
+    return {
+        name: (shown(input_model, name, description, card), description)
+        for name, (input_model, description) in described.items()
+    }
 
 
 @dataclass(frozen=True)
 class Router:
     """The routing agent and how to read its outputs back as tool names."""
 
-    agent: Agent[None, Any]
+    agent: Agent[RouteRequest, Any]
     names: dict[type[BaseModel], str]
     model_name: str
     unavailable: Callable[[ModelAPIError], str] | None  # what to tell people when it is down
     card: DatasetCard | None = None  # how requests are read (steps, explanation focus)
+    two_step: TwoStep | None = None  # COPILOT_LLM_ROUTING=two-step
 
 
-def _patient_problems(card: DatasetCard) -> Callable[[Any], list[str]]:
-    """What is wrong with the patients in a tool call, by the card's rules (the model
-    service's own validation, so a bad value goes back to the LLM before any call)."""
-    patient = TypeAdapter(patient_model(card))
-    names = [f.name for f in card.features]
-    units = {f.name: f.unit for f in card.features}
+def _checks(card: DatasetCard | None) -> Callable[[str, BaseModel, RouteRequest], list[str]]:
+    """Every reason a call cannot be run as the model wrote it (empty: it can)."""
+    problems = patient_problems(card) if card is not None else None
 
-    def problems(output: Any) -> list[str]:
-        found: list[str] = []
-        for field, partial in (("patient", False), ("changes", True)):
-            values = getattr(output, field, None)
-            if not isinstance(values, dict):
-                continue
-            try:
-                patient.validate_python(values)
-            except ValidationError as error:
-                found.extend(
-                    f"{field}: {describe_error(detail, names, units).message}"
-                    for detail in error.errors()
-                    if not (partial and detail["type"] == "missing")
-                )
+    def check(tool: str, output: BaseModel, request: RouteRequest) -> list[str]:
+        arguments = output.model_dump(mode="json", exclude_none=True)
+        found = id_problems(tool, arguments)
+        if problems is None or card is None:
+            return found
+        found += problems(output, parse_patient(request.text.lower(), card))
+        ungrounded = unmentioned(tool, arguments, request, card)
+        if ungrounded:
+            fields = sorted({u.split("=")[0] for u in ungrounded})
+            found.append(
+                "these values were not in the conversation: "
+                + ", ".join(ungrounded)
+                + f"; send the call again without {', '.join(fields)} (only what the user "
+                "said; for a follow-up, the prediction_id from the conversation context)"
+            )
         return found
 
-    return problems
+    return check
 
 
 def build_router(
@@ -114,75 +132,146 @@ def build_router(
     *,
     card: DatasetCard | None = None,
     json_mode: bool = False,
+    routing: Routing | None = None,
     unavailable: Callable[[ModelAPIError], str] | None = None,
 ) -> Router:
     """The routing agent over `model` (offline or a real LLM); with `card`, patients in
-    tool calls are checked against it and sent back to the model when invalid."""
-    router = _build(model, json_mode=json_mode, unavailable=unavailable)
-    if card is not None:
-        router = dataclasses.replace(router, card=card)
-        problems = _patient_problems(card)
+    tool calls are checked against it and against the conversation, and sent back to the
+    model when invalid. `routing` (else `json_mode`) picks the way to ask; the offline
+    model always routes with tools."""
+    way: Routing = routing or ("json" if json_mode else "tools")
+    if isinstance(model, OfflineModel):
+        way = "tools"
+    check = _checks(card)
+    tools = _tools(card)
+    router = _build(model, tools, json_mode=way == "json", unavailable=unavailable)
+    router = dataclasses.replace(router, card=card)
+    if way == "two-step":
+        form = model.json_format if isinstance(model, TolerantModel) else _llama_cpp_format
+        router = dataclasses.replace(
+            router,
+            two_step=build_two_step(
+                model,
+                tools,
+                instructions=load("router"),
+                json_format=form,
+                card=card,
+                check=check,
+            ),
+        )
 
-        @router.agent.output_validator
-        def valid_patients(output: Any) -> Any:
-            found = [] if isinstance(output, str) else problems(output)
-            if found:
-                raise ModelRetry("Fix these values: " + "; ".join(found))
+    @router.agent.output_validator
+    def valid_calls(ctx: RunContext[RouteRequest], output: Any) -> Any:
+        if isinstance(output, str) or router.names.get(type(output)) in {None, REPLY}:
             return output
+        found = check(router.names[type(output)], output, ctx.deps)
+        if found:
+            raise ModelRetry("Fix these values: " + "; ".join(found))
+        return output
 
     return router
 
 
+def _request(ctx: RunContext[RouteRequest]) -> RouteRequest:
+    """What tool arguments are validated against: the turn's request (its memory)."""
+    return ctx.deps
+
+
+def _llama_cpp_format(schema: dict[str, Any], name: str) -> dict[str, Any]:
+    return json_format(schema, name, openai_schema=False)
+
+
 def _build(
-    model: Model, *, json_mode: bool, unavailable: Callable[[ModelAPIError], str] | None
+    model: Model,
+    tools: dict[str, tuple[type[BaseModel], str]],
+    *,
+    json_mode: bool,
+    unavailable: Callable[[ModelAPIError], str] | None,
 ) -> Router:
     instructions = load("router")
+    settings = ModelSettings(max_tokens=ROUTE_MAX_TOKENS)
     if not json_mode:
         outputs: list[Any] = [
             ToolOutput(input_model, name=name, description=description)
-            for name, (input_model, description) in _tools().items()
+            for name, (input_model, description) in tools.items()
         ]
-        agent: Agent[None, Any] = Agent(
-            model, output_type=[*outputs, str], instructions=instructions, retries=ROUTER_RETRIES
+        agent: Agent[RouteRequest, Any] = Agent(
+            model,
+            output_type=[*outputs, str],
+            deps_type=RouteRequest,
+            validation_context=_request,
+            instructions=instructions,
+            retries=ROUTER_RETRIES,
+            model_settings=settings,
         )
 
         @agent.output_validator
         def words_not_broken_calls(output: Any) -> Any:
-            if isinstance(output, str) and _LOOKS_LIKE_A_CALL.search(output):
+            if isinstance(output, str) and looks_like_protocol(output):
                 raise ModelRetry(
-                    "That looks like a tool call I could not read. Call one of the tools by "
-                    "name with a JSON object of arguments, or answer in plain words."
+                    "That looks like a tool call I could not read. Answer with only "
+                    '{"name": "<tool>", "arguments": {<its arguments>}}, or answer the user '
+                    "in plain words."
                 )
             return output
 
-        names = {input_model: name for name, (input_model, _) in _tools().items()}
+        names = {input_model: name for name, (input_model, _) in tools.items()}
         return Router(agent, names, model.model_name, unavailable)
     # One schema, {"result": {"kind": <tool name>, "data": <its arguments>}}: the kinds are
-    # the tool names, so each input model gets a subclass named after its tool.
+    # the tool names (each shown input model is a subclass named after its tool).
     named: dict[type[BaseModel], str] = {
-        create_model(name, __base__=input_model, __doc__=description): name
-        for name, (input_model, description) in _tools().items()
+        input_model: name for name, (input_model, _) in tools.items()
     }
-    named[create_model("reply", __base__=Reply, __doc__=Reply.__doc__)] = "reply"
+    named[create_model(REPLY, __base__=Reply, __doc__=Reply.__doc__)] = REPLY
     agent = Agent(
         model,
         output_type=PromptedOutput(list(named), name="route", description="The tool to call."),
+        deps_type=RouteRequest,
+        validation_context=_request,
         instructions=instructions,
         retries=ROUTER_RETRIES,
+        model_settings=settings,
     )
     return Router(agent, named, model.model_name, unavailable)
+
+
+async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tuple[str | None, Any]:
+    """(tool, its typed arguments), or (None, the reply in words)."""
+    model = router.agent.model
+    bound = model.for_request(request) if isinstance(model, OfflineModel) else None
+    context = context_block(request)
+    if router.two_step is None:
+        result = await router.agent.run(
+            request.text, deps=request, instructions=context, usage=spent, model=bound
+        )
+        output = result.output
+        if isinstance(output, str):
+            return None, output
+        name = router.names[type(output)]
+        return (None, output.text) if name == REPLY else (name, output)
+    choice = await router.two_step.choose.run(
+        request.text, deps=request, instructions=context, usage=spent
+    )
+    narrowed = router.two_step.narrowed(choice.output, request)
+    features, settings = narrowed if narrowed else ("", None)
+    filled = await router.two_step.fill[choice.output].run(
+        request.text,
+        deps=request,
+        instructions=f"{features}\n\n{context}" if features else context,
+        usage=spent,
+        model_settings=settings,
+    )
+    if choice.output == REPLY:
+        return None, getattr(filled.output, "text", "")
+    return choice.output, filled.output
 
 
 async def route(router: Router, request: RouteRequest) -> Route:
     """The tool call (or reply) for one user turn, or for the next step of a request of
     several steps (`request.done`: the steps this turn already ran)."""
     started, spent = time.perf_counter(), RunUsage()
-    model = router.agent.model
-    bound = model.for_request(request) if isinstance(model, OfflineModel) else None
     try:
-        result = await router.agent.run(
-            request.text, instructions=context_block(request), usage=spent, model=bound
-        )
+        tool, output = await _decide(router, request, spent)
     except UnexpectedModelBehavior as error:  # retries used up: say so instead of failing
         log.info("router gave up: %s", error)
         gave_up = (
@@ -190,22 +279,23 @@ async def route(router: Router, request: RouteRequest) -> Route:
             "(the model's answers did not fit any tool). Please rephrase, or name the tool."
         )
         return Route(tool=None, reply=gave_up, usage=_measured(router, spent, started))
-    except ModelAPIError as error:  # down, rate-limited or timing out after the retries
+    except ModelAPIError as error:  # down, refusing, or timing out after the retries
         down = router.unavailable(error) if router.unavailable else str(error)
         return Route(tool=None, reply=down, usage=_measured(router, spent, started))
     measured = _measured(router, spent, started)
-    output = result.output
-    reply: str | None = output if isinstance(output, str) else None
-    if reply is None and router.names[type(output)] == "reply":
-        reply = output.text
-    if reply is not None:
-        if request.done and reply.strip().strip(".").upper() in {"", NOTHING_LEFT}:
+    if tool is None:
+        reply: str | None = str(output)
+        if request.done and (reply or "").strip().strip(".").upper() in {"", NOTHING_LEFT}:
             reply = None  # nothing left of a request of several steps
+        elif looks_like_protocol(reply or ""):
+            log.warning("router reply was protocol text, not shown: %.200r", reply)
+            reply = NOT_UNDERSTOOD
+            measured["protocol_text_replaced"] = 1
         pending = await anyio.to_thread.run_sync(_pending, router, request)
         return Route(tool=None, reply=reply, pending=pending, usage=measured)
     more, focus = await anyio.to_thread.run_sync(_shape, router, request)
     return Route(
-        tool=router.names[type(output)],
+        tool=tool,
         arguments=output.model_dump(mode="json", exclude_none=True),
         more=more,
         focus=focus,

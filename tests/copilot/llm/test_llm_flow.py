@@ -25,7 +25,7 @@ from graphs.session import Copilot, open_copilot
 from model_service import registry
 from model_service.database import make_engine
 from tests.conftest import TrainedRegistry
-from tests.copilot.llm.test_providers import BASE_URL, COMPLETIONS, PATIENT, completion
+from tests.copilot.llm.test_providers import BASE_URL, COMPLETIONS, PATIENT, as_served, completion
 
 pytestmark = pytest.mark.anyio
 # enough of the patient recorded for a risk (the card's minimum: 7 of 13 inputs)
@@ -119,6 +119,7 @@ async def llm_copilot(tracking_uri: str, service_url: str, home: Path) -> AsyncI
         model_service_url=service_url,
         copilot_llm="openai-compatible:qwen2.5-coder-1.5b",
         copilot_llm_base_url=BASE_URL,
+        copilot_llm_routing="tools",
         copilot_llm_max_retries=0,
     )
     home.mkdir()
@@ -144,12 +145,16 @@ async def test_openai_compatible_drives_the_full_flow_with_approval(
     live_service: str,
 ) -> None:
     llm = ScriptedLlm()
-    httpx2_mock.post(COMPLETIONS).mock(side_effect=llm)
+    httpx2_mock.post(COMPLETIONS).mock(side_effect=lambda request: as_served(request, llm(request)))
     tracking_uri = trained_registry.copy(tmp_path)
     async with llm_copilot(tracking_uri, live_service, tmp_path / "home") as copilot:
         assert llm.warmed_up and copilot.warm_up is not None and copilot.warm_up.ok
 
-        predicted = await copilot.send("c1", "63 yo man, asymptomatic chest pain", "ann")
+        predicted = await copilot.send(
+            "c1",
+            "63 yo M, asymptomatic CP, BP 145, chol 233 mg/dl, max HR 150, ST dep 2.3, exang no",
+            "ann",
+        )
         (call,) = predicted.tool_calls
         assert call["tool"] == "predict_risk" and call["arguments"]["patient"] == SCORED
         probability = call["result"]["probability"]

@@ -3,6 +3,7 @@
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +28,7 @@ def settings(**overrides: Any) -> Settings:
         "copilot_llm_base_url": BASE_URL,
         "copilot_llm_max_retries": 2,
         "copilot_llm_timeout_seconds": 5,
+        "copilot_llm_routing": "tools",
         **overrides,
     }
     return Settings(**values)
@@ -59,6 +61,36 @@ def completion(
     return httpx.Response(200, json=body)
 
 
+def as_served(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+    """`response` as a server sends it: a chat-completion chunk stream when the request
+    asks for one (`stream: true`), with the usage in a last chunk when it asks for that."""
+    body = json.loads(request.content)
+    if not body.get("stream") or response.status_code != 200:
+        return response
+    completion_body = response.json()
+    if len(completion_body.get("choices", [])) != 1:
+        return response  # not a chat completion: sent as it is
+    (choice,) = completion_body["choices"]
+    message = choice["message"]
+    head = {k: completion_body[k] for k in ("id", "created", "model")}
+    head["object"] = "chat.completion.chunk"
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return {**head, "choices": [choice]}
+
+    chunks = [chunk({"role": "assistant"})]
+    if message.get("content"):
+        chunks.append(chunk({"content": message["content"]}))
+    for index, call in enumerate(message.get("tool_calls") or []):
+        chunks.append(chunk({"tool_calls": [{"index": index, **call}]}))
+    chunks.append(chunk({}, choice["finish_reason"]))
+    if completion_body.get("usage") and body.get("stream_options", {}).get("include_usage"):
+        chunks.append({**head, "choices": [], "usage": completion_body["usage"]})
+    events = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, text=events)
+
+
 class Server:
     """The mocked LLM server: answers each request with the next scripted response and
     keeps the request bodies."""
@@ -73,7 +105,7 @@ class Server:
         step = self.script.pop(0)
         if isinstance(step, Exception):
             raise step
-        return step
+        return as_served(request, step)
 
 
 async def route_with(text: str, **overrides: Any) -> Route:
@@ -82,7 +114,7 @@ async def route_with(text: str, **overrides: Any) -> Route:
     router = build_router(
         model,
         card=get_card("heart-disease"),
-        json_mode=configured.copilot_llm_routing == "json",
+        routing=configured.llm_routing,
         unavailable=lambda error: unavailable(configured, error),
     )
     return await route(router, RouteRequest(text))
@@ -146,7 +178,7 @@ async def test_malformed_arguments_go_back_with_the_reason_then_the_fix_is_used(
         completion(tool="predict_risk", arguments=too_high),
         completion(tool="predict_risk", arguments={"patient": PATIENT}),
     )
-    decided = await route_with("63 year old, cholesterol 233")
+    decided = await route_with("63 yo man, asymptomatic chest pain, BP 145, cholesterol 233")
     assert decided.tool == "predict_risk" and decided.arguments["patient"]["chol"] == 233
     retries = [body["messages"][-1] for body in server.bodies[1:]]  # each retry's reason
     assert "Invalid JSON" in retries[0]["content"] or "json" in retries[0]["content"].lower()
@@ -293,13 +325,14 @@ def test_recover_tool_call_shapes(text: str, expected: tuple[str, dict[str, Any]
     assert recover_tool_call(text) == expected
 
 
-async def test_warm_up_reports_both_ways(httpx2_mock: respx.Router) -> None:
-    configured = settings(copilot_llm_max_retries=0)
+async def test_warm_up_reports_both_ways(httpx2_mock: respx.Router, tmp_path: Path) -> None:
+    configured = settings(copilot_llm_max_retries=0, copilot_home=tmp_path / "a")
+    later = settings(copilot_llm_max_retries=0, copilot_home=tmp_path / "b")
     model = llm_model(configured, get_card("heart-disease"))
     Server(httpx2_mock, completion(content="OK"), httpx.ConnectError("connection refused"))
     ready = await warm_up(model, configured)
     assert ready.ok and "answered" in ready.detail
-    down = await warm_up(model, configured)
+    down = await warm_up(model, later)
     assert not down.ok and "not available" in down.detail and "llm.test" in down.detail
 
 
@@ -341,8 +374,10 @@ async def test_a_refused_request_is_not_called_unavailable(httpx2_mock: respx.Ro
     assert "did not switch to another model" in decided.reply
 
 
-async def test_warm_up_of_a_server_that_answers_wrongly(httpx2_mock: respx.Router) -> None:
-    configured = settings(copilot_llm_max_retries=0)
+async def test_warm_up_of_a_server_that_answers_wrongly(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    configured = settings(copilot_llm_max_retries=0, copilot_home=tmp_path)
     model = llm_model(configured, get_card("heart-disease"))
     Server(httpx2_mock, httpx.Response(200, json={"choices": []}))
     answer = await warm_up(model, configured)

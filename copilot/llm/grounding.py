@@ -1,0 +1,249 @@
+"""Whether the patient values in a tool call come from the conversation.
+
+A model may copy a patient from anywhere (an example it once saw, a guess): every value of
+a `patient` in predict_risk / explain_prediction / what_if must be mentioned in the user's
+text, or equal the remembered patient's (`copilot.facts.Memory`, including one the copilot
+asked more about), or come from a step this turn already ran. A `what_if` change must be in
+the text, or be the remembered value moved by a number in the text ("10 years older", "20%
+lower"). Otherwise the router sends the model back with the values that were not in the
+conversation.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from copilot.facts import RouteRequest
+from copilot.llm.offline.patients import parse_patient
+from copilot.llm.offline.text import NUMBER_WORDS
+from model_service.cards import DatasetCard, Feature
+
+PATIENT_TOOLS = frozenset({"predict_risk", "explain_prediction", "what_if"})
+_MMOL_TO_MG_DL = 38.67  # total cholesterol, as the router prompt converts it
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _numbers(text: str) -> list[float]:
+    found = [float(n) for n in _NUMBER.findall(text)]
+    words = re.findall(r"[a-z]+", text.lower())
+    return found + [float(NUMBER_WORDS[w]) for w in words if w in NUMBER_WORDS]
+
+
+def _close(a: float, b: float, feature: Feature) -> bool:
+    return abs(a - b) <= max(0.5, feature.measurement_error, abs(b) * 0.01)
+
+
+def _said_number(value: float, feature: Feature, numbers: list[float]) -> bool:
+    if any(_close(value, n, feature) for n in numbers):
+        return True
+    if feature.name == "chol":  # given in mmol/l
+        return any(_close(value, n * _MMOL_TO_MG_DL, feature) for n in numbers)
+    return False
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values, categories compared as the card does (case and spacing aside)."""
+    if isinstance(a, str) and isinstance(b, str):
+        return " ".join(a.lower().split()) == " ".join(b.lower().split())
+    return bool(a == b)
+
+
+def _words_for(feature: Feature, value: Any) -> set[str]:
+    words = {w for w, v in feature.value_words.items() if _same(v, value)}
+    if isinstance(value, str):
+        words.add(" ".join(value.lower().split()))
+    return words
+
+
+def _mentioned(feature: Feature, value: Any, text: str, parsed: dict[str, Any]) -> bool:
+    """Whether `text` (lower case) says this feature has this value."""
+    if feature.name in parsed and _same(parsed[feature.name], value):
+        return True
+    if isinstance(value, bool):
+        names = feature.synonyms or (feature.display_name, feature.name)
+        return any(re.search(rf"(?<![a-z]){re.escape(n.lower())}", text) for n in names)
+    if isinstance(value, (int, float)):
+        return math.isfinite(value) and _said_number(float(value), feature, _numbers(text))
+    if isinstance(value, str):
+        return any(
+            re.search(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])", text)
+            for w in _words_for(feature, value)
+        )
+    return value is None
+
+
+def _moved_by_the_text(feature: Feature, value: Any, before: Any, text: str) -> bool:
+    """A numeric change stated relative to the remembered value ("10 years older")."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(before, bool) or not isinstance(before, (int, float)):
+        return False
+    moved = [before + n for n in _numbers(text)] + [before - n for n in _numbers(text)]
+    moved += [before * (1 + n / 100) for n in _numbers(text)]
+    moved += [before * (1 - n / 100) for n in _numbers(text)]
+    return any(_close(float(value), m, feature) for m in moved)
+
+
+def _known_patients(request: RouteRequest) -> list[dict[str, Any]]:
+    memory = request.memory
+    known = [p for p in (memory.patient, memory.pending_patient) if p]  # incl. one we asked about
+    for done in request.done:
+        patient = done["arguments"].get("patient")
+        if isinstance(patient, dict):
+            known.append(patient)
+    return known
+
+
+def unmentioned(
+    tool: str, arguments: dict[str, Any], request: RouteRequest, card: DatasetCard
+) -> list[str]:
+    """`field.feature=value` for each patient value in the call that the conversation does
+    not hold (empty when the call is grounded or names no patient)."""
+    if tool not in PATIENT_TOOLS:
+        return []
+    text = request.text.lower()
+    parsed = parse_patient(text, card)
+    known = _known_patients(request)
+    features = {f.name: f for f in card.features}
+    missing: list[str] = []
+    for field in ("patient", "changes"):
+        values = arguments.get(field)
+        if not isinstance(values, dict):
+            continue
+        for name, value in values.items():
+            feature = features.get(name)
+            if feature is None or value is None:
+                continue  # unknown names are the schema's to refuse
+            if _mentioned(feature, value, text, parsed):
+                continue
+            remembered = [p.get(name) for p in known if name in p]
+            if field == "patient" and any(_same(value, r) for r in remembered):
+                continue
+            if field == "changes" and any(
+                _moved_by_the_text(feature, value, before, text) for before in remembered
+            ):
+                continue
+            missing.append(f"{field}.{name}={value!r}")
+    return missing
+
+
+def _without(data: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k != key}
+
+
+def _last_patient_copy(
+    data: dict[str, Any], tool: str, remembered: dict[str, Any]
+) -> dict[str, Any]:
+    """The last id with a patient: a copy of the last patient is dropped; for what_if with
+    no changes, the values that differ from it are the changes."""
+    patient = data["patient"]
+    moved = {n: v for n, v in patient.items() if n not in remembered or not _same(remembered[n], v)}
+    if not moved:
+        return _without(data, "patient")
+    if tool == "what_if" and not data.get("changes"):
+        return {**_without(data, "patient"), "changes": moved}
+    return data
+
+
+def resolve_reference(tool: str, data: dict[str, Any], request: RouteRequest) -> dict[str, Any]:
+    """A follow-up's reference to the last prediction, as small models get it wrong: neither
+    the id nor a patient means the last prediction (its id is filled in from memory); the
+    context's key written as the id ("last_prediction_id") means the id it names; the last
+    id with a patient is `_last_patient_copy`; a copy of the last patient alone means the
+    last prediction. Any other combination is left for validation
+    to refuse."""
+    memory = request.memory
+    if tool not in {"explain_prediction", "what_if"}:
+        return data
+    given_id = data.get("prediction_id")
+    if isinstance(given_id, str) and "last_prediction" in given_id.lower():
+        data = _without(data, "prediction_id")
+        if memory.prediction_id is not None:
+            data["prediction_id"] = memory.prediction_id
+    if memory.prediction_id is None:
+        return data
+    patient, given_id = data.get("patient"), data.get("prediction_id")
+    if patient is None and given_id is None:
+        return {**data, "prediction_id": memory.prediction_id}
+    if given_id == memory.prediction_id and isinstance(patient, dict):
+        return _last_patient_copy(data, tool, memory.patient or {})
+    if given_id is None and isinstance(patient, dict) and _is_copy(patient, memory.patient):
+        return {**_without(data, "patient"), "prediction_id": memory.prediction_id}
+    return data
+
+
+def _is_copy(patient: dict[str, Any], remembered: dict[str, Any] | None) -> bool:
+    """Whether `patient` is the remembered patient, value for value (case aside)."""
+    if not remembered or not patient:
+        return False
+    return set(patient) == set(remembered) and all(
+        _same(remembered[n], v) for n, v in patient.items()
+    )
+
+
+_TRUE = {"true", "yes", "y", "present", "positive"}
+_FALSE = {"false", "no", "n", "absent", "negative"}
+
+
+def _canonical(feature: Feature, value: Any) -> Any:
+    """One value in the card's spelling when the model's spelling means exactly one
+    ("Asymptomatic", "non-anginal chest pain", "woman", "true" for a boolean)."""
+    if not isinstance(value, str):
+        return value
+    said = " ".join(value.lower().split())
+    if feature.kind == "boolean":
+        return True if said in _TRUE else False if said in _FALSE else value
+    if feature.kind != "categorical":
+        return value
+    categories = feature.categories or ()
+    exact = [c for c in categories if c.lower() == said]
+    worded = [v for w, v in feature.value_words.items() if w == said and isinstance(v, str)]
+    within = [
+        c for c in categories if re.search(rf"(?<![\w-]){re.escape(c.lower())}(?![\w-])", said)
+    ]
+    for found in (exact, worded, within):
+        if len(set(found)) == 1:
+            return found[0]
+    return value
+
+
+def canonical_values(values: dict[str, Any], card: DatasetCard) -> dict[str, Any]:
+    """A patient (or changes) with each categorical and boolean value as the card spells it,
+    where the model's spelling is unambiguous, and nulls left out; anything else is left
+    for validation."""
+    features = {f.name: f for f in card.features}
+    return {
+        n: _canonical(features[n], v) if n in features else v
+        for n, v in values.items()
+        if v is not None  # null is "not given": the feature is left out
+    }
+
+
+def named_features(request: RouteRequest, card: DatasetCard) -> list[str]:
+    """The features the conversation gives a value for: read from the text (by the card's
+    names, synonyms and value words) or remembered; in the card's order."""
+    text = request.text.lower()
+    memory = request.memory
+    found = set(parse_patient(text, card)) | set(memory.patient or {})
+    found |= set(memory.pending_patient or {})
+    for feature in card.features:
+        words = {feature.name, feature.display_name.lower(), *feature.synonyms}
+        words |= {w.lower() for w in (*feature.value_words, *(feature.categories or ()))}
+        if any(re.search(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])", text) for w in words):
+            found.add(feature.name)
+    return [f.name for f in card.features if f.name in found]
+
+
+def without_invented_run_ids(data: dict[str, Any], request: RouteRequest) -> dict[str, Any]:
+    """compare_runs' run ids when none of them is in the user's text are the model's
+    invention (timestamps, "last-2"): left out, so `last` decides. Ids the user typed are
+    kept, and checked as ids."""
+    run_ids = data.get("run_ids")
+    if not isinstance(run_ids, list) or not run_ids:
+        return data
+    text = request.text.lower()
+    if any(isinstance(r, str) and r.lower() in text for r in run_ids):
+        return data
+    return _without(data, "run_ids")

@@ -1,0 +1,104 @@
+"""The tool schemas a model is shown: no example values, because small models copy them
+(an example patient in a description was explained as if the user had given it).
+
+`shown(input_model, name, description)` is a subclass of the tool's input model (so its
+instances validate and dump the same) whose JSON schema has every `examples` dropped and
+every "e.g. ..." / "for example ..." clause cut from its descriptions; a `site` or `sites`
+field lists the dataset's sites instead: the allowed values, not an example. Validated
+with the turn's `RouteRequest` as context, a follow-up's reference to the last prediction
+is resolved first (`grounding.resolve_reference`), patient values are read in the card's
+spelling ("Asymptomatic" is "asymptomatic"), and an optional field written empty (null, [],
+{}: constrained JSON's way of not giving it) is left out, as are run ids the user never
+typed (`grounding.without_invented_run_ids`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
+
+from copilot.facts import RouteRequest
+from copilot.llm.grounding import (
+    canonical_values,
+    resolve_reference,
+    without_invented_run_ids,
+)
+from model_service.cards import DatasetCard
+
+_EXAMPLE = re.compile(r",?\s*\(?\b(?:e\.g\.|for example|such as)[^;]*", re.I)
+
+
+def plain(description: str) -> str:
+    """A description without its example clauses."""
+    cut = _EXAMPLE.sub("", description).strip()
+    return cut if not cut or cut.endswith((".", ")")) else cut + "."
+
+
+def _walk(node: Any, sites: tuple[str, ...]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _walk(item, sites)
+        return
+    if not isinstance(node, dict):
+        return
+    node.pop("examples", None)
+    node.pop("example", None)
+    if isinstance(node.get("description"), str):
+        node["description"] = plain(node["description"])
+        if not node["description"]:
+            del node["description"]
+    for key, value in (node.get("properties") or {}).items():
+        if key in {"site", "sites"} and sites and isinstance(value, dict):
+            known = "One of the dataset's sites: " + ", ".join(sites) + "."
+            value["description"] = f"{plain(value.get('description', ''))} {known}".strip()
+    for key, value in node.items():
+        if key != "description":
+            _walk(value, sites)
+
+
+def _empty(value: Any) -> bool:
+    """null, [] or {}: what constrained JSON writes for an optional field nobody gave."""
+    return value is None or (isinstance(value, (list, dict)) and not value)
+
+
+def _reader(tool: str, card: DatasetCard | None) -> Any:
+    """A before-validator: optional fields written empty left out, patient values in the
+    card's spelling, then (with the turn's request as context) a follow-up's reference
+    resolved."""
+
+    def read(cls: type[BaseModel], data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        optional = {n for n, f in cls.model_fields.items() if not f.is_required()}
+        data = {k: v for k, v in data.items() if not (k in optional and _empty(v))}
+        if card is not None:
+            data = {
+                k: canonical_values(v, card)
+                if k in {"patient", "changes"} and isinstance(v, dict)
+                else v
+                for k, v in data.items()
+            }
+        if isinstance(info.context, RouteRequest):
+            data = resolve_reference(tool, data, info.context)
+            if tool == "compare_runs":
+                data = without_invented_run_ids(data, info.context)
+        return data
+
+    return model_validator(mode="before")(classmethod(read))  # type: ignore[arg-type]
+
+
+def shown(
+    input_model: type[BaseModel], name: str, description: str, card: DatasetCard | None = None
+) -> type[BaseModel]:
+    """`input_model` as a model sees it: named after its tool, described, no examples."""
+    sites = tuple(card.sites()) if card is not None and card.site_column else ()
+
+    def scrub(schema: dict[str, Any]) -> None:
+        _walk(schema, sites)
+
+    config = ConfigDict(**{**input_model.model_config, "json_schema_extra": scrub})
+    namespace = {"__doc__": description, "model_config": config, "_read": _reader(name, card)}
+    made: type[BaseModel] = type(name, (input_model,), namespace)
+    return made

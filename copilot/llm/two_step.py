@@ -1,0 +1,265 @@
+"""Two-step JSON routing (`COPILOT_LLM_ROUTING=two-step`), for small models.
+
+Step one asks only which tool: one JSON object `{"tool": <name>}` with the name from a short
+enum. Step two asks only for that tool's arguments, as one JSON object matching its schema,
+patients constrained by the dataset card (categories, ranges). Both are constrained JSON
+(`response_format`: llama.cpp's json_object with a schema, or OpenAI's json_schema). An
+answer that does not validate goes back with the field, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_ai import Agent, ModelRetry, ModelSettings, RunContext, TextOutput
+from pydantic_ai.models import Model
+
+from copilot.facts import RouteRequest
+from copilot.llm.feedback import feature_rule, validation_feedback
+from copilot.llm.grounding import PATIENT_TOOLS, named_features
+from copilot.llm.protocol import recover_tool_call, without_template_tokens
+from model_service.cards import DatasetCard
+from model_service.schemas import patient_model
+
+REPLY = "reply"
+CHOICE_MAX_TOKENS = 32
+ARGUMENTS_MAX_TOKENS = 400
+# Both steps start with the same text (the router prompt and the tool list), so a server
+# that reuses the longest cached prompt prefix (llama.cpp) evaluates only what differs.
+_TOOLS = """Tools:
+{tools}
+- reply: answer in words (out of scope, a question about the copilot, nothing left to do)."""
+_CHOOSE = """Now choose the one tool for the user's request, or reply. Answer with one JSON
+object: {"tool": "<name>"}."""
+_FILL = """Now fill in the arguments of {name} for the user's request, as one JSON object.
+Use only values the user gave in this message or the conversation context; leave out
+anything they did not give.
+Arguments:
+{arguments}"""
+_REPLY_FILL = """No tool fits the user's request. Answer it in one or two plain sentences,
+as one JSON object: {"text": "<your answer>"}."""
+
+
+class Choice(BaseModel):
+    """Which tool (or "reply")."""
+
+    tool: str
+
+
+class Reply(BaseModel):
+    """Words for the user when no tool fits."""
+
+    text: str
+
+
+Check = Callable[[str, BaseModel, RouteRequest], list[str]]
+
+
+@dataclass(frozen=True)
+class TwoStep:
+    """The agent that chooses a tool and one agent per tool that fills its arguments;
+    `narrowed` gives a patient tool's request its own schema and feature list."""
+
+    choose: Agent[RouteRequest, str]
+    fill: dict[str, Agent[RouteRequest, BaseModel]]
+    narrowed: Callable[[str, RouteRequest], tuple[str, ModelSettings] | None]
+
+
+def _summary(description: str) -> str:
+    """A tool's first sentence and its "Use for ..." hint, on one line."""
+    paragraphs = [" ".join(p.split()) for p in description.strip().split("\n\n") if p.strip()]
+    if not paragraphs:
+        return ""
+    first = paragraphs[0].split(". ")[0].rstrip(".") + "."
+    hints = [p for p in paragraphs[1:] if p.startswith("Use ")]
+    return " ".join([first, *hints[:1]])
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """The one JSON object in a model's answer (fences and chat-template tokens allowed)."""
+    cleaned = without_template_tokens(text)
+    try:
+        data = json.loads(cleaned)
+    except json.JSONDecodeError:
+        call = recover_tool_call(cleaned)  # {"name": ..., "arguments": {...}} and wrappers
+        data = {"tool": call[0], **call[1]} if call else None
+    if not isinstance(data, dict):
+        raise ModelRetry("Answer with one JSON object only, no other text.")
+    return data
+
+
+def _open_patients(
+    schema: dict[str, Any], card: DatasetCard, features: list[str] | None = None
+) -> dict[str, Any]:
+    """A tool's argument schema with its patient fields as the card's patient (categories,
+    ranges), nothing required: grammar-constrained decoding must never force a guess. With
+    `features`, only those: the grammar then cannot write a value nobody gave."""
+    patient = TypeAdapter(patient_model(card)).json_schema()
+    patient.pop("required", None)
+    patient.pop("title", None)
+    if features is not None:
+        patient["properties"] = {
+            n: v for n, v in patient["properties"].items() if n in set(features)
+        }
+    properties = dict(schema.get("properties", {}))
+    for field in ("patient", "changes"):
+        if field in properties:
+            described = {"description": properties[field].get("description", "")}
+            nullable = field == "patient" and "default" in properties[field]
+            shape = {"anyOf": [patient, {"type": "null"}]} if nullable else patient
+            properties[field] = {**shape, **described}
+    return {**schema, "properties": properties}
+
+
+def _kind(schema: dict[str, Any]) -> dict[str, Any]:
+    """The non-null alternative of an optional field's schema."""
+    options = [o for o in schema.get("anyOf", [schema]) if o.get("type") != "null"]
+    return (
+        {**options[0], **{k: v for k, v in schema.items() if k != "anyOf"}} if options else schema
+    )
+
+
+def _argument_line(name: str, schema: dict[str, Any], required: bool) -> str:
+    kind = _kind(schema)
+    text = f"- {name} ({kind.get('type', 'value')}{', required' if required else ''})"
+    if kind.get("description"):
+        text += f": {' '.join(str(kind['description']).split())}"
+    allowed = kind.get("enum") or kind.get("items", {}).get("enum")
+    if allowed:
+        text += f" One of: {', '.join(map(str, allowed))}."
+    if "minimum" in kind or "maximum" in kind:
+        text += f" From {kind.get('minimum', '-')} to {kind.get('maximum', '-')}."
+    return text
+
+
+def arguments_text(schema: dict[str, Any]) -> str:
+    """A tool's arguments in a few lines (a JSON schema costs a small model many tokens)."""
+    required = set(schema.get("required", []))
+    properties = schema.get("properties", {})
+    lines = [_argument_line(n, p, n in required) for n, p in properties.items()]
+    return "\n".join(lines) or "none: answer {}"
+
+
+def features_text(card: DatasetCard, features: list[str]) -> str:
+    """The patient features this request gives, by the card's rules."""
+    if not features:
+        return "Patient features: the user gave none; give no patient values."
+    lines = [f"  - {feature_rule(card.feature(n))}" for n in features]
+    return "Patient features the user gave (give only these):\n" + "\n".join(lines)
+
+
+def _narrower(
+    tools: dict[str, tuple[type[BaseModel], str]],
+    card: DatasetCard | None,
+    json_format: Callable[[dict[str, Any], str], dict[str, Any]],
+) -> Callable[[str, RouteRequest], tuple[str, ModelSettings] | None]:
+    def narrowed(tool: str, request: RouteRequest) -> tuple[str, ModelSettings] | None:
+        if card is None or tool not in PATIENT_TOOLS:
+            return None
+        features = named_features(request, card)
+        schema = _open_patients(tools[tool][0].model_json_schema(), card, features)
+        settings = ModelSettings(extra_body={"response_format": json_format(schema, tool)})
+        return features_text(card, features), settings
+
+    return narrowed
+
+
+def _exactly_one_hint(tool: str, request: RouteRequest) -> str:
+    if tool not in {"explain_prediction", "what_if"}:
+        return ""
+    last = request.memory.prediction_id
+    follow_up = f'prediction_id "{last}" for the last prediction' if last else "prediction_id"
+    return f" Give {follow_up}, or patient only for a new patient described in this message."
+
+
+def _filler(
+    tool: str, input_model: type[BaseModel], card: DatasetCard | None, check: Check
+) -> Callable[[RunContext[RouteRequest], str], BaseModel]:
+    def fill(ctx: RunContext[RouteRequest], text: str) -> BaseModel:
+        data = _json_object(text)
+        data.pop("tool", None)
+        try:
+            output = input_model.model_validate(data, context=ctx.deps)
+        except ValidationError as error:
+            lines = validation_feedback(error, card)
+            raise ModelRetry(
+                "Fix these values: " + "; ".join(lines) + "." + _exactly_one_hint(tool, ctx.deps)
+            ) from None
+        problems = check(tool, output, ctx.deps)
+        if problems:
+            raise ModelRetry("Fix these values: " + "; ".join(problems) + ".")
+        return output
+
+    return fill
+
+
+def build_two_step(
+    model: Model,
+    tools: dict[str, tuple[type[BaseModel], str]],
+    *,
+    instructions: str,
+    json_format: Callable[[dict[str, Any], str], dict[str, Any]],
+    card: DatasetCard | None,
+    check: Check,
+) -> TwoStep:
+    """The agents of two-step routing over `tools` (name -> (input model, description))."""
+    names = [*tools, REPLY]
+    choice_schema = {
+        "type": "object",
+        "properties": {"tool": {"type": "string", "enum": names}},
+        "required": ["tool"],
+    }
+    shared = [
+        instructions,
+        _TOOLS.format(
+            tools="\n".join(f"- {name}: {_summary(d)}" for name, (_, d) in tools.items())
+        ),
+    ]
+
+    def chosen(text: str) -> str:
+        tool = _json_object(text).get("tool")
+        if tool not in names:
+            raise ModelRetry(f'"tool": {tool!r} is not one of: {", ".join(names)}.')
+        return str(tool)
+
+    choose: Agent[RouteRequest, str] = Agent(
+        model,
+        output_type=TextOutput(chosen),
+        deps_type=RouteRequest,
+        instructions=[*shared, _CHOOSE],
+        retries=2,
+        model_settings=ModelSettings(
+            max_tokens=CHOICE_MAX_TOKENS,
+            extra_body={"response_format": json_format(choice_schema, "choice")},
+        ),
+    )
+    fill: dict[str, Agent[RouteRequest, BaseModel]] = {}
+    described: dict[str, tuple[type[BaseModel], str]] = {
+        **tools,
+        REPLY: (Reply, "Answer in words."),
+    }
+    for name, (input_model, _) in described.items():
+        schema = input_model.model_json_schema()
+        if card is not None:
+            schema = _open_patients(schema, card)
+        prompt = (
+            _REPLY_FILL
+            if name == REPLY
+            else _FILL.format(name=name, arguments=arguments_text(schema))
+        )
+        fill[name] = Agent(
+            model,
+            output_type=TextOutput(_filler(name, input_model, card, check)),
+            deps_type=RouteRequest,
+            instructions=[*shared, prompt],
+            retries=2,
+            model_settings=ModelSettings(
+                max_tokens=ARGUMENTS_MAX_TOKENS,
+                extra_body={"response_format": json_format(schema, name)},
+            ),
+        )
+    return TwoStep(choose, fill, _narrower(tools, card, json_format))

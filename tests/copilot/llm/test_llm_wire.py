@@ -1,0 +1,531 @@
+"""The real LLM path against the wire shapes a real llama.cpp server sends and refuses
+(`tests/llama_cpp.py`, captured from llama-cpp-python 0.3.36 with Qwen2.5-Coder-1.5B).
+No real LLM, no network."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import respx
+
+from copilot.facts import Memory, RouteRequest
+from copilot.llm.providers import llm_model, unavailable, warm_up
+from copilot.llm.router import NOT_UNDERSTOOD, Route, _tools, build_router, route
+from copilot.llm.warm_cache import WARM_FOR_SECONDS, remember_warm, warmed_seconds_ago
+from copilot.settings import Settings
+from model_service.cards import get_card
+from tests.copilot.llm.llama_cpp import (
+    BASE_URL,
+    CAPTURED_NULL_CONTENT_500,
+    CAPTURED_NULL_CONTENT_MESSAGE,
+    COMPLETIONS,
+    LlamaCppServer,
+    null_content_error,
+    streamed,
+)
+
+pytestmark = pytest.mark.anyio
+PATIENT = {"age": 63, "sex": "Male", "cp": "asymptomatic", "trestbps": 145, "chol": 233}
+PATIENT_TEXT = "63 yo man, asymptomatic chest pain, BP 145, chol 233"
+LAST = "7f3c2a9e51d04b8c9a6e2f1d3b4c5a6e"
+REMEMBERED = Memory(patient=PATIENT, prediction_id=LAST)
+
+
+def settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "copilot_llm": "openai-compatible:qwen2.5-coder-1.5b",
+        "copilot_llm_base_url": BASE_URL,
+        "copilot_llm_max_retries": 2,
+        "copilot_llm_routing": "tools",
+        "copilot_home": tmp_path,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+async def route_with(
+    tmp_path: Path, text: str, memory: Memory | None = None, **overrides: Any
+) -> Route:
+    configured = settings(tmp_path, **overrides)
+    card = get_card("heart-disease")
+    router = build_router(
+        llm_model(configured, card),
+        card=card,
+        routing=configured.llm_routing,
+        unavailable=lambda error: unavailable(configured, error),
+    )
+    return await route(router, RouteRequest(text, memory or Memory()))
+
+
+def call(name: str, arguments: dict[str, Any]) -> str:
+    return json.dumps({"name": name, "arguments": arguments})
+
+
+def test_the_mock_refuses_content_null_exactly_as_the_real_server_did() -> None:
+    assert null_content_error(2, CAPTURED_NULL_CONTENT_MESSAGE) == CAPTURED_NULL_CONTENT_500
+
+
+# 1. A retry never sends `"content": null`; a format error is not an outage.
+
+
+async def test_a_retry_after_a_text_call_sends_the_text_back_not_content_null(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    bad = call("predict_risk", {"patient": {**PATIENT, "chol": 9000}})
+    server = LlamaCppServer(
+        httpx2_mock, f"<tool_call>\n{bad}\n</tool_call>", call("predict_risk", {"patient": PATIENT})
+    )
+    decided = await route_with(tmp_path, PATIENT_TEXT)
+    assert server.refused == 0
+    assert (decided.tool, decided.arguments) == ("predict_risk", {"patient": PATIENT})
+    retry = server.messages(1)
+    assert retry[1] == {"role": "assistant", "content": f"<tool_call>\n{bad}\n</tool_call>"}
+    assert retry[2]["role"] == "user" and "chol" in retry[2]["content"]
+    assert "from 40 to 700" in retry[2]["content"]  # what is allowed, from the card
+    assert all(m["role"] != "tool" for m in retry)
+
+
+async def test_a_native_tool_call_retry_sends_empty_content(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """A server that fills `tool_calls` gets them back, with content "" (never null)."""
+    bodies: list[dict[str, Any]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        if any(m["role"] == "assistant" and m.get("content") is None for m in body["messages"]):
+            return httpx.Response(500, json=CAPTURED_NULL_CONTENT_500)
+        arguments = {"run_ids": ["yesterday", "today"]} if len(bodies) == 1 else {"last": 2}
+        delta = {
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "compare_runs", "arguments": json.dumps(arguments)},
+                }
+            ]
+        }
+        chunks = [
+            {
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "m",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": "tool_calls"}],
+            }
+        ]
+        text = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, text=text)
+
+    httpx2_mock.post(COMPLETIONS).mock(side_effect=answer)
+    decided = await route_with(tmp_path, "compare the runs yesterday and today")
+    assert (decided.tool, decided.arguments) == ("compare_runs", {"last": 2})
+    assistant = next(m for m in bodies[-1]["messages"] if m["role"] == "assistant")
+    assert assistant["content"] == "" and assistant["tool_calls"][0]["id"] == "call_1"
+
+
+async def test_a_format_error_is_said_plainly_not_retried_not_an_outage(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    httpx2_mock.post(COMPLETIONS).mock(
+        return_value=httpx.Response(500, json=CAPTURED_NULL_CONTENT_500)
+    )
+    decided = await route_with(tmp_path, "which model is live?")
+    assert len(httpx2_mock.calls) == 1  # a malformed request is not sent again
+    reply = decided.reply or ""
+    assert "could not read the request the copilot sent it" in reply
+    assert "not an outage" in reply and "not available" not in reply
+    for dump in ("validation error", "literal_error", "File ", "status_code", "body:", "{"):
+        assert dump not in reply
+
+
+async def test_an_outage_is_said_in_a_few_words_without_the_body(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    httpx2_mock.post(COMPLETIONS).mock(
+        return_value=httpx.Response(
+            503, headers={"retry-after-ms": "5"}, json={"error": {"message": "loading model"}}
+        )
+    )
+    decided = await route_with(tmp_path, "which model is live?")
+    assert len(httpx2_mock.calls) == 3
+    reply = decided.reply or ""
+    assert "is not available: HTTP 503: loading model." in reply
+    assert "status_code" not in reply and "body" not in reply and "{" not in reply
+
+
+# 2. Protocol text is recovered or retried, never shown.
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<tools>\n{"name": "check_drift", "arguments": {"site": "Hungary"}}\n</tools>',
+        '<function=check_drift>{"site": "Hungary"}</function>',
+        "<function=check_drift>\n<parameter=site>\nHungary\n</parameter>\n</function>",
+        '<|im_start|>assistant\n<tool_call>\n{"name": "check_drift", "arguments": '
+        '{"site": "Hungary"}}\n</tool_call><|im_end|>',
+        'I will check it. {"name": "check_drift", "arguments": {"site": "Hungary"}} Done.',
+    ],
+    ids=["tools-tags", "function-json", "function-parameters", "template-tokens", "in-words"],
+)
+async def test_qwen_wrappers_are_recovered_as_calls(
+    httpx2_mock: respx.Router, tmp_path: Path, text: str
+) -> None:
+    LlamaCppServer(httpx2_mock, text)
+    decided = await route_with(tmp_path, "check drift for Hungary")
+    assert (decided.tool, decided.arguments) == ("check_drift", {"site": "Hungary"})
+
+
+async def test_an_echoed_retry_prompt_is_retried_not_shown(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    server = LlamaCppServer(
+        httpx2_mock,
+        "Fix these values: site: 'Atlantis' is not a known site.",
+        call("check_drift", {"site": "Hungary"}),
+    )
+    decided = await route_with(tmp_path, "check drift for Hungary")
+    assert decided.tool == "check_drift" and decided.reply is None
+    assert "could not read" in server.messages(1)[-1]["content"]
+
+
+async def test_protocol_text_that_survives_is_replaced_and_counted(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    echoed = "That looks like a tool call I could not read. <|im_end|>"
+    answer = {"result": {"kind": "reply", "data": {"text": echoed}}}
+    LlamaCppServer(httpx2_mock, json.dumps(answer))
+    decided = await route_with(tmp_path, "hello", copilot_llm_routing="json")
+    assert decided.reply == NOT_UNDERSTOOD
+    assert decided.usage["protocol_text_replaced"] == 1
+
+
+async def test_protocol_text_to_the_end_is_a_plain_failure_not_a_dump(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    LlamaCppServer(httpx2_mock, *["<tool_call>\n{broken"] * 3)
+    decided = await route_with(tmp_path, "check drift")
+    assert decided.tool is None and "<tool_call>" not in (decided.reply or "")
+
+
+# 3. No example values; a patient must come from the conversation.
+
+
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [s for k, v in node.items() for s in [str(k), *_strings(v)]]
+    if isinstance(node, list):
+        return [s for item in node for s in _strings(item)]
+    return [str(node)]
+
+
+async def test_no_schema_a_model_sees_carries_example_values(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    server = LlamaCppServer(httpx2_mock, "Hello.")
+    await route_with(tmp_path, "hello")
+    shown = " ".join(_strings(server.bodies[0]["tools"]))
+    for example in ("e.g.", "examples", "for example", "233", "145", "180"):
+        assert example not in shown
+    for input_model, _ in _tools(get_card("heart-disease")).values():
+        assert "e.g." not in json.dumps(input_model.model_json_schema())
+
+
+async def test_a_patient_the_user_never_gave_goes_back_to_the_model(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    copied = {"age": 54, "sex": "Female", "cp": "typical angina"}
+    server = LlamaCppServer(
+        httpx2_mock,
+        call("explain_prediction", {"patient": copied}),
+        call("explain_prediction", {"prediction_id": LAST}),
+    )
+    decided = await route_with(tmp_path, "why?", REMEMBERED)
+    assert decided.arguments == {"prediction_id": LAST}
+    retry = server.messages(1)[-1]["content"]
+    assert "were not in the conversation" in retry
+    assert "patient.age=54" in retry and "patient.cp='typical angina'" in retry
+
+
+async def test_the_remembered_patient_and_stated_changes_are_grounded(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    arguments = {"patient": PATIENT, "changes": {"age": 73, "chol": 180}}
+    LlamaCppServer(httpx2_mock, call("what_if", arguments))
+    decided = await route_with(
+        tmp_path, "what if he were 10 years older, with cholesterol 4.65 mmol/l", REMEMBERED
+    )
+    expected = {"prediction_id": LAST, "changes": arguments["changes"]}  # a copy: the last one
+    assert (decided.tool, decided.arguments) == ("what_if", expected)
+
+
+async def test_both_the_last_id_and_its_patient_mean_that_prediction(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    LlamaCppServer(
+        httpx2_mock, call("explain_prediction", {"prediction_id": LAST, "patient": PATIENT})
+    )
+    decided = await route_with(tmp_path, "why?", REMEMBERED)
+    assert decided.arguments == {"prediction_id": LAST}
+
+
+# 6. Run ids and versions are checked before any tool runs.
+
+
+async def test_a_timestamp_as_a_run_id_is_sent_back_with_the_rule(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    server = LlamaCppServer(
+        httpx2_mock,
+        call("compare_runs", {"run_ids": ["2026-11-30T10:00:00", "2026-11-29T09:00:00"]}),
+        call("compare_runs", {"last": 2}),
+    )
+    decided = await route_with(tmp_path, "compare runs 2026-11-30T10:00:00 and 2026-11-29T09:00:00")
+    assert (decided.tool, decided.arguments) == ("compare_runs", {"last": 2})
+    retry = server.messages(1)[-1]["content"]
+    assert "'2026-11-30T10:00:00' is not an MLflow run id (32 hex characters" in retry
+
+
+async def test_run_ids_nobody_typed_are_left_out(httpx2_mock: respx.Router, tmp_path: Path) -> None:
+    """What the real model wrote for "compare the last 3 training runs"."""
+    invented = ["2023-10-05T14:00:00Z", "2023-10-06T14:00:00Z", "2023-10-07T14:00:00Z"]
+    LlamaCppServer(httpx2_mock, call("compare_runs", {"run_ids": invented, "last": 3}))
+    decided = await route_with(tmp_path, "compare the last 3 training runs")
+    assert (decided.tool, decided.arguments) == ("compare_runs", {"last": 3})
+
+
+async def test_an_alias_as_a_version_is_sent_back_at_proposal(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    server = LlamaCppServer(
+        httpx2_mock,
+        call("promote_model", {"version": "@challenger", "reason": "better AUC"}),
+        call("promote_model", {"reason": "better AUC"}),
+    )
+    decided = await route_with(tmp_path, "promote the challenger, better AUC")
+    assert (decided.tool, decided.arguments) == (
+        "promote_model",
+        {"force": False, "reason": "better AUC"},
+    )
+    assert "@challenger" in (sent := server.messages(1)[-1]["content"])
+    assert "is not a version number" in sent
+
+
+# 5. Two-step routing: the tool from a short enum, then only its arguments.
+
+
+async def test_two_step_asks_for_the_tool_then_its_arguments(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    server = LlamaCppServer(
+        httpx2_mock,
+        '{"tool": "predict_risk"}',
+        json.dumps({"patient": {**PATIENT, "thalch": "normal"}}),
+        json.dumps({"patient": PATIENT}),
+    )
+    decided = await route_with(tmp_path, PATIENT_TEXT, copilot_llm_routing="two-step")
+    assert (decided.tool, decided.arguments) == ("predict_risk", {"patient": PATIENT})
+    assert decided.usage["requests"] == 3
+    choose, fill = server.bodies[0], server.bodies[1]
+    assert "tools" not in choose and "tools" not in fill
+    assert (
+        choose["max_tokens"] == 32
+        and "max_completion_tokens" not in choose
+        and choose["stream"] is True
+    )
+    assert choose["response_format"] == {
+        "type": "json_object",
+        "schema": {
+            "type": "object",
+            "properties": {"tool": {"type": "string", "enum": [*_tools(), "reply"]}},
+            "required": ["tool"],
+        },
+    }
+    schema = fill["response_format"]["schema"]
+    assert fill["response_format"]["type"] == "json_object"
+    patient = schema["properties"]["patient"]
+    assert list(patient["properties"]) == list(PATIENT)  # only what the user gave
+    assert patient["properties"]["sex"]["enum"] == ["Male", "Female"]
+    assert patient["properties"]["trestbps"]["anyOf"][0]["anyOf"][0]["maximum"] == 300
+    assert "required" not in patient  # constrained decoding must never force a guess
+    prompt = " ".join(m["content"] for m in fill["messages"] if m["role"] == "system")
+    assert "trestbps (resting blood pressure): a number of mmHg from 50 to 300" in prompt
+    assert "thalch (maximum heart rate)" not in prompt
+    retry = server.messages(2)[-1]["content"]
+    assert "thalch" in retry and "'normal'" in retry and "from 40 to 250" in retry
+
+
+async def test_two_step_leaves_out_optional_fields_written_empty(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """What llama.cpp's grammar made the real model write for "Has VA drifted?"."""
+    answer = '{"site": "VA Long Beach", "since": null, "patients": []}'
+    LlamaCppServer(httpx2_mock, '{"tool": "check_drift"}', answer)
+    decided = await route_with(
+        tmp_path, "Has the data from VA Long Beach drifted?", copilot_llm_routing="two-step"
+    )
+    assert (decided.tool, decided.arguments) == ("check_drift", {"site": "VA Long Beach"})
+
+
+async def test_two_step_fills_in_the_last_prediction_for_a_follow_up(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    LlamaCppServer(httpx2_mock, '{"tool": "what_if"}', '{"changes": {"sex": "Female"}}')
+    decided = await route_with(
+        tmp_path, "and for a woman?", REMEMBERED, copilot_llm_routing="two-step"
+    )
+    assert decided.arguments == {"prediction_id": LAST, "changes": {"sex": "Female"}}
+
+
+async def test_two_step_reply_and_an_unknown_tool(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    server = LlamaCppServer(
+        httpx2_mock,
+        '{"tool": "delete_records"}',
+        '{"tool": "reply"}',
+        '{"text": "I can\'t delete records; I can predict, explain and check drift."}',
+    )
+    decided = await route_with(tmp_path, "delete all records", copilot_llm_routing="two-step")
+    assert decided.tool is None and (decided.reply or "").startswith("I can't delete records")
+    assert "'delete_records' is not one of" in server.messages(1)[-1]["content"]
+
+
+async def test_two_step_with_openai_uses_json_schema(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    bodies: list[dict[str, Any]] = []
+    answers = ['{"tool": "model_info"}', "{}"]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(
+            200,
+            json={
+                "id": "c",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "gpt-4.1-mini",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": answers.pop(0)},
+                    }
+                ],
+            },
+        )
+
+    httpx2_mock.post("https://api.openai.com/v1/chat/completions").mock(side_effect=answer)
+    decided = await route_with(
+        tmp_path,
+        "which model is live?",
+        copilot_llm="openai:gpt-4.1-mini",
+        copilot_llm_base_url=None,
+        openai_api_key="sk-test",
+        copilot_llm_routing="two-step",
+    )
+    assert decided.tool == "model_info"
+    assert [b["response_format"]["type"] for b in bodies] == ["json_schema", "json_schema"]
+    assert bodies[0]["response_format"]["json_schema"]["name"] == "choice"
+    assert "stream" not in bodies[0] or bodies[0]["stream"] is False
+
+
+def test_streamed_answers_have_the_servers_shape() -> None:
+    events = streamed("OK").text.split("\n\n")
+    assert events[0].startswith('data: {"id": "chatcmpl-') and events[-2] == "data: [DONE]"
+    assert '"usage"' not in streamed("OK").text
+
+
+# 4. Timeouts sized for local servers; an abandoned request is cancelled for real.
+
+
+def test_timeout_and_routing_defaults_by_kind_of_llm(tmp_path: Path) -> None:
+    local = settings(tmp_path, copilot_llm_routing=None)
+    assert local.llm_timeout_seconds == 300 and local.llm_routing == "json"
+    hosted = Settings(copilot_llm="openai:gpt-4.1-mini", openai_api_key="sk-test")
+    assert hosted.llm_timeout_seconds == 60 and hosted.llm_routing == "tools"
+    assert settings(tmp_path, copilot_llm_timeout_seconds=42).llm_timeout_seconds == 42
+    described = Settings.model_fields["copilot_llm_timeout_seconds"].description or ""
+    assert "300 for openai-compatible" in described and "60 for openai" in described
+    with pytest.raises(ValueError, match="copilot_llm_routing"):
+        settings(tmp_path, copilot_llm_routing="three-step")
+
+
+class SilentServer:
+    """A real TCP server that takes a request and never answers: records each request
+    and when its connection was closed by the client."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.closed = anyio.Event()
+        self.port = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        self.bodies.append(json.loads(await reader.readexactly(length)))
+        while await reader.read(1024):  # until the client closes the connection
+            pass
+        self.closed.set()
+        writer.close()
+
+
+async def test_a_timed_out_request_is_cancelled_once_and_its_connection_closed(
+    tmp_path: Path,
+) -> None:
+    silent = SilentServer()
+    server = await asyncio.start_server(silent.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        decided = await route_with(
+            tmp_path,
+            "which model is live?",
+            copilot_llm_base_url=f"http://127.0.0.1:{port}/v1",
+            copilot_llm_timeout_seconds=0.5,
+        )
+        with anyio.fail_after(5):
+            await silent.closed.wait()  # llama.cpp sees the disconnect and stops generating
+    finally:
+        server.close()
+    assert len(silent.bodies) == 1  # not retried: it would queue behind the abandoned one
+    assert silent.bodies[0]["stream"] is True  # llama-cpp-python only notices on a stream
+    reply = decided.reply or ""
+    assert "did not answer within 0.5 s (the request was cancelled)" in reply
+    assert "COPILOT_LLM_TIMEOUT_SECONDS" in reply
+
+
+async def test_a_warm_up_is_remembered_per_server_and_model(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    server = LlamaCppServer(httpx2_mock, "OK", "OK")
+    first = settings(tmp_path)
+    assert (await warm_up(llm_model(first, get_card("heart-disease")), first)).ok
+    assert server.bodies[0]["max_tokens"] == 1  # the field llama-cpp-python reads
+    again = await warm_up(llm_model(first, get_card("heart-disease")), first)
+    assert again.ok and "not asked again" in again.detail and len(server.bodies) == 1
+    other = settings(tmp_path, copilot_llm="openai-compatible:other-model")
+    assert (await warm_up(llm_model(other, get_card("heart-disease")), other)).ok
+    assert len(server.bodies) == 2
+
+
+def test_a_warm_up_expires(tmp_path: Path) -> None:
+    remember_warm(tmp_path, "http://x/v1 m", now=1000.0)
+    assert warmed_seconds_ago(tmp_path, "http://x/v1 m", now=1000.0 + 60) == 60
+    assert warmed_seconds_ago(tmp_path, "http://x/v1 m", now=1000.0 + WARM_FOR_SECONDS + 1) is None
+    assert warmed_seconds_ago(tmp_path, "http://other/v1 m", now=1001.0) is None
+    (tmp_path / "llm-warm-ups.json").write_text("not json")
+    assert warmed_seconds_ago(tmp_path, "http://x/v1 m") is None
