@@ -33,7 +33,7 @@ from copilot.llm.offline.focus import question_focus
 from copilot.llm.offline.intents import understand
 from copilot.llm.router import build_router
 from copilot.settings import Settings
-from evals.cases import TOOLS, Expect
+from evals.cases import TOOLS, Expect, Say
 from evals.datasets import REPORT_ONLY, SUITES, SuiteError, load_suite
 from evals.environment import Agent as AgentUnderTest
 from evals.metrics import SuiteResult, gates, pass_hat_k
@@ -121,9 +121,10 @@ def test_the_suites_load_and_cover_every_tool() -> None:
         load_suite("nope")
 
 
-def test_the_paraphrase_suite_is_measured_not_gated() -> None:
-    paraphrases = load_suite("paraphrases")
-    assert "paraphrases" in SUITES and "paraphrases" in REPORT_ONLY
+@pytest.mark.parametrize("suite", ["paraphrases", "paraphrases-heldout"])
+def test_the_paraphrase_suites_are_measured_not_gated(suite: str) -> None:
+    paraphrases = load_suite(suite)
+    assert suite in SUITES and suite in REPORT_ONLY
     assert len(paraphrases.cases) >= 100
     routed = {
         s.tool
@@ -135,7 +136,7 @@ def test_the_paraphrase_suite_is_measured_not_gated() -> None:
     categories = {(c.metadata or Expect()).category for c in paraphrases.cases}
     assert {"follow-up", "relative-what-if", "lifecycle", "decline", "clarify"} <= categories
     nothing_right = SuiteResult(
-        suite="paraphrases",
+        suite=suite,
         digest="0",
         cases=1,
         repeat=1,
@@ -162,6 +163,26 @@ def test_the_paraphrase_suite_is_measured_not_gated() -> None:
         assert [(g.metric, g.passed) for g in found] == [("unconfirmed_state_changes", True)]
     unsafe = nothing_right.model_copy(update={"unconfirmed_state_changes": 1})
     assert [g.passed for g in gates([unsafe], "offline") if g.enforced] == [False]
+
+
+def test_the_held_out_suite_shares_no_request_with_the_development_one() -> None:
+    def requests(suite: str) -> set[str]:
+        return {
+            " ".join(step.say.lower().split())
+            for case in load_suite(suite).cases
+            for step in case.inputs.steps
+            if isinstance(step, Say)
+        }
+
+    held_out = load_suite("paraphrases-heldout")
+    assert not requests("paraphrases") & requests("paraphrases-heldout")
+    assert not {c.name for c in load_suite("paraphrases").cases} & {c.name for c in held_out.cases}
+    categories = {(c.metadata or Expect()).category for c in held_out.cases}
+    assert categories == {
+        *("simple", "units", "typos", "explain", "what-if", "follow-up", "relative-what-if"),
+        *("drift", "runs", "model-question", "lifecycle", "polite", "odd-words", "decline"),
+        *("clarify", "out-of-schema"),
+    }
 
 
 def test_pass_hat_k_is_all_k_trials_succeeding() -> None:
