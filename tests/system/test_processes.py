@@ -140,11 +140,10 @@ _RACER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_two_processes_approving_at_once_execute_once(
     database_url: str, store: ActionStore, engine: Engine, registry_ctx: ToolContext
 ) -> None:
-    if database_url.startswith("sqlite"):
-        pytest.skip("the two-process race is checked on PostgreSQL")
     action = store.propose("conv-1", "promote_model", PROMOTE, requested_by="ann")
     start = str(time.time() + 4)  # both import first, then go at the same moment
     racers = [
