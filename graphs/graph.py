@@ -14,8 +14,9 @@ a state-changing step is still only a proposal.
 
 `await_decision` does nothing before `interrupt()` (the node re-runs on resume) and, once
 resumed, reads the decision from the action store: a resume value, user text or LLM
-output can never stand in for an approval. `execute` goes through `ActionStore.execute`,
-the only caller of the state-changing tools.
+output can never stand in for an approval. An edit leaves the action pending: the node
+says so and the graph waits again, for the approval of the edited arguments. `execute`
+goes through `ActionStore.execute`, the only caller of the state-changing tools.
 """
 
 from __future__ import annotations
@@ -215,6 +216,11 @@ async def await_decision(state: ChatState, runtime: Runtime[Deps]) -> dict[str, 
     assert action_id is not None  # after_propose routes here only with an action
     interrupt(interrupt_payload(actions.get(action_id)))  # reading is side-effect free
     actions.expire_overdue()
+    action = actions.get(action_id)
+    if action.status == "pending" and action.edited_by is not None:
+        # resumed after a decision that left it pending: an edit, which runs nothing
+        told = narration.action_edited(action.model_dump(mode="json"), four_eyes=actions.four_eyes)
+        return _say(told)
     return {}
 
 

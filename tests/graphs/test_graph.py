@@ -145,6 +145,16 @@ async def test_promotion_waits_for_a_person_then_runs_once(
         copilot.deps.actions.decide(
             action["id"], "edit", "bob", {"force": True, "reason": "more sites"}
         )
+        edited = await copilot.continue_after_decision(action["id"])
+        assert edited.tool_calls == [] and _champion(tracking_uri) == "1"  # an edit runs nothing
+        assert (
+            "Nothing has run: the edited action waits for approval"
+            in (edited.messages[0]["content"])
+        )
+        assert await copilot.waiting_on("c2") == action["id"]  # waits again, on the new args
+        snapshot = await copilot.graph.aget_state({"configurable": {"thread_id": "c2"}})
+        assert [i.value["arguments"]["force"] for i in snapshot.interrupts] == [True]
+        copilot.deps.actions.decide(action["id"], "approve", "bob")
         done = await copilot.continue_after_decision(action["id"])
         assert done.tool_calls[0]["result"]["champion"] == "2"
         assert done.messages[0]["content"].startswith("Done: make the @challenger the @champion")
