@@ -37,6 +37,7 @@ from copilot.deps import Deps
 from copilot.facts import Focus, Memory, RouteRequest, step
 from copilot.llm.narrator import RETOLD, narrate, retell
 from copilot.llm.router import route
+from copilot.units import UnitConversion, said_back
 from graphs.state import ChatState
 from tools.catalog import READ_ONLY
 from tools.errors import ToolError
@@ -167,14 +168,25 @@ async def run_tool(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]:
     result = output.model_dump(mode="json")
     memory = _remember(name, arguments, result, state.get("memory", {}))
     focus = state["route"].get("focus")
+    narrated = await _narrate(
+        runtime.context, name, result, Focus.model_validate(focus) if focus else None
+    )
     return {
         "tool_calls": [{"tool": name, "arguments": arguments, "result": result}],
         "memory": memory,
         "steps": [*state.get("steps", []), step(name, arguments, result)],
-        **await _narrate(
-            runtime.context, name, result, Focus.model_validate(focus) if focus else None
-        ),
+        **_with_conversions(narrated, state["route"].get("conversions") or []),
     }
+
+
+def _with_conversions(narrated: dict[str, Any], conversions: list[Any]) -> dict[str, Any]:
+    """The answer, followed by the units it converted ("6.2 mmol/l -> 240 mg/dl"), from the
+    route's typed conversions."""
+    told = said_back([UnitConversion.model_validate(c) for c in conversions])
+    if not told:
+        return narrated
+    (message,) = narrated["messages"]
+    return {**narrated, "messages": [{**message, "content": f"{message['content']} {told}"}]}
 
 
 async def propose(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]:
