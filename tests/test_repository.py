@@ -102,3 +102,13 @@ def test_without_postgresql_its_tests_skip_and_say_why(monkeypatch: pytest.Monke
     finally:
         monkeypatch.undo()
         importlib.reload(test_postgres)
+
+
+def test_the_project_documents_itself_without_links_outside_it() -> None:
+    """No tracked file points to `../shared/` (or anything else beside the repository)."""
+    if shutil.which("git") is None or _git("rev-parse", "--is-inside-work-tree").returncode:
+        pytest.skip("not a git checkout")
+    found = _git(
+        "grep", "-n", "-I", "-e", "\\.\\./shared/", "--", ".", ":!tests/test_repository.py"
+    )
+    assert found.returncode == 1, found.stdout  # 1: no match
