@@ -292,6 +292,9 @@ async def test_the_card_and_the_registry_are_asked(
         action.id, "edit", "bob", {"version": "2", "force": True, "reason": "gate"}
     )
     assert edited.status == "pending"
+    # a fresh preview, for the new arguments: forced, the gate no longer refuses it
+    assert edited.preview is not None and edited.preview.will_fail is False
+    assert "force overrides it" in edited.preview.note or "passes" in edited.preview.note
     approved = store.decide(action.id, "approve", "bob")
     assert (await store.execute(approved.id, registry_ctx)).status == "executed"
     assert _champion(registry_ctx) == "2"
