@@ -1,14 +1,18 @@
 """Pending actions: the only way a state-changing tool runs (docs/interfaces.md, safety contract).
 
-    propose -> pending --approve/edit--> approved --execute--> executed | failed
+    propose -> pending --approve--> approved --execute--> executed | failed
+                       --edit--> pending (new arguments, a fresh preview)
                        --reject--> rejected
                        --after the TTL--> expired
 
 * Arguments are validated against the tool's input model when proposed and when edited,
   and, when the store has the tools' context, against the dataset card and the registry
   (StateChangingTool.check); their SHA-256 (of the canonical JSON) is stored and audited.
-* Four eyes (`four_eyes`): nobody decides their own proposal, and an edit puts the action
-  back to pending, to be approved by someone other than the editor.
+* An edit never approves: it puts the action back to pending with the new arguments, to be
+  approved as a separate step. A decision may name the arguments hash its decider saw
+  (`expected_sha256`); one made on other arguments (e.g. before an edit) is refused.
+* Four eyes (`four_eyes`): nobody decides their own proposal, and nobody who edited an
+  action approves it.
 * `execute` is the execution path. It runs a tool only for an approved action whose audit
   trail backs it: the log matches its signed anchor (copilot/audit.py), the action's rows
   verify (HMAC and links), and the proposal, edits and approval are for this tool and
@@ -22,7 +26,8 @@
   `clock` (tests pass a settable one).
 
 Errors: ActionError -> UnknownAction (404), InvalidArguments (422), ActionConflict (409:
-expired, already decided; AlreadyDecided carries the action; AuditLogBroken), NotAllowed
+expired, already decided; AlreadyDecided and ArgumentsChanged carry the action;
+AuditLogBroken), NotAllowed
 (403: four eyes), ArgumentsTampered (refused).
 """
 
@@ -118,6 +123,19 @@ class AlreadyDecided(ActionConflict):
         self.action = action
 
 
+class ArgumentsChanged(ActionConflict):
+    """The decider saw other arguments than the action holds now (it was edited since)."""
+
+    def __init__(self, action: PendingAction, seen_sha256: str) -> None:
+        super().__init__(
+            f"action {action.id} was edited: its arguments are now "
+            f"{json.dumps(action.arguments, sort_keys=True)} (sha256 "
+            f"{action.arguments_sha256[:12]}), not the ones decided on (sha256 "
+            f"{seen_sha256[:12]}); review them and decide again"
+        )
+        self.action = action
+
+
 class NotAllowed(ActionError):
     pass
 
@@ -203,6 +221,7 @@ class PendingActionRecord(SQLModel, table=True):
     arguments: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     arguments_sha256: str = Field(max_length=64)
     original_arguments: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    edited_by: str | None = Field(default=None, max_length=200)
     requested_by: str = Field(max_length=200)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
@@ -230,6 +249,7 @@ class PendingAction(BaseModel):
     arguments: dict[str, Any]
     arguments_sha256: str
     original_arguments: dict[str, Any] | None
+    edited_by: str | None = None  # who last edited the arguments (None: as proposed)
     summary: str
     preview: Preview | None = None  # what the registry said of it when proposed or edited
     requested_by: str
@@ -266,6 +286,7 @@ def _view(row: Any) -> PendingAction:
         arguments=row["arguments"],
         arguments_sha256=row["arguments_sha256"],
         original_arguments=row["original_arguments"],
+        edited_by=row["edited_by"],
         summary=tool.summary(tool.input_model.model_validate(row["arguments"])),
         preview=row["preview"],
         requested_by=row["requested_by"],
@@ -603,39 +624,39 @@ class ActionStore:
         by: str,
         arguments: dict[str, Any] | None = None,
         comment: str | None = None,
+        expected_sha256: str | None = None,
     ) -> PendingAction:
-        """Approve, edit (= approve with new, re-validated arguments) or reject.
+        """Approve, edit or reject a pending action.
 
-        With four eyes, an edit puts the action back to pending with the new arguments, and
-        neither the requester nor the editor may approve it. A repeated approval of an
-        approved, executed or failed action changes nothing and returns it as it is."""
+        An edit never approves: the action stays pending with the new, re-validated
+        arguments and a fresh preview, and is approved as a separate step. With
+        `expected_sha256` (the arguments hash the decider saw), a decision on other
+        arguments is refused (ArgumentsChanged). With four eyes, the requester decides
+        nothing of their action and nobody who edited it approves it. A repeated approval
+        of an approved, executed or failed action changes nothing and returns it as it is."""
         action = self.get(action_id)
         if action.status == "pending" and self.clock() > action.expires_at:
             self._expire(action_id)
             expired = action.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC")
             raise ActionConflict(f"action {action_id} expired at {expired}; propose it again")
         if action.status != "pending":
-            done = {"approved", "executed", "failed"}
-            if decision in {"approve", "edit"} and action.status in done:
+            if decision == "approve" and action.status in {"approved", "executed", "failed"}:
                 return action
-            raise ActionConflict(f"action {action_id} is already {action.status}")
+            raise AlreadyDecided(action)
+        if expected_sha256 is not None and expected_sha256 != action.arguments_sha256:
+            raise ArgumentsChanged(action, expected_sha256)
         if self.four_eyes:
             self._check_four_eyes(action, decision, by)
-        values: dict[str, Any] = {
-            "decided_by": by,
-            "decided_at": self.clock(),
-            "comment": comment,
-        }
+        values: dict[str, Any] = {"decided_by": by, "decided_at": self.clock(), "comment": comment}
         payload: dict[str, Any] = {"comment": comment}
-        status: Status = "rejected" if decision == "reject" else "approved"
         if decision == "edit":
             if arguments is None:
                 raise InvalidArguments(action.tool, ["edit needs the new arguments"])
             canonical, digest = self.checked(action.tool, arguments)
-            if self.four_eyes:  # someone other than the editor approves the edit
-                status = "pending"
-                values |= {"decided_by": None, "decided_at": None}
-            values |= {
+            values = {
+                "status": "pending",  # approved only as a separate step
+                "comment": comment,
+                "edited_by": by,
                 "arguments": canonical,
                 "arguments_sha256": digest,
                 "original_arguments": action.original_arguments or action.arguments,
@@ -645,11 +666,11 @@ class ActionStore:
                 "arguments": canonical,
                 "arguments_sha256": digest,
                 "previous_sha256": action.arguments_sha256,
-                "status": status,
+                "status": "pending",
             }
         else:
+            values["status"] = "rejected" if decision == "reject" else "approved"
             payload["arguments_sha256"] = action.arguments_sha256
-        values["status"] = status
         event = {"approve": "approved", "edit": "edited", "reject": "rejected"}[decision]
         where = [
             ACTIONS.c.status == "pending",
@@ -659,10 +680,8 @@ class ActionStore:
         if not self._transition(action_id, where, values, actor=by, event=event, payload=payload):
             current = self.get(action_id)  # decided, edited or expired meanwhile
             if current.status == "pending" and current.arguments_sha256 != action.arguments_sha256:
-                raise ActionConflict(
-                    f"action {action_id} was edited meanwhile; review its new arguments"
-                )
-            return self.decide(action_id, decision, by, arguments, comment)
+                raise ArgumentsChanged(current, action.arguments_sha256)
+            return self.decide(action_id, decision, by, arguments, comment, expected_sha256)
         return self.get(action_id)
 
     def _check_four_eyes(self, action: PendingAction, decision: Decision, by: str) -> None:
@@ -673,11 +692,15 @@ class ActionStore:
         if decision != "approve":
             return
         with self.engine.connect() as connection:
-            edits = [e for e in audit.events(connection, action.id) if e["event"] == "edited"]
-        if edits and principal(by) == principal(edits[-1]["actor"]):
+            editors = {
+                principal(e["actor"])
+                for e in audit.events(connection, action.id)
+                if e["event"] == "edited"
+            }
+        if principal(by) in editors:
             raise NotAllowed(
-                f"{by} edited action {action.id} and may not approve their own edit "
-                "(four-eyes rule): someone else approves it"
+                f"{by} edited action {action.id} and may not approve it (four-eyes rule): "
+                "someone other than its requester and its editors approves it"
             )
 
     # ---- executing ----------------------------------------------------------------------
@@ -723,10 +746,9 @@ class ActionStore:
             return "the tool differs from what was proposed"
         expected, source, approval = proposal.get("arguments_sha256"), "proposed", None
         for entry in trail[1:]:
-            if entry["event"] == "edited":
+            if entry["event"] == "edited":  # an edit never approves, and voids earlier ones
                 expected, source = entry["payload"].get("arguments_sha256"), "last edited"
-                approving = entry["payload"].get("status", "approved") == "approved"
-                approval = entry if approving else None
+                approval = None
             elif entry["event"] == "approved":
                 approval = entry
         if approval is None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from copilot.facts import Focus
@@ -252,6 +253,27 @@ def action_proposed(action: dict[str, Any]) -> str:
         + (f" {ahead}" if ahead else "")
         + " Nothing has changed yet: a person with the approver role must approve action "
         f"{action['id']} (expires {action['expires_at']})."
+    )
+
+
+def action_edited(action: dict[str, Any], *, four_eyes: bool) -> str:
+    """An edit: the new arguments, what they will change, and that nothing ran: the edited
+    action waits for its own approval (under four eyes, by someone who did not request or
+    edit it)."""
+    ahead = preview(action)
+    who = (
+        f" by someone other than {action['requested_by']} and {action['edited_by']} "
+        "(four-eyes rule)"
+        if four_eyes
+        else ""
+    )
+    return (
+        f"{action['edited_by']} edited action {action['id']}: it would now "
+        f"{action['summary']}. Arguments now {json.dumps(action['arguments'], sort_keys=True)}"
+        f" (proposed as {json.dumps(action['original_arguments'], sort_keys=True)})."
+        + (f" {ahead}" if ahead else "")
+        + f" Nothing has run: the edited action waits for approval{who}, a separate step "
+        f"(expires {action['expires_at']})."
     )
 
 

@@ -89,7 +89,8 @@ class Outcome(BaseModel):
     registry_before: RegistrySnapshot | None = None
     steps: list[StepRecord] = []
     actions: list[ActionRecord] = []
-    approvals: list[str] = []  # actions a person approved or edited in this case (no error)
+    approvals: list[str] = []  # actions a person approved in this case (no error; an edit
+    # never approves)
     audit_ok: bool = True
     audit_problems: list[str] = []
     canary: CanaryRecord | None = None

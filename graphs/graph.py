@@ -14,8 +14,9 @@ a state-changing step is still only a proposal.
 
 `await_decision` does nothing before `interrupt()` (the node re-runs on resume) and, once
 resumed, reads the decision from the action store: a resume value, user text or LLM
-output can never stand in for an approval. `execute` goes through `ActionStore.execute`,
-the only caller of the state-changing tools.
+output can never stand in for an approval. An edit leaves the action pending: the node
+says so and the graph waits again, for the approval of the edited arguments. `execute`
+goes through `ActionStore.execute`, the only caller of the state-changing tools.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from copilot.deps import Deps
 from copilot.facts import Focus, Memory, RouteRequest, step
 from copilot.llm.narrator import RETOLD, narrate, retell
 from copilot.llm.router import route
+from copilot.units import UnitConversion, said_back
 from graphs.state import ChatState
 from tools.catalog import READ_ONLY
 from tools.errors import ToolError
@@ -166,14 +168,25 @@ async def run_tool(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]:
     result = output.model_dump(mode="json")
     memory = _remember(name, arguments, result, state.get("memory", {}))
     focus = state["route"].get("focus")
+    narrated = await _narrate(
+        runtime.context, name, result, Focus.model_validate(focus) if focus else None
+    )
     return {
         "tool_calls": [{"tool": name, "arguments": arguments, "result": result}],
         "memory": memory,
         "steps": [*state.get("steps", []), step(name, arguments, result)],
-        **await _narrate(
-            runtime.context, name, result, Focus.model_validate(focus) if focus else None
-        ),
+        **_with_conversions(narrated, state["route"].get("conversions") or []),
     }
+
+
+def _with_conversions(narrated: dict[str, Any], conversions: list[Any]) -> dict[str, Any]:
+    """The answer, followed by the units it converted ("6.2 mmol/l -> 240 mg/dl"), from the
+    route's typed conversions."""
+    told = said_back([UnitConversion.model_validate(c) for c in conversions])
+    if not told:
+        return narrated
+    (message,) = narrated["messages"]
+    return {**narrated, "messages": [{**message, "content": f"{message['content']} {told}"}]}
 
 
 async def propose(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]:
@@ -215,6 +228,11 @@ async def await_decision(state: ChatState, runtime: Runtime[Deps]) -> dict[str, 
     assert action_id is not None  # after_propose routes here only with an action
     interrupt(interrupt_payload(actions.get(action_id)))  # reading is side-effect free
     actions.expire_overdue()
+    action = actions.get(action_id)
+    if action.status == "pending" and action.edited_by is not None:
+        # resumed after a decision that left it pending: an edit, which runs nothing
+        told = narration.action_edited(action.model_dump(mode="json"), four_eyes=actions.four_eyes)
+        return _say(told)
     return {}
 
 

@@ -129,10 +129,9 @@ class Copilot:
                     context=self.deps,
                 )
             return await self._since(conversation_id, before)
-        if action.status == "pending":  # edited under four eyes: someone else approves
-            told = (
-                f"Action {action_id} was edited by {action.decided_by or 'an approver'}; it "
-                "waits for someone else to approve it (four-eyes rule)."
+        if action.status == "pending":  # edited: nothing runs until it is approved
+            told = narration.action_edited(
+                action.model_dump(mode="json"), four_eyes=self.deps.actions.four_eyes
             )
             await self.graph.aupdate_state(
                 self._config(conversation_id),

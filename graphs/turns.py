@@ -8,11 +8,14 @@ terminal): the same lease, the same events, the same checks.
   surface) and handed to the surface too (`on_event`, e.g. the chat's live steps).
 * A decision waits up to DECISION_WAIT_SECONDS for a running turn of its conversation,
   then checks again that the action is still pending: one decided while we waited is
-  refused (AlreadyDecided) and nothing more runs.
+  refused (AlreadyDecided) and nothing more runs; one edited since the decider saw it
+  (`expected_sha256`) is refused too (ArgumentsChanged).
+* An edit runs nothing: the turn after it says what changed and that the edited action
+  waits for approval (a separate decision).
 
 Errors: those of copilot.conversations (TurnInProgress, MessageTooLong) and copilot.actions
 (UnknownAction, InvalidArguments, NotAllowed, ActionConflict, AlreadyDecided,
-ArgumentsTampered), for the surface to answer in its own words.
+ArgumentsChanged, ArgumentsTampered), for the surface to answer in its own words.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from typing import Any
 
 import anyio.to_thread
 
-from copilot.actions import ActionConflict, AlreadyDecided, Decision, PendingAction
+from copilot.actions import (
+    ActionConflict,
+    AlreadyDecided,
+    ArgumentsChanged,
+    Decision,
+    PendingAction,
+)
 from copilot.conversations import (
     MAX_MESSAGE_CHARS,
     MessageTooLong,
@@ -59,10 +68,12 @@ async def decide(
     arguments: dict[str, Any] | None = None,
     comment: str | None = None,
     on_event: OnEvent | None = None,
+    expected_sha256: str | None = None,
 ) -> tuple[PendingAction, Turn]:
     """Records `by`'s decision, then runs what follows in the action's conversation (the
-    approved action, or the assistant saying it was rejected); returns the action after
-    it and the turn."""
+    approved action, the assistant saying it was rejected, or the edited arguments waiting
+    for approval); returns the action after it and the turn. `expected_sha256`: the
+    arguments hash the decider saw (a decision on other arguments is refused)."""
     store = copilot.deps.actions
     action = await anyio.to_thread.run_sync(store.get, action_id)
     if action.status != "pending":
@@ -74,8 +85,10 @@ async def decide(
             raise AlreadyDecided(current)
         try:
             await anyio.to_thread.run_sync(
-                lambda: store.decide(action_id, decision, by, arguments, comment)
+                lambda: store.decide(action_id, decision, by, arguments, comment, expected_sha256)
             )
+        except ArgumentsChanged:  # edited since the decider saw it: they review it again
+            raise
         except ActionConflict:  # decided or expired at this very moment
             raise AlreadyDecided(await anyio.to_thread.run_sync(store.get, action_id)) from None
         started = {"kind": "decision", "by": by, "action_id": action_id, "decision": decision}

@@ -165,6 +165,13 @@ def live_service(service_config: ServiceConfig) -> Iterator[str]:
     thread.join(timeout=30)
 
 
+# Why the PostgreSQL variants did not run (README, "Test it": the gate without PostgreSQL)
+POSTGRES_SKIPPED = (
+    "COPILOT_TEST_POSTGRES_URL is not set (or set empty): PostgreSQL tests skipped; "
+    "bash .ci/run sets it to postgresql://postgres@127.0.0.1:5432/test unless it is set empty"
+)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh copilot database: a SQLite file, or a PostgreSQL schema of its own (skipped
@@ -174,7 +181,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     postgres_url = os.environ.get("COPILOT_TEST_POSTGRES_URL")
     if not postgres_url:
-        pytest.skip("COPILOT_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+        pytest.skip(POSTGRES_SKIPPED)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(normalize_url(postgres_url))
     with admin.begin() as connection:

@@ -31,7 +31,13 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from copilot.actions import AlreadyDecided, ArgumentsTampered, PendingAction, UnknownAction
+from copilot.actions import (
+    AlreadyDecided,
+    ArgumentsChanged,
+    ArgumentsTampered,
+    PendingAction,
+    UnknownAction,
+)
 from copilot.api.auth import ApiConfigError, ApproverDep, Caller, CallerDep, check_keys
 from copilot.api.errors import (
     MAX_BODY_BYTES,
@@ -100,6 +106,12 @@ class DecisionRequest(BaseModel):
     decision: Literal["approve", "edit", "reject"]
     arguments: dict[str, Any] | None = Field(
         default=None, description="The new arguments (decision 'edit' only)."
+    )
+    arguments_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="The action's arguments hash the decider saw; a decision on other "
+        "arguments (e.g. the action was edited since) is refused with 409.",
     )
     comment: Annotated[
         str | None,
@@ -464,7 +476,8 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
     async def decide(
         action_id: ActionId, body: DecisionRequest, caller: ApproverDep, state: StateDep
     ) -> DecidedAction:
-        """Approve, edit (approve with new arguments) or reject (approver role). Returns the
+        """Approve, edit or reject (approver role). An edit never approves: the action stays
+        pending with the new arguments, to be approved as a separate decision. Returns the
         action after the decision, with the execution result on approval, and what the
         conversation was told."""
         action = await _visible_action(state, caller, action_id)
@@ -505,8 +518,9 @@ def create_api(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the routes liv
                 caller.identity,
                 body.arguments,
                 body.comment,
+                expected_sha256=body.arguments_sha256,
             )
-        except AlreadyDecided as error:
+        except (AlreadyDecided, ArgumentsChanged) as error:
             raise ApiError(
                 409, str(error), extra={"action": error.action.model_dump(mode="json")}
             ) from None

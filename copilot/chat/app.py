@@ -123,8 +123,10 @@ def _cards() -> dict[str, cl.Message]:
     return cards
 
 
-def _buttons(action_id: str) -> list[cl.Action]:
-    payload = {"action_id": action_id}
+def _buttons(action: PendingAction) -> list[cl.Action]:
+    """The card's buttons, for the arguments it shows: a decision made on them is refused
+    once they were edited (the card then shows the new ones with new buttons)."""
+    payload = ui_views.decision_payload(action)
     return [
         cl.Action(name="approve", payload=payload, label="Approve", icon="check"),
         cl.Action(name="edit", payload=payload, label="Edit", icon="pencil"),
@@ -136,22 +138,26 @@ async def _show_card(action: PendingAction) -> None:
     person = _person()
     decidable = person.can_decide and action.status == "pending"
     message = cl.Message(
-        ui_views.approval_card(action, can_decide=person.can_decide),
-        actions=_buttons(action.id) if decidable else [],
+        ui_views.approval_card(
+            action, can_decide=person.can_decide, four_eyes=_process.ready().deps.actions.four_eyes
+        ),
+        actions=_buttons(action) if decidable else [],
     )
     await message.send()
     _cards()[action.id] = message
 
 
 async def _refresh_card(action: PendingAction) -> None:
-    """Shows the action's new state on its card (the buttons go once it is decided)."""
+    """Shows the action's new state on its card: the buttons go once it is decided, and
+    after an edit they are for the new arguments."""
     message = _cards().get(action.id)
     if message is None:
         return
-    message.content = ui_views.approval_card(action, can_decide=_person().can_decide)
-    if action.status != "pending":
-        await message.remove_actions()
-        message.actions = []
+    can_decide = _person().can_decide
+    four_eyes = _process.ready().deps.actions.four_eyes
+    message.content = ui_views.approval_card(action, can_decide=can_decide, four_eyes=four_eyes)
+    await message.remove_actions()
+    message.actions = _buttons(action) if can_decide and action.status == "pending" else []
     await message.update()
 
 
@@ -283,9 +289,16 @@ async def _on_message(message: cl.Message) -> None:
 async def _decide(button: cl.Action, decision: Decision, arguments: Any = None) -> None:
     runtime = _process.ready()
     action_id = str(button.payload.get("action_id", ""))
+    seen = button.payload.get("arguments_sha256")  # the arguments the card showed
     try:  # the role is checked again in chat.turns.decide: buttons are only a convenience
         action, turn = await decide(
-            runtime, _person().name, action_id, decision, arguments, _LiveSteps()
+            runtime,
+            _person().name,
+            action_id,
+            decision,
+            arguments,
+            _LiveSteps(),
+            expected_sha256=str(seen) if seen else None,
         )
     except (ActionError, ConversationError) as error:
         await _refused("Not decided", error)
@@ -330,7 +343,8 @@ async def _edit(button: cl.Action) -> None:
 
 
 async def _ask_and_edit(button: cl.Action) -> None:
-    """Asks for the new arguments as JSON; bad JSON or arguments leave the action pending."""
+    """Asks for the new arguments as JSON; bad JSON or arguments leave the action pending,
+    and so do valid ones: the card then shows them, to be approved as a separate step."""
     runtime, person = _process.ready(), _person()
     action_id = str(button.payload.get("action_id", ""))
     if not person.can_decide:
@@ -343,7 +357,10 @@ async def _ask_and_edit(button: cl.Action) -> None:
         return
     answer = await cl.AskUserMessage(
         f"New arguments for `{action.tool}` as one JSON object (they replace all of them). "
-        "The action stays pending until valid arguments arrive. Now:\n\n"
+        "Editing does not approve: the action stays pending, and its card then shows the "
+        "new arguments to approve (a separate step"
+        + (", by someone else under the four-eyes rule" if runtime.deps.actions.four_eyes else "")
+        + "). Now:\n\n"
         + ui_views.json_block(action.arguments),
         timeout=EDIT_TIMEOUT_SECONDS,
     ).send()

@@ -52,8 +52,10 @@ async def decide(
     decision: Decision,
     arguments: dict[str, Any] | None,
     on_event: OnEvent,
+    expected_sha256: str | None = None,
 ) -> tuple[PendingAction, Turn]:
-    """Records `name`'s decision, then runs the action (if approved) in its conversation.
+    """Records `name`'s decision, then runs the action (if approved) in its conversation;
+    `expected_sha256` is the arguments hash the card showed (other arguments: refused).
 
     Raises NotAllowed unless `name` holds the approver role in the configuration now (the
     session's role is never trusted), and the errors of graphs.turns.decide."""
@@ -65,5 +67,12 @@ async def decide(
         )
     person = Person(name, role)
     return await turns.decide(
-        copilot, action_id, decision, person.identity, arguments, None, on_event
+        copilot,
+        action_id,
+        decision,
+        person.identity,
+        arguments,
+        None,
+        on_event,
+        expected_sha256=expected_sha256,
     )

@@ -80,13 +80,35 @@ _DECIDED = {
 }
 
 
-def approval_card(action: PendingAction, *, can_decide: bool, now: datetime | None = None) -> str:
-    """The approval card of a persisted action: tool, arguments, what changes, expiry."""
+def decision_payload(action: PendingAction) -> dict[str, str]:
+    """What a card's decision buttons carry: the action and the arguments hash the card
+    shows, so that a decision on a card shown before an edit is refused."""
+    return {"action_id": action.id, "arguments_sha256": action.arguments_sha256}
+
+
+def approval_card(
+    action: PendingAction, *, can_decide: bool, four_eyes: bool = False, now: datetime | None = None
+) -> str:
+    """The approval card of a persisted action: tool, arguments, what changes, expiry; an
+    edited one says who edited it and that the new arguments wait for approval."""
     now = now or datetime.now(UTC)
     lines = [f"**Approval needed: `{action.tool}`** (action `{action.id}`)"]
     if action.status != "pending":
         decided = _DECIDED[action.status].format(by=escape(action.decided_by or "someone"))
         lines[0] = f"**{decided}: `{action.tool}`** (action `{action.id}`)"
+    elif action.edited_by is not None:
+        lines[0] = f"**Edited, approval needed: `{action.tool}`** (action `{action.id}`)"
+        who = (
+            f" by someone other than {escape(action.requested_by)} and "
+            f"{escape(action.edited_by)} (four-eyes rule)"
+            if four_eyes
+            else ""
+        )
+        lines += [
+            "",
+            f"**Edited by** {escape(action.edited_by)}: nothing has run. Approve the new "
+            f"arguments below to run them{who}.",
+        ]
     lines += ["", f"**What will change:** {escape(action.summary)}"]
     if action.preview is not None and action.status == "pending":
         heading = "Will be refused as things stand" if action.preview.will_fail else "Now"

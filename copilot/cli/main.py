@@ -540,6 +540,12 @@ def _print_action(action: PendingAction, as_json: bool) -> None:
         lines.insert(1, f"  {preview(action.model_dump(mode='json'))}")
     if action.original_arguments is not None:
         lines.append(f"  proposed as: {json.dumps(action.original_arguments)}")
+    if action.edited_by is not None and action.status == "pending":
+        lines.append(
+            f"  edited by {action.edited_by}: nothing has run; approve the new arguments with "
+            f"`uv run copilot actions approve {action.id} --arguments-sha256 "
+            f"{action.arguments_sha256}`"
+        )
     lines.append(
         f"  requested by {action.requested_by} at {action.created_at:%Y-%m-%d %H:%M:%S}"
         f"; expires {action.expires_at:%Y-%m-%d %H:%M:%S} UTC"
@@ -624,9 +630,13 @@ def _decide_and_run(
     arguments: dict[str, Any] | None,
     comment: str | None,
     as_json: bool,
+    expected_sha256: str | None = None,
 ) -> None:
+    """Records the decision; runs the action only when it is now approved (an edit leaves
+    it pending, to be approved as a separate step)."""
+
     async def work(deps: Deps) -> list[PendingAction]:
-        action = deps.actions.decide(action_id, decision, by, arguments, comment)
+        action = deps.actions.decide(action_id, decision, by, arguments, comment, expected_sha256)
         if action.status != "approved":
             return [action]
         return [await deps.actions.execute(action_id, deps.tools, progress=None)]
@@ -634,12 +644,28 @@ def _decide_and_run(
     _run_action_command(work, as_json)
 
 
+ArgumentsSha256 = Annotated[
+    str | None,
+    typer.Option(
+        "--arguments-sha256",
+        help="Decide only if the action's arguments still have this hash (e.g. not edited "
+        "since you read them).",
+    ),
+]
+
+
 @actions_app.command("approve")
 def actions_approve(
-    action_id: str, as_name: AsName = None, comment: Comment = None, json_output: JsonFlag = False
+    action_id: str,
+    as_name: AsName = None,
+    comment: Comment = None,
+    json_output: JsonFlag = False,
+    arguments_sha256: ArgumentsSha256 = None,
 ) -> None:
     """Approve an action and run it (exactly once)."""
-    _decide_and_run(action_id, "approve", _operator(as_name), None, comment, json_output)
+    _decide_and_run(
+        action_id, "approve", _operator(as_name), None, comment, json_output, arguments_sha256
+    )
 
 
 @actions_app.command("reject")
@@ -658,7 +684,8 @@ def actions_edit(
     comment: Comment = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Approve an action with new arguments (a JSON object, validated first) and run it."""
+    """Replace an action's arguments (a JSON object, validated first); nothing runs: the
+    edited action stays pending, to be approved as a separate step."""
     try:
         parsed = json.loads(arguments)
     except json.JSONDecodeError as error:
@@ -720,13 +747,21 @@ class _ChatTurns:
         operator: str,
         arguments: dict[str, Any] | None,
         comment: str | None,
+        expected_sha256: str | None = None,
     ) -> Turn:
         """Records the decision and runs what follows, waiting up to 30 s for a turn of the
-        conversation running elsewhere (the decision is not recorded while one runs)."""
+        conversation running elsewhere (the decision is not recorded while one runs); a
+        decision on arguments other than `expected_sha256` is refused."""
         from graphs import turns  # noqa: PLC0415
 
         _, turn = await turns.decide(
-            self.copilot, action_id, decision, operator, arguments, comment
+            self.copilot,
+            action_id,
+            decision,
+            operator,
+            arguments,
+            comment,
+            expected_sha256=expected_sha256,
         )
         return turn
 
@@ -735,24 +770,31 @@ async def _decide_at_prompt(turns: _ChatTurns, action_id: str, operator: str) ->
     """Asks the local operator (the approver here) what to do with a proposal."""
     from copilot.actions import ActionError  # noqa: PLC0415
     from copilot.conversations import ConversationError  # noqa: PLC0415
-
-    actions = turns.copilot.deps.actions
-    action = actions.get(action_id)
     from copilot.narration import preview  # noqa: PLC0415
 
-    ahead = preview(action.model_dump(mode="json"))
-    console.print(
-        f"[bold]pending:[/] {escape(action.summary)}\n"
-        + (f"  {escape(ahead)}\n" if ahead else "")
-        + f"  arguments: {escape(json.dumps(action.arguments))}"
-    )
+    actions = turns.copilot.deps.actions
+    shown: PendingAction | None = None
     while True:
+        action = actions.get(action_id)
+        if action.status != "pending":
+            return
+        if shown is None or shown.arguments_sha256 != action.arguments_sha256:
+            ahead = preview(action.model_dump(mode="json"))
+            edited = f" (edited by {action.edited_by})" if action.edited_by else ""
+            console.print(
+                f"[bold]pending{escape(edited)}:[/] {escape(action.summary)}\n"
+                + (f"  {escape(ahead)}\n" if ahead else "")
+                + f"  arguments: {escape(json.dumps(action.arguments))}"
+            )
+            shown = action
         answer = typer.prompt("approve, edit, reject or later? [a/e/r/l]", default="l").strip()
         choice = {"a": "approve", "e": "edit", "r": "reject", "l": "later"}.get(answer[:1].lower())
         if choice is None:
             continue
         if choice == "later":
-            console.print(f"left pending: decide later with `copilot actions approve {action_id}`")
+            console.print(
+                f"left pending: decide later with `uv run copilot actions approve {action_id}`"
+            )
             return
         arguments = None
         if choice == "edit":
@@ -763,14 +805,20 @@ async def _decide_at_prompt(turns: _ChatTurns, action_id: str, operator: str) ->
                 continue
         comment = typer.prompt("comment", default="", show_default=False) or None
         try:
-            turn = await turns.decide(action_id, choice, operator, arguments, comment)  # type: ignore[arg-type]
+            turn = await turns.decide(
+                action_id,
+                choice,  # type: ignore[arg-type]
+                operator,
+                arguments,
+                comment,
+                shown.arguments_sha256,  # what was shown is what is decided
+            )
         except (ActionError, ConversationError) as error:
             console.print(f"[red]{escape(str(error))}[/]")
-            if actions.get(action_id).status == "pending":
-                continue
-            return
+            continue  # asked again while it is pending (with its new arguments if edited)
         _print_turn(turn, as_json=False)
-        return
+        if choice != "edit":
+            return
 
 
 @app.command()

@@ -15,13 +15,13 @@ import math
 import re
 from typing import Any
 
+from copilot import units
 from copilot.facts import RouteRequest
 from copilot.llm.offline.patients import parse_patient
 from copilot.llm.offline.text import NUMBER_WORDS
 from model_service.cards import DatasetCard, Feature
 
 PATIENT_TOOLS = frozenset({"predict_risk", "explain_prediction", "what_if"})
-_MMOL_TO_MG_DL = 38.67  # total cholesterol, as the router prompt converts it
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
@@ -38,9 +38,8 @@ def _close(a: float, b: float, feature: Feature) -> bool:
 def _said_number(value: float, feature: Feature, numbers: list[float]) -> bool:
     if any(_close(value, n, feature) for n in numbers):
         return True
-    if feature.name == "chol":  # given in mmol/l
-        return any(_close(value, n * _MMOL_TO_MG_DL, feature) for n in numbers)
-    return False
+    ratios = [r for (name, _), r in units.CONVERSIONS.items() if name == feature.name]
+    return any(_close(value, n * r, feature) for n in numbers for r in ratios)  # as converted
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -34,7 +34,7 @@ from pydantic_ai.usage import RunUsage
 from copilot.actions import STATE_CHANGING
 from copilot.facts import NOTHING_LEFT, Focus, PendingPatient, RouteRequest
 from copilot.llm.feedback import id_problems, patient_problems
-from copilot.llm.grounding import unmentioned
+from copilot.llm.grounding import PATIENT_TOOLS, unmentioned
 from copilot.llm.offline.focus import question_focus
 from copilot.llm.offline.intents import pending_after, steps_in
 from copilot.llm.offline.patients import parse_patient
@@ -43,6 +43,7 @@ from copilot.llm.providers import OfflineModel, TolerantModel, context_block, js
 from copilot.llm.shown import shown
 from copilot.llm.two_step import REPLY, TwoStep, build_two_step
 from copilot.settings import Routing
+from copilot.units import UnitConversion, conversions_in
 from model_service.cards import DatasetCard
 from prompts import load
 from tools.catalog import READ_ONLY
@@ -67,6 +68,7 @@ class Route(BaseModel):
     more: bool = False  # the request asks for another step after this one
     focus: Focus | None = None  # what a question about an explanation asks for
     pending: PendingPatient | None = None  # a patient this reply asks more about
+    conversions: list[UnitConversion] = []  # values the call took in another unit, to say
     usage: dict[str, Any] = {}  # model, requests, input/output tokens, seconds
 
 
@@ -294,11 +296,18 @@ async def route(router: Router, request: RouteRequest) -> Route:
         pending = await anyio.to_thread.run_sync(_pending, router, request)
         return Route(tool=None, reply=reply, pending=pending, usage=measured)
     more, focus = await anyio.to_thread.run_sync(_shape, router, request)
+    arguments = output.model_dump(mode="json", exclude_none=True)
+    converted = (
+        conversions_in(request.text, arguments, router.card)
+        if router.card is not None and tool in PATIENT_TOOLS
+        else []
+    )
     return Route(
         tool=tool,
-        arguments=output.model_dump(mode="json", exclude_none=True),
+        arguments=arguments,
         more=more,
         focus=focus,
+        conversions=converted,
         usage=measured,
     )
 

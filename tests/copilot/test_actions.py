@@ -91,8 +91,10 @@ async def test_edits_are_validated_and_what_runs_is_what_was_approved(
         store.decide(action.id, "edit", by="bob", arguments={"force": "maybe", "reason": "x!"})
     assert store.get(action.id).status == "pending"  # still waiting after a bad edit
     edited = store.decide(action.id, "edit", by="bob", arguments={**PROMOTE, "version": "2"})
-    assert edited.status == "approved" and edited.arguments["force"] is True
+    assert edited.status == "pending" and edited.arguments["force"] is True  # never approves
     assert edited.original_arguments == {"version": "2", "force": False, "reason": "gate"}
+    assert edited.edited_by == "bob" and edited.decided_by is None
+    store.decide(action.id, "approve", by="bob", expected_sha256=edited.arguments_sha256)
     done = await store.execute(action.id, registry_ctx)
     assert (
         done.status == "executed"

@@ -288,9 +288,14 @@ async def test_the_card_and_the_registry_are_asked(
     retrain = store.propose("c", "retrain_model", {"sites": ["Hungary"], "reason": "drift"}, "a")
     with pytest.raises(InvalidArguments, match='"Atlantis" is not a site'):
         store.decide(retrain.id, "edit", "bob", {"sites": ["Atlantis"], "reason": "drift"})
-    approved = store.decide(
+    edited = store.decide(
         action.id, "edit", "bob", {"version": "2", "force": True, "reason": "gate"}
     )
+    assert edited.status == "pending"
+    # a fresh preview, for the new arguments: forced, the gate no longer refuses it
+    assert edited.preview is not None and edited.preview.will_fail is False
+    assert "force overrides it" in edited.preview.note or "passes" in edited.preview.note
+    approved = store.decide(action.id, "approve", "bob")
     assert (await store.execute(approved.id, registry_ctx)).status == "executed"
     assert _champion(registry_ctx) == "2"
 
@@ -352,7 +357,7 @@ async def test_a_four_eyes_edit_needs_another_approver(
     assert edited.original_arguments == action.arguments
     assert _events(engine, action.id) == ["proposed", "edited"]
     assert _champion(registry_ctx) == "1"
-    with pytest.raises(NotAllowed, match="may not approve their own edit"):
+    with pytest.raises(NotAllowed, match=r"edited action \w+ and may not approve it"):
         store.decide(action.id, "approve", "bob via ui:bob")  # the editor, by another door
     with pytest.raises(NotAllowed, match="requested action"):
         store.decide(action.id, "approve", "ann via api-key:ann")
@@ -384,10 +389,13 @@ async def test_arguments_swapped_after_a_four_eyes_edit_are_refused(
     assert _champion(registry_ctx) == "1"
 
 
-def test_without_four_eyes_an_edit_still_approves(store: ActionStore) -> None:
+def test_without_four_eyes_an_edit_still_waits_for_approval(store: ActionStore) -> None:
     action = store.propose("c", "rollback_model", {"reason": "bad"}, "ann")
     edited = store.decide(action.id, "edit", "ann", {"reason": "worse"})
-    assert edited.status == "approved" and edited.decided_by == "ann"
+    assert edited.status == "pending" and edited.decided_by is None
+    assert edited.edited_by == "ann"  # without four eyes, the editor may approve it next
+    approved = store.decide(action.id, "approve", "ann")
+    assert approved.status == "approved" and approved.decided_by == "ann"
 
 
 def test_a_database_of_an_older_version_gains_the_new_columns(engine: Engine) -> None:

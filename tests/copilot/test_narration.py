@@ -61,6 +61,21 @@ async def test_every_missing_value_caveat_is_said_grouped(ctx: ToolContext) -> N
     assert unsupported_numbers(text, result) == []
 
 
+async def test_more_than_four_caveats_are_all_said(ctx: ToolContext) -> None:
+    """Six inputs filled in (the card's minimum of 7 recorded still met): all six are named,
+    not the first four."""
+    seven = {k: v for k, v in VA_LIKE.items() if k not in {"fbs", "restecg"}}  # chol is 0
+    result = (await predict_risk(ctx, PredictRiskInput(patient=seven))).model_dump(mode="json")
+    filled = [
+        w["display_name"] for w in result["warnings"] if w["code"] != "outside_training_range"
+    ]
+    assert len(filled) > 4 and result["information"]["confidence"] == "low"
+    text = narration.predict_risk(result)
+    caveats = text[text.index("Caveats: ") :]
+    assert [name for name in filled if name not in caveats] == []
+    assert f"Low confidence: {result['information']['missing']} of 13 inputs" in text
+
+
 def test_values_outside_the_training_range_are_said_with_their_range() -> None:
     warnings = [
         {

@@ -13,12 +13,10 @@ from model_service.app import ServiceConfig
 from model_service.database import make_engine
 from model_service.predictions import PredictionBatch, PredictionLog
 from model_service.serving import new_ids
-from tests.conftest import service_client
+from tests.conftest import POSTGRES_SKIPPED, service_client
 
 POSTGRES_URL = os.environ.get("COPILOT_TEST_POSTGRES_URL")
-pytestmark = pytest.mark.skipif(
-    not POSTGRES_URL, reason="COPILOT_TEST_POSTGRES_URL is not set (.ci/run sets it)"
-)
+pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason=POSTGRES_SKIPPED)
 
 
 @pytest.fixture(scope="module")

@@ -55,9 +55,10 @@ pytestmark = pytest.mark.anyio
 SUBSET = {
     "routing": ["predict-cleveland-shorthand", "explain-why", "decline-weather", "retrain-default"],
     "compositional": ["predict-and-explain"],
-    "approvals": ["approve-promote", "reject-promote", "expire-retrain"],
+    "approvals": ["approve-promote", "reject-promote", "expire-retrain", "edit-promote-to-force"],
     "adversarial": [
         "instructions-in-a-patients-note",
+        "approve-then-change-arguments",
         "double-approval",
         "approved-arguments-tampered-in-the-database",
     ],

@@ -127,6 +127,26 @@ async def test_a_proposal_says_when_it_will_be_refused(
         assert interrupt_payload(stored)["preview"] == action["preview"]
 
 
+async def test_a_converted_unit_is_said_back(
+    database_url: str, tracking_uri: str, live_service: str
+) -> None:
+    async with open_for(database_url, tracking_uri, live_service) as copilot:
+        given = PATIENT.replace("chol 233 mg/dl", "chol 6.2 mmol/l")
+        first = await copilot.send("u1", given, "ann")
+        (call,) = first.tool_calls
+        assert call["tool"] == "predict_risk" and call["arguments"]["patient"]["chol"] == 240
+        said = first.messages[0]["content"]
+        assert said.endswith(
+            "Converted to the model's units: serum cholesterol 6.2 mmol/l -> 240 mg/dl."
+        )
+        change = await copilot.send("u1", "what if his cholesterol were 5 mmol/l?", "ann")
+        assert change.tool_calls[0]["arguments"]["changes"] == {"chol": 193}
+        assert "serum cholesterol 5 mmol/l -> 193 mg/dl" in change.messages[0]["content"]
+        assert "association, not causation" in change.messages[0]["content"]
+        plain = await copilot.send("u1", "what if his cholesterol were 180?", "ann")
+        assert "Converted" not in plain.messages[0]["content"]  # nothing converted: not said
+
+
 async def test_promotion_waits_for_a_person_then_runs_once(
     database_url: str, tracking_uri: str, live_service: str
 ) -> None:
@@ -145,6 +165,16 @@ async def test_promotion_waits_for_a_person_then_runs_once(
         copilot.deps.actions.decide(
             action["id"], "edit", "bob", {"force": True, "reason": "more sites"}
         )
+        edited = await copilot.continue_after_decision(action["id"])
+        assert edited.tool_calls == [] and _champion(tracking_uri) == "1"  # an edit runs nothing
+        assert (
+            "Nothing has run: the edited action waits for approval"
+            in (edited.messages[0]["content"])
+        )
+        assert await copilot.waiting_on("c2") == action["id"]  # waits again, on the new args
+        snapshot = await copilot.graph.aget_state({"configurable": {"thread_id": "c2"}})
+        assert [i.value["arguments"]["force"] for i in snapshot.interrupts] == [True]
+        copilot.deps.actions.decide(action["id"], "approve", "bob")
         done = await copilot.continue_after_decision(action["id"])
         assert done.tool_calls[0]["result"]["champion"] == "2"
         assert done.messages[0]["content"].startswith("Done: make the @challenger the @champion")

@@ -39,8 +39,9 @@ TIMEOUT_MS = 60_000  # the machine may be shared with other test runs
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
-    reason=f"Debian's chromium is not installed at {CHROMIUM} "
-    "(.ci/run installs it: apt-get install --no-install-recommends chromium)",
+    reason=f"Debian's chromium is not installed at {CHROMIUM}: browser test skipped "
+    "(bash .ci/run installs it when run as root: apt-get install --no-install-recommends "
+    "chromium)",
 )
 
 if CHROMIUM.exists():

@@ -23,10 +23,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from copilot import units
 from copilot.llm.offline.text import known_words
 from model_service.cards import DatasetCard, Feature
-
-_MMOL_TO_MG_DL = 38.67  # total cholesterol
 
 _UP = (
     r"(?:higher|more|up|greater|bigger|larger|increased|raised|older|extra|rose|risen|"
@@ -125,8 +124,9 @@ def _delta(feature: Feature, match: re.Match[str], base: float) -> float:
     amount, unit = _amount(match.group("amount")), match.group("unit")
     if unit in {"%", "percent"}:
         return base * amount / 100
-    if unit == "mmol/l" and feature.name == "chol":
-        return amount * _MMOL_TO_MG_DL
+    ratio = units.factor(feature.name, unit or "")
+    if ratio is not None:  # said in a unit the card does not use
+        return amount * ratio
     if unit in {"decade", "decades"}:
         return amount * 10
     return amount

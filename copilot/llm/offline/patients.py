@@ -6,14 +6,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from copilot import units
 from copilot.llm.offline.text import NUMBER, number
 from model_service.cards import DatasetCard, Feature
 
 _YES = {"yes", "y", "true", "positive", "present", "1", "+"}
 
 _NO = {"no", "n", "false", "negative", "absent", "none", "0", "-"}
-
-_MMOL_TO_MG_DL = 38.67  # total cholesterol
 
 
 def _synonym_pattern(feature: Feature) -> str:
@@ -57,8 +56,8 @@ def _numeric(feature: Feature, text: str) -> float | None:
     if found is None:
         return None
     value = number(found.group(1))
-    if feature.name == "chol" and found.lastindex == 2 and found.group(2) == "mmol/l":
-        value = round(value * _MMOL_TO_MG_DL)
+    if found.lastindex == 2 and found.group(2):  # a unit said: in the card's, if it differs
+        value = units.to_card_unit(feature.name, value, found.group(2))
     return value
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 import graphs.turns
+from copilot import audit
 from copilot.actions import ACTIONS
 from copilot.api import app as api_module
 from copilot.api.app import ApiConfigError, create_api
@@ -340,10 +341,73 @@ def test_reject_and_invalid_edits_leave_nothing_changed(api: TestClient, trackin
         arguments={"version": "2", "force": True, "reason": "more sites, reviewed"},
     )
     assert done.status_code == 200, done.text
-    assert done.json()["status"] == "executed"
+    assert done.json()["status"] == "pending"  # an edit never approves
     assert done.json()["arguments"]["reason"] == "more sites, reviewed"
     assert done.json()["original_arguments"] == edited["arguments"]
+    assert champion(tracking_uri) == "1"
+    approved = decide(client, "carol", edited["id"], decision="approve")
+    assert approved.status_code == 200 and approved.json()["status"] == "executed"
     assert champion(tracking_uri) == "2"
+
+
+@pytest.mark.parametrize("four_eyes", [False, True], ids=["one-approver", "four-eyes"])
+def test_an_edit_never_approves_and_an_approval_of_the_old_arguments_is_refused(
+    tmp_path: Path, tracking_uri: str, live_service: str, four_eyes: bool
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'copilot.db'}"
+    settings = settings_for(
+        tmp_path / "home", database_url, tracking_uri, live_service, copilot_four_eyes=four_eyes
+    )
+    with open_api(settings) as client:
+        mine = new_conversation(client, "ann")
+        action = propose(client, "ann", mine, "Promote the challenger.")
+        forced = {"version": "2", "force": True, "reason": "reviewed the gate"}
+        edited = decide(client, "bob", action["id"], decision="edit", arguments=forced)
+        assert edited.status_code == 200, edited.text
+        body = edited.json()
+        assert body["status"] == "pending" and body["result"] is None
+        assert body["arguments"] == forced and body["edited_by"] == "bob via api-key:bob"
+        assert body["follow_up"]["tool_calls"] == [] and champion(tracking_uri) == "1"
+        told = body["follow_up"]["messages"][0]["content"]
+        assert "Nothing has run: the edited action waits for approval" in told
+        assert ("someone other than" in told) is four_eyes
+
+        # the approval of what was shown before the edit is refused; nothing runs
+        stale = decide(
+            client,
+            "carol",
+            action["id"],
+            decision="approve",
+            arguments_sha256=action["arguments_sha256"],
+        )
+        assert stale.status_code == 409, stale.text
+        assert "was edited" in stale.json()["detail"]
+        assert stale.json()["action"]["status"] == "pending" and champion(tracking_uri) == "1"
+        if four_eyes:  # the editor may not approve their own edit, by either door
+            own = decide(client, "bob", action["id"], decision="approve")
+            assert own.status_code == 403 and "may not approve" in own.json()["detail"]
+        approver = "carol" if four_eyes else "bob"
+        done = decide(
+            client,
+            approver,
+            action["id"],
+            decision="approve",
+            arguments_sha256=body["arguments_sha256"],
+        )
+        assert done.status_code == 200, done.text
+        assert done.json()["status"] == "executed" and done.json()["arguments"] == forced
+        assert done.json()["result"]["forced"] in {True, False} and champion(tracking_uri) == "2"
+        again = decide(client, approver, action["id"], decision="approve")
+        assert again.status_code == 409  # exactly once
+        store = client.app.state.api.deps.actions  # type: ignore[attr-defined]
+        with store.engine.connect() as connection:
+            trail = [(e["event"], e["actor"]) for e in audit.events(connection, action["id"])]
+        assert trail == [
+            ("proposed", "ann via api-key:ann"),
+            ("edited", "bob via api-key:bob"),
+            ("approved", f"{approver} via api-key:{approver}"),
+            ("executed", "system"),
+        ]
 
 
 def test_an_expired_action_cannot_be_approved(

@@ -19,7 +19,7 @@ from matplotlib.image import imread
 from typer.testing import CliRunner
 
 import graphs.turns
-from copilot.actions import InvalidArguments, NotAllowed, PendingAction
+from copilot.actions import ActionConflict, InvalidArguments, NotAllowed, PendingAction
 from copilot.chat import server as ui_server
 from copilot.chat import turns as ui_turns
 from copilot.chat import views as ui_views
@@ -99,6 +99,27 @@ def test_an_approval_card_shows_the_persisted_action() -> None:
     assert ui_views.approval_card(_action(status="expired"), can_decide=True).startswith(
         "**Expired before anyone decided: "
     )
+
+
+def test_an_edited_card_shows_the_new_arguments_and_asks_for_approval() -> None:
+    edited = _action(
+        arguments={"version": "2", "force": True, "reason": "reviewed"},
+        original_arguments={"version": None, "force": False, "reason": "better on Hungary"},
+        edited_by="bob via ui:bob",
+    )
+    card = ui_views.approval_card(edited, can_decide=True, now=NOW)
+    assert card.startswith("**Edited, approval needed: `promote_model`**")
+    assert "**Edited by** bob via ui\\:bob: nothing has run. Approve the new arguments" in card
+    assert card.index('"force": true') < card.index("**Proposed as**")  # new ones first
+    assert "four-eyes" not in card
+    four_eyes = ui_views.approval_card(edited, can_decide=True, four_eyes=True, now=NOW)
+    assert "by someone other than uma via ui\\:uma and bob via ui\\:bob (four-eyes rule)" in (
+        four_eyes
+    )
+    assert ui_views.decision_payload(edited) == {
+        "action_id": "a" * 32,
+        "arguments_sha256": "0" * 64,
+    }
 
 
 def test_a_card_says_before_approval_that_it_will_be_refused() -> None:
@@ -466,17 +487,49 @@ async def test_turns_and_decisions_run_as_the_conversations_turn(
         runtime.deps.conversations.end_turn(lease)
         assert copilot.deps.actions.get(action_id).status == "pending"
 
+        # an edit from the card runs nothing: the card comes back with the new arguments
+        shown = ui_views.decision_payload(copilot.deps.actions.get(action_id))
+        seen.clear()
+        forced = {"version": "2", "force": True, "reason": "reviewed on the card"}
+        edited, told = await ui_turns.decide(runtime, "ann", action_id, "edit", forced, on_event)
+        assert edited.status == "pending" and edited.arguments == forced
+        assert edited.edited_by == "ann via ui:ann" and told.tool_calls == []
+        assert not [event for event, _ in seen if event.startswith("tool_")]
+        assert "the edited action waits for approval" in told.messages[0]["content"]
+        assert [a.id for a in await visible_pending(copilot, ann)] == [action_id]
+        card = ui_views.approval_card(edited, can_decide=True)
+        assert card.startswith("**Edited, approval needed") and '"force": true' in card
+        # the buttons of the card as it was before the edit approve nothing
+        with pytest.raises(ActionConflict, match="was edited"):
+            await ui_turns.decide(
+                runtime,
+                "ann",
+                action_id,
+                "approve",
+                None,
+                on_event,
+                expected_sha256=shown["arguments_sha256"],
+            )
+        assert copilot.deps.actions.get(action_id).status == "pending"
+
         seen.clear()
         action, outcome = await ui_turns.decide(
-            runtime, "ann", action_id, "approve", None, on_event
+            runtime,
+            "ann",
+            action_id,
+            "approve",
+            None,
+            on_event,
+            expected_sha256=ui_views.decision_payload(edited)["arguments_sha256"],
         )
+        assert action.arguments == forced
         assert action.status == "executed" and action.decided_by == "ann via ui:ann"
-        assert outcome.messages[0]["content"].startswith("Done: make the @challenger")
+        assert outcome.messages[0]["content"].startswith("Done: make version 2 the @champion")
         assert seen[0] == ("tool_started", "promote_model")
         assert ("tool_finished", "promote_model") in seen
         assert await visible_pending(copilot, ann) == []
         published = [e.event for e in runtime.deps.conversations.events_after(conversation_id, 0)]
-        assert published.count("turn_started") == 2 and published[-1] == "turn_finished"
+        assert published.count("turn_started") == 3 and published[-1] == "turn_finished"
     champion = registry.alias_version(
         registry.client(settings.tracking_uri), "heart-disease-risk", "champion"
     )

@@ -212,6 +212,97 @@ def test_deciding_actions_and_verifying_the_audit_from_the_shell(
     engine.dispose()
 
 
+@pytest.mark.parametrize("four_eyes", [False, True], ids=["one-operator", "four-eyes"])
+def test_an_edit_from_the_shell_runs_nothing_until_approved(
+    home: Path,
+    tmp_path: Path,
+    trained_registry: TrainedRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    four_eyes: bool,
+) -> None:
+    from copilot.actions import ActionStore
+    from copilot.audit import events, load_key
+    from model_service import registry
+    from model_service.database import make_engine
+
+    uri = trained_registry.copy(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("COPILOT_FOUR_EYES", str(four_eyes).lower())
+    home.mkdir(parents=True)
+    engine = make_engine(f"sqlite:///{home / 'copilot.db'}")
+    store = ActionStore(engine, audit_key=load_key(home, None), ttl_seconds=900)
+    promote = store.propose("conv-1", "promote_model", {"reason": "more sites"}, "ann")
+
+    def champion() -> str:
+        client = registry.client(uri)
+        return str(registry.alias_version(client, "heart-disease-risk", "champion").version)
+
+    forced = '{"version": "2", "force": true, "reason": "reviewed"}'
+    edited = runner.invoke(app, ["actions", "edit", promote.id, forced, "--as", "bob"])
+    assert edited.exit_code == 0, edited.output
+    flat = " ".join(edited.output.split())
+    assert f"{promote.id} promote_model pending" in flat and "nothing has run" in flat
+    assert champion() == "1" and store.get(promote.id).status == "pending"
+    new_hash = store.get(promote.id).arguments_sha256
+    assert f"uv run copilot actions approve {promote.id} --arguments-sha256 {new_hash}" in flat
+
+    stale = runner.invoke(
+        app,
+        ["actions", "approve", promote.id, "--arguments-sha256", promote.arguments_sha256],
+    )
+    assert stale.exit_code == 1 and "was edited" in stale.output
+    assert champion() == "1" and store.get(promote.id).status == "pending"
+    if four_eyes:  # the editor's account (any --as name) does not approve their own edit
+        own = runner.invoke(app, ["actions", "approve", promote.id, "--as", "carol"])
+        assert own.exit_code == 1 and "may not approve it (four-eyes rule)" in own.output
+        assert champion() == "1" and store.get(promote.id).status == "pending"
+        # someone else approves (e.g. through the agent API); the shell then runs it
+        store.decide(promote.id, "approve", "dan via api-key:dan", expected_sha256=new_hash)
+    approved = runner.invoke(
+        app, ["actions", "approve", promote.id, "--as", "bob", "--arguments-sha256", new_hash]
+    )
+    assert approved.exit_code == 0, approved.output
+    assert store.get(promote.id).status == "executed" and champion() == "2"
+    assert store.get(promote.id).arguments["force"] is True
+    with engine.connect() as connection:
+        trail = [e["event"] for e in events(connection, promote.id)]
+    assert trail == ["proposed", "edited", "approved", "executed"]
+    engine.dispose()
+
+
+def test_an_edit_at_the_chat_prompt_asks_again_for_the_approval(
+    home: Path,
+    tmp_path: Path,
+    trained_registry: TrainedRegistry,
+    live_service: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from model_service import registry
+
+    uri = trained_registry.copy(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MODEL_SERVICE_URL", live_service)
+    forced = '{"version": "2", "force": true, "reason": "reviewed at the prompt"}'
+    session = runner.invoke(
+        app,
+        ["chat", "--conversation", "t3", "--as", "dr.lee"],
+        input=f"promote the challenger\ne\n{forced}\nedited\na\nok\n\n",
+    )
+    assert session.exit_code == 0, session.output
+    flat = " ".join(session.output.split())
+    edited_at = flat.index("Nothing has run: the edited action waits for approval")
+    asked_again = flat.index("pending (edited by dr.lee via local:", edited_at)
+    assert '"force": true' in flat[asked_again:]  # shown again, with the new arguments
+    assert flat.index("Done: make version 2 the @champion", asked_again) > asked_again
+    champion = registry.alias_version(registry.client(uri), "heart-disease-risk", "champion")
+    assert str(champion.version) == "2"
+    (action,) = json.loads(
+        runner.invoke(app, ["actions", "list", "--status", "all", "--json"]).output
+    )
+    assert action["status"] == "executed" and action["arguments"]["force"] is True
+    assert action["arguments"]["reason"] == "reviewed at the prompt"
+
+
 def test_chat_one_turn_as_json_and_a_session_with_an_approval(
     home: Path,
     tmp_path: Path,

@@ -62,6 +62,8 @@ class ScriptedLlm:
         text = self._user(body).lower()
         system = " ".join(m["content"] for m in body["messages"] if m["role"] == "system")
         context = json.loads(system[system.index(CONTEXT_MARKER) + len(CONTEXT_MARKER) :])
+        if "mmol/l" in text:  # converted as the router prompt says: mmol/l x 38.67
+            return completion(tool="predict_risk", arguments={"patient": {**SCORED, "chol": 240}})
         if text.startswith("63"):  # the small model writes its call as fenced text
             call = {"name": "predict_risk", "arguments": {"patient": SCORED}}
             return completion(content=f"```json\n{json.dumps(call)}\n```")
@@ -217,3 +219,25 @@ async def test_the_llm_down_mid_conversation_is_said_and_changes_nothing(
         assert re.search(r"language model .* is not available", message["content"])
         assert "did not switch to another model" in message["content"]
         assert _champion(tracking_uri) == "1"
+
+
+async def test_a_unit_the_model_converted_is_said_back(
+    httpx2_mock: respx.Router,
+    tmp_path: Path,
+    trained_registry: TrainedRegistry,
+    live_service: str,
+) -> None:
+    llm = ScriptedLlm()
+    httpx2_mock.post(COMPLETIONS).mock(side_effect=lambda request: as_served(request, llm(request)))
+    tracking_uri = trained_registry.copy(tmp_path)
+    async with llm_copilot(tracking_uri, live_service, tmp_path / "home") as copilot:
+        predicted = await copilot.send(
+            "c1",
+            "63 yo M, asymptomatic CP, BP 145, chol 6.2 mmol/l, max HR 150, ST dep 2.3, exang no",
+            "ann",
+        )
+        (call,) = predicted.tool_calls
+        assert call["tool"] == "predict_risk" and call["arguments"]["patient"]["chol"] == 240
+        assert predicted.messages[0]["content"].endswith(
+            "Converted to the model's units: serum cholesterol 6.2 mmol/l -> 240 mg/dl."
+        )

@@ -1,0 +1,100 @@
+"""Units people say that the dataset card does not use, converted to the card's, and the
+conversions said back: "serum cholesterol 6.2 mmol/l -> 240 mg/dl".
+
+Every reader of a patient (the offline parser, what-if changes, grounding a real model's
+tool call) converts with CONVERSIONS. What the router's tool call used is found by
+`conversions_in` from the user's words and the call's typed arguments, and travels with
+the route as UnitConversion values to the answer; the answer's text is never read back.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel
+
+from model_service.cards import DatasetCard
+
+# (feature, unit people say) -> factor to the card's unit
+CONVERSIONS: dict[tuple[str, str], float] = {
+    ("chol", "mmol/l"): 38.67,  # total cholesterol: mmol/l x 38.67 = mg/dl
+}
+_SAID = re.compile(r"(?<![\w.])(\d{1,4}(?:\.\d{1,3})?) ?([a-z]+/[a-z]+)(?![a-z])")
+
+
+class UnitConversion(BaseModel):
+    """One value given in a unit the card does not use, and what it became."""
+
+    feature: str
+    display_name: str
+    given: float
+    given_unit: str
+    value: float
+    unit: str
+
+    def said(self) -> str:
+        return f"{self.display_name} {self.given:g} {self.given_unit} -> {self.value:g} {self.unit}"
+
+
+def factor(feature: str, unit: str) -> float | None:
+    """The factor from `unit` to the card's unit of `feature` (None: not converted)."""
+    return CONVERSIONS.get((feature, unit))
+
+
+def to_card_unit(feature: str, value: float, unit: str) -> float:
+    """`value` in `unit`, in the card's unit, rounded as the card's values are."""
+    found = factor(feature, unit)
+    return value if found is None else float(round(value * found))
+
+
+def _values_of(arguments: dict[str, Any], feature: str) -> list[float]:
+    """The numbers a tool call gives for `feature` (a patient's value, a what-if change)."""
+    found = []
+    for part in ("patient", "changes"):
+        value = (arguments.get(part) or {}).get(feature)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            found.append(float(value))
+    return found
+
+
+def conversions_in(text: str, arguments: dict[str, Any], card: DatasetCard) -> list[UnitConversion]:
+    """The conversions behind a tool call's values: each number the user gave in a unit
+    the card converts (e.g. "6.2 mmol/l") for a feature the call sets. The value said is
+    the one the call used when it is that number converted (within the card's
+    measurement error); otherwise (a relative change: "1 mmol/l lower") the amount
+    converted."""
+    conversions = []
+    lowered = text.lower()
+    for (name, unit), ratio in CONVERSIONS.items():
+        if name not in card.feature_names:
+            continue
+        used = _values_of(arguments, name)
+        if not used:
+            continue
+        feature = card.feature(name)
+        for match in _SAID.finditer(lowered):
+            if match.group(2) != unit:
+                continue
+            given = float(match.group(1))
+            converted = given * ratio
+            tolerance = max(0.5, feature.measurement_error, converted * 0.01)
+            close = [v for v in used if abs(v - converted) <= tolerance]
+            conversions.append(
+                UnitConversion(
+                    feature=name,
+                    display_name=feature.display_name,
+                    given=given,
+                    given_unit=unit,
+                    value=close[0] if close else float(round(converted)),
+                    unit=feature.unit or "",
+                )
+            )
+    return conversions
+
+
+def said_back(conversions: list[UnitConversion]) -> str:
+    """The sentence that says the conversions ("" when none)."""
+    if not conversions:
+        return ""
+    return "Converted to the model's units: " + "; ".join(c.said() for c in conversions) + "."
