@@ -146,9 +146,10 @@ def test_drift_of_logged_predictions_from_one_site(
 ) -> None:
     records, _ = site_records(heart_card, "VA Long Beach")
     since = datetime.now(UTC) - timedelta(seconds=1)
-    assert service.post(
-        "/v1/predict/batch?site=VA Long Beach", json={"patients": records}
-    ).status_code == 200
+    assert (
+        service.post("/v1/predict/batch?site=VA Long Beach", json={"patients": records}).status_code
+        == 200
+    )
     report = service.post("/v1/drift", json={"since": since.isoformat(), "site": "VA Long Beach"})
     assert report.status_code == 200, report.text
     assert report.json()["current"] == {
