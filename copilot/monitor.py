@@ -33,21 +33,19 @@ import anyio
 
 from copilot.actions import ActionStore, UnknownAction
 from copilot.conversations import ConversationStore
-from copilot.monitoring import ALL_SITES, MonitorStore, Point
+from copilot.monitoring import MonitorStore, Point
 from copilot.settings import Settings
 from copilot.webhook import FIRST_BACKOFF_SECONDS, RETRIES, Delivery, deliver
 from tools.context import ToolContext
 from tools.errors import InvalidToolInput, ToolError
 from tools.lifecycle import RollbackInput, rollback_preview
+from tools.monitoring import ALL_SITES, DRIFT_METRICS, PERFORMANCE_METRICS
 from tools.service import call
 
 logger = logging.getLogger(__name__)
 
 REQUESTED_BY = "monitor"
 LEASE_SECONDS = 600.0  # a pass that runs longer than this may be joined by another
-DRIFT_METRICS = ("share_drifted", "features_drifted", "data_quality_findings")
-PERFORMANCE_METRICS = ("auc", "sensitivity", "specificity", "accuracy")
-METRICS = (*DRIFT_METRICS, *PERFORMANCE_METRICS)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 * `monitor_check`: one row per pass (`copilot monitor`): when it ran, its status, and a
   summary of what it found.
-* `monitor_point`: the time series: one number per check, site (`all` for every site
-  together), metric and model version (performance metrics only), with whether it is an
+* `monitor_point`: the time series: one number per check, site (`all`, ALL_SITES, for every
+  site together), metric and model version (performance metrics only), with whether it is an
   estimate, how many labels and rows it rests on, or why there is no value.
 * `monitor_alert`: a threshold a check crossed, the pending action it proposed (or the
   one already pending for the same cause), and how the webhook delivery went.
@@ -23,7 +23,6 @@ from sqlalchemy import JSON, Column, DateTime, Engine, Table, delete, insert, se
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
-ALL_SITES = "all"
 LEASE_NAME = "monitor"
 HISTORY_LIMIT = 5000  # points one history read returns (the newest)
 

@@ -18,12 +18,13 @@ from sqlalchemy import Engine
 from copilot.actions import ActionStore
 from copilot.conversations import ConversationStore
 from copilot.monitor import Monitor, Thresholds, Webhook
-from copilot.monitoring import ALL_SITES, MonitorStore
+from copilot.monitoring import MonitorStore
 from model_service.cards import DatasetCard
 from tests.conftest import TrainedRegistry
 from tests.copilot.conftest import KEY
 from tests.model_service.test_outcomes import site_records
 from tools.context import ToolContext
+from tools.monitoring import ALL_SITES
 
 SECRET = "s3cret-for-the-test"
 
