@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 REQUESTED_BY = "monitor"
 LEASE_SECONDS = 600.0  # a pass that runs longer than this may be joined by another
+RETRY_FAILED_SECONDS = 30.0  # a failed pass (e.g. the service still starting) runs again soon
 
 
 @dataclass(frozen=True)
@@ -353,14 +354,16 @@ class Monitor:
 
 
 async def run_forever(monitor: Monitor, interval_seconds: float) -> None:
-    """A pass every `interval_seconds` until cancelled; a failed pass is logged and the
-    next one runs on schedule."""
+    """A pass every `interval_seconds` until cancelled; a failed pass is logged and tried
+    again within RETRY_FAILED_SECONDS."""
     while True:
         started = anyio.current_time()
+        wait = interval_seconds
         try:
             result = await monitor.run_pass()
         except Exception:
-            logger.exception("monitor pass failed")
+            wait = min(interval_seconds, RETRY_FAILED_SECONDS)
+            logger.exception("monitor pass failed; the next one in %.0f s", wait)
         else:
             if result is None:
                 logger.info("monitor: another process is running a check; skipped")
@@ -371,4 +374,4 @@ async def run_forever(monitor: Monitor, interval_seconds: float) -> None:
                     len(result.points),
                     result.proposed or "nothing",
                 )
-        await anyio.sleep(max(0.0, interval_seconds - (anyio.current_time() - started)))
+        await anyio.sleep(max(0.0, wait - (anyio.current_time() - started)))
