@@ -166,7 +166,7 @@ class Monitor:
         return str(info["version"])
 
     async def _drift(self, site: str, checked_at: datetime) -> tuple[list[Point], Alert | None]:
-        body = self._window(checked_at)
+        body: dict[str, Any] = {**self._window(checked_at), "report": False}  # no HTML
         if site != ALL_SITES:
             body["site"] = site
         try:
@@ -197,7 +197,6 @@ class Monitor:
             "drifted": drifted,
             "rows": rows,
             "threshold": self.thresholds.drift_share,
-            "report_id": report["report_id"],
         }
         reason = (
             f"drift at {where}: {len(drifted)} of {len(tested)} features drifted "

@@ -189,7 +189,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         {
             "/v1/predict/batch": ["patients"],
             "/v1/explain": ["patient", "prediction_id"],
-            "/v1/drift": ["patients", "site", "since"],
+            "/v1/drift": ["patients", "site", "since", "report"],
             "/v1/outcomes": ["prediction_id", "label"],
             "/v1/performance": ["since", "until", "site", "min_labels"],
         },
@@ -357,12 +357,17 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
             ) from None
         return _json(serving.explain(loaded, logged["features"], prediction_id, card))
 
-    def _drift(current: pd.DataFrame, source: dict[str, Any]) -> dict[str, Any]:
+    def _drift(current: pd.DataFrame, source: dict[str, Any], report: bool) -> dict[str, Any]:
         loaded = holder.require()
         report_id = drift.new_report_id()
         try:
             features, quality = drift.check_drift(
-                loaded.model.card, loaded.reference, current, config.reports_dir, report_id
+                loaded.model.card,
+                loaded.reference,
+                current,
+                config.reports_dir,
+                report_id,
+                report=report,
             )
         except drift.DriftInputError as error:
             raise ServiceError(422, str(error), field="patients", rule="min_rows") from None
@@ -384,7 +389,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
                 "run_id": loaded.run_id,
             },
             current={"rows": len(current), **source},
-            report_url=f"/v1/drift/{report_id}",
+            report_url=f"/v1/drift/{report_id}" if report else None,
         ).model_dump(mode="json")
 
     @app.post(
@@ -429,8 +434,9 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
             records = list(body.patients)  # type: ignore[attr-defined]
             with rows_in_flight.hold(len(records)):  # posted rows count against the bound
                 current = pd.DataFrame(records, columns=card.feature_names)
-                return _json(await run_in_threadpool(_drift, current, {"patients": len(records)}))
-        return _json(await run_in_threadpool(_drift, current, source))
+                source = {"patients": len(records)}
+                return _json(await run_in_threadpool(_drift, current, source, body.report))  # type: ignore[attr-defined]
+        return _json(await run_in_threadpool(_drift, current, source, body.report))  # type: ignore[attr-defined]
 
     @app.get("/v1/drift/{report_id}", response_class=FileResponse, responses={404: ERRORS[404]})
     async def drift_report(report_id: str) -> FileResponse:

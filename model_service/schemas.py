@@ -252,7 +252,7 @@ class DriftReport(BaseModel):
     data_quality: list[DataQualityFinding]
     reference: dict[str, Any]
     current: dict[str, Any]
-    report_url: str
+    report_url: str | None = Field(description="The Evidently HTML report; null without one.")
 
 
 class _ExplainBase(BaseModel):
@@ -293,6 +293,10 @@ class _DriftBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     site: str | None = Field(default=None, min_length=1, max_length=100)
     since: Annotated[datetime, AfterValidator(_as_utc)] | None = None
+    report: bool = Field(
+        default=True,
+        description="false: the same tests without Evidently's HTML report (report_url null).",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> _DriftBase:
