@@ -123,14 +123,12 @@ class Monitor:
         try:
             champion = await self._champion_version()
             sites = [ALL_SITES, *await anyio.to_thread.run_sync(self.tools.card.sites)]
+            measured = await self._measure_sites(sites, checked_at, champion)
             alerts: list[Alert] = []
-            for site in sites:
-                drift_points, drift_alert = await self._drift(site, checked_at)
-                performance_points, performance_alert = await self._performance(
-                    site, checked_at, champion
-                )
-                result.points += drift_points + performance_points
-                alerts += [a for a in (drift_alert, performance_alert) if a is not None]
+            for site in sites:  # in a stable order, whichever answered first
+                points, found = measured[site]
+                result.points += points
+                alerts += found
             await anyio.to_thread.run_sync(
                 self.store.record_points, result.check_id, checked_at, result.points
             )
@@ -154,6 +152,33 @@ class Monitor:
         return result
 
     # ---- measuring ------------------------------------------------------------------------
+
+    async def _measure_sites(
+        self, sites: list[str], checked_at: datetime, champion: str | None
+    ) -> dict[str, tuple[list[Point], list[Alert]]]:
+        """Every site's drift and performance, asked of the model service at once; the first
+        failure (e.g. the service is down) is raised after all have answered."""
+        measured: dict[str, tuple[list[Point], list[Alert]]] = {}
+        failures: list[ToolError] = []
+
+        async def measure(site: str) -> None:
+            try:
+                drift_points, drift_alert = await self._drift(site, checked_at)
+                performance_points, performance_alert = await self._performance(
+                    site, checked_at, champion
+                )
+            except ToolError as error:
+                failures.append(error)
+                return
+            found = [a for a in (drift_alert, performance_alert) if a is not None]
+            measured[site] = (drift_points + performance_points, found)
+
+        async with anyio.create_task_group() as group:
+            for site in sites:
+                group.start_soon(measure, site)
+        if failures:
+            raise failures[0]
+        return measured
 
     def _window(self, checked_at: datetime) -> dict[str, str]:
         return {"since": (checked_at - self.thresholds.window).isoformat()}
