@@ -2,10 +2,11 @@
 "how has VA Long Beach drifted over the last month?", "is the model getting worse?",
 "AUC trend at Hungary", "show the monitoring history".
 
-A question counts when it asks over time (a trend, a history, "getting worse", "how has
-... changed", "over the last month") and names what moved: drift, data quality or
-performance; or when it names the monitor itself. Without a time word a drift question
-stays check_drift (today's data), so the two tools never compete.
+A question counts when it asks how something moved (a trend, a history, "over time",
+"getting worse", "how has ... drifted/changed") and names what moved: drift, data quality
+or performance; or when it names the monitor itself. Otherwise a drift question stays
+check_drift ("drift over the past week": the predictions since then), so the two tools
+never compete.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from copilot.llm.offline.grammar import Reading
 
 _OVER_TIME = re.compile(
-    r"\bover (?:the )?(?:last|past|previous)\b|\bover time\b|\btrends?\b|\btrending\b|"
+    r"\bover time\b|\btrends?\b|\btrending\b|"
     r"\bhistor(?:y|ical)\b|\bgetting (?:worse|better)\b|\b(?:got|gotten|become|becoming) "
     r"(?:worse|better)\b|\bdegrad(?:e|ed|es|ing|ation)\b|\bdeteriorat|\bdeclin(?:e|ed|ing)\b|"
     r"\bhow (?:has|have) [a-z ]{1,40}(?:drifted|changed|moved|done|performed|evolved)\b|"
