@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from copilot.actions import ActionStore
 from copilot.conversations import ConversationStore
 from copilot.llm.agents import Agents, build_agents
+from copilot.monitoring import MonitorStore
 from copilot.settings import Settings
 from model_service.cards import get_card
 from model_service.database import make_engine
@@ -39,6 +40,7 @@ class Deps:
     engine: Engine
     actions: ActionStore
     conversations: ConversationStore
+    monitoring: MonitorStore  # the monitor's checks, time series and alerts
     tools: ToolContext  # the tools' view: the model service client, MLflow, the card
     agents: Agents  # the router and the narrators
     clock: Clock = utc_now
@@ -54,7 +56,8 @@ def build_deps(
 ) -> Deps:
     """The container over an open engine and model-service client (creates missing tables)."""
     card = get_card(settings.copilot_dataset)
-    tools = ToolContext(model_service, settings.tracking_uri, card)
+    monitoring = MonitorStore(engine, clock=clock)
+    tools = ToolContext(model_service, settings.tracking_uri, card, history=monitoring.history)
     actions = ActionStore(  # reconciles executions whose process stopped
         engine,
         audit_key=settings.audit_key() if audit_key is None else audit_key,
@@ -68,6 +71,7 @@ def build_deps(
         engine=engine,
         actions=actions,
         conversations=ConversationStore(engine, clock=clock),
+        monitoring=monitoring,
         tools=tools,
         agents=build_agents(settings, card),
         clock=clock,

@@ -451,6 +451,61 @@ def focused_answer(tool: str, result: dict[str, Any], focus: Focus | None) -> st
     return compare_importance(result, focus.features[0], focus.features[1], focus.relation)
 
 
+HISTORY_SERIES_TOLD = 8  # series told in words; the chart and the result hold the rest
+
+
+def _history_value(value: float, metric: str) -> str:
+    return (
+        str(int(value))
+        if metric in {"features_drifted", "data_quality_findings"}
+        else f"{value:.3g}"
+    )
+
+
+def _history_line(series: dict[str, Any]) -> str:
+    name = series["metric_name"]
+    if series["model_version"] is not None:
+        name += f" of version {series['model_version']}"
+    if series["last"] is None:
+        notes = [p["note"] for p in series["points"] if p["note"]]
+        return f"{name}: not measured ({notes[-1] if notes else 'no value'})"
+    first = _history_value(series["first"], series["metric"])
+    last = _history_value(series["last"], series["metric"])
+    measured = [p for p in series["points"] if p["value"] is not None]
+    if len(measured) == 1:
+        told = f"{name}: {last} (one check)"
+    else:
+        change = series["change"]
+        moved = "unchanged" if change == 0 else ("up" if change > 0 else "down")
+        told = f"{name}: {first} at the first check, {last} at the latest ({moved}"
+        told += f", {change:+.3g})" if change else ")"
+    newest = measured[-1]
+    if newest["estimated"]:
+        told += (
+            f", estimated from the model's probabilities ({newest['labels']} observed "
+            "outcomes so far)"
+        )
+    elif series["metric"] in {"auc", "sensitivity", "specificity", "accuracy"}:
+        told += f", observed on {newest['labels']} outcomes"
+    return told
+
+
+def monitoring_history(result: dict[str, Any]) -> str:
+    where = "all sites together" if result["site"] == "all" else result["site"]
+    if not result["series"]:
+        return (
+            f"No monitor checks are stored for {where} in that window. `copilot monitor` "
+            "stores one every COPILOT_MONITOR_INTERVAL_SECONDS (`copilot monitor --once` runs "
+            "one now)."
+        )
+    told = result["series"][:HISTORY_SERIES_TOLD]
+    lines = "; ".join(_history_line(series) for series in told)
+    more = len(result["series"]) > HISTORY_SERIES_TOLD
+    return f"Monitoring history for {where} over {result['checks']} stored checks: {lines}." + (
+        " The other series are in the chart and the result." if more else ""
+    )
+
+
 NARRATORS = {
     "predict_risk": predict_risk,
     "explain_prediction": explain_prediction,
@@ -459,4 +514,5 @@ NARRATORS = {
     "list_runs": list_runs,
     "compare_runs": compare_runs,
     "model_info": model_info,
+    "monitoring_history": monitoring_history,
 }

@@ -82,6 +82,14 @@ class Settings(BaseSettings):
     copilot_four_eyes: bool = False
     copilot_dataset: str = "heart-disease"
     copilot_audit_key: SecretStr | None = None  # else COPILOT_HOME/audit.key (one host only)
+    # `copilot monitor`: how often it checks, over which window, and when it proposes
+    copilot_monitor_interval_seconds: int = Field(default=3600, ge=10, le=7 * 24 * 3600)
+    copilot_monitor_window_hours: int = Field(default=168, ge=1, le=366 * 24)
+    copilot_monitor_drift_share: float = Field(default=0.3, gt=0, le=1)
+    copilot_monitor_min_auc: float = Field(default=0.7, ge=0.5, le=1)
+    copilot_monitor_min_labels: int = Field(default=30, ge=1, le=10_000)
+    copilot_webhook_url: str | None = None
+    copilot_webhook_secret: SecretStr | None = None  # sent in X-Copilot-Webhook-Secret
 
     @field_validator("copilot_dataset")
     @classmethod
@@ -102,7 +110,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("model_service_url", "copilot_llm_base_url")
+    @field_validator("model_service_url", "copilot_llm_base_url", "copilot_webhook_url")
     @classmethod
     def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:

@@ -11,23 +11,25 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 import pandas as pd
-from fastapi import Body, FastAPI
+from fastapi import Body, FastAPI, Query
 from fastapi.responses import FileResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from model_service import drift, registry, serving
+from model_service import drift, label_metrics, registry, serving
 from model_service.admission import RowBudget
 from model_service.cards import CardError, DatasetCard
 from model_service.database import make_engine
 from model_service.http_errors import OrjsonRoute, ServiceError, install_error_handlers
 from model_service.http_limits import BodyTimeout, RefuseWhenFull
 from model_service.observability import RequestMiddleware, ServiceMetrics
+from model_service.outcomes import Outcome, OutcomeConflict, OutcomeLog
 from model_service.predictions import MAX_QUEUED_ROWS, PredictionLog, PredictionLogUnavailable
 from model_service.schemas import (
     MAX_BATCH_ROWS,
@@ -37,7 +39,12 @@ from model_service.schemas import (
     Explanation,
     FeatureInfo,
     ModelInfo,
+    OutcomeAnswer,
+    OutcomeRequest,
+    PerformanceReport,
+    PerformanceRequest,
     Prediction,
+    VersionPerformance,
     batch_request_model,
     drift_request_model,
     explain_request_model,
@@ -47,6 +54,7 @@ from model_service.schemas import (
 logger = logging.getLogger(__name__)
 
 BATCH_ROWS_ON_EVENT_LOOP = 200
+MAX_PERFORMANCE_ROWS = 100_000  # predictions one performance report reads (the newest)
 GC_YOUNG_THRESHOLD = 50_000
 
 
@@ -89,12 +97,23 @@ def server_options(config: ServiceConfig) -> dict[str, Any]:
     }
 
 
+SiteQuery = Annotated[
+    str | None,
+    Query(min_length=1, max_length=100, description="The site asking (recorded in the log)."),
+]
+
+
+def _version_order(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (0, version)
+
+
 def _json(payload: Any) -> Response:
     return Response(orjson.dumps(payload), media_type="application/json")
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "Not found"},
+    409: {"model": ErrorBody, "description": "The prediction has another observed label"},
     408: {"model": ErrorBody, "description": "The body did not arrive in time"},
     413: {"model": ErrorBody, "description": f"Over {MAX_BATCH_ROWS} rows or too large a body"},
     422: {"model": ErrorBody, "description": "Invalid input: field, value and rule"},
@@ -131,6 +150,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
         engine = make_engine(config.database_url)
         app.state.log = PredictionLog(engine, config.max_queued_log_rows)
+        app.state.outcomes = OutcomeLog(engine)
         poller = asyncio.create_task(follow_champion())
         try:
             yield
@@ -139,6 +159,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
             await run_in_threadpool(app.state.log.close)
+            await run_in_threadpool(app.state.outcomes.close)
             engine.dispose()
 
     app = FastAPI(
@@ -168,9 +189,35 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         {
             "/v1/predict/batch": ["patients"],
             "/v1/explain": ["patient", "prediction_id"],
-            "/v1/drift": ["patients", "site", "since"],
+            "/v1/drift": ["patients", "site", "since", "report"],
+            "/v1/outcomes": ["prediction_id", "label"],
+            "/v1/performance": ["since", "until", "site", "min_labels"],
         },
     )
+    known_sites: list[str] = []
+
+    def check_site(site: str | None, field: str) -> None:
+        """422 unless `site` is None or one of the card's sites (read once, when first asked)."""
+        if site is None:
+            return
+        if card.site_column is None:
+            raise ServiceError(
+                422,
+                f'"{field}": {site!r} given, but dataset {card.name!r} has no sites',
+                field=field,
+                rule="known_site",
+                value=site,
+            )
+        if not known_sites:
+            known_sites.extend(card.sites())
+        if site not in known_sites:
+            raise ServiceError(
+                422,
+                f'"{field}": unknown site {site!r} for dataset {card.name!r}; known: {known_sites}',
+                field=field,
+                rule="known_site",
+                value=site,
+            )
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -216,10 +263,13 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         )
 
     def _predict(
-        loaded: registry.LoadedModel, patients: list[Any], shape: Callable[[list[Any]], Any]
+        loaded: registry.LoadedModel,
+        patients: list[Any],
+        shape: Callable[[list[Any]], Any],
+        site: str | None,
     ) -> tuple[bytes, Future[None]]:
         records = list(patients)  # validated TypedDicts: plain dicts
-        payloads, batch = serving.predict(loaded, records, card)
+        payloads, batch = serving.predict(loaded, records, card, site)
         committed = app.state.log.append(batch)
         positives = sum(batch.labels)
         if positives:
@@ -241,15 +291,18 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         finally:
             metrics.log_commit_wait.observe(time.perf_counter() - started)
 
-    async def _answer(patients: list[Any], shape: Callable[[list[Any]], Any]) -> Response:
+    async def _answer(
+        patients: list[Any], shape: Callable[[list[Any]], Any], site: str | None
+    ) -> Response:
         """Scores, logs and answers only once the log has committed the predictions."""
+        check_site(site, "site")
         loaded = holder.require()
         with rows_in_flight.hold(len(patients)):
             app.state.log.check_room(len(patients))  # refuse before scoring, not after
             if len(patients) > BATCH_ROWS_ON_EVENT_LOOP:  # keep the loop free for others
-                body, committed = await run_in_threadpool(_predict, loaded, patients, shape)
+                body, committed = await run_in_threadpool(_predict, loaded, patients, shape, site)
             else:
-                body, committed = _predict(loaded, patients, shape)
+                body, committed = _predict(loaded, patients, shape, site)
             await _logged(committed)
         return Response(body, media_type="application/json")
 
@@ -258,19 +311,25 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         response_model=Prediction,
         responses={408: ERRORS[408], 422: ERRORS[422], 429: ERRORS[429]},
     )
-    async def predict(body: Annotated[patient, Body()]) -> Response:  # type: ignore[valid-type]
+    async def predict(
+        body: Annotated[patient, Body()],  # type: ignore[valid-type]
+        site: SiteQuery = None,
+    ) -> Response:
         """Risk for one patient; inputs outside the training range are flagged in `warnings`."""
-        return await _answer([body], lambda payloads: payloads[0])
+        return await _answer([body], lambda payloads: payloads[0], site)
 
     @app.post(
         "/v1/predict/batch",
         response_model=BatchPredictions,
         responses={408: ERRORS[408], 413: ERRORS[413], 422: ERRORS[422], 429: ERRORS[429]},
     )
-    async def predict_batch(body: batch_request) -> Response:  # type: ignore[valid-type]
+    async def predict_batch(
+        body: batch_request,  # type: ignore[valid-type]
+        site: SiteQuery = None,
+    ) -> Response:
         """Risk for up to 10,000 patients, in order."""
         patients = body.patients  # type: ignore[attr-defined]
-        return await _answer(patients, lambda payloads: {"predictions": payloads})
+        return await _answer(patients, lambda payloads: {"predictions": payloads}, site)
 
     @app.post(
         "/v1/explain",
@@ -298,12 +357,17 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
             ) from None
         return _json(serving.explain(loaded, logged["features"], prediction_id, card))
 
-    def _drift(current: pd.DataFrame, source: dict[str, Any]) -> dict[str, Any]:
+    def _drift(current: pd.DataFrame, source: dict[str, Any], report: bool) -> dict[str, Any]:
         loaded = holder.require()
         report_id = drift.new_report_id()
         try:
             features, quality = drift.check_drift(
-                loaded.model.card, loaded.reference, current, config.reports_dir, report_id
+                loaded.model.card,
+                loaded.reference,
+                current,
+                config.reports_dir,
+                report_id,
+                report=report,
             )
         except drift.DriftInputError as error:
             raise ServiceError(422, str(error), field="patients", rule="min_rows") from None
@@ -325,7 +389,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
                 "run_id": loaded.run_id,
             },
             current={"rows": len(current), **source},
-            report_url=f"/v1/drift/{report_id}",
+            report_url=f"/v1/drift/{report_id}" if report else None,
         ).model_dump(mode="json")
 
     @app.post(
@@ -336,7 +400,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
     async def check_drift(body: drift_request) -> Response:  # type: ignore[valid-type]
         """Drift of a batch, a built-in site batch, or the logged predictions since a time."""
         holder.require()
-        if body.site is not None:  # type: ignore[attr-defined]
+        if body.site is not None and body.since is None:  # type: ignore[attr-defined]
             site = body.site  # type: ignore[attr-defined]
             try:
                 current = card.select_sites(card.load_raw(), [site])
@@ -347,13 +411,16 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
             source: dict[str, Any] = {"site": site}
         elif body.since is not None:  # type: ignore[attr-defined]
             since = body.since  # type: ignore[attr-defined]
+            logged_site = body.site  # type: ignore[attr-defined]
+            check_site(logged_site, "site")
             rows, truncated = await run_in_threadpool(
-                app.state.log.since, card.name, since, MAX_BATCH_ROWS
+                app.state.log.since, card.name, since, MAX_BATCH_ROWS, logged_site
             )
             if len(rows) < drift.MIN_ROWS:
+                origin = f" from {logged_site}" if logged_site else ""
                 raise ServiceError(
                     422,
-                    f'"since": only {len(rows)} predictions logged since '
+                    f'"since": only {len(rows)} predictions logged{origin} since '
                     f"{since.isoformat()}; drift needs at least {drift.MIN_ROWS}",
                     field="since",
                     rule="min_rows",
@@ -361,12 +428,15 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
                 )
             current = pd.DataFrame(rows, columns=card.feature_names)
             source = {"since": since.isoformat(), "newest_only": truncated}
+            if logged_site is not None:
+                source["logged_site"] = logged_site
         else:
             records = list(body.patients)  # type: ignore[attr-defined]
             with rows_in_flight.hold(len(records)):  # posted rows count against the bound
                 current = pd.DataFrame(records, columns=card.feature_names)
-                return _json(await run_in_threadpool(_drift, current, {"patients": len(records)}))
-        return _json(await run_in_threadpool(_drift, current, source))
+                source = {"patients": len(records)}
+                return _json(await run_in_threadpool(_drift, current, source, body.report))  # type: ignore[attr-defined]
+        return _json(await run_in_threadpool(_drift, current, source, body.report))  # type: ignore[attr-defined]
 
     @app.get("/v1/drift/{report_id}", response_class=FileResponse, responses={404: ERRORS[404]})
     async def drift_report(report_id: str) -> FileResponse:
@@ -375,6 +445,122 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         if path is None or not path.is_file():
             raise ServiceError(404, f"drift report {report_id!r} not found")
         return FileResponse(path, media_type="text/html")
+
+    @app.post(
+        "/v1/outcomes",
+        response_model=OutcomeAnswer,
+        status_code=201,
+        responses={
+            200: {"model": OutcomeAnswer, "description": "The same label was recorded before"},
+            404: ERRORS[404],
+            408: ERRORS[408],
+            409: ERRORS[409],
+            422: ERRORS[422],
+        },
+    )
+    async def record_outcome(body: OutcomeRequest) -> Response:
+        """Record the label observed for a logged prediction: 201 when new, 200 when the
+        same label was recorded before, 409 when another label was."""
+        if body.label not in (0, 1):
+            raise ServiceError(
+                422,
+                f'"label": {body.label} is not 0 (no {card.outcome}) or 1 ({card.outcome}), '
+                f"the dataset card's target ({card.target_rule})",
+                field="label",
+                rule="target_values",
+                value=body.label,
+            )
+        logged = await run_in_threadpool(app.state.log.get, body.prediction_id)
+        if logged is None or logged["dataset"] != card.name:
+            raise ServiceError(
+                404, f"prediction {body.prediction_id!r} not found in the prediction log"
+            )
+        decided = app.state.outcomes.submit(body.prediction_id, body.label)
+        timeout = config.log_commit_timeout_seconds
+        try:
+            outcome: Outcome = await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(decided)), timeout
+            )
+        except TimeoutError:
+            raise PredictionLogUnavailable(
+                f"the outcome log could not commit this outcome within {timeout:g} s (the "
+                "database is slow or down); it was not acknowledged: retry"
+            ) from None
+        except OutcomeConflict as error:
+            raise ServiceError(409, str(error)) from None
+        answer = OutcomeAnswer(
+            prediction_id=outcome.prediction_id,
+            label=outcome.label,
+            label_name=card.outcome if outcome.label else f"no {card.outcome}",
+            recorded_at=outcome.recorded_at,
+            created=outcome.created,
+            predicted={
+                "probability": logged["probability"],
+                "label": logged["label"],
+                "model_version": logged["model_version"],
+                "site": logged.get("site"),
+            },
+        )
+        return Response(
+            orjson.dumps(answer.model_dump(mode="json")),
+            status_code=201 if outcome.created else 200,
+            media_type="application/json",
+        )
+
+    def _performance(request: PerformanceRequest) -> dict[str, Any]:
+        until = request.until or datetime.now(UTC)
+        rows, truncated = app.state.log.scored(
+            card.name, request.since, until, request.site, MAX_PERFORMANCE_ROWS
+        )
+        labels = app.state.outcomes.labels([row["prediction_id"] for row in rows])
+        by_version: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_version.setdefault(row["model_version"], []).append(row)
+        versions = []
+        for version in sorted(by_version, key=_version_order):
+            scored = by_version[version]
+            threshold = float(scored[0]["threshold"])
+            expected = label_metrics.expected_metrics([r["probability"] for r in scored], threshold)
+            labelled = [r for r in scored if r["prediction_id"] in labels]
+            observed = None
+            if len(labelled) >= request.min_labels:
+                observed = label_metrics.observed_metrics(
+                    [labels[r["prediction_id"]] for r in labelled],
+                    [r["probability"] for r in labelled],
+                    threshold,
+                )
+            versions.append(
+                VersionPerformance(
+                    model_version=version,
+                    predictions=len(scored),
+                    labels=len(labelled),
+                    estimated=observed is None,
+                    metrics=(observed or expected).model_dump(),
+                    observed=observed.model_dump() if observed else None,
+                    expected=expected.model_dump(),
+                    threshold=threshold,
+                )
+            )
+        return PerformanceReport(
+            since=request.since,
+            until=until,
+            site=request.site,
+            predictions=len(rows),
+            newest_only=truncated,
+            versions=versions,
+        ).model_dump(mode="json")
+
+    @app.post(
+        "/v1/performance",
+        response_model=PerformanceReport,
+        responses={408: ERRORS[408], 422: ERRORS[422]},
+    )
+    async def performance(body: PerformanceRequest) -> Response:
+        """Performance per model version of the predictions logged in a window (one site or
+        all): observed once `min_labels` outcomes are in, else expected from the
+        probabilities and marked `estimated`."""
+        check_site(body.site, "site")
+        return _json(await run_in_threadpool(_performance, body))
 
     @app.get("/metrics", response_class=Response)
     async def prometheus_metrics() -> Response:

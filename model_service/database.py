@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event, inspect, text
 
 
 def normalize_url(url: str) -> str:
@@ -46,3 +46,18 @@ def make_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def add_missing_columns(engine: Engine, table: Table) -> None:
+    """Columns this version added to a table an older version created (nullable ones only:
+    ALTER TABLE ... ADD COLUMN, which SQLite and PostgreSQL both take)."""
+    present = {column["name"] for column in inspect(engine).get_columns(table.name)}
+    missing = [c for c in table.columns if c.name not in present]
+    if not missing:
+        return
+    with engine.begin() as connection:
+        for column in missing:
+            if not column.nullable:
+                raise ValueError(f"{table.name}.{column.name} cannot be added in place")
+            kind = column.type.compile(dialect=engine.dialect)
+            connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))

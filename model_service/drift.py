@@ -53,8 +53,11 @@ def check_drift(
     current_raw: pd.DataFrame,
     report_directory: Path,
     report_id: str,
+    *,
+    report: bool = True,
 ) -> tuple[list[DriftFeature], list[DataQualityFinding]]:
-    """Per-feature drift tests and data-quality findings; saves `<report_id>.html`."""
+    """Per-feature drift tests and data-quality findings; saves `<report_id>.html`. Without
+    `report`, the same tests run directly (`direct_p_values`: no HTML, ~100x faster)."""
     if len(current_raw) < MIN_ROWS:
         raise DriftInputError(
             f"drift needs at least {MIN_ROWS} rows in the current batch; got {len(current_raw)}"
@@ -67,7 +70,11 @@ def check_drift(
         if current[f.name].notna().sum() >= MIN_VALUES_PER_FEATURE
         and reference[f.name].notna().sum() >= MIN_VALUES_PER_FEATURE
     ]
-    p_values = _evidently_p_values(card, tested, reference, current, report_directory, report_id)
+    p_values = (
+        _evidently_p_values(card, tested, reference, current, report_directory, report_id)
+        if report
+        else direct_p_values(tested, reference, current)
+    )
     adjusted = (
         dict(
             zip(
@@ -160,6 +167,31 @@ def _evidently_p_values(
             # (NaN): there is no evidence of drift.
             p_values[config["column"]] = 1.0 if math.isnan(value) else value
     return {name: p_values[name] for name in columns if name in p_values}
+
+
+def direct_p_values(
+    tested: list[Feature], reference: pd.DataFrame, current: pd.DataFrame
+) -> dict[str, float]:
+    """The p-values of Evidently's tests computed as Evidently computes them (its
+    `ks_stattest` and `chisquare_stattest`), without building a report: two-sample
+    Kolmogorov-Smirnov for numbers; for categories, chi-squared of the current counts
+    against the reference's, scaled to the current rows."""
+    p_values: dict[str, float] = {}
+    for feature in tested:
+        ref, cur = reference[feature.name].dropna(), current[feature.name].dropna()
+        if feature.kind == "numeric":
+            value = float(stats.ks_2samp(ref, cur)[1])
+        else:
+            ref, cur = ref.map(_category_text), cur.map(_category_text)
+            keys = list(set(ref.unique()) | set(cur.unique()))
+            ref_counts, cur_counts = ref.value_counts(), cur.value_counts()
+            scale = len(cur) / len(ref)
+            expected = [float(ref_counts.get(key, 0)) * scale for key in keys]
+            observed = [float(cur_counts.get(key, 0)) for key in keys]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                value = float(stats.chisquare(observed, expected)[1])
+        p_values[feature.name] = 1.0 if math.isnan(value) else value
+    return p_values
 
 
 def _prune_reports(directory: Path) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy import JSON, Column, DateTime, Dialect, Engine, Table, insert, s
 from sqlmodel import Field, SQLModel
 
 from model_service.admission import Busy
+from model_service.database import add_missing_columns
 from model_service.errors import ModelServiceError
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class PredictionRecord(SQLModel, table=True):
     label: int
     threshold: float
     features: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    site: str | None = Field(default=None, max_length=100)  # where it was asked from
 
 
 PREDICTIONS: Table = PredictionRecord.__table__  # type: ignore[attr-defined]
@@ -80,6 +82,7 @@ class PredictionBatch:
     probabilities: list[float]
     labels: list[int]
     records: list[dict[str, Any]]
+    site: str | None = None
     sequence: int = field(default=0, compare=False)
     committed: Future[None] = field(default_factory=Future, compare=False, repr=False)
 
@@ -94,6 +97,7 @@ class PredictionBatch:
             "label": self.labels[index],
             "threshold": self.threshold,
             "features": dict(self.records[index]),
+            "site": self.site,
         }
 
 
@@ -104,6 +108,7 @@ class PredictionLog:
         self.engine = engine
         self.max_queued_rows = max_queued_rows
         SQLModel.metadata.create_all(engine, tables=[PREDICTIONS])
+        add_missing_columns(engine, PREDICTIONS)
         self._queue: deque[PredictionBatch] = deque()
         self._pending: dict[str, tuple[PredictionBatch, int]] = {}
         self.queued_rows = 0
@@ -161,22 +166,51 @@ class PredictionLog:
             )
         return dict(found) if found is not None else None
 
-    def since(self, dataset: str, start: datetime, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    def since(
+        self, dataset: str, start: datetime, limit: int, site: str | None = None
+    ) -> tuple[list[dict[str, Any]], bool]:
         """Inputs of the newest `limit` predictions for `dataset` made at or after `start`
-        (oldest first), and whether older ones were left out."""
+        (from `site` only, when given; oldest first), and whether older ones were left out."""
         self.flush()  # answered predictions are in already; this waits for the rest
+        query = select(PREDICTIONS.c.features).where(
+            PREDICTIONS.c.dataset == dataset, PREDICTIONS.c.created_at >= start
+        )
+        if site is not None:
+            query = query.where(PREDICTIONS.c.site == site)
         with self.engine.connect() as connection:
             rows = (
-                connection.execute(
-                    select(PREDICTIONS.c.features)
-                    .where(PREDICTIONS.c.dataset == dataset, PREDICTIONS.c.created_at >= start)
-                    .order_by(PREDICTIONS.c.created_at.desc())
-                    .limit(limit + 1)
-                )
+                connection.execute(query.order_by(PREDICTIONS.c.created_at.desc()).limit(limit + 1))
                 .scalars()
                 .all()
             )
         return list(reversed(rows[:limit])), len(rows) > limit
+
+    def scored(
+        self, dataset: str, start: datetime, end: datetime, site: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Id, model version, probability and threshold of the newest `limit` predictions
+        for `dataset` made in [start, end) (from `site` only, when given), and whether
+        older ones were left out."""
+        self.flush()
+        columns = (
+            PREDICTIONS.c.prediction_id,
+            PREDICTIONS.c.model_version,
+            PREDICTIONS.c.probability,
+            PREDICTIONS.c.threshold,
+        )
+        query = select(*columns).where(
+            PREDICTIONS.c.dataset == dataset,
+            PREDICTIONS.c.created_at >= start,
+            PREDICTIONS.c.created_at < end,
+        )
+        if site is not None:
+            query = query.where(PREDICTIONS.c.site == site)
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                query.order_by(PREDICTIONS.c.created_at.desc()).limit(limit + 1)
+            ).mappings()
+            found = [dict(row) for row in rows]
+        return found[:limit], len(found) > limit
 
     def flush(self, timeout: float = FLUSH_TIMEOUT_SECONDS) -> None:
         """Returns once everything appended before the call is in the database."""
@@ -252,6 +286,7 @@ _ROW_ORDER = (
     "label",
     "threshold",
     "features",
+    "site",
 )
 
 
@@ -286,8 +321,9 @@ class _Insert:
                 convert["model_version"](batch.model_version),
             )
             threshold = convert["threshold"](batch.threshold)
+            site = convert["site"](batch.site)
             rows.extend(
-                (prediction_id, *shared, probability(p), label, threshold, features(record))
+                (prediction_id, *shared, probability(p), label, threshold, features(record), site)
                 for prediction_id, p, label, record in zip(
                     batch.ids, batch.probabilities, batch.labels, batch.records, strict=True
                 )

@@ -252,7 +252,7 @@ class DriftReport(BaseModel):
     data_quality: list[DataQualityFinding]
     reference: dict[str, Any]
     current: dict[str, Any]
-    report_url: str
+    report_url: str | None = Field(description="The Evidently HTML report; null without one.")
 
 
 class _ExplainBase(BaseModel):
@@ -293,17 +293,95 @@ class _DriftBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     site: str | None = Field(default=None, min_length=1, max_length=100)
     since: Annotated[datetime, AfterValidator(_as_utc)] | None = None
+    report: bool = Field(
+        default=True,
+        description="false: the same tests without Evidently's HTML report (report_url null).",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> _DriftBase:
         given = [n for n in ("patients", "site", "since") if getattr(self, n, None) is not None]
-        if len(given) != 1:
+        if len(given) != 1 and given != ["site", "since"]:
             raise PydanticCustomError(
                 "exactly_one",
-                'body: give exactly one of "patients", "site" or "since" (got {given})',
+                'body: give exactly one of "patients", "site" or "since", or "since" with '
+                '"site" for the predictions logged from that site (got {given})',
                 {"given": ", ".join(given) or "none"},
             )
         return self
+
+
+class OutcomeRequest(BaseModel):
+    """The label observed for a logged prediction (1 = the card's outcome present)."""
+
+    model_config = ConfigDict(extra="forbid")
+    prediction_id: str = Field(min_length=1, max_length=64)
+    label: int = Field(strict=True, description="0 or 1, by the dataset card's target rule")
+
+
+class OutcomeAnswer(BaseModel):
+    prediction_id: str
+    label: int
+    label_name: str
+    recorded_at: datetime
+    created: bool = Field(description="False when the same label was recorded before.")
+    predicted: dict[str, Any] = Field(
+        description="The logged prediction: probability, label, model_version, site."
+    )
+
+
+class PerformanceRequest(BaseModel):
+    """Predictions logged in [since, until) (until: now), from one site or all."""
+
+    model_config = ConfigDict(extra="forbid")
+    since: Annotated[datetime, AfterValidator(_as_utc)]
+    until: Annotated[datetime, AfterValidator(_as_utc)] | None = None
+    site: str | None = Field(default=None, min_length=1, max_length=100)
+    min_labels: int = Field(
+        default=30, ge=1, le=MAX_BATCH_ROWS, description="Labels needed for observed metrics."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PerformanceRequest:
+        if self.until is not None and self.until <= self.since:
+            raise PydanticCustomError(
+                "time_order",
+                '"until": {until} must be after "since" {since}',
+                {"until": self.until.isoformat(), "since": self.since.isoformat()},
+            )
+        return self
+
+
+class BinaryMetrics(BaseModel):
+    auc: float | None
+    sensitivity: float | None
+    specificity: float | None
+    accuracy: float | None
+    positives: float
+    rows: int
+
+
+class VersionPerformance(BaseModel):
+    model_version: str
+    predictions: int
+    labels: int = Field(description="Predictions with an observed outcome.")
+    estimated: bool = Field(
+        description="True: `metrics` are expected from the probabilities (fewer labels than "
+        "min_labels); false: observed on the labelled predictions."
+    )
+    metrics: BinaryMetrics
+    observed: BinaryMetrics | None
+    expected: BinaryMetrics
+    threshold: float
+
+
+class PerformanceReport(BaseModel):
+    since: datetime
+    until: datetime
+    site: str | None
+    predictions: int
+    newest_only: bool = Field(description="More predictions than the limit; the newest kept.")
+    versions: list[VersionPerformance]
 
 
 def explain_request_model(patient: type[BaseModel]) -> type[BaseModel]:

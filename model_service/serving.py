@@ -224,10 +224,11 @@ def confidence(card: DatasetCard, warnings: list[dict[str, str]]) -> Confidence:
 
 
 def predict(
-    loaded: LoadedModel, records: list[dict[str, Any]], card: DatasetCard
+    loaded: LoadedModel, records: list[dict[str, Any]], card: DatasetCard, site: str | None = None
 ) -> tuple[list[dict[str, Any]], PredictionBatch]:
-    """Scores records: (response payloads in input order, the batch for the prediction log).
-    Every record is scored; its `confidence` says whether it had enough information."""
+    """Scores records: (response payloads in input order, the batch for the prediction log,
+    which records the `site` that asked). Every record is scored; its `confidence` says
+    whether it had enough information."""
     model = loaded.model
     probabilities = model.probabilities(columns_from_records(model.card, records)).tolist()
     threshold = model.threshold
@@ -259,6 +260,7 @@ def predict(
         probabilities=probabilities,
         labels=labels,
         records=records,
+        site=site,
     )
     return payloads, batch
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from tools.context import ToolContext
 from tools.drift import CheckDriftInput, check_drift
+from tools.monitoring import MonitoringHistoryInput, monitoring_history
 from tools.predictions import (
     ExplainInput,
     PredictRiskInput,
@@ -56,5 +57,6 @@ READ_ONLY: dict[str, ReadOnlyTool] = {
         _tool("list_runs", ListRunsInput, list_runs),
         _tool("compare_runs", CompareRunsInput, compare_runs),
         _tool("model_info", NoArguments, _model_info, model_info),
+        _tool("monitoring_history", MonitoringHistoryInput, monitoring_history),
     )
 }

@@ -229,6 +229,18 @@ async def _show_turn(turn: Turn) -> None:
         table = ui_views.table_for(call)
         if table:
             tables.append(table)
+        if call["tool"] == "monitoring_history" and isinstance(call.get("result"), dict):
+            history_png = ui_views.history_chart_png(call["result"])
+            if history_png is not None:
+                elements.append(
+                    cl.Image(
+                        name="monitoring-history",
+                        content=history_png,
+                        mime="image/png",
+                        display="inline",
+                        size="large",
+                    )
+                )
         explanation = await _explanation(call)
         if explanation is not None:
             png = ui_views.shap_chart_png(explanation)

@@ -203,6 +203,57 @@ def shap_chart_png(explanation: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
+def history_chart_png(history: dict[str, Any]) -> bytes | None:
+    """The monitor's series over time as PNG: one panel per metric, one line per model
+    version; estimates drawn hollow. None when no series has a measured value."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+    from matplotlib.dates import date2num  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    metrics: dict[str, list[dict[str, Any]]] = {}
+    for series in history["series"]:
+        if series["last"] is not None:
+            metrics.setdefault(series["metric"], []).append(series)
+    if not metrics:
+        return None
+    figure = Figure(figsize=(9, 2.3 * len(metrics) + 0.8), dpi=110, layout="constrained")
+    FigureCanvasAgg(figure)
+    for index, group in enumerate(metrics.values()):
+        axes = figure.add_subplot(len(metrics), 1, index + 1)
+        for series in group:
+            points = [p for p in series["points"] if p["value"] is not None]
+            times = date2num(  # type: ignore[no-untyped-call]
+                [datetime.fromisoformat(p["checked_at"]) for p in points]
+            )
+            values = [p["value"] for p in points]
+            label = f"version {series['model_version']}" if series["model_version"] else None
+            (line,) = axes.plot(times, values, marker="o", linewidth=1.5, label=label)
+            hollow = [i for i, p in enumerate(points) if p["estimated"]]
+            if hollow:
+                axes.scatter(
+                    times[hollow],
+                    [values[i] for i in hollow],
+                    s=60,
+                    facecolors="white",
+                    edgecolors=line.get_color(),
+                    zorder=3,
+                )
+        axes.xaxis_date()
+        axes.set_ylabel(group[0]["metric_name"], fontsize=9)
+        axes.grid(alpha=0.3)
+        if any(s["model_version"] for s in group):
+            axes.legend(fontsize=8, loc="best")
+    where = "all sites" if history["site"] == "all" else history["site"]
+    figure.suptitle(
+        f"Monitoring history: {where} (hollow points: estimated from probabilities)",
+        fontsize=11,
+    )
+    figure.autofmt_xdate()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
 def _cell(value: object) -> str:
     return escape(value) if value is not None else ""
 

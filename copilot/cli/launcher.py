@@ -1,4 +1,5 @@
-"""`copilot up`: the model service, the agent API and the chat UI as three processes.
+"""`copilot up`: the model service, the agent API, the chat UI and the monitor as four
+processes.
 
 Each service runs as its own `copilot serve ...` process (what docker-compose runs too), so
 a crash in one is seen and a slow import in one delays nobody. The launcher waits until all
@@ -44,7 +45,7 @@ class Service:
     name: str
     command: list[str]  # after `copilot`
     url: str
-    probe: str  # the path that answers 200 when the service is ready
+    probe: str | None  # the path that answers 200 when ready; None: running is enough
 
 
 @dataclass
@@ -102,6 +103,8 @@ def plan(settings: Settings, model_port: int, api_port: int, ui_port: int, host:
             f"http://{host}:{ui_port}",
             "/",
         ),
+        # the scheduled check (COPILOT_MONITOR_INTERVAL_SECONDS); it serves nothing
+        Service("monitor", ["monitor"], "", None),
     ]
     return Launch(services, environment, sign_in)
 
@@ -114,7 +117,7 @@ def start(launch: Launch, logs: Path) -> None:
     """Start every service; their output goes to `logs/<service>.log`."""
     logs.mkdir(parents=True, exist_ok=True)
     for service in launch.services:
-        log = (logs / f"{service.command[1]}.log").open("ab")
+        log = (logs / _log_name(service)).open("ab")
         launch.processes[service.name] = subprocess.Popen(
             [*_copilot_command(), *service.command],
             env=launch.environment,
@@ -123,6 +126,11 @@ def start(launch: Launch, logs: Path) -> None:
             start_new_session=True,  # Ctrl-C reaches the launcher, which stops them in order
         )
         log.close()
+
+
+def _log_name(service: Service) -> str:
+    """`model.log`, `api.log`, `ui.log`, `monitor.log`."""
+    return f"{service.command[1] if service.command[0] == 'serve' else service.command[0]}.log"
 
 
 def _answers(url: str) -> bool:
@@ -140,14 +148,14 @@ def wait_ready(
 ) -> bool:
     """Block until every service answers (True) or `cancelled()` (False); LaunchError if
     one exits or takes too long."""
-    waiting = {s.name: s for s in launch.services}
+    waiting = {s.name: s for s in launch.services if s.probe is not None}
     deadline = time.monotonic() + timeout
     while waiting:
         if cancelled():
             return False
         check_alive(launch, logs)
         for name, service in list(waiting.items()):
-            if _answers(service.url + service.probe):
+            if _answers(service.url + (service.probe or "")):
                 del waiting[name]
         if waiting and time.monotonic() > deadline:
             raise LaunchError(
@@ -163,7 +171,7 @@ def check_alive(launch: Launch, logs: Path) -> None:
     for service in launch.services:
         code = launch.processes[service.name].poll()
         if code is not None:
-            log = logs / f"{service.command[1]}.log"
+            log = logs / _log_name(service)
             tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
             raise LaunchError(
                 f"the {service.name} exited with code {code}; last lines of {log}:\n"

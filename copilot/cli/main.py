@@ -385,7 +385,7 @@ def up(
     ui_port: Annotated[int, typer.Option(min=1, max=65535, help="The chat UI's port.")] = 8080,
 ) -> None:
     """Everything for a newcomer: train the demo model if needed, then start the model
-    service, the agent API and the chat UI; Ctrl-C stops all three."""
+    service, the agent API, the chat UI and the monitor; Ctrl-C stops all four."""
     from copilot.cli import launcher  # noqa: PLC0415
 
     settings = load_settings()
@@ -399,7 +399,7 @@ def up(
     logs = settings.home / "logs"
 
     def announce(launch: launcher.Launch) -> None:
-        model, api, ui = launch.services
+        model, api, ui = launch.services[:3]
         console.print(f"chat UI        {ui.url}")
         console.print(f"agent API      {api.url}  (docs: {api.url}/docs)")
         console.print(f"model service  {model.url}  (docs: {model.url}/docs)")
@@ -409,9 +409,13 @@ def up(
             console.print(f"               kept in {settings.home / launcher.LOCAL_KEY_FILE}")
         else:
             console.print("sign in with a name and key from COPILOT_API_KEYS")
+        console.print(
+            f"monitor        a check every {settings.copilot_monitor_interval_seconds} s "
+            "(history: ask the chat; one now: copilot monitor --once)"
+        )
         console.print(f"state in {settings.home}, logs in {logs}; press Ctrl-C to stop")
 
-    console.print("starting the model service, the agent API and the chat UI ...")
+    console.print("starting the model service, the agent API, the chat UI and the monitor ...")
     try:
         launcher.run(launch, logs, announce)
     except launcher.LaunchError as error:
@@ -593,6 +597,70 @@ def _run_action_command(
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 AsName = Annotated[str | None, typer.Option("--as", help="Who decides (for the audit log).")]
 Comment = Annotated[str | None, typer.Option(help="Why (kept with the decision).")]
+
+
+@app.command()
+def monitor(
+    once: Annotated[bool, typer.Option("--once", help="Run one pass, print it, exit.")] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """The scheduled check of drift, data quality and performance per site, stored as a
+    time series; proposes a retrain or rollback (never runs one) when a threshold is
+    crossed and tells the webhook. Every COPILOT_MONITOR_INTERVAL_SECONDS, or `--once`."""
+    from rich.table import Table  # noqa: PLC0415
+
+    from copilot.cli.monitor import build_monitor, pass_summary  # noqa: PLC0415
+    from copilot.deps import open_deps  # noqa: PLC0415
+    from copilot.monitor import run_forever  # noqa: PLC0415
+    from tools.errors import ToolError  # noqa: PLC0415
+
+    settings = load_settings()
+    _quiet_libraries()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    async def run() -> dict[str, Any] | None:
+        async with open_deps(settings) as deps:
+            watcher = build_monitor(deps)
+            if not once:
+                await run_forever(watcher, settings.copilot_monitor_interval_seconds)
+            result = await watcher.run_pass()
+            return None if result is None else pass_summary(result)
+
+    try:
+        with registry_failures(settings):
+            summary = anyio.run(run)
+    except ToolError as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        return
+    if summary is None:
+        fail("another process is running a monitor check; try again when it is done")
+    if json_output:
+        print(json.dumps(summary, indent=2))
+        return
+    table = Table("site", "metric", "version", "value", "estimated", "labels", "rows", "note")
+    for point in summary["points"]:
+        value = point["value"]
+        table.add_row(
+            point["site"],
+            point["metric"],
+            point["model_version"] or "",
+            "" if value is None else f"{value:.3g}",
+            "yes" if point["estimated"] else "",
+            str(point["labels"]),
+            str(point["rows"]),
+            escape(point["note"] or "")[:60],
+        )
+    out = Console()
+    out.print(table)
+    out.print(f"check {summary['check_id']} at {summary['checked_at']}")
+    for action_id in summary["proposed"]:
+        out.print(f"proposed action {action_id} (decide: copilot actions show {action_id})")
+    for cause in summary["already_pending"]:
+        out.print(f"{cause}: an action for it is already pending")
+    for delivery in summary["deliveries"]:
+        state = "delivered" if delivery["delivered"] else "not delivered"
+        out.print(f"webhook {state}: {delivery['detail']}")
 
 
 @actions_app.command("list")

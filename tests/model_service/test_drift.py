@@ -99,10 +99,15 @@ def test_drift_refuses_what_it_cannot_compare(service: TestClient, patient: dict
     unknown = _error(service.post("/v1/drift", json={"site": "Mars"}))
     assert (unknown["field"], unknown["value"]) == ("site", "Mars")
     assert "unknown site 'Mars'" in unknown["message"]
-    both = _error(service.post("/v1/drift", json={"site": "Hungary", "since": later}))
-    assert "got site, since" in both["message"]
+    # "since" with "site": the predictions logged from that site (none here)
+    from_site = _error(service.post("/v1/drift", json={"site": "Hungary", "since": later}))
+    assert "only 0 predictions logged from Hungary since" in from_site["message"]
+    both = _error(service.post("/v1/drift", json={"site": "Hungary", "patients": [patient] * 30}))
+    assert "got patients, site" in both["message"]
     extra = _error(service.post("/v1/drift", json={"site": "Hungary", "x": 1}))
-    assert extra["message"] == '"x" is not a known field; known fields: patients, site, since'
+    assert extra["message"] == (
+        '"x" is not a known field; known fields: patients, site, since, report'
+    )
     for edge in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00"):
         far = _error(service.post("/v1/drift", json={"since": edge}))
         assert (

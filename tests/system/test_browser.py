@@ -328,3 +328,28 @@ def test_a_user_cannot_decide_and_an_approver_decides_later_from_a_new_session(
     assert action.status == "rejected" and action.requested_by == "uma via ui:uma"
     assert _champion(service_config) == champion
     print(f"user story: {time.monotonic() - started:.1f} s")
+
+
+def test_the_monitoring_history_is_a_chart_in_the_chat(
+    browser: "Browser", ui: str, service_config: ServiceConfig
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from copilot.monitoring import MonitorStore, Point
+
+    store = MonitorStore(make_engine(service_config.database_url))
+    now = datetime.now(UTC)
+    for day, auc, labels in ((9, 0.84, 0), (6, 0.8, 12), (3, 0.74, 45)):
+        point = Point("all", "auc", auc, "1", estimated=labels < 30, labels=labels, rows=300)
+        store.record_points(f"browser{day}", now - timedelta(days=day), [point])
+    chat = Chat(browser, ui, "ann", "ann-key")
+    chat.ask("is the model getting worse?")
+    chart = chat.page.locator("img[alt='monitoring-history']")
+    expect(chart).to_be_visible(timeout=TIMEOUT_MS)
+    assert chart.evaluate("img => img.naturalWidth") > 300
+    expect(
+        chat.page.get_by_text("AUC of version 1: 0.84 at the first check, 0.74 at the latest")
+    ).to_be_visible()
+    expect(chat.page.get_by_text("Used monitoring_history")).to_be_visible()
+    chart.scroll_into_view_if_needed()
+    chat.shot("09-monitoring-history-chart")

@@ -28,7 +28,15 @@ from copilot.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "mlops-copilot:local"
-SERVICES = {"postgres", "mlflow", "train", "model-service", "copilot-api", "copilot-ui"}
+SERVICES = {
+    "postgres",
+    "mlflow",
+    "train",
+    "model-service",
+    "copilot-api",
+    "copilot-ui",
+    "monitor",
+}
 
 # Variables that are not copilot settings, each with who reads it. Nothing else passes.
 NOT_SETTINGS = {
@@ -242,6 +250,7 @@ def test_every_copilot_command_is_a_real_subcommand_with_valid_options() -> None
         "model-service": "serve model",
         "copilot-api": "serve api",
         "copilot-ui": "serve ui",
+        "monitor": "monitor",
     }
     # A one-shot that must not stack a new @challenger on every `docker compose up`.
     assert invocations["train"].params["if_missing"] is True
@@ -422,7 +431,7 @@ def test_state_lives_in_declared_volumes() -> None:
         unknown = set(mounts[name].values()) - declared
         assert not unknown, f"{name} mounts undeclared volumes {unknown}"
     assert declared == {v for m in mounts.values() for v in m.values()}, "an unused volume"
-    for name in ("train", "model-service", "copilot-api", "copilot-ui"):
+    for name in ("train", "model-service", "copilot-api", "copilot-ui", "monitor"):
         assert environment(ours()[name])["COPILOT_HOME"] in mounts[name], name
     mlflow = compose()["services"]["mlflow"]["command"]
     assert mlflow[mlflow.index("--artifacts-destination") + 1] in mounts["mlflow"]

@@ -1,4 +1,4 @@
-"""`copilot up`: three real processes, a local approver key, a clean stop on SIGTERM."""
+"""`copilot up`: four real processes, a local approver key, a clean stop on SIGTERM."""
 
 import os
 import re
@@ -95,6 +95,11 @@ def _check_up(up: "subprocess.Popen[str]", ports: list[int], tmp_path: Path) -> 
     assert created.status_code == 201
     assert httpx.post(f"{api}/v1/conversations", json={}).status_code == 401
     assert httpx.get(ui).status_code == 200
+    monitor_log = tmp_path / "home" / "logs" / "monitor.log"
+    deadline = time.monotonic() + 90  # the first pass may come before the service is ready
+    while "monitor check" not in (monitor_log.read_text() if monitor_log.exists() else ""):
+        assert time.monotonic() < deadline, monitor_log.read_text()
+        time.sleep(0.5)
 
     up.send_signal(signal.SIGTERM)
     assert up.wait(60) == 0

@@ -13,6 +13,7 @@ Deterministic and local (no network, no model weights). A request is read in thr
 
    rollback, promote, retrain    a verb of the action; version, force, sites, kinds
    compare_runs                  compare/better/vs + runs, run ids or champion/challenger
+   monitoring_history            drift or performance over time (offline/monitoring.py)
    check_drift                   drift words; a site or a start date
    list_runs                     runs + show/last/which, or a site or a count
    model_info                    live/serving/champion, metrics (AUC...), the inputs
@@ -51,6 +52,7 @@ from copilot.facts import NOTHING_LEFT, Memory, Step
 from copilot.llm.offline.changes import relative_changes
 from copilot.llm.offline.focus import mentioned
 from copilot.llm.offline.grammar import CUES, Reading, read, wants_training
+from copilot.llm.offline.monitoring import history_arguments
 from copilot.llm.offline.patients import missing_required, parse_patient
 from copilot.llm.offline.scope import (
     APPROVAL_REPLY,
@@ -340,6 +342,12 @@ def _drift_at(reading: Reading, card: DatasetCard) -> Intent:
     )
 
 
+def _history(reading: Reading, _: _Context) -> Intent | None:
+    """monitoring_history: drift or performance over time (copilot.llm.offline.monitoring)."""
+    arguments = history_arguments(reading)
+    return None if arguments is None else Intent(tool="monitoring_history", arguments=arguments)
+
+
 def _drift(reading: Reading, context: _Context) -> Intent | None:
     """check_drift: drift, shift, distribution, data quality; at a site or since a date."""
     if reading.has("drift"):
@@ -567,6 +575,7 @@ _FRAMES = (
     _promote,
     _retrain,
     _compare,
+    _history,
     _drift,
     _runs,
     _model,

@@ -74,6 +74,30 @@ def test_help_lists_the_commands() -> None:
         ),
         (["train"], UNREACHABLE_MLFLOW, 1, "MLflow at http://127.0.0.1:9:"),
         (
+            ["monitor", "--once"],
+            {"COPILOT_MONITOR_INTERVAL_SECONDS": "5"},
+            2,
+            "COPILOT_MONITOR_INTERVAL_SECONDS: Input should be greater than or equal to 10",
+        ),
+        (
+            ["monitor", "--once"],
+            {"COPILOT_MONITOR_MIN_AUC": "2"},
+            2,
+            "COPILOT_MONITOR_MIN_AUC: Input should be less than or equal to 1",
+        ),
+        (
+            ["monitor", "--once"],
+            {"COPILOT_WEBHOOK_URL": "ftp://relay"},
+            2,
+            "COPILOT_WEBHOOK_URL='ftp://relay' must be an http(s) URL",
+        ),
+        (
+            ["monitor", "--once"],
+            {"MODEL_SERVICE_URL": "http://127.0.0.1:1"},
+            1,
+            "the model service at http://127.0.0.1:1 is unreachable",
+        ),
+        (
             ["up"],
             UNREACHABLE_MLFLOW | {"MODEL_SERVICE_URL": "http://127.0.0.1:1"},
             1,
@@ -418,3 +442,24 @@ def test_four_eyes_holds_against_another_name_and_markup_is_printed_as_text(
     assert same_account.exit_code == 1 and "four-eyes rule" in same_account.output
     assert store.get(action_id).status == "pending"
     engine.dispose()
+
+
+def test_monitor_once_prints_one_pass(
+    home: Path,
+    tmp_path: Path,
+    trained_registry: TrainedRegistry,
+    live_service: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_registry.copy(tmp_path))
+    monkeypatch.setenv("MODEL_SERVICE_URL", live_service)
+    result = runner.invoke(app, ["monitor", "--once", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    sites = {point["site"] for point in summary["points"]}
+    assert sites == {"all", "Cleveland", "Hungary", "Switzerland", "VA Long Beach"}
+    metrics = {point["metric"] for point in summary["points"]}
+    assert {"share_drifted", "data_quality_findings", "auc", "accuracy"} <= metrics
+    table = runner.invoke(app, ["monitor", "--once"])
+    assert table.exit_code == 0, table.output
+    assert "check " in table.stdout and "Hungary" in table.stdout

@@ -266,6 +266,7 @@ async def test_json_mode_asks_for_one_schema_and_reads_the_tool_back(
         "list_runs",
         "compare_runs",
         "model_info",
+        "monitoring_history",
         "retrain_model",
         "promote_model",
         "rollback_model",
