@@ -176,10 +176,17 @@ class Chat:
             self.session_ids.append(found.group(1))
 
     def ask(self, text: str) -> None:
-        """Sends `text` once the chat takes input (connected, no task running)."""
-        self.page.locator("#chat-input").fill(text)
-        send = self.page.locator("#chat-submit")
-        expect(send).to_be_enabled(timeout=TIMEOUT_MS)
+        """Sends `text` once the chat takes input (connected, no task running). The input
+        is typed again if the page cleared it meanwhile (a restored conversation arriving)."""
+        box, send = self.page.locator("#chat-input"), self.page.locator("#chat-submit")
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while True:
+            if box.input_value() != text:
+                box.fill(text)
+            if send.is_enabled() or time.monotonic() > deadline:
+                break
+            self.page.wait_for_timeout(100)
+        expect(send).to_be_enabled(timeout=1000)
         send.click()
         expect(self.page.locator(".step").filter(has_text=text).last).to_be_visible()
 
