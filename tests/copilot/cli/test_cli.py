@@ -327,3 +327,44 @@ def test_four_eyes_holds_against_another_name_and_markup_is_printed_as_text(
     assert same_account.exit_code == 1 and "four-eyes rule" in same_account.output
     assert store.get(action_id).status == "pending"
     engine.dispose()
+
+
+def test_the_readme_conversation_runs_in_the_terminal_chat(
+    home: Path,
+    tmp_path: Path,
+    trained_registry: TrainedRegistry,
+    live_service: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The README's lines (as the browser test reads them) through `copilot chat`, on a
+    registry as `copilot up` leaves it: one run, its version the champion."""
+    from model_service import registry
+    from tests.system.test_readme_conversation import readme_conversation
+
+    uri = trained_registry.copy(tmp_path)
+    client = registry.client(uri)
+    client.delete_model_version("heart-disease-risk", trained_registry.challenger.version)
+    client.delete_run(trained_registry.challenger.run_id)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MODEL_SERVICE_URL", live_service)
+    typed = []
+    for line in readme_conversation():
+        typed.append(line)
+        if line.startswith(("retrain", "promote", "roll back")):
+            typed += ["a", ""]  # approve, no comment
+    session = runner.invoke(
+        app, ["chat", "--conversation", "readme"], input="\n".join(typed) + "\n\n"
+    )
+    assert session.exit_code == 0, session.output
+    flat = " ".join(session.output.split())
+    assert "Predicted risk of heart disease:" in flat
+    assert "Drift detected for VA Long Beach" in flat
+    shared = "184 rows (Cleveland 61, Hungary 58, Switzerland 25, VA Long Beach 40)"
+    assert f"on the same evaluation set, {shared}, which neither trained on" in flat
+    assert f"Runs compared (holdout metrics on the same evaluation set, {shared}" in flat
+    assert "passes the promotion gate" in flat and "refused" not in flat
+    new = registry.alias_version(client, "heart-disease-risk", "previous-champion")
+    assert f"Version {new.version} is the @champion; version 1 is kept" in flat
+    assert flat.count("Done: ") == 3
+    champion = registry.alias_version(client, "heart-disease-risk", "champion")
+    assert str(champion.version) == "1"  # rolled back to the demo model
