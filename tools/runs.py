@@ -61,8 +61,9 @@ class RunSummary(BaseModel):
         "training rows (cross-validated)."
     )
     evaluation_set: EvaluationSet | None = Field(
+        default=None,
         description="The rows its holdout_* metrics were measured on (null: a run from "
-        "before the shared evaluation set, judged on a holdout of its own)."
+        "before the shared evaluation set, judged on a holdout of its own).",
     )
     version: str | None = Field(description="The registered model version it produced.")
     aliases: list[str] = Field(description="e.g. ['champion'] or ['challenger'].")
@@ -160,8 +161,9 @@ class RunComparison(BaseModel):
 
     runs: list[RunSummary]
     evaluation_set: EvaluationSet | None = Field(
+        default=None,
         description="The one set of rows every run's holdout_* metrics were measured on; "
-        "null when they were measured on different rows (holdout_* metrics are then left out)."
+        "null when they were measured on different rows (holdout_* metrics are then left out).",
     )
     metrics: list[MetricComparison]
     params_differing: dict[str, dict[str, str]] = Field(description="param -> run_id -> value")
