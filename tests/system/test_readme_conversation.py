@@ -2,7 +2,8 @@
 fresh `copilot up` (a new COPILOT_HOME: the demo model is trained on start) in Debian's
 chromium. Each answer is checked against the copilot's own record (the agent API), the
 model service and the registry; proposals are approved on their cards; the page is
-refreshed once mid-way and the conversation must come back. One screenshot per step goes
+refreshed once mid-way and the conversation must come back; "New Chat" at the end starts
+an empty one. One screenshot per step goes
 to test-artifacts/browser/readme-conversation/.
 """
 
@@ -320,6 +321,18 @@ def test_the_readme_conversation_works_on_a_fresh_home(browser: "Browser", up: U
         )
         walk.served("1")
 
+    def new_chat() -> None:
+        """ "New Chat" leaves the conversation (kept in the store) for an empty one."""
+        chat.page.locator("#new-chat-button").click()
+        chat.page.locator("#confirm").click()
+        expect(chat.page.get_by_text("Compare the last two runs")).to_be_visible(
+            timeout=TIMEOUT_MS
+        )  # the starters of an empty chat
+        expect(chat.page.locator("#confirm")).to_have_count(0)  # the dialog is gone
+        chat.page.wait_for_timeout(1500)  # time for a wrongly restored conversation to arrive
+        expect(chat.page.locator("div.step[data-step-type='user_message']")).to_have_count(0)
+        chat.shot("readme-conversation/09-new-chat")
+
     try:
         step(1, risk)
         step(2, why)
@@ -330,6 +343,7 @@ def test_the_readme_conversation_works_on_a_fresh_home(browser: "Browser", up: U
         step(6, compare)
         step(7, promote)
         step(8, roll_back)
+        new_chat()
     except BaseException:
         chat.shot("readme-conversation/failed")
         raise
