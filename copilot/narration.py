@@ -212,6 +212,12 @@ def list_runs(result: dict[str, Any]) -> str:
     return "Training runs, newest first:\n" + "\n".join(lines)
 
 
+def _evaluation_set(found: dict[str, Any]) -> str:
+    """`184 rows (Cleveland 61, Hungary 58, ...)`, as `EvaluationSet.describe` says it."""
+    where = ", ".join(f"{site} {count}" for site, count in found["sites"].items())
+    return f"{found['rows']} rows" + (f" ({where})" if where else "")
+
+
 def compare_runs(result: dict[str, Any]) -> str:
     names = {
         run["run_id"]: f"{run['run_id'][:8]} ({' + '.join(run['sites'])})" for run in result["runs"]
@@ -222,7 +228,15 @@ def compare_runs(result: dict[str, Any]) -> str:
         + f"; better: {names[m['best_run']]}"
         for m in result["metrics"][:6]
     ]
-    return "Runs compared:\n" + "\n".join(lines)
+    shared = result.get("evaluation_set")
+    where = (
+        f"holdout metrics on the same evaluation set, {_evaluation_set(shared)}, which "
+        "neither run trained on; cv_ metrics on each run's own training rows"
+        if shared
+        else "they were not measured on the same rows, so their holdout metrics are left "
+        "out; cv_ metrics are on each run's own training rows"
+    )
+    return f"Runs compared ({where}):\n" + "\n".join(lines)
 
 
 def model_info(result: dict[str, Any]) -> str:
@@ -295,23 +309,51 @@ def trained(result: dict[str, Any]) -> str:
     )
     compared = result.get("against_champion") or []
     champion = result.get("champion_version")
+    found = result.get("evaluation_set")
+    where = _evaluation_set(found) if found else "its holdout"
     if champion is None or not compared:
         metrics = result.get("metrics") or {}
         shown = ", ".join(
             f"{label} {metrics[key]:.3f}" for key, label in _METRIC_NAMES.items() if key in metrics
         )
-        return head + (f" Holdout {shown}; there is no champion to compare with." if shown else "")
+        return head + (
+            f" On the evaluation set, {where}: {shown}; there is no champion to compare with."
+            if shown
+            else ""
+        )
     lines = [
         f"{_METRIC_NAMES.get(m['metric'], m['metric'])} {m['new']:.3f} against "
         f"{m['champion']:.3f} ({m['change']:+.3f})"
         for m in compared
         if m["champion"] is not None and m["change"] is not None
     ]
+    if not lines:
+        return (
+            head + f" The champion, version {champion}, was measured on other rows, so the "
+            "two cannot be compared. The champion is unchanged."
+        )
     return (
-        head + f" Holdout metrics against the champion, version {champion} (each on its own "
-        "training's holdout): "
+        head + f" Against the champion, version {champion}, on the same evaluation set, "
+        f"{where}, which neither trained on: "
         + "; ".join(lines)
         + ". The champion is unchanged; promoting the challenger is a separate proposal."
+    )
+
+
+def promoted(result: dict[str, Any]) -> str:
+    """A promotion's new champion, what it replaced, and the gate's checks."""
+    replaced = result.get("previous_champion")
+    serving = result.get("serving")
+    checks = "; ".join(
+        f"{c['name']} {'passed' if c['passed'] else 'failed'}: {c['detail']}"
+        for c in result["checks"]
+    )
+    return (
+        f"Version {result['champion']} is the @champion"
+        + (f"; version {replaced} is kept as @previous-champion" if replaced else "")
+        + (" (forced past a failed gate)" if result.get("forced") else "")
+        + f". Gate: {checks}."
+        + (f" The model service now scores with version {serving}." if serving else "")
     )
 
 
@@ -320,6 +362,8 @@ def _executed(action: dict[str, Any]) -> str:
     done = f"Done: {action['summary']} (approved by {action['decided_by']})."
     if action["tool"] == "retrain_model" and "best_kind" in result:
         return f"{done} {trained(result)}"
+    if action["tool"] == "promote_model" and "checks" in result:
+        return f"{done} {promoted(result)}"
     details = ", ".join(
         f"{k} {v}" for k, v in result.items() if v is not None and not isinstance(v, (list, dict))
     )

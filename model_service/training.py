@@ -1,10 +1,14 @@
 """`copilot train`: fit the candidates, evaluate them honestly, log everything, register the best.
 
-Protocol (seeded, deterministic): a stratified holdout (by site and outcome) is set aside;
-stratified k-fold cross-validation on the rest gives out-of-fold scores, from which the
-Platt link (when it lowers the cross-validated Brier score) and the operating threshold
-(Youden's J) are fitted. The final model is refit on all non-holdout rows and judged on
-the holdout. The best candidate by cross-validated ROC AUC (ties: Brier) is registered.
+Protocol (seeded, deterministic): one shared evaluation set is set aside from the whole
+dataset, every site included (a fixed, seeded, stratified share by site and outcome; the
+same rows for every run, whatever sites it trains on or seed it uses), and no run ever
+trains on it. Of the requested sites' other rows, stratified k-fold cross-validation gives
+out-of-fold scores, from which the Platt link (when it lowers the cross-validated Brier
+score) and the operating threshold (Youden's J) are fitted. The final model is refit on
+all those rows and judged on the shared evaluation set (the `holdout_*` metrics), so any
+two runs, and the promotion gate, compare models on the same rows. The best candidate by
+cross-validated ROC AUC (ties: Brier) is registered.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -43,7 +47,10 @@ from model_service.risk_model import (
 )
 
 FOLDS = 5
-HOLDOUT_FRACTION = 0.2
+EVALUATION_FRACTION = 0.2
+# Fixed, and independent of a run's seed: every run is judged on the same rows.
+EVALUATION_SEED = 20_240_601
+EVALUATION_SET_TAG = "copilot.evaluation_set"
 MIN_ROWS = 60
 MIN_ROWS_PER_CLASS = 15
 
@@ -70,6 +77,20 @@ class TrainingDataTooSmall(TrainingError):
     """The selected rows are too few, or one outcome is too rare, to train and evaluate."""
 
 
+class EvaluationSet(BaseModel):
+    """The rows every training run is judged on and none trains on: which, and from where."""
+
+    rows: int
+    positives: int = Field(description="Rows with the outcome.")
+    sites: dict[str, int] = Field(description="Rows per site (empty: the dataset has none).")
+    digest: str = Field(description="Content digest: equal digests mean the same rows.")
+
+    def describe(self) -> str:
+        """In words: `184 rows (Cleveland 61, Hungary 59, ...)`."""
+        where = ", ".join(f"{site} {count}" for site, count in self.sites.items())
+        return f"{self.rows} rows" + (f" ({where})" if where else "")
+
+
 class CandidateSummary(BaseModel):
     kind: ModelKind
     calibrated: bool
@@ -93,6 +114,7 @@ class TrainingResult(BaseModel):
     candidates: list[CandidateSummary]
     rows_train: int
     rows_holdout: int
+    evaluation_set: EvaluationSet
 
 
 @dataclass
@@ -228,13 +250,60 @@ def _strata(card: DatasetCard, frame: pd.DataFrame, y: np.ndarray) -> np.ndarray
     return y
 
 
+def evaluation_split(
+    card: DatasetCard, frame: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, EvaluationSet]:
+    """All rows as shipped -> (the rows runs may train on, the shared evaluation rows, what
+    the latter are). Stratified by site and outcome (by outcome alone when a site has a
+    single row of an outcome), seeded by `EVALUATION_SEED`: the same split every time.
+    Identical rows go to the same side."""
+    y = card.target(frame)
+    strata: np.ndarray = y
+    if card.site_column is not None:
+        combined = frame[card.site_column].astype(str).to_numpy() + "|" + y.astype(str)
+        if pd.Series(combined).value_counts().min() >= 2:
+            strata = np.asarray(combined)
+    # a record shipped twice (the data has two) stays on one side, never on both
+    keys = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    unique = np.flatnonzero(~pd.Series(keys).duplicated().to_numpy())
+    _, evaluation_unique = train_test_split(
+        unique,
+        test_size=EVALUATION_FRACTION,
+        stratify=strata[unique],
+        random_state=EVALUATION_SEED,
+    )
+    in_evaluation = np.isin(keys, keys[evaluation_unique])
+    train_index, evaluation_index = np.flatnonzero(~in_evaluation), np.flatnonzero(in_evaluation)
+    pool = frame.iloc[train_index].reset_index(drop=True)
+    evaluation = frame.iloc[evaluation_index].reset_index(drop=True)
+    sites: dict[str, int] = {}
+    if card.site_column is not None:
+        counts = evaluation[card.site_column].value_counts()
+        sites = {str(site): int(counts[site]) for site in sorted(counts.index)}
+    described = EvaluationSet(
+        rows=len(evaluation),
+        positives=int(y[evaluation_index].sum()),
+        sites=sites,
+        digest=card.digest(evaluation),
+    )
+    return pool, evaluation, described
+
+
+def run_evaluation_set(tags: dict[str, str]) -> EvaluationSet | None:
+    """The evaluation set a run's `holdout_*` metrics were measured on, from its tags (None:
+    a run from before the shared evaluation set, judged on a holdout of its own)."""
+    recorded = tags.get(EVALUATION_SET_TAG)
+    return None if recorded is None else EvaluationSet.model_validate_json(recorded)
+
+
 def _check_size(card: DatasetCard, sites: Sequence[str], y: np.ndarray) -> None:
     positives = int(y.sum())
     negatives = len(y) - positives
     where = f"from {' + '.join(sites)}" if sites else f"in {card.name}"
     if len(y) < MIN_ROWS or min(positives, negatives) < MIN_ROWS_PER_CLASS:
         raise TrainingDataTooSmall(
-            f"training data too small: {len(y)} rows {where} ({positives} with "
+            f"training data too small: {len(y)} rows {where} outside the shared evaluation "
+            f"set ({positives} with "
             f"{card.outcome}, {negatives} without); need at least {MIN_ROWS} rows and "
             f"{MIN_ROWS_PER_CLASS} of each outcome"
         )
@@ -262,9 +331,11 @@ def train(
             f"unknown model kind {unknown[:1] or kinds!r}; known: {list(MODEL_KINDS)}"
         )
     site_list = list(sites) if sites else list(card.default_training_sites)
-    frame = card.select_sites(card.load_raw(), site_list)
-    y = card.target(frame)
-    _check_size(card, site_list, y)
+    pool, holdout_frame, evaluation_set = evaluation_split(card, card.load_raw())
+    train_frame = card.select_sites(pool, site_list)
+    y_train = card.target(train_frame)
+    y_holdout = card.target(holdout_frame)
+    _check_size(card, site_list, y_train)
 
     total = len(kinds) * (FOLDS + 1) + 2
     done = 0
@@ -275,13 +346,7 @@ def train(
             progress(description, done, total)
         done += 1
 
-    strata = _strata(card, frame, y)
-    train_index, holdout_index = train_test_split(
-        np.arange(len(frame)), test_size=HOLDOUT_FRACTION, stratify=strata, random_state=seed
-    )
-    train_frame = frame.iloc[train_index].reset_index(drop=True)
-    holdout_frame = frame.iloc[holdout_index].reset_index(drop=True)
-    y_train, y_holdout = y[train_index], y[holdout_index]
+    strata = _strata(card, train_frame, y_train)
     fitted_card = card.with_training_ranges(train_frame)
 
     candidates = [
@@ -290,7 +355,7 @@ def train(
             fitted_card,
             train_frame,
             y_train,
-            strata[train_index],
+            strata,
             holdout_frame,
             y_holdout,
             seed,
@@ -312,6 +377,7 @@ def train(
         train_frame,
         holdout_frame,
         y_holdout,
+        evaluation_set,
         candidates,
         best,
         challenger_only,
@@ -329,6 +395,7 @@ def _log_and_register(
     train_frame: pd.DataFrame,
     holdout_frame: pd.DataFrame,
     y_holdout: np.ndarray,
+    evaluation_set: EvaluationSet,
     candidates: list[_Candidate],
     best: _Candidate,
     challenger_only: bool,
@@ -341,7 +408,7 @@ def _log_and_register(
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     _use_experiment(mlflow, f"{card.name}-training", tracking_uri)
-    digest = card.digest(pd.concat([train_frame, holdout_frame]))
+    digest = card.digest(train_frame)
     summaries = [
         CandidateSummary(
             kind=c.kind, calibrated=c.calibrated, threshold=c.model.threshold, metrics=c.metrics
@@ -356,6 +423,7 @@ def _log_and_register(
         "copilot.best_kind": best.kind,
         "copilot.reason": reason or "",
         "copilot.dataset_digest": digest,
+        EVALUATION_SET_TAG: evaluation_set.model_dump_json(),
     }
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
         mlflow.log_params(
@@ -364,7 +432,8 @@ def _log_and_register(
                 "sites": ",".join(sites),
                 "seed": seed,
                 "folds": FOLDS,
-                "holdout_fraction": HOLDOUT_FRACTION,
+                "evaluation_fraction": EVALUATION_FRACTION,
+                "evaluation_seed": EVALUATION_SEED,
                 "candidates": ",".join(c.kind for c in candidates),
                 "best_kind": best.kind,
                 "calibrated": best.calibrated,
@@ -439,6 +508,7 @@ def _log_and_register(
         candidates=summaries,
         rows_train=len(train_frame),
         rows_holdout=len(holdout_frame),
+        evaluation_set=evaluation_set,
     )
 
 

@@ -21,13 +21,13 @@ from pydantic_core import PydanticCustomError
 from model_service import registry
 from model_service.cards import CardError
 from model_service.risk_model import MODEL_KINDS, ModelKind
-from model_service.training import TrainingError, train
+from model_service.training import EvaluationSet, TrainingError, run_evaluation_set, train
 from tools.context import ToolContext
 from tools.errors import InvalidToolInput, ToolError
 
-# The promotion gate.
-AUC_MARGIN = 0.02  # the candidate's holdout ROC AUC may be at most this much below the champion's
-MAX_NOISE_FLIP_RATE = 0.15  # share of holdout predictions that flip under measurement noise
+# The promotion gate, on the shared evaluation set (model_service/training.py).
+AUC_MARGIN = 0.02  # the candidate's ROC AUC may be at most this much below the champion's
+MAX_NOISE_FLIP_RATE = 0.15  # share of evaluation-set predictions that flip under measurement noise
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -120,11 +120,13 @@ def retrain_problems(ctx: ToolContext, args: RetrainInput) -> list[str]:
 
 
 class MetricAgainstChampion(BaseModel):
-    """One holdout metric of the new version beside the champion's."""
+    """One holdout metric of the new version beside the champion's, on the same rows."""
 
     metric: str
     new: float
-    champion: float | None
+    champion: float | None = Field(
+        description="Null when the champion was measured on other rows (not comparable)."
+    )
     change: float | None = Field(description="new - champion.")
 
 
@@ -136,24 +138,35 @@ class TrainingOutcome(BaseModel):
     alias: str
     sites: list[str]
     best_kind: str
-    metrics: dict[str, float] = Field(description="The best candidate's holdout metrics.")
+    metrics: dict[str, float] = Field(
+        description="The best candidate's holdout metrics, on the evaluation set."
+    )
+    evaluation_set: EvaluationSet = Field(
+        description="The shared rows (every site) no run trains on, where metrics are measured."
+    )
     candidates: dict[str, float] = Field(description="Cross-validated ROC AUC per candidate.")
     champion_version: str | None = Field(description="The @champion it is compared with.")
     against_champion: list[MetricAgainstChampion] = Field(
-        description="The new version's holdout metrics beside the champion's (each measured "
-        "on its own training's holdout, as the promotion gate compares them)."
+        description="The new version's holdout metrics beside the champion's, both on the "
+        "same evaluation set, as the promotion gate compares them (the champion's are null "
+        "when it was measured on other rows)."
     )
 
 
 def _against_champion(
-    ctx: ToolContext, metrics: dict[str, float]
+    ctx: ToolContext, metrics: dict[str, float], evaluation_set: EvaluationSet
 ) -> tuple[str | None, list[MetricAgainstChampion]]:
-    """The champion's version and its holdout metrics beside `metrics` (read-only)."""
+    """The champion's version and its holdout metrics beside `metrics`, when it was measured
+    on the same evaluation set (read-only)."""
     client = registry.client(ctx.tracking_uri)
     champion = registry.alias_version(client, ctx.card.model_name, registry.CHAMPION)
     if champion is None:
         return None, []
-    theirs = client.get_run(champion.run_id).data.metrics
+    run = client.get_run(champion.run_id)
+    theirs = run.data.metrics
+    measured_on = run_evaluation_set(run.data.tags)
+    if measured_on is None or measured_on.digest != evaluation_set.digest:
+        theirs = {}
     compared = []
     for name, value in metrics.items():
         other = theirs.get(name)
@@ -191,7 +204,9 @@ async def retrain_model(
     except (TrainingError, CardError) as error:
         raise InvalidToolInput([str(error)]) from None
     holdout = {k: v for k, v in result.metrics.items() if k.startswith("holdout_")}
-    champion, compared = await anyio.to_thread.run_sync(_against_champion, ctx, holdout)
+    champion, compared = await anyio.to_thread.run_sync(
+        _against_champion, ctx, holdout, result.evaluation_set
+    )
     return TrainingOutcome(
         run_id=result.run_id,
         version=result.version,
@@ -199,6 +214,7 @@ async def retrain_model(
         sites=result.sites,
         best_kind=result.best_kind,
         metrics=holdout,
+        evaluation_set=result.evaluation_set,
         candidates={c.kind: c.metrics["cv_roc_auc"] for c in result.candidates},
         champion_version=champion,
         against_champion=compared,
@@ -323,36 +339,67 @@ class PromotionOutcome(BaseModel):
     )
 
 
-def _metric(client: Any, version: Any, name: str) -> float | None:
-    value = client.get_run(version.run_id).data.metrics.get(name)
-    return None if value is None else float(value)
+def _measured(client: Any, version: Any) -> tuple[dict[str, float], EvaluationSet | None]:
+    """A version's run metrics and the evaluation set they were measured on."""
+    run = client.get_run(version.run_id)
+    return dict(run.data.metrics), run_evaluation_set(run.data.tags)
+
+
+def _auc_check(
+    candidate: Any,
+    auc: float | None,
+    measured_on: EvaluationSet | None,
+    champion: Any,
+    champion_auc: float | None,
+    champion_measured_on: EvaluationSet | None,
+) -> GateCheck:
+    name = "holdout_roc_auc"
+    if auc is None or champion_auc is None:
+        return GateCheck(name=name, passed=False, detail="not measured")
+    if (
+        measured_on is None
+        or champion_measured_on is None
+        or measured_on.digest != champion_measured_on.digest
+    ):
+        return GateCheck(
+            name=name,
+            passed=False,
+            detail=f"version {candidate.version} and champion version {champion.version} "
+            "were measured on different evaluation sets: not comparable",
+        )
+    return GateCheck(
+        name=name,
+        passed=auc >= champion_auc - AUC_MARGIN,
+        detail=f"version {candidate.version}: {auc:.3f} against champion version "
+        f"{champion.version}: {champion_auc:.3f} on the shared evaluation set, "
+        f"{measured_on.describe()} (margin {AUC_MARGIN})",
+    )
 
 
 def _gate(client: Any, candidate: Any, champion: Any | None) -> list[GateCheck]:
-    auc = _metric(client, candidate, "holdout_roc_auc")
-    flips = _metric(client, candidate, "noise_flip_rate")
+    metrics, measured_on = _measured(client, candidate)
+    flips = metrics.get("noise_flip_rate")
     checks = [
         GateCheck(
             name="robustness",
             passed=flips is not None and flips <= MAX_NOISE_FLIP_RATE,
-            detail=f"{flips:.1%} of holdout predictions flip under measurement noise "
-            f"(at most {MAX_NOISE_FLIP_RATE:.0%})"
+            detail=f"{flips:.1%} of the evaluation set's predictions flip under measurement "
+            f"noise (at most {MAX_NOISE_FLIP_RATE:.0%})"
             if flips is not None
             else "not measured",
         )
     ]
     if champion is not None:
-        champion_auc = _metric(client, champion, "holdout_roc_auc")
-        passed = auc is not None and champion_auc is not None and auc >= champion_auc - AUC_MARGIN
+        theirs, champion_measured_on = _measured(client, champion)
         checks.insert(
             0,
-            GateCheck(
-                name="holdout_roc_auc",
-                passed=passed,
-                detail=f"version {candidate.version}: {auc:.3f} against champion version "
-                f"{champion.version}: {champion_auc:.3f} (margin {AUC_MARGIN})"
-                if auc is not None and champion_auc is not None
-                else "not measured",
+            _auc_check(
+                candidate,
+                metrics.get("holdout_roc_auc"),
+                measured_on,
+                champion,
+                theirs.get("holdout_roc_auc"),
+                champion_measured_on,
             ),
         )
     return checks
@@ -408,9 +455,10 @@ def _version(client: Any, name: str, version: str) -> Any:
 
 async def promote_model(ctx: ToolContext, args: PromoteInput) -> PromotionOutcome:
     """Make a version (default: the @challenger) the champion, if it passes the promotion
-    gate: holdout ROC AUC not worse than the champion's beyond the margin, and robust to
-    measurement noise. `force` overrides a failed gate and is recorded. The replaced
-    champion stays as @previous-champion for a rollback; the model service follows.
+    gate: ROC AUC on the shared evaluation set (the same rows for both) not worse than the
+    champion's beyond the margin, and robust to measurement noise. `force` overrides a
+    failed gate and is recorded. The replaced champion stays as @previous-champion for a
+    rollback; the model service follows.
 
     State-changing: runs only as an approved pending action.
     """

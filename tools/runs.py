@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from model_service import registry
 from model_service.schemas import ModelInfo
+from model_service.training import EvaluationSet, run_evaluation_set
 from tools.context import ToolContext
 from tools.errors import InvalidToolInput, NotFound
 from tools.service import call
@@ -55,7 +56,15 @@ class RunSummary(BaseModel):
     sites: list[str]
     best_kind: str
     reason: str
-    metrics: dict[str, float]
+    metrics: dict[str, float] = Field(
+        description="holdout_*: on its evaluation set; cv_*, overfit_gap: on its own "
+        "training rows (cross-validated)."
+    )
+    evaluation_set: EvaluationSet | None = Field(
+        default=None,
+        description="The rows its holdout_* metrics were measured on (null: a run from "
+        "before the shared evaluation set, judged on a holdout of its own).",
+    )
     version: str | None = Field(description="The registered model version it produced.")
     aliases: list[str] = Field(description="e.g. ['champion'] or ['challenger'].")
 
@@ -86,6 +95,7 @@ def _summaries(ctx: ToolContext, runs: list[Any]) -> list[RunSummary]:
                 best_kind=tags.get("copilot.best_kind", ""),
                 reason=tags.get("copilot.reason", ""),
                 metrics={k: v for k, v in run.data.metrics.items() if k in RUN_METRICS},
+                evaluation_set=run_evaluation_set(tags),
                 version=version,
                 aliases=sorted(aliases.get(version, [])) if version else [],
             )
@@ -150,8 +160,22 @@ class RunComparison(BaseModel):
     """Runs side by side: shared metrics with the better run per metric, differing params."""
 
     runs: list[RunSummary]
+    evaluation_set: EvaluationSet | None = Field(
+        default=None,
+        description="The one set of rows every run's holdout_* metrics were measured on; "
+        "null when they were measured on different rows (holdout_* metrics are then left out).",
+    )
     metrics: list[MetricComparison]
     params_differing: dict[str, dict[str, str]] = Field(description="param -> run_id -> value")
+
+
+def shared_evaluation_set(summaries: list[RunSummary]) -> EvaluationSet | None:
+    """The evaluation set all the runs were measured on, or None when not one and the same."""
+    sets = [summary.evaluation_set for summary in summaries]
+    first = sets[0]
+    if first is None or any(s is None or s.digest != first.digest for s in sets):
+        return None
+    return first
 
 
 def _get_runs(ctx: ToolContext, run_ids: list[str]) -> tuple[list[RunSummary], list[Any]]:
@@ -171,7 +195,9 @@ def _get_runs(ctx: ToolContext, run_ids: list[str]) -> tuple[list[RunSummary], l
 
 async def compare_runs(ctx: ToolContext, args: CompareRunsInput) -> RunComparison:
     """Compare training runs side by side: each shared metric with the better run, and the
-    parameters that differ. Without run ids, compares the last N runs (default 2).
+    parameters that differ. Without run ids, compares the last N runs (default 2). Holdout
+    metrics are compared only when every run was measured on the same evaluation set (named
+    in the result: rows and sites).
 
     Use for "compare the last two training runs" or "compare it with the previous run".
     """
@@ -184,8 +210,11 @@ async def compare_runs(ctx: ToolContext, args: CompareRunsInput) -> RunCompariso
             )
         run_ids = [run.run_id for run in reversed(latest)]  # oldest first
     summaries, runs = await anyio.to_thread.run_sync(_get_runs, ctx, run_ids)
+    shared = shared_evaluation_set(summaries)
     metrics = []
     for name, higher in RUN_METRICS.items():
+        if shared is None and name.startswith("holdout_"):
+            continue  # measured on different rows: not comparable
         values = {r.info.run_id: r.data.metrics[name] for r in runs if name in r.data.metrics}
         if len(values) != len(runs):
             continue  # compare only what every run has
@@ -201,4 +230,6 @@ async def compare_runs(ctx: ToolContext, args: CompareRunsInput) -> RunCompariso
         values = {r.info.run_id: r.data.params.get(key, "") for r in runs}
         if len(set(values.values())) > 1:
             params[key] = values
-    return RunComparison(runs=summaries, metrics=metrics, params_differing=params)
+    return RunComparison(
+        runs=summaries, evaluation_set=shared, metrics=metrics, params_differing=params
+    )

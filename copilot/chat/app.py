@@ -3,7 +3,9 @@
 Thin glue: turns and decisions run through copilot/chat/turns.py, sign-in and visibility
 come from copilot/chat/access.py, cards and pictures from copilot/chat/views.py. Approval cards are
 rendered from the persisted action, never from a wait inside the websocket, so a refreshed
-page or a new session shows them again and they can still be decided.
+page or a new session shows them again and they can still be decided. A refreshed or
+reopened page continues the person's newest conversation, its earlier messages shown again
+from the copilot's own store; "New Chat" starts a new one.
 """
 
 from __future__ import annotations
@@ -31,7 +33,14 @@ from copilot.chat.access import (
     throttled_sign_in,
     visible_pending,
 )
-from copilot.chat.turns import decide, open_runtime, send, start_conversation
+from copilot.chat.turns import (
+    decide,
+    earlier_messages,
+    latest_conversation,
+    open_runtime,
+    send,
+    start_conversation,
+)
 from copilot.conversations import ConversationError
 from copilot.settings import Settings
 from copilot.throttle import FailureThrottle
@@ -50,6 +59,8 @@ class _Process:
         self.stack = contextlib.AsyncExitStack()
         self.runtime: Copilot | None = None
         self.sign_ins = FailureThrottle()
+        # people who pressed "New Chat": their next page starts a new conversation
+        self.new_chat_asked: set[str] = set()
 
     def ready(self) -> Copilot:
         if self.runtime is None:
@@ -271,10 +282,38 @@ async def _starters(user: cl.User | None = None) -> list[cl.Starter]:
     return [cl.Starter(label=label, message=text) for label, text in ui_views.STARTERS]
 
 
+async def _restore_conversation(person: Person) -> None:
+    """Continues the person's newest conversation, showing what was said in it (unless they
+    asked for a new chat)."""
+    if person.name in _process.new_chat_asked:
+        _process.new_chat_asked.discard(person.name)
+        return
+    runtime = _process.ready()
+    conversation_id = await latest_conversation(runtime, person)
+    if conversation_id is None:
+        return
+    cl.user_session.set("conversation_id", conversation_id)
+    for message in await earlier_messages(runtime, conversation_id):
+        if message["role"] == "user":
+            await cl.Message(message["content"], author=person.name, type="user_message").send()
+        else:
+            await cl.Message(ui_views.message_text(message["content"])).send()
+
+
+@cl.on_chat_end
+async def _on_chat_end() -> None:
+    """A page closed by "New Chat" (not a refresh): the next page starts afresh."""
+    user = cl.user_session.get("user")
+    if user is not None and getattr(cl.context.session, "to_clear", False):
+        _process.new_chat_asked.add(str(user.identifier))
+
+
 @cl.on_chat_start
 @_current_keys_only
 async def _on_chat_start() -> None:
-    """Pending actions outlive pages and sessions: show the person those they may see."""
+    """The person's conversation so far; pending actions outlive pages and sessions: show
+    the person those they may see."""
+    await _restore_conversation(_person())
     waiting = await visible_pending(_process.ready(), _person())
     if waiting:
         await cl.Message(f"{len(waiting)} action(s) waiting for a decision:").send()

@@ -38,6 +38,24 @@ async def start_conversation(copilot: Copilot, person: Person) -> str:
     return conversation.id
 
 
+async def latest_conversation(copilot: Copilot, person: Person) -> str | None:
+    """The newest conversation of the person's UI account (None: they have none yet)."""
+    store = copilot.deps.conversations
+    found = await anyio.to_thread.run_sync(lambda: store.recent(owner=f"ui:{person.name}", limit=1))
+    return found[0].id if found else None
+
+
+async def earlier_messages(copilot: Copilot, conversation_id: str) -> list[dict[str, str]]:
+    """What was said in a conversation so far, user and assistant, oldest first, as its
+    checkpoints hold it (the copilot's own record, not the browser's)."""
+    history = await copilot.history(conversation_id)
+    return [
+        {"role": str(m["role"]), "content": str(m["content"])}
+        for m in history["messages"]
+        if m.get("role") in {"user", "assistant"}
+    ]
+
+
 async def send(
     copilot: Copilot, conversation_id: str, text: str, person: Person, on_event: OnEvent
 ) -> Turn:

@@ -204,6 +204,15 @@ def test_drift_is_told_with_display_names_and_readable_p_values() -> None:
     assert "The other data-quality findings are in the table and the report." in text
 
 
+EVALUATION_SET = {
+    "rows": 184,
+    "positives": 102,
+    "sites": {"Cleveland": 61, "Hungary": 58, "Switzerland": 25, "VA Long Beach": 40},
+    "digest": "f0b1b9a43f2c13a8",
+}
+SHARED = "184 rows (Cleveland 61, Hungary 58, Switzerland 25, VA Long Beach 40)"
+
+
 def _retrained(champion: bool) -> dict[str, Any]:
     metrics = {"holdout_roc_auc": 0.871, "holdout_brier": 0.121}
     theirs = {"holdout_roc_auc": 0.85, "holdout_brier": 0.13}
@@ -221,6 +230,7 @@ def _retrained(champion: bool) -> dict[str, Any]:
             "sites": ["Cleveland", "Hungary"],
             "best_kind": "logistic_regression",
             "metrics": metrics,
+            "evaluation_set": EVALUATION_SET,
             "candidates": {"logistic_regression": 0.86},
             "champion_version": "1" if champion else None,
             "against_champion": [
@@ -239,15 +249,78 @@ def test_a_retrain_is_told_against_the_champion() -> None:
     assert text.startswith("Done: train logistic_regression on Cleveland + Hungary")
     assert (
         "New version 3 (@challenger): logistic_regression on Cleveland + Hungary, run "
-        "01234567. Holdout metrics against the champion, version 1 (each on its own "
-        "training's holdout): ROC AUC 0.871 against 0.850 (+0.021); Brier score (lower is "
-        "better) 0.121 against 0.130 (-0.009)." in text
+        f"01234567. Against the champion, version 1, on the same evaluation set, {SHARED}, "
+        "which neither trained on: ROC AUC 0.871 against 0.850 (+0.021); Brier score (lower "
+        "is better) 0.121 against 0.130 (-0.009)." in text
     )
     assert unsupported_numbers(text, action) == []
     alone = narration.action_outcome(_retrained(champion=False))
-    assert "Holdout ROC AUC 0.871, Brier score (lower is better) 0.121; there is no champion" in (
-        alone
+    assert (
+        f"On the evaluation set, {SHARED}: ROC AUC 0.871, Brier score (lower is better) "
+        "0.121; there is no champion" in alone
     )
+
+
+def _comparison(shared: bool) -> dict[str, Any]:
+    runs = [
+        {"run_id": "aaaaaaaa11", "sites": ["Cleveland"]},
+        {"run_id": "bbbbbbbb22", "sites": ["Cleveland", "Hungary"]},
+    ]
+    return {
+        "runs": runs,
+        "evaluation_set": EVALUATION_SET if shared else None,
+        "metrics": [
+            {
+                "metric": "holdout_roc_auc",
+                "higher_is_better": True,
+                "values": {"aaaaaaaa11": 0.881, "bbbbbbbb22": 0.892},
+                "best_run": "bbbbbbbb22",
+                "delta": 0.011,
+            }
+        ],
+        "params_differing": {},
+    }
+
+
+def test_a_run_comparison_names_the_rows_both_were_measured_on() -> None:
+    text = narration.compare_runs(_comparison(shared=True))
+    assert text.startswith(
+        f"Runs compared (holdout metrics on the same evaluation set, {SHARED}, which neither "
+        "run trained on; cv_ metrics on each run's own training rows):\n"
+    )
+    assert "- holdout_roc_auc: aaaaaaaa (Cleveland) 0.881, bbbbbbbb (Cleveland + Hungary) " in text
+    apart = narration.compare_runs(_comparison(shared=False))
+    assert "they were not measured on the same rows, so their holdout metrics are left out" in (
+        apart
+    )
+
+
+def test_a_promotion_is_told_with_the_gate_it_passed() -> None:
+    detail = (
+        "version 2: 0.892 against champion version 1: 0.881 on the shared evaluation set, "
+        f"{SHARED} (margin 0.02)"
+    )
+    action = {
+        "id": "a3",
+        "tool": "promote_model",
+        "status": "executed",
+        "summary": "make the @challenger the @champion",
+        "decided_by": "ann via ui:ann",
+        "result": {
+            "champion": "2",
+            "previous_champion": "1",
+            "forced": False,
+            "checks": [{"name": "holdout_roc_auc", "passed": True, "detail": detail}],
+            "serving": "2",
+        },
+    }
+    text = narration.action_outcome(action)
+    assert text == (
+        "Done: make the @challenger the @champion (approved by ann via ui:ann). Version 2 is "
+        "the @champion; version 1 is kept as @previous-champion. Gate: holdout_roc_auc "
+        f"passed: {detail}. The model service now scores with version 2."
+    )
+    assert unsupported_numbers(text, action) == []
 
 
 def test_a_proposal_says_before_approval_that_it_will_be_refused() -> None:

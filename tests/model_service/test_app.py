@@ -35,7 +35,7 @@ def test_health_ready_and_model_info(
     )
     chol = next(f for f in info["features"] if f["name"] == "chol")
     assert chol["unit"] == "mg/dl" and chol["limits"] == {"low": 40, "high": 700}
-    assert chol["training_range"] == {"low": 126, "high": 564}
+    assert chol["training_range"] == {"low": 131, "high": 564}
     assert next(f for f in info["features"] if f["name"] == "cp")["allowed"][3] == "asymptomatic"
 
 
@@ -105,7 +105,7 @@ def test_out_of_training_range_is_scored_with_a_warning(
     assert response.status_code == 200
     warnings = {w["feature"]: w for w in response.json()["warnings"]}
     assert warnings["chol"]["code"] == "outside_training_range"
-    assert "650 mg/dl is outside the training range 126-564 mg/dl" in warnings["chol"]["message"]
+    assert "650 mg/dl is outside the training range 131-564 mg/dl" in warnings["chol"]["message"]
     assert warnings["age"]["code"] == "outside_training_range"
 
 

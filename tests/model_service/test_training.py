@@ -1,10 +1,18 @@
+import tempfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from model_service import registry
 from model_service.cards import DatasetCard, get_card
-from model_service.training import TrainingDataTooSmall, TrainingError, train
+from model_service.training import (
+    TrainingDataTooSmall,
+    TrainingError,
+    evaluation_split,
+    run_evaluation_set,
+    train,
+)
 from tests.conftest import TrainedRegistry
 
 METRICS = [
@@ -46,7 +54,44 @@ def test_every_candidate_reports_the_clinical_metrics(trained_registry: TrainedR
     assert all(c.calibrated for c in result.candidates if c.kind == "random_forest")
     best = max(result.candidates, key=lambda c: round(c.metrics["cv_roc_auc"], 4))
     assert result.best_kind == best.kind
-    assert result.rows_train + result.rows_holdout == 304
+    # Cleveland's 304 rows less its share of the evaluation set; judged on all four sites
+    assert result.rows_train == 304 - result.evaluation_set.sites["Cleveland"]
+    assert result.rows_holdout == result.evaluation_set.rows == 184
+
+
+def test_every_run_is_judged_on_one_shared_evaluation_set_it_never_trained_on(
+    trained_registry: TrainedRegistry, heart_card: DatasetCard
+) -> None:
+    full = heart_card.load_raw()
+    pool, evaluation, described = evaluation_split(heart_card, full)
+    again = evaluation_split(heart_card, full)[2]
+    assert described == again  # fixed: the same rows every time
+    assert len(pool) + len(evaluation) == len(full) == 920
+    assert described.sites == {
+        "Cleveland": 61,
+        "Hungary": 58,
+        "Switzerland": 25,
+        "VA Long Beach": 40,
+    }
+    assert described.describe() == (
+        "184 rows (Cleveland 61, Hungary 58, Switzerland 25, VA Long Beach 40)"
+    )
+    client = registry.client(trained_registry.tracking_uri)
+    evaluation_keys = set(pd.util.hash_pandas_object(evaluation, index=False))
+    for result in (trained_registry.champion, trained_registry.challenger):
+        assert result.evaluation_set == described
+        run = client.get_run(result.run_id)
+        assert run_evaluation_set(run.data.tags) == described
+        with tempfile.TemporaryDirectory() as directory:
+            path = client.download_artifacts(result.run_id, registry.REFERENCE_ARTIFACT, directory)
+            trained_on = pd.read_csv(path)
+        assert len(trained_on) == result.rows_train
+        # no row of the evaluation set is among the rows the run trained on
+        trained_keys = set(
+            pd.util.hash_pandas_object(trained_on.astype(full.dtypes.to_dict()), index=False)
+        )
+        assert len(trained_keys) > 0 and not trained_keys & evaluation_keys
+        assert trained_keys <= set(pd.util.hash_pandas_object(pool, index=False))
 
 
 def test_the_run_holds_params_digest_plots_and_reference(trained_registry: TrainedRegistry) -> None:
@@ -105,7 +150,8 @@ def test_too_little_data_is_refused_with_the_counts(
 ) -> None:
     with pytest.raises(
         TrainingDataTooSmall,
-        match=r"123 rows from Switzerland \(115 with heart disease, 8 without\)",
+        match=r"98 rows from Switzerland outside the shared evaluation set "
+        r"\(92 with heart disease, 6 without\)",
     ):
         train(heart_card, tracking_uri=f"sqlite:///{tmp_path}/never.db", sites=["Switzerland"])
     with pytest.raises(TrainingError, match="unknown model kind"):

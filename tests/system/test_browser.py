@@ -7,6 +7,7 @@ their session is refused, and an approver decides it from a new session. Screens
 to test-artifacts/browser/.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -46,6 +47,7 @@ pytestmark = pytest.mark.skipif(
 
 if CHROMIUM.exists():
     from playwright.sync_api import Browser, Page, expect, sync_playwright
+    from playwright.sync_api import Error as PlaywrightError
 
 
 @pytest.fixture(scope="module")
@@ -177,12 +179,24 @@ class Chat:
             self.session_ids.append(found.group(1))
 
     def ask(self, text: str) -> None:
-        """Sends `text` once the chat takes input (connected, no task running)."""
-        self.page.locator("#chat-input").fill(text)
-        send = self.page.locator("#chat-submit")
-        expect(send).to_be_enabled(timeout=TIMEOUT_MS)
-        send.click()
-        expect(self.page.locator(".step").filter(has_text=text).last).to_be_visible()
+        """Sends `text` once the chat takes input (connected, no task running). A restored
+        conversation arriving just after sign-in swaps the welcome screen's input for the
+        chat's (emptied): then it is typed again."""
+        box, send = self.page.locator("#chat-input"), self.page.locator("#chat-submit")
+        sent = self.page.locator("div.step[data-step-type='user_message']").filter(has_text=text)
+        before = sent.count()
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while sent.count() == before:
+            assert time.monotonic() < deadline, f"the chat did not take {text!r}"
+            if box.input_value() != text:
+                box.fill(text)
+            if send.is_enabled():
+                with contextlib.suppress(PlaywrightError):
+                    send.click(timeout=1000)
+                    sent.nth(before).wait_for(timeout=5000)
+            else:
+                self.page.wait_for_timeout(100)
+        expect(sent.last).to_be_visible()
 
     def _messages(self) -> Any:
         return self.page.locator("div.step[data-step-type='assistant_message']")

@@ -6,6 +6,7 @@ import pytest
 
 from model_service import registry
 from model_service.cards import DatasetCard
+from model_service.training import EVALUATION_SET_TAG
 from tests.conftest import TrainedRegistry
 from tools.context import ToolContext
 from tools.errors import InvalidToolInput
@@ -78,6 +79,10 @@ async def test_the_preview_says_before_anyone_decides_what_will_be_refused(
     plain = promote_preview(registry_ctx, PromoteInput(reason="ready"))
     assert plain is not None and plain.will_fail is (not passes)
     assert "holdout_roc_auc: version 2:" in plain.note
+    assert (
+        "on the shared evaluation set, 184 rows (Cleveland 61, Hungary 58, Switzerland 25, "
+        "VA Long Beach 40) (margin 0.02)" in plain.note
+    )
     if not passes:
         assert plain.note.startswith("the promotion gate refuses version 2: ")
         forced = promote_preview(registry_ctx, PromoteInput(force=True, reason="anyway"))
@@ -95,6 +100,23 @@ async def test_the_preview_says_before_anyone_decides_what_will_be_refused(
     assert back.note == "version 1 would be the @champion again in place of version 2"
     gone = promote_preview(registry_ctx, PromoteInput(reason="none left"))
     assert gone is not None and gone.will_fail and "no @challenger to promote" in gone.note
+
+
+async def test_the_gate_refuses_to_compare_metrics_measured_on_different_rows(
+    registry_ctx: ToolContext, trained_registry: TrainedRegistry
+) -> None:
+    """A champion from before the shared evaluation set: the AUC check cannot pass."""
+    client = registry.client(registry_ctx.tracking_uri)
+    client.delete_tag(trained_registry.champion.run_id, EVALUATION_SET_TAG)
+    preview = promote_preview(registry_ctx, PromoteInput(reason="ready"))
+    assert preview is not None and preview.will_fail
+    assert (
+        "holdout_roc_auc: version 2 and champion version 1 were measured on different "
+        "evaluation sets: not comparable" in preview.note
+    )
+    with pytest.raises(PromotionRefused, match="not comparable"):
+        await promote_model(registry_ctx, PromoteInput(reason="ready"))
+    assert _aliases(registry_ctx) == {"champion": "1", "challenger": "2"}
 
 
 async def test_nothing_to_promote_or_roll_back_is_named(registry_ctx: ToolContext) -> None:
@@ -138,9 +160,8 @@ async def test_retrain_registers_a_challenger_and_never_the_champion(
     assert auc.new == outcome.metrics["holdout_roc_auc"]
     assert auc.champion == champion.data.metrics["holdout_roc_auc"]
     assert auc.change == pytest.approx(auc.new - auc.champion)
-    with pytest.raises(
-        InvalidToolInput, match="training data too small: 123 rows from Switzerland"
-    ):
+    assert outcome.evaluation_set.rows == 184  # the same rows as the champion's
+    with pytest.raises(InvalidToolInput, match="training data too small: 98 rows from Switzerland"):
         await retrain_model(registry_ctx, RetrainInput(sites=["Switzerland"], reason="small site"))
     with pytest.raises(InvalidToolInput, match="unknown site 'Atlantis'"):
         await retrain_model(registry_ctx, RetrainInput(sites=["Atlantis"], reason="no such site"))

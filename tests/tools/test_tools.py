@@ -3,13 +3,16 @@
 import math
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import ValidationError
 
+from model_service import registry
 from model_service.app import ServiceConfig
+from model_service.training import EVALUATION_SET_TAG
 from tests.conftest import TrainedRegistry
 from tools.context import ToolContext
 from tools.drift import CheckDriftInput, check_drift
@@ -185,12 +188,35 @@ async def test_compare_the_last_two_runs(
         brier.values, key=brier.values.__getitem__
     )
     assert comparison.params_differing["sites"] == {first: "Cleveland", second: "Cleveland,Hungary"}
+    # both judged on the same rows (all four sites), said in the result
+    shared = trained_registry.champion.evaluation_set
+    assert comparison.evaluation_set == shared == trained_registry.challenger.evaluation_set
+    assert [r.evaluation_set for r in comparison.runs] == [shared, shared]
+    assert auc.values == {
+        first: trained_registry.champion.metrics["holdout_roc_auc"],
+        second: trained_registry.challenger.metrics["holdout_roc_auc"],
+    }
     explicit = await compare_runs(ctx, CompareRunsInput(run_ids=[second, first]))
     assert [r.run_id for r in explicit.runs] == [second, first]
     with pytest.raises(NotFound, match="run 'nope' does not exist"):
         await compare_runs(ctx, CompareRunsInput(run_ids=[first, "nope"]))
     with pytest.raises(ValidationError, match="must be different runs"):
         CompareRunsInput(run_ids=[first, first])
+
+
+async def test_runs_measured_on_different_rows_are_not_compared_on_them(
+    ctx: ToolContext, trained_registry: TrainedRegistry, tmp_path: Path
+) -> None:
+    """A run from before the shared evaluation set (its own holdout) is not comparable."""
+    uri = trained_registry.copy(tmp_path)
+    client = registry.client(uri)
+    client.delete_tag(trained_registry.champion.run_id, EVALUATION_SET_TAG)
+    older = ToolContext(ctx.model_service, uri, ctx.card)
+    comparison = await compare_runs(older, CompareRunsInput())
+    assert comparison.evaluation_set is None
+    assert comparison.runs[0].evaluation_set is None
+    names = [m.metric for m in comparison.metrics]
+    assert "cv_roc_auc" in names and not [n for n in names if n.startswith("holdout_")]
 
 
 async def test_an_unreachable_model_service_is_named(

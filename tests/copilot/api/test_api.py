@@ -452,9 +452,10 @@ def test_words_never_approve(sqlite_api: TestClient, tracking_uri: str) -> None:
 
     # the conversation moved on since the proposal: a decision still reaches it
     decided = decide(client, "bob", action["id"], decision="approve")
-    assert decided.status_code == 200 and decided.json()["status"] == "failed"  # the gate
+    assert decided.status_code == 200 and decided.json()["status"] == "executed"
     (message,) = decided.json()["follow_up"]["messages"]
-    assert message["content"].startswith("Approved but it did not complete")
+    assert message["content"].startswith("Done: make the @challenger the @champion")
+    assert champion(tracking_uri) == "2"
     history = client.get(f"/v1/conversations/{mine}", headers=auth("ann")).json()
     assert history["messages"][-1] == message
 
@@ -710,11 +711,10 @@ def test_one_turn_at_a_time_per_conversation(
     )
 
     store.end_turn(lease)
-    refused = decide(client, "bob", action["id"], decision="approve")  # the gate says no
-    assert refused.status_code == 200 and refused.json()["status"] == "failed"
-    assert "refused by the gate" in refused.json()["result"]["error"]
-    assert refused.json()["follow_up"]["messages"][0]["content"].startswith(
-        "Approved but it did not complete: promotion of version 2 refused by the gate"
+    decided = decide(client, "bob", action["id"], decision="approve")  # the gate passes
+    assert decided.status_code == 200 and decided.json()["status"] == "executed"
+    assert decided.json()["follow_up"]["messages"][0]["content"].startswith(
+        "Done: make the @challenger the @champion"
     )
     assert say(client, "ann", mine, PATIENT)["tool_calls"][0]["tool"] == "predict_risk"
     assert store.turn_in_progress(mine) is None  # every turn gave its lease back

@@ -530,6 +530,17 @@ async def test_turns_and_decisions_run_as_the_conversations_turn(
         assert await visible_pending(copilot, ann) == []
         published = [e.event for e in runtime.deps.conversations.events_after(conversation_id, 0)]
         assert published.count("turn_started") == 3 and published[-1] == "turn_finished"
+
+        # a refreshed page continues uma's newest conversation, its history from the store
+        assert await ui_turns.latest_conversation(runtime, uma) == conversation_id
+        assert await ui_turns.latest_conversation(runtime, ann) is None
+        said = await ui_turns.earlier_messages(runtime, conversation_id)
+        assert said[0] == {"role": "user", "content": text}
+        assert said[1]["role"] == "assistant" and said[1]["content"].startswith("Proposed: ")
+        assert said[-1] == {"role": "assistant", "content": outcome.messages[0]["content"]}
+        newer = await ui_turns.start_conversation(runtime, uma)
+        assert await ui_turns.latest_conversation(runtime, uma) == newer
+        assert await ui_turns.earlier_messages(runtime, newer) == []
     champion = registry.alias_version(
         registry.client(settings.tracking_uri), "heart-disease-risk", "champion"
     )
