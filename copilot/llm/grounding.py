@@ -17,7 +17,7 @@ from typing import Any
 
 from copilot.facts import RouteRequest
 from copilot.llm.offline.patients import parse_patient
-from copilot.llm.offline.text import NUMBER_WORDS
+from copilot.llm.offline.text import NUMBER_WORDS, normalise
 from model_service.cards import DatasetCard, Feature
 
 PATIENT_TOOLS = frozenset({"predict_risk", "explain_prediction", "what_if"})
@@ -103,8 +103,9 @@ def unmentioned(
     not hold (empty when the call is grounded or names no patient)."""
     if tool not in PATIENT_TOOLS:
         return []
-    text = request.text.lower()
-    parsed = parse_patient(text, card)
+    normal = normalise(request.text, card)  # typos fixed, number words as digits
+    text = f"{request.text.lower()}\n{normal}"
+    parsed = parse_patient(normal, card)
     known = _known_patients(request)
     features = {f.name: f for f in card.features}
     missing: list[str] = []
