@@ -6,12 +6,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from copilot.llm.offline.text import NUMBER, number
+from copilot.llm.offline.text import NUMBER, NUMBER_WORDS, number
 from model_service.cards import DatasetCard, Feature
 
-_YES = {"yes", "y", "true", "positive", "present", "1", "+"}
+_YES = {"yes", "y", "true", "positive", "pos", "present", "1", "+"}
 
-_NO = {"no", "n", "false", "negative", "absent", "none", "0", "-"}
+_NO = {"no", "n", "false", "negative", "neg", "absent", "none", "0", "-"}
+
+# A test result said as a level: "fasting sugar raised", "fasting blood sugar not raised".
+_HIGH = {"raised", "elevated", "high", "abnormal", "increased"}
+_NORMAL = {"normal", "low", "ok", "fine", "unremarkable"}
+
+_MMOL_TO_MG_DL_GLUCOSE = 18.016
 
 _MMOL_TO_MG_DL = 38.67  # total cholesterol
 
@@ -44,6 +50,10 @@ def _numeric(feature: Feature, text: str) -> float | None:
             r"\b(?:male|female|man|woman|m|f|gentleman|lady) (\d{2,3})\b"
             r"(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
             r"\b(\d{2,3}) (?:male|female|man|woman|gentleman|lady)\b",
+            # a list that starts with sex and age ("male, 45, asymptomatic, ...")
+            r"\b(?:male|female|man|woman|m|f), (\d{2,3}),",
+            # a title and an initial or a name, then the age ("Mrs J, 67", "Mr Smith 54")
+            r"\b(?:mr|mrs|ms|miss)\.? [a-z]{1,15},? (\d{2,3})\b(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
             r"\b(?:he|she|patient)(?: is| was| were| turns| turned|'s)? (\d{2,3})\b"
             r"(?! ?(?:mg|mmol|bpm|mm|%|vessels?|points?|units?|/|\.\d))",
         ):
@@ -118,16 +128,36 @@ def _boolean(feature: Feature, text: str) -> bool | None:
         if said:
             return bool(value) != _negated(text, said.start()) if value else False
     if feature.name == "fbs":
-        glucose = re.search(
-            rf"(?:fasting glucose|fasting sugar|fasting blood sugar)\s*(?:of|is|=|:)?\s*{NUMBER}",
-            text,
-        )
-        if glucose:
-            return number(glucose.group(1)) > 120
+        above = _fasting_glucose_above(text)
+        if above is not None:
+            return above
+    level = re.search(rf"(?<![a-z]){names} (?:is |was |came back )?(not )?([a-z]+)", text)
+    if level and level.group(2) in _HIGH | _NORMAL:
+        return (level.group(2) in _HIGH) != bool(level.group(1))
     named = re.search(rf"(?<![a-z]){names}(?![a-z])", text)
     if named:  # named without a value: present ("exercise-induced angina"), unless negated
         return not _negated(text, named.start())
     return None
+
+
+def _fasting_glucose_above(text: str) -> bool | None:
+    """Whether a fasting glucose said as a number is above the card's 120 mg/dl line: "fasting
+    glucose 7.8 mmol/l" (a value under 30 is read as mmol/l), "fasting sugar over 120"."""
+    glucose = re.search(
+        r"(?:fasting glucose|fasting sugar|fasting blood sugar|fbs)\s*(?:of|is|was|=|:)?\s*"
+        rf"(over|above|under|below|>|<)?\s*{NUMBER}\s*(mmol/l|mmol|mg/dl)?",
+        text,
+    )
+    if glucose is None or glucose.group(2) in NUMBER_WORDS:
+        return None
+    comparison, value, unit = glucose.group(1), number(glucose.group(2)), glucose.group(3)
+    if unit in {"mmol/l", "mmol"} or (unit is None and value < 30):
+        value *= _MMOL_TO_MG_DL_GLUCOSE
+    if comparison in {"over", "above", ">"}:
+        return value >= 120
+    if comparison in {"under", "below", "<"}:
+        return not value > 120
+    return value > 120
 
 
 def _pronoun_sex(text: str) -> str | None:
