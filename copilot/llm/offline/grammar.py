@@ -44,7 +44,8 @@ _METRIC_WORDS = sorted(
 CUES: dict[str, re.Pattern[str]] = {
     # explain_prediction: asking for the reasons of one prediction
     "why": _words(
-        "why, explain*, explanation*, driver*, driving, drives, factor*, reason*, contribut*, "
+        "why, explain*, explanation*, driv*, drove, factor*, reason*, contribut*, "
+        "pushed, pushes, pull*, drag*, weigh* on, holding ~ down, holding ~ up, "
         "shap, break down, break ~ down, breakdown, behind, responsible for, attribut*, "
         "accounts for, account for, what makes, what's pushing, what is pushing, due to, "
         "effect of, impact of, influence of, role of"

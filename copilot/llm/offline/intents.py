@@ -365,7 +365,7 @@ def _about_a_patient(reading: Reading) -> bool:
     return reading.has("pronoun", "why") or bool(_FOCUS_WORDS.search(reading.text))
 
 
-def _model(reading: Reading, _: _Context) -> Intent | None:
+def _model(reading: Reading, _: _Context) -> Intent | None:  # noqa: PLR0911
     """model_info: which model is live, its metrics ("what's the AUC", "how sensitive is
     it"), the inputs it needs ("which features does the model use")."""
     if reading.has("live") and not reading.has("why", "pronoun"):
@@ -375,6 +375,8 @@ def _model(reading: Reading, _: _Context) -> Intent | None:
     if reading.has("metrics") and not reading.has("pronoun"):
         return Intent(tool="model_info")
     if reading.has("inputs") and not _about_a_patient(reading):
+        if len(parse_patient(reading.text, _.card, pronouns=False)) >= 2:
+            return None  # "which features drive the score for <a patient>": explain it
         return Intent(tool="model_info")
     if reading.has("model") and reading.has("status") and not reading.sites:
         return Intent(tool="model_info")
@@ -462,6 +464,38 @@ def _data(reading: Reading, context: _Context) -> Intent | None:
     if parse_patient(reading.text, context.card, pronouns=False):
         return None
     return _drift_at(reading, context.card)
+
+
+# Where a change to a patient described in the same request starts: "<patient>, what would
+# his risk be with his cholesterol at 200", "<patient>: how much would it change if we got
+# her BP down to 130".
+_CHANGE_STARTS = re.compile(
+    r"\b(?:what if|what would|what happens if|suppose|supposing|imagine|assuming|"
+    r"if (?:we|you|he|she|they|his|her|their|the patient|it)|(?:with|had) (?:his|her|their) )"
+)
+
+
+def _described_what_if(reading: Reading, context: _Context) -> Intent | None:
+    """what_if on a patient described in the same request: the values before the change's
+    words are the patient, those after are the changes (absolute, or relative to the
+    patient described)."""
+    card = context.card
+    for start in _CHANGE_STARTS.finditer(reading.text):
+        before, after = reading.text[: start.start()], reading.text[start.start() :]
+        patient = parse_patient(before, card, pronouns=False)
+        if len(patient) < 2:
+            continue
+        changes = relative_changes(after, card, patient)
+        said = parse_patient(_masked(after, changes.spans), card, pronouns=False)
+        changed = {**said, **changes.values}
+        if changes.problems:
+            return _clarify(
+                f"I can't apply {'; '.join(changes.problems)}. Say the new value, e.g. "
+                "'what if his cholesterol were 200'."
+            )
+        if changed and changed != {k: patient.get(k) for k in changed}:
+            return Intent(tool="what_if", arguments={"patient": patient, "changes": changed})
+    return None
 
 
 def _unknown_names(text: str, card: DatasetCard) -> list[str]:
@@ -574,6 +608,7 @@ _FRAMES = (
     _cohort,
     _site,
     _data,
+    _described_what_if,
     _patient,
 )
 
