@@ -80,7 +80,12 @@ def _moved_by_the_text(feature: Feature, value: Any, before: Any, text: str) -> 
         return False
     if isinstance(before, bool) or not isinstance(before, (int, float)):
         return False
-    moved = [before + n for n in _numbers(text)] + [before - n for n in _numbers(text)]
+    amounts = _numbers(text)
+    if feature.name == "chol":  # "down by 1 mmol/l"
+        amounts += [n * _MMOL_TO_MG_DL for n in amounts]
+    if feature.name == "age":  # "a decade older"
+        amounts += [n * 10 for n in amounts] + [10.0]
+    moved = [before + n for n in amounts] + [before - n for n in amounts]
     moved += [before * (1 + n / 100) for n in _numbers(text)]
     moved += [before * (1 - n / 100) for n in _numbers(text)]
     return any(_close(float(value), m, feature) for m in moved)

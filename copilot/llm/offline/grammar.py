@@ -45,7 +45,7 @@ CUES: dict[str, re.Pattern[str]] = {
     # explain_prediction: asking for the reasons of one prediction
     "why": _words(
         "why, explain*, explanation*, driv*, drove, factor*, reason*, contribut*, "
-        "pushed, pushes, pull*, drag*, weigh* on, holding ~ down, holding ~ up, "
+        "pushed, pushes, pull*, drag*, holding ~ down, holding ~ up, "
         "shap, break down, break ~ down, breakdown, behind, responsible for, attribut*, "
         "accounts for, account for, what makes, what's pushing, what is pushing, due to, "
         "effect of, impact of, influence of, role of"
@@ -102,13 +102,15 @@ CUES: dict[str, re.Pattern[str]] = {
     "metrics": _words(
         "metric*, auc, roc, pr auc, sensitiv*, specificity, accuracy, accurate, precision, "
         "recall, f1, performance, perform*, how good, how well, false positive*, false "
-        "negative*, threshold, cutoff, cut-off, calibrat*",
+        "negative*, threshold, cutoff, cut-off, calibrat*, decision rule, call ~ positive, "
+        "call ~ negative, call ~ high risk, count* as positive, classif* ~ as, flag* ~ as",
         *_METRIC_WORDS,
     ),
     "inputs": _words(
         "features, inputs, input, variables, predictors, columns, fields, what does it need, "
         "what does it take, what does it use, goes into, what information, what data does, "
-        "feature list, input schema"
+        "feature list, input schema, units, unit, range, ranges, allowed values, valid "
+        "values, accepted values, limits, expect ~ in, measured in"
     ),
     # the three state-changing intents (proposals only)
     "retrain": _words(
@@ -126,7 +128,8 @@ CUES: dict[str, re.Pattern[str]] = {
     ),
     "rollback": _words(
         "roll back, roll ~ back, rollback, roll-back, revert*, undo, restore, go back, "
-        "switch back, back to the previous, back to the old"
+        "switch back, back to the previous, back to the old, put ~ back, bring back, "
+        "bring ~ back, reinstate, reinstall"
     ),
     "aliases": _words("champion, challenger, candidate, new model, old model"),
     # a question about many patients, not one
@@ -222,9 +225,20 @@ _IMPERATIVE_TRAIN = re.compile(
 )
 
 
+# Starting something that is a model kind ("kick off a logistic regression on VA").
+_START_A_KIND = re.compile(
+    r"\b(?:kick off|start|launch|spin up|build|run|fit|train|try|give me|get me|make)"
+    r"(?: (?:a|an|another|one|new|fresh|the|some))*"
+    r" (?:logistic|logreg|random forest|forest|xgboost|xgb|gradient boost|boost)"
+)
+
+
 def wants_training(reading: Reading) -> bool:
-    """A request to train: "retrain", "refit", or "train"/"fit" used as a verb ("train a new
-    random forest on Hungary", "please train on VA"), never "trained" or "training runs"."""
+    """A request to train: "retrain", "refit", "train"/"fit" used as a verb ("train a new
+    random forest on Hungary", "please train on VA"), never "trained" or "training runs",
+    or a model kind started ("kick off a logistic regression and a random forest")."""
     if reading.has("retrain"):
+        return True
+    if reading.kinds and _START_A_KIND.search(reading.text):
         return True
     return reading.has("train_verb") and bool(_IMPERATIVE_TRAIN.search(reading.text))

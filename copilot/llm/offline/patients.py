@@ -79,6 +79,14 @@ def _words(feature: Feature) -> list[tuple[str, Any]]:
     return sorted(words.items(), key=lambda item: len(item[0]), reverse=True)
 
 
+# Between a test's name and its result: "thal normal", "thallium had come back normal",
+# "ECG was normal", "thal result: normal".
+_CATEGORY_LINK = (
+    r"(?:\s?(?:is|was|were|be|been|had|has|came|come|comes|back|result|results|turned|out|"
+    r"as|of|showed|shows|=|:)){0,4}\s*"
+)
+
+
 def _categorical(feature: Feature, text: str, card: DatasetCard) -> Any:
     if feature.name == "sex":
         glued = re.search(r"\b\d{1,3}\s*(m|f)\b", text)  # "63M", "54 F"
@@ -90,7 +98,7 @@ def _categorical(feature: Feature, text: str, card: DatasetCard) -> Any:
             continue  # pronouns are weak evidence: see _pronoun_sex
         bare = rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])"
         if _ambiguous(word, feature, card):  # e.g. "normal": say which test
-            bare = rf"(?<![a-z]){names}\s*(?:is|was|=|:|result)?\s*{re.escape(word)}(?![a-z0-9])"
+            bare = rf"(?<![a-z]){names}{_CATEGORY_LINK}{re.escape(word)}(?![a-z0-9])"
         if re.search(bare, text):
             return value
     return None

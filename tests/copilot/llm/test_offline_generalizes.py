@@ -64,6 +64,127 @@ def _routes(card: DatasetCard, text: str, memory: Memory, tool: str | None) -> d
         ("66 yo man, normal thal, 1 vessel", {"thal": "normal", "ca": 1}),
     ],
 )
-def test_patient_values_said_many_ways(card: DatasetCard, text: str, expected: dict[str, Any]) -> None:
+def test_patient_values_said_many_ways(
+    card: DatasetCard, text: str, expected: dict[str, Any]
+) -> None:
     values = parse_patient(text.lower(), card)
     assert {k: values.get(k) for k in expected} == expected
+
+
+# --- each category: (text, memory, tool) ---------------------------------------------------
+
+CATEGORIES: dict[str, list[tuple[str, Memory, str | None]]] = {
+    # a patient described and changed in the same request
+    "described what-if": [
+        (
+            "62 yo woman, asymptomatic, BP 150, chol 300: what if her chol were 220?",
+            FRESH,
+            "what_if",
+        ),
+        (
+            "For a 49 yo man, typical angina, bp 160, what would it be with his BP at 130",
+            FRESH,
+            "what_if",
+        ),
+        (
+            "58M non-anginal, chol 280, bp 140; suppose we got his chol down to 190",
+            FRESH,
+            "what_if",
+        ),
+        ("70 yo man, asymptomatic, chol 240 -- what if he was 10 years younger?", FRESH, "what_if"),
+    ],
+    # verbs of cause: drive, push, pull
+    "explain verbs": [
+        ("what drove that result?", AFTER, "explain_prediction"),
+        ("what's pulling his risk up?", AFTER, "explain_prediction"),
+        ("what pushed the score so high", AFTER, "explain_prediction"),
+        (
+            "which inputs drive the score for a 51 yo woman, atypical angina, chol 230?",
+            FRESH,
+            "explain_prediction",
+        ),
+    ],
+    # questions about the model's inputs: units, ranges, the decision cut-off
+    "model inputs and cut-off": [
+        ("which unit is blood pressure measured in?", FRESH, "model_info"),
+        ("what range of cholesterol values does it accept?", FRESH, "model_info"),
+        ("what are the allowed values for chest pain type", FRESH, "model_info"),
+        ("at what probability does the model call a patient positive?", FRESH, "model_info"),
+    ],
+    # a model kind started is a training request
+    "start a kind": [
+        ("kick off an xgboost on Cleveland", FRESH, "retrain_model"),
+        ("let's launch a random forest using the Swiss data", FRESH, "retrain_model"),
+        ("spin up a new logistic regression on Hungary and VA Long Beach", FRESH, "retrain_model"),
+    ],
+    # the old model back
+    "rollback said otherwise": [
+        ("please bring back the previous model", FRESH, "rollback_model"),
+        ("put the old champion back in place", FRESH, "rollback_model"),
+        ("retire the current champion and go back to the old one", FRESH, "rollback_model"),
+        ("delete the current champion", FRESH, None),
+    ],
+    # scope: words that look out of scope in a legitimate request
+    "scope by meaning": [
+        ("what threshold does it use to call somebody high risk?", FRESH, "model_info"),
+        ("what if a statin brought his cholesterol down by 40?", AFTER, "what_if"),
+        ("should he take aspirin?", AFTER, None),
+        ("what statin dose would you give him", AFTER, None),
+    ],
+    # a test result after its name, with linking words
+    "test results": [
+        ("what if his ECG had come back normal?", AFTER, "what_if"),
+        ("and if the thallium scan turned out normal", AFTER, "what_if"),
+    ],
+    # inflections are not typos
+    "inflections": [
+        ("is the swiss data shifting?", FRESH, "check_drift"),
+        ("has hungary been drifting lately", FRESH, "check_drift"),
+    ],
+}
+
+_TABLE = [(name, *case) for name, cases in CATEGORIES.items() for case in cases]
+
+
+@pytest.mark.parametrize(
+    ("category", "text", "memory", "tool"), _TABLE, ids=[f"{c[0]}: {c[1][:40]}" for c in _TABLE]
+)
+def test_categories(
+    card: DatasetCard, category: str, text: str, memory: Memory, tool: str | None
+) -> None:
+    _routes(card, text, memory, tool)
+
+
+def test_a_described_patient_and_its_change_are_apart(card: DatasetCard) -> None:
+    arguments = _routes(
+        card,
+        "62 yo woman, asymptomatic, BP 150, chol 300: what if her chol were 220?",
+        FRESH,
+        "what_if",
+    )
+    assert arguments["patient"] == {
+        "age": 62,
+        "sex": "Female",
+        "cp": "asymptomatic",
+        "trestbps": 150,
+        "chol": 300,
+    }
+    assert arguments["changes"] == {"chol": 220}
+    relative = _routes(
+        card,
+        "70 yo man, asymptomatic, chol 240 -- what if he was 10 years younger?",
+        FRESH,
+        "what_if",
+    )
+    assert relative["changes"] == {"age": 60}
+
+
+def test_a_kind_started_is_trained_where_said(card: DatasetCard) -> None:
+    arguments = _routes(
+        card,
+        "spin up a new logistic regression on Hungary and VA Long Beach",
+        FRESH,
+        "retrain_model",
+    )
+    assert arguments["sites"] == ["Hungary", "VA Long Beach"]
+    assert arguments["model_kinds"] == ["logistic_regression"]
