@@ -5,7 +5,8 @@ a `patient` in predict_risk / explain_prediction / what_if must be mentioned in 
 text, or equal the remembered patient's (`copilot.facts.Memory`, including one the copilot
 asked more about), or come from a step this turn already ran. A `what_if` change must be in
 the text, or be the remembered value moved by a number in the text ("10 years older", "20%
-lower"). Otherwise the router sends the model back with the values that were not in the
+lower"), or be the last what-if's change kept ("and if he were also 10 years younger").
+Otherwise the router sends the model back with the values that were not in the
 conversation.
 """
 
@@ -130,6 +131,9 @@ def unmentioned(
             if field == "changes" and any(
                 _moved_by_the_text(feature, value, before, text) for before in remembered
             ):
+                continue
+            kept = request.memory.last_changes or {}  # the last what-if's, said "also"
+            if field == "changes" and name in kept and _same(value, kept[name]):
                 continue
             missing.append(f"{field}.{name}={value!r}")
     return missing

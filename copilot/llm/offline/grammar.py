@@ -167,6 +167,32 @@ _SINGULAR_RUN = re.compile(
 _ALL_SITES = re.compile(r"\b(?:all|every|each) (?:the |of the |four |4 )?(?:sites|site|data)\b")
 
 
+# A place named as a source of data ("on the Mayo Clinic data", "at St Mary's hospital"),
+# read when none of the card's sites is named: said back, never replaced by a default.
+_PLACE = re.compile(
+    r"\b(?:on|at|from|using|with|for|in) (?:the )?((?:[a-z][a-z'.-]{1,20} ){0,2}?[a-z][a-z'.-]{1,20})"
+    r" (?:data|site|hospital|clinic|centre|center|cohort|patients|dataset)\b"
+)
+_NOT_PLACES = frozenset(
+    "all every each the same new newer newest latest recent more most other others incoming "
+    "whole combined full four old older previous current fresh existing default training this "
+    "that these those our my your available drifted their his her its some any clean cleaned "
+    "updated complete entire usual original".split()
+)
+
+
+def unknown_place(text: str, card: DatasetCard) -> str | None:
+    """A place named as a source of data that is none of the card's sites ("retrain on the
+    Mayo Clinic data": "mayo"), or None."""
+    if sites_in(text, card):
+        return None
+    for match in _PLACE.finditer(text):
+        words = match.group(1).split()
+        if not set(words) & _NOT_PLACES:
+            return match.group(1)
+    return None
+
+
 @dataclass(frozen=True)
 class Reading:
     """What one clause says: its cues and its slots (no decision yet)."""

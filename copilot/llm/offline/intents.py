@@ -51,7 +51,7 @@ from pydantic import BaseModel
 from copilot.facts import NOTHING_LEFT, Memory, Step
 from copilot.llm.offline.changes import relative_changes
 from copilot.llm.offline.focus import mentioned
-from copilot.llm.offline.grammar import CUES, Reading, read, wants_training
+from copilot.llm.offline.grammar import CUES, Reading, read, unknown_place, wants_training
 from copilot.llm.offline.patients import missing_required, parse_patient
 from copilot.llm.offline.scope import (
     APPROVAL_REPLY,
@@ -83,7 +83,13 @@ _STRONG_WHAT_IF = re.compile(
     r"\bwhat would\b|\bif (?:he|she|they|the patient)\b"
 )
 
-_FOLLOW_ON = re.compile(r"^(?:and|but|now|ok|okay|then|same)\b")
+# A change on top of the last what-if's changes.
+_CUMULATIVE = re.compile(
+    r"\b(?:also|as well|too|on top of (?:that|this)|in addition|additionally|both|plus|"
+    r"at the same time|keeping (?:that|those|this|the change))\b"
+)
+
+_FOLLOW_ON = re.compile(r"^(?:and|but|now|ok|okay|then|same|plus|also|with|without|except)\b")
 
 _NOUN_BEFORE = re.compile(r"(?:^|\W)(?:the|this|that|a|my|your|its|pending|last|latest|recent) $")
 
@@ -287,6 +293,15 @@ def _retrain(reading: Reading, context: _Context) -> Intent | None:
     sites named, or all of them, or the defaults plus a site that drifted this turn."""
     if not wants_training(reading):
         return None
+    place = unknown_place(reading.text, context.card)
+    if place is not None:
+        known = list(sites(context.card))
+        return _clarify(
+            _did_you_mean(
+                [f"retrain on {site}" for site in known[:2]] + ["retrain on all sites"],
+                f"I don't know a site called '{place}': the sites are {', '.join(known)}.",
+            )
+        )
     chosen = reading.sites or (list(sites(context.card)) if reading.all_sites else [])
     chosen = chosen or list(
         dict.fromkeys([*context.card.default_training_sites, *context.drift_sites])
@@ -447,13 +462,23 @@ def _cohort(reading: Reading, context: _Context) -> Intent | None:
 
 def _site(reading: Reading, context: _Context) -> Intent | None:
     """A question about a site with no patient in it ("how is Hungary doing", "anything odd
-    with the Swiss data"): check_drift at that site."""
+    with the Swiss data", "what about Switzerland?"): check_drift at that site, or its runs
+    when the last answer listed runs."""
     if not reading.sites:
         return None
     if len(parse_patient(reading.text, context.card, pronouns=False)) >= 2:
         return None
-    if reading.has("why", "what_if", "risk") and not reading.has("status", "data"):
-        return None
+    if not reading.has("status", "data"):
+        if reading.has("why", "risk"):
+            return None
+        if reading.has("what_if") and (
+            reading.has("pronoun") or parse_patient(reading.text, context.card, pronouns=False)
+        ):
+            return None  # "what if he were from Hungary": about him
+    if context.memory.last_tool == "list_runs" and (
+        reading.has("what_if") or _FOLLOW_ON.search(reading.text)
+    ):
+        return Intent(tool="list_runs", arguments={"limit": 5, "site": reading.sites[0]})
     return Intent(tool="check_drift", arguments={"site": reading.sites[0]})
 
 
@@ -558,6 +583,8 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
                 f"'what if his cholesterol were 200'. The model's inputs are: {_inputs(card)}."
             )
         changed = {**explicit, **changes.values}
+        if changed and memory.last_changes and _CUMULATIVE.search(text):
+            changed = {**memory.last_changes, **changed}  # "and if he were also 10 years younger"
         if changed:
             return Intent(
                 tool="what_if",

@@ -49,7 +49,11 @@ def _routes(card: DatasetCard, text: str, memory: Memory, tool: str | None) -> d
     ("text", "expected"),
     [
         ("61F atyp chest pain, chol 250", {"age": 61, "sex": "Female", "cp": "atypical angina"}),
-        ("female, 52, non-anginal, bp 128", {"age": 52, "sex": "Female", "trestbps": 128}),
+        (
+            "female, 52, non-anginal, bp 128, chol 201, max hr 150",
+            {"age": 52, "sex": "Female", "trestbps": 128},
+        ),
+        ("female, 52, non-anginal", {"age": None, "sex": "Female"}),  # too short to tell
         ("Mr K, 71, asymptomatic, chol 199", {"age": 71, "sex": "Male", "chol": 199}),
         ("55 yo man with exertional angina", {"exang": True}),
         ("55 yo man, no exertional angina", {"exang": False}),
@@ -188,3 +192,68 @@ def test_a_kind_started_is_trained_where_said(card: DatasetCard) -> None:
     )
     assert arguments["sites"] == ["Hungary", "VA Long Beach"]
     assert arguments["model_kinds"] == ["logistic_regression"]
+
+
+# --- follow-ups that lean on what ran before (typed facts in Memory) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "last_tool", "tool"),
+    [
+        ("what about Switzerland?", "check_drift", "check_drift"),
+        ("and Cleveland?", None, "check_drift"),
+        ("how about the VA", "check_drift", "check_drift"),
+        ("what about Hungary?", "list_runs", "list_runs"),
+        ("and for the swiss site?", "list_runs", "list_runs"),
+    ],
+)
+def test_a_site_alone_follows_the_last_answer(
+    card: DatasetCard, text: str, last_tool: str | None, tool: str
+) -> None:
+    arguments = _routes(card, text, Memory(last_tool=last_tool), tool)
+    assert arguments["site"] in {"Switzerland", "Cleveland", "VA Long Beach", "Hungary"}
+
+
+def test_a_site_in_a_what_if_about_him_is_not_a_site_question(card: DatasetCard) -> None:
+    intent = understand("what if he were 5 years older, from Hungary", AFTER, card)
+    assert intent.tool == "what_if"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("and if he was also 10 years younger?", {"chol": 190, "age": 50}),
+        ("what if his bp were 120 as well", {"chol": 190, "trestbps": 120}),
+        ("plus no exercise angina?", {"chol": 190, "exang": False}),
+        ("what if he was 10 years younger?", {"age": 50}),  # not said: a new what-if
+    ],
+)
+def test_also_keeps_the_last_what_ifs_changes(
+    card: DatasetCard, text: str, expected: dict[str, Any]
+) -> None:
+    memory = Memory(
+        prediction_id=LAST, patient=AFTER.patient, last_tool="what_if", last_changes={"chol": 190}
+    )
+    assert _routes(card, text, memory, "what_if")["changes"] == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "retrain on the Mayo Clinic data",
+        "train a new random forest using the St Mary's hospital data",
+        "refit the model with the Boston site",
+    ],
+)
+def test_an_unknown_site_is_said_back_never_replaced(card: DatasetCard, text: str) -> None:
+    intent = understand(text, FRESH, card)
+    assert intent.tool is None
+    assert intent.reply is not None
+    assert "don't know a site" in intent.reply and "Did you mean" in intent.reply
+
+
+@pytest.mark.parametrize(
+    "text", ["retrain on the latest data", "retrain on all the data", "retrain with the Swiss data"]
+)
+def test_known_or_unnamed_data_is_still_trained_on(card: DatasetCard, text: str) -> None:
+    _routes(card, text, FRESH, "retrain_model")
