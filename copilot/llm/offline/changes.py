@@ -92,7 +92,9 @@ def _patterns(feature: Feature) -> list[re.Pattern[str]]:
     patterns = [
         rf"{f}{_LINK} {_AMOUNT}{_UNIT} (?P<dir>{_UP}|{_DOWN})\b",
         rf"{f}{_LINK} (?P<dir>{_UP}|{_DOWN}){_BY} {_AMOUNT}{_UNIT}",
-        rf"\b{_AMOUNT}{_UNIT} (?P<dir>{_UP}|{_DOWN})(?: (?:in|of|on|for))? {own}{f}",
+        # an adjective may come between: "2 fewer diseased vessels", "1 more blocked vessel"
+        rf"\b{_AMOUNT}{_UNIT} (?P<dir>{_UP}|{_DOWN})(?: (?:in|of|on|for))? {own}"
+        rf"(?:[a-z-]{{3,15}} )?{f}",
         rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f} by {_AMOUNT}{_UNIT}",
         rf"{f}{_LINK} (?P<factor>doubled|halved|cut in half|tripled)\b",
         rf"\b(?P<factor>double|halve|triple) {own}{f}",

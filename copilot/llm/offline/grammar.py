@@ -122,7 +122,10 @@ CUES: dict[str, re.Pattern[str]] = {
     "promote": _words(
         "promote, promoting, promotion, deploy, ship, roll out, release, go live, "
         "make ~ champion, make ~ live, put ~ live, put ~ in production, "
-        "put ~ into production, set ~ as champion, "
+        "put ~ into production, set ~ as champion, set ~ as production, set ~ live, "
+        "set ~ as the production, set ~ as the live, set ~ as the champion, "
+        "move ~ to production, become ~ champion, become champion, be the new champion, "
+        "make ~ the new champion, "
         "switch production to, switch serving to, swap in, push ~ to production, make ~ the "
         "champion, crown"
     ),

@@ -135,6 +135,19 @@ CATEGORIES: dict[str, list[tuple[str, Memory, str | None]]] = {
         ("should he take aspirin?", AFTER, None),
         ("what statin dose would you give him", AFTER, None),
     ],
+    # promotion said as becoming the champion or going to production
+    "promote said otherwise": [
+        ("I want version 3 to become the champion", FRESH, "promote_model"),
+        ("set v2 as the production model", FRESH, "promote_model"),
+        ("move version 1 to production", FRESH, "promote_model"),
+        ("how does the new champion compare with the previous one?", FRESH, "compare_runs"),
+    ],
+    # relative changes with a word between the amount and the feature
+    "relative with adjectives": [
+        ("what if he had 1 fewer blocked vessel", AFTER, "what_if"),
+        ("and with one more narrowed vessel?", AFTER, "what_if"),
+        ("20 points lower total cholesterol?", AFTER, "what_if"),
+    ],
     # a test result after its name, with linking words
     "test results": [
         ("what if his ECG had come back normal?", AFTER, "what_if"),
