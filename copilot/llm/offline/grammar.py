@@ -65,10 +65,19 @@ CUES: dict[str, re.Pattern[str]] = {
         # asking to score the last patient again with something changed
         "try it with, try with, try again with, rerun with, re-run with, redo with, "
         "recalculate with, recompute with, change his, change her, set his, set her, "
-        "make him, make her, make it, with ~ instead, again with, run ~ with"
+        "make him, make her, make it, with ~ instead, again with, run ~ with, "
+        # verbs that set a value of the last patient
+        "assuming, assume, pretend, let's say, lets say, say he, say she, hypothetically, "
+        "swap, switch his, switch her, switch the, change the, change age, change it, set the, "
+        "set age, update his, update her, update the, replace, modify, alter"
     ),
     # check_drift: the words of drift itself
-    "drift": _words("drift*, shift*, distribution*, data quality, covariate"),
+    "drift": _words(
+        "drift*, shift*, distribution*, data quality, covariate, from what ~ trained on, "
+        "from the training data, from training, than the training data, like the training "
+        "data, with the training data, consistent with training, match* the training, "
+        "moved away from training"
+    ),
     # check_drift when said of data or a site: "anything odd", "how is X doing"
     "status": _words(
         "odd, weird, strange, unusual, anomal*, off, wrong, problem*, issue*, going on, "
@@ -86,7 +95,7 @@ CUES: dict[str, re.Pattern[str]] = {
     "compare": _words(
         "compar*, versus, vs, differ*, difference*, side by side, better than, worse than, "
         "stack up, stacks up, against, beat*, outperform*, head to head, better, worse, best, "
-        "worst, improve*"
+        "worst, improve*, next to each other, next to one another, alongside, contrast*"
     ),
     "list": _words(
         "list, show, see, display, recent, last, latest, newest, history, which, what, all, "
@@ -97,7 +106,8 @@ CUES: dict[str, re.Pattern[str]] = {
     "live": _words(
         "live, serving, served, in production, in prod, production, deployed, in use, "
         "running, currently, current model, current version, champion, model card, model "
-        "info*, model details, model version, the card"
+        "info*, model details, model version, the card, about the model, about the current "
+        "model, about the live model, describe the model, the model itself, model overview"
     ),
     "metrics": _words(
         "metric*, auc, roc, pr auc, sensitiv*, specificity, accuracy, accurate, precision, "

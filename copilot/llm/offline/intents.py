@@ -71,7 +71,8 @@ EXAMPLE_PATIENT = "63 yo M, asymptomatic chest pain, BP 145, chol 233"
 # Questions about one explanation that name no driver word ("what rank does chol have").
 _FOCUS_WORDS = re.compile(
     r"\brank|\bimportan|\binfluential|\b(?:matters?|counts?|weighs?) (?:more|less)\b|"
-    r"\b(?:raise|lower|increase|decrease|reduce|push)(?:s|es)? [a-z' ]{0,30}\brisk\b|"
+    r"\b(?:raise|lower|increase|decrease|reduce|push)(?:s|es|d|ed)? [a-z' ]{0,30}\brisk\b|"
+    r"\bmatters? (?:much|a lot|at all|more|less)\b|\bdoes (?:his |her |the )?[a-z ]{2,30} matter\b|"
     r"\btop[ -]?(?:\d{1,2}|one)\b|\bmatters? (?:the )?most\b|"
     r"\bhow much (?:does|do|did) [a-z' ]{1,30} (?:matter|count|contribute|weigh|affect|influence)|"
     r"\bhow big a role\b|\bhow much (?:of an? )?(?:role|difference|effect|impact)\b"
@@ -390,7 +391,7 @@ def _model(reading: Reading, _: _Context) -> Intent | None:  # noqa: PLR0911
         return Intent(tool="model_info")
     if reading.has("metrics") and not reading.has("pronoun"):
         return Intent(tool="model_info")
-    if reading.has("inputs") and not _about_a_patient(reading):
+    if reading.has("inputs") and not _about_a_patient(reading) and not reading.sites:
         if len(parse_patient(reading.text, _.card, pronouns=False)) >= 2:
             return None  # "which features drive the score for <a patient>": explain it
         return Intent(tool="model_info")

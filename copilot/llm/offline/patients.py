@@ -53,6 +53,9 @@ def _numeric(feature: Feature, text: str) -> float | None:
             # a record of fields that opens with sex and age ("male, 45, asymptomatic,
             # resting BP 142, chol 309, ..."); a short one ("man, 38, chol 180") is asked
             r"\b(?:male|female|man|woman|m|f), (\d{2,3}),(?:[^,]{1,40},){3}",
+            r"(?:^|: )(\d{2,3}), (?:male|female|man|woman|m|f),[^,]{1,40},[^,]{2,40}",
+            # "make him 45", "she turns 70"
+            r"\bmake (?:him|her|them|the patient|it) (\d{2,3})\b(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
             # a title and an initial or a name, then the age ("Mrs J, 67", "Mr Smith 54")
             r"\b(?:mr|mrs|ms|miss)\.? [a-z]{1,15},? (\d{2,3})\b(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
             r"\b(?:he|she|patient)(?: is| was| were| turns| turned|'s)? (\d{2,3})\b"

@@ -54,6 +54,7 @@ def _routes(card: DatasetCard, text: str, memory: Memory, tool: str | None) -> d
             {"age": 52, "sex": "Female", "trestbps": 128},
         ),
         ("female, 52, non-anginal", {"age": None, "sex": "Female"}),  # too short to tell
+        ("score this one: 66, male, asymptomatic, chol 250", {"age": 66, "sex": "Male"}),
         ("Mr K, 71, asymptomatic, chol 199", {"age": 71, "sex": "Male", "chol": 199}),
         ("55 yo man with exertional angina", {"exang": True}),
         ("55 yo man, no exertional angina", {"exang": False}),
@@ -147,6 +148,33 @@ CATEGORIES: dict[str, list[tuple[str, Memory, str | None]]] = {
         ("what if he had 1 fewer blocked vessel", AFTER, "what_if"),
         ("and with one more narrowed vessel?", AFTER, "what_if"),
         ("20 points lower total cholesterol?", AFTER, "what_if"),
+    ],
+    # verbs that set a value of the last patient
+    "what-if verbs": [
+        ("switch the chest pain type to non-anginal", AFTER, "what_if"),
+        ("now make her 52", AFTER, "what_if"),
+        ("change age to 45 and cholesterol to 210", AFTER, "what_if"),
+        ("pretend his resting ECG showed ST-T abnormality", AFTER, "what_if"),
+        ("assuming she is not diabetic, what then?", AFTER, "what_if"),
+    ],
+    # how much one input counts in the last explanation
+    "explain one input": [
+        ("which of her inputs increased the risk most?", AFTER, "explain_prediction"),
+        ("does his blood pressure matter at all?", AFTER, "explain_prediction"),
+    ],
+    # a site's data against the training data is drift, not the model's inputs
+    "drift against training": [
+        ("are the Hungary inputs different from the training data?", FRESH, "check_drift"),
+        ("does the Swiss data still look like the training data?", FRESH, "check_drift"),
+        ("has Cleveland moved away from training", FRESH, "check_drift"),
+    ],
+    "the model as a whole": [
+        ("tell me about the live model", FRESH, "model_info"),
+        ("describe the model please", FRESH, "model_info"),
+    ],
+    "compare side by side": [
+        ("put the 3 latest runs next to one another", FRESH, "compare_runs"),
+        ("contrast the last two runs", FRESH, "compare_runs"),
     ],
     # a test result after its name, with linking words
     "test results": [
