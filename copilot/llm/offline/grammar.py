@@ -272,10 +272,24 @@ _START_A_KIND = re.compile(
 )
 
 
+# A question about training that happened ("when was the model last retrained?", "has it
+# been retrained since?"): the runs answer it; it is no request to train.
+PAST_TRAINING = re.compile(
+    r"\b(?:when|how long ago|how often|how many times)\b[a-z0-9' ]{0,40}?\b(?:re-?)?"
+    r"(?:trained|fitted|built|refit)\b|"
+    r"\b(?:has|have|was|were|did|is)\b (?:it|the model|the champion|the challenger|this model|"
+    r"that model|they|we|you|version \d{1,4}|v\d{1,4})(?: (?:been|ever|already|last|recently)){0,2}"
+    r" (?:re-?)?(?:trained|fitted|refit|retrain)\b|"
+    r"\blast (?:re-?)?trained\b"
+)
+
+
 def wants_training(reading: Reading) -> bool:
     """A request to train: "retrain", "refit", "train"/"fit" used as a verb ("train a new
     random forest on Hungary", "please train on VA"), never "trained" or "training runs",
     or a model kind started ("kick off a logistic regression and a random forest")."""
+    if PAST_TRAINING.search(reading.text):
+        return False
     if reading.has("retrain"):
         return True
     if reading.kinds and _START_A_KIND.search(reading.text):

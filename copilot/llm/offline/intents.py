@@ -51,7 +51,14 @@ from pydantic import BaseModel
 from copilot.facts import NOTHING_LEFT, Memory, Step
 from copilot.llm.offline.changes import relative_changes
 from copilot.llm.offline.focus import mentioned
-from copilot.llm.offline.grammar import CUES, Reading, read, unknown_place, wants_training
+from copilot.llm.offline.grammar import (
+    CUES,
+    PAST_TRAINING,
+    Reading,
+    read,
+    unknown_place,
+    wants_training,
+)
 from copilot.llm.offline.patients import missing_required, parse_patient
 from copilot.llm.offline.scope import (
     APPROVAL_REPLY,
@@ -74,7 +81,8 @@ _FOCUS_WORDS = re.compile(
     r"\b(?:raise|lower|increase|decrease|reduce|push)(?:s|es|d|ed)? [a-z' ]{0,30}\brisk\b|"
     r"\bmatters? (?:much|a lot|at all|more|less)\b|\bdoes (?:his |her |the )?[a-z ]{2,30} matter\b|"
     r"\btop[ -]?(?:\d{1,2}|one)\b|\bmatters? (?:the )?most\b|"
-    r"\bhow much (?:does|do|did) [a-z' ]{1,30} (?:matter|count|contribute|weigh|affect|influence)|"
+    r"\bhow much (?:does|do|did) [a-z' ]{1,30} (?:matter|count|contribute|weigh|affect|influence|"
+    r"add|bring|change)|"
     r"\bhow big a role\b|\bhow much (?:of an? )?(?:role|difference|effect|impact)\b"
 )
 
@@ -367,6 +375,11 @@ def _drift(reading: Reading, context: _Context) -> Intent | None:
 def _runs(reading: Reading, _: _Context) -> Intent | None:
     """list_runs: "show me the last 4 runs", "runs trained on Hungary", "a summary of the
     last run" (one)."""
+    about_the_data = reading.has("inputs") or re.match(r"(?:what|which)\b", reading.text)
+    if PAST_TRAINING.search(reading.text) and not about_the_data:  # "when was it retrained?"
+        limit = 1 if re.search(r"\b(?:when|last|latest)\b", reading.text) else 5
+        arguments = {"limit": limit, **({"site": reading.sites[0]} if reading.sites else {})}
+        return Intent(tool="list_runs", arguments=arguments)
     if not reading.has("runs"):
         return None
     if not (reading.has("list") or reading.sites or reading.count or reading.singular_run):
@@ -573,7 +586,8 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
         return _clarify(
             f"Which patient should I explain? Describe one first, e.g. '{EXAMPLE_PATIENT}'."
         )
-    if memory.prediction_id is not None and (what_if_said or relative):
+    about_him = reading.has("pronoun") and bool(explicit) and bool(missing_required(explicit, card))
+    if memory.prediction_id is not None and (what_if_said or relative or about_him):
         unknown = _unknown_names(masked, card)
         if changes.problems or unknown:
             said = [*changes.problems, *(f"'{u}' (not one of the model's inputs)" for u in unknown)]

@@ -33,7 +33,7 @@ def _synonym_pattern(feature: Feature) -> str:
 _LINK = (
     r"(?: ?(?:is|was|were|would be|went|goes|dropped|fell|rose|changed|came|got|gets|"
     r"reduced|lowered|raised|increased|decreased|brought|down|up|set))?"
-    r"(?: ?(?:of|=|:|at|to|->|is|was|were|around|about))? ?"
+    r"(?: ?(?:of|=|:|at|to|->|is|was|were|around|about|, say|say))? ?"
 )
 
 
@@ -54,6 +54,8 @@ def _numeric(feature: Feature, text: str) -> float | None:
             # resting BP 142, chol 309, ..."); a short one ("man, 38, chol 180") is asked
             r"\b(?:male|female|man|woman|m|f), (\d{2,3}),(?:[^,]{1,40},){3}",
             r"(?:^|: )(\d{2,3}), (?:male|female|man|woman|m|f),[^,]{1,40},[^,]{2,40}",
+            # "would he still be high risk at 50?"
+            r"\b(?:he|she|they|him|her)\b[a-z' ]{0,40} at (?:age )?(\d{2,3})(?: years(?: old)?)?\W*$",
             # "make him 45", "she turns 70"
             r"\bmake (?:him|her|them|the patient|it) (\d{2,3})\b(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
             # a title and an initial or a name, then the age ("Mrs J, 67", "Mr Smith 54")

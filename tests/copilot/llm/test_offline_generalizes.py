@@ -176,6 +176,21 @@ CATEGORIES: dict[str, list[tuple[str, Memory, str | None]]] = {
         ("put the 3 latest runs next to one another", FRESH, "compare_runs"),
         ("contrast the last two runs", FRESH, "compare_runs"),
     ],
+    # questions about training that happened are answered by the runs, never proposed
+    "past training": [
+        ("when did we last retrain the model?", FRESH, "list_runs"),
+        ("how long ago was the champion trained", FRESH, "list_runs"),
+        ("has the model ever been retrained on Switzerland?", FRESH, "list_runs"),
+        ("retrain it on Switzerland", FRESH, "retrain_model"),
+    ],
+    # a partial patient said of him after a prediction: a change to him
+    "partial patient about him": [
+        ("how does his risk look with a reversible defect", AFTER, "what_if"),
+        ("what's his risk with chol 180", AFTER, "what_if"),
+        ("would she still be positive at 45?", AFTER, "what_if"),
+        ("and with a systolic, say 118?", AFTER, "what_if"),
+        ("how much does the chest pain add?", AFTER, "explain_prediction"),
+    ],
     # a test result after its name, with linking words
     "test results": [
         ("what if his ECG had come back normal?", AFTER, "what_if"),
