@@ -30,11 +30,12 @@ _MMOL_TO_MG_DL = 38.67  # total cholesterol
 
 _UP = (
     r"(?:higher|more|up|greater|bigger|larger|increased|raised|older|extra|rose|risen|"
-    r"went up|goes up|gone up|go up|increases|increase)"
+    r"went up|goes up|gone up|go up|increases|increase|rise|jump|gain|bump|spike)"
 )
 _DOWN = (
     r"(?:lower|less|down|fewer|smaller|decreased|reduced|dropped|lowered|younger|fell|fallen|"
-    r"went down|goes down|gone down|go down|cut|decreases|decrease|drops)"
+    r"went down|goes down|gone down|go down|cut|decreases|decrease|drops|drop|fall|reduction|"
+    r"decline|dip)"
 )
 _RAISE = (
     r"(?:increase|increasing|raise|raising|bump up|bumping up|bump|push up|pushing up|boost|"

@@ -83,6 +83,7 @@ _FOCUS_WORDS = re.compile(
     r"\btop[ -]?(?:\d{1,2}|one)\b|\bmatters? (?:the )?most\b|"
     r"\bhow much (?:does|do|did) [a-z' ]{1,30} (?:matter|count|contribute|weigh|affect|influence|"
     r"add|bring|change)|"
+    r"\b(?:how|does|do|did) [a-z' ]{0,30}\baffects? (?:it|him|her|the risk|his|her|the score)\b|"
     r"\bhow big a role\b|\bhow much (?:of an? )?(?:role|difference|effect|impact)\b"
 )
 
@@ -382,7 +383,10 @@ def _runs(reading: Reading, _: _Context) -> Intent | None:
         return Intent(tool="list_runs", arguments=arguments)
     if not reading.has("runs"):
         return None
-    if not (reading.has("list") or reading.sites or reading.count or reading.singular_run):
+    named_only = len(reading.text.split()) <= 2  # "runs", "training runs?"
+    if not (
+        reading.has("list") or reading.sites or reading.count or reading.singular_run or named_only
+    ):
         return None
     limit = reading.count or (1 if reading.singular_run else 5)
     arguments: dict[str, Any] = {"limit": min(limit, 50)}

@@ -33,6 +33,7 @@ def _synonym_pattern(feature: Feature) -> str:
 _LINK = (
     r"(?: ?(?:is|was|were|would be|went|goes|dropped|fell|rose|changed|came|got|gets|"
     r"reduced|lowered|raised|increased|decreased|brought|down|up|set))?"
+    r"(?: ?(?:actually|really|now|currently|only|just|more like|closer to|under control))?"
     r"(?: ?(?:of|=|:|at|to|->|is|was|were|around|about|, say|say))? ?"
 )
 

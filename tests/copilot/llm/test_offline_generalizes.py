@@ -191,6 +191,14 @@ CATEGORIES: dict[str, list[tuple[str, Memory, str | None]]] = {
         ("and with a systolic, say 118?", AFTER, "what_if"),
         ("how much does the chest pain add?", AFTER, "explain_prediction"),
     ],
+    # corrections and changes said as nouns
+    "corrections and nouns of change": [
+        ("her cholesterol is actually 301, please redo", AFTER, "what_if"),
+        ("what would a 15 point rise in his blood pressure do?", AFTER, "what_if"),
+        ("and a 5 year drop in age?", AFTER, "what_if"),
+        ("how does her blood pressure affect the score?", AFTER, "explain_prediction"),
+        ("training runs?", FRESH, "list_runs"),
+    ],
     # a test result after its name, with linking words
     "test results": [
         ("what if his ECG had come back normal?", AFTER, "what_if"),
