@@ -327,13 +327,16 @@ _STRONG_COMPARE = re.compile(
 )
 
 
-def _compare(reading: Reading, _: _Context) -> Intent | None:
+def _compare(reading: Reading, context: _Context) -> Intent | None:
     """compare_runs: runs, run ids, or the champion and the challenger side by side ("how
     does the challenger compare to the champion": the newest runs; the tool's input names
-    runs by id or as the last N, not by alias)."""
+    runs by id or as the last N, not by alias); "compare them" after runs were listed."""
     if not reading.has("compare"):
         return None
-    objects = reading.has("runs", "aliases") or len(reading.run_ids) >= 2
+    listed = context.memory.last_tool in {"list_runs", "compare_runs"} and bool(
+        re.search(r"\b(?:them|these|those|the two|both|the 2|the three|the 3)\b", reading.text)
+    )
+    objects = reading.has("runs", "aliases") or len(reading.run_ids) >= 2 or listed
     strong = bool(_STRONG_COMPARE.search(reading.text))
     weak_objects = re.search(r"\bprevious\b|\bit\b|\bmodels\b|\bversions\b", reading.text)
     if not (objects or (strong and (weak_objects or reading.count))):
@@ -500,6 +503,19 @@ def _site(reading: Reading, context: _Context) -> Intent | None:
     return Intent(tool="check_drift", arguments={"site": reading.sites[0]})
 
 
+def _since(reading: Reading, context: _Context) -> Intent | None:
+    """A start date alone ("since last week?", "and since 2026-11-01?"): only drift is
+    checked since a date."""
+    if reading.since is None or reading.has("runs", "runs_weak", "pronoun", "why"):
+        return None
+    if parse_patient(reading.text, context.card, pronouns=False):
+        return None
+    words = len(re.findall(r"[a-z0-9-]+", reading.text))
+    if reading.has("drift", "status", "data") or words <= 6:
+        return Intent(tool="check_drift", arguments={"since": reading.since})
+    return None
+
+
 def _data(reading: Reading, context: _Context) -> Intent | None:
     """A question about the data with no site ("anything odd in the incoming data?",
     "send me the drift report"): check_drift since a date, or which data."""
@@ -656,6 +672,7 @@ _FRAMES = (
     _cohort,
     _site,
     _data,
+    _since,
     _described_what_if,
     _patient,
 )
@@ -688,6 +705,8 @@ def _unsure(reading: Reading, context: _Context) -> Intent:
         options += ["which model is live?", "compare the challenger with the champion"]
     if reading.has("drift", "status", "data") and known:
         options.append(f"check drift at {known[0]}")
+    if not options and (_FOLLOW_ON.search(reading.text) or len(reading.text.split()) <= 5):
+        options = _after_last(memory, known)  # a short follow-up: readings of the last answer
     if options and not reading.has("help"):
         return _clarify(_did_you_mean(options))
     examples = [f"predict the risk for {EXAMPLE_PATIENT}", "which model is live?"]
@@ -697,6 +716,18 @@ def _unsure(reading: Reading, context: _Context) -> Intent:
     if reading.has("help"):
         return _clarify(f"{CAPABILITIES} For example: {listed}.")
     return _clarify(f"{DECLINE}. {CAPABILITIES} For example: {listed}.")
+
+
+def _after_last(memory: Memory, known: list[str]) -> list[str]:
+    """Readings of a short follow-up that fit the last answer ("and the one before?")."""
+    last = memory.last_tool
+    if last in {"list_runs", "compare_runs"}:
+        return ["list the recent runs", "compare the last two runs", "which model is live?"]
+    if last == "check_drift" and known:
+        return [f"check drift at {site}" for site in known[:2]] + ["check drift since last week"]
+    if last in {"predict_risk", "explain_prediction", "what_if"} and memory.prediction_id:
+        return ["explain the last prediction", "what if his cholesterol were 200"]
+    return []
 
 
 def _named_features(reading: Reading, card: DatasetCard) -> list[str]:

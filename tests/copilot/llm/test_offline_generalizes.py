@@ -321,3 +321,32 @@ def test_an_unknown_site_is_said_back_never_replaced(card: DatasetCard, text: st
 )
 def test_known_or_unnamed_data_is_still_trained_on(card: DatasetCard, text: str) -> None:
     _routes(card, text, FRESH, "retrain_model")
+
+
+@pytest.mark.parametrize(
+    ("text", "last_tool", "tool"),
+    [
+        ("compare them", "list_runs", "compare_runs"),
+        ("now compare those two", "list_runs", "compare_runs"),
+        ("compare them", None, None),  # nothing listed: which?
+        ("since last week?", "check_drift", "check_drift"),
+        ("and since 2026-11-01?", None, "check_drift"),
+    ],
+)
+def test_follow_ups_on_the_last_answer(
+    card: DatasetCard, text: str, last_tool: str | None, tool: str | None
+) -> None:
+    _routes(card, text, Memory(last_tool=last_tool), tool)
+
+
+@pytest.mark.parametrize(
+    ("last_tool", "suggested"),
+    [("list_runs", "list the recent runs"), ("check_drift", "check drift at Cleveland")],
+)
+def test_an_unclear_follow_up_is_offered_readings_of_the_last_answer(
+    card: DatasetCard, last_tool: str, suggested: str
+) -> None:
+    reply = understand("and the one before?", Memory(last_tool=last_tool), card).reply or ""
+    assert "Did you mean" in reply and f'"{suggested}"' in reply
+    for option in reply.split('"')[1::2]:  # each suggestion is a request it understands
+        assert understand(option, Memory(last_tool=last_tool), card).tool is not None, option
