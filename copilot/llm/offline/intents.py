@@ -381,9 +381,9 @@ def _runs(reading: Reading, _: _Context) -> Intent | None:
     last run" (one)."""
     about_the_data = reading.has("inputs") or re.match(r"(?:what|which)\b", reading.text)
     if PAST_TRAINING.search(reading.text) and not about_the_data:  # "when was it retrained?"
-        limit = 1 if re.search(r"\b(?:when|last|latest)\b", reading.text) else 5
-        arguments = {"limit": limit, **({"site": reading.sites[0]} if reading.sites else {})}
-        return Intent(tool="list_runs", arguments=arguments)
+        latest = 1 if re.search(r"\b(?:when|last|latest)\b", reading.text) else 5
+        site = {"site": reading.sites[0]} if reading.sites else {}
+        return Intent(tool="list_runs", arguments={"limit": latest, **site})
     if not reading.has("runs"):
         return None
     named_only = len(reading.text.split()) <= 2  # "runs", "training runs?"
@@ -617,9 +617,7 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
                 f"I can't apply {'; '.join(said)}.{kept} Say the new value, e.g. "
                 f"'what if his cholesterol were 200'. The model's inputs are: {_inputs(card)}."
             )
-        changed = {**explicit, **changes.values}
-        if changed and memory.last_changes and _CUMULATIVE.search(text):
-            changed = {**memory.last_changes, **changed}  # "and if he were also 10 years younger"
+        changed = _kept({**explicit, **changes.values}, memory, text)
         if changed:
             return Intent(
                 tool="what_if",
@@ -654,6 +652,14 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
             "BP 145/90, chol 233 mg/dl, max HR 150, ST depression 2.3'."
         )
     return None
+
+
+def _kept(changed: dict[str, Any], memory: Memory, text: str) -> dict[str, Any]:
+    """The changes, on top of the last what-if's when said so ("and if he were also 10
+    years younger")."""
+    if changed and memory.last_changes and _CUMULATIVE.search(text):
+        return {**memory.last_changes, **changed}
+    return changed
 
 
 def _listed(values: dict[str, Any]) -> str:

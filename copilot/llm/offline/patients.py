@@ -56,7 +56,8 @@ def _numeric(feature: Feature, text: str) -> float | None:
             r"\b(?:male|female|man|woman|m|f), (\d{2,3}),(?:[^,]{1,40},){3}",
             r"(?:^|: )(\d{2,3}), (?:male|female|man|woman|m|f),[^,]{1,40},[^,]{2,40}",
             # "would he still be high risk at 50?"
-            r"\b(?:he|she|they|him|her)\b[a-z' ]{0,40} at (?:age )?(\d{2,3})(?: years(?: old)?)?\W*$",
+            r"\b(?:he|she|they|him|her)\b[a-z' ]{0,40} at (?:age )?(\d{2,3})"
+            r"(?: years(?: old)?)?\W*$",
             # "make him 45", "she turns 70"
             r"\bmake (?:him|her|them|the patient|it) (\d{2,3})\b(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
             # a title and an initial or a name, then the age ("Mrs J, 67", "Mr Smith 54")
@@ -142,16 +143,21 @@ def _boolean(feature: Feature, text: str) -> bool | None:
         said = re.search(rf"(?<![a-z]){re.escape(word)}(?![a-z])", text)
         if said:
             return bool(value) != _negated(text, said.start()) if value else False
-    if feature.name == "fbs":
-        above = _fasting_glucose_above(text)
-        if above is not None:
-            return above
-    level = re.search(rf"(?<![a-z]){names} (?:is |was |came back )?(not )?([a-z]+)", text)
-    if level and level.group(2) in _HIGH | _NORMAL:
-        return (level.group(2) in _HIGH) != bool(level.group(1))
+    above = _fasting_glucose_above(text) if feature.name == "fbs" else None
+    level = above if above is not None else _level(names, text)
+    if level is not None:
+        return level
     named = re.search(rf"(?<![a-z]){names}(?![a-z])", text)
     if named:  # named without a value: present ("exercise-induced angina"), unless negated
         return not _negated(text, named.start())
+    return None
+
+
+def _level(names: str, text: str) -> bool | None:
+    """A test said as high or normal after its name ("fasting sugar not raised": False)."""
+    level = re.search(rf"(?<![a-z]){names} (?:is |was |came back )?(not )?([a-z]+)", text)
+    if level and level.group(2) in _HIGH | _NORMAL:
+        return (level.group(2) in _HIGH) != bool(level.group(1))
     return None
 
 

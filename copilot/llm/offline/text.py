@@ -214,9 +214,7 @@ _SUFFIXES = ("ing", "ed", "es", "s", "er", "ly")
 
 def _inflected(word: str, vocabulary: frozenset[str]) -> bool:
     """Whether a word is a known word with an inflection ("drifting", "shifted")."""
-    return any(
-        word.endswith(suffix) and word[: -len(suffix)] in vocabulary for suffix in _SUFFIXES
-    )
+    return any(word.endswith(suffix) and word[: -len(suffix)] in vocabulary for suffix in _SUFFIXES)
 
 
 def _fix_typos(text: str, vocabulary: frozenset[str]) -> str:
