@@ -153,7 +153,8 @@ CUES: dict[str, re.Pattern[str]] = {
     "cohort_question": _words(
         "over, above, under, below, older than, younger than, between, who, with, having, how "
         "many, average, mean, proportion, percentage, fraction, share, most, all, aged, "
-        "among, typically, usually"
+        "among, typically, usually, older, younger, higher risk, lower risk, more likely, "
+        "less likely, at higher, at lower, tend to, in general"
     ),
     # the last patient, referred to
     "pronoun": _words(

@@ -199,6 +199,12 @@ CATEGORIES: dict[str, list[tuple[str, Memory, str | None]]] = {
         ("how does her blood pressure affect the score?", AFTER, "explain_prediction"),
         ("training runs?", FRESH, "list_runs"),
     ],
+    # questions about groups are not one incomplete patient
+    "groups": [
+        ("are older patients at higher risk?", FRESH, None),
+        ("do diabetics tend to score higher?", FRESH, None),
+        ("risk for a 55 yo diabetic woman, asymptomatic, bp 150", FRESH, "predict_risk"),
+    ],
     # a test result after its name, with linking words
     "test results": [
         ("what if his ECG had come back normal?", AFTER, "what_if"),
