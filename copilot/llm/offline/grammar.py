@@ -44,8 +44,8 @@ _METRIC_WORDS = sorted(
 CUES: dict[str, re.Pattern[str]] = {
     # explain_prediction: asking for the reasons of one prediction
     "why": _words(
-        "why, explain*, explanation*, driv*, drove, factor*, reason*, contribut*, "
-        "pushed, pushes, pull*, drag*, holding ~ down, holding ~ up, "
+        "why, how come, what for, explain*, explanation*, driv*, drove, factor*, reason*, "
+        "contribut*, pushed, pushes, pull*, drag*, holding ~ down, holding ~ up, "
         "shap, break down, break ~ down, breakdown, behind, responsible for, attribut*, "
         "accounts for, account for, what makes, what's pushing, what is pushing, due to, "
         "effect of, impact of, influence of, role of"

@@ -101,6 +101,7 @@ CATEGORIES: dict[str, list[tuple[str, Memory, str | None]]] = {
     # verbs of cause: drive, push, pull
     "explain verbs": [
         ("what drove that result?", AFTER, "explain_prediction"),
+        ("how come she scores so low?", AFTER, "explain_prediction"),
         ("what's pulling his risk up?", AFTER, "explain_prediction"),
         ("what pushed the score so high", AFTER, "explain_prediction"),
         (
