@@ -24,6 +24,11 @@ class Memory:
     # the features the copilot asked for, so that "asymptomatic" completes it next turn.
     pending_patient: dict[str, Any] | None = None
     asked_for: tuple[str, ...] = ()
+    # The last tool that ran ("what about Switzerland?" after list_runs lists Switzerland's
+    # runs), and the changes of the last what-if on `prediction_id` ("and if he were also
+    # 10 years younger?" keeps them).
+    last_tool: str | None = None
+    last_changes: dict[str, Any] | None = None
 
 
 class StepFacts(TypedDict, total=False):

@@ -151,10 +151,20 @@ def _remember(
     tool: str, arguments: dict[str, Any], result: dict[str, Any], memory: dict[str, Any]
 ) -> dict[str, Any]:
     if tool == "predict_risk":
-        return {"patient": arguments["patient"], "prediction_id": result["prediction_id"]}
+        return {
+            "patient": arguments["patient"],
+            "prediction_id": result["prediction_id"],
+            "last_tool": tool,
+        }
     if tool == "explain_prediction" and arguments.get("patient") is not None:
-        return {"patient": arguments["patient"], "prediction_id": memory.get("prediction_id")}
-    return memory
+        return {
+            "patient": arguments["patient"],
+            "prediction_id": memory.get("prediction_id"),
+            "last_tool": tool,
+        }
+    if tool == "what_if" and arguments.get("prediction_id") == memory.get("prediction_id"):
+        return {**memory, "last_tool": tool, "last_changes": arguments.get("changes")}
+    return {**memory, "last_tool": tool}
 
 
 async def run_tool(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]:

@@ -5,7 +5,8 @@ a `patient` in predict_risk / explain_prediction / what_if must be mentioned in 
 text, or equal the remembered patient's (`copilot.facts.Memory`, including one the copilot
 asked more about), or come from a step this turn already ran. A `what_if` change must be in
 the text, or be the remembered value moved by a number in the text ("10 years older", "20%
-lower"). Otherwise the router sends the model back with the values that were not in the
+lower"), or be the last what-if's change kept ("and if he were also 10 years younger").
+Otherwise the router sends the model back with the values that were not in the
 conversation.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 from copilot import units
 from copilot.facts import RouteRequest
 from copilot.llm.offline.patients import parse_patient
-from copilot.llm.offline.text import NUMBER_WORDS
+from copilot.llm.offline.text import NUMBER_WORDS, normalise
 from model_service.cards import DatasetCard, Feature
 
 PATIENT_TOOLS = frozenset({"predict_risk", "explain_prediction", "what_if"})
@@ -79,7 +80,12 @@ def _moved_by_the_text(feature: Feature, value: Any, before: Any, text: str) -> 
         return False
     if isinstance(before, bool) or not isinstance(before, (int, float)):
         return False
-    moved = [before + n for n in _numbers(text)] + [before - n for n in _numbers(text)]
+    amounts = _numbers(text)
+    ratios = [r for (name, _), r in units.CONVERSIONS.items() if name == feature.name]
+    amounts += [n * r for r in ratios for n in amounts]  # "down by 1 mmol/l"
+    if feature.name == "age":  # "a decade older"
+        amounts += [n * 10 for n in amounts] + [10.0]
+    moved = [before + n for n in amounts] + [before - n for n in amounts]
     moved += [before * (1 + n / 100) for n in _numbers(text)]
     moved += [before * (1 - n / 100) for n in _numbers(text)]
     return any(_close(float(value), m, feature) for m in moved)
@@ -102,8 +108,9 @@ def unmentioned(
     not hold (empty when the call is grounded or names no patient)."""
     if tool not in PATIENT_TOOLS:
         return []
-    text = request.text.lower()
-    parsed = parse_patient(text, card)
+    normal = normalise(request.text, card)  # typos fixed, number words as digits
+    text = f"{request.text.lower()}\n{normal}"
+    parsed = parse_patient(normal, card)
     known = _known_patients(request)
     features = {f.name: f for f in card.features}
     missing: list[str] = []
@@ -123,6 +130,9 @@ def unmentioned(
             if field == "changes" and any(
                 _moved_by_the_text(feature, value, before, text) for before in remembered
             ):
+                continue
+            kept = request.memory.last_changes or {}  # the last what-if's, said "also"
+            if field == "changes" and name in kept and _same(value, kept[name]):
                 continue
             missing.append(f"{field}.{name}={value!r}")
     return missing

@@ -29,11 +29,12 @@ from model_service.cards import DatasetCard, Feature
 
 _UP = (
     r"(?:higher|more|up|greater|bigger|larger|increased|raised|older|extra|rose|risen|"
-    r"went up|goes up|gone up|go up|increases|increase)"
+    r"went up|goes up|gone up|go up|increases|increase|rise|jump|gain|bump|spike)"
 )
 _DOWN = (
     r"(?:lower|less|down|fewer|smaller|decreased|reduced|dropped|lowered|younger|fell|fallen|"
-    r"went down|goes down|gone down|go down|cut|decreases|decrease|drops)"
+    r"went down|goes down|gone down|go down|cut|decreases|decrease|drops|drop|fall|reduction|"
+    r"decline|dip)"
 )
 _RAISE = (
     r"(?:increase|increasing|raise|raising|bump up|bumping up|bump|push up|pushing up|boost|"
@@ -91,7 +92,9 @@ def _patterns(feature: Feature) -> list[re.Pattern[str]]:
     patterns = [
         rf"{f}{_LINK} {_AMOUNT}{_UNIT} (?P<dir>{_UP}|{_DOWN})\b",
         rf"{f}{_LINK} (?P<dir>{_UP}|{_DOWN}){_BY} {_AMOUNT}{_UNIT}",
-        rf"\b{_AMOUNT}{_UNIT} (?P<dir>{_UP}|{_DOWN})(?: (?:in|of|on|for))? {own}{f}",
+        # an adjective may come between: "2 fewer diseased vessels", "1 more blocked vessel"
+        rf"\b{_AMOUNT}{_UNIT} (?P<dir>{_UP}|{_DOWN})(?: (?:in|of|on|for))? {own}"
+        rf"(?:[a-z-]{{3,15}} )?{f}",
         rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f} by {_AMOUNT}{_UNIT}",
         rf"{f}{_LINK} (?P<factor>doubled|halved|cut in half|tripled)\b",
         rf"\b(?P<factor>double|halve|triple) {own}{f}",

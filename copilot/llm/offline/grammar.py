@@ -44,7 +44,8 @@ _METRIC_WORDS = sorted(
 CUES: dict[str, re.Pattern[str]] = {
     # explain_prediction: asking for the reasons of one prediction
     "why": _words(
-        "why, explain*, explanation*, driver*, driving, drives, factor*, reason*, contribut*, "
+        "why, how come, what for, explain*, explanation*, driv*, drove, factor*, reason*, "
+        "contribut*, pushed, pushes, pull*, drag*, holding ~ down, holding ~ up, "
         "shap, break down, break ~ down, breakdown, behind, responsible for, attribut*, "
         "accounts for, account for, what makes, what's pushing, what is pushing, due to, "
         "effect of, impact of, influence of, role of"
@@ -64,10 +65,19 @@ CUES: dict[str, re.Pattern[str]] = {
         # asking to score the last patient again with something changed
         "try it with, try with, try again with, rerun with, re-run with, redo with, "
         "recalculate with, recompute with, change his, change her, set his, set her, "
-        "make him, make her, make it, with ~ instead, again with, run ~ with"
+        "make him, make her, make it, with ~ instead, again with, run ~ with, "
+        # verbs that set a value of the last patient
+        "assuming, assume, pretend, let's say, lets say, say he, say she, hypothetically, "
+        "swap, switch his, switch her, switch the, change the, change age, change it, set the, "
+        "set age, update his, update her, update the, replace, modify, alter"
     ),
     # check_drift: the words of drift itself
-    "drift": _words("drift*, shift*, distribution*, data quality, covariate"),
+    "drift": _words(
+        "drift*, shift*, distribution*, data quality, covariate, from what ~ trained on, "
+        "from the training data, from training, than the training data, like the training "
+        "data, with the training data, consistent with training, match* the training, "
+        "moved away from training"
+    ),
     # check_drift when said of data or a site: "anything odd", "how is X doing"
     "status": _words(
         "odd, weird, strange, unusual, anomal*, off, wrong, problem*, issue*, going on, "
@@ -85,7 +95,7 @@ CUES: dict[str, re.Pattern[str]] = {
     "compare": _words(
         "compar*, versus, vs, differ*, difference*, side by side, better than, worse than, "
         "stack up, stacks up, against, beat*, outperform*, head to head, better, worse, best, "
-        "worst, improve*"
+        "worst, improve*, next to each other, next to one another, alongside, contrast*"
     ),
     "list": _words(
         "list, show, see, display, recent, last, latest, newest, history, which, what, all, "
@@ -96,18 +106,21 @@ CUES: dict[str, re.Pattern[str]] = {
     "live": _words(
         "live, serving, served, in production, in prod, production, deployed, in use, "
         "running, currently, current model, current version, champion, model card, model "
-        "info*, model details, model version, the card"
+        "info*, model details, model version, the card, about the model, about the current "
+        "model, about the live model, describe the model, the model itself, model overview"
     ),
     "metrics": _words(
         "metric*, auc, roc, pr auc, sensitiv*, specificity, accuracy, accurate, precision, "
         "recall, f1, performance, perform*, how good, how well, false positive*, false "
-        "negative*, threshold, cutoff, cut-off, calibrat*",
+        "negative*, threshold, cutoff, cut-off, calibrat*, decision rule, call ~ positive, "
+        "call ~ negative, call ~ high risk, count* as positive, classif* ~ as, flag* ~ as",
         *_METRIC_WORDS,
     ),
     "inputs": _words(
         "features, inputs, input, variables, predictors, columns, fields, what does it need, "
         "what does it take, what does it use, goes into, what information, what data does, "
-        "feature list, input schema"
+        "feature list, input schema, units, unit, range, ranges, allowed values, valid "
+        "values, accepted values, limits, expect ~ in, measured in"
     ),
     # the three state-changing intents (proposals only)
     "retrain": _words(
@@ -119,13 +132,17 @@ CUES: dict[str, re.Pattern[str]] = {
     "promote": _words(
         "promote, promoting, promotion, deploy, ship, roll out, release, go live, "
         "make ~ champion, make ~ live, put ~ live, put ~ in production, "
-        "put ~ into production, set ~ as champion, "
+        "put ~ into production, set ~ as champion, set ~ as production, set ~ live, "
+        "set ~ as the production, set ~ as the live, set ~ as the champion, "
+        "move ~ to production, become ~ champion, become champion, be the new champion, "
+        "make ~ the new champion, "
         "switch production to, switch serving to, swap in, push ~ to production, make ~ the "
         "champion, crown"
     ),
     "rollback": _words(
         "roll back, roll ~ back, rollback, roll-back, revert*, undo, restore, go back, "
-        "switch back, back to the previous, back to the old"
+        "switch back, back to the previous, back to the old, put ~ back, bring back, "
+        "bring ~ back, reinstate, reinstall"
     ),
     "aliases": _words("champion, challenger, candidate, new model, old model"),
     # a question about many patients, not one
@@ -136,7 +153,8 @@ CUES: dict[str, re.Pattern[str]] = {
     "cohort_question": _words(
         "over, above, under, below, older than, younger than, between, who, with, having, how "
         "many, average, mean, proportion, percentage, fraction, share, most, all, aged, "
-        "among, typically, usually"
+        "among, typically, usually, older, younger, higher risk, lower risk, more likely, "
+        "less likely, at higher, at lower, tend to, in general"
     ),
     # the last patient, referred to
     "pronoun": _words(
@@ -161,6 +179,33 @@ _SINGULAR_RUN = re.compile(
 )
 
 _ALL_SITES = re.compile(r"\b(?:all|every|each) (?:the |of the |four |4 )?(?:sites|site|data)\b")
+
+
+# A place named as a source of data ("on the Mayo Clinic data", "at St Mary's hospital"),
+# read when none of the card's sites is named: said back, never replaced by a default.
+_PLACE = re.compile(
+    r"\b(?:on|at|from|using|with|for|in) (?:the )?"
+    r"((?:[a-z][a-z'.-]{1,20} ){0,2}?[a-z][a-z'.-]{1,20})"
+    r" (?:data|site|hospital|clinic|centre|center|cohort|patients|dataset)\b"
+)
+_NOT_PLACES = frozenset(
+    "all every each the same new newer newest latest recent more most other others incoming "
+    "whole combined full four old older previous current fresh existing default training this "
+    "that these those our my your available drifted their his her its some any clean cleaned "
+    "updated complete entire usual original".split()
+)
+
+
+def unknown_place(text: str, card: DatasetCard) -> str | None:
+    """A place named as a source of data that is none of the card's sites ("retrain on the
+    Mayo Clinic data": "mayo"), or None."""
+    if sites_in(text, card):
+        return None
+    for match in _PLACE.finditer(text):
+        words = match.group(1).split()
+        if not set(words) & _NOT_PLACES:
+            return match.group(1)
+    return None
 
 
 @dataclass(frozen=True)
@@ -221,9 +266,34 @@ _IMPERATIVE_TRAIN = re.compile(
 )
 
 
+# Starting something that is a model kind ("kick off a logistic regression on VA").
+_START_A_KIND = re.compile(
+    r"\b(?:kick off|start|launch|spin up|build|run|fit|train|try|give me|get me|make)"
+    r"(?: (?:a|an|another|one|new|fresh|the|some))*"
+    r" (?:logistic|logreg|random forest|forest|xgboost|xgb|gradient boost|boost)"
+)
+
+
+# A question about training that happened ("when was the model last retrained?", "has it
+# been retrained since?"): the runs answer it; it is no request to train.
+PAST_TRAINING = re.compile(
+    r"\b(?:when|how long ago|how often|how many times)\b[a-z0-9' ]{0,40}?\b(?:re-?)?"
+    r"(?:trained|fitted|built|refit)\b|"
+    r"\b(?:has|have|was|were|did|is)\b (?:it|the model|the champion|the challenger|this model|"
+    r"that model|they|we|you|version \d{1,4}|v\d{1,4})(?: (?:been|ever|already|last|recently)){0,2}"
+    r" (?:re-?)?(?:trained|fitted|refit|retrain)\b|"
+    r"\blast (?:re-?)?trained\b"
+)
+
+
 def wants_training(reading: Reading) -> bool:
-    """A request to train: "retrain", "refit", or "train"/"fit" used as a verb ("train a new
-    random forest on Hungary", "please train on VA"), never "trained" or "training runs"."""
+    """A request to train: "retrain", "refit", "train"/"fit" used as a verb ("train a new
+    random forest on Hungary", "please train on VA"), never "trained" or "training runs",
+    or a model kind started ("kick off a logistic regression and a random forest")."""
+    if PAST_TRAINING.search(reading.text):
+        return False
     if reading.has("retrain"):
+        return True
+    if reading.kinds and _START_A_KIND.search(reading.text):
         return True
     return reading.has("train_verb") and bool(_IMPERATIVE_TRAIN.search(reading.text))

@@ -42,6 +42,7 @@ nothing here: state-changing requests only ever become proposals for a human to 
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -51,7 +52,14 @@ from pydantic import BaseModel
 from copilot.facts import NOTHING_LEFT, Memory, Step
 from copilot.llm.offline.changes import relative_changes
 from copilot.llm.offline.focus import mentioned
-from copilot.llm.offline.grammar import CUES, Reading, read, wants_training
+from copilot.llm.offline.grammar import (
+    CUES,
+    PAST_TRAINING,
+    Reading,
+    read,
+    unknown_place,
+    wants_training,
+)
 from copilot.llm.offline.monitoring import history_arguments
 from copilot.llm.offline.patients import missing_required, parse_patient
 from copilot.llm.offline.scope import (
@@ -72,9 +80,12 @@ EXAMPLE_PATIENT = "63 yo M, asymptomatic chest pain, BP 145, chol 233"
 # Questions about one explanation that name no driver word ("what rank does chol have").
 _FOCUS_WORDS = re.compile(
     r"\brank|\bimportan|\binfluential|\b(?:matters?|counts?|weighs?) (?:more|less)\b|"
-    r"\b(?:raise|lower|increase|decrease|reduce|push)(?:s|es)? [a-z' ]{0,30}\brisk\b|"
+    r"\b(?:raise|lower|increase|decrease|reduce|push)(?:s|es|d|ed)? [a-z' ]{0,30}\brisk\b|"
+    r"\bmatters? (?:much|a lot|at all|more|less)\b|\bdoes (?:his |her |the )?[a-z ]{2,30} matter\b|"
     r"\btop[ -]?(?:\d{1,2}|one)\b|\bmatters? (?:the )?most\b|"
-    r"\bhow much (?:does|do|did) [a-z' ]{1,30} (?:matter|count|contribute|weigh|affect|influence)|"
+    r"\bhow much (?:does|do|did) [a-z' ]{1,30} (?:matter|count|contribute|weigh|affect|influence|"
+    r"add|bring|change)|"
+    r"\b(?:how|does|do|did) [a-z' ]{0,30}\baffects? (?:it|him|her|the risk|his|her|the score)\b|"
     r"\bhow big a role\b|\bhow much (?:of an? )?(?:role|difference|effect|impact)\b"
 )
 
@@ -84,7 +95,13 @@ _STRONG_WHAT_IF = re.compile(
     r"\bwhat would\b|\bif (?:he|she|they|the patient)\b"
 )
 
-_FOLLOW_ON = re.compile(r"^(?:and|but|now|ok|okay|then|same)\b")
+# A change on top of the last what-if's changes.
+_CUMULATIVE = re.compile(
+    r"\b(?:also|as well|too|on top of (?:that|this)|in addition|additionally|both|plus|"
+    r"at the same time|keeping (?:that|those|this|the change))\b"
+)
+
+_FOLLOW_ON = re.compile(r"^(?:and|but|now|ok|okay|then|same|plus|also|with|without|except)\b")
 
 _NOUN_BEFORE = re.compile(r"(?:^|\W)(?:the|this|that|a|my|your|its|pending|last|latest|recent) $")
 
@@ -288,6 +305,15 @@ def _retrain(reading: Reading, context: _Context) -> Intent | None:
     sites named, or all of them, or the defaults plus a site that drifted this turn."""
     if not wants_training(reading):
         return None
+    place = unknown_place(reading.text, context.card)
+    if place is not None:
+        known = list(sites(context.card))
+        return _clarify(
+            _did_you_mean(
+                [f"retrain on {site}" for site in known[:2]] + ["retrain on all sites"],
+                f"I don't know a site called '{place}': the sites are {', '.join(known)}.",
+            )
+        )
     chosen = reading.sites or (list(sites(context.card)) if reading.all_sites else [])
     chosen = chosen or list(
         dict.fromkeys([*context.card.default_training_sites, *context.drift_sites])
@@ -303,13 +329,16 @@ _STRONG_COMPARE = re.compile(
 )
 
 
-def _compare(reading: Reading, _: _Context) -> Intent | None:
+def _compare(reading: Reading, context: _Context) -> Intent | None:
     """compare_runs: runs, run ids, or the champion and the challenger side by side ("how
     does the challenger compare to the champion": the newest runs; the tool's input names
-    runs by id or as the last N, not by alias)."""
+    runs by id or as the last N, not by alias); "compare them" after runs were listed."""
     if not reading.has("compare"):
         return None
-    objects = reading.has("runs", "aliases") or len(reading.run_ids) >= 2
+    listed = context.memory.last_tool in {"list_runs", "compare_runs"} and bool(
+        re.search(r"\b(?:them|these|those|the two|both|the 2|the three|the 3)\b", reading.text)
+    )
+    objects = reading.has("runs", "aliases") or len(reading.run_ids) >= 2 or listed
     strong = bool(_STRONG_COMPARE.search(reading.text))
     weak_objects = re.search(r"\bprevious\b|\bit\b|\bmodels\b|\bversions\b", reading.text)
     if not (objects or (strong and (weak_objects or reading.count))):
@@ -358,9 +387,17 @@ def _drift(reading: Reading, context: _Context) -> Intent | None:
 def _runs(reading: Reading, _: _Context) -> Intent | None:
     """list_runs: "show me the last 4 runs", "runs trained on Hungary", "a summary of the
     last run" (one)."""
+    about_the_data = reading.has("inputs") or re.match(r"(?:what|which)\b", reading.text)
+    if PAST_TRAINING.search(reading.text) and not about_the_data:  # "when was it retrained?"
+        latest = 1 if re.search(r"\b(?:when|last|latest)\b", reading.text) else 5
+        site = {"site": reading.sites[0]} if reading.sites else {}
+        return Intent(tool="list_runs", arguments={"limit": latest, **site})
     if not reading.has("runs"):
         return None
-    if not (reading.has("list") or reading.sites or reading.count or reading.singular_run):
+    named_only = len(reading.text.split()) <= 2  # "runs", "training runs?"
+    if not (
+        reading.has("list") or reading.sites or reading.count or reading.singular_run or named_only
+    ):
         return None
     limit = reading.count or (1 if reading.singular_run else 5)
     arguments: dict[str, Any] = {"limit": min(limit, 50)}
@@ -373,7 +410,7 @@ def _about_a_patient(reading: Reading) -> bool:
     return reading.has("pronoun", "why") or bool(_FOCUS_WORDS.search(reading.text))
 
 
-def _model(reading: Reading, _: _Context) -> Intent | None:
+def _model(reading: Reading, _: _Context) -> Intent | None:  # noqa: PLR0911
     """model_info: which model is live, its metrics ("what's the AUC", "how sensitive is
     it"), the inputs it needs ("which features does the model use")."""
     if reading.has("live") and not reading.has("why", "pronoun"):
@@ -382,7 +419,9 @@ def _model(reading: Reading, _: _Context) -> Intent | None:
         return Intent(tool="model_info")
     if reading.has("metrics") and not reading.has("pronoun"):
         return Intent(tool="model_info")
-    if reading.has("inputs") and not _about_a_patient(reading):
+    if reading.has("inputs") and not _about_a_patient(reading) and not reading.sites:
+        if len(parse_patient(reading.text, _.card, pronouns=False)) >= 2:
+            return None  # "which features drive the score for <a patient>": explain it
         return Intent(tool="model_info")
     if reading.has("model") and reading.has("status") and not reading.sites:
         return Intent(tool="model_info")
@@ -452,14 +491,37 @@ def _cohort(reading: Reading, context: _Context) -> Intent | None:
 
 def _site(reading: Reading, context: _Context) -> Intent | None:
     """A question about a site with no patient in it ("how is Hungary doing", "anything odd
-    with the Swiss data"): check_drift at that site."""
+    with the Swiss data", "what about Switzerland?"): check_drift at that site, or its runs
+    when the last answer listed runs."""
     if not reading.sites:
         return None
     if len(parse_patient(reading.text, context.card, pronouns=False)) >= 2:
         return None
-    if reading.has("why", "what_if", "risk") and not reading.has("status", "data"):
-        return None
+    if not reading.has("status", "data"):
+        if reading.has("why", "risk"):
+            return None
+        if reading.has("what_if") and (
+            reading.has("pronoun") or parse_patient(reading.text, context.card, pronouns=False)
+        ):
+            return None  # "what if he were from Hungary": about him
+    if context.memory.last_tool == "list_runs" and (
+        reading.has("what_if") or _FOLLOW_ON.search(reading.text)
+    ):
+        return Intent(tool="list_runs", arguments={"limit": 5, "site": reading.sites[0]})
     return Intent(tool="check_drift", arguments={"site": reading.sites[0]})
+
+
+def _since(reading: Reading, context: _Context) -> Intent | None:
+    """A start date alone ("since last week?", "and since 2026-11-01?"): only drift is
+    checked since a date."""
+    if reading.since is None or reading.has("runs", "runs_weak", "pronoun", "why"):
+        return None
+    if parse_patient(reading.text, context.card, pronouns=False):
+        return None
+    words = len(re.findall(r"[a-z0-9-]+", reading.text))
+    if reading.has("drift", "status", "data") or words <= 6:
+        return Intent(tool="check_drift", arguments={"since": reading.since})
+    return None
 
 
 def _data(reading: Reading, context: _Context) -> Intent | None:
@@ -470,6 +532,39 @@ def _data(reading: Reading, context: _Context) -> Intent | None:
     if parse_patient(reading.text, context.card, pronouns=False):
         return None
     return _drift_at(reading, context.card)
+
+
+# Where a change to a patient described in the same request starts: "<patient>, what would
+# his risk be with his cholesterol at 200", "<patient>: how much would it change if we got
+# her BP down to 130".
+_CHANGE_STARTS = re.compile(
+    r"\b(?:what if|what would|what happens if|suppose|supposing|imagine|assuming|"
+    r"if (?:we|you|he|she|they|his|her|their|the patient|it)|(?:with|had) (?:his|her|their) )"
+)
+
+
+def _described_what_if(reading: Reading, context: _Context) -> Intent | None:
+    """what_if on a patient described in the same request: the values before the change's
+    words are the patient, those after are the changes (absolute, or relative to the
+    patient described)."""
+    card = context.card
+    starts = list(itertools.islice(_CHANGE_STARTS.finditer(reading.text), 3))  # linear time
+    for start in starts:
+        before, after = reading.text[: start.start()], reading.text[start.start() :]
+        patient = parse_patient(before, card, pronouns=False)
+        if len(patient) < 2:
+            continue
+        changes = relative_changes(after, card, patient)
+        said = parse_patient(_masked(after, changes.spans), card, pronouns=False)
+        changed = {**said, **changes.values}
+        if changes.problems:
+            return _clarify(
+                f"I can't apply {'; '.join(changes.problems)}. Say the new value, e.g. "
+                "'what if his cholesterol were 200'."
+            )
+        if changed and changed != {k: patient.get(k) for k in changed}:
+            return Intent(tool="what_if", arguments={"patient": patient, "changes": changed})
+    return None
 
 
 def _unknown_names(text: str, card: DatasetCard) -> list[str]:
@@ -519,7 +614,8 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
         return _clarify(
             f"Which patient should I explain? Describe one first, e.g. '{EXAMPLE_PATIENT}'."
         )
-    if memory.prediction_id is not None and (what_if_said or relative):
+    about_him = reading.has("pronoun") and bool(explicit) and bool(missing_required(explicit, card))
+    if memory.prediction_id is not None and (what_if_said or relative or about_him):
         unknown = _unknown_names(masked, card)
         if changes.problems or unknown:
             said = [*changes.problems, *(f"'{u}' (not one of the model's inputs)" for u in unknown)]
@@ -529,7 +625,7 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
                 f"I can't apply {'; '.join(said)}.{kept} Say the new value, e.g. "
                 f"'what if his cholesterol were 200'. The model's inputs are: {_inputs(card)}."
             )
-        changed = {**explicit, **changes.values}
+        changed = _kept({**explicit, **changes.values}, memory, text)
         if changed:
             return Intent(
                 tool="what_if",
@@ -566,6 +662,14 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
     return None
 
 
+def _kept(changed: dict[str, Any], memory: Memory, text: str) -> dict[str, Any]:
+    """The changes, on top of the last what-if's when said so ("and if he were also 10
+    years younger")."""
+    if changed and memory.last_changes and _CUMULATIVE.search(text):
+        return {**memory.last_changes, **changed}
+    return changed
+
+
 def _listed(values: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in values.items())
 
@@ -583,6 +687,8 @@ _FRAMES = (
     _cohort,
     _site,
     _data,
+    _since,
+    _described_what_if,
     _patient,
 )
 
@@ -614,6 +720,8 @@ def _unsure(reading: Reading, context: _Context) -> Intent:
         options += ["which model is live?", "compare the challenger with the champion"]
     if reading.has("drift", "status", "data") and known:
         options.append(f"check drift at {known[0]}")
+    if not options and (_FOLLOW_ON.search(reading.text) or len(reading.text.split()) <= 5):
+        options = _after_last(memory, known)  # a short follow-up: readings of the last answer
     if options and not reading.has("help"):
         return _clarify(_did_you_mean(options))
     examples = [f"predict the risk for {EXAMPLE_PATIENT}", "which model is live?"]
@@ -623,6 +731,18 @@ def _unsure(reading: Reading, context: _Context) -> Intent:
     if reading.has("help"):
         return _clarify(f"{CAPABILITIES} For example: {listed}.")
     return _clarify(f"{DECLINE}. {CAPABILITIES} For example: {listed}.")
+
+
+def _after_last(memory: Memory, known: list[str]) -> list[str]:
+    """Readings of a short follow-up that fit the last answer ("and the one before?")."""
+    last = memory.last_tool
+    if last in {"list_runs", "compare_runs"}:
+        return ["list the recent runs", "compare the last two runs", "which model is live?"]
+    if last == "check_drift" and known:
+        return [f"check drift at {site}" for site in known[:2]] + ["check drift since last week"]
+    if last in {"predict_risk", "explain_prediction", "what_if"} and memory.prediction_id:
+        return ["explain the last prediction", "what if his cholesterol were 200"]
+    return []
 
 
 def _named_features(reading: Reading, card: DatasetCard) -> list[str]:

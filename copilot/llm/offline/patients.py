@@ -7,12 +7,18 @@ import re
 from typing import Any
 
 from copilot import units
-from copilot.llm.offline.text import NUMBER, number
+from copilot.llm.offline.text import NUMBER, NUMBER_WORDS, number
 from model_service.cards import DatasetCard, Feature
 
-_YES = {"yes", "y", "true", "positive", "present", "1", "+"}
+_YES = {"yes", "y", "true", "positive", "pos", "present", "1", "+"}
 
-_NO = {"no", "n", "false", "negative", "absent", "none", "0", "-"}
+_NO = {"no", "n", "false", "negative", "neg", "absent", "none", "0", "-"}
+
+# A test result said as a level: "fasting sugar raised", "fasting blood sugar not raised".
+_HIGH = {"raised", "elevated", "high", "abnormal", "increased"}
+_NORMAL = {"normal", "low", "ok", "fine", "unremarkable"}
+
+_MMOL_TO_MG_DL_GLUCOSE = 18.016
 
 
 def _synonym_pattern(feature: Feature) -> str:
@@ -26,7 +32,8 @@ def _synonym_pattern(feature: Feature) -> str:
 _LINK = (
     r"(?: ?(?:is|was|were|would be|went|goes|dropped|fell|rose|changed|came|got|gets|"
     r"reduced|lowered|raised|increased|decreased|brought|down|up|set))?"
-    r"(?: ?(?:of|=|:|at|to|->|is|was|were|around|about))? ?"
+    r"(?: ?(?:actually|really|now|currently|only|just|more like|closer to|under control))?"
+    r"(?: ?(?:of|=|:|at|to|->|is|was|were|around|about|, say|say))? ?"
 )
 
 
@@ -43,6 +50,17 @@ def _numeric(feature: Feature, text: str) -> float | None:
             r"\b(?:male|female|man|woman|m|f|gentleman|lady) (\d{2,3})\b"
             r"(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
             r"\b(\d{2,3}) (?:male|female|man|woman|gentleman|lady)\b",
+            # a record of fields that opens with sex and age ("male, 45, asymptomatic,
+            # resting BP 142, chol 309, ..."); a short one ("man, 38, chol 180") is asked
+            r"\b(?:male|female|man|woman|m|f), (\d{2,3}),(?:[^,]{1,40},){3}",
+            r"(?:^|: )(\d{2,3}), (?:male|female|man|woman|m|f),[^,]{1,40},[^,]{2,40}",
+            # "would he still be high risk at 50?"
+            r"\b(?:he|she|they|him|her)\b[a-z' ]{0,40} at (?:age )?(\d{2,3})"
+            r"(?: years(?: old)?)?\W*$",
+            # "make him 45", "she turns 70"
+            r"\bmake (?:him|her|them|the patient|it) (\d{2,3})\b(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
+            # a title and an initial or a name, then the age ("Mrs J, 67", "Mr Smith 54")
+            r"\b(?:mr|mrs|ms|miss)\.? [a-z]{1,15},? (\d{2,3})\b(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
             r"\b(?:he|she|patient)(?: is| was| were| turns| turned|'s)? (\d{2,3})\b"
             r"(?! ?(?:mg|mmol|bpm|mm|%|vessels?|points?|units?|/|\.\d))",
         ):
@@ -68,6 +86,14 @@ def _words(feature: Feature) -> list[tuple[str, Any]]:
     return sorted(words.items(), key=lambda item: len(item[0]), reverse=True)
 
 
+# Between a test's name and its result: "thal normal", "thallium had come back normal",
+# "ECG was normal", "thal result: normal".
+_CATEGORY_LINK = (
+    r"(?:\s?(?:is|was|were|be|been|had|has|came|come|comes|back|result|results|turned|out|"
+    r"as|of|showed|shows|=|:)){0,4}\s*"
+)
+
+
 def _categorical(feature: Feature, text: str, card: DatasetCard) -> Any:
     if feature.name == "sex":
         glued = re.search(r"\b\d{1,3}\s*(m|f)\b", text)  # "63M", "54 F"
@@ -79,7 +105,7 @@ def _categorical(feature: Feature, text: str, card: DatasetCard) -> Any:
             continue  # pronouns are weak evidence: see _pronoun_sex
         bare = rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])"
         if _ambiguous(word, feature, card):  # e.g. "normal": say which test
-            bare = rf"(?<![a-z]){names}\s*(?:is|was|=|:|result)?\s*{re.escape(word)}(?![a-z0-9])"
+            bare = rf"(?<![a-z]){names}{_CATEGORY_LINK}{re.escape(word)}(?![a-z0-9])"
         if re.search(bare, text):
             return value
     return None
@@ -116,17 +142,42 @@ def _boolean(feature: Feature, text: str) -> bool | None:
         said = re.search(rf"(?<![a-z]){re.escape(word)}(?![a-z])", text)
         if said:
             return bool(value) != _negated(text, said.start()) if value else False
-    if feature.name == "fbs":
-        glucose = re.search(
-            rf"(?:fasting glucose|fasting sugar|fasting blood sugar)\s*(?:of|is|=|:)?\s*{NUMBER}",
-            text,
-        )
-        if glucose:
-            return number(glucose.group(1)) > 120
+    above = _fasting_glucose_above(text) if feature.name == "fbs" else None
+    level = above if above is not None else _level(names, text)
+    if level is not None:
+        return level
     named = re.search(rf"(?<![a-z]){names}(?![a-z])", text)
     if named:  # named without a value: present ("exercise-induced angina"), unless negated
         return not _negated(text, named.start())
     return None
+
+
+def _level(names: str, text: str) -> bool | None:
+    """A test said as high or normal after its name ("fasting sugar not raised": False)."""
+    level = re.search(rf"(?<![a-z]){names} (?:is |was |came back )?(not )?([a-z]+)", text)
+    if level and level.group(2) in _HIGH | _NORMAL:
+        return (level.group(2) in _HIGH) != bool(level.group(1))
+    return None
+
+
+def _fasting_glucose_above(text: str) -> bool | None:
+    """Whether a fasting glucose said as a number is above the card's 120 mg/dl line: "fasting
+    glucose 7.8 mmol/l" (a value under 30 is read as mmol/l), "fasting sugar over 120"."""
+    glucose = re.search(
+        r"(?:fasting glucose|fasting sugar|fasting blood sugar|fbs)\s*(?:of|is|was|=|:)?\s*"
+        rf"(over|above|under|below|>|<)?\s*{NUMBER}\s*(mmol/l|mmol|mg/dl)?",
+        text,
+    )
+    if glucose is None or glucose.group(2) in NUMBER_WORDS:
+        return None
+    comparison, value, unit = glucose.group(1), number(glucose.group(2)), glucose.group(3)
+    if unit in {"mmol/l", "mmol"} or (unit is None and value < 30):
+        value *= _MMOL_TO_MG_DL_GLUCOSE
+    if comparison in {"over", "above", ">"}:
+        return value >= 120
+    if comparison in {"under", "below", "<"}:
+        return not value > 120
+    return value > 120
 
 
 def _pronoun_sex(text: str) -> str | None:

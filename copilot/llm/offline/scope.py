@@ -44,12 +44,18 @@ _SEND = re.compile(
     + _PEOPLE
     + r"|\b(?:e-?mail|text|sms|fax|call|phone|notify|message|whatsapp|page) "
     + _PEOPLE
+    # "call someone positive": to classify, not to phone
+    + r"(?! (?:positive|negative|high|low|sick|ill|healthy|diseased|at risk|high-risk|"
+    r"low-risk|a case|a positive|a negative))"
     + r"|\b(?:send|write) (?:an? )?(?:e-?mail|text message|text|sms|letter|fax)\b"
 )
 
 _ADVICE = re.compile(
     r"\bprescri[a-z]{0,8}|\bdos(?:e|es|age|ing)\b|\bmedications?\b|\bmedicines?\b|"
-    r"\bstatins?\b|\baspirin\b|\b(?:should|must|can) (?:he|she|they|i|we) take\b|"
+    r"(?<!\bif )(?<!\bif a )(?<!\bif an )(?<!\bsuppose a )(?<!\bassuming a )"
+    r"(?<!\bwhat if a )\b(?:statins?|aspirin|beta.?blockers?)\b(?! took| brought| lowered| "
+    r"got| cut| reduced| dropped)|"
+    r"\b(?:should|must|can|could) (?:he|she|they|i|we|the patient) (?:take|be on|start|go on)\b|"
     r"\btreatment plan\b|\bwhat (?:drug|pill|treatment)s?\b|\bdiagnos[a-z]{0,6} (?:him|her)\b"
 )
 
@@ -98,9 +104,17 @@ CAPABILITIES = (
 )
 
 
+# "kill the current champion and bring back the old one": a rollback, said bluntly.
+_TAKE_OUT_AND_BACK = re.compile(
+    r"\b(?:kill|disable|retire|remove|shut down|take down|pull|ditch|drop|dump|scrap)"
+    r"(?: [a-z0-9'-]{1,20}){0,2} (?:champion|model|version)\b.{0,40}\b(?:bring|put|go|switch|"
+    r"roll) (?:[a-z'-]{1,20} ){0,3}?back\b"
+)
+
+
 def out_of_scope(lowered: str) -> str | None:
     """The reply to a request (normal form, notes set apart) that must be declined, or None."""
-    if _HARM.search(lowered):
+    if _HARM.search(lowered) and not _TAKE_OUT_AND_BACK.search(lowered):
         return f"{DECLINE}. I never delete or change records, runs or the registry. {CAPABILITIES}"
     if _SEND.search(lowered):
         return (

@@ -209,13 +209,21 @@ def _closest(word: str, vocabulary: frozenset[str]) -> str:
     return close[0] if close else word
 
 
+_SUFFIXES = ("ing", "ed", "es", "s", "er", "ly")
+
+
+def _inflected(word: str, vocabulary: frozenset[str]) -> bool:
+    """Whether a word is a known word with an inflection ("drifting", "shifted")."""
+    return any(word.endswith(suffix) and word[: -len(suffix)] in vocabulary for suffix in _SUFFIXES)
+
+
 def _fix_typos(text: str, vocabulary: frozenset[str]) -> str:
     def fix(match: re.Match[str]) -> str:
         word = match.group(0)
         if len(word) < 5 or len(word) > 20 or word in vocabulary:
             return word
-        if f"{word}s" in vocabulary or (word.endswith("s") and word[:-1] in vocabulary):
-            return word  # an inflection of a known word ("smoker"), not a typo
+        if f"{word}s" in vocabulary or _inflected(word, vocabulary):
+            return word  # an inflection of a known word ("smoker", "drifting"), not a typo
         return _closest(word, vocabulary)
 
     return re.sub(r"[a-z]+", fix, text)

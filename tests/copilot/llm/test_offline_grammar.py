@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,15 +34,7 @@ FRESH = Memory()
 DESCRIBED = "63 yo M, asymptomatic CP, BP 145/90, chol 233 mg/dl, max HR 150, ST dep 2.3"
 
 
-@dataclass(frozen=True)
-class PendingMemory:
-    """A Memory as the graph will keep it once it remembers our own questions (the field
-    copilot.facts.Memory does not have yet)."""
-
-    patient: dict[str, Any] | None = None
-    prediction_id: str | None = None
-    pending_patient: dict[str, Any] | None = None
-    asked_for: list[str] = field(default_factory=list)
+PendingMemory = Memory  # the graph keeps the patient we asked about in Memory
 
 
 @pytest.fixture(scope="module")
