@@ -133,7 +133,9 @@ def test_the_paraphrase_suites_are_measured_not_gated(suite: str) -> None:
         for s in (case.metadata or Expect()).steps
         if s is not None
     }
-    assert routed == {*TOOLS, None}
+    assert routed <= {*TOOLS, None}
+    if suite == "paraphrases":  # the held-out one stays as written, before newer tools
+        assert routed == {*TOOLS, None}
     categories = {(c.metadata or Expect()).category for c in paraphrases.cases}
     assert {"follow-up", "relative-what-if", "lifecycle", "decline", "clarify"} <= categories
     nothing_right = SuiteResult(
