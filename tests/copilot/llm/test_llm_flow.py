@@ -27,7 +27,8 @@ from model_service.database import make_engine
 from tests.conftest import TrainedRegistry
 from tests.copilot.llm.test_providers import BASE_URL, COMPLETIONS, PATIENT, as_served, completion
 
-pytestmark = pytest.mark.anyio
+# respx is the server: model requests are allowed, and never reach the network
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("allow_model_requests")]
 # enough of the patient recorded for a risk (the card's minimum: 7 of 13 inputs)
 SCORED = {**PATIENT, "thalch": 150, "oldpeak": 2.3, "exang": False}
 

@@ -30,7 +30,8 @@ from tests.copilot.llm.llama_cpp import (
     streamed,
 )
 
-pytestmark = pytest.mark.anyio
+# respx is the server: model requests are allowed, and never reach the network
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("allow_model_requests")]
 PATIENT = {"age": 63, "sex": "Male", "cp": "asymptomatic", "trestbps": 145, "chol": 233}
 PATIENT_TEXT = "63 yo man, asymptomatic chest pain, BP 145, chol 233"
 LAST = "7f3c2a9e51d04b8c9a6e2f1d3b4c5a6e"
