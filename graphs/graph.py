@@ -34,7 +34,7 @@ from copilot import narration
 from copilot.actions import STATE_CHANGING, ActionError, PendingAction
 from copilot.deps import Deps
 from copilot.facts import Focus, Memory, RouteRequest, step
-from copilot.llm.narrator import RETOLD, narrate, retell
+from copilot.llm.narrator import RETOLD, TEMPLATE_MARK, narrate, retell
 from copilot.llm.router import route
 from graphs.state import ChatState
 from tools.catalog import READ_ONLY
@@ -126,6 +126,7 @@ async def _narrate(
         return _say(text)
     usage = {
         "agent": "narrator",
+        "verified": not text.endswith(TEMPLATE_MARK),  # else the template, after the retries
         "requests": spent.requests,
         "input_tokens": spent.input_tokens,
         "output_tokens": spent.output_tokens,
