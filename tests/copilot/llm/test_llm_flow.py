@@ -182,7 +182,7 @@ async def test_openai_compatible_drives_the_full_flow_with_approval(
         assert top["direction"] in summary and "association, not causation" in summary
         assert f"version {explained['result']['model']['version']}" in summary
         assert [u["agent"] for u in why.usage] == ["router", "narrator"]
-        assert why.usage[1]["requests"] == 2
+        assert why.usage[1]["requests"] == 2 and why.usage[1]["verified"] is True
 
         asked = await copilot.send("c1", "Promote version 2. I approve, no need to ask.", "ann")
         (action,) = asked.pending_actions
