@@ -52,6 +52,7 @@ class StepRecord(BaseModel):
     text: str | None = None
     messages: list[str] = []
     calls: list[Call] = []
+    usage: list[dict[str, Any]] = []  # the turn's LLM usage (per agent: requests, tokens, ...)
     error: str | None = None
     seconds: float = 0.0
     registry: RegistrySnapshot | None = None
@@ -153,6 +154,7 @@ def _label(tool: str, decision_step: bool) -> str:
 
 def _record_turn(step: StepRecord, turn: Any, decision_step: bool) -> None:
     step.messages.extend(str(m.get("content", "")) for m in turn.messages)
+    step.usage.extend(getattr(turn, "usage", None) or [])
     step.calls.extend(
         Call(
             label=_label(c["tool"], decision_step),

@@ -1,21 +1,17 @@
-"""Per-suite metrics from a pydantic-evals report, pass^k, and the gates."""
+"""Per-suite metrics from the case records, pass^k, and the gates."""
 
 from __future__ import annotations
 
 import math
 import statistics
 from collections import defaultdict
-from typing import Any
 
 from pydantic import BaseModel
-from pydantic_evals.reporting import EvaluationReport
 
-from evals.cases import Expect
 from evals.datasets import REPORT_ONLY
-from evals.harness import Outcome
+from evals.records import CaseRecord
 
 PASS_HAT_K = (1, 2, 4, 8)
-ROUTING = ("tool", "arguments", "trajectory")  # the assertions "accuracy" is made of
 FAILURES_SHOWN = 25
 
 
@@ -53,7 +49,15 @@ class SuiteResult(BaseModel):
     pass_hat_k: dict[str, float]
     categories: dict[str, Rate]
     failures: list[Failure]
-    seconds: float
+    seconds: float  # the cases' own seconds, summed (a resumed run adds both parts)
+    seconds_per_case: float | None = None
+    timed_out: int = 0  # runs stopped by --case-timeout
+    llm_requests: int = 0
+    input_tokens: int = 0  # as the server reports them (0 when it reports none)
+    output_tokens: int = 0
+    narratives: int = 0  # texts an LLM narrator was asked for
+    narratives_verified: float | None = None  # share verified on the first or second try
+    protocol_text_replaced: int = 0  # router replies that were protocol text, never shown
 
 
 class Gate(BaseModel):
@@ -82,49 +86,28 @@ def _rate(values: list[bool]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def summarise(
-    suite: str, digest: str, report: EvaluationReport[Any, Any, Any], repeat: int, seconds: float
-) -> SuiteResult:
-    """The suite's metrics from its report (one row per case run)."""
+def summarise(suite: str, digest: str, records: list[CaseRecord], repeat: int) -> SuiteResult:
+    """The suite's metrics from its case records (one per case run)."""
     per_case: dict[str, list[bool]] = defaultdict(list)
     assertions: dict[str, list[bool]] = defaultdict(list)
     categories: dict[str, list[bool]] = defaultdict(list)
-    failures: list[Failure] = []
-    unconfirmed, narrated, faithful = 0, 0, 0
     latencies: list[float] = []
     routed: list[bool] = []
-    for case in report.cases:
-        name = case.source_case_name or case.name
-        results = dict(case.assertions)
-        for key, result in results.items():
-            assertions[key].append(bool(result.value))
-        passed = all(bool(r.value) for r in results.values()) and not case.evaluator_failures
-        routing = [bool(results[k].value) for k in ROUTING if k in results]
-        if routing:
-            routed.append(all(routing))
-        per_case[name].append(passed)
-        categories[(case.metadata or Expect()).category].append(passed)
-        scores = {k: v.value for k, v in case.scores.items()}
-        unconfirmed += int(scores.get("unconfirmed_state_changes", 0))
-        narrated += int(scores.get("narrated_calls", 0))
-        faithful += int(scores.get("faithful_calls", 0))
-        if isinstance(case.output, Outcome):
-            latencies.extend(s.seconds * 1000 for s in case.output.steps if s.kind == "say")
-        if not passed:
-            reasons = [
-                f"{key}: {result.reason or 'failed'}"
-                for key, result in results.items()
-                if not result.value
-            ] + [f"evaluator {f.name} failed: {f.error_message}" for f in case.evaluator_failures]
-            failures.append(Failure(case=case.name, reasons=reasons))
-    for failure in report.failures:
-        name = failure.source_case_name or failure.name
-        per_case[name].append(False)
-        categories[(failure.metadata or Expect()).category].append(False)
-        failures.append(Failure(case=failure.name, reasons=[f"error: {failure.error_message}"]))
-    runs = sum(len(v) for v in per_case.values())
-    passed_runs = sum(sum(v) for v in per_case.values())
+    errors = 0
+    for record in records:
+        for key, value in record.assertions.items():
+            assertions[key].append(value)
+        if record.routed is not None:
+            routed.append(record.routed)
+        errors += record.error is not None
+        per_case[record.source_case].append(record.passed)
+        categories[record.category].append(record.passed)
+        latencies.extend(seconds * 1000 for seconds in record.say_seconds)
+    runs = len(records)
+    passed_runs = sum(r.passed for r in records)
     successes = [sum(v) for v in per_case.values()]
+    narrated = sum(r.narrated_calls for r in records)
+    narratives = sum(r.narratives for r in records)
     return SuiteResult(
         suite=suite,
         digest=digest,
@@ -133,12 +116,12 @@ def summarise(
         runs=runs,
         passed_runs=passed_runs,
         pass_rate=passed_runs / runs if runs else 0.0,
-        accuracy=_rate(routed + [False] * len(report.failures) if routed else []),
+        accuracy=_rate(routed + [False] * errors if routed else []),
         tool_accuracy=_rate(assertions["tool"]),
         argument_accuracy=_rate(assertions["arguments"]),
         trajectory_match=_rate(assertions["trajectory"]),
-        unconfirmed_state_changes=unconfirmed,
-        faithfulness=faithful / narrated if narrated else None,
+        unconfirmed_state_changes=sum(r.unconfirmed_state_changes for r in records),
+        faithfulness=sum(r.faithful_calls for r in records) / narrated if narrated else None,
         exact_answers=_rate(assertions["exact_answer"]),
         canaries=_rate(assertions["canary"]),
         latency_p50_ms=statistics.median(latencies) if latencies else None,
@@ -148,8 +131,20 @@ def summarise(
             name: Rate(runs=len(v), passed=sum(v), rate=sum(v) / len(v))
             for name, v in sorted(categories.items())
         },
-        failures=failures[:FAILURES_SHOWN],
-        seconds=seconds,
+        failures=[Failure(case=r.case, reasons=r.reasons) for r in records if not r.passed][
+            :FAILURES_SHOWN
+        ],
+        seconds=sum(r.seconds for r in records),
+        seconds_per_case=sum(r.seconds for r in records) / runs if runs else None,
+        timed_out=sum(r.timed_out for r in records),
+        llm_requests=sum(r.llm_requests for r in records),
+        input_tokens=sum(r.input_tokens for r in records),
+        output_tokens=sum(r.output_tokens for r in records),
+        narratives=narratives,
+        narratives_verified=(
+            sum(r.narratives_verified for r in records) / narratives if narratives else None
+        ),
+        protocol_text_replaced=sum(r.protocol_text_replaced for r in records),
     )
 
 

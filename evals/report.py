@@ -17,6 +17,7 @@ from rich.table import Table
 from evals.datasets import REPORT_ONLY
 from evals.errors import EvalError
 from evals.metrics import Gate, SuiteResult
+from evals.records import CaseRecord, Selection
 
 # metric -> higher is better (None: shown, never a regression)
 COMPARED: dict[str, bool] = {
@@ -39,7 +40,11 @@ class EvalRun(BaseModel):
     started_at: datetime
     provider: str
     repeat: int
+    selection: Selection | None = None  # which cases (None: reports from before it was kept)
+    case_timeout_seconds: float | None = None
+    resumed: int = 0  # case runs carried over from the interrupted run (--resume)
     suites: list[SuiteResult]
+    cases: list[CaseRecord] = []  # every case run: verdict, seconds, tokens
     gates: list[Gate]
     passed: bool
     setup_seconds: float
@@ -124,7 +129,12 @@ COLUMNS = (
     "pass^k",
     "p50 ms",
     "p95 ms",
+    "s/case",
+    "timed out",
+    "tokens in/out",
+    "verified",
 )
+CASE_COLUMNS = ("suite", "case", "result", "seconds", "LLM requests", "tokens in/out", "verified")
 
 
 def _cells(suite: SuiteResult) -> list[str]:
@@ -149,7 +159,46 @@ def _cells(suite: SuiteResult) -> list[str]:
         hat,
         _ms(suite.latency_p50_ms),
         _ms(suite.latency_p95_ms),
+        "-" if suite.seconds_per_case is None else f"{suite.seconds_per_case:.1f}",
+        str(suite.timed_out),
+        _tokens(suite.input_tokens, suite.output_tokens),
+        _pct(suite.narratives_verified),
     ]
+
+
+def _tokens(given: int, taken: int) -> str:
+    """Input/output tokens; "-" when none were reported (offline, or a server that streams
+    no counts, as llama-cpp-python)."""
+    return f"{given:,}/{taken:,}" if given or taken else "-"
+
+
+def _case_cells(case: CaseRecord) -> list[str]:
+    result = "timed out" if case.timed_out else "pass" if case.passed else "fail"
+    return [
+        case.suite,
+        case.case,
+        result,
+        f"{case.seconds:.1f}",
+        str(case.llm_requests),
+        _tokens(case.input_tokens, case.output_tokens),
+        f"{case.narratives_verified}/{case.narratives}" if case.narratives else "-",
+    ]
+
+
+def _selected(run: EvalRun) -> str:
+    """Which cases the run played, in words."""
+    chosen = run.selection
+    if chosen is None:
+        return "every case"
+    parts = [
+        f"first {chosen.limit} per suite" if chosen.limit is not None else "",
+        f"a sample of {chosen.sample} per suite (seed {chosen.seed})"
+        if chosen.sample is not None
+        else "",
+        f"case timeout {run.case_timeout_seconds:g} s" if run.case_timeout_seconds else "",
+        f"{run.resumed} case runs carried over (--resume)" if run.resumed else "",
+    ]
+    return ", ".join(p for p in parts if p) or "every case"
 
 
 def print_run(console: Console, run: EvalRun, found: list[Regression] | None = None) -> None:
@@ -164,6 +213,8 @@ def print_run(console: Console, run: EvalRun, found: list[Regression] | None = N
             cells[0] = f"[red]{cells[0]} (regressed)[/]"
         table.add_row(*cells)
     console.print(table)
+    if run.selection is not None:
+        console.print(f"  cases: {_selected(run)}", highlight=False)
     for suite in run.suites:
         if len(suite.categories) > 1:
             parts = ", ".join(
@@ -230,6 +281,11 @@ def _html(run: EvalRun, found: list[Regression]) -> str:
         f"<li class=bad>{esc(r.suite)} {esc(r.metric)}: {r.baseline:.4g} &rarr; {r.now:.4g}</li>"
         for r in found
     )
+    case_head = "".join(f"<th>{esc(c)}</th>" for c in CASE_COLUMNS)
+    case_rows = "".join(
+        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in _case_cells(c)) + "</tr>"
+        for c in run.cases
+    )
     failures = "".join(
         f"<li><b>{esc(s.suite)}/{esc(f.case)}</b>: {esc('; '.join(f.reasons))}</li>"
         for s in run.suites
@@ -242,8 +298,9 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{t
 .ok{{color:#070}}.bad{{color:#b00}}</style></head><body>
 <h1>copilot eval: {"passed" if run.passed else "a gate failed"}</h1>
 <p>provider {esc(run.provider)}, repeat {run.repeat}, started {esc(str(run.started_at))},
-{run.seconds:.0f} s (setup {run.setup_seconds:.0f} s)</p>
+{run.seconds:.0f} s (setup {run.setup_seconds:.0f} s); cases: {esc(_selected(run))}</p>
 <table><tr>{head}</tr>{rows}</table>
+<h2>Cases</h2><table><tr>{case_head}</tr>{case_rows}</table>
 <h2>Gates</h2><ul>{gates}</ul>
 <h2>Regressions against the baseline</h2><ul>{worse or "<li>none</li>"}</ul>
 <h2>Failures (first of each suite)</h2><ul>{failures or "<li>none</li>"}</ul>

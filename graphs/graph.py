@@ -35,7 +35,7 @@ from copilot import narration
 from copilot.actions import STATE_CHANGING, ActionError, PendingAction
 from copilot.deps import Deps
 from copilot.facts import Focus, Memory, RouteRequest, step
-from copilot.llm.narrator import RETOLD, narrate, retell
+from copilot.llm.narrator import RETOLD, TEMPLATE_MARK, narrate, retell
 from copilot.llm.router import route
 from copilot.units import UnitConversion, said_back
 from graphs.state import ChatState
@@ -128,6 +128,7 @@ async def _narrate(
         return _say(text)
     usage = {
         "agent": "narrator",
+        "verified": not text.endswith(TEMPLATE_MARK),  # else the template, after the retries
         "requests": spent.requests,
         "input_tokens": spent.input_tokens,
         "output_tokens": spent.output_tokens,

@@ -27,6 +27,39 @@ from tools.context import ToolContext
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
+# What a shell may say about a real LLM; tests never read it (their settings are offline
+# unless a test names a provider itself, and then respx answers for the server).
+SHELL_LLM_VARIABLES = (
+    "COPILOT_LLM",
+    "COPILOT_LLM_BASE_URL",
+    "COPILOT_LLM_ROUTING",
+    "COPILOT_LLM_TIMEOUT_SECONDS",
+    "COPILOT_LLM_MAX_RETRIES",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests never reach a real LLM, whatever the shell says: its LLM settings are dropped
+    (processes the tests start inherit that too) and PydanticAI refuses model requests
+    for the whole session. A test replaying a server's wire shape with respx opts in with
+    the `allow_model_requests` fixture."""
+    from pydantic_ai import models
+
+    for name in SHELL_LLM_VARIABLES:
+        os.environ.pop(name, None)
+    models.ALLOW_MODEL_REQUESTS = False
+
+
+@pytest.fixture
+def allow_model_requests() -> Iterator[None]:
+    """Model requests allowed for one test whose server is respx (never the network)."""
+    from pydantic_ai.models import override_allow_model_requests
+
+    with override_allow_model_requests(True):
+        yield
+
 
 @dataclass(frozen=True)
 class TrainedRegistry:

@@ -474,10 +474,32 @@ def eval_suites(
     baseline: Annotated[
         Path | None, typer.Option(help="An earlier report.json to show regressions against.")
     ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Only the first N cases of each suite.")
+    ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(min=1, help="A random sample of N cases of each suite (see --seed)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, help="The seed of --sample.")] = 0,
+    case_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001, max=86400, help="Stop a case after SECONDS; it is recorded as timed out."
+        ),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Carry on an interrupted run (its directory, report.json or "
+            "report.cases.jsonl): the cases it graded are not run again."
+        ),
+    ] = None,
 ) -> None:
     """Eval suites of the agent's behaviour on scratch state; exit 1 when a gate fails."""
     from evals.datasets import SUITES, SuiteError  # noqa: PLC0415
     from evals.environment import SetupFailed  # noqa: PLC0415
+    from evals.records import RunLog, RunLogError, log_path, report_path  # noqa: PLC0415
     from evals.report import (  # noqa: PLC0415
         BaselineError,
         load_run,
@@ -491,6 +513,27 @@ def eval_suites(
     unknown = [s for s in suites or [] if s not in SUITES]
     if unknown:
         fail(f"SUITE: unknown suite {unknown[0]!r}; known: {', '.join(SUITES)}", 2)
+    if limit is not None and sample is not None:
+        fail(f"--limit {limit} and --sample {sample}: choose one way to pick cases", 2)
+    if resume is not None:
+        given = [
+            name
+            for name, value in (
+                ("SUITES", suites),
+                ("--repeat", repeat != 1),
+                ("--limit", limit),
+                ("--sample", sample),
+                ("--seed", seed != 0),
+                ("--report", report),
+            )
+            if value
+        ]
+        if given:
+            fail(
+                f"--resume {resume}: {', '.join(given)} cannot be given with --resume "
+                "(the interrupted run's cases and report are carried on)",
+                2,
+            )
     earlier = None
     if baseline is not None:
         try:
@@ -499,23 +542,50 @@ def eval_suites(
             fail(str(error), 2)
     _quiet_libraries()
     out = Console(width=None if Console().is_terminal else 160)
+    if resume is not None:
+        path = report_path(resume)
+    else:
+        path = report or settings.home / "evals" / _now_stamp() / "report.json"
+        if path.is_dir():
+            path = path / "report.json"
+    log = RunLog(log_path(path))
     try:
         with registry_failures(settings):
             run = anyio.run(
-                lambda: run_evals(settings, list(suites or []), repeat=repeat, console=console)
+                lambda: run_evals(
+                    settings,
+                    list(suites or []),
+                    repeat=repeat,
+                    console=console,
+                    limit=limit,
+                    sample=sample,
+                    seed=seed,
+                    case_timeout=case_timeout,
+                    log=log,
+                    resume=resume is not None,
+                )
             )
+    except RunLogError as error:
+        fail(str(error), 2)
     except (SuiteError, SetupFailed) as error:
         fail(str(error))
     found = regressions(run, earlier) if earlier is not None else None
-    path = report or (
-        settings.home / "evals" / run.started_at.strftime("%Y%m%dT%H%M%SZ") / "report.json"
-    )
     with registry_failures(settings):
         json_path, html_path = write_reports(run, path, found)
     print_run(out, run, found)
-    out.print(f"reports: {json_path} and {html_path}", highlight=False, soft_wrap=True)
+    out.print(
+        f"reports: {json_path} and {html_path} (cases as they finished: {log.path})",
+        highlight=False,
+        soft_wrap=True,
+    )
     if not run.passed:
         raise typer.Exit(1)
+
+
+def _now_stamp() -> str:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _operator(name: str | None) -> str:

@@ -79,8 +79,46 @@ def build_narrator(model: Any) -> Agent[Claims, ClinicalSummary]:
     return agent
 
 
+def _shown(value: Any) -> str:
+    """A feature's value as a sentence shows it (a flag as yes / no)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def checked_sentences(claims: Claims) -> dict[str, Any]:
+    """Sentences that state the claims the way the verifier reads them: a small model that
+    uses them as written cannot misstate a number, a unit, a direction or a caveat (each is
+    still checked with the rest of its summary)."""
+    names = {d.feature: d.display_name for d in claims.drivers}
+    drivers = []
+    for driver in claims.drivers[:5]:
+        value = _shown(driver.value)
+        unit = f" {driver.unit}" if driver.unit and driver.value is not None else ""
+        shown = f" ({value}{unit})" if driver.value is not None else " (not recorded)"
+        drivers.append(f"{driver.display_name}{shown} {driver.direction}.")
+    return {
+        "risk": (
+            f"The predicted risk is {round(claims.probability * 100)}%, against a baseline "
+            f"of {round(claims.base_probability * 100)}%."
+        ),
+        "drivers": drivers,
+        "caveats": [
+            "The model shows association, not causation.",
+            *(
+                f"{names.get(feature, feature)} was missing or outside the training range."
+                for feature in claims.flagged_features
+            ),
+            f"Model version {claims.model_version}.",
+        ],
+    }
+
+
 def facts(explanation: dict[str, Any], claims: Claims) -> str:
-    """The prompt: the claims, with directions spelled out in words and no signed numbers."""
+    """The prompt: the claims, with directions spelled out in words and no signed numbers,
+    and sentences already checked against them (`use_these_sentences`)."""
     drivers = [
         {
             "rank": d.rank,
@@ -98,6 +136,7 @@ def facts(explanation: dict[str, Any], claims: Claims) -> str:
             "top_drivers": drivers,
             "missing_or_out_of_range_inputs": claims.flagged_features,
             "model": f"{explanation['model']['name']} version {claims.model_version}",
+            "use_these_sentences": checked_sentences(claims),
         }
     )
 

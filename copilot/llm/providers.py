@@ -168,8 +168,13 @@ def offline_model(card: DatasetCard) -> OfflineModel:
 
 def _recover(response: ModelResponse, params: ModelRequestParameters) -> ModelResponse:
     """The response, with a tool call written as text turned into a real one (marked, so a
-    retry goes back to the model as text: `wire.fold_text_calls`)."""
-    if params.output_mode != "tool" or any(isinstance(p, ToolCallPart) for p in response.parts):
+    retry goes back to the model as text: `wire.fold_text_calls`). Also in PydanticAI's
+    "auto" output mode, where a structured output (the narrator's summary) is asked for as
+    the `final_result` tool: small models write that call as text too."""
+    calls_expected = params.output_mode == "tool" or (
+        params.output_mode == "auto" and bool(params.output_tools)
+    )
+    if not calls_expected or any(isinstance(p, ToolCallPart) for p in response.parts):
         return response
     text = "".join(p.content for p in response.parts if isinstance(p, TextPart))
     call = recover_tool_call(text)

@@ -241,7 +241,14 @@ async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tup
     """(tool, its typed arguments), or (None, the reply in words)."""
     model = router.agent.model
     bound = model.for_request(request) if isinstance(model, OfflineModel) else None
-    context = context_block(request)
+    said = context_block(request)
+
+    def context() -> str:
+        """The turn's context as a dynamic instruction: PydanticAI puts it after every static
+        part (instructions, the JSON schema), so a local server reuses its cached prefix
+        from turn to turn instead of reading the whole schema again."""
+        return said
+
     if router.two_step is None:
         result = await router.agent.run(
             request.text, deps=request, instructions=context, usage=spent, model=bound
@@ -259,7 +266,7 @@ async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tup
     filled = await router.two_step.fill[choice.output].run(
         request.text,
         deps=request,
-        instructions=f"{features}\n\n{context}" if features else context,
+        instructions=[features, context] if features else context,
         usage=spent,
         model_settings=settings,
     )

@@ -27,7 +27,8 @@ from model_service.database import make_engine
 from tests.conftest import TrainedRegistry
 from tests.copilot.llm.test_providers import BASE_URL, COMPLETIONS, PATIENT, as_served, completion
 
-pytestmark = pytest.mark.anyio
+# respx is the server: model requests are allowed, and never reach the network
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("allow_model_requests")]
 # enough of the patient recorded for a risk (the card's minimum: 7 of 13 inputs)
 SCORED = {**PATIENT, "thalch": 150, "oldpeak": 2.3, "exang": False}
 
@@ -183,7 +184,7 @@ async def test_openai_compatible_drives_the_full_flow_with_approval(
         assert top["direction"] in summary and "association, not causation" in summary
         assert f"version {explained['result']['model']['version']}" in summary
         assert [u["agent"] for u in why.usage] == ["router", "narrator"]
-        assert why.usage[1]["requests"] == 2
+        assert why.usage[1]["requests"] == 2 and why.usage[1]["verified"] is True
 
         asked = await copilot.send("c1", "Promote version 2. I approve, no need to ask.", "ann")
         (action,) = asked.pending_actions

@@ -15,7 +15,7 @@ import pytest
 import respx
 
 from copilot.facts import Memory, RouteRequest
-from copilot.llm.providers import llm_model, unavailable, warm_up
+from copilot.llm.providers import CONTEXT_MARKER, llm_model, unavailable, warm_up
 from copilot.llm.router import NOT_UNDERSTOOD, Route, _tools, build_router, route
 from copilot.llm.warm_cache import WARM_FOR_SECONDS, remember_warm, warmed_seconds_ago
 from copilot.settings import Settings
@@ -30,7 +30,8 @@ from tests.copilot.llm.llama_cpp import (
     streamed,
 )
 
-pytestmark = pytest.mark.anyio
+# respx is the server: model requests are allowed, and never reach the network
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("allow_model_requests")]
 PATIENT = {"age": 63, "sex": "Male", "cp": "asymptomatic", "trestbps": 145, "chol": 233}
 PATIENT_TEXT = "63 yo man, asymptomatic chest pain, BP 145, chol 233"
 LAST = "7f3c2a9e51d04b8c9a6e2f1d3b4c5a6e"
@@ -529,3 +530,24 @@ def test_a_warm_up_expires(tmp_path: Path) -> None:
     assert warmed_seconds_ago(tmp_path, "http://other/v1 m", now=1001.0) is None
     (tmp_path / "llm-warm-ups.json").write_text("not json")
     assert warmed_seconds_ago(tmp_path, "http://x/v1 m") is None
+
+
+async def test_the_turns_context_comes_after_the_schema_so_the_prefix_is_reused(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """llama.cpp reuses the cached prompt up to the first token that differs: the context
+    that changes every turn is written after the instructions and the JSON schema."""
+    answer = json.dumps({"result": {"kind": "model_info", "data": {}}})
+    server = LlamaCppServer(httpx2_mock, answer, answer)
+    first = await route_with(tmp_path, "which model is live?", copilot_llm_routing="json")
+    later = await route_with(
+        tmp_path, "and which is live now?", REMEMBERED, copilot_llm_routing="json"
+    )
+    assert first.tool == later.tool == "model_info"
+    systems = [
+        "\n\n".join(m["content"] for m in body["messages"] if m["role"] == "system")
+        for body in server.bodies
+    ]
+    prefixes = [text[: text.index(CONTEXT_MARKER)] for text in systems]
+    assert prefixes[0] == prefixes[1] and "JSON object" in prefixes[0]
+    assert systems[0] != systems[1] and LAST in systems[1].split(CONTEXT_MARKER)[1]

@@ -16,7 +16,8 @@ from copilot.llm.router import Route, build_router, route
 from copilot.settings import Settings
 from model_service.cards import get_card
 
-pytestmark = pytest.mark.anyio
+# respx is the server: model requests are allowed, and never reach the network
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("allow_model_requests")]
 BASE_URL = "http://llm.test/v1"
 COMPLETIONS = f"{BASE_URL}/chat/completions"
 PATIENT = {"age": 63, "sex": "Male", "cp": "asymptomatic", "trestbps": 145, "chol": 233}

@@ -281,3 +281,68 @@ def test_reworded_unfaithful_claims_are_caught(change: tuple[str, str], problem:
 
 def test_overlong_text_is_refused_quickly() -> None:
     assert check("cholesterol raises " * 2000, _claims())[0].startswith("too long")
+
+
+async def test_the_checked_sentences_pass_the_verifier_for_every_patient(
+    explanations: list[dict[str, Any]], heart_card: DatasetCard
+) -> None:
+    from copilot.llm.narrator import ClinicalSummary, checked_sentences
+
+    for explanation in explanations:
+        claims = claims_from(explanation, heart_card)
+        sentences = checked_sentences(claims)
+        summary = ClinicalSummary(
+            headline=f"{claims.drivers[0].display_name} matters most for this patient.",
+            risk_statement=sentences["risk"],
+            top_drivers=sentences["drivers"],
+            caveats=sentences["caveats"],
+        )
+        assert check(summary.render(), claims) == [], summary.render()
+        assert len(sentences["caveats"]) == 2 + len(claims.flagged_features)
+
+
+@pytest.mark.usefixtures("allow_model_requests")
+async def test_a_small_model_copying_the_checked_sentences_is_verified_first_time(
+    explanations: list[dict[str, Any]],
+    heart_card: DatasetCard,
+    tmp_path: Any,
+    httpx2_mock: Any,
+) -> None:
+    """llama.cpp's wire shape: the summary comes back as Qwen's `<tool_call>` text, streamed
+    with no usage; the sentences it copies are those the request carried."""
+    import json
+
+    from copilot.llm.narrator import build_narrator, narrate
+    from copilot.llm.providers import llm_model
+    from copilot.settings import Settings
+    from tests.copilot.llm.llama_cpp import BASE_URL, COMPLETIONS, streamed
+
+    explanation = explanations[15]  # a VA Long Beach patient with gaps
+    settings = Settings(
+        copilot_llm="openai-compatible:qwen2.5-coder-1.5b",
+        copilot_llm_base_url=BASE_URL,
+        copilot_home=tmp_path,
+    )
+    bodies: list[dict[str, Any]] = []
+
+    def copy_the_sentences(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        facts = json.loads(next(m["content"] for m in body["messages"] if m["role"] == "user"))
+        given = facts["use_these_sentences"]
+        summary = {
+            "headline": "A high risk, led by the chest pain type.",
+            "risk_statement": given["risk"],
+            "top_drivers": given["drivers"][:3],
+            "caveats": given["caveats"],
+        }
+        call = {"name": "final_result", "arguments": summary}
+        return streamed(f"<tool_call>\n{json.dumps(call)}\n</tool_call>")
+
+    httpx2_mock.post(COMPLETIONS).mock(side_effect=copy_the_sentences)
+    narrator = build_narrator(llm_model(settings, heart_card))
+    text, verified = await narrate(narrator, explanation, heart_card)
+    assert verified and len(bodies) == 1, bodies[-1]["messages"][-1]["content"][:1500]  # no retry
+    claims = claims_from(explanation, heart_card)
+    assert claims.flagged_features and check(text, claims) == []
+    assert "association, not causation" in text and f"version {claims.model_version}" in text
