@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from model_service import drift, registry, serving
 from model_service.admission import RowBudget
 from model_service.cards import CardError, DatasetCard
+from model_service.cohort_routes import install_cohort_routes
 from model_service.database import make_engine
 from model_service.http_errors import OrjsonRoute, ServiceError, install_error_handlers
 from model_service.http_limits import BodyTimeout, RefuseWhenFull
@@ -169,6 +170,13 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
             "/v1/predict/batch": ["patients"],
             "/v1/explain": ["patient", "prediction_id"],
             "/v1/drift": ["patients", "site", "since"],
+            "/v1/cohort/summary": ["where", "features"],
+            "/v1/cohort/rows": ["row_ids"],
+            "/v1/cohort/performance": ["where"],
+            "/v1/cohort/mistakes": ["where", "kind", "limit"],
+            "/v1/cohort/importance": ["where", "top", "interactions"],
+            "/v1/cohort/what-if": ["where", "changes"],
+            "/v1/counterfactual": ["patient", "prediction_id", "row_id"],
         },
     )
 
@@ -375,6 +383,11 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         if path is None or not path.is_file():
             raise ServiceError(404, f"drift report {report_id!r} not found")
         return FileResponse(path, media_type="text/html")
+
+    def read_logged(prediction_id: str) -> Any:
+        return app.state.log.get(prediction_id)  # the log exists once the lifespan runs
+
+    install_cohort_routes(app, card, holder, patient, read_logged)
 
     @app.get("/metrics", response_class=Response)
     async def prometheus_metrics() -> Response:

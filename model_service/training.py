@@ -228,6 +228,20 @@ def _strata(card: DatasetCard, frame: pd.DataFrame, y: np.ndarray) -> np.ndarray
     return y
 
 
+def holdout_split(
+    card: DatasetCard, frame: pd.DataFrame, y: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(training positions, holdout positions) of `frame`: the seeded split stratified by
+    site and outcome. Reproducible from a run's recorded sites and seed."""
+    train_index, holdout_index = train_test_split(
+        np.arange(len(frame)),
+        test_size=HOLDOUT_FRACTION,
+        stratify=_strata(card, frame, y),
+        random_state=seed,
+    )
+    return np.asarray(train_index), np.asarray(holdout_index)
+
+
 def _check_size(card: DatasetCard, sites: Sequence[str], y: np.ndarray) -> None:
     positives = int(y.sum())
     negatives = len(y) - positives
@@ -276,9 +290,7 @@ def train(
         done += 1
 
     strata = _strata(card, frame, y)
-    train_index, holdout_index = train_test_split(
-        np.arange(len(frame)), test_size=HOLDOUT_FRACTION, stratify=strata, random_state=seed
-    )
+    train_index, holdout_index = holdout_split(card, frame, y, seed)
     train_frame = frame.iloc[train_index].reset_index(drop=True)
     holdout_frame = frame.iloc[holdout_index].reset_index(drop=True)
     y_train, y_holdout = y[train_index], y[holdout_index]
