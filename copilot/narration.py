@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from copilot import cohort_narration
 from copilot.facts import Focus
 from tools.drift import shown_p_value
 
@@ -437,4 +438,5 @@ NARRATORS = {
     "list_runs": list_runs,
     "compare_runs": compare_runs,
     "model_info": model_info,
+    **cohort_narration.NARRATORS,
 }

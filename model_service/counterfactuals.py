@@ -103,8 +103,8 @@ def counterfactual(
             "feature": f.name,
             "display_name": f.display_name,
             "unit": f.unit,
-            "from": _shown(f, current[f.name]),
-            "to": _shown(f, float(combos[best, i])),
+            "from_value": _shown(f, current[f.name]),
+            "to_value": _shown(f, float(combos[best, i])),
         }
         for i, f in enumerate(searched)
         if moved[best, i] > 0

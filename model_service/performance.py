@@ -18,7 +18,8 @@ from sklearn.metrics import roc_auc_score
 
 from model_service.evaluation import CALIBRATION_BINS, expected_calibration_error
 
-Z_95 = 1.959963984540054
+CONFIDENCE_LEVEL = 0.95
+Z_95 = 1.959963984540054  # the normal quantile for CONFIDENCE_LEVEL
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 20260101
 
@@ -99,6 +100,7 @@ def performance(y: np.ndarray, probability: np.ndarray, threshold: float) -> dic
         "positives": positives,
         "negatives": negatives,
         "threshold": threshold,
+        "confidence_level": CONFIDENCE_LEVEL,
         "roc_auc": {
             "value": float(roc_auc_score(y, probability)) if both_classes else None,
             "ci_low": auc_interval[0] if auc_interval else None,

@@ -196,7 +196,7 @@ def test_counterfactual_brings_the_risk_under_the_threshold_without_age_or_sex(
     assert changed <= {"trestbps", "chol", "fbs"}
     checked = service.post(
         "/v1/predict",
-        json={**found["patient"], **{c["feature"]: c["to"] for c in found["changes"]}},
+        json={**found["patient"], **{c["feature"]: c["to_value"] for c in found["changes"]}},
     ).json()
     assert checked["probability"] == pytest.approx(found["probability"])
     problem = _problem(service.post("/v1/counterfactual", json={}))
