@@ -20,6 +20,7 @@ SUITES = (
     "approvals",
     "adversarial",
     "clinical",
+    "cohorts",
     "paraphrases",
 )
 # Measurements, not regression gates: their accuracy is reported (per suite and category)

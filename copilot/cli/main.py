@@ -456,7 +456,7 @@ def eval_suites(
         list[str] | None,
         typer.Argument(
             help="Suites (default: all): routing, follow-ups, compositional, approvals, "
-            "adversarial, clinical, paraphrases (reported, not gated)."
+            "adversarial, clinical, cohorts, paraphrases (reported, not gated)."
         ),
     ] = None,
     repeat: Annotated[
