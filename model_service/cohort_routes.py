@@ -10,6 +10,7 @@ conditions, 50 rows or ids, 5 changes) and every failure names field, value and 
 # card's patient model at app creation, and FastAPI must see it as a real object.
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -26,12 +27,13 @@ from model_service.cards import DatasetCard
 from model_service.cohorts import (
     MAX_CONDITIONS,
     ROW_ID,
+    Cohort,
     CohortError,
     Condition,
-    select,
     training_mask,
     with_row_ids,
 )
+from model_service.cohorts import select as select_rows
 from model_service.counterfactuals import MAX_CHANGES, Change, cohort_what_if, counterfactual
 from model_service.data_summary import (
     MAX_ROWS_SHOWN,
@@ -41,13 +43,20 @@ from model_service.data_summary import (
     rows_by_id,
 )
 from model_service.http_errors import ServiceError, invalid
-from model_service.importance import MAX_TOP, importance, interactions
+from model_service.importance import (
+    MAX_TOP,
+    importance,
+    interaction_values,
+    interactions,
+    shap_values,
+)
 from model_service.performance import performance
 from model_service.registry import LoadedModel
-from model_service.risk_model import columns_from_frame
+from model_service.risk_model import Columns, RiskModel, columns_from_frame
 from model_service.schemas import json_safe
 
 Result = TypeVar("Result")
+KEPT_VERSIONS = 3  # model versions whose per-row values are kept
 
 
 class CohortRequest(BaseModel):
@@ -102,6 +111,7 @@ def install_cohort_routes(  # noqa: PLR0915 - the routes live here
         row_id=(int | None, None),
     )
     cache: dict[str, Any] = {}
+    versions: OrderedDict[str, dict[str, Any]] = OrderedDict()  # run id -> its values
     lock = threading.Lock()
 
     @app.exception_handler(CohortError)
@@ -112,18 +122,39 @@ def install_cohort_routes(  # noqa: PLR0915 - the routes live here
         with lock:
             if "data" not in cache:
                 cache["data"] = with_row_ids(card.load_raw())
+                cache["sites"] = card.sites(cache["data"])
             frame: pd.DataFrame = cache["data"]
             return frame
 
-    def trained_on(loaded: LoadedModel) -> np.ndarray:
-        key = f"trained:{loaded.run_id}"
+    def select(
+        frame: pd.DataFrame, where: list[Condition], of: str = "rows"
+    ) -> tuple[pd.DataFrame, Cohort]:
+        data()  # the card's sites are read with the data
+        return select_rows(card, frame, where, of, cache["sites"])
+
+    def per_version(
+        loaded: LoadedModel, what: str, compute: Callable[[LoadedModel], np.ndarray]
+    ) -> np.ndarray:
+        """Values over the whole dataset for one model version, computed once (concurrent
+        requests wait for the one computation); the newest few versions are kept."""
         with lock:
-            known = cache.get(key)
-        if known is None:
-            known = training_mask(card, data(), loaded)
-            with lock:
-                cache[key] = known
-        return np.asarray(known)
+            values = versions.setdefault(loaded.run_id, {})
+            versions.move_to_end(loaded.run_id)
+            while len(versions) > KEPT_VERSIONS:
+                versions.popitem(last=False)
+            guard = values.setdefault(f"lock:{what}", threading.Lock())
+        with guard:
+            if what not in values:
+                values[what] = compute(loaded)
+        return np.asarray(values[what])
+
+    def trained_on(loaded: LoadedModel) -> np.ndarray:
+        return per_version(loaded, "trained", lambda v: training_mask(card, data(), v))
+
+    def all_rows(
+        compute: Callable[[RiskModel, Columns], np.ndarray],
+    ) -> Callable[[LoadedModel], np.ndarray]:
+        return lambda v: compute(v.model, columns_from_frame(v.model.card, data()))
 
     def held_out(
         loaded: LoadedModel, where: list[Condition]
@@ -131,7 +162,7 @@ def install_cohort_routes(  # noqa: PLR0915 - the routes live here
         frame = data()
         trained = trained_on(loaded)
         unseen = frame[~trained]
-        selected, cohort = select(card, unseen, where, of="held-out rows")
+        selected, cohort = select(unseen, where, of="held-out rows")
         sites: list[str] = (
             sorted(frame.loc[trained, card.site_column].unique().tolist())
             if card.site_column
@@ -156,7 +187,7 @@ def install_cohort_routes(  # noqa: PLR0915 - the routes live here
         loaded = holder.require()
 
         def work() -> dict[str, Any]:
-            selected, cohort = select(card, data(), body.where)
+            selected, cohort = select(data(), body.where)
             names = body.features or card.feature_names
             features = []
             for index, name in enumerate(names):
@@ -293,18 +324,20 @@ def install_cohort_routes(  # noqa: PLR0915 - the routes live here
         loaded = holder.require()
 
         def work() -> dict[str, Any]:
-            selected, cohort = select(card, data(), body.where)
-            columns = columns_from_frame(loaded.model.card, selected)
+            selected, cohort = select(data(), body.where)
+            rows = selected.index.to_numpy()  # positions in the whole dataset
             top = min(body.top, len(card.features))
+            contributions = per_version(loaded, "shap", all_rows(shap_values))[rows]
             answer: dict[str, Any] = {
                 "cohort": cohort.model_dump(),
                 "scale": "log-odds",
                 "kind": loaded.model.kind,
-                "importance": importance(loaded.model, columns, top),
+                "importance": importance(card, contributions, top),
                 "model": serving.model_ref(loaded),
             }
             if body.interactions:
-                answer["interactions"] = interactions(loaded.model, columns, body.top)
+                grouped = per_version(loaded, "interactions", all_rows(interaction_values))[rows]
+                answer["interactions"] = interactions(card, grouped, body.top)
             return answer
 
         return _json(await in_thread(work))
@@ -316,7 +349,7 @@ def install_cohort_routes(  # noqa: PLR0915 - the routes live here
         loaded = holder.require()
 
         def work() -> dict[str, Any]:
-            selected, cohort = select(card, data(), body.where)
+            selected, cohort = select(data(), body.where)
             columns = columns_from_frame(loaded.model.card, selected)
             result = cohort_what_if(loaded.model, card, columns, body.changes)
             return {"cohort": cohort.model_dump(), **result, "model": serving.model_ref(loaded)}

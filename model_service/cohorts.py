@@ -99,9 +99,12 @@ def _number(field: str, value: Any) -> float:
     return float(value)
 
 
-def check(card: DatasetCard, conditions: Sequence[Condition]) -> list[Condition]:
+def check(
+    card: DatasetCard, conditions: Sequence[Condition], sites: Sequence[str] | None = None
+) -> list[Condition]:
     """The conditions with the card's spelling of each value (`female` -> `Female`); a
-    `CohortError` for the first one the card cannot answer."""
+    `CohortError` for the first one the card cannot answer. `sites`: the card's sites
+    (read from its data when not given)."""
     if len(conditions) > MAX_CONDITIONS:
         raise CohortError(
             "where",
@@ -132,7 +135,7 @@ def check(card: DatasetCard, conditions: Sequence[Condition]) -> list[Condition]
                 f'"{field}": give 1 to {MAX_VALUES} values',
             )
         if name.lower() in {SITE, card.site_column or SITE} and card.site_column:
-            allowed: Sequence[str] | None = card.sites()
+            allowed: Sequence[str] | None = card.sites() if sites is None else sites
             name = SITE
             kind = "categorical"
         else:
@@ -223,11 +226,16 @@ def _shown(card: DatasetCard, name: str, value: Scalar) -> str:
 
 
 def select(
-    card: DatasetCard, frame: pd.DataFrame, conditions: Sequence[Condition], of: str = "rows"
+    card: DatasetCard,
+    frame: pd.DataFrame,
+    conditions: Sequence[Condition],
+    of: str = "rows",
+    sites: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, Cohort]:
     """The rows of `frame` matching the conditions, and the cohort that says how many of
-    how many; `CohortError` when none match (`of` names what was filtered)."""
-    checked = check(card, conditions)
+    how many; `CohortError` when none match (`of` names what was filtered, `sites` are the
+    card's)."""
+    checked = check(card, conditions, sites)
     selected = frame[mask(card, frame, checked)]
     cohort = Cohort(
         conditions=checked,

@@ -201,3 +201,27 @@ def test_counterfactual_brings_the_risk_under_the_threshold_without_age_or_sex(
     assert checked["probability"] == pytest.approx(found["probability"])
     problem = _problem(service.post("/v1/counterfactual", json={}))
     assert problem["rule"] == "one_of"
+
+
+def test_tree_interactions_of_a_cohort_are_the_mean_of_its_rows(
+    trained_registry: TrainedRegistry, heart_card: DatasetCard
+) -> None:
+    from model_service.importance import interaction_values, interactions, shap_values
+
+    xgb = load_version(trained_registry.tracking_uri, heart_card.model_name, "2", None).model
+    assert xgb.kind == "xgboost"
+    raw = heart_card.load_raw()
+    rows = np.flatnonzero((raw.sex == "Female").to_numpy())[:40]
+    cohort = raw.iloc[rows]
+    grouped = interaction_values(xgb, columns_from_frame(heart_card, cohort))
+    # the interactions of a row add up to its SHAP values (the interaction matrix's rows)
+    contributions = shap_values(xgb, columns_from_frame(heart_card, cohort))
+    np.testing.assert_allclose(grouped.sum(axis=2), contributions, atol=1e-4)
+    everyone = interaction_values(xgb, columns_from_frame(heart_card, raw))
+    np.testing.assert_allclose(everyone[rows], grouped, atol=1e-6)  # per row: cacheable
+    strongest = interactions(heart_card, grouped, 3)
+    assert [p["rank"] for p in strongest] == [1, 2, 3]
+    first = heart_card.feature_names.index(strongest[0]["features"][0])
+    second = heart_card.feature_names.index(strongest[0]["features"][1])
+    pair = np.abs(grouped[:, first, second] + grouped[:, second, first]).mean()
+    assert strongest[0]["mean_abs_interaction"] == pytest.approx(pair)
