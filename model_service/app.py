@@ -387,7 +387,7 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
     def read_logged(prediction_id: str) -> Any:
         return app.state.log.get(prediction_id)  # the log exists once the lifespan runs
 
-    install_cohort_routes(app, card, holder, patient, read_logged)
+    install_cohort_routes(app, card, holder, patient, read_logged, ERRORS)
 
     @app.get("/metrics", response_class=Response)
     async def prometheus_metrics() -> Response:

@@ -91,6 +91,10 @@ class WhatIfRequest(CohortRequest):
     changes: list[Change] = Field(min_length=1, max_length=MAX_CHANGES)
 
 
+def _errors(errors: dict[int | str, dict[str, Any]], *statuses: int) -> dict[int | str, Any]:
+    return {status: errors[status] for status in statuses}
+
+
 def _json(payload: Any) -> Response:
     return Response(orjson.dumps(payload), media_type="application/json")
 
@@ -101,8 +105,10 @@ def install_cohort_routes(  # noqa: PLR0915 - the routes live here
     holder: serving.ModelHolder,
     patient: type[BaseModel],
     read_logged: Callable[[str], Any],
+    errors: dict[int | str, dict[str, Any]],
 ) -> None:
-    """Adds the `/v1/cohort/...` and `/v1/counterfactual` routes to the service."""
+    """Adds the `/v1/cohort/...` and `/v1/counterfactual` routes to the service (`errors`:
+    the service's documented error responses by status)."""
     counterfactual_request = create_model(
         "CounterfactualRequest",
         __config__=ConfigDict(extra="forbid"),
@@ -181,7 +187,7 @@ def install_cohort_routes(  # noqa: PLR0915 - the routes live here
     async def in_thread(work: Callable[[], Result]) -> Result:
         return await run_in_threadpool(work)
 
-    @app.post("/v1/cohort/summary")
+    @app.post("/v1/cohort/summary", responses=_errors(errors, 408, 422))
     async def cohort_summary(body: SummaryRequest) -> Response:
         """Statistics per feature, the label balance and the model's mean risk over a cohort."""
         loaded = holder.require()
@@ -214,7 +220,7 @@ def install_cohort_routes(  # noqa: PLR0915 - the routes live here
 
         return _json(await in_thread(work))
 
-    @app.post("/v1/cohort/rows")
+    @app.post("/v1/cohort/rows", responses=_errors(errors, 408, 422))
     async def cohort_rows(body: RowsRequest) -> Response:
         """Rows of the dataset by id: their values, outcome and the model's risk."""
         loaded = holder.require()
@@ -246,7 +252,7 @@ def install_cohort_routes(  # noqa: PLR0915 - the routes live here
 
         return _json(await in_thread(work))
 
-    @app.post("/v1/cohort/performance")
+    @app.post("/v1/cohort/performance", responses=_errors(errors, 408, 422))
     async def cohort_performance(body: CohortRequest) -> Response:
         """ROC AUC, sensitivity, specificity, accuracy and calibration, with 95% intervals,
         on the cohort's rows the champion never trained on."""
@@ -261,7 +267,7 @@ def install_cohort_routes(  # noqa: PLR0915 - the routes live here
 
         return _json(await in_thread(work))
 
-    @app.post("/v1/cohort/mistakes")
+    @app.post("/v1/cohort/mistakes", responses=_errors(errors, 408, 422))
     async def cohort_mistakes(body: MistakesRequest) -> Response:
         """False negatives and false positives among the cohort's held-out rows: counts, per
         site, and the most confident mistakes."""
@@ -317,7 +323,7 @@ def install_cohort_routes(  # noqa: PLR0915 - the routes live here
 
         return _json(await in_thread(work))
 
-    @app.post("/v1/cohort/importance")
+    @app.post("/v1/cohort/importance", responses=_errors(errors, 408, 422))
     async def cohort_importance(body: ImportanceRequest) -> Response:
         """Mean |SHAP| per feature over a cohort (exact, log-odds), and optionally the
         strongest feature interactions (SHAP interaction values)."""
@@ -342,7 +348,7 @@ def install_cohort_routes(  # noqa: PLR0915 - the routes live here
 
         return _json(await in_thread(work))
 
-    @app.post("/v1/cohort/what-if")
+    @app.post("/v1/cohort/what-if", responses=_errors(errors, 408, 422))
     async def cohort_what_if_route(body: WhatIfRequest) -> Response:
         """Every row of a cohort re-scored with some values changed: the mean change in
         risk and how many predicted labels flip."""
@@ -356,7 +362,7 @@ def install_cohort_routes(  # noqa: PLR0915 - the routes live here
 
         return _json(await in_thread(work))
 
-    @app.post("/v1/counterfactual")
+    @app.post("/v1/counterfactual", responses=_errors(errors, 404, 408, 422))
     async def counterfactual_route(
         body: Annotated[counterfactual_request, Body()],
     ) -> Response:
