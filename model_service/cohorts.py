@@ -44,8 +44,8 @@ class CohortError(ModelServiceError, ValueError):
 
 
 class Condition(BaseModel):
-    """One filter on the rows: `feature op value` (e.g. `age > 60`, `sex == Female`,
-    `site in [Hungary, Switzerland]`). `feature` is a card feature's name or `site`."""
+    """One filter on the rows: `feature op value`. `feature` is a card feature's name or
+    `site`; `in` takes a list of values."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
