@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from copilot import cohort_narration
 from copilot.facts import Focus
 from tools.drift import shown_p_value
 
@@ -559,4 +560,5 @@ NARRATORS = {
     "compare_runs": compare_runs,
     "model_info": model_info,
     "monitoring_history": monitoring_history,
+    **cohort_narration.NARRATORS,
 }

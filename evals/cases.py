@@ -156,6 +156,9 @@ class StepExpect(_Strict):
     not_says: list[str] = []
     error: str | None = None
     answer: Answer | None = None
+    # The reply states the numbers the expected tool gives for the expected arguments
+    # (graded by evals.cohorts against the real model).
+    cohort_answer: bool = False
 
     @model_validator(mode="after")
     def _known_tool(self) -> StepExpect:

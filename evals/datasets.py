@@ -20,6 +20,7 @@ SUITES = (
     "approvals",
     "adversarial",
     "clinical",
+    "cohorts",
     "paraphrases",
     "paraphrases-heldout",
 )

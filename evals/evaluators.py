@@ -1,6 +1,6 @@
 """The graders. Each reads the harness's record of a case (evals.harness.Outcome) and the
 case's expectations (evals.cases.Expect); an evaluator with nothing to grade in a case
-returns nothing. The clinical ones live in evals.clinical.
+returns nothing. The clinical ones live in evals.clinical, the cohort one in evals.cohorts.
 
 Assertions (True = passed): tool, arguments, trajectory, steps, no_unconfirmed_state_change,
 proposals_pending, registry, actions, audit, exact_answer, faithful, canary. Scores:
@@ -15,6 +15,7 @@ from pydantic_evals.evaluators import Evaluator
 
 from evals.cases import ANY, STATE_CHANGING, Expect, Script
 from evals.clinical import CanaryCaught, ExactAnswer, Faithful
+from evals.cohorts import CohortAnswer
 from evals.grading import Context, Results, contains, expectations, resolve, verdict
 from evals.harness import Outcome, RegistrySnapshot
 
@@ -288,6 +289,7 @@ EVALUATORS: tuple[type[Evaluator[Script, Outcome, Expect]], ...] = (
     RegistryEnd,
     ActionsEnd,
     ExactAnswer,
+    CohortAnswer,
     Faithful,
     CanaryCaught,
 )

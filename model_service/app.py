@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from model_service import drift, label_metrics, registry, serving
 from model_service.admission import RowBudget
 from model_service.cards import CardError, DatasetCard
+from model_service.cohort_routes import install_cohort_routes
 from model_service.database import make_engine
 from model_service.http_errors import OrjsonRoute, ServiceError, install_error_handlers
 from model_service.http_limits import BodyTimeout, RefuseWhenFull
@@ -192,6 +193,13 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
             "/v1/drift": ["patients", "site", "since", "report"],
             "/v1/outcomes": ["prediction_id", "label"],
             "/v1/performance": ["since", "until", "site", "min_labels"],
+            "/v1/cohort/summary": ["where", "features"],
+            "/v1/cohort/rows": ["row_ids"],
+            "/v1/cohort/performance": ["where"],
+            "/v1/cohort/mistakes": ["where", "kind", "limit"],
+            "/v1/cohort/importance": ["where", "top", "interactions"],
+            "/v1/cohort/what-if": ["where", "changes"],
+            "/v1/counterfactual": ["patient", "prediction_id", "row_id"],
         },
     )
     known_sites: list[str] = []
@@ -561,6 +569,11 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         probabilities and marked `estimated`."""
         check_site(body.site, "site")
         return _json(await run_in_threadpool(_performance, body))
+
+    def read_logged(prediction_id: str) -> Any:
+        return app.state.log.get(prediction_id)  # the log exists once the lifespan runs
+
+    install_cohort_routes(app, card, holder, patient, read_logged, ERRORS)
 
     @app.get("/metrics", response_class=Response)
     async def prometheus_metrics() -> Response:

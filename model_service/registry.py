@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,7 @@ class LoadedModel:
     model: RiskModel
     metrics: dict[str, float]
     reference: pd.DataFrame
+    params: dict[str, str] = field(default_factory=dict)  # the run's: sites, seed, ...
 
 
 def load_version(
@@ -145,6 +146,7 @@ def load_version(
         model=model,
         metrics=dict(run.data.metrics),
         reference=reference,
+        params=dict(run.data.params),
     )
 
 

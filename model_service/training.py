@@ -250,13 +250,10 @@ def _strata(card: DatasetCard, frame: pd.DataFrame, y: np.ndarray) -> np.ndarray
     return y
 
 
-def evaluation_split(
-    card: DatasetCard, frame: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame, EvaluationSet]:
-    """All rows as shipped -> (the rows runs may train on, the shared evaluation rows, what
-    the latter are). Stratified by site and outcome (by outcome alone when a site has a
-    single row of an outcome), seeded by `EVALUATION_SEED`: the same split every time.
-    Identical rows go to the same side."""
+def evaluation_mask(card: DatasetCard, frame: pd.DataFrame) -> np.ndarray:
+    """Which rows (all rows as shipped) are in the shared evaluation set. Stratified by site
+    and outcome (by outcome alone when a site has a single row of an outcome), seeded by
+    `EVALUATION_SEED`: the same split every time. Identical rows go to the same side."""
     y = card.target(frame)
     strata: np.ndarray = y
     if card.site_column is not None:
@@ -272,7 +269,16 @@ def evaluation_split(
         stratify=strata[unique],
         random_state=EVALUATION_SEED,
     )
-    in_evaluation = np.isin(keys, keys[evaluation_unique])
+    return np.isin(keys, keys[evaluation_unique])
+
+
+def evaluation_split(
+    card: DatasetCard, frame: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, EvaluationSet]:
+    """All rows as shipped -> (the rows runs may train on, the shared evaluation rows, what
+    the latter are); see `evaluation_mask`."""
+    y = card.target(frame)
+    in_evaluation = evaluation_mask(card, frame)
     train_index, evaluation_index = np.flatnonzero(~in_evaluation), np.flatnonzero(in_evaluation)
     pool = frame.iloc[train_index].reset_index(drop=True)
     evaluation = frame.iloc[evaluation_index].reset_index(drop=True)

@@ -8,6 +8,25 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tools.cohorts import (
+    CohortInput,
+    CohortWhatIfInput,
+    CounterfactualInput,
+    DefineFeatureInput,
+    DescribeDataInput,
+    ImportanceInput,
+    MistakesInput,
+    ShowRowsInput,
+    cohort_what_if,
+    counterfactual,
+    define_feature,
+    describe_data,
+    feature_importance,
+    feature_interactions,
+    model_mistakes,
+    model_performance,
+    show_rows,
+)
 from tools.context import ToolContext
 from tools.drift import CheckDriftInput, check_drift
 from tools.monitoring import MonitoringHistoryInput, monitoring_history
@@ -58,5 +77,14 @@ READ_ONLY: dict[str, ReadOnlyTool] = {
         _tool("compare_runs", CompareRunsInput, compare_runs),
         _tool("model_info", NoArguments, _model_info, model_info),
         _tool("monitoring_history", MonitoringHistoryInput, monitoring_history),
+        _tool("describe_data", DescribeDataInput, describe_data),
+        _tool("show_rows", ShowRowsInput, show_rows),
+        _tool("define_feature", DefineFeatureInput, define_feature),
+        _tool("model_performance", CohortInput, model_performance),
+        _tool("model_mistakes", MistakesInput, model_mistakes),
+        _tool("feature_importance", ImportanceInput, feature_importance),
+        _tool("feature_interactions", ImportanceInput, feature_interactions),
+        _tool("counterfactual", CounterfactualInput, counterfactual),
+        _tool("cohort_what_if", CohortWhatIfInput, cohort_what_if),
     )
 }

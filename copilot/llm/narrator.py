@@ -33,7 +33,20 @@ NARRATIVE_MAX_TOKENS = 600  # a short summary; also bounds what the verifier mus
 TEMPLATE_MARK = "(template summary)"
 # Results the LLM retells in words; the rest read best as the template's plain facts.
 RETOLD = frozenset(
-    {"check_drift", "compare_runs", "retrain_model", "promote_model", "rollback_model"}
+    {
+        "check_drift",
+        "compare_runs",
+        "retrain_model",
+        "promote_model",
+        "rollback_model",
+        "describe_data",
+        "model_performance",
+        "model_mistakes",
+        "feature_importance",
+        "feature_interactions",
+        "counterfactual",
+        "cohort_what_if",
+    }
 )
 
 

@@ -323,14 +323,17 @@ def _numbers_in(value: Any, key: str = "") -> list[float]:
     return []
 
 
-def _identifiers_in(value: Any) -> list[str]:
-    """Strings of a result that a narrative may quote a prefix of (run ids, versions)."""
+def _identifiers_in(value: Any, key: str = "") -> list[str]:
+    """Strings of a result that a narrative may quote a prefix of (run ids, versions), and
+    whole-number identifiers (`row_id: 920`)."""
     if isinstance(value, str):
         return [value.lower()]
+    if isinstance(value, int) and not isinstance(value, bool) and _NOT_QUANTITIES.search(key):
+        return [str(value)]
     if isinstance(value, dict):
-        return [s for item in value.values() for s in _identifiers_in(item)]
+        return [s for k, item in value.items() for s in _identifiers_in(item, str(k))]
     if isinstance(value, (list, tuple)):
-        return [s for item in value for s in _identifiers_in(item)]
+        return [s for item in value for s in _identifiers_in(item, key)]
     return []
 
 

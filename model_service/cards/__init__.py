@@ -64,6 +64,9 @@ class Feature(BaseModel):
     zero_means_missing: bool = False
     measurement_error: float = 0.0
     training_range: Range | None = None
+    # Changeable by treatment or lifestyle, within this plausible range (a boolean: [0, 1]);
+    # None: never changed by a counterfactual (age, sex, test findings).
+    actionable: Range | None = None
     synonyms: tuple[str, ...] = ()  # what people call it in free text ("cholesterol", "tc")
     value_words: dict[str, str | bool] = {}  # free-text words for a value ("lvh": "lv hypertrophy")
 

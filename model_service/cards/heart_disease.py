@@ -87,6 +87,7 @@ def card() -> DatasetCard:
                 300,
                 zero_means_missing=True,
                 measurement_error=4.0,
+                actionable=Range(low=90, high=180),
             ),
             numeric(
                 "chol",
@@ -97,12 +98,14 @@ def card() -> DatasetCard:
                 700,
                 zero_means_missing=True,
                 measurement_error=8.0,
+                actionable=Range(low=120, high=300),
             ),
             Feature(
                 name="fbs",
                 display_name="fasting blood sugar > 120 mg/dl",
                 kind="boolean",
                 description="Fasting blood sugar above 120 mg/dl",
+                actionable=Range(low=0, high=1),
             ),
             Feature(
                 name="restecg",

@@ -33,6 +33,26 @@ REQUESTS = [
     ("list_runs", {"limit": 5}),
     ("compare_runs", {"last": 2}),
     ("model_info", {}),
+    (
+        "describe_data",
+        {
+            "where": [
+                {"feature": "sex", "value": "Female"},
+                {"feature": "age", "op": ">", "value": 60},
+                {"feature": "site", "value": "Hungary"},
+            ]
+        },
+    ),
+    ("show_rows", {"row_ids": [1, 920]}),
+    ("define_feature", {"feature": "st depression"}),
+    ("model_performance", {"where": [{"feature": "sex", "value": "Female"}]}),
+    ("model_performance", {}),
+    ("model_mistakes", {"limit": 3}),
+    ("feature_importance", {"top": 5}),
+    ("feature_interactions", {"top": 3}),
+    ("counterfactual", {"row_id": 2}),
+    ("counterfactual", {"row_id": 1}),
+    ("cohort_what_if", {"changes": [{"feature": "chol", "op": "add", "value": -20}]}),
 ]
 
 

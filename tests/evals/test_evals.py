@@ -69,6 +69,11 @@ SUBSET = {
         "canary-flipped-direction",
         "canary-faithful-va-gaps",
     ],
+    "cohorts": [
+        "women-over-60-at-hungary",
+        "accuracy-on-women",
+        "counterfactual-after-a-prediction",
+    ],
 }
 
 

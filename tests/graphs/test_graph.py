@@ -263,3 +263,32 @@ async def test_an_answer_to_its_own_question_completes_the_patient(
         assert patient["age"] == 63 and patient["cp"] == "asymptomatic" and patient["chol"] == 233
         state = await copilot.graph.aget_state({"configurable": {"thread_id": "c9"}})
         assert "pending_patient" not in state.values["memory"]  # used once, then gone
+
+
+async def test_questions_about_cohorts_and_the_data_go_through_the_graph(
+    database_url: str, tracking_uri: str, live_service: str
+) -> None:
+    async with open_for(database_url, tracking_uri, live_service) as copilot:
+        women = await copilot.send("c20", "women over 60 at Hungary", "ann")
+        (call,) = women.tool_calls
+        assert call["tool"] == "describe_data"
+        cohort = call["result"]["cohort"]
+        said = women.messages[0]["content"]
+        assert f"{cohort['matched']} of {cohort['total']} rows" in said
+        accuracy = await copilot.send("c20", "how accurate is the model on women", "ann")
+        result = accuracy.tool_calls[0]["result"]
+        assert accuracy.tool_calls[0]["tool"] == "model_performance"
+        assert f"{result['roc_auc']['value']:.3f}" in accuracy.messages[0]["content"]
+        empty = await copilot.send("c20", "patients over 110", "ann")
+        assert empty.tool_calls == []
+        assert "no rows match age > 110 (0 of 920)" in empty.messages[0]["content"]
+
+        await copilot.send("c20", PATIENT, "ann")
+        better = await copilot.send("c20", "what would bring his risk under the threshold", "ann")
+        (counterfactual,) = better.tool_calls
+        assert counterfactual["tool"] == "counterfactual"
+        changed = {c["feature"] for c in counterfactual["result"]["changes"]}
+        assert not changed & {"age", "sex"}
+        assert "age and sex are never changed" in better.messages[0]["content"].lower() or (
+            "nothing needs to change" in better.messages[0]["content"]
+        )

@@ -18,7 +18,11 @@ Deterministic and local (no network, no model weights). A request is read in thr
    list_runs                     runs + show/last/which, or a site or a count
    model_info                    live/serving/champion, metrics (AUC...), the inputs
    an answer to our question     the patient we asked about, completed (Memory.pending_patient)
-   a cohort                      many patients ("women over 60"): not supported, said so
+   cohort and data tools         copilot.llm.offline.cohorts: "women over 60 at Hungary",
+                                 "how accurate is the model on women", "where does it make
+                                 mistakes", "most important features", "what would bring
+                                 his risk under the threshold" (before model_info)
+   a cohort the grammar cannot read   said so, with examples
    a site's status               a site named with no patient: check_drift at that site
    the data's status             "anything odd in the incoming data": check_drift, or which
    a patient                     explain (why, drivers), what-if (absolute or relative
@@ -51,6 +55,7 @@ from pydantic import BaseModel
 
 from copilot.facts import NOTHING_LEFT, Memory, Step
 from copilot.llm.offline.changes import relative_changes
+from copilot.llm.offline.cohorts import cohort_request
 from copilot.llm.offline.focus import mentioned
 from copilot.llm.offline.grammar import (
     CUES,
@@ -477,16 +482,22 @@ def _cohort(reading: Reading, context: _Context) -> Intent | None:
         return None
     if _SINGLE_PATIENT.search(reading.text):
         return None
-    options = [f"predict the risk for {EXAMPLE_PATIENT}"]
-    options.append(f"check drift at {(reading.sites or list(sites(context.card)) or ['?'])[0]}")
-    options.append("which model is live?")
+    site = (reading.sites or list(sites(context.card)) or ["?"])[0]
+    options = [f"women over 60 at {site}", "how accurate is the model on women"]
+    options.append("most important features")
     return _clarify(
         _did_you_mean(
             options,
-            "Questions about groups of patients (cohorts) are not supported yet: I score and "
-            "explain one patient at a time, and check a site's data for drift.",
+            "I could not read which group of patients you mean: name it by the dataset's "
+            "features and sites (age, sex, chest pain type, cholesterol, ...).",
         )
     )
+
+
+def _cohorts(reading: Reading, context: _Context) -> Intent | None:
+    """The cohort and data tools (copilot.llm.offline.cohorts)."""
+    found = cohort_request(reading.text, context.card, context.memory.prediction_id)
+    return Intent(tool=found[0], arguments=found[1]) if found else None
 
 
 def _site(reading: Reading, context: _Context) -> Intent | None:
@@ -682,6 +693,7 @@ _FRAMES = (
     _history,
     _drift,
     _runs,
+    _cohorts,
     _model,
     _answer,
     _cohort,

@@ -823,3 +823,16 @@ def test_slow_bodies_are_cut_off(tmp_path: Path) -> None:
     api = create_api(Settings(copilot_home=tmp_path, copilot_api_keys=API_KEYS))
     (bounded,) = [m for m in api.user_middleware if m.cls is BodyTimeout]
     assert bounded.kwargs["seconds"] == api_module.BODY_TIMEOUT_SECONDS
+
+
+def test_cohort_questions_through_the_api(sqlite_api: TestClient) -> None:
+    mine = new_conversation(sqlite_api, "ann")
+    turn = say(sqlite_api, "ann", mine, "most important features for women")
+    (call,) = turn["tool_calls"]
+    assert call["tool"] == "feature_importance"
+    assert call["arguments"]["where"] == [{"feature": "sex", "op": "==", "value": "Female"}]
+    top = call["result"]["importance"][0]
+    assert top["display_name"] in turn["messages"][0]["content"]
+    assert f"{top['mean_abs_shap']:.3f}" in turn["messages"][0]["content"]
+    mistakes = say(sqlite_api, "ann", mine, "where does it make mistakes")["tool_calls"][0]
+    assert mistakes["tool"] == "model_mistakes" and mistakes["result"]["rows"] > 0

@@ -343,20 +343,102 @@ def test_a_question_about_a_site(card: DatasetCard, text: str, site: str) -> Non
     _routes(card, text, AFTER, "check_drift", site=site)  # not the last patient
 
 
+FEMALE = {"feature": "sex", "op": "==", "value": "Female"}
+MALE = {"feature": "sex", "op": "==", "value": "Male"}
+
+
 @pytest.mark.parametrize(
-    "text",
+    ("text", "where"),
     [
-        "patients over 60",
-        "women with typical angina",
-        "what is the average risk for men over 60",
-        "how many diabetics have exercise angina",
-        "risk for people with cholesterol above 300",
+        ("patients over 60", [{"feature": "age", "op": ">", "value": 60}]),
+        (
+            "women with typical angina",
+            [FEMALE, {"feature": "cp", "op": "==", "value": "typical angina"}],
+        ),
+        (
+            "what is the average risk for men over 60",
+            [MALE, {"feature": "age", "op": ">", "value": 60}],
+        ),
+        (
+            "how many diabetics have exercise angina",
+            [
+                {"feature": "fbs", "op": "==", "value": True},
+                {"feature": "exang", "op": "==", "value": True},
+            ],
+        ),
+        (
+            "risk for people with cholesterol above 300",
+            [{"feature": "chol", "op": ">", "value": 300}],
+        ),
+        (
+            "women over 60 at Hungary",
+            [
+                FEMALE,
+                {"feature": "age", "op": ">", "value": 60},
+                {"feature": "site", "op": "==", "value": "Hungary"},
+            ],
+        ),
+        (
+            "patients with exercise angina and oldpeak > 2",
+            [
+                {"feature": "oldpeak", "op": ">", "value": 2},
+                {"feature": "exang", "op": "==", "value": True},
+            ],
+        ),
+        (
+            "men under 50 with chol >= 240 at Cleveland",
+            [
+                MALE,
+                {"feature": "chol", "op": ">=", "value": 240},
+                {"feature": "age", "op": "<", "value": 50},
+                {"feature": "site", "op": "==", "value": "Cleveland"},
+            ],
+        ),
     ],
 )
-def test_a_cohort_is_not_one_incomplete_patient(card: DatasetCard, text: str) -> None:
+def test_a_cohort_is_described_not_read_as_one_patient(
+    card: DatasetCard, text: str, where: list[dict[str, Any]]
+) -> None:
+    _routes(card, text, AFTER, "describe_data", where=where)
+
+
+@pytest.mark.parametrize(
+    ("text", "tool", "arguments"),
+    [
+        ("how accurate is the model on women", "model_performance", {"where": [FEMALE]}),
+        ("where does it make mistakes", "model_mistakes", {"kind": "both"}),
+        (
+            "false negatives at VA Long Beach",
+            "model_mistakes",
+            {
+                "where": [{"feature": "site", "op": "==", "value": "VA Long Beach"}],
+                "kind": "false_negative",
+            },
+        ),
+        ("most important features", "feature_importance", {}),
+        ("top 3 features for women", "feature_importance", {"where": [FEMALE], "top": 3}),
+        ("which features interact", "feature_interactions", {}),
+        (
+            "what would bring his risk under the threshold",
+            "counterfactual",
+            {"prediction_id": LAST},
+        ),
+        (
+            "What if everyone's cholesterol were 20 lower?",
+            "cohort_what_if",
+            {"changes": [{"feature": "chol", "op": "add", "value": -20}]},
+        ),
+        ("show me rows 12 and 40", "show_rows", {"row_ids": [12, 40]}),
+        ("what does oldpeak mean?", "define_feature", {"feature": "oldpeak"}),
+        ("what's the label balance", "describe_data", {}),
+    ],
+)
+def test_questions_about_the_data_and_the_model_on_a_cohort(
+    card: DatasetCard, text: str, tool: str, arguments: dict[str, Any]
+) -> None:
     intent = _ask(card, text, AFTER)
-    assert intent.tool is None and "groups of patients" in (intent.reply or ""), intent
-    assert "Did you mean" in (intent.reply or "") and "I also need" not in (intent.reply or "")
+    assert intent.tool == tool, (text, intent)
+    assert intent.arguments == arguments, (text, intent.arguments)
 
 
 def test_one_patient_is_not_a_cohort(card: DatasetCard) -> None:
