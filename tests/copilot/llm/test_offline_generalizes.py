@@ -200,10 +200,10 @@ CATEGORIES: dict[str, list[tuple[str, Memory, str | None]]] = {
         ("how does her blood pressure affect the score?", AFTER, "explain_prediction"),
         ("training runs?", FRESH, "list_runs"),
     ],
-    # questions about groups are not one incomplete patient
+    # questions about groups are not one incomplete patient: a cohort, or asked back
     "groups": [
         ("are older patients at higher risk?", FRESH, None),
-        ("do diabetics tend to score higher?", FRESH, None),
+        ("do diabetics tend to score higher?", FRESH, "describe_data"),
         ("risk for a 55 yo diabetic woman, asymptomatic, bp 150", FRESH, "predict_risk"),
     ],
     # a test result after its name, with linking words
