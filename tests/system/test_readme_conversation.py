@@ -198,6 +198,19 @@ class Walk:
         expect(shown.filter(has_text=text).last).to_be_visible(timeout=TIMEOUT_MS)
 
 
+def _within(given: Any, kept: Any) -> bool:
+    """Whether `kept` holds everything `given` says (dicts may have more keys, left None)."""
+    if isinstance(given, dict):
+        return isinstance(kept, dict) and all(_within(v, kept.get(k)) for k, v in given.items())
+    if isinstance(given, list):
+        return (
+            isinstance(kept, list)
+            and len(given) == len(kept)
+            and all(_within(g, k) for g, k in zip(given, kept, strict=True))
+        )
+    return bool(given == kept)
+
+
 def _predicted(up: Up, patient: dict[str, Any]) -> float:
     answer = httpx.post(f"{up.model}/v1/predict", json=patient, timeout=30)
     assert answer.status_code == 200, answer.text
@@ -206,7 +219,7 @@ def _predicted(up: Up, patient: dict[str, Any]) -> float:
 
 def test_the_readme_conversation_works_on_a_fresh_home(browser: "Browser", up: Up) -> None:
     lines = readme_conversation()
-    assert len(lines) == 8, lines
+    assert len(lines) == 14, lines
     started = time.monotonic()
     chat = Chat(browser, up.ui, up.name, up.key)
     walk = Walk(up, chat)
@@ -246,6 +259,37 @@ def test_the_readme_conversation_works_on_a_fresh_home(browser: "Browser", up: U
         after = _predicted(up, {**patient, "chol": 180})
         assert result["probability_after"] == pytest.approx(after, abs=1e-9)
         walk.page_says(f"to {_pct(after)}")
+
+    def answered_on_page(conversation: dict[str, Any]) -> None:
+        said = [m for m in conversation["messages"] if m["role"] == "assistant"][-1]
+        walk.page_says(said["content"].split("\n")[0][:60])
+
+    def counterfactual(text: str) -> None:
+        conversation, call = walk.ask(text)
+        assert call["tool"] == "counterfactual"
+        result = call["result"]
+        assert result["original_probability"] == pytest.approx(_predicted(up, patient), abs=1e-9)
+        if result["found"]:
+            changed = {c["feature"]: c["to_value"] for c in result["changes"]}
+            assert not {"age", "sex"} & changed.keys()
+            after = _predicted(up, {**patient, **changed})
+            assert result["probability"] == pytest.approx(after, abs=1e-9)
+            assert after < result["threshold"]
+        answered_on_page(conversation)
+
+    def same_as_service(tool: str, path: str, fields: list[str]) -> Callable[[str], None]:
+        """A cohort question: the tool's numbers are the model service's for the same ask."""
+
+        def check(text: str) -> None:
+            conversation, call = walk.ask(text)
+            assert call["tool"] == tool, call
+            direct = httpx.post(f"{up.model}{path}", json=call["arguments"], timeout=120)
+            assert direct.status_code == 200, direct.text
+            for field in fields:  # the tool's typed result may add fields left empty
+                assert _within(direct.json()[field], call["result"][field]), field
+            answered_on_page(conversation)
+
+        return check
 
     def drift(text: str) -> None:
         _, call = walk.ask(text)
@@ -331,18 +375,24 @@ def test_the_readme_conversation_works_on_a_fresh_home(browser: "Browser", up: U
         expect(chat.page.locator("#confirm")).to_have_count(0)  # the dialog is gone
         chat.page.wait_for_timeout(1500)  # time for a wrongly restored conversation to arrive
         expect(chat.page.locator("div.step[data-step-type='user_message']")).to_have_count(0)
-        chat.shot("readme-conversation/09-new-chat")
+        chat.shot("readme-conversation/15-new-chat")
 
     try:
         step(1, risk)
         step(2, why)
         step(3, what_if)
-        step(4, drift)
+        step(4, counterfactual)
         refresh()
-        step(5, retrain)
-        step(6, compare)
-        step(7, promote)
-        step(8, roll_back)
+        step(5, same_as_service("describe_data", "/v1/cohort/summary", ["cohort", "features"]))
+        step(6, same_as_service("model_performance", "/v1/cohort/performance", ["roc_auc"]))
+        step(7, same_as_service("model_mistakes", "/v1/cohort/mistakes", ["false_negatives"]))
+        step(8, same_as_service("feature_importance", "/v1/cohort/importance", ["importance"]))
+        step(9, same_as_service("cohort_what_if", "/v1/cohort/what-if", ["mean_change"]))
+        step(10, drift)
+        step(11, retrain)
+        step(12, compare)
+        step(13, promote)
+        step(14, roll_back)
         new_chat()
     except BaseException:
         chat.shot("readme-conversation/failed")
