@@ -51,10 +51,8 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Table,
-    inspect,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -62,6 +60,7 @@ from sqlmodel import Field, SQLModel
 
 from copilot import audit
 from copilot.errors import CopilotError
+from model_service.database import add_missing_columns
 from model_service.schemas import describe_error
 from tools.context import ToolContext
 from tools.errors import ToolError
@@ -330,7 +329,7 @@ class ActionStore:
         self._seen_lock = threading.Lock()
         self._appended = threading.local()
         SQLModel.metadata.create_all(engine, tables=[ACTIONS, *audit.TABLES])
-        _add_missing_columns(engine, ACTIONS)
+        add_missing_columns(engine, ACTIONS)
         audit.ensure_anchor(engine, audit_key)
         self.reconcile()
 
@@ -904,17 +903,3 @@ class ActionStore:
         )
         self._saw(result.anchor_seq)
         return result
-
-
-def _add_missing_columns(engine: Engine, table: Table) -> None:
-    """Columns this version added to a table an older version created (nullable ones only:
-    ALTER TABLE ... ADD COLUMN, which SQLite and PostgreSQL both take)."""
-    present = {column["name"] for column in inspect(engine).get_columns(table.name)}
-    missing = [c for c in table.columns if c.name not in present]
-    if not missing:
-        return
-    with engine.begin() as connection:
-        for column in missing:
-            assert column.nullable, f"{table.name}.{column.name} cannot be added in place"
-            kind = column.type.compile(dialect=engine.dialect)
-            connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
