@@ -2,7 +2,8 @@
 
 For each step marked `history_answer`, the grader reads the `monitor_point` rows of the
 case's copilot database itself (SQL, read-only; never through the tool or its store) for
-the case's expected site and metric since the window the tool reports, and checks:
+the case's expected site and metric (when the case names none, the one asked) since the
+window the tool reports, and checks:
 
 * the step's monitoring_history result holds exactly those points, per metric and model
   version (values, estimates, labels, rows, notes, checks), with first, last and change;
@@ -173,12 +174,13 @@ class HistoryAnswer(Evaluator[Script, Outcome, Expect]):
         problems: list[str] = []
         for index, wanted, step in graded:
             arguments = resolve(wanted.arguments, ctx.output, index)
-            site = arguments.get("site") or ALL_SITES
-            metric = arguments.get("metric")
             call = _history_call(step.calls)
             if call is None or "series" not in call.result:
                 problems.append(f"step {index + 1}: no monitoring history result")
                 continue
+            site = arguments.get("site") or ALL_SITES
+            # a metric the case leaves open is the one the tool was asked for
+            metric = arguments.get("metric", call.arguments.get("metric"))
             since = _aware(datetime.fromisoformat(call.result["since"]))
             stored = stored_points(ctx.output.database_url, site, metric, since)
             text = " ".join(step.messages).lower()
