@@ -34,10 +34,15 @@ _OVER_TIME = re.compile(
 _FOLLOW_UP = re.compile(
     r"^(?:and|but|now|ok|okay|then|same|also|what about|how about)\b(?:\s+\S+){0,6}\W*$"
 )
-# The subject of "how has the Berlin site drifted?": a place when the grammar reads it as one.
+# The subject of "how has the Berlin site drifted?": a place when the grammar reads it as
+# one and it is not what the model sees ("how has the model's input data drifted?").
 _SUBJECT = re.compile(
     r"\bhow (?:has|have) (?:the )?((?:[a-z][a-z'.-]{1,20} ){0,2}?[a-z][a-z'.-]{1,20} "
     r"(?:data|site|hospital|clinic|centre|center|cohort|patients|dataset))\b"
+)
+_NOT_SUBJECTS = frozenset(
+    "model model's models input inputs feature features prediction predictions risk "
+    "production live serving monitored logged".split()
 )
 _MONITOR = re.compile(r"\bmonitor(?:ing)? (?:history|checks?|results?|series)\b")
 _DRIFT = re.compile(r"\bdrift|\bshift")
@@ -83,6 +88,8 @@ def history_arguments(
         return None
     arguments: dict[str, Any] = {}
     subject = _SUBJECT.search(text)
+    if subject is not None and set(subject.group(1).split()) & _NOT_SUBJECTS:
+        subject = None
     place = unknown_place(text, card) or (
         unknown_place(f"at the {subject.group(1)}", card) if subject else None
     )
