@@ -5,7 +5,9 @@ the demo model v1 @champion on Cleveland and v2 @challenger on Cleveland + Hunga
 `promoted`: v2 @champion with v1 kept as @previous-champion), the model service serving
 its own copy over loopback HTTP (uvicorn in a thread), and one directory per case with a
 fresh copy of a template and a fresh copilot database: cases are independent and
-repeatable, and nothing of the user's state is touched.
+repeatable, and nothing of the user's state is touched. The monitoring suite's cases start
+from a copy of a copilot database with a real monitor history, made once when first needed
+(evals.monitor_seed).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class Environment:
     async def _seed_monitored(self, progress: Progress) -> Path:
         from evals.monitor_seed import seed_history  # noqa: PLC0415 - only this suite
 
-        home = self.root / "templates" / "monitored"
+        home = self.root / "templates" / f"monitored-{uuid.uuid4().hex[:8]}"  # a fresh try
         home.mkdir(parents=True)
         shutil.copy(self.templates["trained"], home / "mlflow.db")
         tracking = f"sqlite:///{home / 'mlflow.db'}"
