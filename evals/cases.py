@@ -87,6 +87,10 @@ class Setup(_Strict):
     run_note: str | None = Field(
         default=None, description="Written as the reason of the newest training run."
     )
+    monitored: bool = Field(
+        default=False,
+        description="The copilot database holds a real monitor history (evals.monitor_seed).",
+    )
 
 
 Corruption = Literal[
@@ -159,6 +163,10 @@ class StepExpect(_Strict):
     # The reply states the numbers the expected tool gives for the expected arguments
     # (graded by evals.cohorts against the real model).
     cohort_answer: bool = False
+    # The expected tool's result is the monitor history stored in the case's copilot
+    # database for the expected arguments, and the reply states its numbers (graded by
+    # evals.monitoring from the database itself).
+    history_answer: bool = False
 
     @model_validator(mode="after")
     def _known_tool(self) -> StepExpect:

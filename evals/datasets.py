@@ -21,6 +21,7 @@ SUITES = (
     "adversarial",
     "clinical",
     "cohorts",
+    "monitoring",
     "paraphrases",
     "paraphrases-heldout",
 )

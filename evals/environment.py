@@ -5,7 +5,9 @@ the demo model v1 @champion on Cleveland and v2 @challenger on Cleveland + Hunga
 `promoted`: v2 @champion with v1 kept as @previous-champion), the model service serving
 its own copy over loopback HTTP (uvicorn in a thread), and one directory per case with a
 fresh copy of a template and a fresh copilot database: cases are independent and
-repeatable, and nothing of the user's state is touched.
+repeatable, and nothing of the user's state is touched. The monitoring suite's cases start
+from a copy of a copilot database with a real monitor history, made once when first needed
+(evals.monitor_seed).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import anyio
 import anyio.to_thread
 import httpx
 
@@ -63,6 +66,31 @@ class Environment:
     settings: Settings
     client: httpx.AsyncClient
     audit_key: bytes
+    monitored: MonitoredTemplate
+
+    async def monitored_database(self, progress: Progress = lambda _: None) -> Path:
+        """The copilot database with the monitoring suite's history (evals.monitor_seed),
+        made on first use: a model service of its own is seeded and monitored, then stopped."""
+        async with self.monitored.lock:
+            if self.monitored.database is None:
+                self.monitored.database = await self._seed_monitored(progress)
+            return self.monitored.database
+
+    async def _seed_monitored(self, progress: Progress) -> Path:
+        from evals.monitor_seed import seed_history  # noqa: PLC0415 - only this suite
+
+        home = self.root / "templates" / f"monitored-{uuid.uuid4().hex[:8]}"  # a fresh try
+        home.mkdir(parents=True)
+        shutil.copy(self.templates["trained"], home / "mlflow.db")
+        tracking = f"sqlite:///{home / 'mlflow.db'}"
+        settings = self.settings.model_copy(update={"mlflow_tracking_uri": tracking})
+        with _model_service(home / "service", self.card, tracking) as url:
+            database = home / "copilot.db"
+            try:
+                await seed_history(settings, self.card, url, database, self.audit_key, progress)
+            except Exception as error:
+                raise SetupFailed(f"the monitored world could not be seeded: {error}") from error
+        return database
 
     @contextlib.asynccontextmanager
     async def case(
@@ -73,13 +101,17 @@ class Environment:
         ttl_seconds: int = 900,
         four_eyes: bool = False,
         own_service: bool = False,
+        monitored: bool = False,
     ) -> AsyncIterator[CaseWorld]:
         """A fresh registry copy, copilot database and agent for one case; with
         `own_service`, a model service of its own that follows this copy's @champion (for
-        cases that promote or roll back: the tools confirm what the service then serves)."""
+        cases that promote or roll back: the tools confirm what the service then serves);
+        with `monitored`, the copilot database starts as a copy of the monitored one."""
         directory = self.root / "cases" / uuid.uuid4().hex
         directory.mkdir(parents=True)
         shutil.copy(self.templates[registry_template], directory / "mlflow.db")
+        if monitored:
+            shutil.copy(await self.monitored_database(), directory / "copilot.db")
         tracking = f"sqlite:///{directory / 'mlflow.db'}"
         database = f"sqlite:///{directory / 'copilot.db'}"
         engine = make_engine(database)
@@ -109,6 +141,14 @@ class Environment:
         finally:
             engine.dispose()
             shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass
+class MonitoredTemplate:
+    """The monitoring suite's copilot database, made once when first needed."""
+
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    database: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -230,4 +270,5 @@ async def open_environment(
                     settings=settings,
                     client=client,
                     audit_key=secrets.token_bytes(32),
+                    monitored=MonitoredTemplate(),
                 )

@@ -18,6 +18,7 @@ from evals.clinical import CanaryCaught, ExactAnswer, Faithful
 from evals.cohorts import CohortAnswer
 from evals.grading import Context, Results, contains, expectations, resolve, verdict
 from evals.harness import Outcome, RegistrySnapshot
+from evals.monitoring import HistoryAnswer
 
 
 @dataclass
@@ -290,6 +291,7 @@ EVALUATORS: tuple[type[Evaluator[Script, Outcome, Expect]], ...] = (
     ActionsEnd,
     ExactAnswer,
     CohortAnswer,
+    HistoryAnswer,
     Faithful,
     CanaryCaught,
 )

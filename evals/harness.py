@@ -85,6 +85,7 @@ class Outcome(BaseModel):
     service_url: str
     dataset: str
     tracking_uri: str = ""
+    database_url: str = ""  # the case's copilot database
     conversation_id: str = ""
     placeholders: dict[str, str] = {}
     registry_before: RegistrySnapshot | None = None
@@ -250,6 +251,7 @@ async def play(world: CaseWorld, script: Script, model_name: str, conversation_i
         service_url=str(world.deps.tools.model_service.base_url),
         dataset=world.deps.tools.card.name,
         tracking_uri=world.tracking_uri,
+        database_url=world.deps.settings.database_url,
         conversation_id=conversation_id,
         placeholders=_placeholders(world, model_name),
     )

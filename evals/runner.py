@@ -95,6 +95,7 @@ class WorldPerCase(CaseLifecycle[Script, Outcome, Expect]):
                 ttl_seconds=script.setup.ttl_seconds,
                 four_eyes=script.setup.four_eyes,
                 own_service=script.approves,
+                monitored=script.setup.monitored,
             )
         )
 
@@ -178,6 +179,11 @@ async def _suite(
         finally:
             progress.advance(task_id)
 
+    if any(case.inputs.setup.monitored for case in dataset.cases):
+        # made once, before the cases, so no case's seconds or timeout include it
+        seeding = progress.add_task(f"{name}: seeding the monitor history", total=None)
+        await env.monitored_database(lambda step: progress.update(seeding, description=step))
+        progress.update(seeding, total=1, completed=1)
     if dataset.cases:
         await dataset.evaluate(
             task,

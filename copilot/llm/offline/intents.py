@@ -376,9 +376,9 @@ def _drift_at(reading: Reading, card: DatasetCard) -> Intent:
     )
 
 
-def _history(reading: Reading, _: _Context) -> Intent | None:
+def _history(reading: Reading, context: _Context) -> Intent | None:
     """monitoring_history: drift or performance over time (copilot.llm.offline.monitoring)."""
-    arguments = history_arguments(reading)
+    arguments = history_arguments(reading, context.card, context.memory.last_tool)
     return None if arguments is None else Intent(tool="monitoring_history", arguments=arguments)
 
 

@@ -1,12 +1,15 @@
 """Questions about how things moved over time, read as monitoring_history arguments:
 "how has VA Long Beach drifted over the last month?", "is the model getting worse?",
-"AUC trend at Hungary", "show the monitoring history".
+"AUC trend at Hungary", "show the monitoring history"; after a history answer, a short
+follow-up naming a site ("and for Hungary?", "what about Switzerland?") asks for that
+site's history.
 
 A question counts when it asks how something moved (a trend, a history, "over time",
 "getting worse", "how has ... drifted/changed") and names what moved: drift, data quality
 or performance; or when it names the monitor itself. Otherwise a drift question stays
 check_drift ("drift over the past week": the predictions since then), so the two tools
-never compete.
+never compete. A place that is none of the card's sites ("how has the Berlin site drifted?")
+is passed on as the site, for the tool to refuse with the sites it knows.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from copilot.llm.offline.grammar import Reading
+from copilot.llm.offline.grammar import Reading, unknown_place
+from model_service.cards import DatasetCard
+
+TOOL = "monitoring_history"
 
 _OVER_TIME = re.compile(
     r"\bover time\b|\btrends?\b|\btrending\b|"
@@ -22,6 +28,21 @@ _OVER_TIME = re.compile(
     r"(?:worse|better)\b|\bdegrad(?:e|ed|es|ing|ation)\b|\bdeteriorat|\bdeclin(?:e|ed|ing)\b|"
     r"\bhow (?:has|have) [a-z ]{1,40}(?:drifted|changed|moved|done|performed|evolved)\b|"
     r"\btime series\b"
+)
+# A short clause that goes on from the last answer: "and for Hungary?", "what about VA
+# Long Beach?", "same for Cleveland", "how about the Swiss site?".
+_FOLLOW_UP = re.compile(
+    r"^(?:and|but|now|ok|okay|then|same|also|what about|how about)\b(?:\s+\S+){0,6}\W*$"
+)
+# The subject of "how has the Berlin site drifted?": a place when the grammar reads it as
+# one and it is not what the model sees ("how has the model's input data drifted?").
+_SUBJECT = re.compile(
+    r"\bhow (?:has|have) (?:the )?((?:[a-z][a-z'.-]{1,20} ){0,2}?[a-z][a-z'.-]{1,20} "
+    r"(?:data|site|hospital|clinic|centre|center|cohort|patients|dataset))\b"
+)
+_NOT_SUBJECTS = frozenset(
+    "model model's models input inputs feature features prediction predictions risk "
+    "production live serving monitored logged".split()
 )
 _MONITOR = re.compile(r"\bmonitor(?:ing)? (?:history|checks?|results?|series)\b")
 _DRIFT = re.compile(r"\bdrift|\bshift")
@@ -51,9 +72,14 @@ def _metric(text: str) -> str | None:
     return None
 
 
-def history_arguments(reading: Reading) -> dict[str, Any] | None:
-    """monitoring_history's arguments when the clause asks how something moved over time."""
+def history_arguments(
+    reading: Reading, card: DatasetCard, last_tool: str | None = None
+) -> dict[str, Any] | None:
+    """monitoring_history's arguments when the clause asks how something moved over time,
+    or, right after a history answer (`last_tool`), names a site in a short follow-up."""
     text = reading.text
+    if last_tool == TOOL and len(reading.sites) == 1 and _FOLLOW_UP.search(text):
+        return {"site": reading.sites[0], **({"since": reading.since} if reading.since else {})}
     monitor = _MONITOR.search(text) is not None
     if not monitor and not _OVER_TIME.search(text):
         return None
@@ -61,8 +87,16 @@ def history_arguments(reading: Reading) -> dict[str, Any] | None:
     if metric is None and not monitor:
         return None
     arguments: dict[str, Any] = {}
+    subject = _SUBJECT.search(text)
+    if subject is not None and set(subject.group(1).split()) & _NOT_SUBJECTS:
+        subject = None
+    place = unknown_place(text, card) or (
+        unknown_place(f"at the {subject.group(1)}", card) if subject else None
+    )
     if len(reading.sites) == 1:
         arguments["site"] = reading.sites[0]
+    elif place is not None:
+        arguments["site"] = place
     if metric is not None:
         arguments["metric"] = metric
     if reading.since:

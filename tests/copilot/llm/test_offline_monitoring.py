@@ -55,3 +55,43 @@ def test_questions_about_now_keep_their_tools(
     text: str, tool: str, heart_card: DatasetCard
 ) -> None:
     assert understand(text, Memory(), heart_card).tool == tool
+
+
+@pytest.mark.parametrize(
+    ("text", "site"),
+    [
+        ("and for Hungary?", "Hungary"),
+        ("what about VA Long Beach?", "VA Long Beach"),
+        ("same for the Swiss site", "Switzerland"),
+    ],
+)
+def test_a_short_follow_up_after_a_history_answer_asks_for_that_sites_history(
+    text: str, site: str, heart_card: DatasetCard
+) -> None:
+    after_history = Memory(last_tool="monitoring_history")
+    intent = understand(text, after_history, heart_card)
+    assert (intent.tool, intent.arguments) == ("monitoring_history", {"site": site})
+    after_drift = understand(text, Memory(last_tool="check_drift"), heart_card)
+    assert after_drift.tool == "check_drift"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "how has the Berlin site drifted over time?",
+        "what's the drift trend at the Mayo Clinic data?",
+    ],
+)
+def test_a_place_that_is_no_site_is_passed_on_for_the_tool_to_refuse(
+    text: str, heart_card: DatasetCard
+) -> None:
+    intent = understand(text, Memory(), heart_card)
+    assert intent.tool == "monitoring_history"
+    assert intent.arguments["site"] in {"berlin", "mayo clinic", "mayo"}
+    assert intent.arguments["metric"] == "share_drifted"
+    assert (
+        "site"
+        not in understand(
+            "how has the model data drifted over time?", Memory(), heart_card
+        ).arguments
+    )
