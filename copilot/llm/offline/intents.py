@@ -539,7 +539,11 @@ def _data(reading: Reading, context: _Context) -> Intent | None:
 # her BP down to 130".
 _CHANGE_STARTS = re.compile(
     r"\b(?:what if|what would|what happens if|suppose|supposing|imagine|assuming|"
-    r"if (?:we|you|he|she|they|his|her|their|the patient|it)|(?:with|had) (?:his|her|their) )"
+    r"if (?:we|you|he|she|they|his|her|their|the patient|it)|(?:with|had) (?:his|her|their) )|"
+    # a new sentence that changes the patient just described: "... And with a flat ST
+    # segment?", "... Same man a decade older?", "... Would it differ for a woman?"
+    r"(?<=[.;?!] )(?:and |but |now )?(?:with(?:out)?|same (?:man|woman|patient|person|guy|lady)|"
+    r"(?:would|does|is) (?:it|the risk|his risk|her risk) (?:differ|change|be different) for)\b"
 )
 
 
@@ -556,13 +560,14 @@ def _described_what_if(reading: Reading, context: _Context) -> Intent | None:
             continue
         changes = relative_changes(after, card, patient)
         said = parse_patient(_masked(after, changes.spans), card, pronouns=False)
-        changed = {**said, **changes.values}
+        # "same man a decade older": a value said again is no change
+        changed = {k: v for k, v in {**said, **changes.values}.items() if patient.get(k) != v}
         if changes.problems:
             return _clarify(
                 f"I can't apply {'; '.join(changes.problems)}. Say the new value, e.g. "
                 "'what if his cholesterol were 200'."
             )
-        if changed and changed != {k: patient.get(k) for k in changed}:
+        if changed:
             return Intent(tool="what_if", arguments={"patient": patient, "changes": changed})
     return None
 
