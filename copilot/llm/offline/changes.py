@@ -61,7 +61,7 @@ _FACTORS = {
     "halve": 0.5,
     "cut in half": 0.5,
 }
-_LINK = r"(?: (?:is|was|were|be|being|at|of|would be|went|goes|got|gets|had|has))?"
+_LINK = r"(?: (?:is|was|were|be|being|at|of|would be|went|goes|got|gets|had|has|came|comes))?"
 _BY = r"(?: by)?"
 
 
@@ -179,7 +179,11 @@ def _overlaps(match: re.Match[str], spans: list[tuple[int, int]]) -> bool:
 
 
 def _read(
-    feature: Feature, match: re.Match[str], sign: int, patient: dict[str, Any] | None, found: Changes
+    feature: Feature,
+    match: re.Match[str],
+    sign: int,
+    patient: dict[str, Any] | None,
+    found: Changes,
 ) -> None:
     """One change said by `match`, applied to `patient` into `found` (or named a problem)."""
     found.spans.append(match.span())
@@ -214,7 +218,7 @@ _ELLIPTICAL: dict[str, list[tuple[Feature, re.Pattern[str]]]] = {}
 
 
 def _elliptical_grammar(card: DatasetCard) -> list[tuple[Feature, re.Pattern[str]]]:
-    """"and [his] F by N": a second change that borrows the first one's direction."""
+    """ "and [his] F by N": a second change that borrows the first one's direction."""
     if card.name not in _ELLIPTICAL:
         own = r"(?:(?:his|her|their|the|its) )?"
         _ELLIPTICAL[card.name] = [

@@ -19,7 +19,6 @@ _HIGH = {"raised", "elevated", "high", "abnormal", "increased"}
 _NORMAL = {"normal", "low", "ok", "fine", "unremarkable"}
 
 
-
 def _synonym_pattern(feature: Feature) -> str:
     names = feature.synonyms or (feature.display_name, feature.name.replace("_", " "))
     ordered = sorted({n.lower() for n in names}, key=len, reverse=True)
@@ -70,7 +69,8 @@ def _numeric(feature: Feature, text: str) -> float | None:
                 return float(found.group(1))
         return None
     found = re.search(
-        rf"(?<![a-z]){names}{link}{NUMBER}(?:\s*/\s*\d+| over \d{{2,3}})?\s*{units.SAID_UNIT}?", text
+        rf"(?<![a-z]){names}{link}{NUMBER}(?:\s*/\s*\d+| over \d{{2,3}})?\s*{units.SAID_UNIT}?",
+        text,
     )
     if found is None and feature.name == "ca":
         found = re.search(rf"\b{NUMBER}\s+(?:major\s+)?vessels?\b", text)
