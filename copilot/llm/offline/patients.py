@@ -30,7 +30,7 @@ def _synonym_pattern(feature: Feature) -> str:
 _LINK = (
     r"(?: ?(?:is|was|were|would be|went|goes|dropped|fell|rose|changed|came|got|gets|"
     r"reduced|lowered|raised|increased|decreased|brought|down|up|set|peaked|peaks|reached|"
-    r"reaches|hit|hits|maxed out|topped out|measured|reads|read))?"
+    r"reaches|hit|hits|maxed out|topped out|measured|reads|read)){0,2}"
     r"(?: ?(?:actually|really|now|currently|only|just|more like|closer to|under control))?"
     r"(?: ?(?:of|=|:|at|to|->|is|was|were|around|about|, say|say))? ?"
 )

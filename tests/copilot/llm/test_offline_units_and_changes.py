@@ -9,10 +9,13 @@ import pytest
 from copilot.facts import Memory, RouteRequest
 from copilot.llm.grounding import unmentioned
 from copilot.llm.offline.changes import relative_changes
+from copilot.llm.offline.inputs import unknown_inputs
 from copilot.llm.offline.intents import understand
 from copilot.llm.offline.patients import parse_patient
 from copilot.llm.offline.steps import split_clauses
 from copilot.llm.offline.text import normalise
+from copilot.llm.providers import offline_model
+from copilot.llm.router import build_router, route
 from copilot.units import conversions_in, spelled, to_card_unit
 from model_service.cards import DatasetCard, get_card
 
@@ -182,3 +185,33 @@ def test_a_what_if_is_its_own_step_only_after_a_verb(card: DatasetCard) -> None:
 )
 def test_age_after_a_colon_in_a_record(card: DatasetCard, text: str) -> None:
     assert parse_patient(normalise(text, card), card)["age"] == 66
+
+
+# --- what the model does not take: said, and the rest still done -------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "changes", "unused"),
+    [
+        ("what if his weight dropped to 80 and chol 200", {"chol": 200.0}, ["weight"]),
+        ("suppose he stopped smoking and his bp fell by 20", {"trestbps": 130}, ["smoking"]),
+        ("and if he gained 6 kilos, with max hr 120?", {"thalch": 120.0}, ["gained 6 kilos"]),
+        ("what if he had a bmi of 27 and his chol were 190", {"chol": 190.0}, ["bmi"]),
+        ("what if he were a smoker and his cholesterol 200", {"chol": 200.0}, ["smoker"]),
+    ],
+)
+def test_a_change_beside_something_the_model_lacks_is_still_made(
+    card: DatasetCard, text: str, changes: dict[str, Any], unused: list[str]
+) -> None:
+    assert _intent(card, text, AFTER, "what_if")["changes"] == changes
+    assert unknown_inputs(normalise(text, card), card) == unused
+
+
+@pytest.mark.anyio
+async def test_the_route_names_what_is_not_in_the_model(card: DatasetCard) -> None:
+    router = build_router(offline_model(card), card=card)
+    said = "52 yo woman, smoker, atypical angina, bp 140, chol 250, bmi 31"
+    decided = await route(router, RouteRequest(said))
+    assert decided.tool == "predict_risk" and decided.not_in_model == ["smoker", "bmi"]
+    plain = await route(router, RouteRequest("52 yo woman, atypical angina, bp 140, chol 250"))
+    assert plain.not_in_model == []
