@@ -215,3 +215,17 @@ async def test_the_route_names_what_is_not_in_the_model(card: DatasetCard) -> No
     assert decided.tool == "predict_risk" and decided.not_in_model == ["smoker", "bmi"]
     plain = await route(router, RouteRequest("52 yo woman, atypical angina, bp 140, chol 250"))
     assert plain.not_in_model == []
+
+
+@pytest.mark.parametrize(
+    ("text", "site"),
+    [
+        ("has the case mix at Hungary moved?", "Hungary"),
+        ("is the patient mix in long beach any different now", "VA Long Beach"),
+    ],
+)
+def test_a_changed_patient_mix_is_drift(card: DatasetCard, text: str, site: str) -> None:
+    assert _intent(card, text, Memory(), "check_drift") == {"site": site}
+    assert understand("has our patient mix changed?", Memory(), card).reply.startswith(
+        "Which data should I check for drift?"
+    )
