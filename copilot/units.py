@@ -19,8 +19,46 @@ from model_service.cards import DatasetCard
 # (feature, unit people say) -> factor to the card's unit
 CONVERSIONS: dict[tuple[str, str], float] = {
     ("chol", "mmol/l"): 38.67,  # total cholesterol: mmol/l x 38.67 = mg/dl
+    ("trestbps", "kpa"): 7.50062,  # blood pressure: kPa x 7.50062 = mmHg
+    ("oldpeak", "mv"): 10.0,  # ST depression: 0.1 mV = 1 mm at standard ECG gain
 }
-_SAID = re.compile(r"(?<![\w.])(\d{1,4}(?:\.\d{1,3})?) ?([a-z]+/[a-z]+)(?![a-z])")
+
+# Decimals a converted value keeps (the card's precision): whole numbers otherwise
+_DECIMALS = {"oldpeak": 1}
+
+# Fasting glucose, said in mmol/l, against the 120 mg/dl line of a card's "fbs"
+GLUCOSE_MMOL_TO_MG_DL = 18.016
+
+# How people spell the units, and the one spelling every reader sees ("mmol / L",
+# "mmol/litre" -> "mmol/l"; "mm Hg" -> "mmhg"; "millivolts" -> "mv"; "beats per minute" ->
+# "bpm"). Applied by the offline provider's normal form, before anything is read.
+_SPELLINGS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), canonical)
+    for pattern, canonical in (
+        (r"(?<![a-z])mmol ?/ ?(?:l|litre|liter)(?![a-z])|(?<![a-z])mmol(?=[ ,;.)?]|$)", "mmol/l"),
+        (r"(?<![a-z])mg ?/ ?(?:dl|decilitre|deciliter)(?![a-z])", "mg/dl"),
+        (r"(?<![a-z])mm ?hg(?![a-z])", "mmhg"),
+        (r"(?<![a-z])kilopascals?(?![a-z])|(?<=\d)kpa(?![a-z])", "kpa"),
+        (r"(?<![a-z])millivolts?(?![a-z])|(?<=\d)mv(?![a-z])", "mv"),
+        (r"(?<![a-z])beats? (?:per|a|/) ?min(?:ute)?(?![a-z])|(?<=\d)bpm(?![a-z])", "bpm"),
+    )
+)
+
+_UNIT_WORDS = "|".join(
+    re.escape(u) for u in sorted({unit for _, unit in CONVERSIONS}, key=len, reverse=True)
+)
+_SAID = re.compile(rf"(?<![\w.])(\d{{1,4}}(?:\.\d{{1,3}})?) ?({_UNIT_WORDS})(?![a-z])")
+
+# A unit said after a value, as a pattern group: the converted ones and the cards' own
+SAID_UNIT = rf"({_UNIT_WORDS}|mg/dl|mmhg|bpm|mm)"
+
+
+def spelled(text: str) -> str:
+    """`text` (lower case) with every unit in its one spelling, a space before it when it
+    was glued to its number ("18.7kpa" -> "18.7 kpa")."""
+    for pattern, canonical in _SPELLINGS:
+        text = pattern.sub(canonical, text)
+    return re.sub(r"(?<=\d)(?=(?:mmol/l|mg/dl|mmhg|kpa|mv|bpm)(?![a-z]))", " ", text)
 
 
 class UnitConversion(BaseModel):
@@ -45,7 +83,9 @@ def factor(feature: str, unit: str) -> float | None:
 def to_card_unit(feature: str, value: float, unit: str) -> float:
     """`value` in `unit`, in the card's unit, rounded as the card's values are."""
     found = factor(feature, unit)
-    return value if found is None else float(round(value * found))
+    if found is None:
+        return value
+    return float(round(value * found, _DECIMALS.get(feature, 0)))
 
 
 def _values_of(arguments: dict[str, Any], feature: str) -> list[float]:
@@ -86,7 +126,7 @@ def conversions_in(text: str, arguments: dict[str, Any], card: DatasetCard) -> l
                     display_name=feature.display_name,
                     given=given,
                     given_unit=unit,
-                    value=close[0] if close else float(round(converted)),
+                    value=close[0] if close else float(round(converted, _DECIMALS.get(name, 0))),
                     unit=feature.unit or "",
                 )
             )

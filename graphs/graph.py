@@ -186,14 +186,23 @@ async def run_tool(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]:
         "tool_calls": [{"tool": name, "arguments": arguments, "result": result}],
         "memory": memory,
         "steps": [*state.get("steps", []), step(name, arguments, result)],
-        **_with_conversions(narrated, state["route"].get("conversions") or []),
+        **_with_conversions(
+            narrated,
+            state["route"].get("conversions") or [],
+            state["route"].get("not_in_model") or [],
+        ),
     }
 
 
-def _with_conversions(narrated: dict[str, Any], conversions: list[Any]) -> dict[str, Any]:
+def _with_conversions(
+    narrated: dict[str, Any], conversions: list[Any], not_in_model: list[str]
+) -> dict[str, Any]:
     """The answer, followed by the units it converted ("6.2 mmol/l -> 240 mg/dl"), from the
-    route's typed conversions."""
+    route's typed conversions, and what the user named that the model does not take."""
     told = said_back([UnitConversion.model_validate(c) for c in conversions])
+    if not_in_model:
+        unused = ", ".join(not_in_model)
+        told = f"{told} Not among the model's inputs, so not used: {unused}.".strip()
     if not told:
         return narrated
     (message,) = narrated["messages"]

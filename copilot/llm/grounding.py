@@ -5,7 +5,9 @@ a `patient` in predict_risk / explain_prediction / what_if must be mentioned in 
 text, or equal the remembered patient's (`copilot.facts.Memory`, including one the copilot
 asked more about), or come from a step this turn already ran. A `what_if` change must be in
 the text, or be the remembered value moved by a number in the text ("10 years older", "20%
-lower"), or be the last what-if's change kept ("and if he were also 10 years younger").
+lower", "halved"; a what-if's own patient is remembered too: "55 yo man, chol 280: what if
+it went up by 40"), or be the last what-if's change kept ("and if he were also 10 years
+younger").
 Otherwise the router sends the model back with the values that were not in the
 conversation.
 """
@@ -88,6 +90,8 @@ def _moved_by_the_text(feature: Feature, value: Any, before: Any, text: str) -> 
     moved = [before + n for n in amounts] + [before - n for n in amounts]
     moved += [before * (1 + n / 100) for n in _numbers(text)]
     moved += [before * (1 - n / 100) for n in _numbers(text)]
+    factors = {"halv": 0.5, "half": 0.5, "doubl": 2.0, "tripl": 3.0}  # "halve his ST depression"
+    moved += [before * f for word, f in factors.items() if re.search(rf"\b{word}", text)]
     return any(_close(float(value), m, feature) for m in moved)
 
 
@@ -125,6 +129,9 @@ def unmentioned(
             if _mentioned(feature, value, text, parsed):
                 continue
             remembered = [p.get(name) for p in known if name in p]
+            given = arguments.get("patient")  # a what-if's own patient, described alongside
+            if field == "changes" and isinstance(given, dict) and name in given:
+                remembered.append(given[name])
             if field == "patient" and any(_same(value, r) for r in remembered):
                 continue
             if field == "changes" and any(

@@ -36,8 +36,10 @@ from copilot.facts import NOTHING_LEFT, Focus, PendingPatient, RouteRequest
 from copilot.llm.feedback import id_problems, patient_problems
 from copilot.llm.grounding import PATIENT_TOOLS, unmentioned
 from copilot.llm.offline.focus import question_focus
+from copilot.llm.offline.inputs import unknown_inputs
 from copilot.llm.offline.intents import pending_after, steps_in
 from copilot.llm.offline.patients import parse_patient
+from copilot.llm.offline.text import normalise
 from copilot.llm.protocol import looks_like_protocol
 from copilot.llm.providers import OfflineModel, TolerantModel, context_block, json_format
 from copilot.llm.shown import shown
@@ -69,6 +71,7 @@ class Route(BaseModel):
     focus: Focus | None = None  # what a question about an explanation asks for
     pending: PendingPatient | None = None  # a patient this reply asks more about
     conversions: list[UnitConversion] = []  # values the call took in another unit, to say
+    not_in_model: list[str] = []  # things the user named that are no input of the model
     usage: dict[str, Any] = {}  # model, requests, input/output tokens, seconds
 
 
@@ -309,12 +312,18 @@ async def route(router: Router, request: RouteRequest) -> Route:
         if router.card is not None and tool in PATIENT_TOOLS
         else []
     )
+    unknown = (
+        unknown_inputs(normalise(request.text, router.card), router.card)
+        if router.card is not None and tool in PATIENT_TOOLS
+        else []
+    )
     return Route(
         tool=tool,
         arguments=arguments,
         more=more,
         focus=focus,
         conversions=converted,
+        not_in_model=unknown,
         usage=measured,
     )
 

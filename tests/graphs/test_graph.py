@@ -147,6 +147,24 @@ async def test_a_converted_unit_is_said_back(
         assert "Converted" not in plain.messages[0]["content"]  # nothing converted: not said
 
 
+async def test_what_is_not_in_the_model_is_said_and_the_rest_done(
+    database_url: str, tracking_uri: str, live_service: str
+) -> None:
+    async with open_for(database_url, tracking_uri, live_service) as copilot:
+        await copilot.send("u1", PATIENT, "ann")
+        said_so = "what if he lost 8 kg and his BP came down to 120?"
+        change = await copilot.send("u1", said_so, "ann")
+        (call,) = change.tool_calls
+        assert call["tool"] == "what_if" and call["arguments"]["changes"] == {"trestbps": 120}
+        said = change.messages[0]["content"]
+        assert said.endswith("Not among the model's inputs, so not used: lost 8 kg.")
+        asked = await copilot.send("u1", "and if his LDL were 90?", "ann")
+        assert (
+            asked.tool_calls == []
+            and "not one of the model's inputs" in (asked.messages[0]["content"])
+        )
+
+
 async def test_promotion_waits_for_a_person_then_runs_once(
     database_url: str, tracking_uri: str, live_service: str
 ) -> None:

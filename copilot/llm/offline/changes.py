@@ -11,6 +11,9 @@ optional unit, UP/DOWN the words of a direction:
     N years UP|DOWN             "20 years older" (age)
     RAISE|LOWER [his|the] F by N  "lower his cholesterol by 30"
     RAISE|LOWER [his|the] F     (no amount: asked back, never guessed)
+    HALVE|DOUBLE[D] [his] F     "halved his ST depression", "double the vessels"
+    in N years [time] | N years from now   (age, later)
+    ..., and [his] F by N       a second change with the first one's direction
 
 A change that cannot be applied (no value to start from, a result outside the card's
 limits, no amount) is returned as a problem naming it, so the caller says so instead of
@@ -58,7 +61,7 @@ _FACTORS = {
     "halve": 0.5,
     "cut in half": 0.5,
 }
-_LINK = r"(?: (?:is|was|were|be|being|at|of|would be|went|goes|got|gets|had|has))?"
+_LINK = r"(?: (?:is|was|were|be|being|at|of|would be|went|goes|got|gets|had|has|came|comes))?"
 _BY = r"(?: by)?"
 
 
@@ -97,7 +100,7 @@ def _patterns(feature: Feature) -> list[re.Pattern[str]]:
         rf"(?:[a-z-]{{3,15}} )?{f}",
         rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f} by {_AMOUNT}{_UNIT}",
         rf"{f}{_LINK} (?P<factor>doubled|halved|cut in half|tripled)\b",
-        rf"\b(?P<factor>double|halve|triple) {own}{f}",
+        rf"\b(?P<factor>doubled|halved|tripled|double|halve|triple|cut in half) {own}{f}",
         rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f}(?! by| to| from| of| at)(?P<vague>)",
     ]
     if feature.name == "age":
@@ -105,6 +108,13 @@ def _patterns(feature: Feature) -> list[re.Pattern[str]]:
             0,
             r"\b(?P<amount>\d{1,3}|one|a|an) ?(?P<unit>years?|yrs?|decades?) "
             r"(?P<dir>older|younger)\b",
+        )
+        # "in 5 years' time", "in a decade", "5 years from now", "a decade on"
+        patterns.insert(
+            1,
+            r"\b(?:in (?P<amount>\d{1,2}|a|one) ?(?P<unit>years?|yrs?|decades?)(?:'s|')?"
+            r"(?: time)?|(?P<amount2>\d{1,2}|a|one) ?(?P<unit2>years?|decades?) "
+            r"(?:from now|on|later|down the (?:road|line)))",
         )
     return [re.compile(p) for p in patterns]
 
@@ -124,7 +134,9 @@ def _direction(word: str) -> int:
 
 
 def _delta(feature: Feature, match: re.Match[str], base: float) -> float:
-    amount, unit = _amount(match.group("amount")), match.group("unit")
+    groups = match.groupdict()
+    amount = _amount(groups.get("amount") or groups.get("amount2") or "1")
+    unit = groups.get("unit") or groups.get("unit2")
     if unit in {"%", "percent"}:
         return base * amount / 100
     ratio = units.factor(feature.name, unit or "")
@@ -137,45 +149,90 @@ def _delta(feature: Feature, match: re.Match[str], base: float) -> float:
 
 def relative_changes(text: str, card: DatasetCard, patient: dict[str, Any] | None) -> Changes:
     """The changes said relative to `patient` (normal form text), each applied or named as
-    a problem."""
+    a problem. A change said after another without its direction ("BP down by 10 and his
+    cholesterol by 20") goes the way of the one before it."""
     found = Changes()
+    signs: list[tuple[int, int]] = []  # where a direction was said, and which
     for feature, patterns in _grammar(card):
         for pattern in patterns:
             match = pattern.search(text)
-            if match is None:
-                continue
-            if any(
-                s <= match.start() < e or match.start() <= s < match.end() for s, e in found.spans
-            ):
-                continue  # said once: read by the first form that fits
-            found.spans.append(match.span())
-            said = match.group(0)
-            if match.groupdict().get("vague") is not None:
-                found.problems.append(f"'{said}' (by how much? e.g. '{said} by 10')")
-                break
-            base = (patient or {}).get(feature.name)
-            factor = match.groupdict().get("factor")
-            if not isinstance(base, (int, float)) or isinstance(base, bool):
-                found.problems.append(
-                    f"'{said}' (I don't know the {feature.display_name} to start from: "
-                    f"say the new value, e.g. '{feature.display_name} {_example(feature)}')"
-                )
-                break
-            if factor is not None:
-                value = base * _FACTORS[factor]
-            else:
-                value = base + _direction(match.group("dir")) * _delta(feature, match, float(base))
-            value = round(value) if feature.integer or float(base).is_integer() else round(value, 1)
-            limits = feature.limits
-            if limits is not None and value not in limits:
-                found.problems.append(
-                    f"'{said}' (that gives {value:g}, outside {limits.low:g}-{limits.high:g} "
-                    f"{feature.unit or ''})".replace(" )", ")")
-                )
-                break
-            found.values[feature.name] = int(value) if feature.integer else value
+            if match is None or _overlaps(match, found.spans):
+                continue  # not said, or said once: read by the first form that fits
+            direction = match.groupdict().get("dir")
+            sign = _direction(direction) if direction else 1
+            if direction:
+                signs.append((match.start(), sign))
+            _read(feature, match, sign, patient, found)
             break
+    for feature, pattern in _elliptical_grammar(card):
+        match = pattern.search(text)
+        if match is None or feature.name in found.values or _overlaps(match, found.spans):
+            continue
+        before = [sign for start, sign in signs if start < match.start()]
+        if before:
+            _read(feature, match, before[-1], patient, found)
     return found
+
+
+def _overlaps(match: re.Match[str], spans: list[tuple[int, int]]) -> bool:
+    return any(s <= match.start() < e or match.start() <= s < match.end() for s, e in spans)
+
+
+def _read(
+    feature: Feature,
+    match: re.Match[str],
+    sign: int,
+    patient: dict[str, Any] | None,
+    found: Changes,
+) -> None:
+    """One change said by `match`, applied to `patient` into `found` (or named a problem)."""
+    found.spans.append(match.span())
+    said = match.group(0)
+    if match.groupdict().get("vague") is not None:
+        found.problems.append(f"'{said}' (by how much? e.g. '{said} by 10')")
+        return
+    base = (patient or {}).get(feature.name)
+    factor = match.groupdict().get("factor")
+    if not isinstance(base, (int, float)) or isinstance(base, bool):
+        found.problems.append(
+            f"'{said}' (I don't know the {feature.display_name} to start from: "
+            f"say the new value, e.g. '{feature.display_name} {_example(feature)}')"
+        )
+        return
+    if factor is not None:
+        value = base * _FACTORS[factor]
+    else:  # "in 5 years" (no direction word) is later: older
+        value = base + sign * _delta(feature, match, float(base))
+    value = round(value) if feature.integer or float(base).is_integer() else round(value, 1)
+    limits = feature.limits
+    if limits is not None and value not in limits:
+        found.problems.append(
+            f"'{said}' (that gives {value:g}, outside {limits.low:g}-{limits.high:g} "
+            f"{feature.unit or ''})".replace(" )", ")")
+        )
+        return
+    found.values[feature.name] = int(value) if feature.integer else value
+
+
+_ELLIPTICAL: dict[str, list[tuple[Feature, re.Pattern[str]]]] = {}
+
+
+def _elliptical_grammar(card: DatasetCard) -> list[tuple[Feature, re.Pattern[str]]]:
+    """ "and [his] F by N": a second change that borrows the first one's direction."""
+    if card.name not in _ELLIPTICAL:
+        own = r"(?:(?:his|her|their|the|its) )?"
+        _ELLIPTICAL[card.name] = [
+            (
+                f,
+                re.compile(
+                    rf"(?:\band|,) {own}(?<![a-z]){_names(f)}(?![a-z]) by {_AMOUNT}{_UNIT}"
+                    r"(?![\w.])"
+                ),
+            )
+            for f in card.features
+            if f.kind == "numeric"
+        ]
+    return _ELLIPTICAL[card.name]
 
 
 def _example(feature: Feature) -> str:

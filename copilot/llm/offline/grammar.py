@@ -76,7 +76,7 @@ CUES: dict[str, re.Pattern[str]] = {
         "drift*, shift*, distribution*, data quality, covariate, from what ~ trained on, "
         "from the training data, from training, than the training data, like the training "
         "data, with the training data, consistent with training, match* the training, "
-        "moved away from training"
+        "moved away from training, patient mix, case mix"
     ),
     # check_drift when said of data or a site: "anything odd", "how is X doing"
     "status": _words(

@@ -65,6 +65,7 @@ from copilot.llm.offline.grammar import (
     unknown_place,
     wants_training,
 )
+from copilot.llm.offline.inputs import unknown_inputs
 from copilot.llm.offline.monitoring import history_arguments
 from copilot.llm.offline.patients import missing_required, parse_patient
 from copilot.llm.offline.scope import (
@@ -128,23 +129,6 @@ _SINGLE_PATIENT = re.compile(
 _BARE_NUMBER = re.compile(
     r"^(?:(?:he|she|they|it|age|the patient)(?:'s| is| was| are)? )?(?:about |around )?"
     r"(\d{1,3}(?:\.\d{1,2})?)(?: [a-z/]{1,12})?\W{0,3}$"
-)
-
-_UNKNOWN_NAMED = re.compile(
-    r"\b(?:his|her|their|its|the patient's) ([a-z][a-z-]{1,20})(?: (?:level|score|value))? "
-    r"(?:were|was|is|at|of|to|went to|dropped to|rose to|=|:)? ?\d"
-)
-
-# Risk factors people know that a card may not have (checked against the card's words).
-_NOT_INPUTS = re.compile(
-    r"\bsmok[a-z]{0,5}|\bcigarettes?\b|\bbmi\b|\bbody mass\b|\bweight\b|\bobes[a-z]{0,3}\b|"
-    r"\bheight\b|\bldl\b|\bhdl\b|\btriglycerides?\b|\bdiet\b|\balcohol\b|\bdrinker\b|"
-    r"\bfamily history\b|\bstress\b|\bhba1c\b|\bcreatinine\b|\btroponin\b|\bwaist\b"
-)
-
-_STOP = frozenset(
-    "risk chance probability age he she they it prediction score value level reading "
-    "number count".split()
 )
 
 
@@ -550,7 +534,11 @@ def _data(reading: Reading, context: _Context) -> Intent | None:
 # her BP down to 130".
 _CHANGE_STARTS = re.compile(
     r"\b(?:what if|what would|what happens if|suppose|supposing|imagine|assuming|"
-    r"if (?:we|you|he|she|they|his|her|their|the patient|it)|(?:with|had) (?:his|her|their) )"
+    r"if (?:we|you|he|she|they|his|her|their|the patient|it)|(?:with|had) (?:his|her|their) )|"
+    # a new sentence that changes the patient just described: "... And with a flat ST
+    # segment?", "... Same man a decade older?", "... Would it differ for a woman?"
+    r"(?<=[.;?!] )(?:and |but |now )?(?:with(?:out)?|same (?:man|woman|patient|person|guy|lady)|"
+    r"(?:would|does|is) (?:it|the risk|his risk|her risk) (?:differ|change|be different) for)\b"
 )
 
 
@@ -567,33 +555,16 @@ def _described_what_if(reading: Reading, context: _Context) -> Intent | None:
             continue
         changes = relative_changes(after, card, patient)
         said = parse_patient(_masked(after, changes.spans), card, pronouns=False)
-        changed = {**said, **changes.values}
+        # "same man a decade older": a value said again is no change
+        changed = {k: v for k, v in {**said, **changes.values}.items() if patient.get(k) != v}
         if changes.problems:
             return _clarify(
                 f"I can't apply {'; '.join(changes.problems)}. Say the new value, e.g. "
                 "'what if his cholesterol were 200'."
             )
-        if changed and changed != {k: patient.get(k) for k in changed}:
+        if changed:
             return Intent(tool="what_if", arguments={"patient": patient, "changes": changed})
     return None
-
-
-def _unknown_names(text: str, card: DatasetCard) -> list[str]:
-    """Words used like a feature's name with a number ("his BMI were 30") that are none of
-    the card's features."""
-    known = {
-        word
-        for f in card.features
-        for name in (*f.synonyms, *f.value_words, f.display_name, f.name)
-        for word in re.split(r"[ _/-]", name.lower())
-    }
-    named = [
-        m.group(1)
-        for m in _UNKNOWN_NAMED.finditer(text)
-        if m.group(1) not in known and m.group(1) not in _STOP
-    ]
-    others = [m.group(0) for m in _NOT_INPUTS.finditer(text) if m.group(0) not in known]
-    return list(dict.fromkeys([*named, *others]))
 
 
 def _inputs(card: DatasetCard) -> str:
@@ -627,8 +598,11 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
         )
     about_him = reading.has("pronoun") and bool(explicit) and bool(missing_required(explicit, card))
     if memory.prediction_id is not None and (what_if_said or relative or about_him):
-        unknown = _unknown_names(masked, card)
-        if changes.problems or unknown:
+        unknown = unknown_inputs(masked, card)
+        applicable = {**explicit, **changes.values}
+        # what is not in the model is said after the answer (the route's not_in_model):
+        # the rest is still done; with nothing else to do, it is asked about
+        if changes.problems or (unknown and not applicable):
             said = [*changes.problems, *(f"'{u}' (not one of the model's inputs)" for u in unknown)]
             applied = {**explicit, **changes.values}
             kept = f" The other changes ({_listed(applied)}) are fine." if applied else ""

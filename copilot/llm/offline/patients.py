@@ -18,8 +18,6 @@ _NO = {"no", "n", "false", "negative", "neg", "absent", "none", "0", "-"}
 _HIGH = {"raised", "elevated", "high", "abnormal", "increased"}
 _NORMAL = {"normal", "low", "ok", "fine", "unremarkable"}
 
-_MMOL_TO_MG_DL_GLUCOSE = 18.016
-
 
 def _synonym_pattern(feature: Feature) -> str:
     names = feature.synonyms or (feature.display_name, feature.name.replace("_", " "))
@@ -31,7 +29,8 @@ def _synonym_pattern(feature: Feature) -> str:
 # "blood pressure dropped to 120", "his bp is at 150".
 _LINK = (
     r"(?: ?(?:is|was|were|would be|went|goes|dropped|fell|rose|changed|came|got|gets|"
-    r"reduced|lowered|raised|increased|decreased|brought|down|up|set))?"
+    r"reduced|lowered|raised|increased|decreased|brought|down|up|set|peaked|peaks|reached|"
+    r"reaches|hit|hits|maxed out|topped out|measured|reads|read)){0,2}"
     r"(?: ?(?:actually|really|now|currently|only|just|more like|closer to|under control))?"
     r"(?: ?(?:of|=|:|at|to|->|is|was|were|around|about|, say|say))? ?"
 )
@@ -52,7 +51,8 @@ def _numeric(feature: Feature, text: str) -> float | None:
             r"\b(\d{2,3}) (?:male|female|man|woman|gentleman|lady)\b",
             # a record of fields that opens with sex and age ("male, 45, asymptomatic,
             # resting BP 142, chol 309, ..."); a short one ("man, 38, chol 180") is asked
-            r"\b(?:male|female|man|woman|m|f), (\d{2,3}),(?:[^,]{1,40},){3}",
+            r"\b(?:male|female|man|woman|m|f|gentleman|lady|guy|patient)[,:] (\d{2,3}),"
+            r"(?:[^,]{1,40},){2}",
             r"(?:^|: )(\d{2,3}), (?:male|female|man|woman|m|f),[^,]{1,40},[^,]{2,40}",
             # "would he still be high risk at 50?"
             r"\b(?:he|she|they|him|her)\b[a-z' ]{0,40} at (?:age )?(\d{2,3})"
@@ -68,7 +68,10 @@ def _numeric(feature: Feature, text: str) -> float | None:
             if found:
                 return float(found.group(1))
         return None
-    found = re.search(rf"(?<![a-z]){names}{link}{NUMBER}(?:\s*/\s*\d+)?\s*(mmol/l|mg/dl)?", text)
+    found = re.search(
+        rf"(?<![a-z]){names}{link}{NUMBER}(?:\s*/\s*\d+| over \d{{2,3}})?\s*{units.SAID_UNIT}?",
+        text,
+    )
     if found is None and feature.name == "ca":
         found = re.search(rf"\b{NUMBER}\s+(?:major\s+)?vessels?\b", text)
     if found is None:
@@ -172,7 +175,7 @@ def _fasting_glucose_above(text: str) -> bool | None:
         return None
     comparison, value, unit = glucose.group(1), number(glucose.group(2)), glucose.group(3)
     if unit in {"mmol/l", "mmol"} or (unit is None and value < 30):
-        value *= _MMOL_TO_MG_DL_GLUCOSE
+        value *= units.GLUCOSE_MMOL_TO_MG_DL
     if comparison in {"over", "above", ">"}:
         return value >= 120
     if comparison in {"under", "below", "<"}:

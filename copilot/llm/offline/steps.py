@@ -41,7 +41,7 @@ _RISK_CONDITION = re.compile(
 def split_clauses(lowered: str, card: DatasetCard) -> list[str]:
     """The steps of a request, in order; "X if it drifted" without a drift check first
     gets one ("check drift at <its site>")."""
-    clauses = [c.strip(" ,.") for c in _STEP_SPLIT.split(lowered) if c.strip(" ,.")]
+    clauses = _joined([c.strip(" ,.") for c in _STEP_SPLIT.split(lowered) if c.strip(" ,.")])
     checked = False
     steps: list[str] = []
     for clause in clauses or [lowered]:
@@ -53,6 +53,22 @@ def split_clauses(lowered: str, card: DatasetCard) -> list[str]:
         checked = checked or bool(drifts)
         steps.append(clause)
     return steps
+
+
+_STARTS_WITH_VERB = re.compile(rf"^(?:please |can you |could you )?{_STEP_VERB}\b")
+_HYPOTHETICAL = re.compile(r"^(?:what if|what would|what happens if)\b")
+
+
+def _joined(clauses: list[str]) -> list[str]:
+    """A what-if after a bare description ("55 yo man, BP 160; what if his BP were 130?")
+    is about that patient, not a step of its own: one clause."""
+    joined: list[str] = []
+    for clause in clauses:
+        if joined and _HYPOTHETICAL.match(clause) and not _STARTS_WITH_VERB.match(joined[-1]):
+            joined[-1] = f"{joined[-1]}; {clause}"
+        else:
+            joined.append(clause)
+    return joined
 
 
 def take_condition(clause: str, done: list[Step]) -> tuple[str, str | None]:

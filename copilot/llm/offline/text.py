@@ -9,7 +9,9 @@ The normal form comes first, before anything is read:
   and angle quotes to ASCII quotes, dashes to "-"; so a note disguised with them is still
   a note, and a request typed with them still reads the same;
 - lower case, one space between words;
-- number words as digits ("twenty years older" -> "20 years older");
+- units in one spelling ("mmol / L" -> "mmol/l", "130mmHg" -> "130 mmhg": copilot.units);
+- number words as digits ("twenty years older" -> "20 years older", "one hundred and
+  twenty" -> "120");
 - typos fixed against the vocabulary of the card and the grammar ("cholesterl").
 
 Every pattern here is linear: no nested quantifiers over overlapping classes, bounded
@@ -24,6 +26,7 @@ import unicodedata
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
+from copilot import units
 from model_service.cards import DatasetCard
 from model_service.risk_model import MODEL_KINDS
 
@@ -155,6 +158,23 @@ def known_words(*texts: str) -> None:
         _closest.cache_clear()
 
 
+# "one hundred and twenty", "a hundred sixty-five", "two hundred" (heart rates, pressures,
+# cholesterol said in words); what follows "hundred" is read by _NUMBER_WORD.
+_HUNDREDS = re.compile(
+    r"(?<![a-z-])(?P<hundreds>one|a|two|three) hundred"
+    r"(?:(?: and)? (?P<rest>(?:" + "|".join(_TENS) + r")(?:[ -][a-z]{3,5})?|[a-z]{3,9}))?(?![a-z-])"
+)
+
+
+def _hundreds(match: re.Match[str]) -> str:
+    hundreds = {"one": 1, "a": 1, "two": 2, "three": 3}[match.group("hundreds")]
+    rest = match.group("rest") or ""
+    tail = _NUMBER_WORD.fullmatch(rest) if rest else None
+    if rest and tail is None:  # "a hundred patients": the word after is no number
+        return f"{hundreds * 100} {rest}"
+    return str(hundreds * 100 + (int(_digits(tail)) if tail else 0))
+
+
 def number(token: str) -> float:
     return float(NUMBER_WORDS.get(token, token))
 
@@ -231,7 +251,7 @@ def _fix_typos(text: str, vocabulary: frozenset[str]) -> str:
 
 def normalise(text: str, card: DatasetCard) -> str:
     """The normal form every reader starts from (see the module docstring)."""
-    lowered = _NUMBER_WORD.sub(_digits, plain(text))
+    lowered = _NUMBER_WORD.sub(_digits, _HUNDREDS.sub(_hundreds, units.spelled(plain(text))))
     return _fix_typos(lowered, _vocabulary(card))
 
 

@@ -238,7 +238,7 @@ def test_changes_to_a_new_value(card: DatasetCard, text: str, changes: dict[str,
         ("chol 300 lower", "chol 300 lower"),
         # not one of the model's inputs
         ("what if his bmi were 30", "bmi"),
-        ("what if his weight dropped to 80 and chol 200", "weight"),
+        ("what if his weight dropped to 80", "weight"),
         # no amount
         ("what if we lower his cholesterol", "lower his cholesterol"),
     ],
@@ -777,9 +777,10 @@ def test_a_conditional_training_in_other_words_still_checks_first(
 @pytest.mark.parametrize(
     ("text", "named"),
     [
-        ("what if he were a smoker and his cholesterol 200", "smoker"),
+        # nothing else to do: asked (with a change the model takes, it is made and the
+        # rest said after the answer: test_offline_units_and_changes)
         ("suppose he quit smoking and lost weight", "smoking"),
-        ("what if his ldl dropped and bp were 120", "ldl"),
+        ("what if his ldl dropped", "ldl"),
         ("and with a family history of heart disease?", "family history"),
     ],
 )
