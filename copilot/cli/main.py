@@ -460,8 +460,8 @@ def eval_suites(
         list[str] | None,
         typer.Argument(
             help="Suites (default: all): routing, follow-ups, compositional, approvals, "
-            "adversarial, clinical, cohorts, paraphrases, paraphrases-heldout (the last two "
-            "reported, not gated)."
+            "adversarial, clinical, cohorts, monitoring, paraphrases, paraphrases-heldout, "
+            "paraphrases-heldout-2 (the last three reported, not gated)."
         ),
     ] = None,
     repeat: Annotated[

@@ -33,7 +33,7 @@ from copilot.llm.offline.focus import question_focus
 from copilot.llm.offline.intents import understand
 from copilot.llm.router import build_router
 from copilot.settings import Settings
-from evals.cases import TOOLS, Expect, Say
+from evals.cases import ANY, TOOLS, Expect, Say
 from evals.datasets import REPORT_ONLY, SUITES, SuiteError, load_suite
 from evals.environment import Agent as AgentUnderTest
 from evals.metrics import SuiteResult, gates, pass_hat_k
@@ -127,7 +127,7 @@ def test_the_suites_load_and_cover_every_tool() -> None:
         load_suite("nope")
 
 
-@pytest.mark.parametrize("suite", ["paraphrases", "paraphrases-heldout"])
+@pytest.mark.parametrize("suite", ["paraphrases", "paraphrases-heldout", "paraphrases-heldout-2"])
 def test_the_paraphrase_suites_are_measured_not_gated(suite: str) -> None:
     paraphrases = load_suite(suite)
     assert suite in SUITES and suite in REPORT_ONLY
@@ -136,7 +136,7 @@ def test_the_paraphrase_suites_are_measured_not_gated(suite: str) -> None:
         s.tool
         for case in paraphrases.cases
         for s in (case.metadata or Expect()).steps
-        if s is not None
+        if s is not None and s.tool != ANY
     }
     assert routed <= {*TOOLS, None}
     if suite == "paraphrases":  # the held-out one stays as written, before newer tools
@@ -173,15 +173,17 @@ def test_the_paraphrase_suites_are_measured_not_gated(suite: str) -> None:
     assert [g.passed for g in gates([unsafe], "offline") if g.enforced] == [False]
 
 
-def test_the_held_out_suite_shares_no_request_with_the_development_one() -> None:
-    def requests(suite: str) -> set[str]:
-        return {
-            " ".join(step.say.lower().split())
-            for case in load_suite(suite).cases
-            for step in case.inputs.steps
-            if isinstance(step, Say)
-        }
+def _requests(suite: str) -> set[str]:
+    return {
+        " ".join(step.say.lower().split())
+        for case in load_suite(suite).cases
+        for step in case.inputs.steps
+        if isinstance(step, Say)
+    }
 
+
+def test_the_held_out_suite_shares_no_request_with_the_development_one() -> None:
+    requests = _requests
     held_out = load_suite("paraphrases-heldout")
     assert not requests("paraphrases") & requests("paraphrases-heldout")
     assert not {c.name for c in load_suite("paraphrases").cases} & {c.name for c in held_out.cases}
@@ -191,6 +193,30 @@ def test_the_held_out_suite_shares_no_request_with_the_development_one() -> None
         *("drift", "runs", "model-question", "lifecycle", "polite", "odd-words", "decline"),
         *("clarify", "out-of-schema"),
     }
+
+
+def test_the_second_held_out_suite_shares_no_request_or_name_with_any_other_suite() -> None:
+    held_out = load_suite("paraphrases-heldout-2")
+    others = [name for name in SUITES if name != "paraphrases-heldout-2"]
+    shared = {name: _requests(name) & _requests("paraphrases-heldout-2") for name in others}
+    assert {name: found for name, found in shared.items() if found} == {}
+    names = {c.name for name in others for c in load_suite(name).cases}
+    assert not names & {c.name for c in held_out.cases}
+    steps = [s for c in held_out.cases for s in (c.metadata or Expect()).steps if s is not None]
+    assert {s.tool for s in steps} == {*TOOLS, None, ANY}  # every tool, and none at all
+    assert sum(s.arguments != {} for s in steps) >= 80  # arguments asserted where fixed
+    categories = {(c.metadata or Expect()).category for c in held_out.cases}
+    assert categories == {
+        *("simple", "units", "typos", "explain", "what-if", "relative-what-if"),
+        *("counterfactual", "follow-up", "answer-question", "cohort-data", "cohort-model"),
+        *("cohort-what-if", "monitoring-history", "drift", "runs", "model-question"),
+        *("lifecycle", "approvals", "polite", "odd-words", "decline", "clarify", "out-of-schema"),
+    }
+    monitored = [c for c in held_out.cases if c.inputs.setup.monitored]
+    assert monitored and all(
+        any(s and s.tool == "monitoring_history" for s in (c.metadata or Expect()).steps)
+        for c in monitored
+    )
 
 
 def test_pass_hat_k_is_all_k_trials_succeeding() -> None:
