@@ -30,7 +30,7 @@ Routing = Literal["tools", "json", "two-step"]
 DEFAULT_ROUTING: dict[str, Routing] = {
     "offline": "tools",
     "openai": "tools",
-    "openai-compatible": "json",
+    "openai-compatible": "two-step",
 }
 DEFAULT_TIMEOUT_SECONDS = {"offline": 60.0, "openai": 60.0, "openai-compatible": 300.0}
 

@@ -452,7 +452,7 @@ def test_streamed_answers_have_the_servers_shape() -> None:
 
 def test_timeout_and_routing_defaults_by_kind_of_llm(tmp_path: Path) -> None:
     local = settings(tmp_path, copilot_llm_routing=None)
-    assert local.llm_timeout_seconds == 300 and local.llm_routing == "json"
+    assert local.llm_timeout_seconds == 300 and local.llm_routing == "two-step"
     hosted = Settings(copilot_llm="openai:gpt-4.1-mini", openai_api_key="sk-test")
     assert hosted.llm_timeout_seconds == 60 and hosted.llm_routing == "tools"
     assert settings(tmp_path, copilot_llm_timeout_seconds=42).llm_timeout_seconds == 42
