@@ -23,6 +23,9 @@ CONVERSIONS: dict[tuple[str, str], float] = {
     ("oldpeak", "mv"): 10.0,  # ST depression: 0.1 mV = 1 mm at standard ECG gain
 }
 
+# How a unit is written back to people (the readers see them in lower case)
+_WRITTEN = {"kpa": "kPa", "mv": "mV"}
+
 # Decimals a converted value keeps (the card's precision): whole numbers otherwise
 _DECIMALS = {"oldpeak": 1}
 
@@ -72,7 +75,8 @@ class UnitConversion(BaseModel):
     unit: str
 
     def said(self) -> str:
-        return f"{self.display_name} {self.given:g} {self.given_unit} -> {self.value:g} {self.unit}"
+        given_unit = _WRITTEN.get(self.given_unit, self.given_unit)
+        return f"{self.display_name} {self.given:g} {given_unit} -> {self.value:g} {self.unit}"
 
 
 def factor(feature: str, unit: str) -> float | None:
@@ -96,6 +100,24 @@ def _values_of(arguments: dict[str, Any], feature: str) -> list[float]:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             found.append(float(value))
     return found
+
+
+def in_card_units(text: str, values: dict[str, Any], card: DatasetCard) -> dict[str, Any]:
+    """`values` (a patient, or a what-if's changes) with each number a model copied from the
+    user's words in a unit the card converts ("BP 17.3 kPa" given as trestbps 17.3) in the
+    card's unit (130 mmHg); every other value as it was."""
+    said = [(float(m.group(1)), m.group(2)) for m in _SAID.finditer(spelled(text.lower()))]
+    converted = dict(values)
+    for name, value in values.items():
+        if name not in card.feature_names or isinstance(value, bool):
+            continue
+        if not isinstance(value, (int, float)):
+            continue
+        for given, unit in said:
+            if factor(name, unit) is not None and abs(float(value) - given) < 1e-9:
+                converted[name] = to_card_unit(name, given, unit)
+                break
+    return converted
 
 
 def conversions_in(text: str, arguments: dict[str, Any], card: DatasetCard) -> list[UnitConversion]:

@@ -20,6 +20,7 @@ from copilot import narration
 from copilot.actions import PendingAction
 from copilot.deps import Deps
 from copilot.llm.providers import WarmUp, warm_up
+from copilot.suggestions import suggestions_in
 from copilot.traces import enable_traces, turn_span
 from graphs.graph import build_graph
 
@@ -38,6 +39,8 @@ class Turn(BaseModel):
     tool_calls: list[dict[str, Any]]
     pending_actions: list[dict[str, Any]]
     usage: list[dict[str, Any]] = []  # per LLM agent this turn: model, tokens, seconds
+    # Readings of an unclear request its last answer offers: requests to send as they are.
+    suggestions: list[str] = []
 
 
 @contextlib.asynccontextmanager
@@ -79,13 +82,16 @@ class Copilot:
     async def _since(self, conversation_id: str, before: dict[str, Any]) -> Turn:
         after = await self._values(conversation_id)
         pending = self.deps.actions.list("pending", conversation_ids=[conversation_id])
+        said = [
+            m
+            for m in after.get("messages", [])[len(before.get("messages", [])) :]
+            if m["role"] == "assistant"
+        ]
+        last = said[-1]["content"] if said else ""
         return Turn(
             conversation_id=conversation_id,
-            messages=[
-                m
-                for m in after.get("messages", [])[len(before.get("messages", [])) :]
-                if m["role"] == "assistant"
-            ],
+            messages=said,
+            suggestions=suggestions_in(last) if isinstance(last, str) else [],
             tool_calls=after.get("tool_calls", [])[len(before.get("tool_calls", [])) :],
             pending_actions=[a.model_dump(mode="json") for a in pending],
             usage=after.get("usage", [])[len(before.get("usage", [])) :],

@@ -49,6 +49,7 @@ from tools.errors import ToolError
 from tools.predictions import ExplainInput, explain_prediction
 
 EDIT_TIMEOUT_SECONDS = 600
+MAX_SUGGESTION_CHARACTERS = 200  # as long as a reading the copilot offers can be
 P = ParamSpec("P")
 
 
@@ -172,6 +173,14 @@ async def _refresh_card(action: PendingAction) -> None:
     await message.update()
 
 
+def _suggested(suggestions: list[str]) -> list[cl.Action]:
+    """One button per reading the answer offers; clicking it sends that request."""
+    return [
+        cl.Action(name="suggestion", payload={"text": text}, label=text, icon="message-circle")
+        for text in suggestions
+    ]
+
+
 def _step(tool: str) -> cl.Step:
     """A tool step opened by hand, under the running message like `async with` would."""
     parent = cl.context.current_step
@@ -266,7 +275,7 @@ async def _show_turn(turn: Turn) -> None:
             )
     text = "\n\n".join([ui_views.message_text(m["content"]) for m in turn.messages] + tables)
     if text or elements:
-        await cl.Message(text, elements=elements).send()
+        await cl.Message(text, elements=elements, actions=_suggested(turn.suggestions)).send()
     shown = _cards()
     for action in turn.pending_actions:
         if action["id"] not in shown:
@@ -324,13 +333,30 @@ async def _on_chat_start() -> None:
 @cl.on_message
 @_current_keys_only
 async def _on_message(message: cl.Message) -> None:
+    await _converse(message.content)
+
+
+@cl.action_callback("suggestion")
+@_current_keys_only
+async def _suggestion(button: cl.Action) -> None:
+    """A clicked reading is sent as the person's own message (shown as theirs)."""
+    text = str(button.payload.get("text", ""))[:MAX_SUGGESTION_CHARACTERS]
+    if not text:
+        return
+    await button.remove()  # the other readings stay; this one is now said
+    await cl.Message(text, author=_person().name, type="user_message").send()
+    async with _busy():
+        await _converse(text)
+
+
+async def _converse(text: str) -> None:
     runtime, person = _process.ready(), _person()
     conversation_id: str | None = cl.user_session.get("conversation_id")
     if conversation_id is None:
         conversation_id = await start_conversation(runtime, person)
         cl.user_session.set("conversation_id", conversation_id)
     try:
-        turn = await send(runtime, conversation_id, message.content, person, _LiveSteps())
+        turn = await send(runtime, conversation_id, text, person, _LiveSteps())
     except ConversationError as error:
         await _refused("Not sent", error)
         return

@@ -7,7 +7,8 @@ every "e.g. ..." / "for example ..." clause cut from its descriptions; a `site` 
 field lists the dataset's sites instead: the allowed values, not an example. Validated
 with the turn's `RouteRequest` as context, a follow-up's reference to the last prediction
 is resolved first (`grounding.resolve_reference`), patient values are read in the card's
-spelling ("Asymptomatic" is "asymptomatic"), and an optional field written empty (null, [],
+spelling ("Asymptomatic" is "asymptomatic") and in its units (a number copied from "BP 17.3
+kPa" becomes 130 mmHg: `units.in_card_units`), and an optional field written empty (null, [],
 {}: constrained JSON's way of not giving it) is left out, as are run ids the user never
 typed (`grounding.without_invented_run_ids`).
 """
@@ -25,6 +26,7 @@ from copilot.llm.grounding import (
     resolve_reference,
     without_invented_run_ids,
 )
+from copilot.units import in_card_units
 from model_service.cards import DatasetCard
 
 _EXAMPLE = re.compile(r",?\s*\(?\b(?:e\.g\.|for example|such as)[^;]*", re.I)
@@ -76,6 +78,13 @@ def _reader(tool: str, card: DatasetCard | None) -> Any:
         if card is not None:
             data = {
                 k: canonical_values(v, card)
+                if k in {"patient", "changes"} and isinstance(v, dict)
+                else v
+                for k, v in data.items()
+            }
+        if isinstance(info.context, RouteRequest) and card is not None:
+            data = {
+                k: in_card_units(info.context.text, v, card)
                 if k in {"patient", "changes"} and isinstance(v, dict)
                 else v
                 for k, v in data.items()

@@ -4,7 +4,13 @@ from copilot.facts import Memory, RouteRequest
 from copilot.llm.grounding import unmentioned
 from copilot.llm.offline.changes import relative_changes
 from copilot.llm.offline.patients import parse_patient
-from copilot.units import UnitConversion, conversions_in, said_back, to_card_unit
+from copilot.units import (
+    UnitConversion,
+    conversions_in,
+    in_card_units,
+    said_back,
+    to_card_unit,
+)
 from model_service.cards import get_card
 
 CARD = get_card("heart-disease")
@@ -48,3 +54,23 @@ def test_nothing_is_said_when_nothing_was_converted() -> None:
     assert conversions_in("chol 233 mg/dl", {"patient": {"chol": 233}}, CARD) == []
     assert conversions_in("chol 6.2 mmol/l", {"prediction_id": "p1"}, CARD) == []  # not set
     assert said_back([]) == ""
+
+
+def test_numbers_copied_in_another_unit_are_put_in_the_cards() -> None:
+    card = get_card("heart-disease")
+    said = "61 yo woman, BP 17.3kPa, chol 6.1 mmol/L, ST depression 0.12 mV, max HR 131 bpm"
+    copied = {"age": 61, "trestbps": 17.3, "chol": 6.1, "oldpeak": 0.12, "thalch": 131}
+    assert in_card_units(said, copied | {"exang": True}, card) == {
+        "age": 61,
+        "trestbps": 130.0,
+        "chol": 236.0,
+        "oldpeak": 1.2,
+        "thalch": 131,  # bpm is the card's own unit
+        "exang": True,
+    }
+    # values already in the card's units, or numbers said without another unit, stay
+    assert in_card_units(said, {"trestbps": 130, "chol": 236}, card) == {
+        "trestbps": 130,
+        "chol": 236,
+    }
+    assert in_card_units("chol 6.1", {"chol": 6.1}, card) == {"chol": 6.1}

@@ -368,3 +368,19 @@ def test_the_monitoring_history_is_a_chart_in_the_chat(
     expect(chat.page.get_by_text("Used monitoring_history")).to_be_visible()
     chart.scroll_into_view_if_needed()
     chat.shot("09-monitoring-history-chart")
+
+
+def test_a_reading_offered_for_an_unclear_request_is_a_button_that_sends_it(
+    browser: "Browser", ui: str
+) -> None:
+    chat = Chat(browser, ui, "ann", "ann-key")
+    chat.ask("training history")
+    offered = chat.page.get_by_role("button", name="list the recent runs")
+    expect(offered).to_be_visible(timeout=TIMEOUT_MS)
+    expect(chat.page.get_by_role("button", name="compare the last two runs")).to_be_visible()
+    chat.shot("11-readings-offered")
+    offered.click()
+    said = chat.page.locator("div.step[data-step-type='user_message']")
+    expect(said.filter(has_text="list the recent runs")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(chat.page.get_by_text("Used list_runs")).to_be_visible(timeout=TIMEOUT_MS)
+    chat.shot("12-reading-sent")

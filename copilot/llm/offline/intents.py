@@ -77,6 +77,7 @@ from copilot.llm.offline.scope import (
 )
 from copilot.llm.offline.steps import split_clauses, take_condition, why_unmet
 from copilot.llm.offline.text import normalise, sites, without_notes
+from copilot.suggestions import did_you_mean
 from model_service.cards import DatasetCard
 
 __all__ = ["CAPABILITIES", "Intent", "pending_after", "steps_in", "understand"]
@@ -149,9 +150,7 @@ def _clarify(text: str) -> Intent:
 
 
 def _did_you_mean(options: list[str], lead: str = "I'm not sure what you mean.") -> str:
-    quoted = [f'"{o}"' for o in dict.fromkeys(options)][:3]
-    listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
-    return f"{lead} Did you mean: {listed}?"
+    return did_you_mean(options, lead)
 
 
 @dataclass(frozen=True)

@@ -836,3 +836,15 @@ def test_cohort_questions_through_the_api(sqlite_api: TestClient) -> None:
     assert f"{top['mean_abs_shap']:.3f}" in turn["messages"][0]["content"]
     mistakes = say(sqlite_api, "ann", mine, "where does it make mistakes")["tool_calls"][0]
     assert mistakes["tool"] == "model_mistakes" and mistakes["result"]["rows"] > 0
+
+
+def test_an_unclear_request_offers_readings_that_can_be_posted_as_they_are(
+    api: TestClient,
+) -> None:
+    mine = new_conversation(api, "ann")
+    unsure = say(api, "ann", mine, "training history")
+    assert unsure["tool_calls"] == [] and 1 <= len(unsure["suggestions"]) <= 3
+    (said,) = unsure["messages"]
+    assert all(f'"{reading}"' in said["content"] for reading in unsure["suggestions"])
+    taken = say(api, "ann", mine, unsure["suggestions"][0])
+    assert [c["tool"] for c in taken["tool_calls"]] and taken["suggestions"] == []

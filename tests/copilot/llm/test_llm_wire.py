@@ -365,6 +365,28 @@ async def test_two_step_asks_for_the_tool_then_its_arguments(
     assert "thalch" in retry and "'normal'" in retry and "from 40 to 250" in retry
 
 
+async def test_numbers_copied_in_the_users_units_are_converted_not_sent_back(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """What the real model wrote for a pressure in kPa and cholesterol in mmol/l: the numbers
+    as said. They are converted by the units table; the model is not asked again (the
+    feedback "below the physiological limit" once made it drop every value but three)."""
+    text = "Woman, 61, typical angina, BP 17.3 kPa, cholesterol 6.1 mmol/l, max HR 131. Risk?"
+    copied = {"age": 61, "sex": "Female", "cp": "typical angina", "trestbps": 17.3}
+    copied |= {"chol": 6.1, "thalch": 131}
+    server = LlamaCppServer(
+        httpx2_mock, '{"tool": "predict_risk"}', json.dumps({"patient": copied})
+    )
+    decided = await route_with(tmp_path, text, copilot_llm_routing="two-step")
+    assert decided.tool == "predict_risk" and decided.usage["requests"] == 2
+    assert decided.arguments["patient"] == copied | {"trestbps": 130, "chol": 236}
+    assert [c.said() for c in decided.conversions] == [
+        "serum cholesterol 6.1 mmol/l -> 236 mg/dl",
+        "resting blood pressure 17.3 kPa -> 130 mmHg",
+    ]
+    assert len(server.bodies) == 2
+
+
 async def test_two_step_leaves_out_optional_fields_written_empty(
     httpx2_mock: respx.Router, tmp_path: Path
 ) -> None:

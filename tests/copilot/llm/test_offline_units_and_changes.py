@@ -70,7 +70,7 @@ def test_kilopascals_and_millivolts_convert_to_the_cards_units(card: DatasetCard
     found = parse_patient(normalise("70F, asx, bp 21.3 kPa, ST dep 0.3 mV", card), card)
     assert found["trestbps"] == 160 and found["oldpeak"] == 3.0
     (said,) = conversions_in("bp 21.3 kpa", {"patient": {"trestbps": 160.0}}, card)
-    assert said.said() == "resting blood pressure 21.3 kpa -> 160 mmHg"
+    assert said.said() == "resting blood pressure 21.3 kPa -> 160 mmHg"
 
 
 @pytest.mark.parametrize(
