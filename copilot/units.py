@@ -93,13 +93,14 @@ def to_card_unit(feature: str, value: float, unit: str) -> float:
 
 
 def _values_of(arguments: dict[str, Any], feature: str) -> list[float]:
-    """The numbers a tool call gives for `feature` (a patient's value, a what-if change)."""
-    found = []
-    for part in ("patient", "changes"):
-        value = (arguments.get(part) or {}).get(feature)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            found.append(float(value))
-    return found
+    """The numbers a tool call gives for `feature` (a patient's value, a what-if change, a
+    cohort condition's value)."""
+    given = [(arguments.get(part) or {}).get(feature) for part in ("patient", "changes")]
+    for condition in arguments.get("where") or []:  # a cohort's conditions
+        if isinstance(condition, dict) and condition.get("feature") == feature:
+            value = condition.get("value")
+            given += value if isinstance(value, list) else [value]
+    return [float(v) for v in given if isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 
 def in_card_units(text: str, values: dict[str, Any], card: DatasetCard) -> dict[str, Any]:

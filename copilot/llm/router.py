@@ -307,11 +307,7 @@ async def route(router: Router, request: RouteRequest) -> Route:
         return Route(tool=None, reply=reply, pending=pending, usage=measured)
     more, focus = await anyio.to_thread.run_sync(_shape, router, request)
     arguments = output.model_dump(mode="json", exclude_none=True)
-    converted = (
-        conversions_in(request.text, arguments, router.card)
-        if router.card is not None and tool in PATIENT_TOOLS
-        else []
-    )
+    converted = conversions_in(request.text, arguments, router.card) if router.card else []
     unknown = (
         unknown_inputs(normalise(request.text, router.card), router.card)
         if router.card is not None and tool in PATIENT_TOOLS

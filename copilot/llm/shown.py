@@ -65,6 +65,29 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, (list, dict)) and not value)
 
 
+def _in_card_units(text: str, data: dict[str, Any], card: DatasetCard) -> dict[str, Any]:
+    """A call's patient, changes and cohort conditions with the numbers the model copied in
+    the user's units ("cholesterol above 7 mmol/l") in the card's (`units.in_card_units`)."""
+    converted = dict(data)
+    for field in ("patient", "changes"):
+        if isinstance(data.get(field), dict):
+            converted[field] = in_card_units(text, data[field], card)
+    where = data.get("where")
+    if isinstance(where, list):
+        converted["where"] = [_condition_in_card_units(text, c, card) for c in where]
+    return converted
+
+
+def _condition_in_card_units(text: str, condition: Any, card: DatasetCard) -> Any:
+    if not isinstance(condition, dict) or not isinstance(condition.get("feature"), str):
+        return condition
+    name, value = condition["feature"], condition.get("value")
+    if isinstance(value, list):
+        values = [in_card_units(text, {name: v}, card)[name] for v in value]
+        return {**condition, "value": values}
+    return {**condition, "value": in_card_units(text, {name: value}, card)[name]}
+
+
 def _reader(tool: str, card: DatasetCard | None) -> Any:
     """A before-validator: optional fields written empty left out, patient values in the
     card's spelling, then (with the turn's request as context) a follow-up's reference
@@ -83,12 +106,7 @@ def _reader(tool: str, card: DatasetCard | None) -> Any:
                 for k, v in data.items()
             }
         if isinstance(info.context, RouteRequest) and card is not None:
-            data = {
-                k: in_card_units(info.context.text, v, card)
-                if k in {"patient", "changes"} and isinstance(v, dict)
-                else v
-                for k, v in data.items()
-            }
+            data = _in_card_units(info.context.text, data, card)
         if isinstance(info.context, RouteRequest):
             data = resolve_reference(tool, data, info.context)
             if tool == "compare_runs":

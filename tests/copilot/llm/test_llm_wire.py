@@ -573,3 +573,17 @@ async def test_the_turns_context_comes_after_the_schema_so_the_prefix_is_reused(
     prefixes = [text[: text.index(CONTEXT_MARKER)] for text in systems]
     assert prefixes[0] == prefixes[1] and "JSON object" in prefixes[0]
     assert systems[0] != systems[1] and LAST in systems[1].split(CONTEXT_MARKER)[1]
+
+
+async def test_a_cohort_bound_copied_in_mmol_per_litre_is_converted_and_said(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    LlamaCppServer(
+        httpx2_mock,
+        '{"tool": "model_performance"}',
+        '{"where": [{"feature": "chol", "op": ">", "value": 7}]}',
+    )
+    text = "How does the model do on patients whose cholesterol is above 7 mmol/l?"
+    decided = await route_with(tmp_path, text, copilot_llm_routing="two-step")
+    assert decided.arguments == {"where": [{"feature": "chol", "op": ">", "value": 271.0}]}
+    assert [c.said() for c in decided.conversions] == ["serum cholesterol 7 mmol/l -> 271 mg/dl"]
