@@ -21,7 +21,7 @@ from typing import Any
 from copilot import units
 from copilot.facts import RouteRequest
 from copilot.llm.offline.patients import parse_patient
-from copilot.llm.offline.text import NUMBER_WORDS, normalise
+from copilot.llm.offline.text import NUMBER_WORDS, normalise, sites_in
 from model_service.cards import DatasetCard, Feature
 
 PATIENT_TOOLS = frozenset({"predict_risk", "explain_prediction", "what_if"})
@@ -108,13 +108,13 @@ def _known_patients(request: RouteRequest) -> list[dict[str, Any]]:
 def unmentioned(
     tool: str, arguments: dict[str, Any], request: RouteRequest, card: DatasetCard
 ) -> list[str]:
-    """`field.feature=value` for each patient value in the call that the conversation does
-    not hold (empty when the call is grounded or names no patient)."""
-    if tool not in PATIENT_TOOLS:
-        return []
+    """`field.feature=value` for each patient value (or cohort condition) in the call that
+    the conversation does not hold (empty when the call is grounded or names neither)."""
     normal = normalise(request.text, card)  # typos fixed, number words as digits
     text = f"{request.text.lower()}\n{normal}"
     parsed = parse_patient(normal, card)
+    if tool not in PATIENT_TOOLS:
+        return _unmentioned_conditions(arguments, request, text, parsed, card)
     known = _known_patients(request)
     features = {f.name: f for f in card.features}
     missing: list[str] = []
@@ -143,6 +143,49 @@ def unmentioned(
                 continue
             missing.append(f"{field}.{name}={value!r}")
     return missing
+
+
+def _remembered_conditions(request: RouteRequest) -> list[dict[str, Any]]:
+    """The cohort conditions of the conversation's last call, if it had any."""
+    last = getattr(request.memory, "last_arguments", None) or {}
+    where = last.get("where") if isinstance(last, dict) else None
+    return [c for c in where or [] if isinstance(c, dict)]
+
+
+def _unmentioned_conditions(
+    arguments: dict[str, Any],
+    request: RouteRequest,
+    text: str,
+    parsed: dict[str, Any],
+    card: DatasetCard,
+) -> list[str]:
+    """`where.feature=value` for each cohort condition whose value neither this message says
+    (a site it names, a number or category it gives) nor the last call's group held."""
+    features = {f.name: f for f in card.features}
+    named_sites = set(sites_in(text, card))
+    remembered = _remembered_conditions(request)
+    missing: list[str] = []
+    for condition in arguments.get("where") or []:
+        if not isinstance(condition, dict):
+            continue
+        if any(_same_condition(condition, r) for r in remembered):
+            continue
+        name, value = condition.get("feature"), condition.get("value")
+        values = value if isinstance(value, list) else [value]
+        for one in values:
+            if name == "site":
+                grounded = one in named_sites
+            elif isinstance(name, str) and name in features and one is not None:
+                grounded = _mentioned(features[name], one, text, parsed)
+            else:
+                continue  # unknown features are the schema's to refuse
+            if not grounded:
+                missing.append(f"where.{name}={one!r}")
+    return missing
+
+
+def _same_condition(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return bool(a.get("feature") == b.get("feature") and _same(a.get("value"), b.get("value")))
 
 
 def _without(data: dict[str, Any], key: str) -> dict[str, Any]:

@@ -587,3 +587,22 @@ async def test_a_cohort_bound_copied_in_mmol_per_litre_is_converted_and_said(
     decided = await route_with(tmp_path, text, copilot_llm_routing="two-step")
     assert decided.arguments == {"where": [{"feature": "chol", "op": ">", "value": 271.0}]}
     assert [c.said() for c in decided.conversions] == ["serum cholesterol 7 mmol/l -> 271 mg/dl"]
+
+
+async def test_a_cohort_condition_nobody_said_goes_back_to_the_model(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """What the real model wrote: a site the user never named, added to the group."""
+    over_60 = {"feature": "age", "op": ">", "value": 60}
+    invented = [over_60, {"feature": "site", "op": "==", "value": "VA Long Beach"}]
+    server = LlamaCppServer(
+        httpx2_mock,
+        '{"tool": "model_performance"}',
+        json.dumps({"where": invented}),
+        json.dumps({"where": invented[:1]}),
+    )
+    text = "how accurate is the model for patients over 60?"
+    decided = await route_with(tmp_path, text, copilot_llm_routing="two-step")
+    assert decided.arguments == {"where": [over_60]}
+    retry = server.messages(2)[-1]["content"]
+    assert "where.site='VA Long Beach'" in retry and "not in the conversation" in retry
