@@ -81,9 +81,7 @@ def test_interactions_of_overlapping_cohorts_are_computed_once_per_row(
         assert answer["cohort"]["matched"] == int(mask.sum()) > 0
         alone = interaction_values(model, columns_from_frame(model.card, raw[mask]))
         expected = interactions(heart_card, alone, 4)
-        assert [p["features"] for p in answer["interactions"]] == [
-            p["features"] for p in expected
-        ]
+        assert [p["features"] for p in answer["interactions"]] == [p["features"] for p in expected]
         for ours, theirs in zip(answer["interactions"], expected, strict=True):
             assert ours["mean_abs_interaction"] == pytest.approx(
                 theirs["mean_abs_interaction"], rel=1e-9, abs=1e-12
