@@ -184,6 +184,15 @@ def _prune_reports(directory: Path) -> None:
         old.unlink(missing_ok=True)
 
 
+def _text_counts(values: pd.Series) -> Counter[str]:
+    """How often each category occurs, by its text (distinct values are turned into text
+    once, not every row)."""
+    counts: Counter[str] = Counter()
+    for value, count in Counter(values.to_numpy().tolist()).items():
+        counts[_category_text(value)] += count
+    return counts
+
+
 def _category_text(value: object) -> str:
     if isinstance(value, float):
         return "true" if value == 1.0 else "false"  # booleans are cleaned to 0/1
@@ -211,8 +220,7 @@ def _categorical(
     scaled to the current rows), the chi-squared statistic (None when the current batch has
     a category the reference never saw: it is infinite) and the Jensen-Shannon distance of
     the two category shares; the categories are counted once."""
-    ref_counts = Counter(map(_category_text, ref.to_numpy()))
-    cur_counts = Counter(map(_category_text, cur.to_numpy()))
+    ref_counts, cur_counts = _text_counts(ref), _text_counts(cur)
     keys = sorted(ref_counts.keys() | cur_counts.keys())
     ref_k = np.array([ref_counts.get(key, 0) for key in keys], float)
     cur_k = np.array([cur_counts.get(key, 0) for key in keys], float)
