@@ -31,7 +31,12 @@ from model_service.http_errors import OrjsonRoute, ServiceError, install_error_h
 from model_service.http_limits import BodyTimeout, RefuseWhenFull
 from model_service.observability import RequestMiddleware, ServiceMetrics
 from model_service.outcomes import Outcome, OutcomeConflict, OutcomeLog
-from model_service.predictions import MAX_QUEUED_ROWS, PredictionLog, PredictionLogUnavailable
+from model_service.predictions import (
+    MAX_QUEUED_ROWS,
+    PredictionLog,
+    PredictionLogUnavailable,
+    Scored,
+)
 from model_service.schemas import (
     MAX_BATCH_ROWS,
     BatchPredictions,
@@ -520,21 +525,20 @@ def create_app(config: ServiceConfig) -> FastAPI:  # noqa: PLR0915 - the routes 
         rows, truncated = app.state.log.scored(
             card.name, request.since, until, request.site, MAX_PERFORMANCE_ROWS
         )
-        labels = app.state.outcomes.labels([row["prediction_id"] for row in rows])
-        by_version: dict[str, list[dict[str, Any]]] = {}
+        by_version: dict[str, list[Scored]] = {}
         for row in rows:
-            by_version.setdefault(row["model_version"], []).append(row)
+            by_version.setdefault(row.model_version, []).append(row)
         versions = []
         for version in sorted(by_version, key=_version_order):
             scored = by_version[version]
-            threshold = float(scored[0]["threshold"])
-            expected = label_metrics.expected_metrics([r["probability"] for r in scored], threshold)
-            labelled = [r for r in scored if r["prediction_id"] in labels]
+            threshold = float(scored[0].threshold)
+            expected = label_metrics.expected_metrics([r.probability for r in scored], threshold)
+            labelled = [r for r in scored if r.observed is not None]
             observed = None
             if len(labelled) >= request.min_labels:
                 observed = label_metrics.observed_metrics(
-                    [labels[r["prediction_id"]] for r in labelled],
-                    [r["probability"] for r in labelled],
+                    [int(r.observed) for r in labelled if r.observed is not None],
+                    [r.probability for r in labelled],
                     threshold,
                 )
             versions.append(

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.concurrency import run_in_threadpool
 
-from model_service import serving
+from model_service import registry, serving
 from model_service.cards import DatasetCard
 from model_service.cohorts import (
     MAX_CONDITIONS,
@@ -44,10 +44,15 @@ from model_service.data_summary import (
 )
 from model_service.http_errors import ServiceError, invalid
 from model_service.importance import (
+    COHORT_SHAP_ARTIFACT,
+    INTERACTION_CHUNK_ROWS,
     MAX_TOP,
+    SHAP_CHUNK_ROWS,
+    chunked,
     importance,
     interaction_values,
     interactions,
+    read_dataset_shap,
     shap_values,
 )
 from model_service.performance import performance
@@ -138,29 +143,63 @@ def install_cohort_routes(  # noqa: PLR0915 - the routes live here
         data()  # the card's sites are read with the data
         return select_rows(card, frame, where, of, cache["sites"])
 
-    def per_version(
-        loaded: LoadedModel, what: str, compute: Callable[[LoadedModel], np.ndarray]
-    ) -> np.ndarray:
-        """Values over the whole dataset for one model version, computed once (concurrent
-        requests wait for the one computation); the newest few versions are kept."""
+    def slot(loaded: LoadedModel, what: str) -> tuple[dict[str, Any], threading.Lock]:
+        """One version's kept values and the lock of `what` among them (the newest few
+        versions are kept)."""
         with lock:
             values = versions.setdefault(loaded.run_id, {})
             versions.move_to_end(loaded.run_id)
             while len(versions) > KEPT_VERSIONS:
                 versions.popitem(last=False)
-            guard = values.setdefault(f"lock:{what}", threading.Lock())
+            return values, values.setdefault(f"lock:{what}", threading.Lock())
+
+    def per_version(
+        loaded: LoadedModel, what: str, compute: Callable[[LoadedModel], np.ndarray]
+    ) -> np.ndarray:
+        """Values over the whole dataset for one model version, computed once (concurrent
+        requests wait for the one computation)."""
+        values, guard = slot(loaded, what)
         with guard:
             if what not in values:
                 values[what] = compute(loaded)
         return np.asarray(values[what])
 
+    def per_version_rows(
+        loaded: LoadedModel,
+        what: str,
+        compute: Callable[[RiskModel, Columns], np.ndarray],
+        rows: np.ndarray,
+        chunk: int,
+    ) -> np.ndarray:
+        """Values at the dataset positions `rows` for one model version: rows computed
+        before are reused, the others computed now (`chunk` rows per call) and kept."""
+        frame = data()
+        values, guard = slot(loaded, what)
+        with guard:
+            done = values.setdefault(f"{what}:done", np.zeros(len(frame), bool))
+            missing = np.unique(rows[~done[rows]])
+            if len(missing):
+                columns = columns_from_frame(loaded.model.card, frame)
+                computed = chunked(compute, loaded.model, columns, missing, chunk)
+                if what not in values:
+                    values[what] = np.zeros((len(frame), *computed.shape[1:]))
+                values[what][missing] = computed
+                done[missing] = True
+            return np.asarray(values[what][rows])
+
+    def dataset_shap(loaded: LoadedModel) -> np.ndarray:
+        """Every row's SHAP values: those logged with the version's training run when they
+        are for exactly these rows, else computed from the model (older runs)."""
+        frame = data()
+        content = registry.run_artifact(holder.tracking_uri, loaded.run_id, COHORT_SHAP_ARTIFACT)
+        stored = None if content is None else read_dataset_shap(content, card, frame)
+        if stored is not None:
+            return stored
+        columns = columns_from_frame(loaded.model.card, frame)
+        return chunked(shap_values, loaded.model, columns, np.arange(len(frame)), SHAP_CHUNK_ROWS)
+
     def trained_on(loaded: LoadedModel) -> np.ndarray:
         return per_version(loaded, "trained", lambda v: training_mask(card, data(), v))
-
-    def all_rows(
-        compute: Callable[[RiskModel, Columns], np.ndarray],
-    ) -> Callable[[LoadedModel], np.ndarray]:
-        return lambda v: compute(v.model, columns_from_frame(v.model.card, data()))
 
     def held_out(
         loaded: LoadedModel, where: list[Condition]
@@ -333,7 +372,7 @@ def install_cohort_routes(  # noqa: PLR0915 - the routes live here
             selected, cohort = select(data(), body.where)
             rows = selected.index.to_numpy()  # positions in the whole dataset
             top = min(body.top, len(card.features))
-            contributions = per_version(loaded, "shap", all_rows(shap_values))[rows]
+            contributions = per_version(loaded, "shap", dataset_shap)[rows]
             answer: dict[str, Any] = {
                 "cohort": cohort.model_dump(),
                 "scale": "log-odds",
@@ -342,7 +381,9 @@ def install_cohort_routes(  # noqa: PLR0915 - the routes live here
                 "model": serving.model_ref(loaded),
             }
             if body.interactions:
-                grouped = per_version(loaded, "interactions", all_rows(interaction_values))[rows]
+                grouped = per_version_rows(
+                    loaded, "interactions", interaction_values, rows, INTERACTION_CHUNK_ROWS
+                )
                 answer["interactions"] = interactions(card, grouped, body.top)
             return answer
 

@@ -54,8 +54,10 @@ def observed_metrics(
 
 
 def expected_metrics(probabilities: Sequence[float], threshold: float) -> Metrics:
-    """Metrics the probabilities expect, if calibrated (CBPE)."""
-    p = np.asarray(probabilities, dtype=float)
+    """Metrics the probabilities expect, if calibrated (CBPE). Summed in ascending order:
+    the same numbers whatever order the rows come in (a database returns rows logged at
+    the same moment in any order)."""
+    p = np.sort(np.asarray(probabilities, dtype=float))
     predicted = p >= threshold
     true_positive = float(p[predicted].sum())
     false_negative = float(p[~predicted].sum())

@@ -89,20 +89,6 @@ class OutcomeLog:
             self._changed.notify_all()
         return submission.decided
 
-    def labels(self, prediction_ids: list[str]) -> dict[str, int]:
-        """The observed labels of those predictions that have one."""
-        found: dict[str, int] = {}
-        with self.engine.connect() as connection:
-            for start in range(0, len(prediction_ids), 5000):
-                chunk = prediction_ids[start : start + 5000]
-                rows = connection.execute(
-                    select(OUTCOMES.c.prediction_id, OUTCOMES.c.label).where(
-                        OUTCOMES.c.prediction_id.in_(chunk)
-                    )
-                )
-                found.update({row.prediction_id: row.label for row in rows})
-        return found
-
     def close(self) -> None:
         with self._changed:
             self._closed = True

@@ -20,14 +20,15 @@ from collections import deque
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, Column, DateTime, Dialect, Engine, Table, insert, select
+from sqlalchemy import JSON, Column, DateTime, Dialect, Engine, Index, Table, insert, select
 from sqlmodel import Field, SQLModel
 
 from model_service.admission import Busy
 from model_service.database import add_missing_columns
 from model_service.errors import ModelServiceError
+from model_service.outcomes import OUTCOMES
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,25 @@ class PredictionRecord(SQLModel, table=True):
 
 
 PREDICTIONS: Table = PredictionRecord.__table__  # type: ignore[attr-defined]
+# The newest predictions in a window, of all sites or one (the drift check, performance and
+# the monitor ask this way), read in order from an index instead of sorted each time
+WINDOW = Index("ix_prediction_log_window", PREDICTIONS.c.dataset, PREDICTIONS.c.created_at)
+BY_SITE = Index(
+    "ix_prediction_log_site_window",
+    PREDICTIONS.c.dataset,
+    PREDICTIONS.c.site,
+    PREDICTIONS.c.created_at,
+)
+
+
+class Scored(NamedTuple):
+    """A logged prediction as performance needs it."""
+
+    prediction_id: str
+    model_version: str
+    probability: float
+    threshold: float
+    observed: int | None  # the outcome's label, once recorded
 
 
 @dataclass
@@ -107,7 +127,10 @@ class PredictionLog:
     def __init__(self, engine: Engine, max_queued_rows: int = MAX_QUEUED_ROWS) -> None:
         self.engine = engine
         self.max_queued_rows = max_queued_rows
-        SQLModel.metadata.create_all(engine, tables=[PREDICTIONS])
+        # the outcomes table too: `scored` joins it (OutcomeLog writes it)
+        SQLModel.metadata.create_all(engine, tables=[PREDICTIONS, OUTCOMES])
+        for index in (WINDOW, BY_SITE):  # a log made before these indexes had none
+            index.create(engine, checkfirst=True)
         add_missing_columns(engine, PREDICTIONS)
         self._queue: deque[PredictionBatch] = deque()
         self._pending: dict[str, tuple[PredictionBatch, int]] = {}
@@ -187,30 +210,40 @@ class PredictionLog:
 
     def scored(
         self, dataset: str, start: datetime, end: datetime, site: str | None, limit: int
-    ) -> tuple[list[dict[str, Any]], bool]:
-        """Id, model version, probability and threshold of the newest `limit` predictions
-        for `dataset` made in [start, end) (from `site` only, when given), and whether
-        older ones were left out."""
+    ) -> tuple[list[Scored], bool]:
+        """Id, model version, probability, threshold and observed label (None until an
+        outcome is recorded) of the newest `limit` predictions for `dataset` made in
+        [start, end) (from `site` only, when given), and whether older ones were left out.
+        One query: the outcomes are joined in the database."""
         self.flush()
         columns = (
             PREDICTIONS.c.prediction_id,
             PREDICTIONS.c.model_version,
             PREDICTIONS.c.probability,
             PREDICTIONS.c.threshold,
+            OUTCOMES.c.label,
         )
-        query = select(*columns).where(
-            PREDICTIONS.c.dataset == dataset,
-            PREDICTIONS.c.created_at >= start,
-            PREDICTIONS.c.created_at < end,
+        query = (
+            select(*columns)
+            .select_from(
+                PREDICTIONS.outerjoin(
+                    OUTCOMES, OUTCOMES.c.prediction_id == PREDICTIONS.c.prediction_id
+                )
+            )
+            .where(
+                PREDICTIONS.c.dataset == dataset,
+                PREDICTIONS.c.created_at >= start,
+                PREDICTIONS.c.created_at < end,
+            )
         )
         if site is not None:
             query = query.where(PREDICTIONS.c.site == site)
         with self.engine.connect() as connection:
             rows = connection.execute(
                 query.order_by(PREDICTIONS.c.created_at.desc()).limit(limit + 1)
-            ).mappings()
-            found = [dict(row) for row in rows]
-        return found[:limit], len(found) > limit
+            ).all()
+        found = [Scored(*row) for row in rows[:limit]]
+        return found, len(rows) > limit
 
     def flush(self, timeout: float = FLUSH_TIMEOUT_SECONDS) -> None:
         """Returns once everything appended before the call is in the database."""

@@ -150,6 +150,18 @@ def load_version(
     )
 
 
+def run_artifact(tracking_uri: str, run_id: str, path: str) -> bytes | None:
+    """The content of one artifact of a run, or None when the run has no such artifact."""
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as directory:
+        try:
+            local = client(tracking_uri).download_artifacts(run_id, path, directory)
+        except (MlflowException, OSError):
+            return None
+        return Path(local).read_bytes()
+
+
 def registry_id(tracking_uri: str) -> str:
     """A short fingerprint of a registry's URI: lets a client tell whether the model service
     follows the registry it just changed, without the URI (and any credentials) leaving."""

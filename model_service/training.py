@@ -37,6 +37,7 @@ from model_service.evaluation import (
     save_plots,
     youden_threshold,
 )
+from model_service.importance import COHORT_SHAP_ARTIFACT, dataset_shap_artifact
 from model_service.risk_model import (
     MODEL_KINDS,
     FeatureEncoder,
@@ -478,6 +479,10 @@ def _log_and_register(
             )
             train_frame.to_csv(root / registry.REFERENCE_ARTIFACT, index=False)
             (root / "card.json").write_text(card.model_dump_json(indent=2))
+            # Every row's SHAP values, for the service's first importance question
+            shap_file = root / COHORT_SHAP_ARTIFACT
+            shap_file.parent.mkdir()
+            shap_file.write_bytes(dataset_shap_artifact(best.model, card.load_raw()))
             (root / "candidates.json").write_text(
                 json.dumps([s.model_dump() for s in summaries], indent=2)
             )

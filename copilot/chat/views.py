@@ -370,10 +370,126 @@ def runs_table(listing: dict[str, Any]) -> str:
     )
 
 
+def _number(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else f"{value:.{digits}f}"
+
+
+def data_table(description: dict[str, Any]) -> str:
+    """A cohort's statistics: one row per feature (numbers: mean, median, range; categories:
+    their counts), with the share missing."""
+    rows = []
+    for stat in description["features"]:
+        unit = f" {stat['unit']}" if stat.get("unit") else ""
+        if stat.get("counts") is not None:
+            summary = ", ".join(f"{level} {count}" for level, count in stat["counts"].items())
+            numbers = ["", "", ""]
+        elif stat.get("mean") is None:
+            summary, numbers = "no values recorded", ["", "", ""]
+        else:
+            summary = ""
+            numbers = [
+                f"{stat['mean']:.1f}{unit}",
+                _number(stat["median"]),
+                f"{_number(stat['min'])} to {_number(stat['max'])}",
+            ]
+        rows.append(
+            [
+                _cell(stat["display_name"]),
+                *[_cell(n) for n in numbers],
+                _cell(summary),
+                f"{stat['missing']} ({stat['missing_share']:.0%})" if stat["missing"] else "0",
+            ]
+        )
+    return _table(["Feature", "Mean", "Median", "Range", "Categories", "Missing"], rows)
+
+
+def rows_table(shown: dict[str, Any]) -> str:
+    """Rows of the dataset by id: their values, outcome and the model's risk."""
+    names = list(shown["rows"][0]["values"]) if shown["rows"] else []
+    return _table(
+        ["Row", "Site", *[_cell(n) for n in names], _cell(shown["outcome"]), "Risk", "Trained on"],
+        [
+            [
+                str(row["row_id"]),
+                _cell(row["site"]),
+                *[_cell(_shown_value(row["values"].get(n))) for n in names],
+                "yes" if row["outcome"] else "no",
+                f"{row['probability']:.0%}",
+                "yes" if row["trained_on"] else "no",
+            ]
+            for row in shown["rows"]
+        ],
+    )
+
+
+def _shown_value(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return _number(value)
+    return None if value is None else str(value)
+
+
+def mistakes_table(mistakes: dict[str, Any]) -> str:
+    """The model's mistakes per site, then the most confident ones by row."""
+    parts = []
+    if mistakes["by_site"]:
+        parts.append(
+            _table(
+                ["Site", "Held-out rows", "False negatives", "False positives"],
+                [
+                    [
+                        _cell(s["site"]),
+                        str(s["rows"]),
+                        str(s["false_negatives"]),
+                        str(s["false_positives"]),
+                    ]
+                    for s in mistakes["by_site"]
+                ],
+            )
+        )
+    listed = [("false negative", r) for r in mistakes["false_negative_rows"]] + [
+        ("false positive", r) for r in mistakes["false_positive_rows"]
+    ]
+    if listed:
+        parts.append(
+            _table(
+                ["Row", "Mistake", "Predicted risk", "Outcome"],
+                [
+                    [str(r["row_id"]), kind, f"{r['probability']:.0%}", str(r["outcome"])]
+                    for kind, r in listed
+                ],
+            )
+        )
+    return "\n\n".join(parts)
+
+
+def importance_table(result: dict[str, Any]) -> str:
+    """Features by mean |SHAP| over the cohort, largest first."""
+    return _table(
+        ["Rank", "Feature", "Mean \\|SHAP\\| (log-odds)", "Usually"],
+        [
+            [
+                str(f["rank"]),
+                _cell(f["display_name"]),
+                f"{f['mean_abs_shap']:.3f}",
+                "raises the risk" if f["mean_shap"] > 0 else "lowers the risk",
+            ]
+            for f in result["importance"]
+        ],
+    )
+
+
 TABLES = {
     "check_drift": drift_table,
     "compare_runs": run_comparison_table,
     "list_runs": runs_table,
+    "describe_data": data_table,
+    "show_rows": rows_table,
+    "model_mistakes": mistakes_table,
+    "feature_importance": importance_table,
 }
 
 
@@ -385,4 +501,6 @@ def table_for(call: dict[str, Any]) -> str | None:
         return None
     if call["tool"] == "list_runs" and not result["runs"]:
         return None
-    return render(result)
+    if call["tool"] == "show_rows" and not result["rows"]:
+        return None
+    return render(result) or None

@@ -264,6 +264,8 @@ class _Measured:
     monitor_pass_ms: float | None = None
     cohort_importance_cold_ms: float | None = None
     cohort_importance_ms: float | None = None
+    cohort_interactions_cold_ms: float | None = None
+    cohort_interactions_ms: float | None = None
     cohort_rows: int | None = None
     counterfactual_ms: float | None = None
 
@@ -319,14 +321,19 @@ def _measure_copilot(
             server_times.append(_server_ms(response) or wall_times[-1])
         explain_body = json.dumps({"patient": patient}).encode()
         explain = _latency(_ok(client, "/v1/explain", explain_body), max(100, requests // 4))
-        console.print("cohort importance and a counterfactual search ...")
-        importance_body = json.dumps({"top": len(card.features), "interactions": True}).encode()
-        cold_importance = _timed(_ok(client, "/v1/cohort/importance", importance_body), 1)[0]
-        status, payload, _ = client.post("/v1/cohort/importance", importance_body)
+        console.print("cohort importance, interactions and a counterfactual search ...")
+        importance_body = json.dumps({"top": len(card.features)}).encode()
+        importance_call = _ok(client, "/v1/cohort/importance", importance_body)
+        cold_importance = _timed(importance_call, 1)[0]  # the version's first question
+        importance = _timed(importance_call, 5)
+        interactions_body = json.dumps({"top": len(card.features), "interactions": True}).encode()
+        interactions_call = _ok(client, "/v1/cohort/importance", interactions_body)
+        cold_interactions = _timed(interactions_call, 1)[0]
+        status, payload, _ = client.post("/v1/cohort/importance", interactions_body)
         if status != 200:
             raise BenchError(f"cohort importance answered {status}: {payload[:300]!r}")
         cohort_rows = int(json.loads(payload)["cohort"]["matched"])
-        importance = _timed(_ok(client, "/v1/cohort/importance", importance_body), 5)
+        interactions = _timed(interactions_call, 5)
         counterfactual_body = json.dumps({"row_id": _high_risk_row(client)}).encode()
         counterfactual = _timed(_ok(client, "/v1/counterfactual", counterfactual_body), 10)
         console.print("drift (the first call imports Evidently) ...")
@@ -360,6 +367,8 @@ def _measure_copilot(
         commit_wait_loaded_ms=_mean_ms(waits[1], waits[2]),
         cohort_importance_cold_ms=cold_importance,
         cohort_importance_ms=statistics.median(importance),
+        cohort_interactions_cold_ms=cold_interactions,
+        cohort_interactions_ms=statistics.median(interactions),
         cohort_rows=cohort_rows,
         counterfactual_ms=statistics.median(counterfactual),
     )
@@ -565,8 +574,12 @@ def run_benchmarks(
     if champion is None:
         raise BenchError(f"no @champion for {card.model_name}; run `copilot train` first")
     version = str(champion.version)
-    console.print(f"benchmarking {card.model_name} version {version} (@champion)")
     loaded = registry.load_version(settings.tracking_uri, card.model_name, version, "champion")
+    console.print(
+        f"benchmarking {card.model_name} version {version} (@champion, {loaded.model.kind}); "
+        f"machine load {_load()}"
+    )
+    load_before = os.getloadavg()[0]
     patient = benchmark_records(card, 1, complete=True)[0]
 
     def in_process() -> None:
@@ -630,21 +643,33 @@ def run_benchmarks(
             passed=(ours.explain_p50 or 0) < 5,
         ),
         Row(
-            f"cohort importance + interactions, all {ours.cohort_rows} rows, first call "
-            "(per-row values of the version computed)",
+            f"cohort importance, all {ours.cohort_rows} rows, first call of the version",
             ours.cohort_importance_cold_ms,
+            target="< 1000 ms",
+            passed=_under(ours.cohort_importance_cold_ms, 1000),
         ),
         Row(
-            f"cohort importance + interactions, all {ours.cohort_rows} rows, p50",
+            f"cohort importance, all {ours.cohort_rows} rows, p50",
             ours.cohort_importance_ms,
             target="< 1000 ms",
-            passed=None if ours.cohort_importance_ms is None else ours.cohort_importance_ms < 1000,
+            passed=_under(ours.cohort_importance_ms, 1000),
+        ),
+        Row(
+            f"+ interactions, all {ours.cohort_rows} rows, first call (every row's values "
+            "computed)",
+            ours.cohort_interactions_cold_ms,
+        ),
+        Row(
+            f"+ interactions, all {ours.cohort_rows} rows, p50",
+            ours.cohort_interactions_ms,
+            target="< 1000 ms",
+            passed=_under(ours.cohort_interactions_ms, 1000),
         ),
         Row(
             "counterfactual search (1 patient), p50",
             ours.counterfactual_ms,
             target="< 1000 ms",
-            passed=None if ours.counterfactual_ms is None else ours.counterfactual_ms < 1000,
+            passed=_under(ours.counterfactual_ms, 1000),
         ),
         Row("drift 200 rows, cold (imports Evidently)", ours.drift_cold_ms),
         Row(
@@ -672,10 +697,11 @@ def run_benchmarks(
             passed=None if ours.hostile_stall_ms is None else ours.hostile_stall_ms < 100,
         ),
         Row(
-            "monitor pass (drift, quality, performance; 4 sites + all, 920 rows)",
+            "monitor pass (drift, quality, performance; 4 sites with their 920 rows, and all "
+            "sites: every prediction the bench logged)",
             ours.monitor_pass_ms,
             target="< 1000 ms",
-            passed=None if ours.monitor_pass_ms is None else ours.monitor_pass_ms < 1000,
+            passed=_under(ours.monitor_pass_ms, 1000),
         ),
         Row(
             "start to ready",
@@ -685,11 +711,28 @@ def run_benchmarks(
             target="< 5000 ms",
             passed=ours.ready_seconds < 5,
         ),
+        Row("machine load: 1-minute average, before", load_before, unit=_cores()),
+        Row("machine load: 1-minute average, after", os.getloadavg()[0], unit=_cores()),
     ]
     _print(results, console)
     if json_path is not None:
         json_path.write_text(json.dumps([asdict(r) for r in results], indent=2))
     return results
+
+
+def _cores() -> str:
+    return f"runnable / {os.cpu_count()} cores"
+
+
+def _load() -> str:
+    """The 1, 5 and 15-minute load averages against the cores: other work on the machine
+    slows every number here."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def _under(value: float | None, limit: float) -> bool | None:
+    return None if value is None else value < limit
 
 
 def _print(results: list[Row], console: Console) -> None:

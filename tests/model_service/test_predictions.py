@@ -114,3 +114,33 @@ def test_since_keeps_the_newest_rows_and_says_so(engine: Engine) -> None:
     assert not truncated and len(rows) == 6
     assert log.since("breast-cancer", start, limit=6) == ([], False)
     log.close()
+
+
+def test_windows_are_read_from_an_index_even_in_a_log_made_before_it(engine: Engine) -> None:
+    PredictionLog(engine).close()
+    with engine.begin() as connection:  # a log from before the window indexes
+        connection.execute(text("DROP INDEX ix_prediction_log_window"))
+        connection.execute(text("DROP INDEX ix_prediction_log_site_window"))
+    log = PredictionLog(engine)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    log.append(_batch(3, created=start + timedelta(minutes=1)))
+    log.flush()
+    with engine.connect() as connection:
+        plans = [
+            " ".join(
+                str(step[-1])
+                for step in connection.execute(
+                    text(
+                        "EXPLAIN QUERY PLAN SELECT features FROM prediction_log WHERE dataset = "
+                        f"'heart-disease'{site} AND created_at >= '2000' ORDER BY created_at DESC"
+                    )
+                )
+            )
+            for site in ("", " AND site = 'Hungary'")
+        ]
+    assert "ix_prediction_log_window" in plans[0] and "TEMP B-TREE" not in plans[0]
+    assert "ix_prediction_log_site_window" in plans[1] and "TEMP B-TREE" not in plans[1]
+    scored, truncated = log.scored("heart-disease", start, datetime.now(UTC), None, 10)
+    assert len(scored) == 3 and not truncated
+    assert all(row.observed is None and row.probability == 0.4 for row in scored)
+    log.close()
