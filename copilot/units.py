@@ -95,7 +95,8 @@ def to_card_unit(feature: str, value: float, unit: str) -> float:
 def _values_of(arguments: dict[str, Any], feature: str) -> list[float]:
     """The numbers a tool call gives for `feature` (a patient's value, a what-if change, a
     cohort condition's value)."""
-    given = [(arguments.get(part) or {}).get(feature) for part in ("patient", "changes")]
+    parts = [arguments.get(part) for part in ("patient", "changes")]
+    given = [part.get(feature) for part in parts if isinstance(part, dict)]
     for condition in arguments.get("where") or []:  # a cohort's conditions
         if isinstance(condition, dict) and condition.get("feature") == feature:
             value = condition.get("value")

@@ -159,8 +159,8 @@ def _unmentioned_conditions(
     parsed: dict[str, Any],
     card: DatasetCard,
 ) -> list[str]:
-    """`where.feature=value` for each cohort condition whose value neither this message says
-    (a site it names, a number or category it gives) nor the last call's group held."""
+    """`where.feature=value` for each cohort condition whose site or number neither this
+    message says nor the last call's group held."""
     features = {f.name: f for f in card.features}
     named_sites = set(sites_in(text, card))
     remembered = _remembered_conditions(request)
@@ -175,13 +175,17 @@ def _unmentioned_conditions(
         for one in values:
             if name == "site":
                 grounded = one in named_sites
-            elif isinstance(name, str) and name in features and one is not None:
+            elif isinstance(name, str) and name in features and _is_number(one):
                 grounded = _mentioned(features[name], one, text, parsed)
             else:
-                continue  # unknown features are the schema's to refuse
+                continue  # categories are read many ways ("diabetics"); unknown names refused
             if not grounded:
                 missing.append(f"where.{name}={one!r}")
     return missing
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _same_condition(a: dict[str, Any], b: dict[str, Any]) -> bool:
