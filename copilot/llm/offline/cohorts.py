@@ -90,7 +90,14 @@ _CF_ASK = (
     r"\b(?:smallest|smaller|minimal|minimum|least|fewest|cheapest|easiest|simplest|"
     r"realistic|actionable) (?:[a-z]+ )?(?:changes?|tweaks?|adjustments?|modifications?|"
     r"interventions?)\b|\b(?:which|what) (?:[a-z]+ )?(?:changes?|tweaks?|adjustments?)\b|"
-    r"\bhow (?:much|far) would (?:[a-z']+ ){1,3}(?:need|have) to\b"
+    r"\bhow (?:much|far) would (?:[a-z']+ ){1,3}(?:need|have) to\b|"
+    r"\bhow (?:do|can|could|would|might|should) (?:we|i|you|he|she|they|the patient|this patient) "
+    r"(?:reduce|lower|decrease|cut|drop|change)\b|"
+    r"\bwhat (?:would|needs? to|has to|must|should)(?: need to| have to)? (?:be )?(?:different|"
+    r"changed?)\b|"
+    r"\b(?:which|what) (?:of )?(?:his |her |their |the |its )?(?:values?|inputs?|features?|"
+    r"things?|measurements?|numbers?)(?: [a-z']+){0,3} (?:change|changed|modify|modified|adjust|"
+    r"adjusted|improve|improved|move|moved)\b"
 )
 _CF_GOAL = (
     r"\b(?:under|below|beneath|less than|lower than|beyond) (?:the |our |your |its |his |her )?"
@@ -101,7 +108,9 @@ _CF_GOAL = (
     r"zone|bucket|range)\b|\b(?:flip|change|turn|reverse)s? (?:the |his |her |their |its )?"
     r"(?:prediction|label|classification|class|outcome|decision)\b|\bnegative (?:prediction|"
     r"class|label)\b|\b(?:lower|reduce|decrease|cut|drop)s? (?:his|her|their|the patient's|its) "
-    r"risk\b"
+    r"risk\b|\b(?:under|below|beneath|less than) (?:0?\.\d{1,3}|\d{1,2}(?:\.\d)? ?(?:%|percent))|"
+    r"\b(?:predicted|classified|labell?ed|called|scored|considered) (?:as )?(?:healthy|negative|"
+    r"low|no disease|disease-free|not at risk)\b"
 )
 _COUNTERFACTUAL = re.compile(
     rf"\bcounterfactual|(?:{_CF_ASK}).*(?:{_CF_GOAL})|(?:{_CF_GOAL}).*(?:{_CF_ASK})|"
@@ -149,7 +158,9 @@ _OVERALL = re.compile(
 )
 _ACCURACY = re.compile(
     r"\baccura(?:te|cy)\b|\bauc\b|\broc\b|\bsensitiv[a-z]*|\bspecificity\b|\bperform[a-z]*|"
-    r"\bhow (?:well|good)\b|\bcalibrat[a-z]*|\bheld[- ]out\b|\bconfidence interval"
+    r"\bhow (?:well|good)\b|\bcalibrat[a-z]*|\bheld[- ]out\b|\bconfidence interval|"
+    r"\brecall\b|\bprecision\b|\bppv\b|\bnpv\b|\bf1\b|\bbrier\b|\bdiscriminat[a-z]*|"
+    r"\bbias(?:ed)?\b|\bfair(?:ness|ly)?\b|\bunderperform[a-z]*|\breliab[a-z]*"
 )
 _DATA_QUESTION = re.compile(
     r"\bhow many\b|\baverage\b|\bmean\b|\bmedian\b|\bstatistics\b|\bstats\b|\bdescribe\b|"
@@ -170,6 +181,10 @@ _MOVED = re.compile(
     r"\btrain|\bincoming\b|\brecent|\blately\b|\bnew\b|\bsince\b|\bpredictions\b|"
     # what the model accepts is model_info's: "what range of cholesterol does it accept"
     r"\baccept|\ballow|\bvalid\b|\bpermit|\b(?:does|can|will) (?:it|the model)\b"
+)
+_HYPOTHETICAL = re.compile(
+    r"\bwhat if\b|\bwhat happens\b|\bwhat would happen\b|\bsuppose\b|\bsupposing\b|"
+    r"\bimagine\b|\bhypothetical(?:ly)?\b|\bif (?:we|they|their|all|every|each)\b"
 )
 _FLIP = re.compile(
     r"\b(?:how many|which|what share of|what fraction of) (?:[a-z]+ )?(?:predictions?|labels?|"
@@ -296,6 +311,7 @@ _UP = (
 )
 _AMOUNT_AFTER = re.compile(rf"{NUMBER} ?(?:[a-z/]{{1,6}} )?(?:points? )?({_DOWN}|{_UP})\b")
 _BY = re.compile(rf"\bby {NUMBER}")
+_VERB_AMOUNT = re.compile(rf"\b({_DOWN}|{_UP}) (?:by )?{NUMBER}")
 _DIRECTION = re.compile(rf"\b({_DOWN}|{_UP})\b")
 _SET_TO = re.compile(
     rf"^(?:'s)?(?: (?:level|levels|values?|readings?))?(?: (?:were|was|is|are|be|became|got|all))?"
@@ -319,8 +335,11 @@ def _change(text: str, card: DatasetCard) -> list[dict[str, Any]]:
         found = _AMOUNT_AFTER.search(after) or _AMOUNT_AFTER.search(window)
         by = _BY.search(after) or _BY.search(window)
         direction = _DIRECTION.search(window)
+        verb = _VERB_AMOUNT.search(after)
         if found:
             amount, word = number(found.group(1)), found.group(2)
+        elif verb:  # "cholesterol dropped 25 points", "bp went up by 10"
+            amount, word = number(verb.group(2)), verb.group(1)
         elif by and direction:
             amount, word = number(by.group(1)), direction.group(1)
         else:
@@ -375,7 +394,7 @@ def _counterfactual(text: str, card: DatasetCard, prediction_id: str | None) -> 
 
 def _cohort_what_if(text: str, card: DatasetCard) -> ToolCall | None:
     everyone = _EVERYONE.search(text) or _FLIP.search(text)
-    if not (everyone or (_GROUP.search(text) and "what if" in text)):
+    if not (everyone or (_GROUP.search(text) and _HYPOTHETICAL.search(text))):
         return None
     changes = _change(text, card)
     if not changes:
@@ -421,7 +440,10 @@ def _definition(card: DatasetCard) -> re.Pattern[str]:
             rf"card|model))?\W*$|"
             rf"\b(?:define|definition of|meaning of|explain|describe) {noun}{quoted}(?: (?:in|of) "
             rf"(?:this|the) (?:data|dataset|card|model))?\W*$|"
-            rf"\b(?:define|definition of|meaning of) {noun}{quoted}"
+            rf"\b(?:define|definition of|meaning of) {noun}{quoted}|"
+            rf"\b(?:units?|scale|coding|codes) (?:of|for) "
+            rf"{noun}{quoted}|\bwhat (?:units?|scale) (?:is|are) {noun}{quoted}|"
+            rf"\bhow (?:is|are) {noun}{quoted} (?:measured|coded|encoded|defined|recorded)\b"
         )
     return _DEFINITIONS[key]
 
@@ -531,6 +553,8 @@ known_words(
             _ROWS.pattern,
             _FLIP.pattern,
             _EVERYONE.pattern,
+            _HYPOTHETICAL.pattern,
+            "point points percent",
         )
     )
 )

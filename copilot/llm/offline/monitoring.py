@@ -40,6 +40,11 @@ _OVER_TIME = re.compile(
     r"increased|improved|risen|rose|worsened|slipped|sunk|slid|dipped|moved|gone)\b|"
     r"\b(?:drop|fall|decline|dip|rise|increase|improvement|change|slide)s? in (?:the )?"
     rf"(?:{_MEASURES})\b|"
+    # a measure moving now: "is accuracy slipping", "is the model degrading"
+    rf"\b(?:{_MEASURES}|model|it)(?: [a-z']+){{0,3}} (?:dropping|falling|slipping|sliding|"
+    r"worsening|improving|going (?:down|up)|trending|developing|progressing)\b|"
+    r"\b(?:develop(?:ed)?|progress(?:ed)?) (?:over|through|across)\b|\bthrough time\b|"
+    r"\bacross time\b|\bin recent weeks\b|\bpast (?:few |several )?checks\b|"
     # a chart is a series: "plot the accuracy", "graph drift at VA"
     rf"\b(?:plot|chart|graph)(?:s|ted)?\b(?: [a-z']+){{0,4}} (?:{_MEASURES})\b"
 )

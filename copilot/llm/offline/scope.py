@@ -22,16 +22,20 @@ from __future__ import annotations
 
 import re
 
+from copilot.llm.offline.text import known_words
+
 _OURS = (
     r"(?:registry|registries|models?|runs?|tables?|database|db|data|dataset|predictions?|"
     r"logs?|audit|experiments?|versions?|history|everything|records?|champion|challenger|"
     r"mlflow|server|service|artifacts?|backups?|actions?|conversations?|it all|all of it|rows?|"
-    r"columns?|labels?|outcomes?|entries|samples?|features?|card|cohorts?)"
+    r"columns?|labels?|outcomes?|entries|samples?|card|monitor|monitoring|alerts?|webhooks?|"
+    r"notifications?|approvals?|gate|audit log|safeguards?)"
 )
 
 _HARM = re.compile(
     r"\b(?:delete|drop|erase|wipe|purge|truncate|destroy|remove|nuke|trash|clear|reset|"
-    r"overwrite|corrupt|disable|shut down|kill)(?! (?:me|us)\b)(?: [a-z0-9'-]{1,20}){0,3} "
+    r"overwrite|corrupt|disable|shut down|kill|turn off|switch off|silence|mute|bypass|"
+    r"circumvent)(?! (?:me|us)\b)(?: [a-z0-9'-]{1,20}){0,3} "
     + _OURS
     + r"\b|\brm -rf\b|\bdrop table\b"
 )
@@ -45,6 +49,13 @@ _PEOPLE = (
     r"\b[a-z0-9._-]{1,40}@[a-z0-9.-]{1,40})"
 )
 
+# Places outside this chat that things could be posted to (words the typo fixer must keep).
+_CHANNELS = (
+    "slack teams twitter facebook linkedin whatsapp channel mailing-list internet web "
+    "dropbox public"
+)
+known_words(_CHANNELS)
+
 _SEND = re.compile(
     r"\b(?:e-?mail|mail|send|forward|fax|text|sms|message|tweet|post|share|slack|notify|"
     r"page|call|phone|whatsapp)(?: [a-z0-9'-]{1,20}){0,6} to (?!me\b|myself\b|us\b)"
@@ -55,6 +66,8 @@ _SEND = re.compile(
     + r"(?! (?:positive|negative|high|low|sick|ill|healthy|diseased|at risk|high-risk|"
     r"low-risk|a case|a positive|a negative))"
     + r"|\b(?:send|write) (?:an? )?(?:e-?mail|text message|text|sms|letter|fax)\b"
+    r"|\b(?:post|send|share|forward|upload|publish|push|export)(?: [a-z0-9'-]{1,20}){0,6} "
+    rf"(?:to|on|in|into) (?:the |our |my )?(?:{_CHANNELS.replace(' ', '|')})\b"
 )
 
 _ADVICE = re.compile(
@@ -68,7 +81,13 @@ _ADVICE = re.compile(
 
 _PRIVATE = re.compile(
     r"\bpassw[a-z]{0,4}|\bpasscode\b|\bsocial security\b|\bssn\b|\bhome address\b|"
-    r"\bphone number\b|\bcredit card\b|\bapi key\b|\bcredentials?\b|\bsecret key\b"
+    r"\bphone number\b|\bcredit card\b|\bapi key\b|\bcredentials?\b|\bsecret key\b|"
+    r"\b(?:patients?'? |their |full )names?\b|\bnames? (?:of|and) (?:the |these |those )?"
+    r"(?:patients|people)\b|\b(?:home |email |e-mail )?addresses\b|"
+    r"\bcontact details\b|\bdates? of birth\b|\bbirth ?dates?\b|\bmedical record numbers?\b|"
+    r"\bmrns?\b|\binsurance (?:numbers?|ids?|details)\b|\bre-?identif[a-z]*|"
+    r"\bde-?anonymi[sz][a-z]*|\bwho (?:is|are) (?:the )?(?:patients?|rows?|people) (?:in )?"
+    r"(?:row )?#?\d"
 )
 
 _SYSTEM = re.compile(
@@ -90,6 +109,14 @@ _EDIT = re.compile(
     r"drop|bump)\b (?:the |its |our |your |the model's )?(?:decision |classification |risk |"
     r"model's |alert )?(?:threshold|cut-?off|cut off|operating point|weights?|coefficients?|"
     r"hyper-?parameters?)\b)"
+)
+
+# Making results say what they do not: "fudge the AUC", "hide the false negatives".
+_TAMPER = re.compile(
+    r"\b(?:fake|falsify|fabricate|forge|tamper with|fudge|cook|inflate|massage|hide|conceal|"
+    r"suppress|cover up|doctor)(?: [a-z0-9'-]{1,20}){0,3} (?:results?|metrics?|auc|numbers?|"
+    r"data|labels?|logs?|audit|reports?|mistakes?|false negatives?|false positives?|errors?|"
+    r"drift|alerts?|findings?|performance)\b"
 )
 
 _ELSEWHERE = re.compile(
@@ -151,7 +178,7 @@ def out_of_scope(lowered: str) -> str | None:  # noqa: PLR0911
         )
     if _PRIVATE.search(lowered) or _SYSTEM.search(lowered) or _ELSEWHERE.search(lowered):
         return f"{DECLINE}. {CAPABILITIES}"
-    if _EDIT.search(lowered):
+    if _EDIT.search(lowered) or _TAMPER.search(lowered):
         return (
             f"{DECLINE}. I never change the data, its labels or the model's threshold; they are "
             f"read-only here. {CAPABILITIES}"

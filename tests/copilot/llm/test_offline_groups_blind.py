@@ -39,7 +39,19 @@ def _conditions(where: list[dict[str, Any]]) -> set[tuple[str, str, Any]]:
     }
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c["say"][:60] for c in CASES])
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(
+            c,
+            id=c["say"][:60],
+            marks=[pytest.mark.xfail(reason=c["known_limit"], strict=True)]
+            if "known_limit" in c
+            else [],
+        )
+        for c in CASES
+    ],
+)
 def test_blind_request(case: dict[str, Any], card: DatasetCard) -> None:
     intent = understand(case["say"], MEMORIES[case.get("memory", "fresh")], card)
     seen = (intent.tool, intent.arguments, intent.reply)
