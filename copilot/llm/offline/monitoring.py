@@ -73,8 +73,11 @@ _DRIFT = re.compile(r"\bdrift|\bshift")
 _QUALITY = re.compile(r"\bdata quality\b|\bquality findings?\b")
 _PERFORMANCE = re.compile(
     r"\bworse\b|\bbetter\b|\bperform|\bdegrad|\bdeteriorat|\bdeclin|\baccura|\bauc\b|"
-    r"\bsensitivity\b|\bspecificity\b"
+    r"\bsensitivity\b|\bspecificity\b|\bimprov|\bslipp|\bslid"
 )
+# A performance measure asked of a period ("the AUC since last week", "sensitivity at
+# Hungary since 2026-11-01"): only the monitor's series has it (model_info has no dates).
+_MEASURED = re.compile(r"\bauc\b|\broc\b|\baccuracy\b|\bsensitivity\b|\bspecificity\b|\bperform")
 _NAMED_METRICS = (
     ("sensitivity", re.compile(r"\bsensitivity\b|\brecall\b")),
     ("specificity", re.compile(r"\bspecificity\b")),
@@ -108,7 +111,8 @@ def history_arguments(
     if last_tool == TOOL and len(reading.sites) == 1 and _FOLLOW_UP.search(text):
         return {"site": reading.sites[0], **({"since": reading.since} if reading.since else {})}
     monitor = _MONITOR.search(text) is not None
-    if not monitor and not _OVER_TIME.search(text):
+    dated = reading.since is not None and _MEASURED.search(text) is not None
+    if not (monitor or dated or _OVER_TIME.search(text)):
         return None
     metric = _metric(text)
     if metric is None and not monitor:

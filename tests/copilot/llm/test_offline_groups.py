@@ -157,10 +157,21 @@ def test_a_distribution_that_moved_is_still_drift(card: DatasetCard) -> None:
         ("chart the drift for Switzerland", {"site": "Switzerland", "metric": "share_drifted"}),
         ("how did the AUC evolve?", {"metric": "auc"}),
         ("any alerts from the monitor?", {}),
+        ("is the model improving?", {"metric": "auc"}),
     ],
 )
 def test_history_questions(card: DatasetCard, text: str, arguments: dict[str, Any]) -> None:
     assert _intent(card, text) == ("monitoring_history", arguments)
+
+
+def test_a_measure_asked_of_a_period_is_history_and_drift_since_stays_a_check(
+    card: DatasetCard,
+) -> None:
+    tool, arguments = _intent(card, "what has the specificity been since 2026-11-01 at Hungary?")
+    assert tool == "monitoring_history"
+    assert arguments["metric"] == "specificity" and arguments["site"] == "Hungary"
+    assert arguments["since"].startswith("2026-11-01")
+    assert _intent(card, "any drift since 2026-11-01?")[0] == "check_drift"
 
 
 @pytest.mark.parametrize(
