@@ -2,19 +2,27 @@
 
 A cohort is read from the words the card gives its features: "women" (sex), a site's
 name, "over 60" (age when no other feature is named before it), "chol >= 240",
-"oldpeak > 2", "between 40 and 60", and the categorical and yes/no values a patient's
-description would use ("exercise angina", "typical angina", "diabetics"). The request
-then picks the tool:
+"oldpeak > 2", "between 40 and 60", "aged 50-60", and the categorical and yes/no values a
+patient's description would use ("exercise angina", "typical angina", "diabetics"). The
+request then picks the tool:
 
-   counterfactual        what would bring his risk under the threshold (the last prediction)
-   cohort_what_if        what if everyone's cholesterol were 20 lower
-   show_rows             show row 12, rows 3 and 7
-   define_feature        what does oldpeak mean
+   counterfactual        an ask for changes ("what would it take", "smallest change", "which
+                         changes", "how can she lower") with a goal ("under the threshold",
+                         "low risk", "no longer flagged", "below 30%"): for a row, a patient
+                         described in the same request, or the last prediction
+   cohort_what_if        a change (add or set) said of a group: "every woman's", "everyone's",
+                         "the whole dataset", "how many labels would flip", or a group with
+                         "what if/suppose/imagine"
+   show_rows             show row 12, fetch records 3 and 7
+   define_feature        what does oldpeak mean, what is thal, how is ca coded (card words)
    model_mistakes        where does it make mistakes, false negatives among women
    feature_interactions  which features interact
-   feature_importance    most important features (for women)
+   feature_importance    most important features (for women), which inputs carry the most
+                         weight; drivers/risk factors said of a group or overall
    model_performance     how accurate is the model on women (a cohort named)
-   describe_data         women over 60 at Hungary, how many diabetics have exercise angina
+   describe_data         women over 60 at Hungary, how many diabetics have exercise angina,
+                         a statistic of named features ("distribution of chest pain types in
+                         Hungary", "how much cholesterol data is missing")
 
 A question about one patient (a pronoun, "a 60 year old woman") is left to the other frames.
 """
@@ -34,7 +42,7 @@ _FEMALE = re.compile(r"\b(?:women|woman|females?|ladies|girls)\b")
 _MALE = re.compile(r"\b(?:men|man|males?|gentlemen|boys)\b")
 _GROUP = re.compile(
     r"\b(?:patients|people|women|men|males|females|persons|individuals|cases|cohort|"
-    r"population|group|subgroup|everyone|everybody|those|diabetics|rows)\b"
+    r"population|group|subgroup|everyone|everybody|those|diabetics|rows|records|entries)\b"
 )
 _ONE_PATIENT = re.compile(
     r"\b(?:he|his|him|she|her|this patient|the patient|that patient|this one)\b|"
@@ -120,7 +128,8 @@ _COUNTERFACTUAL = re.compile(
 )
 _ROWS = re.compile(
     r"\b(?:rows?|records?|entries|entry|row ids?|record ids?)(?: (?:number|no\.?|id|ids|numbers))?"
-    r" #?(\d{1,4}(?:(?:, ?|,? and | & |, and )#?\d{1,4}){0,19})\b"
+    r" #?(\d{1,4}(?:(?:, ?|,? and | & |, and )(?:rows? |records? |entry |entries )?#?\d{1,4})"
+    r"{0,19})\b"
 )
 _SHOW = re.compile(
     r"\b(?:show|see|display|get|list|give|what|which|row|pull|open|fetch|look|bring|"

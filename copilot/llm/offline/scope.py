@@ -29,15 +29,13 @@ _OURS = (
     r"logs?|audit|experiments?|versions?|history|everything|records?|champion|challenger|"
     r"mlflow|server|service|artifacts?|backups?|actions?|conversations?|it all|all of it|rows?|"
     r"columns?|labels?|outcomes?|entries|samples?|card|monitor|monitoring|alerts?|webhooks?|"
-    r"notifications?|approvals?|gate|audit log|safeguards?)"
+    r"notifications?|approvals?|audit log|safeguards?)"
 )
 
 _HARM = re.compile(
     r"\b(?:delete|drop|erase|wipe|purge|truncate|destroy|remove|nuke|trash|clear|reset|"
-    r"overwrite|corrupt|disable|shut down|kill|turn off|switch off|silence|mute|bypass|"
-    r"circumvent)(?! (?:me|us)\b)(?: [a-z0-9'-]{1,20}){0,3} "
-    + _OURS
-    + r"\b|\brm -rf\b|\bdrop table\b"
+    r"overwrite|corrupt|disable|shut down|kill|turn off|switch off|silence|mute)"
+    r"(?! (?:me|us)\b)(?: [a-z0-9'-]{1,20}){0,3} " + _OURS + r"\b|\brm -rf\b|\bdrop table\b"
 )
 
 _PEOPLE = (
