@@ -2,19 +2,27 @@
 
 A cohort is read from the words the card gives its features: "women" (sex), a site's
 name, "over 60" (age when no other feature is named before it), "chol >= 240",
-"oldpeak > 2", "between 40 and 60", and the categorical and yes/no values a patient's
-description would use ("exercise angina", "typical angina", "diabetics"). The request
-then picks the tool:
+"oldpeak > 2", "between 40 and 60", "aged 50-60", and the categorical and yes/no values a
+patient's description would use ("exercise angina", "typical angina", "diabetics"). The
+request then picks the tool:
 
-   counterfactual        what would bring his risk under the threshold (the last prediction)
-   cohort_what_if        what if everyone's cholesterol were 20 lower
-   show_rows             show row 12, rows 3 and 7
-   define_feature        what does oldpeak mean
+   counterfactual        an ask for changes ("what would it take", "smallest change", "which
+                         changes", "how can she lower") with a goal ("under the threshold",
+                         "low risk", "no longer flagged", "below 30%"): for a row, a patient
+                         described in the same request, or the last prediction
+   cohort_what_if        a change (add or set) said of a group: "every woman's", "everyone's",
+                         "the whole dataset", "how many labels would flip", or a group with
+                         "what if/suppose/imagine"
+   show_rows             show row 12, fetch records 3 and 7
+   define_feature        what does oldpeak mean, what is thal, how is ca coded (card words)
    model_mistakes        where does it make mistakes, false negatives among women
    feature_interactions  which features interact
-   feature_importance    most important features (for women)
+   feature_importance    most important features (for women), which inputs carry the most
+                         weight; drivers/risk factors said of a group or overall
    model_performance     how accurate is the model on women (a cohort named)
-   describe_data         women over 60 at Hungary, how many diabetics have exercise angina
+   describe_data         women over 60 at Hungary, how many diabetics have exercise angina,
+                         a statistic of named features ("distribution of chest pain types in
+                         Hungary", "how much cholesterol data is missing")
 
 A question about one patient (a pronoun, "a 60 year old woman") is left to the other frames.
 """
@@ -25,7 +33,7 @@ import re
 from typing import Any
 
 from copilot.llm.offline.patients import parse_patient
-from copilot.llm.offline.text import NUMBER, number, sites_in
+from copilot.llm.offline.text import NUMBER, known_words, number, sites_in
 from model_service.cards import DatasetCard, Feature
 
 ToolCall = tuple[str, dict[str, Any]]
@@ -34,7 +42,7 @@ _FEMALE = re.compile(r"\b(?:women|woman|females?|ladies|girls)\b")
 _MALE = re.compile(r"\b(?:men|man|males?|gentlemen|boys)\b")
 _GROUP = re.compile(
     r"\b(?:patients|people|women|men|males|females|persons|individuals|cases|cohort|"
-    r"population|group|subgroup|everyone|everybody|those|diabetics|rows)\b"
+    r"population|group|subgroup|everyone|everybody|those|diabetics|rows|records|entries)\b"
 )
 _ONE_PATIENT = re.compile(
     r"\b(?:he|his|him|she|her|this patient|the patient|that patient|this one)\b|"
@@ -42,8 +50,12 @@ _ONE_PATIENT = re.compile(
     r"(?:man|woman|patient|gentleman|lady|male|female|guy|person)\b|\b\d{1,3} ?(?:yo|y/o)\b"
 )
 _EVERYONE = re.compile(
-    r"\b(?:everyone|everybody|all (?:the )?patients|every patient|all of them|the whole "
-    r"cohort|everyone's|everybody's|all patients'|if all)\b"
+    r"\b(?:everyone|everybody|all of them|everyone's|everybody's|if all)\b|"
+    # "every woman's", "all the patients at Cleveland", "each diabetic"
+    r"\b(?:all|every|each)(?: the| of the)? (?:[a-z]+ )?(?:patients?|people|persons?|women|"
+    r"woman|men|man|males?|females?|diabetics?|rows?|cases?|individuals?|ones?)(?:'s?)?\b|"
+    r"\b(?:the )?(?:whole|entire|full) (?:cohort|dataset|data set|data|population|group)\b|"
+    r"\bacross the board\b"
 )
 
 _ABOVE = (
@@ -73,22 +85,55 @@ _OPS = {
     "at most": "<=",
 }
 _COMPARISON = re.compile(rf"({_ABOVE}|{_BELOW}) ?{NUMBER}")
-_BETWEEN = re.compile(rf"between {NUMBER} and {NUMBER}")
+_RANGE = rf"(?:between {NUMBER} and {NUMBER}|(?:from )?{NUMBER} ?(?:to|-) ?{NUMBER})"
+_BETWEEN = re.compile(_RANGE)
 
-_COUNTERFACTUAL = re.compile(
-    r"\bcounterfactual|\b(?:bring|get|push|take|drop|lower|reduce)s? (?:his|her|their|the|"
-    r"this|that|its) (?:patient's )?risk (?:down )?(?:under|below|beneath)\b|"
-    r"\bwhat would (?:it )?take (?:for (?:him|her|them) )?to (?:get|go|fall|drop) "
-    r"(?:under|below)\b|"
-    r"\b(?:smallest|minimal|least) change\b"
+# A counterfactual is asked for by a question about what to change ("what would it take",
+# "smallest change", "which changes would") together with where to get ("below the
+# threshold", "low risk", "no longer flagged", "out of the positive class"), or by name.
+_CF_ASK = (
+    r"\bwhat would (?:it )?take\b|\bwhat (?:could|can|should|would|must|needs? to|has to|have "
+    r"to) (?:[a-z']+ ){0,2}?change\b|\bhow (?:do|can|could|would|might|should) (?:we|i|you|he|she|"
+    r"they|the patient|this patient|it) (?:get|bring|move|push|make|turn)\b|"
+    r"\b(?:smallest|smaller|minimal|minimum|least|fewest|cheapest|easiest|simplest|"
+    r"realistic|actionable) (?:[a-z]+ )?(?:changes?|tweaks?|adjustments?|modifications?|"
+    r"interventions?)\b|\b(?:which|what) (?:[a-z]+ )?(?:changes?|tweaks?|adjustments?)\b|"
+    r"\bhow (?:much|far) would (?:[a-z']+ ){1,3}(?:need|have) to\b|"
+    r"\bhow (?:do|can|could|would|might|should) (?:we|i|you|he|she|they|the patient|this patient) "
+    r"(?:reduce|lower|decrease|cut|drop|change)\b|"
+    r"\bwhat (?:would|needs? to|has to|must|should)(?: need to| have to)? (?:be )?(?:different|"
+    r"changed?)\b|"
+    r"\b(?:which|what) (?:of )?(?:his |her |their |the |its )?(?:values?|inputs?|features?|"
+    r"things?|measurements?|numbers?)(?: [a-z']+){0,3} (?:change|changed|modify|modified|adjust|"
+    r"adjusted|improve|improved|move|moved)\b"
 )
-_ROWS = re.compile(r"\brows? #?(\d{1,4}(?:(?:, ?| and | & )#?\d{1,4}){0,19})\b")
-_DEFINE = re.compile(
-    r"\bwhat (?:does|do) (?:the )?(?:feature |column |variable )?['\"]?([a-z][a-z ./>-]{0,40}?)"
-    r"['\"]? (?:mean|stand for|measure|refer to)\b|\bdefin(?:e|ition of) (?:the )?"
-    r"(?:feature |column |variable )?([a-z][a-z ./>-]{0,40})$|\bmeaning of (?:the )?"
-    r"([a-z][a-z ./>-]{0,40})$|\bwhat is (?:the feature |the column |the variable )"
-    r"([a-z][a-z ./>-]{0,40})$"
+_CF_GOAL = (
+    r"\b(?:under|below|beneath|less than|lower than|beyond) (?:the |our |your |its |his |her )?"
+    r"(?:decision |classification |risk )?(?:threshold|cut-?off|cut off|line|boundary|bar)\b|"
+    r"\b(?:low|lower|less) risk\b|\blow-risk\b|\bno longer (?:be )?(?:flagged|positive|"
+    r"predicted|classified|high|at risk|at high risk|a positive)|\bnot (?:be )?flagged\b|"
+    r"\bout of (?:the )?(?:positive|high[- ]risk|at[- ]risk|disease) (?:class|group|category|"
+    r"zone|bucket|range)\b|\b(?:flip|change|turn|reverse)s? (?:the |his |her |their |its )?"
+    r"(?:prediction|label|classification|class|outcome|decision)\b|\bnegative (?:prediction|"
+    r"class|label)\b|\b(?:lower|reduce|decrease|cut|drop)s? (?:his|her|their|the patient's|its) "
+    r"risk\b|\b(?:under|below|beneath|less than) (?:0?\.\d{1,3}|\d{1,2}(?:\.\d)? ?(?:%|percent))|"
+    r"\b(?:predicted|classified|labell?ed|called|scored|considered) (?:as )?(?:healthy|negative|"
+    r"low|no disease|disease-free|not at risk)\b"
+)
+_COUNTERFACTUAL = re.compile(
+    rf"\bcounterfactual|(?:{_CF_ASK}).*(?:{_CF_GOAL})|(?:{_CF_GOAL}).*(?:{_CF_ASK})|"
+    r"\b(?:bring|get|push|take|drop|lower|reduce)s? (?:his|her|their|the|this|that|its) "
+    r"(?:patient's )?risk (?:down )?(?:under|below|beneath)\b|"
+    r"\b(?:smallest|minimal|least|minimum) change\b"
+)
+_ROWS = re.compile(
+    r"\b(?:rows?|records?|entries|entry|row ids?|record ids?)(?: (?:number|no\.?|id|ids|numbers))?"
+    r" #?(\d{1,4}(?:(?:, ?|,? and | & |, and )(?:rows? |records? |entry |entries )?#?\d{1,4})"
+    r"{0,19})\b"
+)
+_SHOW = re.compile(
+    r"\b(?:show|see|display|get|list|give|what|which|row|pull|open|fetch|look|bring|"
+    r"retrieve|view|read|dump)\b"
 )
 _MISTAKES = re.compile(
     r"\bmistakes?\b|\berrors?\b|\bwrong\b|\bmisclassif[a-z]*|\bfalse (?:negative|positive)s?\b|"
@@ -97,18 +142,62 @@ _MISTAKES = re.compile(
 _INTERACTIONS = re.compile(r"\binteract(?:s|ion|ions|ing)?\b")
 _IMPORTANCE = re.compile(
     r"\b(?:most |more |least )?important features?\b|\bfeature importances?\b|"
+    r"\b(?:most|least|more) (?:important|influential|predictive|relevant|informative) "
+    r"(?:features?|inputs?|variables?)\b|"
+    r"\b(?:which|what) (?:features?|inputs?|variables?) (?:[a-z]+ )?"
+    r"(?:matters?|counts?|carry|carries|weighs?|drives?|contributes?|influences?|has|have) "
+    r"(?:the )?(?:most|biggest|largest|greatest|strongest|highest)\b|"
+    r"\b(?:feature|variable|predictor|input) (?:ranking|rankings|weights?)\b|"
+    r"\brank(?:ing)? (?:of )?(?:the )?(?:features|inputs|variables|predictors)\b|"
     r"\bimportance of (?:the )?features\b|\bwhich features? (?:matters?|counts?) (?:the )?most\b|"
     r"\btop \d{1,2} features\b|\btop features\b|\bglobal importance\b|"
     r"\bwhat does the model (?:rely|depend|lean) on\b|\bmost influential features?\b"
 )
+# Words for what drives risk that, said of a group or of the model overall ("top 3 drivers
+# across the Cleveland cohort", "main risk factors overall"), ask for importance; said of one
+# patient they ask for an explanation.
+_DRIVERS = re.compile(
+    r"\bdrivers?\b|\bpredictors?\b|\brisk factors?\b|\bfactors?\b|\bwhat drives\b|"
+    r"\bdrives? (?:the )?(?:risk|predictions?|model)\b"
+)
+_OVERALL = re.compile(
+    r"\boverall\b|\bin general\b|\bglobal(?:ly)?\b|\bacross\b|\bpopulation\b|"
+    r"\b(?:whole|entire) (?:dataset|data|cohort)\b|\bon average\b|\bgenerally\b|"
+    r"\bfor the model\b|\bthe model's\b|\bin the model\b"
+)
 _ACCURACY = re.compile(
     r"\baccura(?:te|cy)\b|\bauc\b|\broc\b|\bsensitiv[a-z]*|\bspecificity\b|\bperform[a-z]*|"
-    r"\bhow (?:well|good)\b|\bcalibrat[a-z]*|\bheld[- ]out\b|\bconfidence interval"
+    r"\bhow (?:well|good)\b|\bcalibrat[a-z]*|\bheld[- ]out\b|\bconfidence interval|"
+    r"\brecall\b|\bprecision\b|\bppv\b|\bnpv\b|\bf1\b|\bbrier\b|\bdiscriminat[a-z]*|"
+    r"\bbias(?:ed)?\b|\bfair(?:ness|ly)?\b|\bunderperform[a-z]*|\breliab[a-z]*"
 )
 _DATA_QUESTION = re.compile(
     r"\bhow many\b|\baverage\b|\bmean\b|\bmedian\b|\bstatistics\b|\bstats\b|\bdescribe\b|"
     r"\bsummar[a-z]*|\bproportion\b|\bpercentage\b|\bshare\b|\bbalance\b|\bdistribution\b|"
     r"\brange\b|\bmissing\b|\brisk\b|\bcount\b|\bshow\b|\blist\b"
+)
+# A statistic of named features, with no group needed ("how much cholesterol data is
+# missing", "distribution of chest pain types in Hungary", "average max heart rate").
+_STATISTIC = re.compile(
+    r"\baverage\b|\bmean\b|\bmedian\b|\bstatistics\b|\bstats\b|\bdistribution\b|"
+    r"\bbreakdown\b|\bbroken down\b|\brange\b|\bmissing\b|\bmissingness\b|\bspread\b|"
+    r"\bstandard deviation\b|\bstd\b|\bminimum\b|\bmaximum\b|\bhistogram\b|"
+    r"\bhow (?:is|are) [a-z ]{1,30} distributed\b|\bcounts? (?:of|per|by)\b|\bsummar[a-z]*"
+)
+# Words of a change over time or against training: "distribution" then is drift's.
+_MOVED = re.compile(
+    r"\bdrift|\bshift|\bchang|\bmov(?:e|ed|ing)\b|\bdiffer|\bcompar|\bversus\b|\bvs\b|"
+    r"\btrain|\bincoming\b|\brecent|\blately\b|\bnew\b|\bsince\b|\bpredictions\b|"
+    # what the model accepts is model_info's: "what range of cholesterol does it accept"
+    r"\baccept|\ballow|\bvalid\b|\bpermit|\b(?:does|can|will) (?:it|the model)\b"
+)
+_HYPOTHETICAL = re.compile(
+    r"\bwhat if\b|\bwhat happens\b|\bwhat would happen\b|\bsuppose\b|\bsupposing\b|"
+    r"\bimagine\b|\bhypothetical(?:ly)?\b|\bif (?:we|they|their|all|every|each)\b"
+)
+_FLIP = re.compile(
+    r"\b(?:how many|which|what share of|what fraction of) (?:[a-z]+ )?(?:predictions?|labels?|"
+    r"patients?|people|rows?|cases?) (?:would |will |might )?(?:flip|change|switch|cross)"
 )
 _DATA_OVERALL = re.compile(
     r"\b(?:label|class|outcome) balance\b|\bdescribe the (?:data|dataset)\b|\b(?:data|dataset) "
@@ -135,6 +224,13 @@ def _named(feature: Feature, text: str) -> re.Match[str] | None:
     return re.search(rf"(?<![a-z])(?:{pattern})(?![a-z])", text)
 
 
+def _bounds(match: re.Match[str], first: int) -> tuple[float, float]:
+    """The two ends of a range matched by _RANGE, whose groups start at `first`."""
+    pairs = [(match.group(i), match.group(i + 1)) for i in (first, first + 2)]
+    low, high = next(pair for pair in pairs if pair[0] is not None)
+    return number(low), number(high)
+
+
 def _numeric_conditions(text: str, card: DatasetCard) -> tuple[list[dict[str, Any]], list[str]]:
     """Comparisons on numeric features: (conditions, features named without a comparison)."""
     conditions: list[dict[str, Any]] = []
@@ -146,7 +242,7 @@ def _numeric_conditions(text: str, card: DatasetCard) -> tuple[list[dict[str, An
         names = "|".join(re.escape(w) for w in _names(feature))
         near = re.compile(
             rf"(?<![a-z])(?:{names})(?![a-z])(?: (?:is|was|of|level|levels|values?))? ?"
-            rf"(?:({_ABOVE}|{_BELOW}) ?{NUMBER}|between {NUMBER} and {NUMBER})"
+            rf"(?:({_ABOVE}|{_BELOW}) ?{NUMBER}|{_RANGE})"
         )
         found = near.search(text)
         if found:
@@ -160,7 +256,7 @@ def _numeric_conditions(text: str, card: DatasetCard) -> tuple[list[dict[str, An
                     }
                 )
             else:
-                low, high = number(found.group(3)), number(found.group(4))
+                low, high = _bounds(found, 3)
                 conditions += [
                     {"feature": feature.name, "op": ">=", "value": low},
                     {"feature": feature.name, "op": "<=", "value": high},
@@ -178,9 +274,10 @@ def _numeric_conditions(text: str, card: DatasetCard) -> tuple[list[dict[str, An
         between = _BETWEEN.search(text)
         aged = re.search(r"\b(?:aged|age|ages|years?)\b", text)
         if between and aged and not any(s <= between.start() < e for s, e in claimed):
+            low, high = _bounds(between, 1)
             conditions += [
-                {"feature": "age", "op": ">=", "value": number(between.group(1))},
-                {"feature": "age", "op": "<=", "value": number(between.group(2))},
+                {"feature": "age", "op": ">=", "value": low},
+                {"feature": "age", "op": "<=", "value": high},
             ]
     return conditions, named_only
 
@@ -213,29 +310,65 @@ def conditions_in(text: str, card: DatasetCard) -> tuple[list[dict[str, Any]], l
     return conditions, named_only
 
 
+_DOWN = (
+    r"(?:lower(?:ed)?|less|fewer|down|reduc(?:e|ed|es|ing)|cut|drop(?:ped|s)?|"
+    r"decreas(?:e|ed|es|ing)|fell|fall(?:s|en)?|minus)"
+)
+_UP = (
+    r"(?:higher|more|up|rais(?:e|ed|es|ing)|increas(?:e|ed|es|ing)|ros(?:e|en)|ris(?:e|es|ing)|"
+    r"plus|add(?:ed)?)"
+)
+_AMOUNT_AFTER = re.compile(rf"{NUMBER} ?(?:[a-z/]{{1,6}} )?(?:points? )?({_DOWN}|{_UP})\b")
+_BY = re.compile(rf"\bby {NUMBER}")
+_VERB_AMOUNT = re.compile(rf"\b({_DOWN}|{_UP}) (?:by )?{NUMBER}")
+_DIRECTION = re.compile(rf"\b({_DOWN}|{_UP})\b")
+_SET_TO = re.compile(
+    rf"^(?:'s)?(?: (?:level|levels|values?|readings?))?(?: (?:were|was|is|are|be|became|got|all))?"
+    rf"(?: (?:set|fixed|capped|brought|changed|reset|normali[sz]ed))?(?: (?:to|at|=|of))? ?{NUMBER}"
+)
+
+
 def _change(text: str, card: DatasetCard) -> list[dict[str, Any]]:
-    """ "cholesterol were 20 lower", "lower everyone's bp by 10"."""
+    """ "cholesterol were 20 lower", "lower everyone's bp by 10", "if every woman's blood
+    pressure went up by 10", "everyone's cholesterol set to 200": one change per feature
+    named with an amount (add) or a new value (set), in the order said."""
+    changes: list[tuple[int, dict[str, Any]]] = []
     for feature in card.features:
         if feature.kind != "numeric":
             continue
         named = _named(feature, text)
         if named is None:
             continue
-        found = _CHANGE.search(text, named.start()) or _CHANGE.search(text)
-        if found is None:
-            continue
-        if found.group(2):
-            amount, down = (
-                number(found.group(1)),
-                found.group(2) in {"lower", "less", "down", "fewer"},
-            )
+        window = text[max(0, named.start() - 40) : named.end() + 40]
+        after = text[named.end() : named.end() + 40]
+        found = _AMOUNT_AFTER.search(after) or _AMOUNT_AFTER.search(window)
+        by = _BY.search(after) or _BY.search(window)
+        direction = _DIRECTION.search(window)
+        verb = _VERB_AMOUNT.search(after)
+        if found:
+            amount, word = number(found.group(1)), found.group(2)
+        elif verb:  # "cholesterol dropped 25 points", "bp went up by 10"
+            amount, word = number(verb.group(2)), verb.group(1)
+        elif by and direction:
+            amount, word = number(by.group(1)), direction.group(1)
         else:
-            amount, down = (
-                number(found.group(4)),
-                found.group(3) in {"lower", "reduce", "cut", "drop", "decrease"},
+            set_to = _SET_TO.search(after)
+            if set_to and not re.match(r" ?(?:years?|%)", after[set_to.end() :]):
+                changes.append(
+                    (
+                        named.start(),
+                        {"feature": feature.name, "op": "set", "value": number(set_to.group(1))},
+                    )
+                )
+            continue
+        down = re.fullmatch(_DOWN, word) is not None
+        changes.append(
+            (
+                named.start(),
+                {"feature": feature.name, "op": "add", "value": -amount if down else amount},
             )
-        return [{"feature": feature.name, "op": "add", "value": -amount if down else amount}]
-    return []
+        )
+    return [change for _, change in sorted(changes, key=lambda c: c[0])][:5]
 
 
 def _without_feature_names(text: str, card: DatasetCard) -> str:
@@ -255,34 +388,85 @@ def _top(text: str) -> int | None:
     return int(found.group(1) or found.group(2)) if found else None
 
 
-def _counterfactual(text: str, prediction_id: str | None) -> ToolCall | None:
+def _counterfactual(text: str, card: DatasetCard, prediction_id: str | None) -> ToolCall | None:
+    """counterfactual for a row, a patient described in the same request, or the last one."""
     if not _COUNTERFACTUAL.search(text):
         return None
     rows = _ROWS.search(text)
     if rows:
         return "counterfactual", {"row_id": int(re.findall(r"\d{1,4}", rows.group(1))[0])}
+    patient = parse_patient(text, card, pronouns=False)
+    if len(patient) >= 3:  # "58 yo woman, typical angina, chol 280: what would it take ..."
+        return "counterfactual", {"patient": patient}
     return ("counterfactual", {"prediction_id": prediction_id}) if prediction_id else None
 
 
 def _cohort_what_if(text: str, card: DatasetCard) -> ToolCall | None:
-    everyone = _EVERYONE.search(text)
-    if not (everyone or (_GROUP.search(text) and "what if" in text)):
+    everyone = _EVERYONE.search(text) or _FLIP.search(text)
+    if not (everyone or (_GROUP.search(text) and _HYPOTHETICAL.search(text))):
         return None
     changes = _change(text, card)
     if not changes:
         return None
-    conditions, _ = conditions_in(text, card)
-    kept = [c for c in conditions if c["feature"] != changes[0]["feature"]]
-    return "cohort_what_if", {**_where(kept), "changes": changes}
+    conditions, _ = conditions_in(_without_changes(text, card, changes), card)
+    return "cohort_what_if", {**_where(conditions), "changes": changes}
+
+
+def _without_changes(text: str, card: DatasetCard, changes: list[dict[str, Any]]) -> str:
+    """The text with the changed features' amounts blanked, so that "cholesterol reduced by
+    30" is no condition while "everyone with chol over 240" stays one."""
+    for change in changes:
+        named = _named(card.feature(change["feature"]), text)
+        if named is None:
+            continue
+        tail = text[named.start() :]
+        amount = re.search(rf"(?:by |to |at |= ?)?{NUMBER}", tail)
+        if amount and not re.match(
+            rf"[a-z' ]{{0,20}}(?:{_ABOVE}|{_BELOW})", tail[len(named.group(0)) :]
+        ):
+            end = named.start() + amount.end()
+            text = text[: named.start()] + " " * (end - named.start()) + text[end:]
+    return text
+
+
+def _definition(card: DatasetCard) -> re.Pattern[str]:
+    """ "what does oldpeak mean", "what is thal?", "tell me what ca means", "define chol":
+    a question about a feature's meaning, with the card's words for its features."""
+    key = card.name
+    if key not in _DEFINITIONS:
+        names = "|".join(
+            re.escape(w)
+            for w in sorted({w for f in card.features for w in _names(f)}, key=len, reverse=True)
+        )
+        noun = r"(?:the )?(?:feature |column |variable |field |term |abbreviation |code )?"
+        quoted = rf"['\"]?({names})['\"]?"
+        _DEFINITIONS[key] = re.compile(
+            rf"\bwhat (?:does|do) {noun}{quoted} (?:mean|stand for|measure|refer to|represent|"
+            rf"indicate|encode)\b|"
+            rf"\bwhat {noun}{quoted} (?:means|stands for|measures|refers to|represents|"
+            rf"indicates|is short for)\b|"
+            rf"\bwhat(?: is|'s| are) {noun}{quoted}(?: (?:in|of) (?:this|the) (?:data|dataset|"
+            rf"card|model))?\W*$|"
+            rf"\b(?:define|definition of|meaning of|explain|describe) {noun}{quoted}(?: (?:in|of) "
+            rf"(?:this|the) (?:data|dataset|card|model))?\W*$|"
+            rf"\b(?:define|definition of|meaning of) {noun}{quoted}|"
+            rf"\b(?:units?|scale|coding|codes) (?:of|for) "
+            rf"{noun}{quoted}|\bwhat (?:units?|scale) (?:is|are) {noun}{quoted}|"
+            rf"\bhow (?:is|are) {noun}{quoted} (?:measured|coded|encoded|defined|recorded)\b"
+        )
+    return _DEFINITIONS[key]
+
+
+_DEFINITIONS: dict[str, re.Pattern[str]] = {}
 
 
 def _rows_or_definition(text: str, card: DatasetCard) -> ToolCall | None:
     rows = _ROWS.search(text)
-    if rows and re.search(r"\b(?:show|see|display|get|list|give|what|which|row)\b", text):
+    if rows and _SHOW.search(text):
         return "show_rows", {"row_ids": [int(n) for n in re.findall(r"\d{1,4}", rows.group(1))]}
-    defined = _DEFINE.search(text)
+    defined = _definition(card).search(text)
     if defined:
-        word = next(g for g in defined.groups() if g).strip(" ?.")
+        word = next(g for g in defined.groups() if g)
         for feature in card.features:
             if word in _names(feature):
                 return "define_feature", {"feature": feature.name}
@@ -302,7 +486,9 @@ def _about_the_model(text: str, conditions: list[dict[str, Any]]) -> ToolCall | 
         return "model_mistakes", {**where, "kind": kind}
     if _INTERACTIONS.search(text):
         return "feature_interactions", {**where, **({"top": top} if top else {})}
-    if _IMPORTANCE.search(text):
+    if _IMPORTANCE.search(text) or (
+        _DRIVERS.search(text) and (conditions or _OVERALL.search(text))
+    ):
         return "feature_importance", {**where, **({"top": top} if top else {})}
     if _ACCURACY.search(text) and conditions:
         return "model_performance", where
@@ -312,7 +498,7 @@ def _about_the_model(text: str, conditions: list[dict[str, Any]]) -> ToolCall | 
 def cohort_request(text: str, card: DatasetCard, prediction_id: str | None) -> ToolCall | None:
     """The cohort tool a clause asks for, with its arguments; None when it is not one."""
     found = (
-        _counterfactual(text, prediction_id)
+        _counterfactual(text, card, prediction_id)
         or _cohort_what_if(text, card)
         or _rows_or_definition(text, card)
     )
@@ -328,7 +514,21 @@ def cohort_request(text: str, card: DatasetCard, prediction_id: str | None) -> T
     if _DATA_OVERALL.search(text):
         features = {"features": named_only} if named_only else {}
         return "describe_data", {**_where(conditions), **features}
+    if asks_statistics(text, card):  # "distribution of chest pain types in Hungary"
+        said = {c["feature"] for c in conditions}
+        named = [f.name for f in card.features if f.name not in said and _named(f, text)]
+        return "describe_data", {**_where(conditions), **({"features": named} if named else {})}
     return _described(text, card, conditions, named_only)
+
+
+def asks_statistics(text: str, card: DatasetCard) -> bool:
+    """Whether a clause asks for a statistic of features the card names ("distribution of
+    chest pain types in Hungary"), not how they moved (drift)."""
+    if not _STATISTIC.search(text) or _MOVED.search(text) or _ONE_PATIENT.search(text):
+        return False
+    return any(_named(f, text) for f in card.features if f.name not in {"age", "sex"}) or bool(
+        re.search(r"\b(?:ages?|sex|gender)\b", text)
+    )
 
 
 def _described(
@@ -345,3 +545,25 @@ def _described(
         return None  # a site's status is check_drift's
     arguments = {**_where(conditions), **({"features": named_only} if named_only else {})}
     return "describe_data", arguments
+
+
+# the words read here are never "fixed" into neighbours ("stats" is no typo of "status")
+known_words(
+    *(
+        re.sub(r"\\[a-z]", " ", pattern)  # "\\bstats" is the word "stats"
+        for pattern in (
+            _STATISTIC.pattern,
+            _SHOW.pattern,
+            _DRIVERS.pattern,
+            _OVERALL.pattern,
+            _IMPORTANCE.pattern,
+            _CF_ASK,
+            _CF_GOAL,
+            _ROWS.pattern,
+            _FLIP.pattern,
+            _EVERYONE.pattern,
+            _HYPOTHETICAL.pattern,
+            "point points percent",
+        )
+    )
+)

@@ -55,7 +55,7 @@ from pydantic import BaseModel
 
 from copilot.facts import NOTHING_LEFT, Memory, Step
 from copilot.llm.offline.changes import relative_changes
-from copilot.llm.offline.cohorts import cohort_request
+from copilot.llm.offline.cohorts import asks_statistics, cohort_request
 from copilot.llm.offline.focus import mentioned
 from copilot.llm.offline.grammar import (
     CUES,
@@ -366,8 +366,9 @@ def _history(reading: Reading, context: _Context) -> Intent | None:
 
 
 def _drift(reading: Reading, context: _Context) -> Intent | None:
-    """check_drift: drift, shift, distribution, data quality; at a site or since a date."""
-    if reading.has("drift"):
+    """check_drift: drift, shift, distribution, data quality; at a site or since a date
+    ("distribution of chest pain types in Hungary" asks for the data's statistics)."""
+    if reading.has("drift") and not asks_statistics(reading.text, context.card):
         return _drift_at(reading, context.card)
     return None
 

@@ -18,16 +18,35 @@ import re
 from typing import Any
 
 from copilot.llm.offline.grammar import Reading, unknown_place
+from copilot.llm.offline.text import known_words
 from model_service.cards import DatasetCard
 
 TOOL = "monitoring_history"
 
+_MEASURES = (
+    r"auc|roc auc|accuracy|sensitivity|specificity|recall|performance|drift|data quality|"
+    r"share drifted|calibration"
+)
 _OVER_TIME = re.compile(
     r"\bover time\b|\btrends?\b|\btrending\b|"
     r"\bhistor(?:y|ical)\b|\bgetting (?:worse|better)\b|\b(?:got|gotten|become|becoming) "
     r"(?:worse|better)\b|\bdegrad(?:e|ed|es|ing|ation)\b|\bdeteriorat|\bdeclin(?:e|ed|ing)\b|"
     r"\bhow (?:has|have) [a-z ]{1,40}(?:drifted|changed|moved|done|performed|evolved)\b|"
-    r"\btime series\b"
+    r"\btime series\b|\bevolv(?:e|ed|es|ing)\b|\bevolution\b|"
+    r"\b(?:week|month|day) (?:by|over|to|after) (?:week|month|day)\b|\b(?:weekly|daily|monthly)\b|"
+    r"\bover the (?:last|past) (?:few |several |couple of |\d{1,2} )?(?:weeks|months)\b|"
+    # a measure said to have moved: "has the AUC dropped", "a fall in sensitivity"
+    rf"\b(?:{_MEASURES})(?: [a-z']+){{0,3}} (?:dropped|fallen|fell|gone (?:down|up)|decreased|"
+    r"increased|improved|risen|rose|worsened|slipped|sunk|slid|dipped|moved|gone)\b|"
+    r"\b(?:drop|fall|decline|dip|rise|increase|improvement|change|slide)s? in (?:the )?"
+    rf"(?:{_MEASURES})\b|"
+    # a measure moving now: "is accuracy slipping", "is the model degrading"
+    rf"\b(?:{_MEASURES}|model|it)(?: [a-z']+){{0,3}} (?:dropping|falling|slipping|sliding|"
+    r"worsening|improving|going (?:down|up)|trending|developing|progressing)\b|"
+    r"\b(?:develop(?:ed)?|progress(?:ed)?) (?:over|through|across)\b|\bthrough time\b|"
+    r"\bacross time\b|\bin recent weeks\b|\bpast (?:few |several )?checks\b|"
+    # a chart is a series: "plot the accuracy", "graph drift at VA"
+    rf"\b(?:plot|chart|graph)(?:s|ted)?\b(?: [a-z']+){{0,4}} (?:{_MEASURES})\b"
 )
 # A short clause that goes on from the last answer: "and for Hungary?", "what about VA
 # Long Beach?", "same for Cleveland", "how about the Swiss site?".
@@ -44,19 +63,30 @@ _NOT_SUBJECTS = frozenset(
     "model model's models input inputs feature features prediction predictions risk "
     "production live serving monitored logged".split()
 )
-_MONITOR = re.compile(r"\bmonitor(?:ing)? (?:history|checks?|results?|series)\b")
+_MONITOR = re.compile(
+    r"\bmonitor(?:ing)? (?:history|checks?|results?|series|runs?|pass(?:es)?|alerts?|findings?|"
+    r"reports?|output|log)\b|"
+    r"\b(?:the|its|our|your|last|latest) monitor(?:'s)?\b(?! (?:the|it|for)\b)|"
+    r"\bmonitoring (?:say|said|show|shows|showed|find|found)\b|\balerts? (?:from|by|raised)\b"
+)
 _DRIFT = re.compile(r"\bdrift|\bshift")
 _QUALITY = re.compile(r"\bdata quality\b|\bquality findings?\b")
 _PERFORMANCE = re.compile(
     r"\bworse\b|\bbetter\b|\bperform|\bdegrad|\bdeteriorat|\bdeclin|\baccura|\bauc\b|"
-    r"\bsensitivity\b|\bspecificity\b"
+    r"\bsensitivity\b|\bspecificity\b|\bimprov|\bslipp|\bslid"
 )
+# A performance measure asked of a period ("the AUC since last week", "sensitivity at
+# Hungary since 2026-11-01"): only the monitor's series has it (model_info has no dates).
+_MEASURED = re.compile(r"\bauc\b|\broc\b|\baccuracy\b|\bsensitivity\b|\bspecificity\b|\bperform")
 _NAMED_METRICS = (
     ("sensitivity", re.compile(r"\bsensitivity\b|\brecall\b")),
     ("specificity", re.compile(r"\bspecificity\b")),
     ("accuracy", re.compile(r"\baccuracy\b")),
     ("auc", re.compile(r"\bauc\b|\broc\b")),
 )
+
+
+known_words(*(re.sub(r"\\[a-z]", " ", p.pattern) for p in (_OVER_TIME, _MONITOR)))
 
 
 def _metric(text: str) -> str | None:
@@ -81,7 +111,8 @@ def history_arguments(
     if last_tool == TOOL and len(reading.sites) == 1 and _FOLLOW_UP.search(text):
         return {"site": reading.sites[0], **({"since": reading.since} if reading.since else {})}
     monitor = _MONITOR.search(text) is not None
-    if not monitor and not _OVER_TIME.search(text):
+    dated = reading.since is not None and _MEASURED.search(text) is not None
+    if not (monitor or dated or _OVER_TIME.search(text)):
         return None
     metric = _metric(text)
     if metric is None and not monitor:

@@ -8,6 +8,9 @@ asks for something no tool does and that would be wrong to attempt, whatever els
 - clinical advice (prescriptions, doses, medication), private data (passwords, home
   addresses), the machine itself (a shell, commands), appointments;
 - instructions that come from somewhere else ("do what the latest run's note says");
+- changing what no tool changes: the dataset's rows and labels, the model's threshold or
+  weights ("change the label of row 12 to 1", "lower the decision threshold to 0.3"), not
+  a what-if ("what if the threshold were 0.3");
 - approving from the chat ("I approve", "as approver I confirm the rollback"): proposals
   are decided by a person where they are shown, never by words in a message.
 
@@ -19,24 +22,37 @@ from __future__ import annotations
 
 import re
 
+from copilot.llm.offline.text import known_words
+
 _OURS = (
     r"(?:registry|registries|models?|runs?|tables?|database|db|data|dataset|predictions?|"
     r"logs?|audit|experiments?|versions?|history|everything|records?|champion|challenger|"
-    r"mlflow|server|service|artifacts?|backups?|actions?|conversations?|it all|all of it)"
+    r"mlflow|server|service|artifacts?|backups?|actions?|conversations?|it all|all of it|rows?|"
+    r"columns?|labels?|outcomes?|entries|samples?|card|monitor|monitoring|alerts?|webhooks?|"
+    r"notifications?|approvals?|audit log|safeguards?)"
 )
 
 _HARM = re.compile(
     r"\b(?:delete|drop|erase|wipe|purge|truncate|destroy|remove|nuke|trash|clear|reset|"
-    r"overwrite|corrupt|disable|shut down|kill)(?! (?:me|us)\b)(?: [a-z0-9'-]{1,20}){0,3} "
-    + _OURS
-    + r"\b|\brm -rf\b|\bdrop table\b"
+    r"overwrite|corrupt|disable|shut down|kill|turn off|switch off|silence|mute)"
+    r"(?! (?:me|us)\b)(?: [a-z0-9'-]{1,20}){0,3} " + _OURS + r"\b|\brm -rf\b|\bdrop table\b"
 )
 
 _PEOPLE = (
-    r"(?:the |my |our |his |her |their |a )?(?:[a-z.']{1,20} ){0,2}(?:team|patient|doctor|nurse|"
+    r"(?:(?:the |my |our |his |her |their |a )?(?:[a-z.']{1,20} ){0,2}(?:team|patient|doctor|nurse|"
     r"cardiologists?|family|colleagues?|someone|boss|manager|hospital|gp|physician|staff|"
-    r"everyone|people|him|her|them|wife|husband|department)\b"
+    r"everyone|people|him|her|them|wife|husband|department)\b|"
+    # a person by title and name: "dr smith", "prof. jones", "nurse kelly"
+    r"\b(?:dr|doctor|prof|professor|mr|mrs|ms|nurse)\.? [a-z][a-z'-]{1,20}\b|"
+    r"\b[a-z0-9._-]{1,40}@[a-z0-9.-]{1,40})"
 )
+
+# Places outside this chat that things could be posted to (words the typo fixer must keep).
+_CHANNELS = (
+    "slack teams twitter facebook linkedin whatsapp channel mailing-list internet web "
+    "dropbox public"
+)
+known_words(_CHANNELS)
 
 _SEND = re.compile(
     r"\b(?:e-?mail|mail|send|forward|fax|text|sms|message|tweet|post|share|slack|notify|"
@@ -48,6 +64,8 @@ _SEND = re.compile(
     + r"(?! (?:positive|negative|high|low|sick|ill|healthy|diseased|at risk|high-risk|"
     r"low-risk|a case|a positive|a negative))"
     + r"|\b(?:send|write) (?:an? )?(?:e-?mail|text message|text|sms|letter|fax)\b"
+    r"|\b(?:post|send|share|forward|upload|publish|push|export)(?: [a-z0-9'-]{1,20}){0,6} "
+    rf"(?:to|on|in|into) (?:the |our |my )?(?:{_CHANNELS.replace(' ', '|')})\b"
 )
 
 _ADVICE = re.compile(
@@ -61,12 +79,42 @@ _ADVICE = re.compile(
 
 _PRIVATE = re.compile(
     r"\bpassw[a-z]{0,4}|\bpasscode\b|\bsocial security\b|\bssn\b|\bhome address\b|"
-    r"\bphone number\b|\bcredit card\b|\bapi key\b|\bcredentials?\b|\bsecret key\b"
+    r"\bphone number\b|\bcredit card\b|\bapi key\b|\bcredentials?\b|\bsecret key\b|"
+    r"\b(?:patients?'? |their |full )names?\b|\bnames? (?:of|and) (?:the |these |those )?"
+    r"(?:patients|people)\b|\b(?:home |email |e-mail )?addresses\b|"
+    r"\bcontact details\b|\bdates? of birth\b|\bbirth ?dates?\b|\bmedical record numbers?\b|"
+    r"\bmrns?\b|\binsurance (?:numbers?|ids?|details)\b|\bre-?identif[a-z]*|"
+    r"\bde-?anonymi[sz][a-z]*|\bwho (?:is|are) (?:the )?(?:patients?|rows?|people) (?:in )?"
+    r"(?:row )?#?\d"
 )
 
 _SYSTEM = re.compile(
     r"\bshell\b|\bterminal\b|\bsudo\b|\bbash\b|\b(?:execute|run) (?:a |the |this |any )?"
     r"(?:command|script|code|sql)\b|\bsql\b"
+)
+
+# Changing what we hold outside the tools: the dataset's rows and labels, the model's
+# threshold or weights ("change the label of row 12 to 1", "lower the decision threshold to
+# 0.3"); a what-if ("what if the threshold were 0.3", "lower his cholesterol by 20") is none.
+_EDIT = re.compile(
+    r"^(?!.*\b(?:what if|suppose|imagine|if we|if you|would)\b).*(?:"
+    r"\b(?:change|edit|modify|update|alter|relabel|overwrite|correct|fix|set|flip|replace|"
+    r"rewrite|patch|insert|add)\b(?: [a-z0-9'-]{1,20}){0,3} (?:labels?|outcomes?|targets?|ground "
+    r"truth|diagnos[ie]s|values?|entries|entry|records?|rows?|data(?:set)?)\b(?: [a-z0-9'-]{1,20})"
+    r"{0,2} (?:of |in |for |at )?(?:the )?(?:rows?|records?|entry|entries|data(?:set)?|patients?) "
+    r"?#?\d{0,4}|"
+    r"\b(?:change|set|lower|raise|increase|decrease|adjust|move|tune|reduce|update|modify|"
+    r"drop|bump)\b (?:the |its |our |your |the model's )?(?:decision |classification |risk |"
+    r"model's |alert )?(?:threshold|cut-?off|cut off|operating point|weights?|coefficients?|"
+    r"hyper-?parameters?)\b)"
+)
+
+# Making results say what they do not: "fudge the AUC", "hide the false negatives".
+_TAMPER = re.compile(
+    r"\b(?:fake|falsify|fabricate|forge|tamper with|fudge|cook|inflate|massage|hide|conceal|"
+    r"suppress|cover up|doctor)(?: [a-z0-9'-]{1,20}){0,3} (?:results?|metrics?|auc|numbers?|"
+    r"data|labels?|logs?|audit|reports?|mistakes?|false negatives?|false positives?|errors?|"
+    r"drift|alerts?|findings?|performance)\b"
 )
 
 _ELSEWHERE = re.compile(
@@ -112,7 +160,7 @@ _TAKE_OUT_AND_BACK = re.compile(
 )
 
 
-def out_of_scope(lowered: str) -> str | None:
+def out_of_scope(lowered: str) -> str | None:  # noqa: PLR0911
     """The reply to a request (normal form, notes set apart) that must be declined, or None."""
     if _HARM.search(lowered) and not _TAKE_OUT_AND_BACK.search(lowered):
         return f"{DECLINE}. I never delete or change records, runs or the registry. {CAPABILITIES}"
@@ -128,6 +176,11 @@ def out_of_scope(lowered: str) -> str | None:
         )
     if _PRIVATE.search(lowered) or _SYSTEM.search(lowered) or _ELSEWHERE.search(lowered):
         return f"{DECLINE}. {CAPABILITIES}"
+    if _EDIT.search(lowered) or _TAMPER.search(lowered):
+        return (
+            f"{DECLINE}. I never change the data, its labels or the model's threshold; they are "
+            f"read-only here. {CAPABILITIES}"
+        )
     if _DELEGATED.search(lowered):
         return (
             f"{DECLINE}. I only act on what you ask me directly; notes, run descriptions and "

@@ -215,7 +215,7 @@ def _words_of(card: DatasetCard) -> frozenset[str]:
             word
             for f in card.features
             for name in (*f.synonyms, *f.value_words, f.display_name)
-            for word in name.lower().split()
+            for word in re.findall(r"[a-z]+", name.lower())  # "down-sloping": "sloping" too
         }
         | {word for site in sites(card) for word in site.lower().split()}
     )
