@@ -10,6 +10,8 @@ optional unit, UP/DOWN the words of a direction:
     N UP|DOWN [in|of] F         "2 fewer vessels", "20 points lower cholesterol"
     N years UP|DOWN             "20 years older" (age)
     RAISE|LOWER [his|the] F by N  "lower his cholesterol by 30"
+    TAKE|ADD N off|to [his] F     "take 20 off his cholesterol", "add 10 to the BP"
+    F plus|minus N                "cholesterol minus 20"
     RAISE|LOWER [his|the] F     (no amount: asked back, never guessed)
     HALVE|DOUBLE[D] [his] F     "halved his ST depression", "double the vessels"
     in N years [time] | N years from now   (age, later)
@@ -47,6 +49,8 @@ _LOWER = (
     r"(?:decrease|decreasing|lower|lowering|reduce|reducing|drop|dropping|cut|cutting|"
     r"bring down|bringing down|take down|knock down|bring)"
 )
+_TAKE = r"(?:take|taking|takes|shave|shaving|knock|knocking|subtract|subtracting|remove|minus)"
+_ADD = r"(?:add|adding|adds|put|putting|tack|plus|\+)"
 _AMOUNT = r"(?P<amount>\d{1,4}(?:\.\d{1,3})?|one)"
 _UNIT = (
     r"(?: ?(?P<unit>%|percent|mmol/l|mg/dl|mmhg|mm hg|bpm|beats|mm|points?|units?|years?|yrs?|"
@@ -65,7 +69,7 @@ _LINK = r"(?: (?:is|was|were|be|being|at|of|would be|went|goes|got|gets|had|has|
 _BY = r"(?: by)?"
 
 
-known_words(_UP, _DOWN, _RAISE, _LOWER, " ".join(_FACTORS))
+known_words(_UP, _DOWN, _RAISE, _LOWER, _TAKE, _ADD, " ".join(_FACTORS))
 
 
 @dataclass
@@ -99,6 +103,12 @@ def _patterns(feature: Feature) -> list[re.Pattern[str]]:
         rf"\b{_AMOUNT}{_UNIT} (?P<dir>{_UP}|{_DOWN})(?: (?:in|of|on|for))? {own}"
         rf"(?:[a-z-]{{3,15}} )?{f}",
         rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f} by {_AMOUNT}{_UNIT}",
+        # an amount taken off or put on: "take 20 off his cholesterol", "add 10 to the BP",
+        # "knock 15 points off", "shave 0.5 off the ST depression"
+        rf"\b(?P<dir>{_TAKE}|{_ADD})(?: on| off)? {_AMOUNT}{_UNIT}(?: (?:off|from|on|onto|to))?"
+        rf" {own}{f}",
+        # "cholesterol minus 20", "BP plus 10"
+        rf"{f}{_LINK} (?P<dir>plus|minus|\+) ?{_AMOUNT}{_UNIT}",
         rf"{f}{_LINK} (?P<factor>doubled|halved|cut in half|tripled)\b",
         rf"\b(?P<factor>doubled|halved|tripled|double|halve|triple|cut in half) {own}{f}",
         rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f}(?! by| to| from| of| at)(?P<vague>)",
@@ -129,7 +139,7 @@ def _grammar(card: DatasetCard) -> list[tuple[Feature, list[re.Pattern[str]]]]:
 
 
 def _direction(word: str) -> int:
-    up = re.fullmatch(_UP + "|" + _RAISE, word)
+    up = re.fullmatch(_UP + "|" + _RAISE + "|" + _ADD, word)
     return 1 if up else -1
 
 

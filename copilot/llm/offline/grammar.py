@@ -48,7 +48,15 @@ CUES: dict[str, re.Pattern[str]] = {
         "contribut*, pushed, pushes, pull*, drag*, holding ~ down, holding ~ up, "
         "shap, break down, break ~ down, breakdown, behind, responsible for, attribut*, "
         "accounts for, account for, what makes, what's pushing, what is pushing, due to, "
-        "effect of, impact of, influence of, role of"
+        "effect of, impact of, influence of, role of, "
+        # taking a result apart, or asking which of the patient's values weighed most
+        "unpack*, walk me through, talk me through, take me through, what went into, "
+        "what's behind, what is behind, underlying, rationale, justify, justification, "
+        "how did you get, how did it get, how did you arrive, how did you come up, "
+        "where does ~ come from, where did ~ come from, what made, "
+        "hurt* him, hurt* her, hurt* his, hurt* most, hurt* the most, help* him most, "
+        "help* her most, help* the most, weigh* most, weigh* the most, weigh* heaviest, "
+        "heaviest, carr* the most weight, count* most, count* the most, mattered"
     ),
     # predict_risk: asking for a risk
     "risk": _words(
@@ -69,7 +77,10 @@ CUES: dict[str, re.Pattern[str]] = {
         # verbs that set a value of the last patient
         "assuming, assume, pretend, let's say, lets say, say he, say she, hypothetically, "
         "swap, switch his, switch her, switch the, change the, change age, change it, set the, "
-        "set age, update his, update her, update the, replace, modify, alter"
+        "set age, update his, update her, update the, replace, modify, alter, "
+        # scoring the last patient again
+        "rescore*, re-score*, rerun, re-run, recalculat*, recomput*, reassess*, redo, "
+        "score him again, score her again, score it again, what then, what now"
     ),
     # check_drift: the words of drift itself
     "drift": _words(
@@ -107,7 +118,11 @@ CUES: dict[str, re.Pattern[str]] = {
         "live, serving, served, in production, in prod, production, deployed, in use, "
         "running, currently, current model, current version, champion, model card, model "
         "info*, model details, model version, the card, about the model, about the current "
-        "model, about the live model, describe the model, the model itself, model overview"
+        "model, about the live model, describe the model, the model itself, model overview, "
+        # the model in charge, in other words
+        "reigning, in charge, on duty, active model, active version, calling the shots, "
+        "in place, being used, we're using, we are using, do we use, are we using, in "
+        "service, the incumbent, incumbent"
     ),
     "metrics": _words(
         "metric*, auc, roc, pr auc, sensitiv*, specificity, accuracy, accurate, precision, "

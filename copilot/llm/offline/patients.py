@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -33,6 +34,19 @@ _LINK = (
     r"reaches|hit|hits|maxed out|topped out|measured|reads|read)){0,2}"
     r"(?: ?(?:actually|really|now|currently|only|just|more like|closer to|under control))?"
     r"(?: ?(?:of|=|:|at|to|->|is|was|were|around|about|, say|say))? ?"
+)
+
+
+# A count of vessels said as a clinician would ("3 coloured vessels", "two-vessel disease",
+# "single vessel disease", "no major vessels blocked").
+_VESSEL_COUNTS = {
+    **{"no": 0, "zero": 0, "one": 1, "single": 1},
+    **{"two": 2, "double": 2, "three": 3, "triple": 3},
+}
+_VESSELS = re.compile(
+    r"\b(\d|" + "|".join(_VESSEL_COUNTS) + r")[ -]"
+    r"(?:(?:major|coloured|colored|diseased|blocked|narrowed|affected|occluded|stenosed|"
+    r"stenotic|significant|coronary|main)[ -]){0,2}vessels?\b"
 )
 
 
@@ -73,7 +87,9 @@ def _numeric(feature: Feature, text: str) -> float | None:
         text,
     )
     if found is None and feature.name == "ca":
-        found = re.search(rf"\b{NUMBER}\s+(?:major\s+)?vessels?\b", text)
+        found = _VESSELS.search(text)
+        if found is not None:
+            return float(_VESSEL_COUNTS.get(found.group(1), found.group(1)))
     if found is None:
         return None
     value = number(found.group(1))
@@ -106,12 +122,40 @@ def _categorical(feature: Feature, text: str, card: DatasetCard) -> Any:
     for word, value in _words(feature):
         if feature.name == "sex" and word in {"he", "his", "him", "she", "her"}:
             continue  # pronouns are weak evidence: see _pronoun_sex
-        bare = rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])"
         if _ambiguous(word, feature, card):  # e.g. "normal": say which test
-            bare = rf"(?<![a-z]){names}{_CATEGORY_LINK}{re.escape(word)}(?![a-z0-9])"
-        if re.search(bare, text):
+            if _said_of(feature, names, word, text, card):
+                return value
+        elif re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", text):
             return value
     return None
+
+
+def _said_of(feature: Feature, names: str, word: str, text: str, card: DatasetCard) -> bool:
+    """Whether a value word two tests share ("normal") is said of this feature: after its
+    name, with up to three words between that name no other feature ("thallium perfusion
+    came back normal"), or just before it ("a normal nuclear scan")."""
+    value = re.escape(word)
+    after = rf"(?<![a-z]){names}{_CATEGORY_LINK}((?:[a-z'-]{{1,15}} ){{0,3}}?){value}(?![a-z0-9])"
+    before = rf"(?<![a-z0-9]){value} ((?:[a-z'-]{{1,15}} )?){names}(?![a-z])"
+    others = _other_names(feature, card)
+    return any(
+        not others.search(match.group(1))
+        for pattern in (after, before)
+        for match in itertools.islice(re.finditer(pattern, text), 5)
+    )
+
+
+def _other_names(feature: Feature, card: DatasetCard) -> re.Pattern[str]:
+    """Any other feature's name: a gap that holds one is about that feature."""
+    names = {
+        n.lower()
+        for other in card.features
+        if other.name != feature.name
+        for n in (*other.synonyms, other.display_name)
+        if len(n) > 2
+    }
+    ordered = sorted(names, key=len, reverse=True)
+    return re.compile(r"(?<![a-z])(?:" + "|".join(re.escape(n) for n in ordered) + r")(?![a-z])")
 
 
 def _ambiguous(word: str, feature: Feature, card: DatasetCard) -> bool:
@@ -150,24 +194,39 @@ def _boolean(feature: Feature, text: str) -> bool | None:
     if level is not None:
         return level
     named = re.search(rf"(?<![a-z]){names}(?![a-z])", text)
-    if named:  # named without a value: present ("exercise-induced angina"), unless negated
+    if named and named.group(0) not in _LEVEL_ONLY:
+        # named without a value: present ("exercise-induced angina"), unless negated
         return not _negated(text, named.start())
     return None
 
 
+# Names of a measurement, not of a finding: said alone ("sugar"), they say nothing.
+_LEVEL_ONLY = frozenset({"glucose", "sugar", "blood sugar", "blood glucose"})
+
+
 def _level(names: str, text: str) -> bool | None:
-    """A test said as high or normal after its name ("fasting sugar not raised": False)."""
-    level = re.search(rf"(?<![a-z]){names} (?:is |was |came back )?(not )?([a-z]+)", text)
+    """A test said as high or normal after its name ("fasting sugar not raised": False,
+    "sugar normal when fasting") or before it ("high blood sugar", "normal glucose")."""
+    level = re.search(
+        rf"(?<![a-z]){names} (?:is |was |were |be |came back |comes back |looks |reads |of )?"
+        r"(not )?([a-z]+)",
+        text,
+    )
     if level and level.group(2) in _HIGH | _NORMAL:
         return (level.group(2) in _HIGH) != bool(level.group(1))
+    before = re.search(rf"\b(not )?([a-z]+) (?:fasting )?{names}(?![a-z])", text)
+    if before and before.group(2) in _HIGH | _NORMAL:
+        return (before.group(2) in _HIGH) != bool(before.group(1))
     return None
 
 
 def _fasting_glucose_above(text: str) -> bool | None:
-    """Whether a fasting glucose said as a number is above the card's 120 mg/dl line: "fasting
-    glucose 7.8 mmol/l" (a value under 30 is read as mmol/l), "fasting sugar over 120"."""
+    """Whether a (fasting) glucose said as a number is above the card's 120 mg/dl line:
+    "fasting glucose 7.8 mmol/l" (a value under 30 is read as mmol/l), "fasting sugar over
+    120", "blood glucose 160 mg/dl fasting", "glucose of 95"."""
     glucose = re.search(
-        r"(?:fasting glucose|fasting sugar|fasting blood sugar|fbs)\s*(?:of|is|was|=|:)?\s*"
+        r"(?<![a-z])(?:(?:fasting )?(?:plasma |blood )?(?:glucose|sugar)(?: level)?|fbs|fpg)"
+        r"\s*(?:of|is|was|were|=|:|at)?\s*"
         rf"(over|above|under|below|>|<)?\s*{NUMBER}\s*(mmol/l|mmol|mg/dl)?",
         text,
     )

@@ -143,7 +143,8 @@ _GRAMMAR_WORDS = frozenset(
     ranked important importance matters biggest largest strongest feature features driver
     factor reason contributor contributors sensitivity specificity accuracy precision
     calibration performance metrics production experiments lower higher decreased increased
-    reduced raised fewer switzerland hungarian prediction predictions
+    reduced raised fewer switzerland hungarian prediction predictions rescore rescored
+    rescoring rerun reruns recheck recompute recalculate reassess
     """.split()
 )
 
