@@ -39,7 +39,7 @@ _UP = (
 _DOWN = (
     r"(?:lower|less|down|fewer|smaller|decreased|reduced|dropped|lowered|younger|fell|fallen|"
     r"went down|goes down|gone down|go down|cut|decreases|decrease|drops|drop|fall|reduction|"
-    r"decline|dip)"
+    r"decline|dip|off)"
 )
 _RAISE = (
     r"(?:increase|increasing|raise|raising|bump up|bumping up|bump|push up|pushing up|boost|"
@@ -52,6 +52,9 @@ _LOWER = (
 _TAKE = r"(?:take|taking|takes|shave|shaving|knock|knocking|subtract|subtracting|remove|minus)"
 _ADD = r"(?:add|adding|adds|put|putting|tack|plus|\+)"
 _AMOUNT = r"(?P<amount>\d{1,4}(?:\.\d{1,3})?|one)"
+_UNIT_WORDS = (
+    r"%|percent|mmol/l|mg/dl|mmhg|bpm|beats|mm|points?|units?|years?|yrs?|decades?|vessels?"
+)
 _UNIT = (
     r"(?: ?(?P<unit>%|percent|mmol/l|mg/dl|mmhg|mm hg|bpm|beats|mm|points?|units?|years?|yrs?|"
     r"decades?|vessels?))?"
@@ -64,6 +67,7 @@ _FACTORS = {
     "halved": 0.5,
     "halve": 0.5,
     "cut in half": 0.5,
+    "half": 0.5,
 }
 _LINK = r"(?: (?:is|was|were|be|being|at|of|would be|went|goes|got|gets|had|has|came|comes))?"
 _BY = r"(?: by)?"
@@ -102,7 +106,13 @@ def _patterns(feature: Feature) -> list[re.Pattern[str]]:
         # an adjective may come between: "2 fewer diseased vessels", "1 more blocked vessel"
         rf"\b{_AMOUNT}{_UNIT} (?P<dir>{_UP}|{_DOWN})(?: (?:in|of|on|for))? {own}"
         rf"(?:[a-z-]{{3,15}} )?{f}",
-        rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f} by {_AMOUNT}{_UNIT}",
+        # "one vessel fewer", "20 mmhg bp lower"
+        rf"\b{_AMOUNT}{_UNIT} (?:[a-z-]{{3,15}} )?{f} (?P<dir>{_UP}|{_DOWN})\b",
+        # "10 more beats of max heart rate", "20 points off cholesterol"
+        rf"\b{_AMOUNT} (?P<dir>{_UP}|{_DOWN})(?: (?:{_UNIT_WORDS}))?(?: (?:in|of|on|for|from))?"
+        rf" {own}{f}",
+        rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f}(?: by)? {_AMOUNT}{_UNIT}",
+        rf"\b(?:{_LOWER}|cut|halve) {own}{f} (?:in|by) (?P<factor>half)\b",
         # an amount taken off or put on: "take 20 off his cholesterol", "add 10 to the BP",
         # "knock 15 points off", "shave 0.5 off the ST depression"
         rf"\b(?P<dir>{_TAKE}|{_ADD})(?: on| off)? {_AMOUNT}{_UNIT}(?: (?:off|from|on|onto|to))?"
@@ -125,6 +135,12 @@ def _patterns(feature: Feature) -> list[re.Pattern[str]]:
             r"\b(?:in (?P<amount>\d{1,2}|a|one) ?(?P<unit>years?|yrs?|decades?)(?:'s|')?"
             r"(?: time)?|(?P<amount2>\d{1,2}|a|one) ?(?P<unit2>years?|decades?) "
             r"(?:from now|on|later|down the (?:road|line)))",
+        )
+        # "if he aged 10 years", "gets a decade older" is above; "ages by 5 years"
+        patterns.insert(
+            2,
+            r"\b(?:aged|ages|ageing|aging|age) (?:by |another )?(?P<amount>\d{1,2}|a|one) ?"
+            r"(?P<unit>years?|yrs?|decades?)\b",
         )
     return [re.compile(p) for p in patterns]
 

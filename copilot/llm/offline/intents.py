@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from datetime import UTC, datetime, timedelta
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,7 @@ from copilot.facts import NOTHING_LEFT, Memory, Step
 from copilot.llm.offline.changes import relative_changes
 from copilot.llm.offline.cohorts import cohort_request
 from copilot.llm.offline.focus import mentioned
+from copilot.llm.offline.followups import repeat_call
 from copilot.llm.offline.grammar import (
     CUES,
     PAST_TRAINING,
@@ -107,7 +109,9 @@ _CUMULATIVE = re.compile(
     r"at the same time|keeping (?:that|those|this|the change))\b"
 )
 
-_FOLLOW_ON = re.compile(r"^(?:and|but|now|ok|okay|then|same|plus|also|with|without|except)\b")
+_FOLLOW_ON = re.compile(
+    r"^(?:and|but|now|ok|okay|then|same|plus|also|with|without|except|only|just)\b"
+)
 
 _NOUN_BEFORE = re.compile(r"(?:^|\W)(?:the|this|that|a|my|your|its|pending|last|latest|recent) $")
 
@@ -313,8 +317,11 @@ def _retrain(reading: Reading, context: _Context) -> Intent | None:
     return Intent(tool="retrain_model", arguments=arguments)
 
 
+_VERSIONS = re.compile(r"(?<![a-z0-9])(?:version|ver|v) ?#?(\d{1,4})(?![0-9.])")
+
 _STRONG_COMPARE = re.compile(
-    r"\bcompar|\bversus\b|\bvs\b|\bdiffer|\bside by side\b|\bstacks? up\b|\bhead to head\b"
+    r"\bcompar|\bversus\b|\bvs\b|\bdiffer|\bside by side\b|\bstacks? up\b|\bhead to head\b|"
+    r"\bmeasures? up\b|\bpit\b"
 )
 
 
@@ -327,7 +334,8 @@ def _compare(reading: Reading, context: _Context) -> Intent | None:
     listed = context.memory.last_tool in {"list_runs", "compare_runs"} and bool(
         re.search(r"\b(?:them|these|those|the two|both|the 2|the three|the 3)\b", reading.text)
     )
-    objects = reading.has("runs", "aliases") or len(reading.run_ids) >= 2 or listed
+    versions = len(set(_VERSIONS.findall(reading.text))) >= 2
+    objects = reading.has("runs", "aliases") or len(reading.run_ids) >= 2 or listed or versions
     strong = bool(_STRONG_COMPARE.search(reading.text))
     weak_objects = re.search(r"\bprevious\b|\bit\b|\bmodels\b|\bversions\b", reading.text)
     if not (objects or (strong and (weak_objects or reading.count))):
@@ -336,9 +344,28 @@ def _compare(reading: Reading, context: _Context) -> Intent | None:
         return None  # "how would it compare if he were older": a what-if about him
     if len(reading.run_ids) >= 2:
         return Intent(tool="compare_runs", arguments={"run_ids": reading.run_ids[:5]})
+    # two versions named ("how does v2 stack up against v1"): the newest runs side by side
     best = re.search(r"\b(?:best|worst)\b", reading.text)
     last = reading.count or (5 if best else 2)
     return Intent(tool="compare_runs", arguments={"last": min(max(last, 2), 5)})
+
+
+# "recent patients", "lately", "these days": the predictions of the last RECENT_DAYS days.
+_RECENT = re.compile(
+    r"\b(?:recent|recently|lately|of late|these days|nowadays|currently|right now|at the moment|"
+    r"incoming|new patients|latest patients|coming in)\b"
+)
+RECENT_DAYS = 30
+
+
+def _again(reading: Reading, context: _Context) -> Intent | None:
+    """The last read-only call with one argument changed (copilot.llm.offline.followups):
+    "and for Hungary?", "same for women", "only the last one"."""
+    found = repeat_call(reading, context.card, context.memory)
+    if found is None and context.memory.last_tool == "model_info" and reading.has("aliases"):
+        if len(reading.text.split()) <= 4 and not reading.has("why", "retrain", "promote"):
+            return Intent(tool="compare_runs", arguments={"last": 2})  # "and the challenger?"
+    return None if found is None else Intent(tool=found[0], arguments=found[1])
 
 
 def _drift_at(reading: Reading, card: DatasetCard) -> Intent:
@@ -346,6 +373,9 @@ def _drift_at(reading: Reading, card: DatasetCard) -> Intent:
         return Intent(tool="check_drift", arguments={"site": reading.sites[0]})
     if reading.since:
         return Intent(tool="check_drift", arguments={"since": reading.since})
+    if _RECENT.search(reading.text):
+        since = datetime.now(UTC) - timedelta(days=RECENT_DAYS)
+        return Intent(tool="check_drift", arguments={"since": since.date().isoformat()})
     known = list(sites(card))
     if not known:
         return _clarify(
@@ -373,10 +403,17 @@ def _drift(reading: Reading, context: _Context) -> Intent | None:
     return None
 
 
+# "what data was it trained on?", "which sites was v2 trained with?": the data, not the runs
+_ABOUT_THE_DATA = re.compile(
+    r"^(?:what|which)(?: kind of| sort of)? (?:data|dataset|features?|inputs?|sites?|patients|"
+    r"variables|hospitals?|rows|population)\b|\b(?:trained|fitted|built) (?:on|with|using)\W*$"
+)
+
+
 def _runs(reading: Reading, _: _Context) -> Intent | None:
     """list_runs: "show me the last 4 runs", "runs trained on Hungary", "a summary of the
     last run" (one)."""
-    about_the_data = reading.has("inputs") or re.match(r"(?:what|which)\b", reading.text)
+    about_the_data = reading.has("inputs") or _ABOUT_THE_DATA.search(reading.text)
     if PAST_TRAINING.search(reading.text) and not about_the_data:  # "when was it retrained?"
         latest = 1 if re.search(r"\b(?:when|last|latest)\b", reading.text) else 5
         site = {"site": reading.sites[0]} if reading.sites else {}
@@ -578,7 +615,7 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
     one that cannot be applied is said back, never dropped."""
     memory, card, text = context.memory, context.card, reading.text
     changes = relative_changes(text, card, memory.patient)
-    masked = _masked(text, changes.spans)
+    masked = _masked(text, changes.spans + _replaced(text))
     patient = parse_patient(masked, card)
     explicit = parse_patient(masked, card, pronouns=False)
     if not explicit and len(context.shared) >= 2:
@@ -596,7 +633,12 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
         return _clarify(
             f"Which patient should I explain? Describe one first, e.g. '{EXAMPLE_PATIENT}'."
         )
-    about_him = reading.has("pronoun") and bool(explicit) and bool(missing_required(explicit, card))
+    # values of the last patient said alone ("at a cholesterol of 190", "cholesterol reduced
+    # to 200"): a new patient is introduced by who they are (age, sex, chest pain)
+    about_him = bool(explicit) and (
+        (reading.has("pronoun") and bool(missing_required(explicit, card)))
+        or not any(f.name in explicit for f in card.features if f.required)
+    )
     if memory.prediction_id is not None and (what_if_said or relative or about_him):
         unknown = unknown_inputs(masked, card)
         applicable = {**explicit, **changes.values}
@@ -647,6 +689,26 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
     return None
 
 
+# The value a change replaces, said beside the new one: "swap the asymptomatic pain for
+# non-anginal", "from asymptomatic to typical angina", "typical instead of asymptomatic".
+_REPLACED = re.compile(
+    r"\b(?:swap|swapping|replace|replacing|switch|switching|exchange|trade|change|changing)"
+    r"(?: out)?(?P<old> (?:the |his |her |their )?[a-z0-9.' -]{1,30}?) (?=(?:for|with|by)\b)|"
+    r"\bfrom(?P<old2> [a-z0-9.' -]{1,30}?) (?=to\b)|"
+    r"\b(?:instead of|rather than|in place of)(?P<old3> (?:a |an |the |his |her )?[a-z0-9.'-]{1,20}"
+    r"(?: [a-z0-9.'-]{1,20})?)"
+)
+
+
+def _replaced(text: str) -> list[tuple[int, int]]:
+    """Where the values a change replaces are said (so that only the new ones are read)."""
+    spans = []
+    for match in itertools.islice(_REPLACED.finditer(text), 3):
+        group = next(g for g in ("old", "old2", "old3") if match.group(g) is not None)
+        spans.append(match.span(group))
+    return spans
+
+
 def _kept(changed: dict[str, Any], memory: Memory, text: str) -> dict[str, Any]:
     """The changes, on top of the last what-if's when said so ("and if he were also 10
     years younger")."""
@@ -663,6 +725,7 @@ _FRAMES = (
     _rollback,
     _promote,
     _retrain,
+    _again,
     _compare,
     _history,
     _drift,

@@ -59,7 +59,8 @@ _NAMED_METRICS = (
 )
 
 
-def _metric(text: str) -> str | None:
+def metric_in(text: str) -> str | None:
+    """The series a question names (a metric, data quality or drift), or None."""
     for metric, pattern in _NAMED_METRICS:
         if pattern.search(text):
             return metric
@@ -83,7 +84,7 @@ def history_arguments(
     monitor = _MONITOR.search(text) is not None
     if not monitor and not _OVER_TIME.search(text):
         return None
-    metric = _metric(text)
+    metric = metric_in(text)
     if metric is None and not monitor:
         return None
     arguments: dict[str, Any] = {}

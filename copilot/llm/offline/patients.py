@@ -33,7 +33,8 @@ _LINK = (
     r"reduced|lowered|raised|increased|decreased|brought|down|up|set|peaked|peaks|reached|"
     r"reaches|hit|hits|maxed out|topped out|measured|reads|read)){0,2}"
     r"(?: ?(?:actually|really|now|currently|only|just|more like|closer to|under control))?"
-    r"(?: ?(?:of|=|:|at|to|->|is|was|were|around|about|, say|say))? ?"
+    r"(?: ?(?:of|=|:|at|to|->|is|was|were|around|about|, say|say|under|below|over|above|"
+    r"to under|to below|of about|of around|at about|at around))? ?"
 )
 
 
@@ -50,7 +51,7 @@ _VESSELS = re.compile(
 )
 
 
-def _numeric(feature: Feature, text: str) -> float | None:
+def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
     names = _synonym_pattern(feature)
     link = _LINK
     if feature.name == "age":
@@ -75,7 +76,8 @@ def _numeric(feature: Feature, text: str) -> float | None:
             r"\bmake (?:him|her|them|the patient|it) (\d{2,3})\b(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
             # a title and an initial or a name, then the age ("Mrs J, 67", "Mr Smith 54")
             r"\b(?:mr|mrs|ms|miss)\.? [a-z]{1,15},? (\d{2,3})\b(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
-            r"\b(?:he|she|patient)(?: is| was| were| turns| turned|'s)? (\d{2,3})\b"
+            r"\b(?:he|she|patient)(?: is| was| were| turns| turned|'s)?"
+            r"(?: actually| really| in fact| now| only| just)? (\d{2,3})\b"
             r"(?! ?(?:mg|mmol|bpm|mm|%|vessels?|points?|units?|/|\.\d))",
         ):
             found = re.search(pattern, text)
@@ -86,6 +88,8 @@ def _numeric(feature: Feature, text: str) -> float | None:
         rf"(?<![a-z]){names}{link}{NUMBER}(?:\s*/\s*\d+| over \d{{2,3}})?\s*{units.SAID_UNIT}?",
         text,
     )
+    if found is None:  # the value first: "a 190 cholesterol", "at 120 systolic"
+        found = _value_first(feature, names, text, card)
     if found is None and feature.name == "ca":
         found = _VESSELS.search(text)
         if found is not None:
@@ -96,6 +100,19 @@ def _numeric(feature: Feature, text: str) -> float | None:
     if found.lastindex == 2 and found.group(2):  # a unit said: in the card's, if it differs
         value = units.to_card_unit(feature.name, value, found.group(2))
     return value
+
+
+def _value_first(
+    feature: Feature, names: str, text: str, card: DatasetCard
+) -> re.Match[str] | None:
+    """A value said before the feature's name ("at 190 cholesterol", "a 120 systolic"),
+    when no other feature's name comes just before the number (whose value it would be)."""
+    pattern = rf"(?<![\w.])(\d{{1,4}}(?:\.\d{{1,3}})?)\s*{units.SAID_UNIT}? (?:of )?{names}(?![a-z])"
+    for found in itertools.islice(re.finditer(pattern, text), 3):
+        before = re.split(r"[,;:]", text[max(0, found.start() - 30) : found.start()])[-1]
+        if not _other_names(feature, card).search(before):
+            return found
+    return None
 
 
 def _words(feature: Feature) -> list[tuple[str, Any]]:
@@ -145,8 +162,18 @@ def _said_of(feature: Feature, names: str, word: str, text: str, card: DatasetCa
     )
 
 
+_OTHER_NAMES: dict[tuple[str, str], re.Pattern[str]] = {}
+
+
 def _other_names(feature: Feature, card: DatasetCard) -> re.Pattern[str]:
     """Any other feature's name: a gap that holds one is about that feature."""
+    key = (card.name, feature.name)
+    if key not in _OTHER_NAMES:
+        _OTHER_NAMES[key] = _names_but(feature, card)
+    return _OTHER_NAMES[key]
+
+
+def _names_but(feature: Feature, card: DatasetCard) -> re.Pattern[str]:
     names = {
         n.lower()
         for other in card.features
@@ -255,7 +282,7 @@ def parse_patient(text: str, card: DatasetCard, *, pronouns: bool = True) -> dic
     values: dict[str, Any] = {}
     for feature in card.features:
         if feature.kind == "numeric":
-            value: Any = _numeric(feature, text)
+            value: Any = _numeric(feature, text, card)
             if value is not None and feature.integer:
                 value = int(value)
         elif feature.kind == "boolean":

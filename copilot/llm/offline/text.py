@@ -144,7 +144,7 @@ _GRAMMAR_WORDS = frozenset(
     factor reason contributor contributors sensitivity specificity accuracy precision
     calibration performance metrics production experiments lower higher decreased increased
     reduced raised fewer switzerland hungarian prediction predictions rescore rescored
-    rescoring rerun reruns recheck recompute recalculate reassess
+    rescoring rerun reruns recheck recompute recalculate reassess decade decades topped
     """.split()
 )
 
@@ -339,6 +339,44 @@ def count_in(text: str) -> int | None:
     return int(next(g for g in found.groups() if g is not None))
 
 
+_DAYS = {"day": 1, "week": 7, "fortnight": 14, "month": 30, "quarter": 91, "year": 365}
+
+_MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+_MONTH_NAME = "|".join([*_MONTHS, *(m[:3] for m in _MONTHS if m != "may"), "sept"])
+# "since October", "in November", "since 1 November", "since November 3rd", "from nov 1"
+_MONTH_SAID = re.compile(
+    r"\b(?:since|in|from|during|throughout|after) (?:early |mid |late |the )?"
+    rf"(?:(?P<day>\d{{1,2}})(?:st|nd|rd|th)? (?:of )?)?(?P<month>{_MONTH_NAME})\b\.?"
+    r"(?: (?P<day2>\d{1,2})(?:st|nd|rd|th)?\b)?"
+)
+
+
+def _month_start(said: re.Match[str], now: datetime) -> str:
+    """The day a month said starts from: that day of the month's last occurrence up to now
+    ("since October" in December: October 1st of this year; in February: of last year)."""
+    name = said.group("month")
+    month = next(i for i, m in enumerate(_MONTHS, 1) if m.startswith(name[:3]))
+    day = int(said.group("day") or said.group("day2") or 1)
+    year = now.year if month <= now.month else now.year - 1
+    try:
+        return datetime(year, month, day, tzinfo=UTC).date().isoformat()
+    except ValueError:  # "since 31 February": the month's first day
+        return datetime(year, month, 1, tzinfo=UTC).date().isoformat()
+
+
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -355,15 +393,25 @@ def since_in(text: str, today: datetime | None = None) -> str | None:
         return (now - timedelta(days=back)).date().isoformat()
     if re.search(r"\bsince yesterday\b", text):
         return (now - timedelta(days=1)).date().isoformat()
+    month = _MONTH_SAID.search(text)
+    if month:
+        return _month_start(month, now)
+    start = re.search(
+        r"\b(?:since|from) (?:the )?(?:start|beginning) of (?:the |this )?(month|year)\b", text
+    )
+    if start:
+        first = now.replace(day=1) if start.group(1) == "month" else now.replace(month=1, day=1)
+        return first.date().isoformat()
     if re.search(r"\b(?:since|from) (?:this morning|today)\b|\btoday'?s\b", text):
         return now.date().isoformat()
     span = re.search(
-        r"\b(?:last|past|previous)\s(?:(\d{1,3})\s)?(day|week|month)s?\b|\bthis (week|month)\b",
+        r"\b(?:last|past|previous|recent)\s(?:(\d{1,3})\s)?(day|week|fortnight|month|quarter|year)s?"
+        r"\b|\bthis (week|fortnight|month|quarter|year)\b",
         text,
     )
     if span:
         unit = span.group(2) or span.group(3)
         count = int(span.group(1) or 1)
-        days = {"day": 1, "week": 7, "month": 30}[unit] * count
+        days = _DAYS[unit] * count
         return (now - timedelta(days=days)).date().isoformat()
     return None
