@@ -89,6 +89,8 @@ CUES: dict[str, re.Pattern[str]] = {
         "rescore*, re-score*, rerun, re-run, recalculat*, recomput*, reassess*, redo, "
         "score him again, score her again, score it again, what then, what now, "
         "re-estimat*, re-evaluat*, re-predict*, plug in, put in, consider him, consider her, "
+        "change ~ to, change ~ from, set ~ to, switch ~ to, turn ~ into, swap ~ for, "
+        "replace ~ with, "
         # correcting a value of the last patient
         "actually, make that, correction, correct that, i meant, i mean, sorry, rather, "
         "in fact, should have said, should be, should read"

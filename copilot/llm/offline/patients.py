@@ -31,7 +31,8 @@ def _synonym_pattern(feature: Feature) -> str:
 _LINK = (
     r"(?: ?(?:is|was|were|would be|went|goes|dropped|fell|rose|changed|came|got|gets|"
     r"reduced|lowered|raised|increased|decreased|brought|down|up|set|peaked|peaks|reached|"
-    r"reaches|hit|hits|maxed out|topped out|measured|reads|read)){0,2}"
+    r"reaches|hit|hits|maxed out|topped out|maxed|topping out|peaking|peak|max|achieved|attained|"
+    r"recorded|climbed|got up|went up|measured|reads|read)){0,2}"
     r"(?: ?(?:actually|really|now|currently|only|just|more like|closer to|under control))?"
     r"(?: ?(?:of|=|:|at|to|->|is|was|were|around|about|, say|say|under|below|over|above|"
     r"to under|to below|of about|of around|at about|at around))? ?"
@@ -90,6 +91,10 @@ def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
     )
     if found is None:  # the value first: "a 190 cholesterol", "at 120 systolic"
         found = _value_first(feature, names, text, card)
+    if found is None:  # the value with the card's unit alone: "achieved 145 bpm"
+        found = _by_unit(feature, text, card)
+    if found is None and feature.name == "trestbps":  # a pressure said alone: "150/95"
+        found = _PRESSURE.search(text)
     if found is None and feature.name == "ca":
         found = _VESSELS.search(text)
         if found is not None:
@@ -113,6 +118,29 @@ def _value_first(
         if not _other_names(feature, card).search(before):
             return found
     return None
+
+
+# A blood pressure said without its name: systolic/diastolic in their usual ranges.
+_PRESSURE = re.compile(r"(?<![\w./-])(\d{2,3}) ?/ ?(?:[4-9]\d|1[0-4]\d)(?![\w./-])")
+
+
+def _by_unit(feature: Feature, text: str, card: DatasetCard) -> re.Match[str] | None:
+    """A number said with the unit only this feature has on the card ("145 bpm": the
+    maximum heart rate), when no other feature's name comes just before it."""
+    unit = (feature.unit or "").lower()
+    if not unit or sum((f.unit or "").lower() == unit for f in card.features) > 1:
+        return None
+    if unit in {"years", "vessels"}:  # read by their own patterns
+        return None
+    pattern = rf"(?<![\w.])(\d{{1,4}}(?:\.\d{{1,3}})?) ?({re.escape(unit)})(?![a-z/])"
+    for found in itertools.islice(re.finditer(pattern, text), 3):
+        before = re.split(r"[,;:]", text[max(0, found.start() - 30) : found.start()])[-1]
+        if not _other_names(feature, card).search(before) and not _GLUCOSE.search(before):
+            return found
+    return None
+
+
+_GLUCOSE = re.compile(r"\b(?:glucose|sugar|fbs|fpg)\b")
 
 
 def _words(feature: Feature) -> list[tuple[str, Any]]:

@@ -250,9 +250,24 @@ def _fix_typos(text: str, vocabulary: frozenset[str]) -> str:
     return re.sub(r"[a-z]+", fix, text)
 
 
+# Hundreds said as a clinician reads them out: "one forty" (140), "two fifty" (250), "one
+# twenty five" (125).
+_SPOKEN_HUNDREDS = re.compile(
+    r"(?<![a-z-])(?P<hundreds>one|two) (?P<tens>" + "|".join(_TENS) + r")"
+    r"(?:[ -](?P<unit>" + "|".join(u for u in _UNITS if 0 < _UNITS[u] < 10) + r"))?(?![a-z-])"
+)
+
+
+def _spoken(match: re.Match[str]) -> str:
+    hundreds = {"one": 100, "two": 200}[match.group("hundreds")]
+    unit = _UNITS[match.group("unit")] if match.group("unit") else 0
+    return str(hundreds + _TENS[match.group("tens")] + unit)
+
+
 def normalise(text: str, card: DatasetCard) -> str:
     """The normal form every reader starts from (see the module docstring)."""
-    lowered = _NUMBER_WORD.sub(_digits, _HUNDREDS.sub(_hundreds, units.spelled(plain(text))))
+    lowered = _SPOKEN_HUNDREDS.sub(_spoken, _HUNDREDS.sub(_hundreds, units.spelled(plain(text))))
+    lowered = _NUMBER_WORD.sub(_digits, lowered)
     return _fix_typos(lowered, _vocabulary(card))
 
 
