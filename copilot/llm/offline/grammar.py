@@ -63,7 +63,8 @@ CUES: dict[str, re.Pattern[str]] = {
         "worked out, part of it, part of that, big part, a factor, play* a role, "
         "play* a part, making him, making her, makes him, makes her, made him, made her, "
         "coming from, what's making, what is making, under the hood, decode, dissect*, "
-        "spell out, spell it out, tip* it, tip* the balance, tip* the scale*"
+        "spell out, spell it out, tip* it, tip* the balance, tip* the scale*, interpret*, "
+        "concerning, worrying, worrisome, red flag*"
     ),
     # predict_risk: asking for a risk
     "risk": _words(
@@ -124,11 +125,11 @@ CUES: dict[str, re.Pattern[str]] = {
     ),
     # runs: list_runs and compare_runs
     "runs": _words(
-        "run, runs, run's, experiment*, training job*, run log, training log, "
+        "run, runs, run's, experiment*, training job*, run log, training log, trainings, "
         "training results, latest training, last training, recent training, newest "
         "training, previous training, latest retraining, last retraining, recent retraining"
     ),
-    "runs_weak": _words("history, trained, training, trainings"),
+    "runs_weak": _words("history, trained, training"),
     "compare": _words(
         "compar*, versus, vs, differ*, difference*, side by side, better than, worse than, "
         "stack up, stacks up, measure* up, against, pit*, beat*, outperform*, head to head, better, worse, best, "

@@ -94,6 +94,10 @@ _FOCUS_WORDS = re.compile(
     r"\bhow much (?:does|do|did) [a-z' ]{1,30} (?:matter|count|contribute|weigh|affect|influence|"
     r"add|bring|change)|"
     r"\b(?:how|does|do|did) [a-z' ]{0,30}\baffects? (?:it|him|her|the risk|his|her|the score)\b|"
+    r"\b(?:largest|biggest|greatest|strongest|main|most) (?:effect|impact|influence|weight|factor|"
+    r"driver|reason|contribution)s?\b|\bmostly (?:the|his|her|due|because)\b|"
+    r"\bby (?:impact|importance|effect|contribution|influence)\b|"
+    r"\bmatter(?:s|ed)? (?:here|for (?:him|her|this|that))\b|"
     r"\bhow big a role\b|\bhow much (?:of an? )?(?:role|difference|effect|impact)\b"
 )
 

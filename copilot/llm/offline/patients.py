@@ -65,6 +65,9 @@ def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
             r"\b(?:male|female|man|woman|m|f|gentleman|lady) (\d{2,3})\b"
             r"(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
             r"\b(\d{2,3}) (?:male|female|man|woman|gentleman|lady)\b",
+            # "a man of 64", "a lady of 70 years"
+            r"\b(?:male|female|man|woman|gentleman|lady|patient|person) of (\d{2,3})\b"
+            r"(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
             # a record of fields that opens with sex and age ("male, 45, asymptomatic,
             # resting BP 142, chol 309, ..."); a short one ("man, 38, chol 180") is asked
             r"\b(?:male|female|man|woman|m|f|gentleman|lady|guy|patient)[,:] (\d{2,3}),"

@@ -346,7 +346,7 @@ def count_in(text: str) -> int | None:
     found = re.search(
         r"\b(?:last|latest|recent|past|previous|newest|most recent)\s(\d{1,3})\b|"
         r"\b(\d{1,3})\s(?:latest|last|most recent|newest|recent|previous)\b|"
-        r"\b(\d{1,3})\s(?:training\s)?(?:runs|experiments)\b",
+        r"\b(\d{1,3})\s(?:training\s)?(?:runs|experiments|trainings)\b",
         text,
     )
     if not found:
