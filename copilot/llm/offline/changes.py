@@ -68,6 +68,8 @@ _FACTORS = {
     "halve": 0.5,
     "cut in half": 0.5,
     "half": 0.5,
+    "twice": 2.0,
+    "three times": 3.0,
 }
 _LINK = r"(?: (?:is|was|were|be|being|at|of|would be|went|goes|got|gets|had|has|came|comes))?"
 _BY = r"(?: by)?"
@@ -120,6 +122,7 @@ def _patterns(feature: Feature) -> list[re.Pattern[str]]:
         # "cholesterol minus 20", "BP plus 10"
         rf"{f}{_LINK} (?P<dir>plus|minus|\+) ?{_AMOUNT}{_UNIT}",
         rf"{f}{_LINK} (?P<factor>doubled|halved|cut in half|tripled)\b",
+        rf"{f}{_LINK} (?P<factor>twice|half|three times) as (?:high|large|big|much|great)\b",
         rf"\b(?P<factor>doubled|halved|tripled|double|halve|triple|cut in half) {own}{f}",
         rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f}(?! by| to| from| of| at)(?P<vague>)",
     ]

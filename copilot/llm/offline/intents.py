@@ -576,10 +576,21 @@ def _data(reading: Reading, context: _Context) -> Intent | None:
 _CHANGE_STARTS = re.compile(
     r"\b(?:what if|what would|what happens if|suppose|supposing|imagine|assuming|"
     r"if (?:we|you|he|she|they|his|her|their|the patient|it)|(?:with|had) (?:his|her|their) )|"
+    # a verb that changes the patient just described: "take <patient> and lower his
+    # cholesterol by 40", "if <patient> brought his BP to 120"
+    r"\b(?:and |then )?(?:lower|lowers|lowered|lowering|raise|raises|raised|raising|reduce|"
+    r"reduces|reduced|reducing|increase|increases|increased|cut|cuts|drop|drops|dropped|bring|"
+    r"brings|brought|get|gets|got|change|changes|changed|make|set|put|swap|switch|double|halve|"
+    r"take|took|add) (?:his|her|their|the patient's)\b|"
+    # the same patient again, with something else: "compare <patient> with the same man at
+    # chol 300"
+    r"\b(?:with|to|and|versus|vs) (?:the )?same (?:man|woman|patient|person|guy|lady)\b|"
     # a new sentence that changes the patient just described: "... And with a flat ST
-    # segment?", "... Same man a decade older?", "... Would it differ for a woman?"
-    r"(?<=[.;?!] )(?:and |but |now )?(?:with(?:out)?|same (?:man|woman|patient|person|guy|lady)|"
-    r"(?:would|does|is) (?:it|the risk|his risk|her risk) (?:differ|change|be different) for)\b"
+    # segment?", "... Same man a decade older?", "... Would it differ for a woman?",
+    # "... - would a normal thallium change much?"
+    r"(?<=[.;:?!-] )(?:and |but |now )?(?:with(?:out)?|same (?:man|woman|patient|person|guy|lady)|"
+    r"(?:would|does|is) (?:it|the risk|his risk|her risk) (?:differ|change|be different) for|"
+    r"would (?:a|an|the|his|her) )\b"
 )
 
 

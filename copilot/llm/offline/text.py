@@ -227,7 +227,18 @@ def _closest(word: str, vocabulary: frozenset[str]) -> str:
     # typos rarely change the first letter ("latest" must not become "test")
     same_start = [w for w in vocabulary if w[0] == word[0] and abs(len(w) - len(word)) <= 2]
     close = difflib.get_close_matches(word, same_start, n=1, cutoff=0.8)
-    return close[0] if close else word
+    if not close or _stem_of(word, close[0]):
+        return word  # nothing close, or the word is the stem of a known word ("large")
+    return close[0]
+
+
+def _stem_of(word: str, known: str) -> bool:
+    """Whether `known` is `word` inflected ("largest" of "large", "decades" of "decade"):
+    a word whose inflection is known is a word, not a typo."""
+    rest = known[len(word) :] if known.startswith(word) else None
+    if rest is None and word.endswith("e") and known.startswith(word[:-1]):
+        rest = known[len(word) - 1 :]  # "large" -> "larger": the e is shared
+    return rest in {"s", "es", "d", "ed", "r", "er", "st", "est", "ing", "ly", "y"}
 
 
 _SUFFIXES = ("ing", "ed", "es", "s", "er", "ly")
@@ -264,10 +275,16 @@ def _spoken(match: re.Match[str]) -> str:
     return str(hundreds + _TENS[match.group("tens")] + unit)
 
 
+# A change said as a fraction ("by a quarter", "by half"): as a percentage.
+_FRACTIONS = {"half": 50, "third": 33, "quarter": 25, "fifth": 20, "tenth": 10}
+_FRACTION = re.compile(r"\bby (?:a |one )?(" + "|".join(_FRACTIONS) + r")\b")
+
+
 def normalise(text: str, card: DatasetCard) -> str:
     """The normal form every reader starts from (see the module docstring)."""
     lowered = _SPOKEN_HUNDREDS.sub(_spoken, _HUNDREDS.sub(_hundreds, units.spelled(plain(text))))
     lowered = _NUMBER_WORD.sub(_digits, lowered)
+    lowered = _FRACTION.sub(lambda m: f"by {_FRACTIONS[m.group(1)]}%", lowered)
     return _fix_typos(lowered, _vocabulary(card))
 
 
