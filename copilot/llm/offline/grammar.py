@@ -110,7 +110,8 @@ CUES: dict[str, re.Pattern[str]] = {
         "different from training, comparable to training, comparable to the training, "
         "out of line with training, representative, training distribution, training "
         "population, training cohort, population shift, population change*, input "
-        "distribution, feature distribution*"
+        "distribution, feature distribution*, than in training, than during training, than at "
+        "training, than the training"
     ),
     # check_drift when said of data or a site: "anything odd", "how is X doing"
     "status": _words(

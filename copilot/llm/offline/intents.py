@@ -336,7 +336,11 @@ def _compare(reading: Reading, context: _Context) -> Intent | None:
     if not reading.has("compare"):
         return None
     listed = context.memory.last_tool in {"list_runs", "compare_runs"} and bool(
-        re.search(r"\b(?:them|these|those|the two|both|the 2|the three|the 3)\b", reading.text)
+        re.search(
+            r"\b(?:them|these|those|the two|both|the 2|the three|the 3|"
+            r"(?:top|first|newest|latest|last) (?:2|3|4|5))\b",
+            reading.text,
+        )
     )
     versions = len(set(_VERSIONS.findall(reading.text))) >= 2
     objects = reading.has("runs", "aliases") or len(reading.run_ids) >= 2 or listed or versions
@@ -505,6 +509,8 @@ def _cohort(reading: Reading, context: _Context) -> Intent | None:
     not one incomplete patient. Said so, with what can be done instead."""
     if not (reading.has("cohort") and reading.has("cohort_question")):
         return None
+    if reading.since is not None and reading.has("status", "drift"):
+        return None  # "have the incoming patients changed over the last two weeks?"
     if _SINGLE_PATIENT.search(reading.text):
         return None
     site = (reading.sites or list(sites(context.card)) or ["?"])[0]
@@ -637,7 +643,10 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
         patient, explicit = dict(context.shared), dict(context.shared)
     what_if_said = reading.has("what_if", "compare") or bool(_FOLLOW_ON.search(text))
     asks_why = reading.has("why") or (
-        bool(_FOCUS_WORDS.search(text)) and not what_if_said and not changes.values
+        bool(_FOCUS_WORDS.search(text))
+        and not reading.has("what_if", "compare")
+        and not changes.values
+        and not explicit
     )
     relative = bool(changes.values or changes.problems)
     if asks_why and len(explicit) < 2 and not (changes.values or (relative and what_if_said)):
@@ -667,7 +676,9 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
                 f"I can't apply {'; '.join(said)}.{kept} Say the new value, e.g. "
                 f"'what if his cholesterol were 200'. The model's inputs are: {_inputs(card)}."
             )
-        changed = _kept({**explicit, **changes.values}, memory, text)
+        changed = _kept({**explicit, **changes.values}, memory, text) or _new_amount(
+            text, memory, card
+        )
         if changed:
             return Intent(
                 tool="what_if",
@@ -722,6 +733,29 @@ def _replaced(text: str) -> list[tuple[int, int]]:
         group = next(g for g in ("old", "old2", "old3") if match.group(g) is not None)
         spans.append(match.span(group))
     return spans
+
+
+# A bare amount going on from a what-if ("and 180?", "what about 170 then?").
+_BARE_AMOUNT = re.compile(
+    r"^(?:and|but|now|ok|okay|then|what about|how about|or|try)(?: (?:with|at|to))? "
+    r"(\d{1,4}(?:\.\d{1,2})?)(?: (?:then|instead|too))?\W*$"
+)
+
+
+def _new_amount(text: str, memory: Memory, card: DatasetCard) -> dict[str, Any]:
+    """The last what-if again with its one numeric change set to a new amount: after "what
+    if his chol were 200", "and 180?" is cholesterol 180."""
+    bare = _BARE_AMOUNT.match(text)
+    numeric = [
+        name
+        for name in (memory.last_changes or {})
+        if name in card.feature_names and card.feature(name).kind == "numeric"
+    ]
+    if bare is None or memory.last_tool != "what_if" or len(numeric) != 1:
+        return {}
+    feature = card.feature(numeric[0])
+    value = float(bare.group(1))
+    return {**(memory.last_changes or {}), feature.name: int(value) if feature.integer else value}
 
 
 def _kept(changed: dict[str, Any], memory: Memory, text: str) -> dict[str, Any]:

@@ -73,6 +73,9 @@ def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
             r"\b(?:male|female|man|woman|m|f|gentleman|lady|guy|patient)[,:] (\d{2,3}),"
             r"(?:[^,]{1,40},){2}",
             r"(?:^|: )(\d{2,3}), (?:male|female|man|woman|m|f),[^,]{1,40},[^,]{2,40}",
+            # "how about at 50?", "and aged 45?": an age said alone after a follow-on word
+            r"^(?:and |but |now |what about |how about |and what about |and how about )?"
+            r"(?:at|aged?|at age) (\d{2,3})(?: years(?: old)?)?\W*$",
             # "would he still be high risk at 50?"
             r"\b(?:he|she|they|him|her)\b[a-z' ]{0,40} at (?:age )?(\d{2,3})"
             r"(?: years(?: old)?)?\W*$",

@@ -149,6 +149,26 @@ _GRAMMAR_WORDS = frozenset(
 )
 
 
+# Common English words of five letters or more, never "fixed" into a word of the grammar
+# ("these" is not "three", "large" is not "largest").
+_ENGLISH = frozenset(
+    """
+    about above after again against along already also although always among another
+    anyone anything around asked away based because become been before behind being below
+    best better between both bring brought could doing done during each either enough even
+    every everyone everything exactly fairly first following found from further given going
+    great happen happened having hello here however instead into itself just known large
+    later least less little looks looked looking maybe might more most much must myself
+    never next nothing often other others otherwise over perhaps please point points quite
+    rather really right same second seems seemed several should shown since small something
+    sometimes still such sure than thank thanks that their them themselves then there these
+    they thing things think third those though three through today together total toward
+    towards under until upon very wanted wants what whatever when where whether which while
+    whole whose will with within without would wrong years yesterday your yours
+    """.split()
+)
+
+
 def known_words(*texts: str) -> None:
     """Add the words of the grammar to the vocabulary typos are fixed against, so that a
     word the grammar reads ("raise", "diabetics") is never "fixed" into a neighbour."""
@@ -252,7 +272,7 @@ def _inflected(word: str, vocabulary: frozenset[str]) -> bool:
 def _fix_typos(text: str, vocabulary: frozenset[str]) -> str:
     def fix(match: re.Match[str]) -> str:
         word = match.group(0)
-        if len(word) < 5 or len(word) > 20 or word in vocabulary:
+        if len(word) < 5 or len(word) > 20 or word in vocabulary or word in _ENGLISH:
             return word
         if f"{word}s" in vocabulary or _inflected(word, vocabulary):
             return word  # an inflection of a known word ("smoker", "drifting"), not a typo

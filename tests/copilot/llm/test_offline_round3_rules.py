@@ -271,3 +271,61 @@ def test_words_for_ordinary_requests(
     card: DatasetCard, text: str, memory: Memory, tool: str
 ) -> None:
     assert _call(card, text, memory)[0] == tool
+
+
+@pytest.mark.parametrize(
+    ("said", "kept"),
+    [
+        ("which of these is best", "which of these is best"),
+        ("twice as large", "twice as large"),
+        ("the runs built", "the runs built"),
+        ("and a decade younger", "and a decade younger"),
+        ("cholestrol", "cholesterol"),  # still a typo
+    ],
+)
+def test_english_words_are_not_typos(card: DatasetCard, said: str, kept: str) -> None:
+    assert normalise(said, card) == kept
+
+
+@pytest.mark.parametrize(
+    ("memory", "text", "tool", "arguments"),
+    [
+        (
+            Memory(
+                prediction_id=LAST, patient=PATIENT, last_tool="what_if", last_changes={"chol": 200}
+            ),
+            "and 180?",
+            "what_if",
+            {"prediction_id": LAST, "changes": {"chol": 180}},
+        ),
+        (SCORED, "how about at 50?", "what_if", {"prediction_id": LAST, "changes": {"age": 50}}),
+        (
+            Memory(prediction_id=LAST, patient=PATIENT, last_tool="explain_prediction"),
+            "ok and the top 3 only?",
+            "explain_prediction",
+            {"prediction_id": LAST},
+        ),
+        (
+            Memory(last_tool="list_runs", last_arguments={"limit": 5}),
+            "compare the top two",
+            "compare_runs",
+            {"last": 2},
+        ),
+        (
+            FRESH,
+            "have the incoming patients changed over the last two weeks?",
+            "check_drift",
+            {"since": since_in("the last 2 weeks")},
+        ),
+        (
+            FRESH,
+            "are we getting older patients at Hungary than in training?",
+            "check_drift",
+            {"site": "Hungary"},
+        ),
+    ],
+)
+def test_short_follow_ups_and_periods(
+    card: DatasetCard, memory: Memory, text: str, tool: str, arguments: dict[str, Any]
+) -> None:
+    assert _call(card, text, memory) == (tool, arguments)
