@@ -39,7 +39,10 @@ _GROUP = re.compile(
 _ONE_PATIENT = re.compile(
     r"\b(?:he|his|him|she|her|this patient|the patient|that patient|this one)\b|"
     r"\b(?:a|an|one|this|that|the|my) (?:\d{1,3} ?(?:yo|y/o|year old|years old|-year-old) )?"
-    r"(?:man|woman|patient|gentleman|lady|male|female|guy|person)\b|\b\d{1,3} ?(?:yo|y/o)\b"
+    r"(?:man|woman|patient|gentleman|lady|male|female|guy|person)\b"
+    # "the female patients": an adjective of a group, not one patient
+    r"(?! (?:patients|people|cases|persons|individuals|subjects|population|cohort))|"
+    r"\b\d{1,3} ?(?:yo|y/o)\b"
 )
 _EVERYONE = re.compile(
     r"\b(?:everyone|everybody|all (?:the )?patients|every patient|all of them|the whole "
@@ -82,28 +85,40 @@ _COUNTERFACTUAL = re.compile(
     r"(?:under|below)\b|"
     r"\b(?:smallest|minimal|least) change\b"
 )
-_ROWS = re.compile(r"\brows? #?(\d{1,4}(?:(?:, ?| and | & )#?\d{1,4}){0,19})\b")
+_ROWS = re.compile(
+    r"\b(?:rows?|records?|entr(?:y|ies)|cases?)(?: (?:number|numbers|no\.?|id|ids))? #?"
+    r"(\d{1,4}(?:(?:, ?| and | & )#?\d{1,4}){0,19})\b"
+)
 _DEFINE = re.compile(
     r"\bwhat (?:does|do) (?:the )?(?:feature |column |variable )?['\"]?([a-z][a-z ./>-]{0,40}?)"
     r"['\"]? (?:mean|stand for|measure|refer to)\b|\bdefin(?:e|ition of) (?:the )?"
     r"(?:feature |column |variable )?([a-z][a-z ./>-]{0,40})$|\bmeaning of (?:the )?"
     r"([a-z][a-z ./>-]{0,40})$|\bwhat is (?:the feature |the column |the variable )"
-    r"([a-z][a-z ./>-]{0,40})$"
+    r"([a-z][a-z ./>-]{0,40})$|"
+    # "what is "ca" exactly?", "what's thal again?": a card's name, checked by the caller
+    r"\bwhat(?: is|'s| are) (?:the )?['\"]?([a-z][a-z ./>-]{0,30}?)['\"]?"
+    r"(?: exactly| again| here| in (?:this|the) (?:data|dataset))?\W*$"
 )
 _MISTAKES = re.compile(
     r"\bmistakes?\b|\berrors?\b|\bwrong\b|\bmisclassif[a-z]*|\bfalse (?:negative|positive)s?\b|"
     r"\bmiss(?:es|ed)?\b|\bfalse alarms?\b|\bget(?:s)? wrong\b"
 )
-_INTERACTIONS = re.compile(r"\binteract(?:s|ion|ions|ing)?\b")
+_INTERACTIONS = re.compile(
+    r"\binteract(?:s|ion|ions|ing)?\b|\bwork(?:s|ing)? together\b|\bpairs? of features\b|"
+    r"\bfeature pairs?\b|\bcombinations? of features\b|\bjointly\b|\bin combination\b"
+)
 _IMPORTANCE = re.compile(
     r"\b(?:most |more |least )?important features?\b|\bfeature importances?\b|"
     r"\bimportance of (?:the )?features\b|\bwhich features? (?:matters?|counts?) (?:the )?most\b|"
     r"\btop \d{1,2} features\b|\btop features\b|\bglobal importance\b|"
-    r"\bwhat does the model (?:rely|depend|lean) on\b|\bmost influential features?\b"
+    r"\bwhat does the model (?:rely|depend|lean) on\b|\bmost influential features?\b|"
+    r"\bpay[a-z]* (?:the )?most attention\b|\bwhat does (?:the model|it) (?:care|focus) "
+    r"(?:about|on) most\b|\b(?:look|looks) at most\b"
 )
 _ACCURACY = re.compile(
     r"\baccura(?:te|cy)\b|\bauc\b|\broc\b|\bsensitiv[a-z]*|\bspecificity\b|\bperform[a-z]*|"
-    r"\bhow (?:well|good)\b|\bcalibrat[a-z]*|\bheld[- ]out\b|\bconfidence interval"
+    r"\bhow (?:well|good)\b|\bcalibrat[a-z]*|\bheld[- ]out\b|\bconfidence interval|"
+    r"\bany good\b|\breliab[a-z]*|\btrustworth[a-z]*|\bhow right\b|\bget(?:s)? right\b"
 )
 _DATA_QUESTION = re.compile(
     r"\bhow many\b|\baverage\b|\bmean\b|\bmedian\b|\bstatistics\b|\bstats\b|\bdescribe\b|"

@@ -165,6 +165,9 @@ _ENGLISH = frozenset(
     they thing things think third those though three through today together total toward
     towards under until upon very wanted wants what whatever when where whether which while
     whole whose will with within without would wrong years yesterday your yours
+    record records entry entries number numbers column columns value values result results
+    report reports table tables level levels doctor nurse clinic people person women
+    someone somebody score scores scored world words write wrote while whilst sorry
     """.split()
 )
 

@@ -329,3 +329,35 @@ def test_short_follow_ups_and_periods(
     card: DatasetCard, memory: Memory, text: str, tool: str, arguments: dict[str, Any]
 ) -> None:
     assert _call(card, text, memory) == (tool, arguments)
+
+
+@pytest.mark.parametrize(
+    ("text", "tool", "arguments"),
+    [
+        ("Can I see record number 45 from the dataset?", "show_rows", {"row_ids": [45]}),
+        ("show me entries 3 and 7", "show_rows", {"row_ids": [3, 7]}),
+        ('what is "thal" exactly?', "define_feature", {"feature": "thal"}),
+        ("what's oldpeak again?", "define_feature", {"feature": "oldpeak"}),
+        (
+            "is the model reliable for women?",
+            "model_performance",
+            {"where": [{"feature": "sex", "op": "==", "value": "Female"}]},
+        ),
+        ("what does the model pay most attention to?", "feature_importance", {}),
+        ("which features work together?", "feature_interactions", {}),
+        (
+            "describe the male patients at Hungary",
+            "describe_data",
+            {
+                "where": [
+                    {"feature": "sex", "op": "==", "value": "Male"},
+                    {"feature": "site", "op": "==", "value": "Hungary"},
+                ]
+            },
+        ),
+    ],
+)
+def test_cohort_and_data_words(
+    card: DatasetCard, text: str, tool: str, arguments: dict[str, Any]
+) -> None:
+    assert _call(card, text, FRESH) == (tool, arguments)
