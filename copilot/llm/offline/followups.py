@@ -42,7 +42,9 @@ _EVERYONE = re.compile(
 _MAX_WORDS = 9
 
 
-def repeat_call(reading: Reading, card: DatasetCard, memory: Memory) -> tuple[str, dict] | None:
+def repeat_call(
+    reading: Reading, card: DatasetCard, memory: Memory
+) -> tuple[str, dict[str, Any]] | None:
     """The last call with the slot this follow-up names replaced, or None."""
     last, before = memory.last_tool, dict(memory.last_arguments or {})
     text = reading.text
@@ -68,29 +70,40 @@ def _another_tool(reading: Reading, last: str) -> bool:
 
 
 def _slots(last: str, before: dict[str, Any], reading: Reading) -> dict[str, Any] | None:
-    if last == "check_drift":  # exactly one of site and since
-        if reading.sites:
-            return {"site": reading.sites[0]}
-        return {"since": reading.since} if reading.since else None
-    if last == "list_runs":
-        if reading.sites:
-            return {**before, "site": reading.sites[0]}
-        if reading.all_sites:
-            return {k: v for k, v in before.items() if k != "site"}
-        if _ONE.search(reading.text) or reading.singular_run:
-            return {**before, "limit": 1}
-        return {**before, "limit": reading.count} if reading.count else None
-    if last == "compare_runs":
-        if len(reading.run_ids) >= 2:
-            return {"run_ids": reading.run_ids[:5]}
-        count = reading.count or _bare_count(reading.text)
-        return {"last": min(max(count, 2), 5)} if count else None
-    # monitoring_history: a site, a start date or a metric
+    return _SLOTS[last](before, reading)
+
+
+def _drift(_: dict[str, Any], reading: Reading) -> dict[str, Any] | None:
+    """check_drift takes exactly one of a site and a start date."""
+    if reading.sites:
+        return {"site": reading.sites[0]}
+    return {"since": reading.since} if reading.since else None
+
+
+def _runs(before: dict[str, Any], reading: Reading) -> dict[str, Any] | None:
+    """list_runs: a site, all sites, the last one, or a count."""
+    if reading.sites:
+        return {**before, "site": reading.sites[0]}
+    if reading.all_sites:
+        return {k: v for k, v in before.items() if k != "site"}
+    if _ONE.search(reading.text) or reading.singular_run:
+        return {**before, "limit": 1}
+    return {**before, "limit": reading.count} if reading.count else None
+
+
+def _compared(_: dict[str, Any], reading: Reading) -> dict[str, Any] | None:
+    """compare_runs: run ids, or the last N."""
+    if len(reading.run_ids) >= 2:
+        return {"run_ids": reading.run_ids[:5]}
+    count = reading.count or _bare_count(reading.text)
+    return {"last": min(max(count, 2), 5)} if count else None
+
+
+def _history(before: dict[str, Any], reading: Reading) -> dict[str, Any] | None:
+    """monitoring_history: a site (or all sites), a start date, a metric."""
     changed: dict[str, Any] = {}
     if reading.sites:
         changed["site"] = reading.sites[0]
-    elif reading.all_sites:
-        before.pop("site", None)
     if reading.since:
         changed["since"] = reading.since
     metric = metric_in(reading.text)
@@ -98,7 +111,16 @@ def _slots(last: str, before: dict[str, Any], reading: Reading) -> dict[str, Any
         changed["metric"] = metric
     if not changed and not reading.all_sites:
         return None
-    return {**before, **changed}
+    kept = {k: v for k, v in before.items() if not (k == "site" and reading.all_sites)}
+    return {**kept, **changed}
+
+
+_SLOTS = {
+    "check_drift": _drift,
+    "list_runs": _runs,
+    "compare_runs": _compared,
+    "monitoring_history": _history,
+}
 
 
 def _bare_count(text: str) -> int | None:
@@ -109,7 +131,7 @@ def _bare_count(text: str) -> int | None:
 
 def _cohort(
     last: str, before: dict[str, Any], reading: Reading, card: DatasetCard
-) -> tuple[str, dict] | None:
+) -> tuple[str, dict[str, Any]] | None:
     """The same cohort question on another group: the conditions said replace those on the
     same features ("same for women" after "accuracy on men over 60": women over 60)."""
     conditions, _ = conditions_in(reading.text, card)

@@ -133,8 +133,9 @@ CUES: dict[str, re.Pattern[str]] = {
     "runs_weak": _words("history, trained, training"),
     "compare": _words(
         "compar*, versus, vs, differ*, difference*, side by side, better than, worse than, "
-        "stack up, stacks up, measure* up, against, pit*, beat*, outperform*, head to head, better, worse, best, "
-        "worst, improve*, next to each other, next to one another, alongside, contrast*"
+        "stack up, stacks up, measure* up, against, pit*, beat*, outperform*, head to head, "
+        "better, worse, best, worst, improve*, next to each other, next to one another, "
+        "alongside, contrast*"
     ),
     "list": _words(
         "list, show, see, display, recent, last, latest, newest, history, which, what, all, "
@@ -350,9 +351,9 @@ PAST_TRAINING = re.compile(
     r" (?:re-?)?(?:trained|fitted|refit|retrain)\b|"
     r"\blast (?:re-?)?trained\b|"
     # "what's been trained lately?", "which models have we built so far?"
-    r"\b(?:what|which|anything|any)(?: (?:models?|runs?|versions?|else))?(?:'s| has| have| did| were|"
-    r" was)?(?: (?:we|you|they|been|got|ever|recently|already|just)){0,3} (?:re-?)?(?:trained|built|"
-    r"fitted)\b|"
+    r"\b(?:what|which|anything|any)(?: (?:models?|runs?|versions?|else))?"
+    r"(?:'s| has| have| did| were| was)?(?: (?:we|you|they|been|got|ever|recently|already|just))"
+    r"{0,3} (?:re-?)?(?:trained|built|fitted)\b|"
     # "the results of the most recent retraining", "how did the last training go?"
     r"\b(?:the|our|that|your) (?:most recent|last|latest|recent|previous|newest) (?:re-?)?"
     r"training\b(?! (?:on|with|using)\b)"

@@ -48,8 +48,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from datetime import UTC, datetime, timedelta
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -370,9 +370,14 @@ def _again(reading: Reading, context: _Context) -> Intent | None:
     """The last read-only call with one argument changed (copilot.llm.offline.followups):
     "and for Hungary?", "same for women", "only the last one"."""
     found = repeat_call(reading, context.card, context.memory)
-    if found is None and context.memory.last_tool == "model_info" and reading.has("aliases"):
-        if len(reading.text.split()) <= 4 and not reading.has("why", "retrain", "promote"):
-            return Intent(tool="compare_runs", arguments={"last": 2})  # "and the challenger?"
+    if (
+        found is None
+        and context.memory.last_tool == "model_info"
+        and reading.has("aliases")
+        and len(reading.text.split()) <= 4
+        and not reading.has("why", "retrain", "promote")
+    ):
+        return Intent(tool="compare_runs", arguments={"last": 2})  # "and the challenger?"
     return None if found is None else Intent(tool=found[0], arguments=found[1])
 
 

@@ -118,7 +118,9 @@ def _value_first(
 ) -> re.Match[str] | None:
     """A value said before the feature's name ("at 190 cholesterol", "a 120 systolic"),
     when no other feature's name comes just before the number (whose value it would be)."""
-    pattern = rf"(?<![\w.])(\d{{1,4}}(?:\.\d{{1,3}})?)\s*{units.SAID_UNIT}? (?:of )?{names}(?![a-z])"
+    pattern = (
+        rf"(?<![\w.])(\d{{1,4}}(?:\.\d{{1,3}})?)\s*{units.SAID_UNIT}? (?:of )?{names}(?![a-z])"
+    )
     for found in itertools.islice(re.finditer(pattern, text), 3):
         before = re.split(r"[,;:]", text[max(0, found.start() - 30) : found.start()])[-1]
         if not _other_names(feature, card).search(before):

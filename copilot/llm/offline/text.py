@@ -419,6 +419,23 @@ _MONTH_SAID = re.compile(
 )
 
 
+def _calendar_start(text: str, now: datetime) -> str | None:
+    """A start said by the calendar: a month ("since October"), the start of this month or
+    year, today."""
+    month = _MONTH_SAID.search(text)
+    if month:
+        return _month_start(month, now)
+    start = re.search(
+        r"\b(?:since|from) (?:the )?(?:start|beginning) of (?:the |this )?(month|year)\b", text
+    )
+    if start:
+        first = now.replace(day=1) if start.group(1) == "month" else now.replace(month=1, day=1)
+        return first.date().isoformat()
+    if re.search(r"\b(?:since|from) (?:this morning|today)\b|\btoday'?s\b", text):
+        return now.date().isoformat()
+    return None
+
+
 def _month_start(said: re.Match[str], now: datetime) -> str:
     """The day a month said starts from: that day of the month's last occurrence up to now
     ("since October" in December: October 1st of this year; in February: of last year)."""
@@ -448,20 +465,12 @@ def since_in(text: str, today: datetime | None = None) -> str | None:
         return (now - timedelta(days=back)).date().isoformat()
     if re.search(r"\bsince yesterday\b", text):
         return (now - timedelta(days=1)).date().isoformat()
-    month = _MONTH_SAID.search(text)
-    if month:
-        return _month_start(month, now)
-    start = re.search(
-        r"\b(?:since|from) (?:the )?(?:start|beginning) of (?:the |this )?(month|year)\b", text
-    )
-    if start:
-        first = now.replace(day=1) if start.group(1) == "month" else now.replace(month=1, day=1)
-        return first.date().isoformat()
-    if re.search(r"\b(?:since|from) (?:this morning|today)\b|\btoday'?s\b", text):
-        return now.date().isoformat()
+    calendar = _calendar_start(text, now)
+    if calendar:
+        return calendar
     span = re.search(
-        r"\b(?:last|past|previous|recent)\s(?:(\d{1,3})\s)?(day|week|fortnight|month|quarter|year)s?"
-        r"\b|\bthis (week|fortnight|month|quarter|year)\b",
+        r"\b(?:last|past|previous|recent)\s(?:(\d{1,3})\s)?"
+        r"(day|week|fortnight|month|quarter|year)s?\b|\bthis (week|fortnight|month|quarter|year)\b",
         text,
     )
     if span:
