@@ -54,8 +54,8 @@ def repeat_call(
         return None
     if reading.has(*_OWN_REQUEST) or _another_tool(reading, last):
         return None
-    if last in COHORT_TOOLS:
-        return _cohort(last, before, reading, card)
+    if last in COHORT_TOOLS:  # a group said alone ("patients over 110") is a new question
+        return _cohort(last, before, reading, card) if _LEAD.search(text) else None
     arguments = _slots(last, before, reading)
     return None if arguments is None else (last, arguments)
 

@@ -361,3 +361,11 @@ def test_cohort_and_data_words(
     card: DatasetCard, text: str, tool: str, arguments: dict[str, Any]
 ) -> None:
     assert _call(card, text, FRESH) == (tool, arguments)
+
+
+def test_a_group_said_alone_after_a_cohort_question_is_a_new_question(card: DatasetCard) -> None:
+    before = {"where": [{"feature": "sex", "op": "==", "value": "Female"}]}
+    memory = Memory(last_tool="model_performance", last_arguments=before)
+    tool, arguments = _call(card, "patients over 70", memory)
+    assert tool == "describe_data"
+    assert arguments["where"] == [{"feature": "age", "op": ">", "value": 70.0}]
