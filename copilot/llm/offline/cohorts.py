@@ -83,7 +83,11 @@ _COUNTERFACTUAL = re.compile(
     r"this|that|its) (?:patient's )?risk (?:down )?(?:under|below|beneath)\b|"
     r"\bwhat would (?:it )?take (?:for (?:him|her|them) )?to (?:get|go|fall|drop) "
     r"(?:under|below)\b|"
-    r"\b(?:smallest|minimal|least) change\b"
+    r"\b(?:smallest|minimal|least) change\b|"
+    # "the least he'd have to change to drop below the cut-off"
+    r"\b(?:least|smallest|minimal|minimum|fewest)\b[a-z' ]{0,30}\bchange|"
+    r"\b(?:drop|get|fall|go|come|bring [a-z]{2,4})(?: [a-z']{1,12}){0,2} (?:below|under|beneath)"
+    r" (?:the )?(?:cut-?off|threshold|line|decision threshold)\b"
 )
 _ROWS = re.compile(
     r"\b(?:rows?|records?|entr(?:y|ies)|cases?)(?: (?:number|numbers|no\.?|id|ids))? #?"

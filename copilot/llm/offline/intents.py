@@ -651,7 +651,6 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
         bool(_FOCUS_WORDS.search(text))
         and not reading.has("what_if", "compare")
         and not changes.values
-        and not explicit
     )
     relative = bool(changes.values or changes.problems)
     if asks_why and len(explicit) < 2 and not (changes.values or (relative and what_if_said)):
@@ -664,9 +663,10 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
         )
     # values of the last patient said alone ("at a cholesterol of 190", "cholesterol reduced
     # to 200"): a new patient is introduced by who they are (age, sex, chest pain)
+    valued = [n for n in explicit if card.feature(n).kind != "boolean"]  # not just named
     about_him = bool(explicit) and (
         (reading.has("pronoun") and bool(missing_required(explicit, card)))
-        or not any(f.name in explicit for f in card.features if f.required)
+        or (bool(valued) and not any(f.name in explicit for f in card.features if f.required))
     )
     if memory.prediction_id is not None and (what_if_said or relative or about_him):
         unknown = unknown_inputs(masked, card)

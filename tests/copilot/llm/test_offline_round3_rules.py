@@ -369,3 +369,16 @@ def test_a_group_said_alone_after_a_cohort_question_is_a_new_question(card: Data
     tool, arguments = _call(card, "patients over 70", memory)
     assert tool == "describe_data"
     assert arguments["where"] == [{"feature": "age", "op": ">", "value": 70.0}]
+
+
+@pytest.mark.parametrize(
+    ("text", "tool"),
+    [
+        # a feature named in a question about the explanation is no change to the patient
+        ("does exercise angina matter more than ST depression here?", "explain_prediction"),
+        ("what's the least he'd have to change to drop below the cut-off?", "counterfactual"),
+        ("what would it take for him to get under the threshold?", "counterfactual"),
+    ],
+)
+def test_questions_about_the_last_prediction(card: DatasetCard, text: str, tool: str) -> None:
+    assert _call(card, text, SCORED)[0] == tool
