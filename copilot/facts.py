@@ -29,6 +29,9 @@ class Memory:
     # 10 years younger?" keeps them).
     last_tool: str | None = None
     last_changes: dict[str, Any] | None = None
+    # The last read-only tool's arguments, so that a follow-up that changes one of them
+    # ("and for Hungary?", "same for women") repeats that call with the rest kept.
+    last_arguments: dict[str, Any] | None = None
 
 
 class StepFacts(TypedDict, total=False):

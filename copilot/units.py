@@ -38,12 +38,23 @@ GLUCOSE_MMOL_TO_MG_DL = 18.016
 _SPELLINGS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), canonical)
     for pattern, canonical in (
-        (r"(?<![a-z])mmol ?/ ?(?:l|litre|liter)(?![a-z])|(?<![a-z])mmol(?=[ ,;.)?]|$)", "mmol/l"),
-        (r"(?<![a-z])mg ?/ ?(?:dl|decilitre|deciliter)(?![a-z])", "mg/dl"),
-        (r"(?<![a-z])mm ?hg(?![a-z])", "mmhg"),
+        (
+            r"(?<![a-z])(?:mmol|millimoles?|millimols?) ?(?:/|per) ?(?:l|litre|liter)(?![a-z])|"
+            r"(?<![a-z])(?:mmol|millimoles?|millimols?)(?=[ ,;.)?]|$)",
+            "mmol/l",
+        ),
+        (
+            r"(?<![a-z])(?:mg|milligrams?) ?(?:/|per) ?(?:dl|decilitre|deciliter)(?![a-z])",
+            "mg/dl",
+        ),
+        (r"(?<![a-z])(?:mm ?hg|mm of mercury|millimet(?:re|er)s? of mercury)(?![a-z])", "mmhg"),
         (r"(?<![a-z])kilopascals?(?![a-z])|(?<=\d)kpa(?![a-z])", "kpa"),
         (r"(?<![a-z])millivolts?(?![a-z])|(?<=\d)mv(?![a-z])", "mv"),
-        (r"(?<![a-z])beats? (?:per|a|/) ?min(?:ute)?(?![a-z])|(?<=\d)bpm(?![a-z])", "bpm"),
+        (
+            r"(?<![a-z])beats? ?(?:per|a|/) ?min(?:ute)?(?![a-z])|(?<=\d)bpm(?![a-z])|"
+            r"(?<=\d) ?(?:/ ?min|per min(?:ute)?|b/min)(?![a-z])",
+            "bpm",
+        ),
     )
 )
 

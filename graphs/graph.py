@@ -163,9 +163,13 @@ def _remember(
             "prediction_id": memory.get("prediction_id"),
             "last_tool": tool,
         }
+    memory = {k: v for k, v in memory.items() if k != "last_arguments"}
     if tool == "what_if" and arguments.get("prediction_id") == memory.get("prediction_id"):
         return {**memory, "last_tool": tool, "last_changes": arguments.get("changes")}
-    return {**memory, "last_tool": tool}
+    if tool in {"what_if", "explain_prediction"}:  # about a patient: remembered as one
+        return {**memory, "last_tool": tool}
+    # a follow-up that changes one argument ("and for Hungary?") repeats this call
+    return {**memory, "last_tool": tool, "last_arguments": arguments}
 
 
 async def run_tool(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]:

@@ -22,6 +22,13 @@ def test_a_what_if_on_another_patient_keeps_no_changes() -> None:
     assert after == {**before, "last_tool": "what_if"}
 
 
-def test_any_other_tool_is_the_last_tool() -> None:
+def test_any_other_tool_is_the_last_tool_with_its_arguments() -> None:
     before = {"patient": {"age": 50}, "prediction_id": "x"}
-    assert _remember("list_runs", {"limit": 5}, {}, before) == {**before, "last_tool": "list_runs"}
+    after = _remember("list_runs", {"limit": 5}, {}, before)
+    assert after == {**before, "last_tool": "list_runs", "last_arguments": {"limit": 5}}
+
+
+def test_a_patient_tool_forgets_the_last_arguments() -> None:
+    before = {"prediction_id": "x", "last_tool": "check_drift", "last_arguments": {"site": "A"}}
+    after = _remember("explain_prediction", {"prediction_id": "x"}, {}, before)
+    assert after == {"prediction_id": "x", "last_tool": "explain_prediction"}

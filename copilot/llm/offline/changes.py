@@ -10,6 +10,8 @@ optional unit, UP/DOWN the words of a direction:
     N UP|DOWN [in|of] F         "2 fewer vessels", "20 points lower cholesterol"
     N years UP|DOWN             "20 years older" (age)
     RAISE|LOWER [his|the] F by N  "lower his cholesterol by 30"
+    TAKE|ADD N off|to [his] F     "take 20 off his cholesterol", "add 10 to the BP"
+    F plus|minus N                "cholesterol minus 20"
     RAISE|LOWER [his|the] F     (no amount: asked back, never guessed)
     HALVE|DOUBLE[D] [his] F     "halved his ST depression", "double the vessels"
     in N years [time] | N years from now   (age, later)
@@ -37,7 +39,7 @@ _UP = (
 _DOWN = (
     r"(?:lower|less|down|fewer|smaller|decreased|reduced|dropped|lowered|younger|fell|fallen|"
     r"went down|goes down|gone down|go down|cut|decreases|decrease|drops|drop|fall|reduction|"
-    r"decline|dip)"
+    r"decline|dip|off)"
 )
 _RAISE = (
     r"(?:increase|increasing|raise|raising|bump up|bumping up|bump|push up|pushing up|boost|"
@@ -47,7 +49,12 @@ _LOWER = (
     r"(?:decrease|decreasing|lower|lowering|reduce|reducing|drop|dropping|cut|cutting|"
     r"bring down|bringing down|take down|knock down|bring)"
 )
+_TAKE = r"(?:take|taking|takes|shave|shaving|knock|knocking|subtract|subtracting|remove|minus)"
+_ADD = r"(?:add|adding|adds|put|putting|tack|plus|\+)"
 _AMOUNT = r"(?P<amount>\d{1,4}(?:\.\d{1,3})?|one)"
+_UNIT_WORDS = (
+    r"%|percent|mmol/l|mg/dl|mmhg|bpm|beats|mm|points?|units?|years?|yrs?|decades?|vessels?"
+)
 _UNIT = (
     r"(?: ?(?P<unit>%|percent|mmol/l|mg/dl|mmhg|mm hg|bpm|beats|mm|points?|units?|years?|yrs?|"
     r"decades?|vessels?))?"
@@ -60,12 +67,15 @@ _FACTORS = {
     "halved": 0.5,
     "halve": 0.5,
     "cut in half": 0.5,
+    "half": 0.5,
+    "twice": 2.0,
+    "three times": 3.0,
 }
 _LINK = r"(?: (?:is|was|were|be|being|at|of|would be|went|goes|got|gets|had|has|came|comes))?"
 _BY = r"(?: by)?"
 
 
-known_words(_UP, _DOWN, _RAISE, _LOWER, " ".join(_FACTORS))
+known_words(_UP, _DOWN, _RAISE, _LOWER, _TAKE, _ADD, " ".join(_FACTORS))
 
 
 @dataclass
@@ -98,8 +108,21 @@ def _patterns(feature: Feature) -> list[re.Pattern[str]]:
         # an adjective may come between: "2 fewer diseased vessels", "1 more blocked vessel"
         rf"\b{_AMOUNT}{_UNIT} (?P<dir>{_UP}|{_DOWN})(?: (?:in|of|on|for))? {own}"
         rf"(?:[a-z-]{{3,15}} )?{f}",
-        rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f} by {_AMOUNT}{_UNIT}",
+        # "one vessel fewer", "20 mmhg bp lower"
+        rf"\b{_AMOUNT}{_UNIT} (?:[a-z-]{{3,15}} )?{f} (?P<dir>{_UP}|{_DOWN})\b",
+        # "10 more beats of max heart rate", "20 points off cholesterol"
+        rf"\b{_AMOUNT} (?P<dir>{_UP}|{_DOWN})(?: (?:{_UNIT_WORDS}))?(?: (?:in|of|on|for|from))?"
+        rf" {own}{f}",
+        rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f}(?: by)? {_AMOUNT}{_UNIT}",
+        rf"\b(?:{_LOWER}|cut|halve) {own}{f} (?:in|by) (?P<factor>half)\b",
+        # an amount taken off or put on: "take 20 off his cholesterol", "add 10 to the BP",
+        # "knock 15 points off", "shave 0.5 off the ST depression"
+        rf"\b(?P<dir>{_TAKE}|{_ADD})(?: on| off)? {_AMOUNT}{_UNIT}(?: (?:off|from|on|onto|to))?"
+        rf" {own}{f}",
+        # "cholesterol minus 20", "BP plus 10"
+        rf"{f}{_LINK} (?P<dir>plus|minus|\+) ?{_AMOUNT}{_UNIT}",
         rf"{f}{_LINK} (?P<factor>doubled|halved|cut in half|tripled)\b",
+        rf"{f}{_LINK} (?P<factor>twice|half|three times) as (?:high|large|big|much|great)\b",
         rf"\b(?P<factor>doubled|halved|tripled|double|halve|triple|cut in half) {own}{f}",
         rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f}(?! by| to| from| of| at)(?P<vague>)",
     ]
@@ -116,6 +139,12 @@ def _patterns(feature: Feature) -> list[re.Pattern[str]]:
             r"(?: time)?|(?P<amount2>\d{1,2}|a|one) ?(?P<unit2>years?|decades?) "
             r"(?:from now|on|later|down the (?:road|line)))",
         )
+        # "if he aged 10 years", "gets a decade older" is above; "ages by 5 years"
+        patterns.insert(
+            2,
+            r"\b(?:aged|ages|ageing|aging|age) (?:by |another )?(?P<amount>\d{1,2}|a|one) ?"
+            r"(?P<unit>years?|yrs?|decades?)\b",
+        )
     return [re.compile(p) for p in patterns]
 
 
@@ -129,7 +158,7 @@ def _grammar(card: DatasetCard) -> list[tuple[Feature, list[re.Pattern[str]]]]:
 
 
 def _direction(word: str) -> int:
-    up = re.fullmatch(_UP + "|" + _RAISE, word)
+    up = re.fullmatch(_UP + "|" + _RAISE + "|" + _ADD, word)
     return 1 if up else -1
 
 

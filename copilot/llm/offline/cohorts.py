@@ -47,7 +47,10 @@ _GROUP = re.compile(
 _ONE_PATIENT = re.compile(
     r"\b(?:he|his|him|she|her|this patient|the patient|that patient|this one)\b|"
     r"\b(?:a|an|one|this|that|the|my) (?:\d{1,3} ?(?:yo|y/o|year old|years old|-year-old) )?"
-    r"(?:man|woman|patient|gentleman|lady|male|female|guy|person)\b|\b\d{1,3} ?(?:yo|y/o)\b"
+    r"(?:man|woman|patient|gentleman|lady|male|female|guy|person)\b"
+    # "the female patients": an adjective of a group, not one patient
+    r"(?! (?:patients|people|cases|persons|individuals|subjects|population|cohort))|"
+    r"\b\d{1,3} ?(?:yo|y/o)\b"
 )
 _EVERYONE = re.compile(
     r"\b(?:everyone|everybody|all of them|everyone's|everybody's|if all)\b|"
@@ -127,7 +130,8 @@ _COUNTERFACTUAL = re.compile(
     r"\b(?:smallest|minimal|least|minimum) change\b"
 )
 _ROWS = re.compile(
-    r"\b(?:rows?|records?|entries|entry|row ids?|record ids?)(?: (?:number|no\.?|id|ids|numbers))?"
+    r"\b(?:rows?|records?|entries|entry|cases?|row ids?|record ids?)"
+    r"(?: (?:number|no\.?|id|ids|numbers))?"
     r" #?(\d{1,4}(?:(?:, ?|,? and | & |, and )(?:rows? |records? |entry |entries )?#?\d{1,4})"
     r"{0,19})\b"
 )
@@ -139,7 +143,10 @@ _MISTAKES = re.compile(
     r"\bmistakes?\b|\berrors?\b|\bwrong\b|\bmisclassif[a-z]*|\bfalse (?:negative|positive)s?\b|"
     r"\bmiss(?:es|ed)?\b|\bfalse alarms?\b|\bget(?:s)? wrong\b"
 )
-_INTERACTIONS = re.compile(r"\binteract(?:s|ion|ions|ing)?\b")
+_INTERACTIONS = re.compile(
+    r"\binteract(?:s|ion|ions|ing)?\b|\bwork(?:s|ing)? together\b|\bpairs? of features\b|"
+    r"\bfeature pairs?\b|\bcombinations? of features\b|\bjointly\b|\bin combination\b"
+)
 _IMPORTANCE = re.compile(
     r"\b(?:most |more |least )?important features?\b|\bfeature importances?\b|"
     r"\b(?:most|least|more) (?:important|influential|predictive|relevant|informative) "
@@ -151,7 +158,9 @@ _IMPORTANCE = re.compile(
     r"\brank(?:ing)? (?:of )?(?:the )?(?:features|inputs|variables|predictors)\b|"
     r"\bimportance of (?:the )?features\b|\bwhich features? (?:matters?|counts?) (?:the )?most\b|"
     r"\btop \d{1,2} features\b|\btop features\b|\bglobal importance\b|"
-    r"\bwhat does the model (?:rely|depend|lean) on\b|\bmost influential features?\b"
+    r"\bwhat does the model (?:rely|depend|lean) on\b|\bmost influential features?\b|"
+    r"\bpay[a-z]* (?:the )?most attention\b|\bwhat does (?:the model|it) (?:care|focus) "
+    r"(?:about|on) most\b|\b(?:look|looks) at most\b"
 )
 # Words for what drives risk that, said of a group or of the model overall ("top 3 drivers
 # across the Cleveland cohort", "main risk factors overall"), ask for importance; said of one
@@ -169,7 +178,8 @@ _ACCURACY = re.compile(
     r"\baccura(?:te|cy)\b|\bauc\b|\broc\b|\bsensitiv[a-z]*|\bspecificity\b|\bperform[a-z]*|"
     r"\bhow (?:well|good)\b|\bcalibrat[a-z]*|\bheld[- ]out\b|\bconfidence interval|"
     r"\brecall\b|\bprecision\b|\bppv\b|\bnpv\b|\bf1\b|\bbrier\b|\bdiscriminat[a-z]*|"
-    r"\bbias(?:ed)?\b|\bfair(?:ness|ly)?\b|\bunderperform[a-z]*|\breliab[a-z]*"
+    r"\bbias(?:ed)?\b|\bfair(?:ness|ly)?\b|\bunderperform[a-z]*|\breliab[a-z]*|"
+    r"\bany good\b|\btrustworth[a-z]*|\bhow right\b|\bget(?:s)? right\b"
 )
 _DATA_QUESTION = re.compile(
     r"\bhow many\b|\baverage\b|\bmean\b|\bmedian\b|\bstatistics\b|\bstats\b|\bdescribe\b|"

@@ -45,10 +45,26 @@ CUES: dict[str, re.Pattern[str]] = {
     # explain_prediction: asking for the reasons of one prediction
     "why": _words(
         "why, how come, what for, explain*, explanation*, driv*, drove, factor*, reason*, "
-        "contribut*, pushed, pushes, pull*, drag*, holding ~ down, holding ~ up, "
+        "contribut*, pushed, pushes, pulls, pulling, pulled, pull down, pull it, pull the risk, "
+        "pull his, pull her, drag*, holding ~ down, holding ~ up, "
         "shap, break down, break ~ down, breakdown, behind, responsible for, attribut*, "
         "accounts for, account for, what makes, what's pushing, what is pushing, due to, "
-        "effect of, impact of, influence of, role of"
+        "effect of, impact of, influence of, role of, "
+        # taking a result apart, or asking which of the patient's values weighed most
+        "unpack*, walk me through, talk me through, take me through, what went into, "
+        "what's behind, what is behind, underlying, rationale, justify, justification, "
+        "how did you get, how did it get, how did you arrive, how did you come up, "
+        "where does ~ come from, where did ~ come from, what made, "
+        "hurt* him, hurt* her, hurt* his, hurt* most, hurt* the most, help* him most, "
+        "help* her most, help* the most, weigh* most, weigh* the most, weigh* heaviest, "
+        "heaviest, carr* the most weight, count* most, count* the most, mattered, "
+        "reach that, arrive at, come to that, get to that, how did ~ reach, how did ~ "
+        "arrive, how did ~ get there, how was ~ calculated, how was ~ computed, how was ~ "
+        "worked out, part of it, part of that, big part, a factor, play* a role, "
+        "play* a part, making him, making her, makes him, makes her, made him, made her, "
+        "coming from, what's making, what is making, under the hood, decode, dissect*, "
+        "spell out, spell it out, tip* it, tip* the balance, tip* the scale*, interpret*, "
+        "concerning, worrying, worrisome, red flag*"
     ),
     # predict_risk: asking for a risk
     "risk": _words(
@@ -69,14 +85,33 @@ CUES: dict[str, re.Pattern[str]] = {
         # verbs that set a value of the last patient
         "assuming, assume, pretend, let's say, lets say, say he, say she, hypothetically, "
         "swap, switch his, switch her, switch the, change the, change age, change it, set the, "
-        "set age, update his, update her, update the, replace, modify, alter"
+        "set age, update his, update her, update the, replace, modify, alter, "
+        # scoring the last patient again
+        "rescore*, re-score*, rerun, re-run, recalculat*, recomput*, reassess*, redo, "
+        "score him again, score her again, score it again, what then, what now, "
+        "re-estimat*, re-evaluat*, re-predict*, plug in, put in, consider him, consider her, "
+        "change ~ to, change ~ from, set ~ to, switch ~ to, turn ~ into, swap ~ for, "
+        "replace ~ with, "
+        # correcting a value of the last patient
+        "actually, make that, correction, correct that, i meant, i mean, sorry, rather, "
+        "in fact, should have said, should be, should read"
     ),
     # check_drift: the words of drift itself
     "drift": _words(
         "drift*, shift*, distribution*, data quality, covariate, from what ~ trained on, "
         "from the training data, from training, than the training data, like the training "
         "data, with the training data, consistent with training, match* the training, "
-        "moved away from training, patient mix, case mix"
+        "moved away from training, patient mix, case mix, "
+        # the data set against what the model learnt from, in other words
+        "compared with training, compared to training, compared with the training, compared "
+        "to the training, versus training, vs training, vs the training, against training, "
+        "against the training, relative to training, relative to the training, unlike the "
+        "training, unlike what ~ trained on, unlike the ones ~ trained on, from the training, "
+        "different from training, comparable to training, comparable to the training, "
+        "out of line with training, representative, training distribution, training "
+        "population, training cohort, population shift, population change*, input "
+        "distribution, feature distribution*, than in training, than during training, than at "
+        "training, than the training"
     ),
     # check_drift when said of data or a site: "anything odd", "how is X doing"
     "status": _words(
@@ -90,16 +125,22 @@ CUES: dict[str, re.Pattern[str]] = {
         "incoming, inputs lately, recent predictions, predictions"
     ),
     # runs: list_runs and compare_runs
-    "runs": _words("run, runs, run's, experiment*, training job*"),
-    "runs_weak": _words("history, trained, training, trainings"),
+    "runs": _words(
+        "run, runs, run's, experiment*, training job*, run log, training log, trainings, "
+        "training results, latest training, last training, recent training, newest "
+        "training, previous training, latest retraining, last retraining, recent retraining"
+    ),
+    "runs_weak": _words("history, trained, training"),
     "compare": _words(
         "compar*, versus, vs, differ*, difference*, side by side, better than, worse than, "
-        "stack up, stacks up, against, beat*, outperform*, head to head, better, worse, best, "
-        "worst, improve*, next to each other, next to one another, alongside, contrast*"
+        "stack up, stacks up, measure* up, against, pit*, beat*, outperform*, head to head, "
+        "better, worse, best, worst, improve*, next to each other, next to one another, "
+        "alongside, contrast*"
     ),
     "list": _words(
         "list, show, see, display, recent, last, latest, newest, history, which, what, all, "
-        "past, summary, summari*, overview, give, tell, any, how many, do we have, get"
+        "past, summary, summari*, overview, give, tell, any, how many, do we have, get, "
+        "pull up, bring up, fetch, dig up, lowdown, rundown, run-down, recap, what's new"
     ),
     # model_info: the served model, its metrics and its inputs
     "model": _words("model, models, classifier, algorithm, version, versions, champion"),
@@ -107,7 +148,12 @@ CUES: dict[str, re.Pattern[str]] = {
         "live, serving, served, in production, in prod, production, deployed, in use, "
         "running, currently, current model, current version, champion, model card, model "
         "info*, model details, model version, the card, about the model, about the current "
-        "model, about the live model, describe the model, the model itself, model overview"
+        "model, about the live model, describe the model, the model itself, model overview, "
+        # the model in charge, in other words
+        "reigning, in charge, on duty, active model, active version, calling the shots, "
+        "in place, being used, we're using, we are using, do we use, are we using, in "
+        "service, the incumbent, incumbent, powering, powers the predictions, making the "
+        "predictions, makes the predictions, top dog, running the show"
     ),
     "metrics": _words(
         "metric*, auc, roc, pr auc, sensitiv*, specificity, accuracy, accurate, precision, "
@@ -126,7 +172,10 @@ CUES: dict[str, re.Pattern[str]] = {
     "retrain": _words(
         "retrain*, re-train*, refit*, re-fit*, rebuild, build a new, new model on, kick off "
         "training, kick off a training, start training, start a training, launch training, "
-        "launch a training, run training, run a training, fit a new, fit another, train again"
+        "launch a training, run training, run a training, fit a new, fit another, train again, "
+        "spin up a new, spin up a fresh, spin up another, cook up a new, cook up a fresh, whip "
+        "up a new, whip up a fresh, fresh model on, new model on, build another, train up, "
+        "train a fresh, train another"
     ),
     "train_verb": _words("train, fit"),
     "promote": _words(
@@ -137,12 +186,16 @@ CUES: dict[str, re.Pattern[str]] = {
         "move ~ to production, become ~ champion, become champion, be the new champion, "
         "make ~ the new champion, "
         "switch production to, switch serving to, swap in, push ~ to production, make ~ the "
-        "champion, crown"
+        "champion, crown, put ~ in charge, place ~ in charge, swap ~ in, switch to the "
+        "challenger, switch over to, go with the challenger, go with version, start using, "
+        "upgrade to"
     ),
     "rollback": _words(
         "roll back, roll ~ back, rollback, roll-back, revert*, undo, restore, go back, "
         "switch back, back to the previous, back to the old, put ~ back, bring back, "
-        "bring ~ back, reinstate, reinstall"
+        "bring ~ back, reinstate, reinstall, ditch ~ new, ditch ~ champion, ditch ~ current, "
+        "scrap ~ new, scrap ~ champion, scrap ~ current, bin ~ new, dump ~ new, demote*, "
+        "back out, pull the plug"
     ),
     "aliases": _words("champion, challenger, candidate, new model, old model"),
     # a question about many patients, not one
@@ -234,8 +287,21 @@ _RUN_VERB = re.compile(
 )
 
 
+# Data set against what the model learnt from, words apart: "are recent patients unlike the
+# ones in the training data?", "does it still resemble what the model was trained on?"
+_AGAINST_TRAINING = re.compile(
+    r"\b(?:unlike|differ[a-z]{0,5}|different|compar[a-z]{0,5}|similar|like|resembl[a-z]{0,3}|"
+    r"representative|consistent|match[a-z]{0,3}|deviat[a-z]{0,5}|diverg[a-z]{0,5}|moved|changed)"
+    r"\b[a-z0-9' ]{0,40}?\b(?:training (?:data|set|patients|population|cohort|distribution|"
+    r"sample|rows)|(?:what|ones|patients|data|population) (?:the model |we |it |you )?"
+    r"(?:was |were |has been |had been )?(?:trained|built|fitted|developed) (?:on|from|with))\b"
+)
+
+
 def _cues(text: str) -> frozenset[str]:
     found = {name for name, pattern in CUES.items() if pattern.search(text)}
+    if _AGAINST_TRAINING.search(text):
+        found.add("drift")
     if "runs" in found and not CUES["runs"].search(_RUN_VERB.sub(" ", text)):
         found.discard("runs")
     return frozenset(found)
@@ -268,7 +334,8 @@ _IMPERATIVE_TRAIN = re.compile(
 
 # Starting something that is a model kind ("kick off a logistic regression on VA").
 _START_A_KIND = re.compile(
-    r"\b(?:kick off|start|launch|spin up|build|run|fit|train|try|give me|get me|make)"
+    r"\b(?:kick off|start|launch|spin up|cook up|whip up|fire up|put together|build|run|fit|"
+    r"train|try|give me|get me|make|create|produce)"
     r"(?: (?:a|an|another|one|new|fresh|the|some))*"
     r" (?:logistic|logreg|random forest|forest|xgboost|xgb|gradient boost|boost)"
 )
@@ -282,8 +349,18 @@ PAST_TRAINING = re.compile(
     r"\b(?:has|have|was|were|did|is)\b (?:it|the model|the champion|the challenger|this model|"
     r"that model|they|we|you|version \d{1,4}|v\d{1,4})(?: (?:been|ever|already|last|recently)){0,2}"
     r" (?:re-?)?(?:trained|fitted|refit|retrain)\b|"
-    r"\blast (?:re-?)?trained\b"
+    r"\blast (?:re-?)?trained\b|"
+    # "what's been trained lately?", "which models have we built so far?"
+    r"\b(?:what|which|anything|any)(?: (?:models?|runs?|versions?|else))?"
+    r"(?:'s| has| have| did| were| was)?(?: (?:we|you|they|been|got|ever|recently|already|just))"
+    r"{0,3} (?:re-?)?(?:trained|built|fitted)\b|"
+    # "the results of the most recent retraining", "how did the last training go?"
+    r"\b(?:the|our|that|your) (?:most recent|last|latest|recent|previous|newest) (?:re-?)?"
+    r"training\b(?! (?:on|with|using)\b)"
 )
+
+
+known_words(PAST_TRAINING.pattern, _AGAINST_TRAINING.pattern)
 
 
 def wants_training(reading: Reading) -> bool:

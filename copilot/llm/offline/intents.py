@@ -49,6 +49,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -57,6 +58,7 @@ from copilot.facts import NOTHING_LEFT, Memory, Step
 from copilot.llm.offline.changes import relative_changes
 from copilot.llm.offline.cohorts import asks_statistics, cohort_request
 from copilot.llm.offline.focus import mentioned
+from copilot.llm.offline.followups import repeat_call
 from copilot.llm.offline.grammar import (
     CUES,
     PAST_TRAINING,
@@ -93,6 +95,10 @@ _FOCUS_WORDS = re.compile(
     r"\bhow much (?:does|do|did) [a-z' ]{1,30} (?:matter|count|contribute|weigh|affect|influence|"
     r"add|bring|change)|"
     r"\b(?:how|does|do|did) [a-z' ]{0,30}\baffects? (?:it|him|her|the risk|his|her|the score)\b|"
+    r"\b(?:largest|biggest|greatest|strongest|main|most) (?:effect|impact|influence|weight|factor|"
+    r"driver|reason|contribution)s?\b|\bmostly (?:the|his|her|due|because)\b|"
+    r"\bby (?:impact|importance|effect|contribution|influence)\b|"
+    r"\bmatter(?:s|ed)? (?:here|for (?:him|her|this|that))\b|"
     r"\bhow big a role\b|\bhow much (?:of an? )?(?:role|difference|effect|impact)\b"
 )
 
@@ -108,7 +114,9 @@ _CUMULATIVE = re.compile(
     r"at the same time|keeping (?:that|those|this|the change))\b"
 )
 
-_FOLLOW_ON = re.compile(r"^(?:and|but|now|ok|okay|then|same|plus|also|with|without|except)\b")
+_FOLLOW_ON = re.compile(
+    r"^(?:and|but|now|ok|okay|then|same|plus|also|with|without|except|only|just)\b"
+)
 
 _NOUN_BEFORE = re.compile(r"(?:^|\W)(?:the|this|that|a|my|your|its|pending|last|latest|recent) $")
 
@@ -312,8 +320,11 @@ def _retrain(reading: Reading, context: _Context) -> Intent | None:
     return Intent(tool="retrain_model", arguments=arguments)
 
 
+_VERSIONS = re.compile(r"(?<![a-z0-9])(?:version|ver|v) ?#?(\d{1,4})(?![0-9.])")
+
 _STRONG_COMPARE = re.compile(
-    r"\bcompar|\bversus\b|\bvs\b|\bdiffer|\bside by side\b|\bstacks? up\b|\bhead to head\b"
+    r"\bcompar|\bversus\b|\bvs\b|\bdiffer|\bside by side\b|\bstacks? up\b|\bhead to head\b|"
+    r"\bmeasures? up\b|\bpit\b"
 )
 
 
@@ -324,9 +335,14 @@ def _compare(reading: Reading, context: _Context) -> Intent | None:
     if not reading.has("compare"):
         return None
     listed = context.memory.last_tool in {"list_runs", "compare_runs"} and bool(
-        re.search(r"\b(?:them|these|those|the two|both|the 2|the three|the 3)\b", reading.text)
+        re.search(
+            r"\b(?:them|these|those|the two|both|the 2|the three|the 3|"
+            r"(?:top|first|newest|latest|last) (?:2|3|4|5))\b",
+            reading.text,
+        )
     )
-    objects = reading.has("runs", "aliases") or len(reading.run_ids) >= 2 or listed
+    versions = len(set(_VERSIONS.findall(reading.text))) >= 2
+    objects = reading.has("runs", "aliases") or len(reading.run_ids) >= 2 or listed or versions
     strong = bool(_STRONG_COMPARE.search(reading.text))
     weak_objects = re.search(r"\bprevious\b|\bit\b|\bmodels\b|\bversions\b", reading.text)
     if not (objects or (strong and (weak_objects or reading.count))):
@@ -335,9 +351,33 @@ def _compare(reading: Reading, context: _Context) -> Intent | None:
         return None  # "how would it compare if he were older": a what-if about him
     if len(reading.run_ids) >= 2:
         return Intent(tool="compare_runs", arguments={"run_ids": reading.run_ids[:5]})
+    # two versions named ("how does v2 stack up against v1"): the newest runs side by side
     best = re.search(r"\b(?:best|worst)\b", reading.text)
     last = reading.count or (5 if best else 2)
     return Intent(tool="compare_runs", arguments={"last": min(max(last, 2), 5)})
+
+
+# "recent patients", "lately", "these days": the predictions of the last RECENT_DAYS days.
+_RECENT = re.compile(
+    r"\b(?:recent|recently|lately|of late|these days|nowadays|currently|right now|at the moment|"
+    r"incoming|new patients|latest patients|coming in)\b"
+)
+RECENT_DAYS = 30
+
+
+def _again(reading: Reading, context: _Context) -> Intent | None:
+    """The last read-only call with one argument changed (copilot.llm.offline.followups):
+    "and for Hungary?", "same for women", "only the last one"."""
+    found = repeat_call(reading, context.card, context.memory)
+    if (
+        found is None
+        and context.memory.last_tool == "model_info"
+        and reading.has("aliases")
+        and len(reading.text.split()) <= 4
+        and not reading.has("why", "retrain", "promote")
+    ):
+        return Intent(tool="compare_runs", arguments={"last": 2})  # "and the challenger?"
+    return None if found is None else Intent(tool=found[0], arguments=found[1])
 
 
 def _drift_at(reading: Reading, card: DatasetCard) -> Intent:
@@ -345,6 +385,9 @@ def _drift_at(reading: Reading, card: DatasetCard) -> Intent:
         return Intent(tool="check_drift", arguments={"site": reading.sites[0]})
     if reading.since:
         return Intent(tool="check_drift", arguments={"since": reading.since})
+    if _RECENT.search(reading.text):
+        since = datetime.now(UTC) - timedelta(days=RECENT_DAYS)
+        return Intent(tool="check_drift", arguments={"since": since.date().isoformat()})
     known = list(sites(card))
     if not known:
         return _clarify(
@@ -373,10 +416,17 @@ def _drift(reading: Reading, context: _Context) -> Intent | None:
     return None
 
 
+# "what data was it trained on?", "which sites was v2 trained with?": the data, not the runs
+_ABOUT_THE_DATA = re.compile(
+    r"^(?:what|which)(?: kind of| sort of)? (?:data|dataset|features?|inputs?|sites?|patients|"
+    r"variables|hospitals?|rows|population)\b|\b(?:trained|fitted|built) (?:on|with|using)\W*$"
+)
+
+
 def _runs(reading: Reading, _: _Context) -> Intent | None:
     """list_runs: "show me the last 4 runs", "runs trained on Hungary", "a summary of the
     last run" (one)."""
-    about_the_data = reading.has("inputs") or re.match(r"(?:what|which)\b", reading.text)
+    about_the_data = reading.has("inputs") or _ABOUT_THE_DATA.search(reading.text)
     if PAST_TRAINING.search(reading.text) and not about_the_data:  # "when was it retrained?"
         latest = 1 if re.search(r"\b(?:when|last|latest)\b", reading.text) else 5
         site = {"site": reading.sites[0]} if reading.sites else {}
@@ -464,6 +514,8 @@ def _cohort(reading: Reading, context: _Context) -> Intent | None:
     not one incomplete patient. Said so, with what can be done instead."""
     if not (reading.has("cohort") and reading.has("cohort_question")):
         return None
+    if reading.since is not None and reading.has("status", "drift"):
+        return None  # "have the incoming patients changed over the last two weeks?"
     if _SINGLE_PATIENT.search(reading.text):
         return None
     site = (reading.sites or list(sites(context.card)) or ["?"])[0]
@@ -535,10 +587,21 @@ def _data(reading: Reading, context: _Context) -> Intent | None:
 _CHANGE_STARTS = re.compile(
     r"\b(?:what if|what would|what happens if|suppose|supposing|imagine|assuming|"
     r"if (?:we|you|he|she|they|his|her|their|the patient|it)|(?:with|had) (?:his|her|their) )|"
+    # a verb that changes the patient just described: "take <patient> and lower his
+    # cholesterol by 40", "if <patient> brought his BP to 120"
+    r"\b(?:and |then )?(?:lower|lowers|lowered|lowering|raise|raises|raised|raising|reduce|"
+    r"reduces|reduced|reducing|increase|increases|increased|cut|cuts|drop|drops|dropped|bring|"
+    r"brings|brought|get|gets|got|change|changes|changed|make|set|put|swap|switch|double|halve|"
+    r"take|took|add) (?:his|her|their|the patient's)\b|"
+    # the same patient again, with something else: "compare <patient> with the same man at
+    # chol 300"
+    r"\b(?:with|to|and|versus|vs) (?:the )?same (?:man|woman|patient|person|guy|lady)\b|"
     # a new sentence that changes the patient just described: "... And with a flat ST
-    # segment?", "... Same man a decade older?", "... Would it differ for a woman?"
-    r"(?<=[.;?!] )(?:and |but |now )?(?:with(?:out)?|same (?:man|woman|patient|person|guy|lady)|"
-    r"(?:would|does|is) (?:it|the risk|his risk|her risk) (?:differ|change|be different) for)\b"
+    # segment?", "... Same man a decade older?", "... Would it differ for a woman?",
+    # "... - would a normal thallium change much?"
+    r"(?<=[.;:?!-] )(?:and |but |now )?(?:with(?:out)?|same (?:man|woman|patient|person|guy|lady)|"
+    r"(?:would|does|is) (?:it|the risk|his risk|her risk) (?:differ|change|be different) for|"
+    r"would (?:a|an|the|his|her) )\b"
 )
 
 
@@ -578,14 +641,16 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
     one that cannot be applied is said back, never dropped."""
     memory, card, text = context.memory, context.card, reading.text
     changes = relative_changes(text, card, memory.patient)
-    masked = _masked(text, changes.spans)
+    masked = _masked(text, changes.spans + _replaced(text))
     patient = parse_patient(masked, card)
     explicit = parse_patient(masked, card, pronouns=False)
     if not explicit and len(context.shared) >= 2:
         patient, explicit = dict(context.shared), dict(context.shared)
     what_if_said = reading.has("what_if", "compare") or bool(_FOLLOW_ON.search(text))
     asks_why = reading.has("why") or (
-        bool(_FOCUS_WORDS.search(text)) and not what_if_said and not changes.values
+        bool(_FOCUS_WORDS.search(text))
+        and not reading.has("what_if", "compare")
+        and not changes.values
     )
     relative = bool(changes.values or changes.problems)
     if asks_why and len(explicit) < 2 and not (changes.values or (relative and what_if_said)):
@@ -596,7 +661,13 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
         return _clarify(
             f"Which patient should I explain? Describe one first, e.g. '{EXAMPLE_PATIENT}'."
         )
-    about_him = reading.has("pronoun") and bool(explicit) and bool(missing_required(explicit, card))
+    # values of the last patient said alone ("at a cholesterol of 190", "cholesterol reduced
+    # to 200"): a new patient is introduced by who they are (age, sex, chest pain)
+    valued = [n for n in explicit if card.feature(n).kind != "boolean"]  # not just named
+    about_him = bool(explicit) and (
+        (reading.has("pronoun") and bool(missing_required(explicit, card)))
+        or (bool(valued) and not any(f.name in explicit for f in card.features if f.required))
+    )
     if memory.prediction_id is not None and (what_if_said or relative or about_him):
         unknown = unknown_inputs(masked, card)
         applicable = {**explicit, **changes.values}
@@ -610,7 +681,9 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
                 f"I can't apply {'; '.join(said)}.{kept} Say the new value, e.g. "
                 f"'what if his cholesterol were 200'. The model's inputs are: {_inputs(card)}."
             )
-        changed = _kept({**explicit, **changes.values}, memory, text)
+        changed = _kept({**explicit, **changes.values}, memory, text) or _new_amount(
+            text, memory, card
+        )
         if changed:
             return Intent(
                 tool="what_if",
@@ -647,6 +720,49 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
     return None
 
 
+# The value a change replaces, said beside the new one: "swap the asymptomatic pain for
+# non-anginal", "from asymptomatic to typical angina", "typical instead of asymptomatic".
+_REPLACED = re.compile(
+    r"\b(?:swap|swapping|replace|replacing|switch|switching|exchange|trade|change|changing)"
+    r"(?: out)?(?P<old> (?:the |his |her |their )?[a-z0-9.' -]{1,30}?) (?=(?:for|with|by)\b)|"
+    r"\bfrom(?P<old2> [a-z0-9.' -]{1,30}?) (?=to\b)|"
+    r"\b(?:instead of|rather than|in place of)(?P<old3> (?:a |an |the |his |her )?[a-z0-9.'-]{1,20}"
+    r"(?: [a-z0-9.'-]{1,20})?)"
+)
+
+
+def _replaced(text: str) -> list[tuple[int, int]]:
+    """Where the values a change replaces are said (so that only the new ones are read)."""
+    spans = []
+    for match in itertools.islice(_REPLACED.finditer(text), 3):
+        group = next(g for g in ("old", "old2", "old3") if match.group(g) is not None)
+        spans.append(match.span(group))
+    return spans
+
+
+# A bare amount going on from a what-if ("and 180?", "what about 170 then?").
+_BARE_AMOUNT = re.compile(
+    r"^(?:and|but|now|ok|okay|then|what about|how about|or|try)(?: (?:with|at|to))? "
+    r"(\d{1,4}(?:\.\d{1,2})?)(?: (?:then|instead|too))?\W*$"
+)
+
+
+def _new_amount(text: str, memory: Memory, card: DatasetCard) -> dict[str, Any]:
+    """The last what-if again with its one numeric change set to a new amount: after "what
+    if his chol were 200", "and 180?" is cholesterol 180."""
+    bare = _BARE_AMOUNT.match(text)
+    numeric = [
+        name
+        for name in (memory.last_changes or {})
+        if name in card.feature_names and card.feature(name).kind == "numeric"
+    ]
+    if bare is None or memory.last_tool != "what_if" or len(numeric) != 1:
+        return {}
+    feature = card.feature(numeric[0])
+    value = float(bare.group(1))
+    return {**(memory.last_changes or {}), feature.name: int(value) if feature.integer else value}
+
+
 def _kept(changed: dict[str, Any], memory: Memory, text: str) -> dict[str, Any]:
     """The changes, on top of the last what-if's when said so ("and if he were also 10
     years younger")."""
@@ -663,6 +779,7 @@ _FRAMES = (
     _rollback,
     _promote,
     _retrain,
+    _again,
     _compare,
     _history,
     _drift,

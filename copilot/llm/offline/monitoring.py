@@ -89,7 +89,8 @@ _NAMED_METRICS = (
 known_words(*(re.sub(r"\\[a-z]", " ", p.pattern) for p in (_OVER_TIME, _MONITOR)))
 
 
-def _metric(text: str) -> str | None:
+def metric_in(text: str) -> str | None:
+    """The series a question names (a metric, data quality or drift), or None."""
     for metric, pattern in _NAMED_METRICS:
         if pattern.search(text):
             return metric
@@ -114,7 +115,7 @@ def history_arguments(
     dated = reading.since is not None and _MEASURED.search(text) is not None
     if not (monitor or dated or _OVER_TIME.search(text)):
         return None
-    metric = _metric(text)
+    metric = metric_in(text)
     if metric is None and not monitor:
         return None
     arguments: dict[str, Any] = {}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -30,13 +31,28 @@ def _synonym_pattern(feature: Feature) -> str:
 _LINK = (
     r"(?: ?(?:is|was|were|would be|went|goes|dropped|fell|rose|changed|came|got|gets|"
     r"reduced|lowered|raised|increased|decreased|brought|down|up|set|peaked|peaks|reached|"
-    r"reaches|hit|hits|maxed out|topped out|measured|reads|read)){0,2}"
+    r"reaches|hit|hits|maxed out|topped out|maxed|topping out|peaking|peak|max|achieved|attained|"
+    r"recorded|climbed|got up|went up|measured|reads|read)){0,2}"
     r"(?: ?(?:actually|really|now|currently|only|just|more like|closer to|under control))?"
-    r"(?: ?(?:of|=|:|at|to|->|is|was|were|around|about|, say|say))? ?"
+    r"(?: ?(?:of|=|:|at|to|->|is|was|were|around|about|, say|say|under|below|over|above|"
+    r"to under|to below|of about|of around|at about|at around))? ?"
 )
 
 
-def _numeric(feature: Feature, text: str) -> float | None:
+# A count of vessels said as a clinician would ("3 coloured vessels", "two-vessel disease",
+# "single vessel disease", "no major vessels blocked").
+_VESSEL_COUNTS = {
+    **{"no": 0, "zero": 0, "one": 1, "single": 1},
+    **{"two": 2, "double": 2, "three": 3, "triple": 3},
+}
+_VESSELS = re.compile(
+    r"\b(\d|" + "|".join(_VESSEL_COUNTS) + r")[ -]"
+    r"(?:(?:major|coloured|colored|diseased|blocked|narrowed|affected|occluded|stenosed|"
+    r"stenotic|significant|coronary|main)[ -]){0,2}vessels?\b"
+)
+
+
+def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
     names = _synonym_pattern(feature)
     link = _LINK
     if feature.name == "age":
@@ -49,11 +65,17 @@ def _numeric(feature: Feature, text: str) -> float | None:
             r"\b(?:male|female|man|woman|m|f|gentleman|lady) (\d{2,3})\b"
             r"(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
             r"\b(\d{2,3}) (?:male|female|man|woman|gentleman|lady)\b",
+            # "a man of 64", "a lady of 70 years"
+            r"\b(?:male|female|man|woman|gentleman|lady|patient|person) of (\d{2,3})\b"
+            r"(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
             # a record of fields that opens with sex and age ("male, 45, asymptomatic,
             # resting BP 142, chol 309, ..."); a short one ("man, 38, chol 180") is asked
             r"\b(?:male|female|man|woman|m|f|gentleman|lady|guy|patient)[,:] (\d{2,3}),"
             r"(?:[^,]{1,40},){2}",
             r"(?:^|: )(\d{2,3}), (?:male|female|man|woman|m|f),[^,]{1,40},[^,]{2,40}",
+            # "how about at 50?", "and aged 45?": an age said alone after a follow-on word
+            r"^(?:and |but |now |what about |how about |and what about |and how about )?"
+            r"(?:at|aged?|at age) (\d{2,3})(?: years(?: old)?)?\W*$",
             # "would he still be high risk at 50?"
             r"\b(?:he|she|they|him|her)\b[a-z' ]{0,40} at (?:age )?(\d{2,3})"
             r"(?: years(?: old)?)?\W*$",
@@ -61,7 +83,8 @@ def _numeric(feature: Feature, text: str) -> float | None:
             r"\bmake (?:him|her|them|the patient|it) (\d{2,3})\b(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
             # a title and an initial or a name, then the age ("Mrs J, 67", "Mr Smith 54")
             r"\b(?:mr|mrs|ms|miss)\.? [a-z]{1,15},? (\d{2,3})\b(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
-            r"\b(?:he|she|patient)(?: is| was| were| turns| turned|'s)? (\d{2,3})\b"
+            r"\b(?:he|she|patient)(?: is| was| were| turns| turned|'s)?"
+            r"(?: actually| really| in fact| now| only| just)? (\d{2,3})\b"
             r"(?! ?(?:mg|mmol|bpm|mm|%|vessels?|points?|units?|/|\.\d))",
         ):
             found = re.search(pattern, text)
@@ -72,14 +95,60 @@ def _numeric(feature: Feature, text: str) -> float | None:
         rf"(?<![a-z]){names}{link}{NUMBER}(?:\s*/\s*\d+| over \d{{2,3}})?\s*{units.SAID_UNIT}?",
         text,
     )
+    if found is None:  # the value first: "a 190 cholesterol", "at 120 systolic"
+        found = _value_first(feature, names, text, card)
+    if found is None:  # the value with the card's unit alone: "achieved 145 bpm"
+        found = _by_unit(feature, text, card)
+    if found is None and feature.name == "trestbps":  # a pressure said alone: "150/95"
+        found = _PRESSURE.search(text)
     if found is None and feature.name == "ca":
-        found = re.search(rf"\b{NUMBER}\s+(?:major\s+)?vessels?\b", text)
+        found = _VESSELS.search(text)
+        if found is not None:
+            return float(_VESSEL_COUNTS.get(found.group(1), found.group(1)))
     if found is None:
         return None
     value = number(found.group(1))
     if found.lastindex == 2 and found.group(2):  # a unit said: in the card's, if it differs
         value = units.to_card_unit(feature.name, value, found.group(2))
     return value
+
+
+def _value_first(
+    feature: Feature, names: str, text: str, card: DatasetCard
+) -> re.Match[str] | None:
+    """A value said before the feature's name ("at 190 cholesterol", "a 120 systolic"),
+    when no other feature's name comes just before the number (whose value it would be)."""
+    pattern = (
+        rf"(?<![\w.])(\d{{1,4}}(?:\.\d{{1,3}})?)\s*{units.SAID_UNIT}? (?:of )?{names}(?![a-z])"
+    )
+    for found in itertools.islice(re.finditer(pattern, text), 3):
+        before = re.split(r"[,;:]", text[max(0, found.start() - 30) : found.start()])[-1]
+        if not _other_names(feature, card).search(before):
+            return found
+    return None
+
+
+# A blood pressure said without its name: systolic/diastolic in their usual ranges.
+_PRESSURE = re.compile(r"(?<![\w./-])(\d{2,3}) ?/ ?(?:[4-9]\d|1[0-4]\d)(?![\w./-])")
+
+
+def _by_unit(feature: Feature, text: str, card: DatasetCard) -> re.Match[str] | None:
+    """A number said with the unit only this feature has on the card ("145 bpm": the
+    maximum heart rate), when no other feature's name comes just before it."""
+    unit = (feature.unit or "").lower()
+    if not unit or sum((f.unit or "").lower() == unit for f in card.features) > 1:
+        return None
+    if unit in {"years", "vessels"}:  # read by their own patterns
+        return None
+    pattern = rf"(?<![\w.])(\d{{1,4}}(?:\.\d{{1,3}})?) ?({re.escape(unit)})(?![a-z/])"
+    for found in itertools.islice(re.finditer(pattern, text), 3):
+        before = re.split(r"[,;:]", text[max(0, found.start() - 30) : found.start()])[-1]
+        if not _other_names(feature, card).search(before) and not _GLUCOSE.search(before):
+            return found
+    return None
+
+
+_GLUCOSE = re.compile(r"\b(?:glucose|sugar|fbs|fpg)\b")
 
 
 def _words(feature: Feature) -> list[tuple[str, Any]]:
@@ -106,12 +175,50 @@ def _categorical(feature: Feature, text: str, card: DatasetCard) -> Any:
     for word, value in _words(feature):
         if feature.name == "sex" and word in {"he", "his", "him", "she", "her"}:
             continue  # pronouns are weak evidence: see _pronoun_sex
-        bare = rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])"
         if _ambiguous(word, feature, card):  # e.g. "normal": say which test
-            bare = rf"(?<![a-z]){names}{_CATEGORY_LINK}{re.escape(word)}(?![a-z0-9])"
-        if re.search(bare, text):
+            if _said_of(feature, names, word, text, card):
+                return value
+        elif re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", text):
             return value
     return None
+
+
+def _said_of(feature: Feature, names: str, word: str, text: str, card: DatasetCard) -> bool:
+    """Whether a value word two tests share ("normal") is said of this feature: after its
+    name, with up to three words between that name no other feature ("thallium perfusion
+    came back normal"), or just before it ("a normal nuclear scan")."""
+    value = re.escape(word)
+    after = rf"(?<![a-z]){names}{_CATEGORY_LINK}((?:[a-z'-]{{1,15}} ){{0,3}}?){value}(?![a-z0-9])"
+    before = rf"(?<![a-z0-9]){value} ((?:[a-z'-]{{1,15}} )?){names}(?![a-z])"
+    others = _other_names(feature, card)
+    return any(
+        not others.search(match.group(1))
+        for pattern in (after, before)
+        for match in itertools.islice(re.finditer(pattern, text), 5)
+    )
+
+
+_OTHER_NAMES: dict[tuple[str, str], re.Pattern[str]] = {}
+
+
+def _other_names(feature: Feature, card: DatasetCard) -> re.Pattern[str]:
+    """Any other feature's name: a gap that holds one is about that feature."""
+    key = (card.name, feature.name)
+    if key not in _OTHER_NAMES:
+        _OTHER_NAMES[key] = _names_but(feature, card)
+    return _OTHER_NAMES[key]
+
+
+def _names_but(feature: Feature, card: DatasetCard) -> re.Pattern[str]:
+    names = {
+        n.lower()
+        for other in card.features
+        if other.name != feature.name
+        for n in (*other.synonyms, other.display_name)
+        if len(n) > 2
+    }
+    ordered = sorted(names, key=len, reverse=True)
+    return re.compile(r"(?<![a-z])(?:" + "|".join(re.escape(n) for n in ordered) + r")(?![a-z])")
 
 
 def _ambiguous(word: str, feature: Feature, card: DatasetCard) -> bool:
@@ -150,24 +257,39 @@ def _boolean(feature: Feature, text: str) -> bool | None:
     if level is not None:
         return level
     named = re.search(rf"(?<![a-z]){names}(?![a-z])", text)
-    if named:  # named without a value: present ("exercise-induced angina"), unless negated
+    if named and named.group(0) not in _LEVEL_ONLY:
+        # named without a value: present ("exercise-induced angina"), unless negated
         return not _negated(text, named.start())
     return None
 
 
+# Names of a measurement, not of a finding: said alone ("sugar"), they say nothing.
+_LEVEL_ONLY = frozenset({"glucose", "sugar", "blood sugar", "blood glucose"})
+
+
 def _level(names: str, text: str) -> bool | None:
-    """A test said as high or normal after its name ("fasting sugar not raised": False)."""
-    level = re.search(rf"(?<![a-z]){names} (?:is |was |came back )?(not )?([a-z]+)", text)
+    """A test said as high or normal after its name ("fasting sugar not raised": False,
+    "sugar normal when fasting") or before it ("high blood sugar", "normal glucose")."""
+    level = re.search(
+        rf"(?<![a-z]){names} (?:is |was |were |be |came back |comes back |looks |reads |of )?"
+        r"(not )?([a-z]+)",
+        text,
+    )
     if level and level.group(2) in _HIGH | _NORMAL:
         return (level.group(2) in _HIGH) != bool(level.group(1))
+    before = re.search(rf"\b(not )?([a-z]+) (?:fasting )?{names}(?![a-z])", text)
+    if before and before.group(2) in _HIGH | _NORMAL:
+        return (before.group(2) in _HIGH) != bool(before.group(1))
     return None
 
 
 def _fasting_glucose_above(text: str) -> bool | None:
-    """Whether a fasting glucose said as a number is above the card's 120 mg/dl line: "fasting
-    glucose 7.8 mmol/l" (a value under 30 is read as mmol/l), "fasting sugar over 120"."""
+    """Whether a (fasting) glucose said as a number is above the card's 120 mg/dl line:
+    "fasting glucose 7.8 mmol/l" (a value under 30 is read as mmol/l), "fasting sugar over
+    120", "blood glucose 160 mg/dl fasting", "glucose of 95"."""
     glucose = re.search(
-        r"(?:fasting glucose|fasting sugar|fasting blood sugar|fbs)\s*(?:of|is|was|=|:)?\s*"
+        r"(?<![a-z])(?:(?:fasting )?(?:plasma |blood )?(?:glucose|sugar)(?: level)?|fbs|fpg)"
+        r"\s*(?:of|is|was|were|=|:|at)?\s*"
         rf"(over|above|under|below|>|<)?\s*{NUMBER}\s*(mmol/l|mmol|mg/dl)?",
         text,
     )
@@ -196,7 +318,7 @@ def parse_patient(text: str, card: DatasetCard, *, pronouns: bool = True) -> dic
     values: dict[str, Any] = {}
     for feature in card.features:
         if feature.kind == "numeric":
-            value: Any = _numeric(feature, text)
+            value: Any = _numeric(feature, text, card)
             if value is not None and feature.integer:
                 value = int(value)
         elif feature.kind == "boolean":

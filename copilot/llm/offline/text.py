@@ -143,7 +143,31 @@ _GRAMMAR_WORDS = frozenset(
     ranked important importance matters biggest largest strongest feature features driver
     factor reason contributor contributors sensitivity specificity accuracy precision
     calibration performance metrics production experiments lower higher decreased increased
-    reduced raised fewer switzerland hungarian prediction predictions
+    reduced raised fewer switzerland hungarian prediction predictions rescore rescored
+    rescoring rerun reruns recheck recompute recalculate reassess decade decades topped
+    """.split()
+)
+
+
+# Common English words of five letters or more, never "fixed" into a word of the grammar
+# ("these" is not "three", "large" is not "largest").
+_ENGLISH = frozenset(
+    """
+    about above after again against along already also although always among another
+    anyone anything around asked away based because become been before behind being below
+    best better between both bring brought could doing done during each either enough even
+    every everyone everything exactly fairly first following found from further given going
+    great happen happened having hello here however instead into itself just known large
+    later least less little looks looked looking maybe might more most much must myself
+    never next nothing often other others otherwise over perhaps please point points quite
+    rather really right same second seems seemed several should shown since small something
+    sometimes still such sure than thank thanks that their them themselves then there these
+    they thing things think third those though three through today together total toward
+    towards under until upon very wanted wants what whatever when where whether which while
+    whole whose will with within without would wrong years yesterday your yours
+    record records entry entries number numbers column columns value values result results
+    report reports table tables level levels doctor nurse clinic people person women
+    someone somebody score scores scored world words write wrote while whilst sorry
     """.split()
 )
 
@@ -226,7 +250,18 @@ def _closest(word: str, vocabulary: frozenset[str]) -> str:
     # typos rarely change the first letter ("latest" must not become "test")
     same_start = [w for w in vocabulary if w[0] == word[0] and abs(len(w) - len(word)) <= 2]
     close = difflib.get_close_matches(word, same_start, n=1, cutoff=0.8)
-    return close[0] if close else word
+    if not close or _stem_of(word, close[0]):
+        return word  # nothing close, or the word is the stem of a known word ("large")
+    return close[0]
+
+
+def _stem_of(word: str, known: str) -> bool:
+    """Whether `known` is `word` inflected ("largest" of "large", "decades" of "decade"):
+    a word whose inflection is known is a word, not a typo."""
+    rest = known[len(word) :] if known.startswith(word) else None
+    if rest is None and word.endswith("e") and known.startswith(word[:-1]):
+        rest = known[len(word) - 1 :]  # "large" -> "larger": the e is shared
+    return rest in {"s", "es", "d", "ed", "r", "er", "st", "est", "ing", "ly", "y"}
 
 
 _SUFFIXES = ("ing", "ed", "es", "s", "er", "ly")
@@ -240,7 +275,7 @@ def _inflected(word: str, vocabulary: frozenset[str]) -> bool:
 def _fix_typos(text: str, vocabulary: frozenset[str]) -> str:
     def fix(match: re.Match[str]) -> str:
         word = match.group(0)
-        if len(word) < 5 or len(word) > 20 or word in vocabulary:
+        if len(word) < 5 or len(word) > 20 or word in vocabulary or word in _ENGLISH:
             return word
         if f"{word}s" in vocabulary or _inflected(word, vocabulary):
             return word  # an inflection of a known word ("smoker", "drifting"), not a typo
@@ -249,9 +284,30 @@ def _fix_typos(text: str, vocabulary: frozenset[str]) -> str:
     return re.sub(r"[a-z]+", fix, text)
 
 
+# Hundreds said as a clinician reads them out: "one forty" (140), "two fifty" (250), "one
+# twenty five" (125).
+_SPOKEN_HUNDREDS = re.compile(
+    r"(?<![a-z-])(?P<hundreds>one|two) (?P<tens>" + "|".join(_TENS) + r")"
+    r"(?:[ -](?P<unit>" + "|".join(u for u in _UNITS if 0 < _UNITS[u] < 10) + r"))?(?![a-z-])"
+)
+
+
+def _spoken(match: re.Match[str]) -> str:
+    hundreds = {"one": 100, "two": 200}[match.group("hundreds")]
+    unit = _UNITS[match.group("unit")] if match.group("unit") else 0
+    return str(hundreds + _TENS[match.group("tens")] + unit)
+
+
+# A change said as a fraction ("by a quarter", "by half"): as a percentage.
+_FRACTIONS = {"half": 50, "third": 33, "quarter": 25, "fifth": 20, "tenth": 10}
+_FRACTION = re.compile(r"\bby (?:a |one )?(" + "|".join(_FRACTIONS) + r")\b")
+
+
 def normalise(text: str, card: DatasetCard) -> str:
     """The normal form every reader starts from (see the module docstring)."""
-    lowered = _NUMBER_WORD.sub(_digits, _HUNDREDS.sub(_hundreds, units.spelled(plain(text))))
+    lowered = _SPOKEN_HUNDREDS.sub(_spoken, _HUNDREDS.sub(_hundreds, units.spelled(plain(text))))
+    lowered = _NUMBER_WORD.sub(_digits, lowered)
+    lowered = _FRACTION.sub(lambda m: f"by {_FRACTIONS[m.group(1)]}%", lowered)
     return _fix_typos(lowered, _vocabulary(card))
 
 
@@ -330,12 +386,67 @@ def count_in(text: str) -> int | None:
     found = re.search(
         r"\b(?:last|latest|recent|past|previous|newest|most recent)\s(\d{1,3})\b|"
         r"\b(\d{1,3})\s(?:latest|last|most recent|newest|recent|previous)\b|"
-        r"\b(\d{1,3})\s(?:training\s)?(?:runs|experiments)\b",
+        r"\b(\d{1,3})\s(?:training\s)?(?:runs|experiments|trainings)\b",
         text,
     )
     if not found:
         return None
     return int(next(g for g in found.groups() if g is not None))
+
+
+_DAYS = {"day": 1, "week": 7, "fortnight": 14, "month": 30, "quarter": 91, "year": 365}
+
+_MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+_MONTH_NAME = "|".join([*_MONTHS, *(m[:3] for m in _MONTHS if m != "may"), "sept"])
+# "since October", "in November", "since 1 November", "since November 3rd", "from nov 1"
+_MONTH_SAID = re.compile(
+    r"\b(?:since|in|from|during|throughout|after) (?:early |mid |late |the )?"
+    rf"(?:(?P<day>\d{{1,2}})(?:st|nd|rd|th)? (?:of )?)?(?P<month>{_MONTH_NAME})\b\.?"
+    r"(?: (?P<day2>\d{1,2})(?:st|nd|rd|th)?\b)?"
+)
+
+
+def _calendar_start(text: str, now: datetime) -> str | None:
+    """A start said by the calendar: a month ("since October"), the start of this month or
+    year, today."""
+    month = _MONTH_SAID.search(text)
+    if month:
+        return _month_start(month, now)
+    start = re.search(
+        r"\b(?:since|from) (?:the )?(?:start|beginning) of (?:the |this )?(month|year)\b", text
+    )
+    if start:
+        first = now.replace(day=1) if start.group(1) == "month" else now.replace(month=1, day=1)
+        return first.date().isoformat()
+    if re.search(r"\b(?:since|from) (?:this morning|today)\b|\btoday'?s\b", text):
+        return now.date().isoformat()
+    return None
+
+
+def _month_start(said: re.Match[str], now: datetime) -> str:
+    """The day a month said starts from: that day of the month's last occurrence up to now
+    ("since October" in December: October 1st of this year; in February: of last year)."""
+    name = said.group("month")
+    month = next(i for i, m in enumerate(_MONTHS, 1) if m.startswith(name[:3]))
+    day = int(said.group("day") or said.group("day2") or 1)
+    year = now.year if month <= now.month else now.year - 1
+    try:
+        return datetime(year, month, day, tzinfo=UTC).date().isoformat()
+    except ValueError:  # "since 31 February": the month's first day
+        return datetime(year, month, 1, tzinfo=UTC).date().isoformat()
 
 
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -354,15 +465,17 @@ def since_in(text: str, today: datetime | None = None) -> str | None:
         return (now - timedelta(days=back)).date().isoformat()
     if re.search(r"\bsince yesterday\b", text):
         return (now - timedelta(days=1)).date().isoformat()
-    if re.search(r"\b(?:since|from) (?:this morning|today)\b|\btoday'?s\b", text):
-        return now.date().isoformat()
+    calendar = _calendar_start(text, now)
+    if calendar:
+        return calendar
     span = re.search(
-        r"\b(?:last|past|previous)\s(?:(\d{1,3})\s)?(day|week|month)s?\b|\bthis (week|month)\b",
+        r"\b(?:last|past|previous|recent)\s(?:(\d{1,3})\s)?"
+        r"(day|week|fortnight|month|quarter|year)s?\b|\bthis (week|fortnight|month|quarter|year)\b",
         text,
     )
     if span:
         unit = span.group(2) or span.group(3)
         count = int(span.group(1) or 1)
-        days = {"day": 1, "week": 7, "month": 30}[unit] * count
+        days = _DAYS[unit] * count
         return (now - timedelta(days=days)).date().isoformat()
     return None
