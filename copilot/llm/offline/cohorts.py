@@ -127,7 +127,11 @@ _COUNTERFACTUAL = re.compile(
     rf"\bcounterfactual|(?:{_CF_ASK}).*(?:{_CF_GOAL})|(?:{_CF_GOAL}).*(?:{_CF_ASK})|"
     r"\b(?:bring|get|push|take|drop|lower|reduce)s? (?:his|her|their|the|this|that|its) "
     r"(?:patient's )?risk (?:down )?(?:under|below|beneath)\b|"
-    r"\b(?:smallest|minimal|least|minimum) change\b"
+    r"\b(?:smallest|minimal|least|minimum) change\b|"
+    # "the least he'd have to change to drop below the cut-off"
+    r"\b(?:least|smallest|minimal|minimum|fewest)\b[a-z' ]{0,30}\bchange|"
+    r"\b(?:drop|get|fall|go|come|bring [a-z]{2,4})(?: [a-z']{1,12}){0,2} (?:below|under|beneath)"
+    r" (?:the )?(?:cut-?off|threshold|line|decision threshold)\b"
 )
 _ROWS = re.compile(
     r"\b(?:rows?|records?|entries|entry|cases?|row ids?|record ids?)"
@@ -455,8 +459,8 @@ def _definition(card: DatasetCard) -> re.Pattern[str]:
             rf"indicate|encode)\b|"
             rf"\bwhat {noun}{quoted} (?:means|stands for|measures|refers to|represents|"
             rf"indicates|is short for)\b|"
-            rf"\bwhat(?: is|'s| are) {noun}{quoted}(?: (?:in|of) (?:this|the) (?:data|dataset|"
-            rf"card|model))?\W*$|"
+            rf"\bwhat(?: is|'s| are) {noun}{quoted}(?: exactly| again| here)?(?: (?:in|of) "
+            rf"(?:this|the) (?:data|dataset|card|model))?\W*$|"
             rf"\b(?:define|definition of|meaning of|explain|describe) {noun}{quoted}(?: (?:in|of) "
             rf"(?:this|the) (?:data|dataset|card|model))?\W*$|"
             rf"\b(?:define|definition of|meaning of) {noun}{quoted}|"

@@ -168,6 +168,7 @@ _ENGLISH = frozenset(
     record records entry entries number numbers column columns value values result results
     report reports table tables level levels doctor nurse clinic people person women
     someone somebody score scores scored world words write wrote while whilst sorry
+    means stands measures refers represents indicates diseased affected
     """.split()
 )
 
