@@ -215,12 +215,20 @@ def resolve_reference(tool: str, data: dict[str, Any], request: RouteRequest) ->
     the id nor a patient means the last prediction (its id is filled in from memory); the
     context's key written as the id ("last_prediction_id") means the id it names; the last
     id with a patient is `_last_patient_copy`; a copy of the last patient alone means the
-    last prediction. Any other combination is left for validation
-    to refuse."""
+    last prediction; an id the conversation never held (a model's "12345") is left out. Any
+    other combination is left for validation to refuse."""
     memory = request.memory
     if tool not in {"explain_prediction", "what_if"}:
         return data
     given_id = data.get("prediction_id")
+    invented = (
+        isinstance(given_id, str)
+        and given_id != memory.prediction_id
+        and "last_prediction" not in given_id.lower()
+        and given_id.lower() not in request.text.lower()
+    )
+    if invented:  # an id neither the user nor the conversation gave ("12345")
+        data = _without(data, "prediction_id")
     if isinstance(given_id, str) and "last_prediction" in given_id.lower():
         data = _without(data, "prediction_id")
         if memory.prediction_id is not None:
@@ -286,10 +294,10 @@ def canonical_values(values: dict[str, Any], card: DatasetCard) -> dict[str, Any
 
 def named_features(request: RouteRequest, card: DatasetCard) -> list[str]:
     """The features the conversation gives a value for: read from the text (by the card's
-    names, synonyms and value words) or remembered; in the card's order."""
-    text = request.text.lower()
+    names, synonyms and value words, typos fixed) or remembered; in the card's order."""
+    text = f"{request.text.lower()}\n{normalise(request.text, card)}"
     memory = request.memory
-    found = set(parse_patient(text, card)) | set(memory.patient or {})
+    found = set(parse_patient(normalise(request.text, card), card)) | set(memory.patient or {})
     found |= set(memory.pending_patient or {})
     for feature in card.features:
         words = {feature.name, feature.display_name.lower(), *feature.synonyms}

@@ -26,6 +26,8 @@ from copilot.llm.grounding import (
     resolve_reference,
     without_invented_run_ids,
 )
+from copilot.llm.offline.patients import fasting_glucose_above
+from copilot.llm.offline.text import normalise
 from copilot.units import in_card_units
 from model_service.cards import DatasetCard
 
@@ -69,9 +71,12 @@ def _in_card_units(text: str, data: dict[str, Any], card: DatasetCard) -> dict[s
     """A call's patient, changes and cohort conditions with the numbers the model copied in
     the user's units ("cholesterol above 7 mmol/l") in the card's (`units.in_card_units`)."""
     converted = dict(data)
+    glucose = fasting_glucose_above(normalise(text, card)) if "fbs" in card.feature_names else None
     for field in ("patient", "changes"):
         if isinstance(data.get(field), dict):
             converted[field] = in_card_units(text, data[field], card)
+            if glucose is not None and (field == "patient" or "fbs" in data[field]):
+                converted[field]["fbs"] = glucose  # "fasting glucose 88 mg/dl": not above 120
     where = data.get("where")
     if isinstance(where, list):
         converted["where"] = [_condition_in_card_units(text, c, card) for c in where]

@@ -252,7 +252,7 @@ def _boolean(feature: Feature, text: str) -> bool | None:
         said = re.search(rf"(?<![a-z]){re.escape(word)}(?![a-z])", text)
         if said:
             return bool(value) != _negated(text, said.start()) if value else False
-    above = _fasting_glucose_above(text) if feature.name == "fbs" else None
+    above = fasting_glucose_above(text) if feature.name == "fbs" else None
     level = above if above is not None else _level(names, text)
     if level is not None:
         return level
@@ -283,7 +283,7 @@ def _level(names: str, text: str) -> bool | None:
     return None
 
 
-def _fasting_glucose_above(text: str) -> bool | None:
+def fasting_glucose_above(text: str) -> bool | None:
     """Whether a (fasting) glucose said as a number is above the card's 120 mg/dl line:
     "fasting glucose 7.8 mmol/l" (a value under 30 is read as mmol/l), "fasting sugar over
     120", "blood glucose 160 mg/dl fasting", "glucose of 95"."""

@@ -606,3 +606,32 @@ async def test_a_cohort_condition_nobody_said_goes_back_to_the_model(
     assert decided.arguments == {"where": [over_60]}
     retry = server.messages(2)[-1]["content"]
     assert "where.site='VA Long Beach'" in retry and "not in the conversation" in retry
+
+
+async def test_an_id_the_conversation_never_held_is_left_out_of_a_new_patient(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """What the real model wrote for a patient described with "explain": the patient and a
+    prediction id it made up, three times over after the feedback."""
+    server = LlamaCppServer(
+        httpx2_mock,
+        '{"tool": "explain_prediction"}',
+        json.dumps({"prediction_id": "12345", "patient": PATIENT}),
+    )
+    decided = await route_with(
+        tmp_path, f"Explain the prediction for {PATIENT_TEXT}", copilot_llm_routing="two-step"
+    )
+    assert (decided.tool, decided.arguments) == ("explain_prediction", {"patient": PATIENT})
+    assert len(server.bodies) == 2
+
+
+async def test_a_fasting_glucose_decides_fbs_whatever_the_model_wrote(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """The real model read "fasting glucose 88 mg/dL" as fbs true (the card's line is 120)."""
+    text = "63 yo man, asymptomatic, BP 130, chol 254, fasting glucose 88 mg/dL, max HR 147"
+    written = {"age": 63, "sex": "Male", "cp": "asymptomatic", "trestbps": 130, "chol": 254}
+    written |= {"fbs": True, "thalch": 147}
+    LlamaCppServer(httpx2_mock, '{"tool": "predict_risk"}', json.dumps({"patient": written}))
+    decided = await route_with(tmp_path, text, copilot_llm_routing="two-step")
+    assert decided.arguments == {"patient": written | {"fbs": False}}
