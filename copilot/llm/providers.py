@@ -101,6 +101,8 @@ def context_block(request: RouteRequest) -> str:
         "last_prediction_id": memory.prediction_id,
         "last_patient": memory.patient,
     }
+    if memory.last_tool and memory.last_arguments is not None:  # "and for Hungary?"
+        context["last_call"] = {"tool": memory.last_tool, "arguments": memory.last_arguments}
     if memory.pending_patient:  # we asked for more: the answer completes this patient
         context["patient_being_described"] = memory.pending_patient
         context["we_asked_for"] = list(memory.asked_for)

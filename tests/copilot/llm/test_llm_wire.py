@@ -635,3 +635,19 @@ async def test_a_fasting_glucose_decides_fbs_whatever_the_model_wrote(
     LlamaCppServer(httpx2_mock, '{"tool": "predict_risk"}', json.dumps({"patient": written}))
     decided = await route_with(tmp_path, text, copilot_llm_routing="two-step")
     assert decided.arguments == {"patient": written | {"fbs": False}}
+
+
+async def test_a_follow_up_on_a_group_sees_the_last_call_and_keeps_its_conditions(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    women = {"feature": "sex", "op": "==", "value": "Female"}
+    memory = Memory(last_tool="model_performance", last_arguments={"where": [women]})
+    hungary = {"feature": "site", "op": "==", "value": "Hungary"}
+    server = LlamaCppServer(
+        httpx2_mock, '{"tool": "model_performance"}', json.dumps({"where": [women, hungary]})
+    )
+    decided = await route_with(tmp_path, "and for Hungary?", memory, copilot_llm_routing="two-step")
+    assert decided.arguments == {"where": [women, hungary]}
+    systems = [m["content"] for m in server.bodies[0]["messages"] if m["role"] == "system"]
+    context = json.loads(systems[-1].split("\n", 1)[1])
+    assert context["last_call"] == {"tool": "model_performance", "arguments": {"where": [women]}}
