@@ -169,6 +169,7 @@ _ENGLISH = frozenset(
     report reports table tables level levels doctor nurse clinic people person women
     someone somebody score scores scored world words write wrote while whilst sorry
     means stands measures refers represents indicates diseased affected
+    weren doesn haven couldn wouldn shouldn mustn needn
     """.split()
 )
 

@@ -382,3 +382,12 @@ def test_a_group_said_alone_after_a_cohort_question_is_a_new_question(card: Data
 )
 def test_questions_about_the_last_prediction(card: DatasetCard, text: str, tool: str) -> None:
     assert _call(card, text, SCORED)[0] == tool
+
+
+@pytest.mark.parametrize(
+    "text", ["what if she weren't diabetic?", "and if she doesn't have diabetes"]
+)
+def test_contractions_are_words_not_typos(card: DatasetCard, text: str) -> None:
+    """ "weren't" was "fixed" into "where't", which lost the negation."""
+    diabetic = Memory(patient={"age": 50, "sex": "Female", "fbs": True}, prediction_id="a" * 32)
+    assert _call(card, text, diabetic)[1]["changes"] == {"fbs": False}
