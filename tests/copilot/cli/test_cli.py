@@ -351,7 +351,15 @@ def test_chat_one_turn_as_json_and_a_session_with_an_approval(
     )
     assert one.exit_code == 0, one.output
     turn = json.loads(one.output[one.output.index("{") :])
-    assert set(turn) == {"conversation_id", "messages", "tool_calls", "pending_actions", "usage"}
+    assert set(turn) == {
+        "conversation_id",
+        "messages",
+        "tool_calls",
+        "pending_actions",
+        "usage",
+        "suggestions",
+    }
+    assert turn["suggestions"] == []
     assert [(u["agent"], u["model"]) for u in turn["usage"]] == [("router", "offline")]
     assert turn["conversation_id"] == "t1" and turn["tool_calls"][0]["tool"] == "predict_risk"
 
