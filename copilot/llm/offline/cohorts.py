@@ -29,14 +29,22 @@ A question about one patient (a pronoun, "a 60 year old woman") is left to the o
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
 from copilot.llm.offline.patients import parse_patient
-from copilot.llm.offline.text import NUMBER, known_words, number, sites_in
+from copilot.llm.offline.text import (
+    NUMBER,
+    known_words,
+    number,
+    site_mentions,
+    sites,
+)
 from model_service.cards import DatasetCard, Feature
 
 ToolCall = tuple[str, dict[str, Any]]
+Conditions = list[dict[str, Any]]
 
 _FEMALE = re.compile(r"\b(?:women|woman|females?|ladies|girls)\b")
 _MALE = re.compile(r"\b(?:men|man|males?|gentlemen|boys)\b")
@@ -54,6 +62,8 @@ _ONE_PATIENT = re.compile(
 )
 _EVERYONE = re.compile(
     r"\b(?:everyone|everybody|all of them|everyone's|everybody's|if all)\b|"
+    # a value taken from the whole group: "suppose nobody at Cleveland had diabetes"
+    r"\b(?:nobody|no one|none of (?:them|the [a-z]+))\b|"
     # "every woman's", "all the patients at Cleveland", "each diabetic"
     r"\b(?:all|every|each)(?: the| of the)? (?:[a-z]+ )?(?:patients?|people|persons?|women|"
     r"woman|men|man|males?|females?|diabetics?|rows?|cases?|individuals?|ones?)(?:'s?)?\b|"
@@ -61,11 +71,47 @@ _EVERYONE = re.compile(
     r"\bacross the board\b"
 )
 
+# Comparators as people write them; the longer phrases first ("greater than or equal to"
+# before "greater than", "not over" before "over").
 _ABOVE = (
-    r"(?:>=|>|=>|over|above|more than|greater than|higher than|older than|at least|" r"exceeding)"
+    r"(?:>=|>|=>|≥|(?:greater|more|higher) than or equal to|no (?:less|lower|fewer) than|"
+    r"not (?:under|below)|at or above|over|above|more than|greater than|higher than|older than|"
+    r"at least|exceeding|exceeds|exceeded|exceed|in excess of|upwards of|beyond)"
 )
-_BELOW = r"(?:<=|<|=<|under|below|less than|lower than|younger than|at most)"
+_BELOW = (
+    r"(?:<=|<|=<|≤|(?:less|lower|fewer) than or equal to|no (?:more|greater|higher) than|"
+    r"not (?:over|above)|at or below|up to|under|below|less than|lower than|younger than|"
+    r"at most|fewer than)"
+)
 _OPS = {
+    "≥": ">=",
+    "≤": "<=",
+    "greater than or equal to": ">=",
+    "more than or equal to": ">=",
+    "higher than or equal to": ">=",
+    "no less than": ">=",
+    "no lower than": ">=",
+    "no fewer than": ">=",
+    "not under": ">=",
+    "not below": ">=",
+    "at or above": ">=",
+    "exceeds": ">",
+    "exceeded": ">",
+    "exceed": ">",
+    "in excess of": ">",
+    "upwards of": ">",
+    "beyond": ">",
+    "less than or equal to": "<=",
+    "lower than or equal to": "<=",
+    "fewer than or equal to": "<=",
+    "no more than": "<=",
+    "no greater than": "<=",
+    "no higher than": "<=",
+    "not over": "<=",
+    "not above": "<=",
+    "at or below": "<=",
+    "up to": "<=",
+    "fewer than": "<",
     ">": ">",
     "over": ">",
     "above": ">",
@@ -87,7 +133,46 @@ _OPS = {
     "=<": "<=",
     "at most": "<=",
 }
-_COMPARISON = re.compile(rf"({_ABOVE}|{_BELOW}) ?{NUMBER}")
+_COMPARISON = re.compile(rf"({_ABOVE}|{_BELOW})[ -]?{NUMBER}")
+# A comparator after the number: "60 or older", "chol 240 and above", "aged 65+".
+_POST_ABOVE = (
+    r"(?:or (?:more|over|above|older|higher|greater|upwards?)|and (?:over|above|up|older|higher|"
+    r"upwards?)|\+)"
+)
+_POST_BELOW = r"(?:or (?:less|under|below|younger|lower|fewer)|and (?:under|below|younger|lower))"
+_UNIT = r"(?: ?(?:years?(?: old| of age)?|yrs|yo|y/o|mg/dl|mmhg|bpm|mm|vessels?))?"
+_POSTFIX = re.compile(rf"(?<![a-z0-9.]){NUMBER}{_UNIT} ?({_POST_ABOVE}|{_POST_BELOW})(?![a-z])")
+# An age group named by its bound or decade: "the over-60s", "under 50s", "in their sixties".
+_DECADES = {"twenties": 20, "thirties": 30, "forties": 40, "fifties": 50, "sixties": 60}
+_DECADES |= {"seventies": 70, "eighties": 80}
+_AGE_GROUP = re.compile(
+    r"\b(over|under)[- ]?(\d{2})s\b|"
+    r"\b(?:in (?:their|his|her|the) |aged in (?:their |the )?)(\d0)'?s\b|"
+    r"\b(?:in (?:their|his|her|the) )(" + "|".join(_DECADES) + r")\b|"
+    r"\b(\d0)-somethings?\b"
+)
+
+
+def _postfix_op(word: str) -> str:
+    return ">=" if re.fullmatch(_POST_ABOVE, word) else "<="
+
+
+def _age_group(text: str) -> list[dict[str, Any]]:
+    """ "the over-60s" (age > 60), "in their fifties" (50 <= age < 60)."""
+    found = _AGE_GROUP.search(text)
+    if found is None:
+        return []
+    if found.group(1):
+        op = ">" if found.group(1) == "over" else "<"
+        return [{"feature": "age", "op": op, "value": float(found.group(2))}]
+    decade = next(g for g in found.groups()[2:] if g)
+    low = float(_DECADES.get(decade, decade))
+    return [
+        {"feature": "age", "op": ">=", "value": low},
+        {"feature": "age", "op": "<", "value": low + 10},
+    ]
+
+
 _RANGE = rf"(?:between {NUMBER} and {NUMBER}|(?:from )?{NUMBER} ?(?:to|-) ?{NUMBER})"
 _BETWEEN = re.compile(_RANGE)
 
@@ -134,10 +219,13 @@ _COUNTERFACTUAL = re.compile(
     r" (?:the )?(?:cut-?off|threshold|line|decision threshold)\b"
 )
 _ROWS = re.compile(
-    r"\b(?:rows?|records?|entries|entry|cases?|row ids?|record ids?)"
+    r"\b(?:rows?|records?|entries|entry|cases?|row ids?|record ids?|patients?|patient ids?)"
     r"(?: (?:number|no\.?|id|ids|numbers))?"
-    r" #?(\d{1,4}(?:(?:, ?|,? and | & |, and )(?:rows? |records? |entry |entries )?#?\d{1,4})"
-    r"{0,19})\b"
+    r" #?(\d{1,4}(?:(?:, ?|,? and | & |, and )(?:rows? |records? |entry |entries |patients? )?"
+    r"#?\d{1,4}){0,19})\b"
+    # "patients 40 to 60", "patients 65 and over", "patient 63 yo": ages, not ids
+    r"(?! ?(?:to|-|\+|or (?:older|over|more|above|younger|under|less)|and (?:over|above|older|up|"
+    r"under|below|younger)|years?|yrs|yo|y/o|year-old|s\b))"
 )
 _SHOW = re.compile(
     r"\b(?:show|see|display|get|list|give|what|which|row|pull|open|fetch|look|bring|"
@@ -183,7 +271,10 @@ _ACCURACY = re.compile(
     r"\bhow (?:well|good)\b|\bcalibrat[a-z]*|\bheld[- ]out\b|\bconfidence interval|"
     r"\brecall\b|\bprecision\b|\bppv\b|\bnpv\b|\bf1\b|\bbrier\b|\bdiscriminat[a-z]*|"
     r"\bbias(?:ed)?\b|\bfair(?:ness|ly)?\b|\bunderperform[a-z]*|\breliab[a-z]*|"
-    r"\bany good\b|\btrustworth[a-z]*|\bhow right\b|\bget(?:s)? right\b"
+    r"\bany good\b|\btrustworth[a-z]*|\bhow right\b|\bget(?:s)? right\b|"
+    # "does it work as well for Swiss patients", "how does it do on women", "hold up"
+    r"\bworks? (?:as |equally |just as )?well\b|\bhow (?:does|did) (?:it|the model) (?:do|fare)\b|"
+    r"\b(?:fares?|holds? up|does it do)\b"
 )
 _DATA_QUESTION = re.compile(
     r"\bhow many\b|\baverage\b|\bmean\b|\bmedian\b|\bstatistics\b|\bstats\b|\bdescribe\b|"
@@ -214,6 +305,12 @@ _FLIP = re.compile(
     r"patients?|people|rows?|cases?) (?:would |will |might )?(?:flip|change|switch|cross)"
 )
 _DATA_OVERALL = re.compile(
+    # the data's size: "how many rows does the dataset have", "how big is the data"
+    r"\bhow many (?:rows|records|entries|samples|patients|people)(?: (?:are|is|do we have))? "
+    r"(?:there|in (?:the|this|your|our) (?:data|dataset|data set|cohort)|(?:does|do) (?:the|this|"
+    r"your|our|we) (?:data|dataset|data set)? ?(?:have|hold|contain))\b|"
+    r"\bhow (?:big|large) is (?:the|this|your|our) (?:data|dataset|data set)\b|"
+    r"\bsize of (?:the|this|your|our) (?:data|dataset|data set)\b|"
     r"\b(?:label|class|outcome) balance\b|\bdescribe the (?:data|dataset)\b|\b(?:data|dataset) "
     r"(?:statistics|stats|summary)\b|\bsummar[a-z]* (?:of )?the (?:data|dataset)\b|"
     r"\bhow many (?:patients|rows) (?:have|had|with) (?:heart disease|the outcome|disease)\b"
@@ -245,55 +342,126 @@ def _bounds(match: re.Match[str], first: int) -> tuple[float, float]:
     return number(low), number(high)
 
 
-def _numeric_conditions(text: str, card: DatasetCard) -> tuple[list[dict[str, Any]], list[str]]:
+def _count_before(
+    feature: Feature, names: str, text: str
+) -> tuple[tuple[int, int], Conditions] | None:
+    """A comparison said before a counted feature's name: "2 or more vessels", "fewer than
+    2 major vessels", "no vessels coloured" (== 0): only for features counted in whole
+    numbers (the card's `integer`), whose number comes first in speech."""
+    if not feature.integer:
+        return None
+    said = re.search(
+        rf"(?<![a-z0-9.])(?:({_ABOVE}|{_BELOW}) ?{NUMBER}|{NUMBER} ?({_POST_ABOVE}|{_POST_BELOW})?)"
+        rf" (?:[a-z-]+ )?(?:{names})(?![a-z])",
+        text,
+    )
+    if said is None:
+        return None
+    if said.group(1):
+        op, value = _OPS[said.group(1)], said.group(2)
+    else:
+        op = _postfix_op(said.group(4)) if said.group(4) else "=="
+        value = said.group(3)
+    return said.span(), [{"feature": feature.name, "op": op, "value": number(value)}]
+
+
+def _compared(feature: Feature, names: str, text: str) -> tuple[tuple[int, int], Conditions] | None:
+    """A comparison said after a numeric feature's name ("chol >= 240", "oldpeak of 2 or
+    more", "resting bp between 120 and 140"): where it is said and its conditions."""
+    near = re.compile(
+        rf"(?<![a-z])(?:{names})(?![a-z])(?: (?:is|was|are|were|of|level|levels|values?|"
+        rf"reading|readings|(?:that|which) (?:is|was|are))){{0,2}} ?"
+        rf"(?:({_ABOVE}|{_BELOW}) ?{NUMBER}|{_RANGE}|{NUMBER}{_UNIT} ?({_POST_ABOVE}|"
+        rf"{_POST_BELOW})(?![a-z]))"
+    )
+    found = near.search(text)
+    if found is None:
+        return None
+    if found.group(8):  # "chol 240 or higher"
+        op, value = _postfix_op(found.group(8)), number(found.group(7))
+        return found.span(), [{"feature": feature.name, "op": op, "value": value}]
+    if found.group(1):
+        op, value = _OPS[found.group(1)], number(found.group(2))
+        return found.span(), [{"feature": feature.name, "op": op, "value": value}]
+    low, high = _bounds(found, 3)
+    return found.span(), [
+        {"feature": feature.name, "op": ">=", "value": low},
+        {"feature": feature.name, "op": "<=", "value": high},
+    ]
+
+
+def _numeric_conditions(text: str, card: DatasetCard) -> tuple[Conditions, list[str]]:
     """Comparisons on numeric features: (conditions, features named without a comparison)."""
-    conditions: list[dict[str, Any]] = []
+    conditions: Conditions = []
     named_only: list[str] = []
     claimed: list[tuple[int, int]] = []
     for feature in card.features:
         if feature.kind != "numeric":
             continue
         names = "|".join(re.escape(w) for w in _names(feature))
-        near = re.compile(
-            rf"(?<![a-z])(?:{names})(?![a-z])(?: (?:is|was|of|level|levels|values?))? ?"
-            rf"(?:({_ABOVE}|{_BELOW}) ?{NUMBER}|{_RANGE})"
+        found = _compared(feature, names, text) or (
+            _count_before(feature, names, text) if feature.name != "age" else None
         )
-        found = near.search(text)
         if found:
-            claimed.append(found.span())
-            if found.group(1):
-                conditions.append(
-                    {
-                        "feature": feature.name,
-                        "op": _OPS[found.group(1)],
-                        "value": number(found.group(2)),
-                    }
-                )
-            else:
-                low, high = _bounds(found, 3)
-                conditions += [
-                    {"feature": feature.name, "op": ">=", "value": low},
-                    {"feature": feature.name, "op": "<=", "value": high},
-                ]
+            claimed.append(found[0])
+            conditions += found[1]
         elif feature.name != "age" and _named(feature, text):
             named_only.append(feature.name)
-    if not any(c["feature"] == "age" for c in conditions) and "age" in card.feature_names:
-        for match in _COMPARISON.finditer(text):  # "women over 60": age, when nothing else
-            if any(start <= match.start() < end for start, end in claimed):
-                continue
-            value = number(match.group(2))
-            if 1 <= value <= 120 and not re.match(r" ?(?:mg|mmhg|bpm|mm\b|%)", text[match.end() :]):
-                conditions.append({"feature": "age", "op": _OPS[match.group(1)], "value": value})
-                break
-        between = _BETWEEN.search(text)
-        aged = re.search(r"\b(?:aged|age|ages|years?)\b", text)
-        if between and aged and not any(s <= between.start() < e for s, e in claimed):
-            low, high = _bounds(between, 1)
-            conditions += [
-                {"feature": "age", "op": ">=", "value": low},
-                {"feature": "age", "op": "<=", "value": high},
-            ]
+    if "age" in card.feature_names and not any(c["feature"] == "age" for c in conditions):
+        conditions += _age_conditions(text, card, claimed)
     return conditions, named_only
+
+
+def _age_conditions(text: str, card: DatasetCard, claimed: list[tuple[int, int]]) -> Conditions:
+    """Age when a group is bounded by a number no other feature claims: "the over-60s",
+    "60 or older", "women over 60", "aged 40 to 50"."""
+    grouped = _age_group(text)
+    if grouped:
+        return grouped
+
+    def free(match: re.Match[str]) -> bool:
+        """Not part of another feature's comparison, nor said right after a feature's name
+        ("fasting sugar under 120" is no age)."""
+        before = text[max(0, match.start() - 40) : match.start()]
+        return not any(s <= match.start() < e for s, e in claimed) and not _after_a_feature(
+            before, card
+        )
+
+    for post in _POSTFIX.finditer(text):  # "60 or older", "aged 65+"
+        value = number(post.group(1))
+        units = re.search(r"(?:mg|mmhg|bpm|mm|vessels?)", post.group(0))
+        if free(post) and 1 <= value <= 120 and not units:
+            return [{"feature": "age", "op": _postfix_op(post.group(2)), "value": value}]
+    for match in _COMPARISON.finditer(text):  # "women over 60": age, when nothing else
+        value = number(match.group(2))
+        units = re.match(r" ?(?:mg|mmhg|bpm|mm\b|%)", text[match.end() :])
+        if free(match) and 1 <= value <= 120 and not units:
+            return [{"feature": "age", "op": _OPS[match.group(1)], "value": value}]
+    between = _BETWEEN.search(text)
+    aged = re.search(r"\b(?:aged|age|ages|years?)\b", text)
+    if between and aged and free(between):
+        low, high = _bounds(between, 1)
+        return [
+            {"feature": "age", "op": ">=", "value": low},
+            {"feature": "age", "op": "<=", "value": high},
+        ]
+    return []
+
+
+def _after_a_feature(before: str, card: DatasetCard) -> bool:
+    """Whether text ends with the name of a feature other than age (and a word or two)."""
+    if card.name not in _FEATURE_ENDS:
+        words = sorted(
+            {w for f in card.features if f.name != "age" for w in _names(f)}, key=len, reverse=True
+        )
+        pattern = "|".join(re.escape(w) for w in words)
+        _FEATURE_ENDS[card.name] = re.compile(
+            rf"(?<![a-z])(?:{pattern})(?: (?:is|was|are|were|of|level|levels|reading))? ?$"
+        )
+    return _FEATURE_ENDS[card.name].search(before) is not None
+
+
+_FEATURE_ENDS: dict[str, re.Pattern[str]] = {}
 
 
 def conditions_in(text: str, card: DatasetCard) -> tuple[list[dict[str, Any]], list[str]]:
@@ -316,12 +484,38 @@ def conditions_in(text: str, card: DatasetCard) -> tuple[list[dict[str, Any]], l
             continue
         conditions.append({"feature": feature.name, "op": "==", "value": values[feature.name]})
     if card.site_column:
-        found = sites_in(text, card)
-        if len(found) == 1:
-            conditions.append({"feature": "site", "op": "==", "value": found[0]})
-        elif found:
-            conditions.append({"feature": "site", "op": "in", "value": found})
+        conditions += _site_conditions(text, card)
     return conditions, named_only
+
+
+# A site left out: "not at Cleveland", "outside Hungary", "excluding the Swiss", "non-VA".
+_EXCLUDED = re.compile(
+    r"(?:\bnot (?:at|in|from|including)|\boutside(?: of)?|\bexcept(?: for| at| in)?|\bexcluding|"
+    r"\bexclude|\bother than|\bapart from|\bbesides|\bleaving out|\bleave out|\bbut not|"
+    r"\bnon)(?: the)?(?: sites?| data)?[ -]$"
+)
+
+
+def _site_conditions(text: str, card: DatasetCard) -> list[dict[str, Any]]:
+    """The sites a cohort names (==, or in for several), or those it leaves out (!=, or in
+    for the others): "cholesterol above 300 but not at Cleveland"."""
+    mentions = site_mentions(text, card)
+    found = [site for _, site in mentions]
+    left_out = [
+        site for start, site in mentions if _EXCLUDED.search(text[max(0, start - 30) : start])
+    ]
+    if not found:
+        return []
+    kept = [site for site in found if site not in left_out]
+    if kept:
+        found = kept
+    elif len(left_out) == 1:
+        return [{"feature": "site", "op": "!=", "value": left_out[0]}]
+    else:
+        found = [site for site in sites(card) if site not in left_out]
+    if len(found) == 1:
+        return [{"feature": "site", "op": "==", "value": found[0]}]
+    return [{"feature": "site", "op": "in", "value": found}]
 
 
 _DOWN = (
@@ -338,7 +532,9 @@ _VERB_AMOUNT = re.compile(rf"\b({_DOWN}|{_UP}) (?:by )?{NUMBER}")
 _DIRECTION = re.compile(rf"\b({_DOWN}|{_UP})\b")
 _SET_TO = re.compile(
     rf"^(?:'s)?(?: (?:level|levels|values?|readings?))?(?: (?:were|was|is|are|be|became|got|all))?"
-    rf"(?: (?:set|fixed|capped|brought|changed|reset|normali[sz]ed))?(?: (?:to|at|=|of))? ?{NUMBER}"
+    rf"(?: (?:set|fixed|capped|brought|changed|reset|normali[sz]ed|reduced|lowered|raised|"
+    rf"increased|decreased|dropped|cut|brought down|brought up|went down|went up|gone down|"
+    rf"gone up|came down|fell|rose))?(?: (?:to|at|=|of))? ?{NUMBER}"
 )
 
 
@@ -382,7 +578,23 @@ def _change(text: str, card: DatasetCard) -> list[dict[str, Any]]:
                 {"feature": feature.name, "op": "add", "value": -amount if down else amount},
             )
         )
+    aged = _AGED.search(text)
+    if aged and "age" in card.feature_names and not any(c["feature"] == "age" for _, c in changes):
+        amount = number(aged.group(1))  # "were all 5 years older"
+        changes.append(
+            (
+                aged.start(),
+                {
+                    "feature": "age",
+                    "op": "add",
+                    "value": amount if aged.group(2) == "older" else -amount,
+                },
+            )
+        )
     return [change for _, change in sorted(changes, key=lambda c: c[0])][:5]
+
+
+_AGED = re.compile(rf"{NUMBER} ?(?:years?|yrs?) (older|younger)\b")
 
 
 def _without_feature_names(text: str, card: DatasetCard) -> str:
@@ -395,6 +607,13 @@ def _without_feature_names(text: str, card: DatasetCard) -> str:
 
 def _where(conditions: list[dict[str, Any]]) -> dict[str, Any]:
     return {"where": conditions} if conditions else {}
+
+
+# How many mistakes to list: "list 5 missed cases", "the 3 worst false negatives".
+_SHOWN = re.compile(
+    r"\b(\d{1,2}) (?:[a-z-]+ ){0,2}(?:mistakes?|errors?|misclassifi[a-z]*|false (?:negatives?|"
+    r"positives?|alarms?)|miss(?:es|ed)?|cases|examples|rows|patients|ones)\b"
+)
 
 
 def _top(text: str) -> int | None:
@@ -417,13 +636,60 @@ def _counterfactual(text: str, card: DatasetCard, prediction_id: str | None) -> 
 
 def _cohort_what_if(text: str, card: DatasetCard) -> ToolCall | None:
     everyone = _EVERYONE.search(text) or _FLIP.search(text)
-    if not (everyone or (_GROUP.search(text) and _HYPOTHETICAL.search(text))):
+    grouped = _GROUP.search(text) or _AGE_GROUP.search(text)
+    if not (everyone or (grouped and _HYPOTHETICAL.search(text))):
         return None
     changes = _change(text, card)
-    if not changes:
+    if changes:
+        conditions, _ = conditions_in(_without_changes(text, card, changes), card)
+        return "cohort_what_if", {**_where(conditions), "changes": changes}
+    found = _value_set(text, card)
+    if found is None:
         return None
-    conditions, _ = conditions_in(_without_changes(text, card, changes), card)
+    changes, (start, end) = found
+    conditions, _ = conditions_in(text[:start] + " " * (end - start) + text[end:], card)
     return "cohort_what_if", {**_where(conditions), "changes": changes}
+
+
+def changes_a_group(text: str, card: DatasetCard) -> bool:
+    """Whether a clause changes values of a group ("set cholesterol to 200 for everyone over
+    50: how do the predictions shift?"): a cohort what-if, not drift."""
+    return _cohort_what_if(text, card) is not None
+
+
+# Where a group is given a yes/no or categorical value: "if everyone had diabetes",
+# "suppose nobody at Cleveland had high fasting blood sugar", "if all the men were diabetic".
+_GIVEN = re.compile(
+    r"\b(?:had|have|has|got|get|gets|were|was|became|become|turned|developed|switched to|"
+    r"changed to|set to|no longer had|stopped having|didn't have|did not have|lost|without)\b"
+)
+_NOBODY = re.compile(
+    r"\b(?:nobody|no one|none of (?:them|the [a-z]+)|no longer|stopped|didn't|did not|lost|"
+    r"without)\b"
+)
+_CLAUSE_END = re.compile(r"[,;:?!]| (?:how|what|would|and how|then)\b")
+
+
+def _value_set(text: str, card: DatasetCard) -> tuple[list[dict[str, Any]], tuple[int, int]] | None:
+    """The yes/no and categorical values a group is given, as set changes, and where they
+    are said; a boolean said of nobody is set false."""
+    for given in itertools.islice(_GIVEN.finditer(text), 4):
+        end = _CLAUSE_END.search(text, given.end())
+        stop = end.start() if end else len(text)
+        values = parse_patient(text[given.start() : stop], card, pronouns=False)
+        said = {n: v for n, v in values.items() if card.feature(n).kind != "numeric"}
+        if not said:
+            continue
+        negated = _NOBODY.search(text[max(0, given.start() - 40) : given.end()]) is not None
+        changes = []
+        for name, value in said.items():
+            if negated and card.feature(name).kind != "boolean":
+                continue
+            flipped = (not value) if negated and isinstance(value, bool) else value
+            changes.append({"feature": name, "op": "set", "value": flipped})
+        if changes:
+            return changes[:5], (given.start(), stop)
+    return None
 
 
 def _without_changes(text: str, card: DatasetCard, changes: list[dict[str, Any]]) -> str:
@@ -453,7 +719,8 @@ def _definition(card: DatasetCard) -> re.Pattern[str]:
             for w in sorted({w for f in card.features for w in _names(f)}, key=len, reverse=True)
         )
         noun = r"(?:the )?(?:feature |column |variable |field |term |abbreviation |code )?"
-        quoted = rf"['\"]?({names})['\"]?"
+        after = r"(?: (?:feature|column|variable|field|term|abbreviation|code|input))?"
+        quoted = rf"['\"]?({names})['\"]?{after}"
         _DEFINITIONS[key] = re.compile(
             rf"\bwhat (?:does|do) {noun}{quoted} (?:mean|stand for|measure|refer to|represent|"
             rf"indicate|encode)\b|"
@@ -466,7 +733,13 @@ def _definition(card: DatasetCard) -> re.Pattern[str]:
             rf"\b(?:define|definition of|meaning of) {noun}{quoted}|"
             rf"\b(?:units?|scale|coding|codes) (?:of|for) "
             rf"{noun}{quoted}|\bwhat (?:units?|scale) (?:is|are) {noun}{quoted}|"
-            rf"\bhow (?:is|are) {noun}{quoted} (?:measured|coded|encoded|defined|recorded)\b"
+            rf"\bhow (?:is|are) {noun}{quoted} (?:measured|coded|encoded|defined|recorded)\b|"
+            # "explain what the ca feature is", "tell me what thal means"
+            rf"\b(?:explain|tell me|say|describe|remind me)(?: again)? what {noun}{quoted} "
+            rf"(?:is|are|means|measures|stands for)\b|\bwhat is meant by {noun}{quoted}|"
+            # "what values can thal take" (the allowed values of the inputs are model_info's)
+            rf"\b(?:what|which) (?:values?|categories|levels|options|codes) (?:can|does|do|may|"
+            rf"could) {noun}{quoted} (?:take|have|be)\b"
         )
     return _DEFINITIONS[key]
 
@@ -491,13 +764,20 @@ def _about_the_model(text: str, conditions: list[dict[str, Any]]) -> ToolCall | 
     """Mistakes, interactions, importance, or performance on a named cohort."""
     where = _where(conditions)
     top = _top(text)
-    if _MISTAKES.search(text) and (conditions or re.search(r"\b(?:model|it|we|predict)", text)):
+    listed = re.search(
+        r"\b(?:show|list|which|worst|most confident|examples?|rows|cases|give me|see)\b", text
+    )
+    if _MISTAKES.search(text) and (
+        conditions or listed or re.search(r"\b(?:model|it|we|predict)", text)
+    ):
         kind = "both"
         if re.search(r"\bfalse negatives?\b|\bmiss(?:es|ed)?\b", text):
             kind = "false_negative"
         elif re.search(r"\bfalse (?:positives?|alarms?)\b", text):
             kind = "false_positive"
-        return "model_mistakes", {**where, "kind": kind}
+        shown = _SHOWN.search(text)
+        limit = {"limit": min(int(shown.group(1)), 50)} if shown else {}
+        return "model_mistakes", {**where, "kind": kind, **limit}
     if _INTERACTIONS.search(text):
         return "feature_interactions", {**where, **({"top": top} if top else {})}
     if _IMPORTANCE.search(text) or (
@@ -578,6 +858,11 @@ known_words(
             _EVERYONE.pattern,
             _HYPOTHETICAL.pattern,
             "point points percent",
+            # the cohort questions' words and their inflections
+            "interaction interactions interacting interacts mistake mistakes misclassified "
+            "misclassification misclassifications alarms alarm errors missed misses excluding "
+            "except outside exceeds exceeded exceed excess upwards beyond somethings twenties "
+            "thirties forties fifties sixties seventies eighties nobody everybody",
         )
     )
 )

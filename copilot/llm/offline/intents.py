@@ -56,7 +56,7 @@ from pydantic import BaseModel
 
 from copilot.facts import NOTHING_LEFT, Memory, Step
 from copilot.llm.offline.changes import relative_changes
-from copilot.llm.offline.cohorts import asks_statistics, cohort_request
+from copilot.llm.offline.cohorts import asks_statistics, changes_a_group, cohort_request
 from copilot.llm.offline.focus import mentioned
 from copilot.llm.offline.followups import repeat_call
 from copilot.llm.offline.grammar import (
@@ -411,7 +411,9 @@ def _history(reading: Reading, context: _Context) -> Intent | None:
 def _drift(reading: Reading, context: _Context) -> Intent | None:
     """check_drift: drift, shift, distribution, data quality; at a site or since a date
     ("distribution of chest pain types in Hungary" asks for the data's statistics)."""
-    if reading.has("drift") and not asks_statistics(reading.text, context.card):
+    if reading.has("drift") and not (
+        asks_statistics(reading.text, context.card) or changes_a_group(reading.text, context.card)
+    ):
         return _drift_at(reading, context.card)
     return None
 

@@ -67,9 +67,17 @@ _MONITOR = re.compile(
     r"\bmonitor(?:ing)? (?:history|checks?|results?|series|runs?|pass(?:es)?|alerts?|findings?|"
     r"reports?|output|log)\b|"
     r"\b(?:the|its|our|your|last|latest) monitor(?:'s)?\b(?! (?:the|it|for)\b)|"
-    r"\bmonitoring (?:say|said|show|shows|showed|find|found)\b|\balerts? (?:from|by|raised)\b"
+    r"\bmonitoring (?:say|said|show|shows|showed|find|found)\b|\balerts? (?:from|by|raised)\b|"
+    # the monitor's alerts said alone: "any alerts this week?" ("false alarms" are mistakes)
+    r"(?<!false )\b(?:alerts?|alarms?|alerted|alarmed)\b"
 )
 _DRIFT = re.compile(r"\bdrift|\bshift")
+# A count of drifted features: "how many features have drifted", "number of inputs shifting".
+_FEATURES_DRIFTED = re.compile(
+    r"\b(?:how many|number of|count of|which|what) (?:of the )?(?:features?|inputs?|variables?|"
+    r"columns?)\b[a-z' ]{0,30}\b(?:drift|shift)|\b(?:drifted|drifting|shifted) (?:features|inputs|"
+    r"variables|columns)\b"
+)
 _QUALITY = re.compile(r"\bdata quality\b|\bquality findings?\b")
 _PERFORMANCE = re.compile(
     r"\bworse\b|\bbetter\b|\bperform|\bdegrad|\bdeteriorat|\bdeclin|\baccura|\bauc\b|"
@@ -96,6 +104,8 @@ def metric_in(text: str) -> str | None:
             return metric
     if _QUALITY.search(text):
         return "data_quality_findings"
+    if _FEATURES_DRIFTED.search(text):
+        return "features_drifted"
     if _DRIFT.search(text):
         return "share_drifted"
     if _PERFORMANCE.search(text):

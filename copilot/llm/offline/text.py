@@ -361,6 +361,11 @@ def sites(card: DatasetCard) -> tuple[str, ...]:
 
 
 def sites_in(text: str, card: DatasetCard) -> list[str]:
+    return [site for _, site in site_mentions(text, card)]
+
+
+def site_mentions(text: str, card: DatasetCard) -> list[tuple[int, str]]:
+    """Where each site is first named (its name or a word for it), in the order said."""
     found: list[tuple[int, str]] = []
     known = sites(card)
     for site in known:
@@ -371,7 +376,7 @@ def sites_in(text: str, card: DatasetCard) -> list[str]:
         match = re.search(rf"(?<![a-z]){re.escape(word)}(?![a-z])", text)
         if match and site in known and site not in [s for _, s in found]:
             found.append((match.start(), site))
-    return [site for _, site in sorted(found)]
+    return sorted(found)
 
 
 def kinds_in(text: str) -> list[str]:
