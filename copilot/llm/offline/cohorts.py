@@ -496,14 +496,21 @@ _EXCLUDED = re.compile(
 )
 
 
+_LISTED = re.compile(r"(?:,|\band\b|\bor\b|\bnor\b) (?:the )?$")
+
+
 def _site_conditions(text: str, card: DatasetCard) -> list[dict[str, Any]]:
     """The sites a cohort names (==, or in for several), or those it leaves out (!=, or in
     for the others): "cholesterol above 300 but not at Cleveland"."""
     mentions = site_mentions(text, card)
     found = [site for _, site in mentions]
-    left_out = [
-        site for start, site in mentions if _EXCLUDED.search(text[max(0, start - 30) : start])
-    ]
+    left_out: list[str] = []
+    previous = -100
+    for start, site in mentions:  # "outside Hungary and Cleveland": both left out
+        listed = left_out and start - previous < 30 and _LISTED.search(text[:start])
+        if listed or _EXCLUDED.search(text[max(0, start - 30) : start]):
+            left_out.append(site)
+            previous = start
     if not found:
         return []
     kept = [site for site in found if site not in left_out]

@@ -121,7 +121,7 @@ _FOLLOW_ON = re.compile(
 _NOUN_BEFORE = re.compile(r"(?:^|\W)(?:the|this|that|a|my|your|its|pending|last|latest|recent) $")
 
 _FORCE = re.compile(
-    r"\bforced?\b|\boverride\b|\beven if\b|\bregardless\b|\banyway\b|\bdespite\b|"
+    r"\bforced?\b|\boverride\b|\beven if\b|\beven though\b|\bregardless\b|\banyway\b|\bdespite\b|"
     r"\bbypass\b|\bignor(?:e|ing) the gate\b|\bskip(?:ping)? the gate\b"
 )
 

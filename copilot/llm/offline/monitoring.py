@@ -45,6 +45,13 @@ _OVER_TIME = re.compile(
     r"worsening|improving|going (?:down|up)|trending|developing|progressing)\b|"
     r"\b(?:develop(?:ed)?|progress(?:ed)?) (?:over|through|across)\b|\bthrough time\b|"
     r"\bacross time\b|\bin recent weeks\b|\bpast (?:few |several )?checks\b|"
+    # set against an earlier time: "drifting more than before", "worse than last month"
+    r"\bthan (?:before|earlier|previously|last (?:week|month|time|check)|it (?:was|used to be)|"
+    r"it used to|a (?:week|month) ago)\b|"
+    r"\b(?:still|keeps?|kept|continu(?:e|es|ing) to) (?:drift|shift|degrad|declin|drop|fall|slip)|"
+    # steadiness is a property of a series: "how stable has the AUC been"
+    r"\bhow (?:stable|steady|consistent) (?:has|have|is|are|was|were)\b|"
+    r"\b(?:stayed|remained|been|kept) (?:stable|steady|flat|constant|consistent)\b|"
     # a chart is a series: "plot the accuracy", "graph drift at VA"
     rf"\b(?:plot|chart|graph)(?:s|ted)?\b(?: [a-z']+){{0,4}} (?:{_MEASURES})\b"
 )
@@ -67,7 +74,10 @@ _MONITOR = re.compile(
     r"\bmonitor(?:ing)? (?:history|checks?|results?|series|runs?|pass(?:es)?|alerts?|findings?|"
     r"reports?|output|log)\b|"
     r"\b(?:the|its|our|your|last|latest) monitor(?:'s)?\b(?! (?:the|it|for)\b)|"
-    r"\bmonitoring (?:say|said|show|shows|showed|find|found)\b|\balerts? (?:from|by|raised)\b|"
+    r"\bmonitoring (?:say|said|show|shows|showed|find|found)\b|"
+    # the monitor's passes: "at the last check", "in the last few checks"
+    r"\b(?:last|latest|recent|previous|past) (?:few |several |couple of |\d{1,2} )?"
+    r"(?:monitor(?:ing)? )?(?:checks|passes|check|pass)\b|\balerts? (?:from|by|raised)\b|"
     # the monitor's alerts said alone: "any alerts this week?" ("false alarms" are mistakes)
     r"(?<!false )\b(?:alerts?|alarms?|alerted|alarmed)\b"
 )
