@@ -52,15 +52,23 @@ def resolve(value: Any, outcome: Outcome, before: int) -> Any:
 
 
 EXACT = frozenset({"patient", "changes"})  # a patient's values: no more, no fewer
+# A cohort's conditions are a conjunction: "Hungarian women" is the same cohort whichever
+# condition is listed first.
+UNORDERED = frozenset({"where"})
 
 
 def contains(actual: Any, expected: Any) -> bool:
     """`expected` is part of `actual`: dict keys recursively (all keys for a patient or
-    its changes), lists item by item, numbers within 1e-6."""
+    its changes), lists item by item (a cohort's conditions in any order), numbers within
+    1e-6."""
     if isinstance(expected, dict):
         return isinstance(actual, dict) and all(
             k in actual
-            and contains(actual[k], v)
+            and (
+                _same_items(actual[k], v)
+                if k in UNORDERED and isinstance(v, list)
+                else contains(actual[k], v)
+            )
             and (k not in EXACT or not isinstance(v, dict) or set(actual[k]) == set(v))
             for k, v in expected.items()
         )
@@ -75,3 +83,16 @@ def contains(actual: Any, expected: Any) -> bool:
     if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
         return math.isclose(float(actual), float(expected), abs_tol=1e-6)
     return bool(actual == expected)
+
+
+def _same_items(actual: Any, expected: list[Any]) -> bool:
+    """The same items in any order: each expected item contained in its own actual item."""
+    if not isinstance(actual, list) or len(actual) != len(expected):
+        return False
+    left = list(actual)
+    for wanted in expected:
+        match = next((i for i, item in enumerate(left) if contains(item, wanted)), None)
+        if match is None:
+            return False
+        left.pop(match)
+    return True
