@@ -231,8 +231,13 @@ _SHOW = re.compile(
     r"\b(?:show|see|display|get|list|give|what|which|row|pull|open|fetch|look|bring|"
     r"retrieve|view|read|dump)\b"
 )
+_WRONGLY = (
+    r"\b(?:wrongly|incorrectly|falsely|mistakenly|erroneously) (?:flagged|predicted|classified|"
+    r"labell?ed|called|cleared|marked|scored|judged|put)\b"
+)
 _MISTAKES = re.compile(
-    r"\bmistakes?\b|\berrors?\b|\bwrong\b|\bmisclassif[a-z]*|\bfalse (?:negative|positive)s?\b|"
+    rf"{_WRONGLY}|\bmistakes?\b|\berrors?\b|\bwrong\b|\bmisclassif[a-z]*|"
+    r"\bfalse (?:negative|positive)s?\b|"
     r"\bmiss(?:es|ed)?\b|\bfalse alarms?\b|\bget(?:s)? wrong\b"
 )
 _INTERACTIONS = re.compile(
@@ -251,7 +256,8 @@ _IMPORTANCE = re.compile(
     r"\bimportance of (?:the )?features\b|\bwhich features? (?:matters?|counts?) (?:the )?most\b|"
     r"\btop \d{1,2} features\b|\btop features\b|\bglobal importance\b|"
     r"\bwhat does the model (?:rely|depend|lean) on\b|\bmost influential features?\b|"
-    r"\bpay[a-z]* (?:the )?most attention\b|\bwhat does (?:the model|it) (?:care|focus) "
+    r"\bwhat (?:matters|counts|weighs) (?:the )?most\b|\bpay[a-z]* (?:the )?most attention\b|"
+    r"\bwhat does (?:the model|it) (?:care|focus) "
     r"(?:about|on) most\b|\b(?:look|looks) at most\b"
 )
 # Words for what drives risk that, said of a group or of the model overall ("top 3 drivers
@@ -311,7 +317,10 @@ _DATA_OVERALL = re.compile(
     r"your|our|we) (?:data|dataset|data set)? ?(?:have|hold|contain))\b|"
     r"\bhow (?:big|large) is (?:the|this|your|our) (?:data|dataset|data set)\b|"
     r"\bsize of (?:the|this|your|our) (?:data|dataset|data set)\b|"
-    r"\b(?:label|class|outcome) balance\b|\bdescribe the (?:data|dataset)\b|\b(?:data|dataset) "
+    r"\b(?:label|class|outcome) balance\b|"
+    # how common the outcome is: "the disease rate in Switzerland", "prevalence among men"
+    r"\b(?:disease|outcome|positive|positivity|event|base|incidence) rates?\b|\bprevalence\b|"
+    r"\bhow common is (?:heart )?disease\b|\bdescribe the (?:data|dataset)\b|\b(?:data|dataset) "
     r"(?:statistics|stats|summary)\b|\bsummar[a-z]* (?:of )?the (?:data|dataset)\b|"
     r"\bhow many (?:patients|rows) (?:have|had|with) (?:heart disease|the outcome|disease)\b"
 )
@@ -746,7 +755,9 @@ def _definition(card: DatasetCard) -> re.Pattern[str]:
             rf"(?:is|are|means|measures|stands for)\b|\bwhat is meant by {noun}{quoted}|"
             # "what values can thal take" (the allowed values of the inputs are model_info's)
             rf"\b(?:what|which) (?:values?|categories|levels|options|codes) (?:can|does|do|may|"
-            rf"could) {noun}{quoted} (?:take|have|be)\b"
+            rf"could) {noun}{quoted} (?:take|have|be)\b|"
+            rf"\bwhat (?:do|does) (?:the )?(?:values?|categories|codes|levels) (?:of|for|in) "
+            rf"{noun}{quoted} mean\b"
         )
     return _DEFINITIONS[key]
 
@@ -757,7 +768,11 @@ _DEFINITIONS: dict[str, re.Pattern[str]] = {}
 def _rows_or_definition(text: str, card: DatasetCard) -> ToolCall | None:
     rows = _ROWS.search(text)
     if rows and _SHOW.search(text):
-        return "show_rows", {"row_ids": [int(n) for n in re.findall(r"\d{1,4}", rows.group(1))]}
+        ids = [int(n) for n in re.findall(r"\d{1,4}", rows.group(1))]
+        through = re.match(r" ?(?:through|thru|to|-|until) ?#?(\d{1,4})\b", text[rows.end() :])
+        if through and len(ids) == 1 and 0 < int(through.group(1)) - ids[0] < 50:
+            ids = list(range(ids[0], int(through.group(1)) + 1))  # "records 1 through 5"
+        return "show_rows", {"row_ids": ids}
     defined = _definition(card).search(text)
     if defined:
         word = next(g for g in defined.groups() if g)
@@ -778,9 +793,13 @@ def _about_the_model(text: str, conditions: list[dict[str, Any]]) -> ToolCall | 
         conditions or listed or re.search(r"\b(?:model|it|we|predict)", text)
     ):
         kind = "both"
-        if re.search(r"\bfalse negatives?\b|\bmiss(?:es|ed)?\b", text):
+        wrongly = re.search(_WRONGLY + r"(?: [a-z]+){0,3}", text)
+        cleared = wrongly and re.search(
+            r"\b(?:cleared|healthy|negative|low|no disease)\b", wrongly[0]
+        )
+        if re.search(r"\bfalse negatives?\b|\bmiss(?:es|ed)?\b", text) or cleared:
             kind = "false_negative"
-        elif re.search(r"\bfalse (?:positives?|alarms?)\b", text):
+        elif re.search(r"\bfalse (?:positives?|alarms?)\b", text) or wrongly:
             kind = "false_positive"
         shown = _SHOWN.search(text)
         limit = {"limit": min(int(shown.group(1)), 50)} if shown else {}
@@ -837,7 +856,9 @@ def _described(
 ) -> ToolCall | None:
     """describe_data for a group of patients named by its conditions ("women over 60 at
     Hungary"); a site alone needs a question about its data ("how is Hungary doing" is not)."""
-    grouped = bool(_GROUP.search(text))
+    # a statistic asked of a site's data is about a group too ("summary stats for the
+    # Hungarian data", "how much data is missing at VA")
+    grouped = bool(_GROUP.search(text)) or bool(_STATISTIC.search(text) and not _MOVED.search(text))
     compared = any(c["op"] != "==" for c in conditions)
     site_only = all(c["feature"] == "site" for c in conditions)
     if not conditions or not (grouped or compared):
