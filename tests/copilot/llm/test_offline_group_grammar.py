@@ -166,6 +166,20 @@ CALLS = [
         {"kind": "false_negative", "limit": 5},
     ),
     ("what are the 10 worst false negatives", "model_mistakes", {"limit": 10}),
+    (
+        "which patients were wrongly flagged as high risk",
+        "model_mistakes",
+        {"kind": "false_positive"},
+    ),
+    ("who was incorrectly cleared at VA?", "model_mistakes", {"kind": "false_negative"}),
+    # importance, the outcome's rate and statistics of a site's data
+    ("what matters most for predicting disease in women?", "feature_importance", {}),
+    ("what's the disease rate in Switzerland", "describe_data", {}),
+    ("prevalence of heart disease among diabetics", "describe_data", {}),
+    ("give me summary stats for the Hungarian data", "describe_data", {}),
+    ("how much data is missing at VA", "describe_data", {}),
+    ("what do the values of cp mean", "define_feature", {"feature": "cp"}),
+    ("show records 1 through 5", "show_rows", {"row_ids": [1, 2, 3, 4, 5]}),
     # the monitor's series
     ("any alerts this week", "monitoring_history", {}),
     ("did the monitor raise any alarms?", "monitoring_history", {}),
