@@ -78,7 +78,7 @@ from copilot.llm.offline.scope import (
     out_of_scope,
 )
 from copilot.llm.offline.steps import split_clauses, take_condition, why_unmet
-from copilot.llm.offline.text import normalise, sites, without_notes
+from copilot.llm.offline.text import normalise, site_mentions, sites, without_notes
 from copilot.suggestions import did_you_mean
 from model_service.cards import DatasetCard
 
@@ -296,6 +296,11 @@ def _promote(reading: Reading, context: _Context) -> Intent | None:
     return Intent(tool="promote_model", arguments=arguments)
 
 
+# Sites added to the usual training data, said before any site: "retrain including
+# Switzerland", "refit adding the VA data" (not "on Hungary, adding Switzerland").
+_ADDED_SITES = re.compile(r"\b(?:including|include|adding|add|with the addition of|on top of)\b")
+
+
 def _retrain(reading: Reading, context: _Context) -> Intent | None:
     """retrain_model: "retrain", "train a new random forest on Hungary and Switzerland";
     sites named, or all of them, or the defaults plus a site that drifted this turn."""
@@ -310,7 +315,12 @@ def _retrain(reading: Reading, context: _Context) -> Intent | None:
                 f"I don't know a site called '{place}': the sites are {', '.join(known)}.",
             )
         )
-    chosen = reading.sites or (list(sites(context.card)) if reading.all_sites else [])
+    # "on all sites including Switzerland": all of them
+    chosen = list(sites(context.card)) if reading.all_sites else reading.sites
+    added = _ADDED_SITES.search(reading.text)  # "retrain including Switzerland"
+    mentions = site_mentions(reading.text, context.card)
+    if reading.sites and not reading.all_sites and added and mentions[0][0] > added.start():
+        chosen = list(dict.fromkeys([*context.card.default_training_sites, *chosen]))
     chosen = chosen or list(
         dict.fromkeys([*context.card.default_training_sites, *context.drift_sites])
     )

@@ -196,6 +196,18 @@ CALLS = [
     ("how stable has the AUC been", "monitoring_history", {"metric": "auc"}),
     ("what was the AUC at the last check", "monitoring_history", {"metric": "auc"}),
     ("propose promoting v2 even though the gate fails", "promote_model", {"force": True}),
+    # sites added to the usual training data, or all of them
+    ("retrain it including Switzerland", "retrain_model", {"sites": ["Cleveland", "Switzerland"]}),
+    (
+        "retrain on Hungary, adding Switzerland",
+        "retrain_model",
+        {"sites": ["Hungary", "Switzerland"]},
+    ),
+    (
+        "retrain on all sites including Switzerland",
+        "retrain_model",
+        {"sites": ["Cleveland", "Hungary", "Switzerland", "VA Long Beach"]},
+    ),
 ]
 
 
