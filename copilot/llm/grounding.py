@@ -25,13 +25,32 @@ from copilot.llm.offline.text import NUMBER_WORDS, normalise, sites_in
 from model_service.cards import DatasetCard, Feature
 
 PATIENT_TOOLS = frozenset({"predict_risk", "explain_prediction", "what_if"})
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+# A minus sign only where a number starts ("over-60s" says 60, "-0.5" says -0.5).
+_NUMBER = re.compile(r"(?:(?<![a-z0-9])-)?\d+(?:\.\d+)?")
+# A decade says both its bounds: "in their 50s", "in their fifties" (50 and 60); "the
+# over-60s" is no decade.
+_DECADE_WORDS = {"twenties": 20, "thirties": 30, "forties": 40, "fifties": 50, "sixties": 60}
+_DECADE_WORDS |= {"seventies": 70, "eighties": 80, "nineties": 90}
+_DECADE = re.compile(
+    r"\b(?:their|his|her|the) (\d0)'?s\b|\b(\d0)-somethings?\b|\b("
+    + "|".join(_DECADE_WORDS)
+    + r")\b"
+)
 
 
 def _numbers(text: str) -> list[float]:
     found = [float(n) for n in _NUMBER.findall(text)]
     words = re.findall(r"[a-z]+", text.lower())
-    return found + [float(NUMBER_WORDS[w]) for w in words if w in NUMBER_WORDS]
+    decades = [
+        float(said or something or _DECADE_WORDS[word])
+        for said, something, word in _DECADE.findall(text.lower())
+    ]
+    return [
+        *found,
+        *(float(NUMBER_WORDS[w]) for w in words if w in NUMBER_WORDS),
+        *decades,
+        *(d + 10 for d in decades),
+    ]
 
 
 def _close(a: float, b: float, feature: Feature) -> bool:

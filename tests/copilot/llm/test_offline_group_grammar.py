@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from copilot.facts import Memory
+from copilot.facts import Memory, RouteRequest
+from copilot.llm.grounding import unmentioned
 from copilot.llm.offline.intents import understand
 from model_service.cards import DatasetCard, get_card
 
@@ -232,3 +233,21 @@ NOT_THESE = [
 def test_wordings_that_are_not_read_that_way(card: DatasetCard, text: str, tool: str) -> None:
     routed, said = _call(card, text)
     assert routed != tool, (text, routed, said)
+
+
+GROUNDED = [
+    ("what's the AUC on the over-60s", "model_performance"),  # "-60" is no minus sixty
+    ("women in their fifties", "describe_data"),  # a decade says both its bounds
+    ("patients in their 40s", "describe_data"),
+    ("people with no major vessels coloured", "describe_data"),
+]
+
+
+@pytest.mark.parametrize(("text", "tool"), GROUNDED, ids=[g[0] for g in GROUNDED])
+def test_group_numbers_are_grounded_in_the_text(card: DatasetCard, text: str, tool: str) -> None:
+    routed, said = _call(card, text)
+    assert routed == tool, (text, routed, said)
+    assert unmentioned(tool, said, RouteRequest(text), card) == []
+    assert unmentioned(
+        tool, {"where": [{"feature": "age", "op": ">", "value": 70}]}, RouteRequest(text), card
+    )
