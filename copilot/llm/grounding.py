@@ -20,8 +20,9 @@ from typing import Any
 
 from copilot import units
 from copilot.facts import RouteRequest
+from copilot.llm.offline.cohorts import conditions_in
 from copilot.llm.offline.patients import parse_patient
-from copilot.llm.offline.text import NUMBER_WORDS, normalise, sites_in
+from copilot.llm.offline.text import NUMBER_WORDS, kinds_in, normalise, sites_in
 from model_service.cards import DatasetCard, Feature
 
 PATIENT_TOOLS = frozenset({"predict_risk", "explain_prediction", "what_if"})
@@ -113,6 +114,8 @@ def unmentioned(
     normal = normalise(request.text, card)  # typos fixed, number words as digits
     text = f"{request.text.lower()}\n{normal}"
     parsed = parse_patient(normal, card)
+    if tool == "show_rows":
+        return _unmentioned_rows(arguments, text)
     if tool not in PATIENT_TOOLS:
         return _unmentioned_conditions(arguments, request, text, parsed, card)
     known = _known_patients(request)
@@ -143,6 +146,55 @@ def unmentioned(
                 continue
             missing.append(f"{field}.{name}={value!r}")
     return missing
+
+
+# What makes a number in a request a row id: "row 12", "rows 3 and 7", "record #45", "id 300".
+_ROW_WORDS = re.compile(r"\b(?:rows?|records?|ids?|entr(?:y|ies)|lines?)\b|#\s?\d|\bno\.\s?\d")
+
+
+def cannot_fill(tool: str, request: RouteRequest) -> str | None:
+    """Why `tool` cannot be what the request asks for, when its required arguments can come
+    from nowhere in it (None: they can): a model that chose it chooses again."""
+    if tool == "show_rows" and not _ROW_WORDS.search(request.text.lower()):
+        return "show_rows needs row ids, and the user named no row or record"
+    return None
+
+
+def _unmentioned_rows(arguments: dict[str, Any], text: str) -> list[str]:
+    """`row_ids=n` for each row id the text does not give as one: a number said without a
+    row word is a value ("a 67 yo man" is a patient, not row 67)."""
+    said = {n for n in _numbers(text) if n == int(n)} if _ROW_WORDS.search(text) else set()
+    return [
+        f"row_ids={row!r}"
+        for row in arguments.get("row_ids") or []
+        if not (isinstance(row, int) and float(row) in said)
+    ]
+
+
+_DIRECTION = {"<": -1, "<=": -1, ">": 1, ">=": 1}
+
+
+def misread_bounds(
+    arguments: dict[str, Any], request: RouteRequest, card: DatasetCard
+) -> list[str]:
+    """Cohort bounds read the wrong way round ("men under 45" written as age > 45): the
+    grammar reads the comparison words next to the number, and a condition on the same
+    feature and number that points the other way goes back with what the user said."""
+    said, _ = conditions_in(normalise(request.text, card), card)
+    problems = []
+    for condition in arguments.get("where") or []:
+        if not isinstance(condition, dict) or condition.get("op") not in _DIRECTION:
+            continue
+        for read in said:
+            same = read.get("feature") == condition.get("feature") and _same(
+                read.get("value"), condition.get("value")
+            )
+            if same and _DIRECTION.get(read.get("op", ""), 0) == -_DIRECTION[condition["op"]]:
+                problems.append(
+                    f"where.{condition['feature']} op {condition['op']!r} (the user said "
+                    f"{read['op']} {read['value']}: use op {read['op']!r})"
+                )
+    return problems
 
 
 def _remembered_conditions(request: RouteRequest) -> list[dict[str, Any]]:
@@ -305,6 +357,14 @@ def named_features(request: RouteRequest, card: DatasetCard) -> list[str]:
         if any(re.search(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])", text) for w in words):
             found.add(feature.name)
     return [f.name for f in card.features if f.name in found]
+
+
+def without_unnamed_kinds(data: dict[str, Any], request: RouteRequest) -> dict[str, Any]:
+    """retrain_model's model kinds when the user named none: the model's choice, left out so
+    the default (every kind) decides; kinds the user named are kept as written."""
+    if data.get("model_kinds") and not kinds_in(request.text.lower()):
+        return _without(data, "model_kinds")
+    return data
 
 
 def without_invented_run_ids(data: dict[str, Any], request: RouteRequest) -> dict[str, Any]:

@@ -10,7 +10,8 @@ is resolved first (`grounding.resolve_reference`), patient values are read in th
 spelling ("Asymptomatic" is "asymptomatic") and in its units (a number copied from "BP 17.3
 kPa" becomes 130 mmHg: `units.in_card_units`), and an optional field written empty (null, [],
 {}: constrained JSON's way of not giving it) is left out, as are run ids the user never
-typed (`grounding.without_invented_run_ids`).
+typed (`grounding.without_invented_run_ids`) and model kinds a retrain's request never
+named (`grounding.without_unnamed_kinds`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from copilot.llm.grounding import (
     canonical_values,
     resolve_reference,
     without_invented_run_ids,
+    without_unnamed_kinds,
 )
 from copilot.llm.offline.patients import fasting_glucose_above
 from copilot.llm.offline.text import normalise
@@ -116,6 +118,8 @@ def _reader(tool: str, card: DatasetCard | None) -> Any:
             data = resolve_reference(tool, data, info.context)
             if tool == "compare_runs":
                 data = without_invented_run_ids(data, info.context)
+            if tool == "retrain_model":
+                data = without_unnamed_kinds(data, info.context)
         return data
 
     return model_validator(mode="before")(classmethod(read))  # type: ignore[arg-type]

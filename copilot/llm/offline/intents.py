@@ -144,13 +144,15 @@ _BARE_NUMBER = re.compile(
 class Intent(BaseModel):
     """One tool call with its arguments, or (tool None) a reply to give instead. A reply
     that asks for a patient's missing values carries the patient so far (`pending`) and
-    the features it asks for (`asked_for`): see `pending_after`."""
+    the features it asks for (`asked_for`): see `pending_after`. `declined`: the reply
+    refuses a request outside the tools (not a question back, not "I'm not sure")."""
 
     tool: str | None
     arguments: dict[str, Any] = {}
     reply: str | None = None
     pending: dict[str, Any] | None = None
     asked_for: list[str] = []
+    declined: bool = False
 
 
 def _clarify(text: str) -> Intent:
@@ -215,7 +217,7 @@ def understand(
     if declined is None and _approval_only(lowered, card):
         declined = APPROVAL_REPLY
     if declined is not None:
-        return Intent(tool=None, reply=NOTHING_LEFT) if done else _clarify(declined)
+        return Intent(tool=None, reply=NOTHING_LEFT if done else declined, declined=not done)
     clauses = split_clauses(lowered, card)
     shared = parse_patient(lowered, card) if len(clauses) > 1 else {}
     context = _Context(text.strip()[:500], memory, card, shared, [])
