@@ -197,6 +197,37 @@ def misread_bounds(
     return problems
 
 
+STATED_TOOLS = frozenset({"predict_risk", "explain_prediction"})
+
+
+def as_stated(
+    tool: str, data: dict[str, Any], request: RouteRequest, card: DatasetCard
+) -> dict[str, Any]:
+    """A new patient's values as this message states them: a value the model wrote that
+    the conversation does not hold ("non-anginal" for "asymptomatic", a heart rate of 96 for
+    "max HR 150", exercise angina for "no angina on exertion") is replaced by the one the
+    card's grammar reads in the text, and a value the text states that the model left out
+    is added. Only for a patient to predict or explain (a what-if's text states old and new
+    values both); values the text does not state are left to the grounding check."""
+    patient = data.get("patient")
+    if tool not in STATED_TOOLS or not isinstance(patient, dict):
+        return data
+    normal = normalise(request.text, card)
+    text, parsed = f"{request.text.lower()}\n{normal}", parse_patient(normal, card)
+    features = {f.name: f for f in card.features}
+    stated = dict(patient)
+    for name, value in parsed.items():
+        written = patient.get(name)
+        if name not in features or (written is not None and _same(written, value)):
+            continue
+        said_otherwise = isinstance(written, bool) or not _mentioned(
+            features[name], written, text, {}
+        )  # a yes/no is "mentioned" by its name alone: the grammar reads its negation
+        if written is None or said_otherwise:
+            stated[name] = value
+    return {**data, "patient": stated}
+
+
 def _remembered_conditions(request: RouteRequest) -> list[dict[str, Any]]:
     """The cohort conditions of the conversation's last call, if it had any."""
     last = getattr(request.memory, "last_arguments", None) or {}

@@ -6,7 +6,8 @@ instances validate and dump the same) whose JSON schema has every `examples` dro
 every "e.g. ..." / "for example ..." clause cut from its descriptions; a `site` or `sites`
 field lists the dataset's sites instead: the allowed values, not an example. Validated
 with the turn's `RouteRequest` as context, a follow-up's reference to the last prediction
-is resolved first (`grounding.resolve_reference`), patient values are read in the card's
+is resolved first (`grounding.resolve_reference`), a new patient's values are the ones
+its message states (`grounding.as_stated`), patient values are read in the card's
 spelling ("Asymptomatic" is "asymptomatic") and in its units (a number copied from "BP 17.3
 kPa" becomes 130 mmHg: `units.in_card_units`), and an optional field written empty (null, [],
 {}: constrained JSON's way of not giving it) is left out, as are run ids the user never
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 
 from copilot.facts import RouteRequest
 from copilot.llm.grounding import (
+    as_stated,
     canonical_values,
     resolve_reference,
     without_invented_run_ids,
@@ -114,6 +116,7 @@ def _reader(tool: str, card: DatasetCard | None) -> Any:
             }
         if isinstance(info.context, RouteRequest) and card is not None:
             data = _in_card_units(info.context.text, data, card)
+            data = as_stated(tool, data, info.context, card)
         if isinstance(info.context, RouteRequest):
             data = resolve_reference(tool, data, info.context)
             if tool == "compare_runs":

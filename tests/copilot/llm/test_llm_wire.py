@@ -809,3 +809,24 @@ async def test_model_kinds_nobody_named_are_left_to_the_default(
         tmp_path, "train an xgboost on Hungary", copilot_llm_routing="two-step"
     )
     assert named.arguments["model_kinds"] == ["xgboost"]
+
+
+async def test_a_new_patients_values_are_the_ones_the_message_states(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """What the real model wrote for a full patient under constrained decoding: a chest pain
+    type and a heart rate nobody said, exercise angina for "no angina on exertion", and
+    the number of vessels left out."""
+    text = (
+        "58M, asymptomatic, BP 145, chol 233, LVH on ECG, max HR 150, no angina on "
+        "exertion, oldpeak 2.3, 0 vessels. What does the model say?"
+    )
+    written = {"age": 58, "sex": "Male", "cp": "non-anginal", "trestbps": 145, "chol": 233}
+    written |= {"restecg": "lv hypertrophy", "thalch": 96, "exang": True, "oldpeak": 2.3}
+    server = LlamaCppServer(
+        httpx2_mock, '{"tool": "predict_risk"}', json.dumps({"patient": written})
+    )
+    decided = await route_with(tmp_path, text, copilot_llm_routing="two-step")
+    stated = {"cp": "asymptomatic", "thalch": 150, "exang": False, "ca": 0}
+    assert decided.arguments == {"patient": written | stated}
+    assert len(server.bodies) == 2  # read in code: no retry
