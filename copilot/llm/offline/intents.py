@@ -668,6 +668,9 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
         (reading.has("pronoun") and bool(missing_required(explicit, card)))
         or (bool(valued) and not any(f.name in explicit for f in card.features if f.required))
     )
+    completed = _completed(explicit, memory, card) if not (what_if_said or relative) else None
+    if completed is not None:
+        return Intent(tool="predict_risk", arguments={"patient": completed})
     if memory.prediction_id is not None and (what_if_said or relative or about_him):
         unknown = unknown_inputs(masked, card)
         applicable = {**explicit, **changes.values}
@@ -769,6 +772,18 @@ def _kept(changed: dict[str, Any], memory: Memory, text: str) -> dict[str, Any]:
     if changed and memory.last_changes and _CUMULATIVE.search(text):
         return {**memory.last_changes, **changed}
     return changed
+
+
+def _completed(
+    explicit: dict[str, Any], memory: Memory, card: DatasetCard
+) -> dict[str, Any] | None:
+    """The last patient with the values it lacked, when it had too few for a risk (the
+    answer said what is missing) and this turn says only values it did not have: the
+    patient completed, scored anew, not a what-if on a risk never given."""
+    last = memory.patient or {}
+    if not last or not explicit or len(last) >= card.needed_features or set(explicit) & set(last):
+        return None
+    return {**last, **explicit}
 
 
 def _listed(values: dict[str, Any]) -> str:
