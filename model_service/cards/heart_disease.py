@@ -203,7 +203,7 @@ def _exertional() -> tuple[str, ...]:
     provoked by exertion", "treadmill-induced angina"): angina, a word of cause or time, and
     a word for the effort."""
     efforts = ("exercise", "exercising", "exertion", "effort", "treadmill")
-    links = ("on", "on the", "during", "when", "provoked by", "brought on by", "induced by")
+    links = ("on", "on the", "with", "during", "when", "provoked by", "brought on by", "induced by")
     said = {f"angina {link} {effort}" for link in links for effort in efforts}
     said |= {f"{effort}-{how} angina" for effort in efforts for how in ("induced", "provoked")}
     return tuple(sorted(said))
@@ -266,6 +266,7 @@ _HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
             "chest pain: none": "asymptomatic",
             "pain-free": "asymptomatic",
             "pain free": "asymptomatic",
+            "no pain": "asymptomatic",
             "atypical chest pain": "atypical angina",
             "non-anginal pain": "non-anginal",
             "non-cardiac chest pain": "non-anginal",
@@ -334,6 +335,7 @@ _HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
             "type 2 diabetes": True,
             "type 2 diabetic": True,
             "t2dm": True,
+            "dm": True,
         },
     ),
     "restecg": (

@@ -92,7 +92,7 @@ def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
             r"(?! ?(?:mg|mmol|bpm|mm|%|vessels?|points?|units?|/|\.\d))",
         ):
             found = re.search(pattern, text)
-            if found:
+            if found and not _named_before(found.start(1), feature, text, card):
                 return float(found.group(1))
         return None
     found = re.search(
@@ -120,6 +120,16 @@ def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
 
 # A name qualified as another measure: "LDL cholesterol 160" is no total cholesterol.
 _NOT_THIS = r"(?<!ldl )(?<!hdl )(?<!ldl-)(?<!hdl-)(?<!non-hdl )(?<!vldl )"
+
+
+def _named_before(start: int, feature: Feature, text: str, card: DatasetCard) -> bool:
+    """Whether another feature's name comes just before a number ("with BP at 120"): the
+    number is that feature's value."""
+    before = re.split(r"[,;:]", text[max(0, start - 16) : start])[-1]
+    names = "|".join(
+        _synonym_pattern(f) for f in card.features if f.name != feature.name and f.kind == "numeric"
+    )
+    return bool(re.search(rf"(?<![a-z])(?:{names})(?: at| of| is| was)? ?$", before))
 
 
 def _none_of(feature: Feature, names: str, text: str) -> float | None:
@@ -198,9 +208,20 @@ def _categorical(feature: Feature, text: str, card: DatasetCard) -> Any:
         if _ambiguous(word, feature, card):  # e.g. "normal": say which test
             if _said_of(feature, names, word, text, card):
                 return value
-        elif re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", text):
-            return value
+        else:
+            said = re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", text)
+            if said:
+                return _other_of_two(feature, value) if _negated(text, said.start()) else value
     return None
+
+
+def _other_of_two(feature: Feature, value: Any) -> Any:
+    """A value said negated ("if he weren't male"): the other one, when the feature has
+    two; else the value as said (a negation of one of many says nothing of which)."""
+    categories = feature.categories or ()
+    if len(categories) == 2 and value in categories:
+        return next(c for c in categories if c != value)
+    return value
 
 
 def _said_of(feature: Feature, names: str, word: str, text: str, card: DatasetCard) -> bool:
