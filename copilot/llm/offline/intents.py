@@ -681,9 +681,8 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
                 f"I can't apply {'; '.join(said)}.{kept} Say the new value, e.g. "
                 f"'what if his cholesterol were 200'. The model's inputs are: {_inputs(card)}."
             )
-        changed = _kept({**explicit, **changes.values}, memory, text) or _new_amount(
-            text, memory, card
-        )
+        changed = _kept(_new_only({**explicit, **changes.values}, memory), memory, text)
+        changed = changed or _new_amount(text, memory, card)
         if changed:
             return Intent(
                 tool="what_if",
@@ -796,11 +795,21 @@ def _completed(reading: Reading, context: _Context) -> Intent | None:
         return None
     if reading.has("what_if", "compare", "why") or _FOLLOW_ON.search(text):
         return None
+    if _FOCUS_WORDS.search(text):  # a question about the values ("does angina matter?")
+        return None
     changes = relative_changes(text, card, last)
     explicit = parse_patient(text, card, pronouns=False)
-    if changes.values or changes.problems or not explicit or set(explicit) & set(last):
+    if changes.values or changes.problems or len(explicit) < 2 or set(explicit) & set(last):
         return None
     return Intent(tool="predict_risk", arguments={"patient": {**last, **explicit}})
+
+
+def _new_only(said: dict[str, Any], memory: Memory) -> dict[str, Any]:
+    """The values said that differ from the last patient's ("the same man with a
+    cholesterol of 190": the cholesterol, not his sex), or all of them when none do."""
+    last = memory.patient or {}
+    new = {k: v for k, v in said.items() if last.get(k) != v}
+    return new or said
 
 
 def _listed(values: dict[str, Any]) -> str:

@@ -200,3 +200,24 @@ def test_values_a_risk_lacked_complete_the_patient(card: DatasetCard) -> None:
     }
     # a change of a value it had is a what-if, as after any prediction
     assert understand("what if her age were 60?", memory, card).tool == "what_if"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "what's fuelling that?",
+        "who's the culprit here?",
+        "what's to blame?",
+        "what's raising her risk?",
+        "the biggest single thing?",
+    ],
+)
+def test_what_a_risk_is_blamed_on_is_an_explanation(card: DatasetCard, text: str) -> None:
+    assert understand(text, AFTER, card).tool == "explain_prediction"
+
+
+def test_a_value_said_again_is_no_change(card: DatasetCard) -> None:
+    """'the same man with ...': his sex is said again, only the cholesterol changes."""
+    intent = understand("run the same man again with a cholesterol of 210", AFTER, card)
+    assert intent.tool == "what_if"
+    assert intent.arguments["changes"] == {"chol": 210.0}
