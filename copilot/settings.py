@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         f"openai-compatible servers (measured best with small local models), "
         f"{DEFAULT_ROUTING['openai']!r} for openai.",
     )
+    copilot_llm_reader_hint: bool = Field(
+        default=True,
+        description="Offer a real LLM the offline grammar's reading of each request (tool "
+        "and arguments, marked as a guess to check) before it chooses; false: the model "
+        "reads every request alone. No effect with the offline provider.",
+    )
     copilot_llm_timeout_seconds: float | None = Field(
         default=None,
         gt=0,

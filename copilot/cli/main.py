@@ -461,7 +461,7 @@ def eval_suites(
         typer.Argument(
             help="Suites (default: all): routing, follow-ups, compositional, approvals, "
             "adversarial, clinical, cohorts, monitoring, paraphrases, paraphrases-heldout, "
-            "paraphrases-heldout-2 (the last three reported, not gated)."
+            "paraphrases-heldout-2, paraphrases-heldout-3 (the last four reported, not gated)."
         ),
     ] = None,
     repeat: Annotated[

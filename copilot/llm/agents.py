@@ -34,6 +34,7 @@ def build_agents(settings: Settings, card: DatasetCard) -> Agents:
         model,
         card=card,
         routing=settings.llm_routing,
+        reader_hint=settings.copilot_llm_reader_hint,
         unavailable=functools.partial(unavailable, settings),
     )
     if settings.copilot_llm == "offline":

@@ -20,8 +20,9 @@ from typing import Any
 
 from copilot import units
 from copilot.facts import RouteRequest
+from copilot.llm.offline.cohorts import conditions_in
 from copilot.llm.offline.patients import parse_patient
-from copilot.llm.offline.text import NUMBER_WORDS, normalise, sites_in
+from copilot.llm.offline.text import NUMBER_WORDS, kinds_in, normalise, sites_in
 from model_service.cards import DatasetCard, Feature
 
 PATIENT_TOOLS = frozenset({"predict_risk", "explain_prediction", "what_if"})
@@ -132,6 +133,8 @@ def unmentioned(
     normal = normalise(request.text, card)  # typos fixed, number words as digits
     text = f"{request.text.lower()}\n{normal}"
     parsed = parse_patient(normal, card)
+    if tool == "show_rows":
+        return _unmentioned_rows(arguments, text)
     if tool not in PATIENT_TOOLS:
         return _unmentioned_conditions(arguments, request, text, parsed, card)
     known = _known_patients(request)
@@ -162,6 +165,95 @@ def unmentioned(
                 continue
             missing.append(f"{field}.{name}={value!r}")
     return missing
+
+
+# What makes a number in a request a row id: "row 12", "rows 3 and 7", "record #45", "id 300",
+# "patients 10, 11 and 12" (a patient numbered, not "a 67 yo patient").
+_ROW_WORDS = re.compile(
+    r"\b(?:rows?|records?|ids?|entr(?:y|ies)|lines?)\b|#\s?\d|\bno\.\s?\d|"
+    r"\bpatients? #?\d+(?![0-9])(?! ?(?:yo|y/o|years?|yrs|-year))"
+)
+# A range of row ids says every id in it: "records 1 through 5".
+_ROW_RANGE = re.compile(r"(?<![0-9.])(\d{1,4}) ?(?:through|thru|to|-|until) ?#?(\d{1,4})(?![0-9.])")
+
+
+def cannot_fill(tool: str, request: RouteRequest) -> str | None:
+    """Why `tool` cannot be what the request asks for, when its required arguments can come
+    from nowhere in it (None: they can): a model that chose it chooses again."""
+    if tool == "show_rows" and not _ROW_WORDS.search(request.text.lower()):
+        return "show_rows needs row ids, and the user named no row or record"
+    return None
+
+
+def _unmentioned_rows(arguments: dict[str, Any], text: str) -> list[str]:
+    """`row_ids=n` for each row id the text does not give as one: a number said without a
+    row word is a value ("a 67 yo man" is a patient, not row 67)."""
+    said = {n for n in _numbers(text) if n == int(n)} if _ROW_WORDS.search(text) else set()
+    for low, high in _ROW_RANGE.findall(text) if said else []:
+        if 0 < int(high) - int(low) < 50:
+            said |= {float(n) for n in range(int(low), int(high) + 1)}
+    return [
+        f"row_ids={row!r}"
+        for row in arguments.get("row_ids") or []
+        if not (isinstance(row, int) and float(row) in said)
+    ]
+
+
+_DIRECTION = {"<": -1, "<=": -1, ">": 1, ">=": 1}
+
+
+def misread_bounds(
+    arguments: dict[str, Any], request: RouteRequest, card: DatasetCard
+) -> list[str]:
+    """Cohort bounds read the wrong way round ("men under 45" written as age > 45): the
+    grammar reads the comparison words next to the number, and a condition on the same
+    feature and number that points the other way goes back with what the user said."""
+    said, _ = conditions_in(normalise(request.text, card), card)
+    problems = []
+    for condition in arguments.get("where") or []:
+        if not isinstance(condition, dict) or condition.get("op") not in _DIRECTION:
+            continue
+        for read in said:
+            same = read.get("feature") == condition.get("feature") and _same(
+                read.get("value"), condition.get("value")
+            )
+            if same and _DIRECTION.get(read.get("op", ""), 0) == -_DIRECTION[condition["op"]]:
+                problems.append(
+                    f"where.{condition['feature']} op {condition['op']!r} (the user said "
+                    f"{read['op']} {read['value']}: use op {read['op']!r})"
+                )
+    return problems
+
+
+STATED_TOOLS = frozenset({"predict_risk", "explain_prediction"})
+
+
+def as_stated(
+    tool: str, data: dict[str, Any], request: RouteRequest, card: DatasetCard
+) -> dict[str, Any]:
+    """A new patient's values as this message states them: a value the model wrote that
+    the conversation does not hold ("non-anginal" for "asymptomatic", a heart rate of 96 for
+    "max HR 150", exercise angina for "no angina on exertion") is replaced by the one the
+    card's grammar reads in the text, and a value the text states that the model left out
+    is added. Only for a patient to predict or explain (a what-if's text states old and new
+    values both); values the text does not state are left to the grounding check."""
+    patient = data.get("patient")
+    if tool not in STATED_TOOLS or not isinstance(patient, dict):
+        return data
+    normal = normalise(request.text, card)
+    text, parsed = f"{request.text.lower()}\n{normal}", parse_patient(normal, card)
+    features = {f.name: f for f in card.features}
+    stated = dict(patient)
+    for name, value in parsed.items():
+        written = patient.get(name)
+        if name not in features or (written is not None and _same(written, value)):
+            continue
+        said_otherwise = isinstance(written, bool) or not _mentioned(
+            features[name], written, text, {}
+        )  # a yes/no is "mentioned" by its name alone: the grammar reads its negation
+        if written is None or said_otherwise:
+            stated[name] = value
+    return {**data, "patient": stated}
 
 
 def _remembered_conditions(request: RouteRequest) -> list[dict[str, Any]]:
@@ -324,6 +416,14 @@ def named_features(request: RouteRequest, card: DatasetCard) -> list[str]:
         if any(re.search(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])", text) for w in words):
             found.add(feature.name)
     return [f.name for f in card.features if f.name in found]
+
+
+def without_unnamed_kinds(data: dict[str, Any], request: RouteRequest) -> dict[str, Any]:
+    """retrain_model's model kinds when the user named none: the model's choice, left out so
+    the default (every kind) decides; kinds the user named are kept as written."""
+    if data.get("model_kinds") and not kinds_in(request.text.lower()):
+        return _without(data, "model_kinds")
+    return data
 
 
 def without_invented_run_ids(data: dict[str, Any], request: RouteRequest) -> dict[str, Any]:

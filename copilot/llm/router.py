@@ -34,7 +34,8 @@ from pydantic_ai.usage import RunUsage
 from copilot.actions import STATE_CHANGING
 from copilot.facts import NOTHING_LEFT, Focus, PendingPatient, RouteRequest
 from copilot.llm.feedback import id_problems, patient_problems
-from copilot.llm.grounding import PATIENT_TOOLS, unmentioned
+from copilot.llm.grounding import PATIENT_TOOLS, cannot_fill, misread_bounds, unmentioned
+from copilot.llm.hint import read_hint
 from copilot.llm.offline.focus import question_focus
 from copilot.llm.offline.inputs import unknown_inputs
 from copilot.llm.offline.intents import pending_after, steps_in
@@ -106,6 +107,7 @@ class Router:
     unavailable: Callable[[ModelAPIError], str] | None  # what to tell people when it is down
     card: DatasetCard | None = None  # how requests are read (steps, explanation focus)
     two_step: TwoStep | None = None  # COPILOT_LLM_ROUTING=two-step
+    reader_hint: bool = False  # offer the grammar's reading to the model (`hint`)
 
 
 def _checks(card: DatasetCard | None) -> Callable[[str, BaseModel, RouteRequest], list[str]]:
@@ -118,6 +120,7 @@ def _checks(card: DatasetCard | None) -> Callable[[str, BaseModel, RouteRequest]
         if problems is None or card is None:
             return found
         found += problems(output, parse_patient(request.text.lower(), card))
+        found += misread_bounds(arguments, request, card)
         ungrounded = unmentioned(tool, arguments, request, card)
         if ungrounded:
             fields = sorted({u.split("=")[0] for u in ungrounded})
@@ -139,18 +142,21 @@ def build_router(
     json_mode: bool = False,
     routing: Routing | None = None,
     unavailable: Callable[[ModelAPIError], str] | None = None,
+    reader_hint: bool = False,
 ) -> Router:
     """The routing agent over `model` (offline or a real LLM); with `card`, patients in
     tool calls are checked against it and against the conversation, and sent back to the
     model when invalid. `routing` (else `json_mode`) picks the way to ask; the offline
-    model always routes with tools."""
+    model always routes with tools. `reader_hint` (a real model and a card): each request
+    goes to the model with the offline grammar's reading of it to check (`hint`)."""
     way: Routing = routing or ("json" if json_mode else "tools")
     if isinstance(model, OfflineModel):
         way = "tools"
     check = _checks(card)
     tools = _tools(card)
     router = _build(model, tools, json_mode=way == "json", unavailable=unavailable)
-    router = dataclasses.replace(router, card=card)
+    hinted = reader_hint and card is not None and not isinstance(model, OfflineModel)
+    router = dataclasses.replace(router, card=card, reader_hint=hinted)
     if way == "two-step":
         form = model.json_format if isinstance(model, TolerantModel) else _llama_cpp_format
         router = dataclasses.replace(
@@ -252,9 +258,18 @@ async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tup
         from turn to turn instead of reading the whole schema again."""
         return said
 
+    hint = (
+        await anyio.to_thread.run_sync(read_hint, request, router.card)
+        if router.reader_hint and router.card is not None
+        else None
+    )
     if router.two_step is None:
         result = await router.agent.run(
-            request.text, deps=request, instructions=context, usage=spent, model=bound
+            request.text,
+            deps=request,
+            instructions=[context, hint.for_call()] if hint else context,
+            usage=spent,
+            model=bound,
         )
         output = result.output
         if isinstance(output, str):
@@ -262,14 +277,27 @@ async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tup
         name = router.names[type(output)]
         return (None, output.text) if name == REPLY else (name, output)
     choice = await router.two_step.choose.run(
-        request.text, deps=request, instructions=context, usage=spent
+        request.text,
+        deps=request,
+        instructions=[context, hint.for_choice()] if hint else context,
+        usage=spent,
     )
+    unfit = cannot_fill(choice.output, request)
+    if unfit is not None:  # its required arguments can come from nowhere: choose again
+        again = f"Not {choice.output}: {unfit}. Choose another tool, or reply."
+        choice = await router.two_step.choose.run(
+            request.text,
+            deps=request,
+            instructions=[context, again, hint.for_choice()] if hint else [context, again],
+            usage=spent,
+        )
     narrowed = router.two_step.narrowed(choice.output, request)
     features, settings = narrowed if narrowed else ("", None)
+    draft = hint.for_arguments(choice.output) if hint else ""
     filled = await router.two_step.fill[choice.output].run(
         request.text,
         deps=request,
-        instructions=[features, context] if features else context,
+        instructions=[part for part in (features, context, draft) if part],
         usage=spent,
         model_settings=settings,
     )

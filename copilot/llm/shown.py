@@ -6,11 +6,13 @@ instances validate and dump the same) whose JSON schema has every `examples` dro
 every "e.g. ..." / "for example ..." clause cut from its descriptions; a `site` or `sites`
 field lists the dataset's sites instead: the allowed values, not an example. Validated
 with the turn's `RouteRequest` as context, a follow-up's reference to the last prediction
-is resolved first (`grounding.resolve_reference`), patient values are read in the card's
+is resolved first (`grounding.resolve_reference`), a new patient's values are the ones
+its message states (`grounding.as_stated`), patient values are read in the card's
 spelling ("Asymptomatic" is "asymptomatic") and in its units (a number copied from "BP 17.3
 kPa" becomes 130 mmHg: `units.in_card_units`), and an optional field written empty (null, [],
 {}: constrained JSON's way of not giving it) is left out, as are run ids the user never
-typed (`grounding.without_invented_run_ids`).
+typed (`grounding.without_invented_run_ids`) and model kinds a retrain's request never
+named (`grounding.without_unnamed_kinds`).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 
 from copilot.facts import RouteRequest
 from copilot.llm.grounding import (
+    as_stated,
     canonical_values,
     resolve_reference,
     without_invented_run_ids,
+    without_unnamed_kinds,
 )
 from copilot.llm.offline.patients import fasting_glucose_above
 from copilot.llm.offline.text import normalise
@@ -112,10 +116,13 @@ def _reader(tool: str, card: DatasetCard | None) -> Any:
             }
         if isinstance(info.context, RouteRequest) and card is not None:
             data = _in_card_units(info.context.text, data, card)
+            data = as_stated(tool, data, info.context, card)
         if isinstance(info.context, RouteRequest):
             data = resolve_reference(tool, data, info.context)
             if tool == "compare_runs":
                 data = without_invented_run_ids(data, info.context)
+            if tool == "retrain_model":
+                data = without_unnamed_kinds(data, info.context)
         return data
 
     return model_validator(mode="before")(classmethod(read))  # type: ignore[arg-type]

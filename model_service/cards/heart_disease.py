@@ -189,6 +189,26 @@ def _sloping(direction: str, value: str) -> dict[str, str | bool]:
     return dict.fromkeys(sorted(said), value)
 
 
+# A normal result said in a clinician's words; a word two tests share is read only when said
+# of one of them ("ECG unremarkable", "thallium within normal limits").
+_UNREMARKABLE: dict[str, str | bool] = {
+    "unremarkable": "normal",
+    "within normal limits": "normal",
+    "wnl": "normal",
+}
+
+
+def _exertional() -> tuple[str, ...]:
+    """The ways of saying angina comes with effort ("angina on the treadmill", "angina
+    provoked by exertion", "treadmill-induced angina"): angina, a word of cause or time, and
+    a word for the effort."""
+    efforts = ("exercise", "exercising", "exertion", "effort", "treadmill")
+    links = ("on", "on the", "with", "during", "when", "provoked by", "brought on by", "induced by")
+    said = {f"angina {link} {effort}" for link in links for effort in efforts}
+    said |= {f"{effort}-{how} angina" for effort in efforts for how in ("induced", "provoked")}
+    return tuple(sorted(said))
+
+
 # How people write about these features: (synonyms, words for values).
 _HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
     "age": (("age", "aged", "yo", "y/o", "year old", "years old", "yrs"), {}),
@@ -199,6 +219,10 @@ _HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
             "man": "Male",
             "m": "Male",
             "gentleman": "Male",
+            "gent": "Male",
+            "chap": "Male",
+            "fellow": "Male",
+            "bloke": "Male",
             "he": "Male",
             "his": "Male",
             "him": "Male",
@@ -232,6 +256,17 @@ _HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
             "asx": "asymptomatic",
             "no chest pain": "asymptomatic",
             "typical chest pain": "typical angina",
+            "typical anginal": "typical angina",
+            "classic angina": "typical angina",
+            "classical angina": "typical angina",
+            "classic anginal": "typical angina",
+            "atypical anginal": "atypical angina",
+            "no chest symptoms": "asymptomatic",
+            "chest pain none": "asymptomatic",
+            "chest pain: none": "asymptomatic",
+            "pain-free": "asymptomatic",
+            "pain free": "asymptomatic",
+            "no pain": "asymptomatic",
             "atypical chest pain": "atypical angina",
             "non-anginal pain": "non-anginal",
             "non-cardiac chest pain": "non-anginal",
@@ -283,10 +318,38 @@ _HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
             "glucose",
             "sugar",
         ),
-        {"diabetic": True, "diabetes": True, "not diabetic": False, "no diabetes": False},
+        {
+            "diabetic": True,
+            "diabetes": True,
+            "not diabetic": False,
+            "no diabetes": False,
+            # the fasting sugar said as a state of the patient
+            "hyperglycaemic": True,
+            "hyperglycemic": True,
+            "hyperglycaemia": True,
+            "hyperglycemia": True,
+            "normoglycaemic": False,
+            "normoglycemic": False,
+            "euglycaemic": False,
+            "euglycemic": False,
+            "type 2 diabetes": True,
+            "type 2 diabetic": True,
+            "t2dm": True,
+            "dm": True,
+        },
     ),
     "restecg": (
-        ("resting ecg", "ecg", "ekg", "restecg", "electrocardiogram", "resting electrocardiogram"),
+        (
+            "resting ecg",
+            "ecg",
+            "ekg",
+            "restecg",
+            "electrocardiogram",
+            "resting electrocardiogram",
+            "tracing",
+            "ecg tracing",
+            "resting tracing",
+        ),
         {
             "normal ecg": "normal",
             "normal ekg": "normal",
@@ -305,6 +368,8 @@ _HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
             "t wave inversion": "st-t abnormality",
             "t-wave inversion": "st-t abnormality",
             "normal electrocardiogram": "normal",
+            # words for a normal result the thallium test shares (so said of the test)
+            **_UNREMARKABLE,
         },
     ),
     "thalch": (
@@ -323,6 +388,14 @@ _HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
             "max pulse",
             "maximum pulse",
             "peak pulse",
+            "max rate",
+            "maximum rate",
+            "peak rate",
+            "top rate",
+            "top heart rate",
+            "top hr",
+            "hrmax",
+            "highest hr",
             "pulse",
             "hr",
         ),
@@ -346,6 +419,7 @@ _HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
             "chest pain with exercise",
             "exercise-induced chest pain",
             "exercise induced chest pain",
+            *_exertional(),
         ),
         {},
     ),
@@ -358,6 +432,9 @@ _HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
             "st-segment depression",
             "st drop",
             "depression of the st segment",
+            "st down",
+            "st depressed",
+            "st segment down",
         ),
         {},
     ),
@@ -420,6 +497,7 @@ _HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
             "normal thallium": "normal",
             "normal thal": "normal",
             "nl": "normal",
+            **_UNREMARKABLE,
         },
     ),
 }

@@ -127,7 +127,10 @@ def test_the_suites_load_and_cover_every_tool() -> None:
         load_suite("nope")
 
 
-@pytest.mark.parametrize("suite", ["paraphrases", "paraphrases-heldout", "paraphrases-heldout-2"])
+@pytest.mark.parametrize(
+    "suite",
+    ["paraphrases", "paraphrases-heldout", "paraphrases-heldout-2", "paraphrases-heldout-3"],
+)
 def test_the_paraphrase_suites_are_measured_not_gated(suite: str) -> None:
     paraphrases = load_suite(suite)
     assert suite in SUITES and suite in REPORT_ONLY
@@ -212,6 +215,33 @@ def test_the_second_held_out_suite_shares_no_request_or_name_with_any_other_suit
         *("cohort-what-if", "monitoring-history", "drift", "runs", "model-question"),
         *("lifecycle", "approvals", "polite", "odd-words", "decline", "clarify", "out-of-schema"),
     }
+    monitored = [c for c in held_out.cases if c.inputs.setup.monitored]
+    assert monitored and all(
+        any(s and s.tool == "monitoring_history" for s in (c.metadata or Expect()).steps)
+        for c in monitored
+    )
+
+
+def test_the_third_held_out_suite_shares_no_request_or_name_with_any_other_suite() -> None:
+    held_out = load_suite("paraphrases-heldout-3")
+    others = [name for name in SUITES if name != "paraphrases-heldout-3"]
+    shared = {name: _requests(name) & _requests("paraphrases-heldout-3") for name in others}
+    assert {name: found for name, found in shared.items() if found} == {}
+    names = {c.name for name in others for c in load_suite(name).cases}
+    assert not names & {c.name for c in held_out.cases}
+    steps = [s for c in held_out.cases for s in (c.metadata or Expect()).steps if s is not None]
+    assert {s.tool for s in steps} == {*TOOLS, None, ANY}  # every tool, and none at all
+    assert sum(s.arguments != {} for s in steps) >= 80  # arguments asserted where fixed
+    categories = [(c.metadata or Expect()).category for c in held_out.cases]
+    assert set(categories) == {
+        *("simple", "units", "typos", "explain", "what-if", "relative-what-if"),
+        *("counterfactual", "follow-up", "answer-question", "cohort-data", "feature-definition"),
+        *("cohort-model", "cohort-what-if", "monitoring-history", "drift", "runs"),
+        *("model-question", "lifecycle", "approvals", "polite", "decline", "clarify"),
+        "out-of-schema",
+    }
+    assert all(4 <= categories.count(c) <= 8 for c in set(categories))
+    assert sum(len(c.inputs.steps) > 1 for c in held_out.cases) >= 30  # follow-ups over turns
     monitored = [c for c in held_out.cases if c.inputs.setup.monitored]
     assert monitored and all(
         any(s and s.tool == "monitoring_history" for s in (c.metadata or Expect()).steps)

@@ -14,6 +14,9 @@ optional unit, UP/DOWN the words of a direction:
     F plus|minus N                "cholesterol minus 20"
     RAISE|LOWER [his|the] F     (no amount: asked back, never guessed)
     HALVE|DOUBLE[D] [his] F     "halved his ST depression", "double the vessels"
+    F UP|DOWN of|by N             "a cholesterol reduction of 50", "a BP rise of 10"
+    UP|DOWN in|of [his] F of|by N "a reduction in cholesterol of 50"
+    UP|DOWN of|by N in|of [his] F "a drop of 15 in his blood pressure"
     in N years [time] | N years from now   (age, later)
     ..., and [his] F by N       a second change with the first one's direction
 
@@ -72,7 +75,7 @@ _FACTORS = {
     "three times": 3.0,
 }
 _LINK = r"(?: (?:is|was|were|be|being|at|of|would be|went|goes|got|gets|had|has|came|comes))?"
-_BY = r"(?: by)?"
+_BY = r"(?: by| of)?"
 
 
 known_words(_UP, _DOWN, _RAISE, _LOWER, _TAKE, _ADD, " ".join(_FACTORS))
@@ -100,7 +103,8 @@ def _amount(token: str) -> float:
 
 
 def _patterns(feature: Feature) -> list[re.Pattern[str]]:
-    f = rf"(?<![a-z]){_names(feature)}(?![a-z])"
+    # "LDL cholesterol dropped by 40" is no change of (total) cholesterol
+    f = rf"(?<![a-z])(?<!ldl )(?<!hdl )(?<!ldl-)(?<!hdl-){_names(feature)}(?![a-z])"
     own = r"(?:(?:his|her|their|the|its|patient's|the patient's) )?"
     patterns = [
         rf"{f}{_LINK} {_AMOUNT}{_UNIT} (?P<dir>{_UP}|{_DOWN})\b",
@@ -114,6 +118,9 @@ def _patterns(feature: Feature) -> list[re.Pattern[str]]:
         rf"\b{_AMOUNT} (?P<dir>{_UP}|{_DOWN})(?: (?:{_UNIT_WORDS}))?(?: (?:in|of|on|for|from))?"
         rf" {own}{f}",
         rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f}(?: by)? {_AMOUNT}{_UNIT}",
+        # the change as a noun: "a reduction in cholesterol of 50", "a drop of 15 in his BP"
+        rf"\b(?P<dir>{_UP}|{_DOWN}) (?:in|of) {own}{f} (?:of|by) {_AMOUNT}{_UNIT}",
+        rf"\b(?P<dir>{_UP}|{_DOWN}) (?:of|by) {_AMOUNT}{_UNIT} (?:in|of|on) {own}{f}",
         rf"\b(?:{_LOWER}|cut|halve) {own}{f} (?:in|by) (?P<factor>half)\b",
         # an amount taken off or put on: "take 20 off his cholesterol", "add 10 to the BP",
         # "knock 15 points off", "shave 0.5 off the ST depression"

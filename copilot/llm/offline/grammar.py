@@ -64,7 +64,10 @@ CUES: dict[str, re.Pattern[str]] = {
         "play* a part, making him, making her, makes him, makes her, made him, made her, "
         "coming from, what's making, what is making, under the hood, decode, dissect*, "
         "spell out, spell it out, tip* it, tip* the balance, tip* the scale*, interpret*, "
-        "concerning, worrying, worrisome, red flag*"
+        "concerning, worrying, worrisome, red flag*, "
+        # what a risk is blamed on ("what's fuelling it", "the main culprits")
+        "fuel*, fuelling, fueling, to blame, culprit*, what's elevating, what is elevating, "
+        "raising ~ risk, raising it, boosting ~ risk, biggest thing, biggest single, main thing"
     ),
     # predict_risk: asking for a risk
     "risk": _words(

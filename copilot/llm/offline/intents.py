@@ -144,13 +144,15 @@ _BARE_NUMBER = re.compile(
 class Intent(BaseModel):
     """One tool call with its arguments, or (tool None) a reply to give instead. A reply
     that asks for a patient's missing values carries the patient so far (`pending`) and
-    the features it asks for (`asked_for`): see `pending_after`."""
+    the features it asks for (`asked_for`): see `pending_after`. `declined`: the reply
+    refuses a request outside the tools (not a question back, not "I'm not sure")."""
 
     tool: str | None
     arguments: dict[str, Any] = {}
     reply: str | None = None
     pending: dict[str, Any] | None = None
     asked_for: list[str] = []
+    declined: bool = False
 
 
 def _clarify(text: str) -> Intent:
@@ -215,7 +217,7 @@ def understand(
     if declined is None and _approval_only(lowered, card):
         declined = APPROVAL_REPLY
     if declined is not None:
-        return Intent(tool=None, reply=NOTHING_LEFT) if done else _clarify(declined)
+        return Intent(tool=None, reply=NOTHING_LEFT if done else declined, declined=not done)
     clauses = split_clauses(lowered, card)
     shared = parse_patient(lowered, card) if len(clauses) > 1 else {}
     context = _Context(text.strip()[:500], memory, card, shared, [])
@@ -653,7 +655,7 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
     one that cannot be applied is said back, never dropped."""
     memory, card, text = context.memory, context.card, reading.text
     changes = relative_changes(text, card, memory.patient)
-    masked = _masked(text, changes.spans + _replaced(text))
+    masked = " ".join(_masked(text, changes.spans + _replaced(text)).split())
     patient = parse_patient(masked, card)
     explicit = parse_patient(masked, card, pronouns=False)
     if not explicit and len(context.shared) >= 2:
@@ -693,9 +695,8 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
                 f"I can't apply {'; '.join(said)}.{kept} Say the new value, e.g. "
                 f"'what if his cholesterol were 200'. The model's inputs are: {_inputs(card)}."
             )
-        changed = _kept({**explicit, **changes.values}, memory, text) or _new_amount(
-            text, memory, card
-        )
+        changed = _kept(_new_only({**explicit, **changes.values}, memory), memory, text)
+        changed = changed or _new_amount(text, memory, card)
         if changed:
             return Intent(
                 tool="what_if",
@@ -737,7 +738,7 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
 _REPLACED = re.compile(
     r"\b(?:swap|swapping|replace|replacing|switch|switching|exchange|trade|change|changing)"
     r"(?: out)?(?P<old> (?:the |his |her |their )?[a-z0-9.' -]{1,30}?) (?=(?:for|with|by)\b)|"
-    r"\bfrom(?P<old2> [a-z0-9.' -]{1,30}?) (?=to\b)|"
+    r"\b(?P<old2>from [a-z0-9.' -]{1,30}?) (?=to\b)|"
     r"\b(?:instead of|rather than|in place of)(?P<old3> (?:a |an |the |his |her )?[a-z0-9.'-]{1,20}"
     r"(?: [a-z0-9.'-]{1,20})?)"
 )
@@ -759,20 +760,34 @@ _BARE_AMOUNT = re.compile(
 )
 
 
+# A bare amount relative to the last what-if's ("and 20 lower than that?", "10 more?").
+_BARE_STEP = re.compile(
+    r"^(?:and|but|now|ok|okay|then|what about|how about|or|try)? ?(?:another |a further )?"
+    r"(\d{1,4}(?:\.\d{1,2})?) (?:points? |units? |more |less )?"
+    r"(lower|higher|less|more|down|up|fewer)(?: (?:than that|still|again|on top))?\W*$"
+)
+
+
 def _new_amount(text: str, memory: Memory, card: DatasetCard) -> dict[str, Any]:
     """The last what-if again with its one numeric change set to a new amount: after "what
-    if his chol were 200", "and 180?" is cholesterol 180."""
-    bare = _BARE_AMOUNT.match(text)
+    if his chol were 200", "and 180?" is cholesterol 180, "and 20 lower than that?" 180."""
+    bare, step = _BARE_AMOUNT.match(text), _BARE_STEP.match(text)
+    last = dict(memory.last_changes or {})
     numeric = [
-        name
-        for name in (memory.last_changes or {})
-        if name in card.feature_names and card.feature(name).kind == "numeric"
+        name for name in last if name in card.feature_names and card.feature(name).kind == "numeric"
     ]
-    if bare is None or memory.last_tool != "what_if" or len(numeric) != 1:
+    if (bare is None and step is None) or memory.last_tool != "what_if" or len(numeric) != 1:
         return {}
     feature = card.feature(numeric[0])
-    value = float(bare.group(1))
-    return {**(memory.last_changes or {}), feature.name: int(value) if feature.integer else value}
+    if bare is not None:
+        value = float(bare.group(1))
+    else:
+        assert step is not None
+        sign = 1 if step.group(2) in {"higher", "more", "up"} else -1
+        value = float(last[feature.name]) + sign * float(step.group(1))
+        if feature.limits is not None and value not in feature.limits:
+            return {}
+    return {**last, feature.name: int(value) if feature.integer else value}
 
 
 def _kept(changed: dict[str, Any], memory: Memory, text: str) -> dict[str, Any]:
@@ -781,6 +796,34 @@ def _kept(changed: dict[str, Any], memory: Memory, text: str) -> dict[str, Any]:
     if changed and memory.last_changes and _CUMULATIVE.search(text):
         return {**memory.last_changes, **changed}
     return changed
+
+
+def _completed(reading: Reading, context: _Context) -> Intent | None:
+    """The last patient with the values it lacked, when it had too few for a risk (the
+    answer said what is missing) and this turn says only values it did not have, with no
+    change or question: the patient completed and scored anew, not a what-if on a risk
+    that was never given."""
+    memory, card, text = context.memory, context.card, reading.text
+    last = memory.patient or {}
+    if not last or len(last) >= card.needed_features:
+        return None
+    if reading.has("what_if", "compare", "why") or _FOLLOW_ON.search(text):
+        return None
+    if _FOCUS_WORDS.search(text):  # a question about the values ("does angina matter?")
+        return None
+    changes = relative_changes(text, card, last)
+    explicit = parse_patient(text, card, pronouns=False)
+    if changes.values or changes.problems or len(explicit) < 2 or set(explicit) & set(last):
+        return None
+    return Intent(tool="predict_risk", arguments={"patient": {**last, **explicit}})
+
+
+def _new_only(said: dict[str, Any], memory: Memory) -> dict[str, Any]:
+    """The values said that differ from the last patient's ("the same man with a
+    cholesterol of 190": the cholesterol, not his sex), or all of them when none do."""
+    last = memory.patient or {}
+    new = {k: v for k, v in said.items() if last.get(k) != v}
+    return new or said
 
 
 def _listed(values: dict[str, Any]) -> str:
@@ -803,6 +846,7 @@ _FRAMES = (
     _site,
     _data,
     _since,
+    _completed,
     _described_what_if,
     _patient,
 )

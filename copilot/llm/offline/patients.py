@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from copilot import units
-from copilot.llm.offline.text import NUMBER, NUMBER_WORDS, number
+from copilot.llm.offline.text import NUMBER, NUMBER_WORDS, known_words, number
 from model_service.cards import DatasetCard, Feature
 
 _YES = {"yes", "y", "true", "positive", "pos", "present", "1", "+"}
@@ -32,11 +32,14 @@ _LINK = (
     r"(?: ?(?:is|was|were|would be|went|goes|dropped|fell|rose|changed|came|got|gets|"
     r"reduced|lowered|raised|increased|decreased|brought|down|up|set|peaked|peaks|reached|"
     r"reaches|hit|hits|maxed out|topped out|maxed|topping out|peaking|peak|max|achieved|attained|"
-    r"recorded|climbed|got up|went up|measured|reads|read)){0,2}"
+    r"recorded|climbed|got up|went up|measured|reads|read|reading|level|value)){0,2}"
     r"(?: ?(?:actually|really|now|currently|only|just|more like|closer to|under control))?"
     r"(?: ?(?:of|=|:|at|to|->|is|was|were|around|about|, say|say|under|below|over|above|"
     r"to under|to below|of about|of around|at about|at around))? ?"
 )
+
+
+known_words(_LINK)  # "cholesterol reading 290": "reading" is a word, not a typo
 
 
 # A count of vessels said as a clinician would ("3 coloured vessels", "two-vessel disease",
@@ -70,7 +73,8 @@ def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
             r"(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
             # a record of fields that opens with sex and age ("male, 45, asymptomatic,
             # resting BP 142, chol 309, ..."); a short one ("man, 38, chol 180") is asked
-            r"\b(?:male|female|man|woman|m|f|gentleman|lady|guy|patient)[,:] (\d{2,3}),"
+            r"\b(?:male|female|man|woman|m|f|gentleman|lady|guy|gent|chap|fellow|bloke|patient)"
+            r"(?:[,:]| -) (\d{2,3}),"
             r"(?:[^,]{1,40},){2}",
             r"(?:^|: )(\d{2,3}), (?:male|female|man|woman|m|f),[^,]{1,40},[^,]{2,40}",
             # "how about at 50?", "and aged 45?": an age said alone after a follow-on word
@@ -88,11 +92,12 @@ def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
             r"(?! ?(?:mg|mmol|bpm|mm|%|vessels?|points?|units?|/|\.\d))",
         ):
             found = re.search(pattern, text)
-            if found:
+            if found and not _named_before(found.start(1), feature, text, card):
                 return float(found.group(1))
         return None
     found = re.search(
-        rf"(?<![a-z]){names}{link}{NUMBER}(?:\s*/\s*\d+| over \d{{2,3}})?\s*{units.SAID_UNIT}?",
+        rf"(?<![a-z]){_NOT_THIS}{names}{link}{NUMBER}(?:\s*/\s*\d+| over \d{{2,3}})?"
+        rf"\s*{units.SAID_UNIT}?",
         text,
     )
     if found is None:  # the value first: "a 190 cholesterol", "at 120 systolic"
@@ -106,11 +111,36 @@ def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
         if found is not None:
             return float(_VESSEL_COUNTS.get(found.group(1), found.group(1)))
     if found is None:
-        return None
+        return _none_of(feature, names, text)
     value = number(found.group(1))
     if found.lastindex == 2 and found.group(2):  # a unit said: in the card's, if it differs
         value = units.to_card_unit(feature.name, value, found.group(2))
     return value
+
+
+# A name qualified as another measure: "LDL cholesterol 160" is no total cholesterol.
+_NOT_THIS = r"(?<!ldl )(?<!hdl )(?<!ldl-)(?<!hdl-)(?<!non-hdl )(?<!vldl )"
+
+
+def _named_before(start: int, feature: Feature, text: str, card: DatasetCard) -> bool:
+    """Whether another feature's name comes just before a number ("with BP at 120"): the
+    number is that feature's value."""
+    before = re.split(r"[,;:]", text[max(0, start - 16) : start])[-1]
+    names = "|".join(
+        _synonym_pattern(f) for f in card.features if f.name != feature.name and f.kind == "numeric"
+    )
+    return bool(re.search(rf"(?<![a-z])(?:{names})(?: at| of| is| was)? ?$", before))
+
+
+def _none_of(feature: Feature, names: str, text: str) -> float | None:
+    """0 for a feature said to be absent ("no ST depression", "without ST depression"),
+    when 0 is one of its values on the card: not for a required feature, one whose 0 means
+    "not recorded", or one whose limits leave 0 out (a heart rate)."""
+    limits = feature.limits
+    if feature.required or feature.zero_means_missing or limits is None or 0 not in limits:
+        return None
+    absent = re.search(rf"\b(?:no|without|nil|zero|absent) {names}(?![a-z])", text)
+    return 0.0 if absent else None
 
 
 def _value_first(
@@ -178,9 +208,20 @@ def _categorical(feature: Feature, text: str, card: DatasetCard) -> Any:
         if _ambiguous(word, feature, card):  # e.g. "normal": say which test
             if _said_of(feature, names, word, text, card):
                 return value
-        elif re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", text):
-            return value
+        else:
+            said = re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", text)
+            if said:
+                return _other_of_two(feature, value) if _negated(text, said.start()) else value
     return None
+
+
+def _other_of_two(feature: Feature, value: Any) -> Any:
+    """A value said negated ("if he weren't male"): the other one, when the feature has
+    two; else the value as said (a negation of one of many says nothing of which)."""
+    categories = feature.categories or ()
+    if len(categories) == 2 and value in categories:
+        return next(c for c in categories if c != value)
+    return value
 
 
 def _said_of(feature: Feature, names: str, word: str, text: str, card: DatasetCard) -> bool:

@@ -71,7 +71,8 @@ _SEND = re.compile(
 _ADVICE = re.compile(
     r"\bprescri[a-z]{0,8}|\bdos(?:e|es|age|ing)\b|\bmedications?\b|\bmedicines?\b|"
     r"(?<!\bif )(?<!\bif a )(?<!\bif an )(?<!\bsuppose a )(?<!\bassuming a )"
-    r"(?<!\bwhat if a )\b(?:statins?|aspirin|beta.?blockers?)\b(?! took| brought| lowered| "
+    r"(?<!\bwhat if a )(?<!\btook a )(?<!\btook )(?<!\bstarted a )(?<!\bstarted )(?<!\bon a )"
+    r"\b(?:statins?|aspirin|beta.?blockers?)\b(?! took| brought| lowered| "
     r"got| cut| reduced| dropped)|"
     r"\b(?:should|must|can|could) (?:he|she|they|i|we|the patient) (?:take|be on|start|go on)\b|"
     r"\btreatment plan\b|\bwhat (?:drug|pill|treatment)s?\b|\bdiagnos[a-z]{0,6} (?:him|her)\b"

@@ -38,10 +38,19 @@ _RISK_CONDITION = re.compile(
 )
 
 
+# A clause that only acknowledges the last answer ("ok, and why?", "thanks - and the
+# drivers?"): no step of its own.
+_ACKNOWLEDGED = re.compile(
+    r"^(?:ok|okay|ok then|thanks|thank you|thx|cheers|great|cool|right|alright|all right|"
+    r"fine|good|got it|i see|sure|perfect|nice|understood|noted)\W*$"
+)
+
+
 def split_clauses(lowered: str, card: DatasetCard) -> list[str]:
     """The steps of a request, in order; "X if it drifted" without a drift check first
-    gets one ("check drift at <its site>")."""
-    clauses = _joined([c.strip(" ,.") for c in _STEP_SPLIT.split(lowered) if c.strip(" ,.")])
+    gets one ("check drift at <its site>"); an acknowledgement before a step is none."""
+    said = [c.strip(" ,.") for c in _STEP_SPLIT.split(lowered) if c.strip(" ,.")]
+    clauses = _joined([c for c in said if not _ACKNOWLEDGED.match(c)] or said)
     checked = False
     steps: list[str] = []
     for clause in clauses or [lowered]:

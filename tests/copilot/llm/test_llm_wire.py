@@ -15,6 +15,7 @@ import pytest
 import respx
 
 from copilot.facts import Memory, RouteRequest
+from copilot.llm.agents import build_agents
 from copilot.llm.providers import CONTEXT_MARKER, llm_model, unavailable, warm_up
 from copilot.llm.router import NOT_UNDERSTOOD, Route, _tools, build_router, route
 from copilot.llm.warm_cache import WARM_FOR_SECONDS, remember_warm, warmed_seconds_ago
@@ -51,7 +52,12 @@ def settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 async def route_with(
-    tmp_path: Path, text: str, memory: Memory | None = None, **overrides: Any
+    tmp_path: Path,
+    text: str,
+    memory: Memory | None = None,
+    *,
+    reader_hint: bool = False,
+    **overrides: Any,
 ) -> Route:
     configured = settings(tmp_path, **overrides)
     card = get_card("heart-disease")
@@ -60,6 +66,7 @@ async def route_with(
         card=card,
         routing=configured.llm_routing,
         unavailable=lambda error: unavailable(configured, error),
+        reader_hint=reader_hint,
     )
     return await route(router, RouteRequest(text, memory or Memory()))
 
@@ -651,3 +658,175 @@ async def test_a_follow_up_on_a_group_sees_the_last_call_and_keeps_its_condition
     systems = [m["content"] for m in server.bodies[0]["messages"] if m["role"] == "system"]
     context = json.loads(systems[-1].split("\n", 1)[1])
     assert context["last_call"] == {"tool": "model_performance", "arguments": {"where": [women]}}
+
+
+# 6. The offline grammar's reading, offered to the model as a hint to check.
+
+
+def _system(body: dict[str, Any]) -> str:
+    return "\n\n".join(m["content"] for m in body["messages"] if m["role"] == "system")
+
+
+async def test_the_grammars_reading_is_offered_after_the_context_and_the_model_decides(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    server = LlamaCppServer(
+        httpx2_mock, '{"tool": "predict_risk"}', json.dumps({"patient": PATIENT})
+    )
+    decided = await route_with(
+        tmp_path, PATIENT_TEXT, reader_hint=True, copilot_llm_routing="two-step"
+    )
+    assert (decided.tool, decided.arguments) == ("predict_risk", {"patient": PATIENT})
+    choose, fill = _system(server.bodies[0]), _system(server.bodies[1])
+    assert 'read this message as the tool "predict_risk"' in choose
+    static = choose.index("Now choose the one tool")  # the prefix a server keeps cached
+    assert static < choose.index("rule-based reader") and static < choose.index(CONTEXT_MARKER)
+    drafted = fill.split("A rule-based reader filled these arguments: ")[1].split(". Check")[0]
+    assert json.loads(drafted) == {"patient": PATIENT}
+
+
+async def test_a_model_that_overrules_the_reading_gets_no_draft_for_its_tool(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    server = LlamaCppServer(httpx2_mock, '{"tool": "explain_prediction"}', "{}")
+    decided = await route_with(
+        tmp_path, PATIENT_TEXT, REMEMBERED, reader_hint=True, copilot_llm_routing="two-step"
+    )
+    assert (decided.tool, decided.arguments) == ("explain_prediction", {"prediction_id": LAST})
+    assert "rule-based reader" not in _system(server.bodies[1])
+
+
+async def test_a_request_the_grammar_declines_is_offered_as_a_decline_to_weigh(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    server = LlamaCppServer(
+        httpx2_mock, '{"tool": "reply"}', json.dumps({"text": "I can't delete records."})
+    )
+    decided = await route_with(
+        tmp_path, "delete all records", reader_hint=True, copilot_llm_routing="two-step"
+    )
+    assert decided.tool is None and decided.reply == "I can't delete records."
+    assert "found no tool for this message and would answer" in _system(server.bodies[0])
+
+
+async def test_the_grammars_doubt_is_not_passed_on(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    server = LlamaCppServer(httpx2_mock, '{"tool": "reply"}', json.dumps({"text": "Hello."}))
+    await route_with(tmp_path, "hmm", reader_hint=True, copilot_llm_routing="two-step")
+    assert "rule-based reader" not in _system(server.bodies[0])
+
+
+async def test_one_step_routing_gets_the_tool_and_its_draft_at_once(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    answer = json.dumps({"result": {"kind": "model_info", "data": {}}})
+    server = LlamaCppServer(httpx2_mock, answer)
+    decided = await route_with(
+        tmp_path, "which model is live?", reader_hint=True, copilot_llm_routing="json"
+    )
+    assert decided.tool == "model_info"
+    system = _system(server.bodies[0])
+    assert 'as the tool "model_info"' in system and "filled these arguments: {}" in system
+
+
+def test_the_hint_is_on_for_real_models_and_never_for_the_offline_provider(
+    tmp_path: Path,
+) -> None:
+    card = get_card("heart-disease")
+    assert build_agents(settings(tmp_path), card).router.reader_hint is True
+    off = settings(tmp_path, copilot_llm_reader_hint=False)
+    assert build_agents(off, card).router.reader_hint is False
+    offline = Settings(copilot_llm="offline", copilot_home=tmp_path)
+    assert build_agents(offline, card).router.reader_hint is False
+
+
+# 7. Arguments a small model got wrong against the real server, read in code.
+
+
+async def test_an_age_is_not_a_row_id_the_model_chooses_again(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """What the real model did with "67 yo man, ...": show_rows with row 67."""
+    server = LlamaCppServer(
+        httpx2_mock,
+        '{"tool": "show_rows"}',
+        '{"tool": "predict_risk"}',
+        json.dumps({"patient": PATIENT}),
+    )
+    decided = await route_with(tmp_path, PATIENT_TEXT, copilot_llm_routing="two-step")
+    assert (decided.tool, decided.arguments) == ("predict_risk", {"patient": PATIENT})
+    assert "Not show_rows: show_rows needs row ids" in _system(server.bodies[1])
+
+
+async def test_a_row_id_needs_a_row_word_and_the_number(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    server = LlamaCppServer(
+        httpx2_mock,
+        '{"tool": "show_rows"}',
+        '{"row_ids": [12, 67]}',
+        '{"row_ids": [12]}',
+    )
+    decided = await route_with(tmp_path, "show me record #12", copilot_llm_routing="two-step")
+    assert decided.arguments == {"row_ids": [12]}
+    assert "row_ids=67" in server.messages(2)[-1]["content"]
+
+
+async def test_a_bound_read_the_wrong_way_round_goes_back_with_what_was_said(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """What the real model wrote for "men under 45 at Hungary": age > 45."""
+    men = {"feature": "sex", "op": "==", "value": "Male"}
+    hungary = {"feature": "site", "op": "==", "value": "Hungary"}
+    wrong = [men, {"feature": "age", "op": ">", "value": 45}, hungary]
+    right = [men, {"feature": "age", "op": "<", "value": 45}, hungary]
+    server = LlamaCppServer(
+        httpx2_mock,
+        '{"tool": "model_performance"}',
+        json.dumps({"where": wrong}),
+        json.dumps({"where": right}),
+    )
+    text = "how accurate is it for men under 45 at Hungary?"
+    decided = await route_with(tmp_path, text, copilot_llm_routing="two-step")
+    assert decided.arguments == {"where": right}
+    assert "where.age op '>' (the user said < 45" in server.messages(2)[-1]["content"]
+
+
+async def test_model_kinds_nobody_named_are_left_to_the_default(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    written = {"sites": ["Hungary"], "model_kinds": ["xgboost"], "reason": "drift"}
+    LlamaCppServer(httpx2_mock, '{"tool": "retrain_model"}', json.dumps(written))
+    decided = await route_with(tmp_path, "retrain on Hungary", copilot_llm_routing="two-step")
+    assert decided.arguments == {
+        "sites": ["Hungary"],
+        "model_kinds": ["logistic_regression", "random_forest", "xgboost"],
+        "reason": "drift",
+    }
+    LlamaCppServer(httpx2_mock, '{"tool": "retrain_model"}', json.dumps(written))
+    named = await route_with(
+        tmp_path, "train an xgboost on Hungary", copilot_llm_routing="two-step"
+    )
+    assert named.arguments["model_kinds"] == ["xgboost"]
+
+
+async def test_a_new_patients_values_are_the_ones_the_message_states(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """What the real model wrote for a full patient under constrained decoding: a chest pain
+    type and a heart rate nobody said, exercise angina for "no angina on exertion", and
+    the number of vessels left out."""
+    text = (
+        "58M, asymptomatic, BP 145, chol 233, LVH on ECG, max HR 150, no angina on "
+        "exertion, oldpeak 2.3, 0 vessels. What does the model say?"
+    )
+    written = {"age": 58, "sex": "Male", "cp": "non-anginal", "trestbps": 145, "chol": 233}
+    written |= {"restecg": "lv hypertrophy", "thalch": 96, "exang": True, "oldpeak": 2.3}
+    server = LlamaCppServer(
+        httpx2_mock, '{"tool": "predict_risk"}', json.dumps({"patient": written})
+    )
+    decided = await route_with(tmp_path, text, copilot_llm_routing="two-step")
+    stated = {"cp": "asymptomatic", "thalch": 150, "exang": False, "ca": 0}
+    assert decided.arguments == {"patient": written | stated}
+    assert len(server.bodies) == 2  # read in code: no retry

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from copilot.facts import Memory, RouteRequest
-from copilot.llm.grounding import unmentioned
+from copilot.llm.grounding import cannot_fill, unmentioned
 from copilot.llm.offline.intents import understand
 from model_service.cards import DatasetCard, get_card
 
@@ -251,3 +251,22 @@ def test_group_numbers_are_grounded_in_the_text(card: DatasetCard, text: str, to
     assert unmentioned(
         tool, {"where": [{"feature": "age", "op": ">", "value": 70}]}, RouteRequest(text), card
     )
+
+
+ROWS_GROUNDED = [
+    "pull up patients 10, 11 and 12 from the data",
+    "show me patient 17",
+    "show records 1 through 5",
+]
+
+
+@pytest.mark.parametrize("text", ROWS_GROUNDED)
+def test_numbered_patients_and_row_ranges_are_row_ids(card: DatasetCard, text: str) -> None:
+    routed, said = _call(card, text)
+    assert routed == "show_rows", (text, routed, said)
+    assert unmentioned("show_rows", said, RouteRequest(text), card) == []
+    assert cannot_fill("show_rows", RouteRequest(text)) is None
+
+
+def test_an_age_is_no_patient_number() -> None:
+    assert cannot_fill("show_rows", RouteRequest("patient 67 years old, chol 250")) is not None
