@@ -135,6 +135,9 @@ def unmentioned(
     parsed = parse_patient(normal, card)
     if tool == "show_rows":
         return _unmentioned_rows(arguments, text)
+    if tool == "check_drift" and isinstance(arguments.get("site"), str):
+        site = arguments["site"]
+        return [] if _said_site(site, request, card) else [f"site={site!r}"]
     if tool not in PATIENT_TOOLS:
         return _unmentioned_conditions(arguments, request, text, parsed, card)
     known = _known_patients(request)
@@ -418,12 +421,48 @@ def named_features(request: RouteRequest, card: DatasetCard) -> list[str]:
     return [f.name for f in card.features if f.name in found]
 
 
-def without_unnamed_kinds(data: dict[str, Any], request: RouteRequest) -> dict[str, Any]:
-    """retrain_model's model kinds when the user named none: the model's choice, left out so
-    the default (every kind) decides; kinds the user named are kept as written."""
-    if data.get("model_kinds") and not kinds_in(request.text.lower()):
+def without_unnamed_kinds(
+    data: dict[str, Any], request: RouteRequest, card: DatasetCard
+) -> dict[str, Any]:
+    """retrain_model's model kinds when the user named none (typos fixed: "xgbost"): the
+    model's choice, left out so the default (every kind) decides; kinds the user named are
+    kept as written."""
+    if data.get("model_kinds") and not kinds_in(normalise(request.text, card)):
         return _without(data, "model_kinds")
     return data
+
+
+# What says a time to start from: a date, or words of time ("since Monday", "last week").
+_TIME_WORDS = re.compile(
+    r"\d{4}-\d{2}|\b(?:since|last|past|recent(?:ly)?|latest|today|yesterday|tonight|"
+    r"week|month|year|hours?|days?|ago|morning|monday|tuesday|wednesday|thursday|friday|"
+    r"saturday|sunday)\b"
+)
+
+
+def without_invented_times(
+    tool: str, data: dict[str, Any], request: RouteRequest, card: DatasetCard
+) -> dict[str, Any]:
+    """check_drift's and monitoring_history's `since` when the text says no time, and the
+    history's `site` when neither the text nor the last call names it: the model's
+    invention ("2023-10-01"), left out (the history then covers every site)."""
+    if data.get("since") and not _TIME_WORDS.search(normalise(request.text, card)):
+        data = _without(data, "since")
+    site = data.get("site")
+    if (
+        tool == "monitoring_history"
+        and isinstance(site, str)
+        and not _said_site(site, request, card)
+    ):
+        data = _without(data, "site")
+    return data
+
+
+def _said_site(site: str, request: RouteRequest, card: DatasetCard) -> bool:
+    last = request.memory.last_arguments or {}
+    text = f"{request.text.lower()}\n{normalise(request.text, card)}"
+    named = site.lower() in text  # an unknown site is the tool's to refuse, by name
+    return named or site in sites_in(text, card) or site == last.get("site")
 
 
 def without_invented_run_ids(data: dict[str, Any], request: RouteRequest) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from copilot.actions import STATE_CHANGING
 from copilot.facts import NOTHING_LEFT, Focus, PendingPatient, RouteRequest
 from copilot.llm.feedback import id_problems, patient_problems
 from copilot.llm.grounding import PATIENT_TOOLS, cannot_fill, misread_bounds, unmentioned
-from copilot.llm.hint import read_hint
+from copilot.llm.hint import Hint, read_hint
 from copilot.llm.offline.focus import question_focus
 from copilot.llm.offline.inputs import unknown_inputs
 from copilot.llm.offline.intents import pending_after, steps_in
@@ -44,7 +44,7 @@ from copilot.llm.offline.text import normalise
 from copilot.llm.protocol import looks_like_protocol
 from copilot.llm.providers import OfflineModel, TolerantModel, context_block, json_format
 from copilot.llm.shown import shown
-from copilot.llm.two_step import REPLY, TwoStep, build_two_step
+from copilot.llm.two_step import FILL_RETRIES, REPLY, TwoStep, build_two_step
 from copilot.settings import Routing
 from copilot.units import UnitConversion, conversions_in
 from model_service.cards import DatasetCard
@@ -276,34 +276,68 @@ async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tup
             return None, output
         name = router.names[type(output)]
         return (None, output.text) if name == REPLY else (name, output)
-    choice = await router.two_step.choose.run(
-        request.text,
-        deps=request,
-        instructions=[context, hint.for_choice()] if hint else context,
-        usage=spent,
-    )
-    unfit = cannot_fill(choice.output, request)
-    if unfit is not None:  # its required arguments can come from nowhere: choose again
-        again = f"Not {choice.output}: {unfit}. Choose another tool, or reply."
-        choice = await router.two_step.choose.run(
-            request.text,
-            deps=request,
-            instructions=[context, again, hint.for_choice()] if hint else [context, again],
-            usage=spent,
+    tool = await _choose(router.two_step, request, context, hint, spent)
+    try:
+        filled = await _fill(router.two_step, tool, request, context, hint, spent)
+    except UnexpectedModelBehavior:  # no call of that tool fits: it was the wrong tool
+        if tool == REPLY:
+            raise
+        tries = FILL_RETRIES + 1
+        unfit = f"its arguments could not be filled from what the user said in {tries} tries"
+        failed, tool = (
+            tool,
+            await _choose(router.two_step, request, context, hint, spent, (tool, unfit)),
         )
-    narrowed = router.two_step.narrowed(choice.output, request)
+        if tool == failed:
+            raise
+        filled = await _fill(router.two_step, tool, request, context, hint, spent)
+    if tool == REPLY:
+        return None, getattr(filled, "text", "")
+    return tool, filled
+
+
+async def _choose(
+    steps: TwoStep,
+    request: RouteRequest,
+    context: Callable[[], str],
+    hint: Hint | None,
+    spent: RunUsage,
+    unfit: tuple[str, str] | None = None,
+) -> str:
+    """Step one: the tool. A tool whose required arguments can come from nowhere in the
+    request (`cannot_fill`), or (`unfit`) that could not be filled, is chosen again once,
+    with the reason."""
+    said: list[Any] = [context, hint.for_choice()] if hint else [context]
+    if unfit is not None:
+        said.insert(1, f"Not {unfit[0]}: {unfit[1]}. Choose another tool, or reply.")
+    choice = await steps.choose.run(request.text, deps=request, instructions=said, usage=spent)
+    reason = cannot_fill(choice.output, request) if unfit is None else None
+    if reason is None:
+        return choice.output
+    return await _choose(steps, request, context, hint, spent, (choice.output, reason))
+
+
+async def _fill(
+    steps: TwoStep,
+    tool: str,
+    request: RouteRequest,
+    context: Callable[[], str],
+    hint: Hint | None,
+    spent: RunUsage,
+) -> Any:
+    """Step two: the chosen tool's arguments, with the patient features the request gives
+    and, when the grammar read the same tool, its arguments to check."""
+    narrowed = steps.narrowed(tool, request)
     features, settings = narrowed if narrowed else ("", None)
-    draft = hint.for_arguments(choice.output) if hint else ""
-    filled = await router.two_step.fill[choice.output].run(
+    draft = hint.for_arguments(tool) if hint else ""
+    filled = await steps.fill[tool].run(
         request.text,
         deps=request,
         instructions=[part for part in (features, context, draft) if part],
         usage=spent,
         model_settings=settings,
     )
-    if choice.output == REPLY:
-        return None, getattr(filled.output, "text", "")
-    return choice.output, filled.output
+    return filled.output
 
 
 async def route(router: Router, request: RouteRequest) -> Route:

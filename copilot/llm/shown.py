@@ -11,8 +11,9 @@ its message states (`grounding.as_stated`), patient values are read in the card'
 spelling ("Asymptomatic" is "asymptomatic") and in its units (a number copied from "BP 17.3
 kPa" becomes 130 mmHg: `units.in_card_units`), and an optional field written empty (null, [],
 {}: constrained JSON's way of not giving it) is left out, as are run ids the user never
-typed (`grounding.without_invented_run_ids`) and model kinds a retrain's request never
-named (`grounding.without_unnamed_kinds`).
+typed (`grounding.without_invented_run_ids`), model kinds a retrain's request never
+named (`grounding.without_unnamed_kinds`), and times and history sites nobody said
+(`grounding.without_invented_times`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from copilot.llm.grounding import (
     canonical_values,
     resolve_reference,
     without_invented_run_ids,
+    without_invented_times,
     without_unnamed_kinds,
 )
 from copilot.llm.offline.patients import fasting_glucose_above
@@ -121,8 +123,10 @@ def _reader(tool: str, card: DatasetCard | None) -> Any:
             data = resolve_reference(tool, data, info.context)
             if tool == "compare_runs":
                 data = without_invented_run_ids(data, info.context)
-            if tool == "retrain_model":
-                data = without_unnamed_kinds(data, info.context)
+            if tool == "retrain_model" and card is not None:
+                data = without_unnamed_kinds(data, info.context, card)
+            if tool in {"check_drift", "monitoring_history"} and card is not None:
+                data = without_invented_times(tool, data, info.context, card)
         return data
 
     return model_validator(mode="before")(classmethod(read))  # type: ignore[arg-type]

@@ -28,6 +28,7 @@ from model_service.schemas import patient_model
 REPLY = "reply"
 CHOICE_MAX_TOKENS = 32
 ARGUMENTS_MAX_TOKENS = 400
+FILL_RETRIES = 2  # a fill's answers after its first, before the router chooses again
 # Both steps start with the same text (the router prompt and the tool list), so a server
 # that reuses the longest cached prompt prefix (llama.cpp) evaluates only what differs.
 _TOOLS = """Tools:
@@ -256,7 +257,7 @@ def build_two_step(
             output_type=TextOutput(_filler(name, input_model, card, check)),
             deps_type=RouteRequest,
             instructions=[*shared, prompt],
-            retries=2,
+            retries=FILL_RETRIES,
             model_settings=ModelSettings(
                 max_tokens=ARGUMENTS_MAX_TOKENS,
                 extra_body={"response_format": json_format(schema, name)},

@@ -119,8 +119,14 @@ def test_changes_relative_to_the_remembered_patient() -> None:
     assert unmentioned("what_if", {"changes": {"chol": 150}}, request, CARD) == ["changes.chol=150"]
 
 
-def test_other_tools_are_not_checked_for_patients() -> None:
-    assert unmentioned("check_drift", {"site": "Hungary"}, _request("drift?"), CARD) == []
+def test_other_tools_are_not_checked_for_patients_but_a_drift_site_must_be_said() -> None:
+    patient = {"site": "Hungary", "patient": PATIENT}
+    assert unmentioned("list_runs", patient, _request("runs?"), CARD) == []
+    assert unmentioned("check_drift", {"site": "Hungary"}, _request("drift?"), CARD) == [
+        "site='Hungary'"
+    ]
+    for said in ("drift at the hungarian site?", "drift at hungray?"):
+        assert unmentioned("check_drift", {"site": "Hungary"}, _request(said), CARD) == []
 
 
 @pytest.mark.parametrize(

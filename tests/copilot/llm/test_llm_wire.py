@@ -830,3 +830,92 @@ async def test_a_new_patients_values_are_the_ones_the_message_states(
     stated = {"cp": "asymptomatic", "thalch": 150, "exang": False, "ca": 0}
     assert decided.arguments == {"patient": written | stated}
     assert len(server.bodies) == 2  # read in code: no retry
+
+
+async def test_a_tool_whose_arguments_cannot_be_filled_is_chosen_again_once(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """What the real model did with "is it mostly his cholesterol or his age?": what_if with
+    changes nobody asked for, three times; then it chooses again, told why."""
+    invented = json.dumps({"changes": {"chol": 300}})
+    server = LlamaCppServer(
+        httpx2_mock,
+        '{"tool": "what_if"}',
+        invented,
+        invented,
+        invented,
+        '{"tool": "explain_prediction"}',
+        "{}",
+    )
+    decided = await route_with(
+        tmp_path,
+        "is it mostly his cholesterol or his age?",
+        REMEMBERED,
+        copilot_llm_routing="two-step",
+    )
+    assert (decided.tool, decided.arguments) == ("explain_prediction", {"prediction_id": LAST})
+    assert "Not what_if: its arguments could not be filled" in _system(server.bodies[4])
+    assert decided.usage["requests"] == 6
+
+
+async def test_choosing_the_same_tool_again_ends_the_turn_plainly(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    invented = json.dumps({"changes": {"chol": 300}})
+    server = LlamaCppServer(
+        httpx2_mock, '{"tool": "what_if"}', invented, invented, invented, '{"tool": "what_if"}'
+    )
+    decided = await route_with(
+        tmp_path, "is it mostly his cholesterol?", REMEMBERED, copilot_llm_routing="two-step"
+    )
+    assert decided.tool is None and "could not turn that into a valid request" in (
+        decided.reply or ""
+    )
+    assert len(server.bodies) == 5
+
+
+async def test_times_and_sites_nobody_said_are_left_out_or_sent_back(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """What the real model wrote for "drift?": a site and a start date nobody gave."""
+    invented = {"site": "VA Long Beach", "since": "2023-10-01T00:00:00Z", "patients": []}
+    server = LlamaCppServer(
+        httpx2_mock,
+        '{"tool": "check_drift"}',
+        *[json.dumps(invented)] * 3,
+        '{"tool": "reply"}',
+        json.dumps({"text": "Which site's data should I check?"}),
+    )
+    decided = await route_with(tmp_path, "drift?", copilot_llm_routing="two-step")
+    assert decided.tool is None and decided.reply == "Which site's data should I check?"
+    retry = server.messages(2)[-1]["content"]
+    assert "site='VA Long Beach'" in retry and "since" not in retry  # left out, not sent back
+    server = LlamaCppServer(
+        httpx2_mock,
+        '{"tool": "monitoring_history"}',
+        json.dumps({"site": "Hungary", "since": "2023-10-01T00:00:00Z", "metric": "auc"}),
+    )
+    decided = await route_with(
+        tmp_path, "has the AUC been getting worse?", copilot_llm_routing="two-step"
+    )
+    assert decided.arguments == {"metric": "auc"}
+    server = LlamaCppServer(
+        httpx2_mock,
+        '{"tool": "monitoring_history"}',
+        json.dumps({"site": "Hungary", "since": "2026-11-01T00:00:00Z"}),
+    )
+    decided = await route_with(
+        tmp_path, "how has hungray drifted since last month?", copilot_llm_routing="two-step"
+    )
+    assert decided.arguments["site"] == "Hungary" and "since" in decided.arguments
+
+
+async def test_a_model_kind_named_with_a_typo_is_kept(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    written = {"sites": ["Hungary"], "model_kinds": ["xgboost"], "reason": "asked"}
+    LlamaCppServer(httpx2_mock, '{"tool": "retrain_model"}', json.dumps(written))
+    decided = await route_with(
+        tmp_path, "retrain an xgbost on Hungary", copilot_llm_routing="two-step"
+    )
+    assert decided.arguments["model_kinds"] == ["xgboost"]
