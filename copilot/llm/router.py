@@ -325,8 +325,14 @@ async def _fill(
     hint: Hint | None,
     spent: RunUsage,
 ) -> Any:
-    """Step two: the chosen tool's arguments, with the patient features the request gives
-    and, when the grammar read the same tool, its arguments to check."""
+    """Step two: the chosen tool's arguments. When the model chose the tool the grammar
+    read, the grammar's arguments, if they pass every check a model's do (a small model
+    copies a draft worse than the grammar reads it: it drops values); otherwise the model
+    fills them, given the patient features the request names."""
+    if hint is not None and hint.tool == tool:
+        adopted = await anyio.to_thread.run_sync(steps.adopt, tool, hint.arguments, request)
+        if adopted is not None:
+            return adopted
     narrowed = steps.narrowed(tool, request)
     features, settings = narrowed if narrowed else ("", None)
     draft = hint.for_arguments(tool) if hint else ""

@@ -63,11 +63,14 @@ Check = Callable[[str, BaseModel, RouteRequest], list[str]]
 @dataclass(frozen=True)
 class TwoStep:
     """The agent that chooses a tool and one agent per tool that fills its arguments;
-    `narrowed` gives a patient tool's request its own schema and feature list."""
+    `narrowed` gives a patient tool's request its own schema and feature list; `adopt`
+    reads arguments written in code (the grammar's) as a fill's answer is read, None when
+    they would have gone back to the model."""
 
     choose: Agent[RouteRequest, str]
     fill: dict[str, Agent[RouteRequest, BaseModel]]
     narrowed: Callable[[str, RouteRequest], tuple[str, ModelSettings] | None]
+    adopt: Callable[[str, dict[str, Any], RouteRequest], BaseModel | None]
 
 
 def _summary(description: str) -> str:
@@ -263,4 +266,12 @@ def build_two_step(
                 extra_body={"response_format": json_format(schema, name)},
             ),
         )
-    return TwoStep(choose, fill, _narrower(tools, card, json_format))
+
+    def adopt(tool: str, data: dict[str, Any], request: RouteRequest) -> BaseModel | None:
+        try:
+            output = tools[tool][0].model_validate(data, context=request)
+        except ValidationError:
+            return None
+        return None if check(tool, output, request) else output
+
+    return TwoStep(choose, fill, _narrower(tools, card, json_format), adopt)

@@ -16,6 +16,7 @@ import respx
 
 from copilot.facts import Memory, RouteRequest
 from copilot.llm.agents import build_agents
+from copilot.llm.hint import Hint
 from copilot.llm.providers import CONTEXT_MARKER, llm_model, unavailable, warm_up
 from copilot.llm.router import NOT_UNDERSTOOD, Route, _tools, build_router, route
 from copilot.llm.warm_cache import WARM_FOR_SECONDS, remember_warm, warmed_seconds_ago
@@ -667,9 +668,28 @@ def _system(body: dict[str, Any]) -> str:
     return "\n\n".join(m["content"] for m in body["messages"] if m["role"] == "system")
 
 
-async def test_the_grammars_reading_is_offered_after_the_context_and_the_model_decides(
+async def test_the_grammars_reading_is_offered_and_its_arguments_used_when_chosen(
     httpx2_mock: respx.Router, tmp_path: Path
 ) -> None:
+    """The model chooses; when it chooses the tool the grammar read, the grammar's arguments
+    are read like a model's answer and no second request is made."""
+    server = LlamaCppServer(httpx2_mock, '{"tool": "predict_risk"}')
+    decided = await route_with(
+        tmp_path, PATIENT_TEXT, reader_hint=True, copilot_llm_routing="two-step"
+    )
+    assert (decided.tool, decided.arguments) == ("predict_risk", {"patient": PATIENT})
+    assert decided.usage["requests"] == 1
+    choose = _system(server.bodies[0])
+    assert 'read this message as the tool "predict_risk"' in choose
+    static = choose.index("Now choose the one tool")  # the prefix a server keeps cached
+    assert static < choose.index("rule-based reader") and static < choose.index(CONTEXT_MARKER)
+
+
+async def test_a_reading_that_fails_the_checks_is_a_draft_for_the_model(
+    httpx2_mock: respx.Router, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    misread = Hint("predict_risk", {"patient": {**PATIENT, "thalch": 400}})
+    monkeypatch.setattr("copilot.llm.router.read_hint", lambda request, card: misread)
     server = LlamaCppServer(
         httpx2_mock, '{"tool": "predict_risk"}', json.dumps({"patient": PATIENT})
     )
@@ -677,12 +697,9 @@ async def test_the_grammars_reading_is_offered_after_the_context_and_the_model_d
         tmp_path, PATIENT_TEXT, reader_hint=True, copilot_llm_routing="two-step"
     )
     assert (decided.tool, decided.arguments) == ("predict_risk", {"patient": PATIENT})
-    choose, fill = _system(server.bodies[0]), _system(server.bodies[1])
-    assert 'read this message as the tool "predict_risk"' in choose
-    static = choose.index("Now choose the one tool")  # the prefix a server keeps cached
-    assert static < choose.index("rule-based reader") and static < choose.index(CONTEXT_MARKER)
+    fill = _system(server.bodies[1])
     drafted = fill.split("A rule-based reader filled these arguments: ")[1].split(". Check")[0]
-    assert json.loads(drafted) == {"patient": PATIENT}
+    assert json.loads(drafted) == {"patient": {**PATIENT, "thalch": 400}}
 
 
 async def test_a_model_that_overrules_the_reading_gets_no_draft_for_its_tool(
