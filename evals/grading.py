@@ -52,14 +52,15 @@ def resolve(value: Any, outcome: Outcome, before: int) -> Any:
 
 
 EXACT = frozenset({"patient", "changes"})  # a patient's values: no more, no fewer
-# A cohort's conditions are a conjunction: "Hungarian women" is the same cohort whichever
-# condition is listed first.
-UNORDERED = frozenset({"where"})
+# Sets written as lists: a cohort's conditions are a conjunction ("Hungarian women" is the
+# same cohort whichever condition is listed first), and a retrain's sites and model kinds
+# are each given once, in no meaningful order ("add VA to Cleveland" trains on both).
+UNORDERED = frozenset({"where", "sites", "model_kinds"})
 
 
 def contains(actual: Any, expected: Any) -> bool:
     """`expected` is part of `actual`: dict keys recursively (all keys for a patient or
-    its changes), lists item by item (a cohort's conditions in any order), numbers within
+    its changes), lists item by item (the sets of `UNORDERED` in any order), numbers within
     1e-6."""
     if isinstance(expected, dict):
         return isinstance(actual, dict) and all(

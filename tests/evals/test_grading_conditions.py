@@ -1,5 +1,5 @@
-"""Argument grading of cohorts: a cohort's conditions are a conjunction, graded in any
-order; everything else keeps its order."""
+"""Argument grading of sets written as lists: a cohort's conditions (a conjunction) and a
+retrain's sites and model kinds are graded in any order; everything else keeps its order."""
 
 from evals.grading import contains
 
@@ -28,4 +28,14 @@ def test_other_lists_keep_their_order() -> None:
         {"feature": "trestbps", "op": "set", "value": 120},
     ]
     assert not contains({"changes": list(reversed(changes))}, {"changes": changes})
-    assert not contains({"sites": ["Hungary", "Cleveland"]}, {"sites": ["Cleveland", "Hungary"]})
+    assert not contains({"row_ids": [2, 1]}, {"row_ids": [1, 2]})
+
+
+def test_a_retrains_sites_and_kinds_are_sets() -> None:
+    said = {"sites": ["VA Long Beach", "Cleveland"], "model_kinds": ["xgboost", "random_forest"]}
+    expected = {
+        "sites": ["Cleveland", "VA Long Beach"],
+        "model_kinds": ["random_forest", "xgboost"],
+    }
+    assert contains(said, expected)
+    assert not contains({"sites": ["Cleveland"]}, {"sites": ["Cleveland", "VA Long Beach"]})
