@@ -476,14 +476,16 @@ def _runs(reading: Reading, _: _Context) -> Intent | None:
 
 
 def _about_a_patient(reading: Reading) -> bool:
-    return _patient_pronoun(reading) or reading.has("why") or bool(_FOCUS_WORDS.search(reading.text))
+    return (
+        _patient_pronoun(reading) or reading.has("why") or bool(_FOCUS_WORDS.search(reading.text))
+    )
 
 
 # "their" said of things just named ("the model's inputs and their units", "the features
 # with their ranges"), not of a patient.
 _THEIR_THINGS = re.compile(
     r"\b(?:features|inputs|variables|predictors|columns|fields|values|metrics|runs|versions|"
-    r"models|sites)\b(?: [a-z,']{1,15}){0,3} (?:their|they|them)\b"
+    r"models|sites)\b(?: [a-z,']{1,15}){0,6} (?:their|they|them)\b"
 )
 _PATIENT_PRONOUN = re.compile(r"\b(?:he|his|him|she|her|this patient|the patient|that patient)\b")
 
