@@ -202,11 +202,28 @@ def _exertional() -> tuple[str, ...]:
     """The ways of saying angina comes with effort ("angina on the treadmill", "angina
     provoked by exertion", "treadmill-induced angina"): angina, a word of cause or time, and
     a word for the effort."""
-    efforts = ("exercise", "exercising", "exertion", "effort", "treadmill")
-    links = ("on", "on the", "with", "during", "when", "provoked by", "brought on by", "induced by")
+    efforts = ("exercise", "exercising", "exertion", "effort", "treadmill", *_EXERCISE_TESTS)
+    links = ("on", "on the", "with", "during", "during the", "when", "provoked by", "induced by")
     said = {f"angina {link} {effort}" for link in links for effort in efforts}
-    said |= {f"{effort}-{how} angina" for effort in efforts for how in ("induced", "provoked")}
+    said |= {f"{effort}-{how} angina" for effort in efforts[:5] for how in ("induced", "provoked")}
+    said |= {f"angina brought on by {effort}" for effort in efforts[:5]}
     return tuple(sorted(said))
+
+
+# The exercise test by its names, whose result may be said of angina ("treadmill test
+# negative for angina", "angina during the stress test").
+_EXERCISE_TESTS = ("exercise test", "stress test", "treadmill test", "exercise ecg")
+
+
+def _exercise_test_results() -> dict[str, str | bool]:
+    """Angina said as the exercise test's result: "treadmill test negative for angina",
+    "stress test was positive for angina"."""
+    return {
+        f"{test}{link} {result} for angina": result == "positive"
+        for test in _EXERCISE_TESTS
+        for link in ("", " was")
+        for result in ("negative", "positive")
+    }
 
 
 # How people write about these features: (synonyms, words for values).
@@ -289,6 +306,8 @@ _HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
             "systolic pressure",
             "systolic bp",
             "pressure",
+            # a pressure said normal with its value ("normotensive at 118")
+            "normotensive",
         ),
         {},
     ),
@@ -421,7 +440,7 @@ _HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
             "exercise induced chest pain",
             *_exertional(),
         ),
-        {},
+        _exercise_test_results(),
     ),
     "oldpeak": (
         (

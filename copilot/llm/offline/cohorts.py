@@ -33,6 +33,7 @@ import itertools
 import re
 from typing import Any
 
+from copilot.llm.offline.changes import relative_changes
 from copilot.llm.offline.patients import parse_patient
 from copilot.llm.offline.text import (
     NUMBER,
@@ -183,8 +184,9 @@ _CF_ASK = (
     r"\bwhat would (?:it )?take\b|\bwhat (?:could|can|should|would|must|needs? to|has to|have "
     r"to) (?:[a-z']+ ){0,2}?change\b|\bhow (?:do|can|could|would|might|should) (?:we|i|you|he|she|"
     r"they|the patient|this patient|it) (?:get|bring|move|push|make|turn)\b|"
-    r"\b(?:smallest|smaller|minimal|minimum|least|fewest|cheapest|easiest|simplest|"
-    r"realistic|actionable) (?:[a-z]+ )?(?:changes?|tweaks?|adjustments?|modifications?|"
+    r"\b(?:smallest|smaller|slimmest|leanest|minimal|minimum|least|fewest|cheapest|easiest|"
+    r"simplest|shortest|quickest|lightest|realistic|actionable) (?:[a-z]+ )?(?:(?:set|number|"
+    r"package|combination|list) of )?(?:changes?|tweaks?|adjustments?|modifications?|"
     r"interventions?)\b|\b(?:which|what) (?:[a-z]+ )?(?:changes?|tweaks?|adjustments?)\b|"
     r"\bhow (?:much|far) would (?:[a-z']+ ){1,3}(?:need|have) to\b|"
     r"\bhow (?:do|can|could|would|might|should) (?:we|i|you|he|she|they|the patient|this patient) "
@@ -200,13 +202,19 @@ _CF_GOAL = (
     r"(?:decision |classification |risk )?(?:threshold|cut-?off|cut off|line|boundary|bar)\b|"
     r"\b(?:low|lower|less) risk\b|\blow-risk\b|\bno longer (?:be )?(?:flagged|positive|"
     r"predicted|classified|high|at risk|at high risk|a positive)|\bnot (?:be )?flagged\b|"
-    r"\bout of (?:the )?(?:positive|high[- ]risk|at[- ]risk|disease) (?:class|group|category|"
-    r"zone|bucket|range)\b|\b(?:flip|change|turn|reverse)s? (?:the |his |her |their |its )?"
+    r"\bout of (?:the )?(?:positive|high[- ]risk|at[- ]risk|disease|danger) (?:class|group|"
+    r"category|zone|bucket|range|bracket|band|tier|territory|column)\b|"
+    r"\b(?:flip|change|turn|reverse)s? (?:the |his |her |their |its )?"
     r"(?:prediction|label|classification|class|outcome|decision)\b|\bnegative (?:prediction|"
     r"class|label)\b|\b(?:lower|reduce|decrease|cut|drop)s? (?:his|her|their|the patient's|its) "
     r"risk\b|\b(?:under|below|beneath|less than) (?:0?\.\d{1,3}|\d{1,2}(?:\.\d)? ?(?:%|percent))|"
-    r"\b(?:predicted|classified|labell?ed|called|scored|considered) (?:as )?(?:healthy|negative|"
-    r"low|no disease|disease-free|not at risk)\b"
+    # the model's call on the patient, turned ("for the model to call him negative", "flips
+    # him to low risk", "gets her classed as healthy")
+    r"\b(?:predict|predicts|predicted|classify|classifies|classified|class|classed|label|"
+    r"labels|labell?ed|call|calls|called|score|scores|scored|consider|considers|considered|"
+    r"rate|rates|rated|flip|flips|flipped|move|moves|moved|put|puts|turn|turns)"
+    r"(?: (?:him|her|them|it|the patient|this patient|that patient))? (?:as |to |into )?"
+    r"(?:healthy|negative|low|no disease|disease-free|not at risk)\b"
 )
 _COUNTERFACTUAL = re.compile(
     rf"\bcounterfactual|(?:{_CF_ASK}).*(?:{_CF_GOAL})|(?:{_CF_GOAL}).*(?:{_CF_ASK})|"
@@ -316,6 +324,13 @@ _DATA_OVERALL = re.compile(
     r"(?:there|in (?:the|this|your|our) (?:data|dataset|data set|cohort)|(?:does|do) (?:the|this|"
     r"your|our|we) (?:data|dataset|data set)? ?(?:have|hold|contain))\b|"
     r"\bhow (?:big|large) is (?:the|this|your|our) (?:data|dataset|data set)\b|"
+    # where the data comes from: "what share of the dataset comes from Hungary", "how many of
+    # the records are from each site", "what fraction of the data is from Cleveland"
+    r"\b(?:share|fraction|proportion|percentage|part|portion|how much|how many|what %) of (?:the "
+    r"|our |this |your )?(?:data|dataset|data set|rows|records|patients|cases|samples|entries)"
+    r" (?:is |are |was |were |comes? |came |originates? )?(?:from|at|in)\b|"
+    r"\b(?:rows|records|patients|cases|samples|entries) (?:are |come )?(?:from|per|by|at) "
+    r"(?:each|every|which) (?:site|hospital|centre|center)\b|"
     r"\bsize of (?:the|this|your|our) (?:data|dataset|data set)\b|"
     r"\b(?:label|class|outcome) balance\b|"
     # how common the outcome is: "the disease rate in Switzerland", "prevalence among men"
@@ -639,7 +654,7 @@ def _top(text: str) -> int | None:
 
 def _counterfactual(text: str, card: DatasetCard, prediction_id: str | None) -> ToolCall | None:
     """counterfactual for a row, a patient described in the same request, or the last one."""
-    if not _COUNTERFACTUAL.search(text):
+    if not _COUNTERFACTUAL.search(text) or _stated_change(text, card):
         return None
     rows = _ROWS.search(text)
     if rows:
@@ -648,6 +663,26 @@ def _counterfactual(text: str, card: DatasetCard, prediction_id: str | None) -> 
     if len(patient) >= 3:  # "58 yo woman, typical angina, chol 280: what would it take ..."
         return "counterfactual", {"patient": patient}
     return ("counterfactual", {"prediction_id": prediction_id}) if prediction_id else None
+
+
+# A condition that states the change ("if his cholesterol were 190, would he fall below
+# the cut-off?", "were his BP 120, would he drop under the threshold?"): a what-if with
+# that change, not a search for one.
+_CONDITION = re.compile(
+    r"\b(?:if|suppose|supposing|assuming|imagine|say|were|was|had) (?:he|she|they|his|her|"
+    r"their|the patient|the patient's|we|you|i)\b[^,;?]{0,80}"
+)
+
+
+def _stated_change(text: str, card: DatasetCard) -> bool:
+    """Whether a condition of the request states a value or a change of one of the card's
+    features."""
+    for condition in itertools.islice(_CONDITION.finditer(text), 3):
+        said = condition.group(0)
+        changes = relative_changes(said, card, None)
+        if parse_patient(said, card, pronouns=False) or changes.values or changes.problems:
+            return True
+    return False
 
 
 def _cohort_what_if(text: str, card: DatasetCard) -> ToolCall | None:
@@ -839,6 +874,37 @@ def cohort_request(text: str, card: DatasetCard, prediction_id: str | None) -> T
         named = [f.name for f in card.features if f.name not in said and _named(f, text)]
         return "describe_data", {**_where(conditions), **({"features": named} if named else {})}
     return _described(text, card, conditions, named_only)
+
+
+# An age group said without its ages ("the elderly", "older patients", "young people"): the
+# card's age is a number, so which ages are meant is asked, never guessed.
+_VAGUE_AGES = re.compile(
+    r"\b(?:the (?:elderly|old|aged|young|very old|over-?aged)|elderly|seniors?|pensioners|"
+    r"(?:older|younger|old|young|middle[- ]aged|aged|geriatric) (?:patients|people|persons|adults|"
+    r"ones|cases|individuals|population|folks?|men|women|group|subjects))\b"
+)
+_AGE_SAID = re.compile(r"\d|\b(?:over|under|above|below|between)[- ](?:sixty|seventy|fifty|forty)")
+
+
+def vague_age_group(text: str, card: DatasetCard) -> str | None:
+    """The question to ask when a request about a group names it by an age word with no
+    ages ("is the model less accurate for the elderly"), with readings to type back; None
+    when ages are said, or the card has no age."""
+    if "age" not in card.feature_names or _AGE_SAID.search(text) or _ONE_PATIENT.search(text):
+        return None
+    said = _VAGUE_AGES.search(text)
+    if said is None:
+        return None
+    young = bool(re.search(r"young", said.group(0)))
+    bound = "under 45" if young else "over 65"
+    if _ACCURACY.search(text):
+        asked = f"how accurate is the model for patients {bound}"
+    else:
+        asked = f"describe the patients {bound}"
+    return (
+        f"Which ages do you mean by '{said.group(0)}'? Say them, e.g. '{bound}' or "
+        f"'between 45 and 65'. For example: \"{asked}\"."
+    )
 
 
 def asks_statistics(text: str, card: DatasetCard) -> bool:

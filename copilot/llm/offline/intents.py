@@ -56,7 +56,12 @@ from pydantic import BaseModel
 
 from copilot.facts import NOTHING_LEFT, Memory, Step
 from copilot.llm.offline.changes import relative_changes
-from copilot.llm.offline.cohorts import asks_statistics, changes_a_group, cohort_request
+from copilot.llm.offline.cohorts import (
+    asks_statistics,
+    changes_a_group,
+    cohort_request,
+    vague_age_group,
+)
 from copilot.llm.offline.focus import mentioned
 from copilot.llm.offline.followups import repeat_call
 from copilot.llm.offline.grammar import (
@@ -437,6 +442,15 @@ _ABOUT_THE_DATA = re.compile(
 )
 
 
+# Whether a registry alias is held at all ("is there a challenger?", "do we have a
+# challenger model at the moment?", "any previous champion to roll back to?").
+_ALIAS_HELD = re.compile(
+    r"\b(?:is there|are there|do we have|have we got|we have|we got|got|any|exists?|is one)"
+    r" (?:a |an |any |currently a |still a |already a )?(?:challenger|previous champion|"
+    r"candidate model|candidate version)(?: model| version)?(?! (?:better|worse|than|beat))\b"
+)
+
+
 def _runs(reading: Reading, _: _Context) -> Intent | None:
     """list_runs: "show me the last 4 runs", "runs trained on Hungary", "a summary of the
     last run" (one)."""
@@ -445,6 +459,8 @@ def _runs(reading: Reading, _: _Context) -> Intent | None:
         latest = 1 if re.search(r"\b(?:when|last|latest)\b", reading.text) else 5
         site = {"site": reading.sites[0]} if reading.sites else {}
         return Intent(tool="list_runs", arguments={"limit": latest, **site})
+    if _ALIAS_HELD.search(reading.text):  # the runs list each registered version's aliases
+        return Intent(tool="list_runs", arguments={"limit": 5})
     if not reading.has("runs"):
         return None
     named_only = len(reading.text.split()) <= 2  # "runs", "training runs?"
@@ -460,7 +476,25 @@ def _runs(reading: Reading, _: _Context) -> Intent | None:
 
 
 def _about_a_patient(reading: Reading) -> bool:
-    return reading.has("pronoun", "why") or bool(_FOCUS_WORDS.search(reading.text))
+    return (
+        _patient_pronoun(reading) or reading.has("why") or bool(_FOCUS_WORDS.search(reading.text))
+    )
+
+
+# "their" said of things just named ("the model's inputs and their units", "the features
+# with their ranges"), not of a patient.
+_THEIR_THINGS = re.compile(
+    r"\b(?:features|inputs|variables|predictors|columns|fields|values|metrics|runs|versions|"
+    r"models|sites)\b(?: [a-z,']{1,15}){0,6} (?:their|they|them)\b"
+)
+_PATIENT_PRONOUN = re.compile(r"\b(?:he|his|him|she|her|this patient|the patient|that patient)\b")
+
+
+def _patient_pronoun(reading: Reading) -> bool:
+    """Whether a pronoun of the request refers to a patient."""
+    if not reading.has("pronoun"):
+        return False
+    return not _THEIR_THINGS.search(reading.text) or bool(_PATIENT_PRONOUN.search(reading.text))
 
 
 def _model(reading: Reading, _: _Context) -> Intent | None:  # noqa: PLR0911
@@ -544,6 +578,14 @@ def _cohort(reading: Reading, context: _Context) -> Intent | None:
     )
 
 
+def _vague_ages(reading: Reading, context: _Context) -> Intent | None:
+    """A group named by an age word with no ages ("the elderly"): which ages, asked."""
+    if context.memory.prediction_id is not None and reading.has("pronoun"):
+        return None  # about the last patient ("if he were older")
+    question = vague_age_group(reading.text, context.card)
+    return None if question is None else _clarify(question)
+
+
 def _cohorts(reading: Reading, context: _Context) -> Intent | None:
     """The cohort and data tools (copilot.llm.offline.cohorts)."""
     found = cohort_request(reading.text, context.card, context.memory.prediction_id)
@@ -601,6 +643,11 @@ def _data(reading: Reading, context: _Context) -> Intent | None:
 _CHANGE_STARTS = re.compile(
     r"\b(?:what if|what would|what happens if|suppose|supposing|imagine|assuming|"
     r"if (?:we|you|he|she|they|his|her|their|the patient|it)|(?:with|had) (?:his|her|their) )|"
+    # a question about the risk of the patient just described, after them: "... how would
+    # her risk look in 5 years?", "...: where would his risk be a decade on?" (a what-if
+    # only when a change follows)
+    r"\b(?:and )?(?:how|where|what) (?:would|will|does|do|might|could|is) (?:his|her|their|the) "
+    r"(?:risk|score|prediction|odds|chances?|probability)\b|"
     # a verb that changes the patient just described: "take <patient> and lower his
     # cholesterol by 40", "if <patient> brought his BP to 120"
     r"\b(?:and |then )?(?:lower|lowers|lowered|lowering|raise|raises|raised|raising|reduce|"
@@ -641,7 +688,29 @@ def _described_what_if(reading: Reading, context: _Context) -> Intent | None:
             )
         if changed:
             return Intent(tool="what_if", arguments={"patient": patient, "changes": changed})
-    return None
+    return _later_in_life(reading.text, card)
+
+
+_TIME_SAID = re.compile(r"\b(?:years?|yrs?|decades?)\b")
+
+
+def _later_in_life(text: str, card: DatasetCard) -> Intent | None:
+    """what_if on a patient described and then put forward in time in the same request,
+    with no other change word ("<patient> - and in 5 years?", "<patient>: her risk a decade
+    on, all else the same?"): the patient is what comes before the time said."""
+    if "age" not in card.feature_names or not _TIME_SAID.search(text):
+        return None
+    described = parse_patient(text, card, pronouns=False)
+    if "age" not in described:
+        return None
+    found = relative_changes(text, card, described)
+    if set(found.values) != {"age"} or found.problems or not found.spans:
+        return None
+    start = min(span[0] for span in found.spans)
+    patient = parse_patient(text[:start], card, pronouns=False)
+    if len(patient) < 2 or patient.get("age") != described["age"]:
+        return None
+    return Intent(tool="what_if", arguments={"patient": patient, "changes": found.values})
 
 
 def _inputs(card: DatasetCard) -> str:
@@ -839,6 +908,7 @@ _FRAMES = (
     _history,
     _drift,
     _runs,
+    _vague_ages,
     _cohorts,
     _model,
     _answer,

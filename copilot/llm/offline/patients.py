@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from typing import Any
@@ -21,9 +22,12 @@ _NORMAL = {"normal", "low", "ok", "fine", "unremarkable"}
 
 
 def _synonym_pattern(feature: Feature) -> str:
+    """A feature's names, each with its words joined as people type them: by a space, a
+    hyphen or nothing ("max hr", "max-hr", "maxhr")."""
     names = feature.synonyms or (feature.display_name, feature.name.replace("_", " "))
     ordered = sorted({n.lower() for n in names}, key=len, reverse=True)
-    return "(?:" + "|".join(re.escape(n) for n in ordered) + ")"
+    joined = (re.escape(n).replace(r"\ ", "[ -]?").replace(r"\-", "[ -]?") for n in ordered)
+    return "(?:" + "|".join(joined) + ")"
 
 
 # Between a feature's name and its value: "chol 233", "cholesterol of 199", "BP was 140",
@@ -96,7 +100,7 @@ def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
                 return float(found.group(1))
         return None
     found = re.search(
-        rf"(?<![a-z]){_NOT_THIS}{names}{link}{NUMBER}(?:\s*/\s*\d+| over \d{{2,3}})?"
+        rf"(?<![a-z]){_NOT_THIS}{names}{_JOINER}{link}{NUMBER}(?:\s*/\s*\d+| over \d{{2,3}})?"
         rf"\s*{units.SAID_UNIT}?",
         text,
     )
@@ -117,6 +121,10 @@ def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
         value = units.to_card_unit(feature.name, value, found.group(2))
     return value
 
+
+# A hyphen glued to both a name and its value joins them ("chol-248"): no minus sign, which
+# is said apart from the name ("oldpeak -0.5").
+_JOINER = r"(?:-(?=\d))?"
 
 # A name qualified as another measure: "LDL cholesterol 160" is no total cholesterol.
 _NOT_THIS = r"(?<!ldl )(?<!hdl )(?<!ldl-)(?<!hdl-)(?<!non-hdl )(?<!vldl )"
@@ -181,6 +189,14 @@ def _by_unit(feature: Feature, text: str, card: DatasetCard) -> re.Match[str] | 
 _GLUCOSE = re.compile(r"\b(?:glucose|sugar|fbs|fpg)\b")
 
 
+@functools.lru_cache(maxsize=4096)
+def _word_pattern(word: str, *, digits: bool) -> re.Pattern[str]:
+    """A value word between word boundaries (digits too, when `digits`), compiled once: the
+    card has more of them than the `re` module keeps compiled."""
+    edge = "a-z0-9" if digits else "a-z"
+    return re.compile(rf"(?<![{edge}]){re.escape(word)}(?![{edge}])")
+
+
 def _words(feature: Feature) -> list[tuple[str, Any]]:
     words = dict(feature.value_words)
     for category in feature.categories or ():
@@ -209,19 +225,22 @@ def _categorical(feature: Feature, text: str, card: DatasetCard) -> Any:
             if _said_of(feature, names, word, text, card):
                 return value
         else:
-            said = re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", text)
-            if said:
-                return _other_of_two(feature, value) if _negated(text, said.start()) else value
+            said = _word_pattern(word, digits=True).search(text)
+            if said and not _negated(text, said.start()):
+                return value
+            if said and _other_of_two(feature, value) is not None:
+                return _other_of_two(feature, value)
     return None
 
 
 def _other_of_two(feature: Feature, value: Any) -> Any:
     """A value said negated ("if he weren't male"): the other one, when the feature has
-    two; else the value as said (a negation of one of many says nothing of which)."""
+    two; else None (a negation of one of many says nothing of which: "ECG without ST-T
+    abnormality" may still show hypertrophy), and the words go on being read."""
     categories = feature.categories or ()
     if len(categories) == 2 and value in categories:
         return next(c for c in categories if c != value)
-    return value
+    return None
 
 
 def _said_of(feature: Feature, names: str, word: str, text: str, card: DatasetCard) -> bool:
@@ -290,7 +309,7 @@ def _boolean(feature: Feature, text: str) -> bool | None:
     if re.search(rf"\b(?:no|without|denies) {names}", text):
         return False
     for word, value in _words(feature):
-        said = re.search(rf"(?<![a-z]){re.escape(word)}(?![a-z])", text)
+        said = _word_pattern(word, digits=False).search(text)
         if said:
             return bool(value) != _negated(text, said.start()) if value else False
     above = fasting_glucose_above(text) if feature.name == "fbs" else None
@@ -298,7 +317,7 @@ def _boolean(feature: Feature, text: str) -> bool | None:
     if level is not None:
         return level
     named = re.search(rf"(?<![a-z]){names}(?![a-z])", text)
-    if named and named.group(0) not in _LEVEL_ONLY:
+    if named and re.sub("[ -]", " ", named.group(0)) not in _LEVEL_ONLY:
         # named without a value: present ("exercise-induced angina"), unless negated
         return not _negated(text, named.start())
     return None
@@ -324,26 +343,41 @@ def _level(names: str, text: str) -> bool | None:
     return None
 
 
+# How a glucose is compared with a number: a bound above ("over", "more than", ">", "at
+# least") or below ("under", "less than", "<", "at most", "not above"), before the number;
+# "or less", "or more" after it. Verbs of a change may come between ("came down below").
+_ABOVE = r"over|above|more than|greater than|higher than|in excess of|>=?|≥|at least|no less than"
+_BELOW = (
+    r"under|below|less than|lower than|beneath|<=?|≤|at most|up to|no more than|no higher than|"
+    r"not (?:over|above|more than|greater than|higher than|exceeding)|at or below|within"
+)
+_GLUCOSE_SAID = re.compile(
+    r"(?<![a-z])(?:(?:fasting )?(?:plasma |blood )?(?:glucose|sugar)(?: level)?|fbs|fpg)"
+    r"(?: (?:fasting|reading|value|level))?"
+    r"(?:\s*(?:of|is|was|were|=|:|at|came|comes|come|went|goes|go|got|gets|get|fell|falls|"
+    r"dropped|drops|rose|rises|kept|brought|down|up|back|now|to|still|well|stays|stayed)){0,3}\s*"
+    rf"(?P<bound>{_ABOVE}|{_BELOW})?\s*(?P<value>{NUMBER})\s*(?P<unit>mmol/l|mmol|mg/dl)?"
+    r"(?: (?P<after>or (?:less|lower|under|below|more|higher|over|above)))?"
+)
+
+
 def fasting_glucose_above(text: str) -> bool | None:
-    """Whether a (fasting) glucose said as a number is above the card's 120 mg/dl line:
-    "fasting glucose 7.8 mmol/l" (a value under 30 is read as mmol/l), "fasting sugar over
-    120", "blood glucose 160 mg/dl fasting", "glucose of 95"."""
-    glucose = re.search(
-        r"(?<![a-z])(?:(?:fasting )?(?:plasma |blood )?(?:glucose|sugar)(?: level)?|fbs|fpg)"
-        r"\s*(?:of|is|was|were|=|:|at)?\s*"
-        rf"(over|above|under|below|>|<)?\s*{NUMBER}\s*(mmol/l|mmol|mg/dl)?",
-        text,
-    )
-    if glucose is None or glucose.group(2) in NUMBER_WORDS:
+    """Whether a (fasting) glucose said as a number, or bounded by one, is above the card's
+    120 mg/dl line (at or below it: False): "fasting glucose 7.8 mmol/l" (a value under 30
+    is read as mmol/l), "fasting sugar over 160", "glucose less than 110", "FBS not above
+    120", "blood sugar of 120 or less", "glucose >150 fasting". A bound that leaves both
+    sides open ("over 100") is read as its number."""
+    glucose = _GLUCOSE_SAID.search(text)
+    if glucose is None or glucose.group("value") in NUMBER_WORDS:
         return None
-    comparison, value, unit = glucose.group(1), number(glucose.group(2)), glucose.group(3)
+    value, unit = number(glucose.group("value")), glucose.group("unit")
     if unit in {"mmol/l", "mmol"} or (unit is None and value < 30):
         value *= units.GLUCOSE_MMOL_TO_MG_DL
-    if comparison in {"over", "above", ">"}:
-        return value >= 120
-    if comparison in {"under", "below", "<"}:
-        return not value > 120
-    return value > 120
+    bound, after = glucose.group("bound") or "", glucose.group("after") or ""
+    above = bool(re.fullmatch(_ABOVE, bound)) or after.endswith(("more", "higher", "over", "above"))
+    # over the line, or over a number at the line; at, under or "at most" a number at or
+    # under the line is at or under it (a bound on the far side is read as its number)
+    return value >= 120 if above else value > 120
 
 
 def _pronoun_sex(text: str) -> str | None:

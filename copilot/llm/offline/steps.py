@@ -38,11 +38,12 @@ _RISK_CONDITION = re.compile(
 )
 
 
-# A clause that only acknowledges the last answer ("ok, and why?", "thanks - and the
-# drivers?"): no step of its own.
+# A clause that only acknowledges the last answer or agrees to what it offered ("ok, and
+# why?", "thanks - and the drivers?", "yes, go ahead and explain"): no step of its own.
 _ACKNOWLEDGED = re.compile(
-    r"^(?:ok|okay|ok then|thanks|thank you|thx|cheers|great|cool|right|alright|all right|"
-    r"fine|good|got it|i see|sure|perfect|nice|understood|noted)\W*$"
+    r"^(?:(?:ok|okay|ok then|thanks|thank you|thx|cheers|great|cool|right|alright|all right|"
+    r"fine|good|got it|i see|sure|perfect|nice|understood|noted|yes|yeah|yep|yup|please|"
+    r"go ahead|go on|sure thing|by all means|absolutely|of course|certainly)(?:[ ,!.-]+|$)){1,4}$"
 )
 
 

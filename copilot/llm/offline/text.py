@@ -243,6 +243,13 @@ def _words_of(card: DatasetCard) -> frozenset[str]:
             for name in (*f.synonyms, *f.value_words, f.display_name)
             for word in re.findall(r"[a-z]+", name.lower())  # "down-sloping": "sloping" too
         }
+        # a feature's name of two words typed as one ("maxhr", "restingbp"): a word, no typo
+        | {
+            "".join(re.findall(r"[a-z]+", name.lower()))
+            for f in card.features
+            for name in f.synonyms
+            if len(re.findall(r"[a-z]+", name)) == 2
+        }
         | {word for site in sites(card) for word in site.lower().split()}
     )
 
