@@ -198,41 +198,39 @@ def test_the_held_out_suite_shares_no_request_with_the_development_one() -> None
     }
 
 
-def test_the_second_held_out_suite_shares_no_request_or_name_with_any_other_suite() -> None:
-    held_out = load_suite("paraphrases-heldout-2")
-    others = [name for name in SUITES if name != "paraphrases-heldout-2"]
-    shared = {name: _requests(name) & _requests("paraphrases-heldout-2") for name in others}
-    assert {name: found for name, found in shared.items() if found} == {}
-    names = {c.name for name in others for c in load_suite(name).cases}
+def _blind_suite(name: str) -> tuple[list[str], list[Any]]:
+    """A later held-out suite's checks shared by all of them (no request or case name shared
+    with another suite, every tool and none, arguments asserted where fixed, monitored cases
+    ask the history); its categories in case order, and its cases."""
+    held_out = load_suite(name)
+    others = [other for other in SUITES if other != name]
+    shared = {other: _requests(other) & _requests(name) for other in others}
+    assert {other: found for other, found in shared.items() if found} == {}
+    names = {c.name for other in others for c in load_suite(other).cases}
     assert not names & {c.name for c in held_out.cases}
     steps = [s for c in held_out.cases for s in (c.metadata or Expect()).steps if s is not None]
     assert {s.tool for s in steps} == {*TOOLS, None, ANY}  # every tool, and none at all
     assert sum(s.arguments != {} for s in steps) >= 80  # arguments asserted where fixed
-    categories = {(c.metadata or Expect()).category for c in held_out.cases}
-    assert categories == {
-        *("simple", "units", "typos", "explain", "what-if", "relative-what-if"),
-        *("counterfactual", "follow-up", "answer-question", "cohort-data", "cohort-model"),
-        *("cohort-what-if", "monitoring-history", "drift", "runs", "model-question"),
-        *("lifecycle", "approvals", "polite", "odd-words", "decline", "clarify", "out-of-schema"),
-    }
     monitored = [c for c in held_out.cases if c.inputs.setup.monitored]
     assert monitored and all(
         any(s and s.tool == "monitoring_history" for s in (c.metadata or Expect()).steps)
         for c in monitored
     )
+    return [(c.metadata or Expect()).category for c in held_out.cases], list(held_out.cases)
+
+
+def test_the_second_held_out_suite_shares_no_request_or_name_with_any_other_suite() -> None:
+    categories, _ = _blind_suite("paraphrases-heldout-2")
+    assert set(categories) == {
+        *("simple", "units", "typos", "explain", "what-if", "relative-what-if"),
+        *("counterfactual", "follow-up", "answer-question", "cohort-data", "cohort-model"),
+        *("cohort-what-if", "monitoring-history", "drift", "runs", "model-question"),
+        *("lifecycle", "approvals", "polite", "odd-words", "decline", "clarify", "out-of-schema"),
+    }
 
 
 def test_the_third_held_out_suite_shares_no_request_or_name_with_any_other_suite() -> None:
-    held_out = load_suite("paraphrases-heldout-3")
-    others = [name for name in SUITES if name != "paraphrases-heldout-3"]
-    shared = {name: _requests(name) & _requests("paraphrases-heldout-3") for name in others}
-    assert {name: found for name, found in shared.items() if found} == {}
-    names = {c.name for name in others for c in load_suite(name).cases}
-    assert not names & {c.name for c in held_out.cases}
-    steps = [s for c in held_out.cases for s in (c.metadata or Expect()).steps if s is not None]
-    assert {s.tool for s in steps} == {*TOOLS, None, ANY}  # every tool, and none at all
-    assert sum(s.arguments != {} for s in steps) >= 80  # arguments asserted where fixed
-    categories = [(c.metadata or Expect()).category for c in held_out.cases]
+    categories, cases = _blind_suite("paraphrases-heldout-3")
     assert set(categories) == {
         *("simple", "units", "typos", "explain", "what-if", "relative-what-if"),
         *("counterfactual", "follow-up", "answer-question", "cohort-data", "feature-definition"),
@@ -241,12 +239,7 @@ def test_the_third_held_out_suite_shares_no_request_or_name_with_any_other_suite
         "out-of-schema",
     }
     assert all(4 <= categories.count(c) <= 8 for c in set(categories))
-    assert sum(len(c.inputs.steps) > 1 for c in held_out.cases) >= 30  # follow-ups over turns
-    monitored = [c for c in held_out.cases if c.inputs.setup.monitored]
-    assert monitored and all(
-        any(s and s.tool == "monitoring_history" for s in (c.metadata or Expect()).steps)
-        for c in monitored
-    )
+    assert sum(len(c.inputs.steps) > 1 for c in cases) >= 30  # follow-ups over turns
 
 
 def test_pass_hat_k_is_all_k_trials_succeeding() -> None:
