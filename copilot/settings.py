@@ -65,9 +65,10 @@ class Settings(BaseSettings):
     )
     copilot_llm_reader_hint: bool = Field(
         default=True,
-        description="Offer a real LLM the offline grammar's reading of each request (tool "
-        "and arguments, marked as a guess to check) before it chooses; false: the model "
-        "reads every request alone. No effect with the offline provider.",
+        description="Offer a real LLM the offline grammar's reading of each request (a tool "
+        "and its arguments, a decline or a question back, marked as a guess to check); in "
+        "two-step routing the model first judges it right or wrong; false: the model reads "
+        "every request alone. No effect with the offline provider.",
     )
     copilot_llm_timeout_seconds: float | None = Field(
         default=None,

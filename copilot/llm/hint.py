@@ -1,17 +1,18 @@
 """The offline grammar's reading of a request, offered to a real LLM as a hint to check.
 
 The built-in grammar (`offline.intents.understand`) reads a request into a tool call in a
-few milliseconds, from the dataset card and the tool schemas. A small local model chooses
-far better when it checks a reading than when it starts from nothing, and a large one is
-free to overrule it: the hint is marked as a guess and the model still decides. In
-two-step routing, when the model chooses the tool the grammar read, the grammar's
-arguments are used if they pass every check a model's answer must pass (measured with a
-1.5B model: given the reading as a draft, it dropped most of a patient's values); when it
-chooses another tool, or they fail a check, the model fills the arguments itself (with the
-reading as a draft when the tool is the same). One-step routing (tools, json) shows tool
-and arguments at once. The grammar's own "I'm not sure" is not passed
-on: the model reads such a request alone. A request the grammar declines (out of scope,
-or a claim of approval with nothing to do) is passed on as a decline to weigh.
+few milliseconds, from the dataset card and the tool schemas. A small local model checks a
+reading far better than it chooses among twenty tools, and a large one is free to overrule
+it. In two-step routing the model's first step is to judge the reading right or wrong
+(`for_confirm`): right, and the grammar's arguments are used if they pass every check a
+model's answer must pass (else the model fills them, with the reading as a draft; a 1.5B
+model given the reading as a draft dropped most of a patient's values); wrong, and the
+model chooses and fills alone, as with no reading. One-step routing (tools, json) shows the
+reading (tool and arguments) as a guess beside the tools. The grammar's own "I'm not sure"
+is not passed on: the model reads such a request alone. A request the grammar declines (out
+of scope, or a claim of approval with nothing to do), or answers with a question (a
+patient's missing values, which patient, which site), is offered as that reply: confirmed,
+the grammar's reply is the answer (a question for missing values is remembered as always).
 
 `COPILOT_LLM_READER_HINT=false` turns it off (the model then reads every request alone).
 """
@@ -22,7 +23,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from copilot.facts import RouteRequest
+from copilot.facts import NOTHING_LEFT, RouteRequest
 from copilot.llm.offline.intents import Intent, understand
 from model_service.cards import DatasetCard
 
@@ -31,18 +32,25 @@ MAX_HINT_CHARACTERS = 1_500  # a long patient still fits; a pathological reading
 
 @dataclass(frozen=True)
 class Hint:
-    """What the grammar read: a tool and its arguments, or a decline (tool None)."""
+    """What the grammar read: a tool and its arguments, or (tool None) a reply: a decline,
+    or a question back (`asks`: the request lacks what a tool needs)."""
 
     tool: str | None
     arguments: dict[str, Any]
-    declined: str | None = None
+    reply: str | None = None
+    asks: bool = False
 
     def for_choice(self) -> str:
         """The line added when the model chooses the tool."""
         if self.tool is None:
+            found = (
+                "that this message lacks what a tool needs and would ask the user"
+                if self.asks
+                else "no tool for this message and would answer"
+            )
             return (
-                "A rule-based reader found no tool for this message and would answer: "
-                f"{json.dumps(self.declined)}. Choose reply if that is right."
+                f"A rule-based reader found {found}: {json.dumps(self.reply)}. Choose reply "
+                "if that is right."
             )
         return (
             f'A rule-based reader read this message as the tool "{self.tool}". It is usually '
@@ -63,6 +71,20 @@ class Hint:
             "what is wrong, add what it missed."
         )
 
+    def for_confirm(self, summaries: dict[str, str]) -> str:
+        """The reading in words, for the model to confirm or reject (two-step routing)."""
+        if self.reply == NOTHING_LEFT:
+            return "no tool: every step of the user's request is done"
+        if self.tool is None and self.asks:
+            return f"no tool yet: it would ask the user {json.dumps(self.reply)}"
+        if self.tool is None:
+            return f"no tool: it would answer {json.dumps(self.reply)}"
+        shown = json.dumps(self.arguments, sort_keys=True)
+        if len(shown) > MAX_HINT_CHARACTERS:
+            shown = "(arguments too long to show)"
+        summary = summaries.get(self.tool, "")
+        return f'the tool "{self.tool}" ({summary.rstrip(".")}) with the arguments {shown}'
+
     def for_call(self) -> str:
         """Both, for routing that chooses and fills in one answer (tools, json)."""
         if self.tool is None:
@@ -71,11 +93,12 @@ class Hint:
 
 
 def read_hint(request: RouteRequest, card: DatasetCard) -> Hint | None:
-    """The grammar's reading of `request` as a hint, or None when it is unsure or only
-    asks a question back (CPU work: call it from a worker thread)."""
+    """The grammar's reading of `request` as a hint, or None when it is unsure (CPU work:
+    call it from a worker thread)."""
     intent: Intent = understand(request.text, request.memory, card, request.done)
     if intent.tool is not None:
         return Hint(intent.tool, intent.arguments)
-    if intent.declined and intent.reply:
-        return Hint(None, {}, declined=intent.reply)
-    return None
+    if intent.unsure or not intent.reply:
+        return None
+    asks = not intent.declined and intent.reply != NOTHING_LEFT
+    return Hint(None, {}, reply=intent.reply, asks=asks)

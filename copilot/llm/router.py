@@ -276,9 +276,16 @@ async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tup
             return None, output
         name = router.names[type(output)]
         return (None, output.text) if name == REPLY else (name, output)
-    tool = await _choose(router.two_step, request, context, hint, spent)
+    steps = router.two_step
+    if hint is not None and await _confirmed(steps, request, context, hint, spent):
+        if hint.tool is None:
+            return None, hint.reply
+        tool = hint.tool
+    else:  # no reading, or the model judged it wrong: the model reads the request alone
+        hint = None
+        tool = await _choose(steps, request, context, spent)
     try:
-        filled = await _fill(router.two_step, tool, request, context, hint, spent)
+        filled = await _fill(steps, tool, request, context, hint, spent)
     except UnexpectedModelBehavior:  # no call of that tool fits: it was the wrong tool
         if tool == REPLY:
             raise
@@ -286,35 +293,54 @@ async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tup
         unfit = f"its arguments could not be filled from what the user said in {tries} tries"
         failed, tool = (
             tool,
-            await _choose(router.two_step, request, context, hint, spent, (tool, unfit)),
+            await _choose(steps, request, context, spent, (tool, unfit)),
         )
         if tool == failed:
             raise
-        filled = await _fill(router.two_step, tool, request, context, hint, spent)
+        filled = await _fill(steps, tool, request, context, hint, spent)
     if tool == REPLY:
         return None, getattr(filled, "text", "")
     return tool, filled
+
+
+async def _confirmed(
+    steps: TwoStep,
+    request: RouteRequest,
+    context: Callable[[], str],
+    hint: Hint,
+    spent: RunUsage,
+) -> bool:
+    """Step one with a reading: whether the model judges the grammar's reading right (a small
+    model checks a reading far better than it chooses among twenty tools; a large one
+    overrules a misreading). An answer that never parses counts as a no."""
+    reading = f"The reader's reading: {hint.for_confirm(steps.summaries)}."
+    try:
+        verdict = await steps.confirm.run(
+            request.text, deps=request, instructions=[context, reading], usage=spent
+        )
+    except UnexpectedModelBehavior:
+        return False
+    return verdict.output
 
 
 async def _choose(
     steps: TwoStep,
     request: RouteRequest,
     context: Callable[[], str],
-    hint: Hint | None,
     spent: RunUsage,
     unfit: tuple[str, str] | None = None,
 ) -> str:
-    """Step one: the tool. A tool whose required arguments can come from nowhere in the
-    request (`cannot_fill`), or (`unfit`) that could not be filled, is chosen again once,
-    with the reason."""
-    said: list[Any] = [context, hint.for_choice()] if hint else [context]
+    """Step one without a reading: the tool. A tool whose required arguments can come from
+    nowhere in the request (`cannot_fill`), or (`unfit`) that could not be filled, is chosen
+    again once, with the reason."""
+    said: list[Any] = [context]
     if unfit is not None:
-        said.insert(1, f"Not {unfit[0]}: {unfit[1]}. Choose another tool, or reply.")
+        said.append(f"Not {unfit[0]}: {unfit[1]}. Choose another tool, or reply.")
     choice = await steps.choose.run(request.text, deps=request, instructions=said, usage=spent)
     reason = cannot_fill(choice.output, request) if unfit is None else None
     if reason is None:
         return choice.output
-    return await _choose(steps, request, context, hint, spent, (choice.output, reason))
+    return await _choose(steps, request, context, spent, (choice.output, reason))
 
 
 async def _fill(

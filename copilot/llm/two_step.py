@@ -27,6 +27,7 @@ from model_service.schemas import patient_model
 
 REPLY = "reply"
 CHOICE_MAX_TOKENS = 32
+VERDICT_MAX_TOKENS = 16
 ARGUMENTS_MAX_TOKENS = 400
 FILL_RETRIES = 2  # a fill's answers after its first, before the router chooses again
 # Both steps start with the same text (the router prompt and the tool list), so a server
@@ -36,6 +37,10 @@ _TOOLS = """Tools:
 - reply: answer in words (out of scope, a question about the copilot, nothing left to do)."""
 _CHOOSE = """Now choose the one tool for the user's request, or reply. Answer with one JSON
 object: {"tool": "<name>"}."""
+_CONFIRM = """Now check a rule-based reader's reading of the user's request (given below). It
+is usually right about plain requests and can misread unusual wording. If it is what the user
+asks for, in this message and the conversation context, answer {"right": true}; if the user
+asks for something else, answer {"right": false}. One JSON object only."""
 _FILL = """Now fill in the arguments of {name} for the user's request, as one JSON object.
 Use only values the user gave in this message or the conversation context; leave out
 anything they did not give.
@@ -51,6 +56,12 @@ class Choice(BaseModel):
     tool: str
 
 
+class Verdict(BaseModel):
+    """Whether the reader's reading is what the user asks for."""
+
+    right: bool
+
+
 class Reply(BaseModel):
     """Words for the user when no tool fits."""
 
@@ -63,11 +74,14 @@ Check = Callable[[str, BaseModel, RouteRequest], list[str]]
 @dataclass(frozen=True)
 class TwoStep:
     """The agent that chooses a tool and one agent per tool that fills its arguments;
-    `narrowed` gives a patient tool's request its own schema and feature list; `adopt`
-    reads arguments written in code (the grammar's) as a fill's answer is read, None when
-    they would have gone back to the model."""
+    `confirm` asks whether a reading (the grammar's, `hint`) is right, `summaries` says each
+    tool in one line; `narrowed` gives a patient tool's request its own schema and feature
+    list; `adopt` reads arguments written in code (the grammar's) as a fill's answer is
+    read, None when they would have gone back to the model."""
 
     choose: Agent[RouteRequest, str]
+    confirm: Agent[RouteRequest, bool]
+    summaries: dict[str, str]
     fill: dict[str, Agent[RouteRequest, BaseModel]]
     narrowed: Callable[[str, RouteRequest], tuple[str, ModelSettings] | None]
     adopt: Callable[[str, dict[str, Any], RouteRequest], BaseModel | None]
@@ -217,11 +231,10 @@ def build_two_step(
         "properties": {"tool": {"type": "string", "enum": names}},
         "required": ["tool"],
     }
+    summaries = {name: _summary(d) for name, (_, d) in tools.items()}
     shared = [
         instructions,
-        _TOOLS.format(
-            tools="\n".join(f"- {name}: {_summary(d)}" for name, (_, d) in tools.items())
-        ),
+        _TOOLS.format(tools="\n".join(f"- {name}: {line}" for name, line in summaries.items())),
     ]
 
     def chosen(text: str) -> str:
@@ -239,6 +252,26 @@ def build_two_step(
         model_settings=ModelSettings(
             max_tokens=CHOICE_MAX_TOKENS,
             extra_body={"response_format": json_format(choice_schema, "choice")},
+        ),
+    )
+    verdict_schema = Verdict.model_json_schema()
+    verdict_schema.pop("title", None)
+
+    def judged(text: str) -> bool:
+        try:
+            return Verdict.model_validate(_json_object(text)).right
+        except ValidationError:
+            raise ModelRetry('Answer {"right": true} or {"right": false}, nothing else.') from None
+
+    confirm: Agent[RouteRequest, bool] = Agent(
+        model,
+        output_type=TextOutput(judged),
+        deps_type=RouteRequest,
+        instructions=[*shared, _CONFIRM],
+        retries=2,
+        model_settings=ModelSettings(
+            max_tokens=VERDICT_MAX_TOKENS,
+            extra_body={"response_format": json_format(verdict_schema, "verdict")},
         ),
     )
     fill: dict[str, Agent[RouteRequest, BaseModel]] = {}
@@ -274,4 +307,4 @@ def build_two_step(
             return None
         return None if check(tool, output, request) else output
 
-    return TwoStep(choose, fill, _narrower(tools, card, json_format), adopt)
+    return TwoStep(choose, confirm, summaries, fill, _narrower(tools, card, json_format), adopt)

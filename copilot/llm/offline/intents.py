@@ -150,7 +150,9 @@ class Intent(BaseModel):
     """One tool call with its arguments, or (tool None) a reply to give instead. A reply
     that asks for a patient's missing values carries the patient so far (`pending`) and
     the features it asks for (`asked_for`): see `pending_after`. `declined`: the reply
-    refuses a request outside the tools (not a question back, not "I'm not sure")."""
+    refuses a request outside the tools (not a question back, not "I'm not sure");
+    `unsure`: the reply is the grammar's "I'm not sure" (readings to choose from, or what
+    the copilot can do), not a question about this request."""
 
     tool: str | None
     arguments: dict[str, Any] = {}
@@ -158,6 +160,7 @@ class Intent(BaseModel):
     pending: dict[str, Any] | None = None
     asked_for: list[str] = []
     declined: bool = False
+    unsure: bool = False
 
 
 def _clarify(text: str) -> Intent:
@@ -246,7 +249,7 @@ def understand(
         return intent
     if done:
         return _clarify(f"I did not understand the rest of the request ({clause!r}).")
-    return _unsure(read(clause, card), context)
+    return _unsure(read(clause, card), context).model_copy(update={"unsure": True})
 
 
 def pending_after(

@@ -668,31 +668,34 @@ def _system(body: dict[str, Any]) -> str:
     return "\n\n".join(m["content"] for m in body["messages"] if m["role"] == "system")
 
 
-async def test_the_grammars_reading_is_offered_and_its_arguments_used_when_chosen(
+async def test_a_confirmed_reading_is_used_without_a_second_request(
     httpx2_mock: respx.Router, tmp_path: Path
 ) -> None:
-    """The model chooses; when it chooses the tool the grammar read, the grammar's arguments
-    are read like a model's answer and no second request is made."""
-    server = LlamaCppServer(httpx2_mock, '{"tool": "predict_risk"}')
+    """The model's first step judges the grammar's reading; judged right, the grammar's
+    arguments are read like a model's answer and no second request is made."""
+    server = LlamaCppServer(httpx2_mock, '{"right": true}')
     decided = await route_with(
         tmp_path, PATIENT_TEXT, reader_hint=True, copilot_llm_routing="two-step"
     )
     assert (decided.tool, decided.arguments) == ("predict_risk", {"patient": PATIENT})
     assert decided.usage["requests"] == 1
-    choose = _system(server.bodies[0])
-    assert 'read this message as the tool "predict_risk"' in choose
-    static = choose.index("Now choose the one tool")  # the prefix a server keeps cached
-    assert static < choose.index("rule-based reader") and static < choose.index(CONTEXT_MARKER)
+    confirm = _system(server.bodies[0])
+    reading = confirm.split("The reader's reading: ")[1]
+    assert reading.startswith('the tool "predict_risk" (')
+    shown = reading.split(" with the arguments ")[1].rsplit(".", 1)[0]
+    assert json.loads(shown) == {"patient": PATIENT}
+    static = confirm.index("Now check a rule-based reader's reading")  # cached on the server
+    assert static < confirm.index("The reader's reading") and static < confirm.index(CONTEXT_MARKER)
+    format_ = server.bodies[0]["response_format"]
+    assert format_["schema"]["properties"] == {"right": {"type": "boolean", "title": "Right"}}
 
 
-async def test_a_reading_that_fails_the_checks_is_a_draft_for_the_model(
+async def test_a_confirmed_reading_that_fails_the_checks_is_a_draft_for_the_model(
     httpx2_mock: respx.Router, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     misread = Hint("predict_risk", {"patient": {**PATIENT, "thalch": 400}})
     monkeypatch.setattr("copilot.llm.router.read_hint", lambda request, card: misread)
-    server = LlamaCppServer(
-        httpx2_mock, '{"tool": "predict_risk"}', json.dumps({"patient": PATIENT})
-    )
+    server = LlamaCppServer(httpx2_mock, '{"right": true}', json.dumps({"patient": PATIENT}))
     decided = await route_with(
         tmp_path, PATIENT_TEXT, reader_hint=True, copilot_llm_routing="two-step"
     )
@@ -702,28 +705,79 @@ async def test_a_reading_that_fails_the_checks_is_a_draft_for_the_model(
     assert json.loads(drafted) == {"patient": {**PATIENT, "thalch": 400}}
 
 
-async def test_a_model_that_overrules_the_reading_gets_no_draft_for_its_tool(
+async def test_a_reading_judged_wrong_leaves_the_model_to_read_alone(
     httpx2_mock: respx.Router, tmp_path: Path
 ) -> None:
-    server = LlamaCppServer(httpx2_mock, '{"tool": "explain_prediction"}', "{}")
+    server = LlamaCppServer(httpx2_mock, '{"right": false}', '{"tool": "explain_prediction"}', "{}")
     decided = await route_with(
         tmp_path, PATIENT_TEXT, REMEMBERED, reader_hint=True, copilot_llm_routing="two-step"
     )
     assert (decided.tool, decided.arguments) == ("explain_prediction", {"prediction_id": LAST})
-    assert "rule-based reader" not in _system(server.bodies[1])
+    assert decided.usage["requests"] == 3
+    assert "Now choose the one tool" in _system(server.bodies[1])
+    assert all("rule-based reader" not in _system(body) for body in server.bodies[1:])
 
 
-async def test_a_request_the_grammar_declines_is_offered_as_a_decline_to_weigh(
+async def test_a_verdict_that_never_parses_counts_as_wrong(
     httpx2_mock: respx.Router, tmp_path: Path
 ) -> None:
     server = LlamaCppServer(
-        httpx2_mock, '{"tool": "reply"}', json.dumps({"text": "I can't delete records."})
+        httpx2_mock, "yes", '{"ok": 1}', '{"right": "maybe"}', '{"tool": "model_info"}', "{}"
+    )
+    decided = await route_with(
+        tmp_path, "which model is live?", reader_hint=True, copilot_llm_routing="two-step"
+    )
+    assert decided.tool == "model_info"
+    assert "Answer with one JSON object only" in json.dumps(server.bodies[1])
+    assert 'Answer {\\"right\\": true} or' in json.dumps(server.bodies[2])
+
+
+async def test_a_confirmed_decline_is_the_grammars_answer(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    server = LlamaCppServer(httpx2_mock, '{"right": true}')
+    decided = await route_with(
+        tmp_path, "delete all records", reader_hint=True, copilot_llm_routing="two-step"
+    )
+    assert decided.tool is None and decided.reply
+    assert decided.usage["requests"] == 1
+    assert "no tool: it would answer" in _system(server.bodies[0])
+    assert json.dumps(decided.reply) in _system(server.bodies[0])
+
+
+async def test_a_decline_judged_wrong_is_left_to_the_model(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    server = LlamaCppServer(
+        httpx2_mock,
+        '{"right": false}',
+        '{"tool": "reply"}',
+        json.dumps({"text": "I can't delete records."}),
     )
     decided = await route_with(
         tmp_path, "delete all records", reader_hint=True, copilot_llm_routing="two-step"
     )
     assert decided.tool is None and decided.reply == "I can't delete records."
-    assert "found no tool for this message and would answer" in _system(server.bodies[0])
+    assert len(server.bodies) == 3
+
+
+async def test_a_confirmed_question_back_asks_and_remembers_the_patient(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """The grammar asks for a patient's missing values; judged right, that question is the
+    answer and the patient so far is remembered for the next turn."""
+    server = LlamaCppServer(httpx2_mock, '{"right": true}')
+    decided = await route_with(
+        tmp_path,
+        "risk for a 61 year old woman, cholesterol 250?",
+        reader_hint=True,
+        copilot_llm_routing="two-step",
+    )
+    assert decided.tool is None and decided.usage["requests"] == 1
+    assert decided.reply is not None and decided.reply.startswith("To score this patient")
+    assert "no tool yet: it would ask the user" in _system(server.bodies[0])
+    assert decided.pending is not None
+    assert decided.pending.patient["age"] == 61 and decided.pending.patient["chol"] == 250
 
 
 async def test_the_grammars_doubt_is_not_passed_on(
@@ -732,6 +786,7 @@ async def test_the_grammars_doubt_is_not_passed_on(
     server = LlamaCppServer(httpx2_mock, '{"tool": "reply"}', json.dumps({"text": "Hello."}))
     await route_with(tmp_path, "hmm", reader_hint=True, copilot_llm_routing="two-step")
     assert "rule-based reader" not in _system(server.bodies[0])
+    assert "Now choose the one tool" in _system(server.bodies[0])
 
 
 async def test_one_step_routing_gets_the_tool_and_its_draft_at_once(
