@@ -208,19 +208,21 @@ _DIRECTION = {"<": -1, "<=": -1, ">": 1, ">=": 1}
 def misread_bounds(
     arguments: dict[str, Any], request: RouteRequest, card: DatasetCard
 ) -> list[str]:
-    """Cohort bounds read the wrong way round ("men under 45" written as age > 45): the
-    grammar reads the comparison words next to the number, and a condition on the same
-    feature and number that points the other way goes back with what the user said."""
+    """Cohort bounds read the wrong way round ("men under 45" written as age > 45) or as an
+    equality ("over 65" written as age == 65): the grammar reads the comparison words next
+    to the number, and a condition on the same feature and number that does not point the
+    way the user said goes back with what the user said (`<` and `<=` point the same way)."""
     said, _ = conditions_in(normalise(request.text, card), card)
     problems = []
     for condition in arguments.get("where") or []:
-        if not isinstance(condition, dict) or condition.get("op") not in _DIRECTION:
+        if not isinstance(condition, dict):
             continue
         for read in said:
             same = read.get("feature") == condition.get("feature") and _same(
                 read.get("value"), condition.get("value")
             )
-            if same and _DIRECTION.get(read.get("op", ""), 0) == -_DIRECTION[condition["op"]]:
+            pointed = _DIRECTION.get(read.get("op", ""), 0)
+            if same and pointed and _DIRECTION.get(str(condition.get("op")), 0) != pointed:
                 problems.append(
                     f"where.{condition['feature']} op {condition['op']!r} (the user said "
                     f"{read['op']} {read['value']}: use op {read['op']!r})"

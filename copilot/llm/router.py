@@ -277,15 +277,15 @@ async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tup
         name = router.names[type(output)]
         return (None, output.text) if name == REPLY else (name, output)
     steps = router.two_step
-    if hint is not None and await _confirmed(steps, request, context, hint, spent):
+    confirmed = hint is not None and await _confirmed(steps, request, context, hint, spent)
+    if hint is not None and confirmed:
         if hint.tool is None:
             return None, hint.reply
         tool = hint.tool
-    else:  # no reading, or the model judged it wrong: the model reads the request alone
-        hint = None
+    else:  # no reading, or the model judged it wrong: the model chooses alone
         tool = await _choose(steps, request, context, spent)
     try:
-        filled = await _fill(steps, tool, request, context, hint, spent)
+        filled = await _fill(steps, tool, request, context, hint, spent, adopt=confirmed)
     except UnexpectedModelBehavior:  # no call of that tool fits: it was the wrong tool
         if tool == REPLY:
             raise
@@ -297,7 +297,7 @@ async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tup
         )
         if tool == failed:
             raise
-        filled = await _fill(steps, tool, request, context, hint, spent)
+        filled = await _fill(steps, tool, request, context, hint, spent, adopt=confirmed)
     if tool == REPLY:
         return None, getattr(filled, "text", "")
     return tool, filled
@@ -350,12 +350,16 @@ async def _fill(
     context: Callable[[], str],
     hint: Hint | None,
     spent: RunUsage,
+    *,
+    adopt: bool,
 ) -> Any:
-    """Step two: the chosen tool's arguments. When the model chose the tool the grammar
-    read, the grammar's arguments, if they pass every check a model's do (a small model
-    copies a draft worse than the grammar reads it: it drops values); otherwise the model
-    fills them, given the patient features the request names."""
-    if hint is not None and hint.tool == tool:
+    """Step two: the chosen tool's arguments. When the model confirmed the grammar's
+    reading (`adopt`), the grammar's arguments, if they pass every check a model's do (a
+    small model copies a draft worse than the grammar reads it: it drops values); otherwise
+    the model fills them, given the patient features the request names and, when it chose
+    the tool the grammar read (a reading judged wrong but its tool chosen again: the
+    arguments may be what was wrong), the grammar's arguments as a draft to correct."""
+    if adopt and hint is not None and hint.tool == tool:
         adopted = await anyio.to_thread.run_sync(steps.adopt, tool, hint.arguments, request)
         if adopted is not None:
             return adopted

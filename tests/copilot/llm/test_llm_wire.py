@@ -718,6 +718,35 @@ async def test_a_reading_judged_wrong_leaves_the_model_to_read_alone(
     assert all("rule-based reader" not in _system(body) for body in server.bodies[1:])
 
 
+async def test_a_reading_judged_wrong_whose_tool_is_chosen_again_is_a_draft(
+    httpx2_mock: respx.Router, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reading judged wrong whose tool the model then chooses: the arguments may be what
+    was wrong, so they are a draft for the model, not adopted. A bound the model then writes
+    as an equality (what the real model wrote for "over 65": `age == 65`) goes back."""
+    over = {"feature": "age", "op": ">", "value": 65}
+    reading = Hint("feature_importance", {"where": [over], "top": 3})
+    monkeypatch.setattr("copilot.llm.router.read_hint", lambda request, card: reading)
+    server = LlamaCppServer(
+        httpx2_mock,
+        '{"right": false}',
+        '{"tool": "feature_importance"}',
+        json.dumps({"where": [{**over, "op": "=="}]}),
+        json.dumps({"where": [over]}),
+    )
+    decided = await route_with(
+        tmp_path,
+        "which inputs weigh most for the patients above 65?",
+        reader_hint=True,
+        copilot_llm_routing="two-step",
+    )
+    assert decided.tool == "feature_importance"
+    assert decided.arguments["where"] == [over]
+    drafted = _system(server.bodies[2]).split("filled these arguments: ")[1].split(". Check")[0]
+    assert json.loads(drafted) == {"where": [over], "top": 3}
+    assert "where.age op '==' (the user said > 65" in server.messages(3)[-1]["content"]
+
+
 async def test_a_verdict_that_never_parses_counts_as_wrong(
     httpx2_mock: respx.Router, tmp_path: Path
 ) -> None:
