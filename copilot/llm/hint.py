@@ -8,8 +8,10 @@ it. In two-step routing the model's first step is to judge the reading right or 
 model's answer must pass (else the model fills them, with the reading as a draft; a 1.5B
 model given the reading as a draft dropped most of a patient's values); wrong, and the
 model chooses and fills alone, as with no reading. One-step routing (tools, json) shows the
-reading (tool and arguments) as a guess beside the tools. The grammar's own "I'm not sure"
-is not passed on: the model reads such a request alone. A request the grammar declines (out
+reading (tool and arguments) as a guess beside the tools. When the grammar is unsure, the
+readings it would offer a person ("Did you mean ...?") are offered to the model as likely
+readings, each with the tool it reads as, to choose among (or another tool); an "I'm not
+sure" with no readings is not passed on: the model reads such a request alone. A request the grammar declines (out
 of scope, or a claim of approval with nothing to do), or answers with a question (a
 patient's missing values, which patient, which site), is offered as that reply: confirmed,
 the grammar's reply is the answer (a question for missing values is remembered as always).
@@ -25,6 +27,7 @@ from typing import Any
 
 from copilot.facts import NOTHING_LEFT, RouteRequest
 from copilot.llm.offline.intents import Intent, understand
+from copilot.suggestions import suggestions_in
 from model_service.cards import DatasetCard
 
 MAX_HINT_CHARACTERS = 1_500  # a long patient still fits; a pathological reading does not
@@ -33,15 +36,24 @@ MAX_HINT_CHARACTERS = 1_500  # a long patient still fits; a pathological reading
 @dataclass(frozen=True)
 class Hint:
     """What the grammar read: a tool and its arguments, or (tool None) a reply: a decline,
-    or a question back (`asks`: the request lacks what a tool needs)."""
+    or a question back (`asks`: the request lacks what a tool needs); or, when it is unsure,
+    its likely readings (`options`: the tool each offered request reads as, and that
+    request), for the model to choose among (nothing to confirm)."""
 
     tool: str | None
     arguments: dict[str, Any]
     reply: str | None = None
     asks: bool = False
+    options: tuple[tuple[str, str], ...] = ()
 
     def for_choice(self) -> str:
         """The line added when the model chooses the tool."""
+        if self.options:
+            listed = "; ".join(f"{tool} ({json.dumps(said)})" for tool, said in self.options)
+            return (
+                f"A rule-based reader was unsure about this message; its likely readings: "
+                f"{listed}. Choose the tool of the one the user means, or another tool."
+            )
         if self.tool is None:
             found = (
                 "that this message lacks what a tool needs and would ask the user"
@@ -98,7 +110,20 @@ def read_hint(request: RouteRequest, card: DatasetCard) -> Hint | None:
     intent: Intent = understand(request.text, request.memory, card, request.done)
     if intent.tool is not None:
         return Hint(intent.tool, intent.arguments)
-    if intent.unsure or not intent.reply:
+    if intent.unsure:
+        return _options(request, card, suggestions_in(intent.reply or ""))
+    if not intent.reply:
         return None
     asks = not intent.declined and intent.reply != NOTHING_LEFT
     return Hint(None, {}, reply=intent.reply, asks=asks)
+
+
+def _options(request: RouteRequest, card: DatasetCard, offered: list[str]) -> Hint | None:
+    """The grammar's likely readings of a request it is unsure about: each offered request
+    read again in the same conversation, kept when it reads as a tool."""
+    options: list[tuple[str, str]] = []
+    for said in offered:
+        tool = understand(said, request.memory, card).tool
+        if tool is not None and all(tool != known for known, _ in options):
+            options.append((tool, said))
+    return Hint(None, {}, options=tuple(options)) if options else None

@@ -277,13 +277,17 @@ async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tup
         name = router.names[type(output)]
         return (None, output.text) if name == REPLY else (name, output)
     steps = router.two_step
-    confirmed = hint is not None and await _confirmed(steps, request, context, hint, spent)
+    single = hint is not None and not hint.options  # one reading to confirm, not several
+    confirmed = (
+        hint is not None and single and await _confirmed(steps, request, context, hint, spent)
+    )
     if hint is not None and confirmed:
         if hint.tool is None:
             return None, hint.reply
         tool = hint.tool
-    else:  # no reading, or the model judged it wrong: the model chooses alone
-        tool = await _choose(steps, request, context, spent)
+    else:  # no reading, likely readings, or a reading judged wrong: the model chooses
+        offered = hint.for_choice() if hint is not None and hint.options else None
+        tool = await _choose(steps, request, context, spent, offered=offered)
     try:
         filled = await _fill(steps, tool, request, context, hint, spent, adopt=confirmed)
     except UnexpectedModelBehavior:  # no call of that tool fits: it was the wrong tool
@@ -329,11 +333,14 @@ async def _choose(
     context: Callable[[], str],
     spent: RunUsage,
     unfit: tuple[str, str] | None = None,
+    *,
+    offered: str | None = None,
 ) -> str:
-    """Step one without a reading: the tool. A tool whose required arguments can come from
-    nowhere in the request (`cannot_fill`), or (`unfit`) that could not be filled, is chosen
-    again once, with the reason."""
-    said: list[Any] = [context]
+    """Step one without a reading to confirm: the tool (`offered`: the grammar's likely
+    readings, when it was unsure). A tool whose required arguments can come from nowhere
+    in the request (`cannot_fill`), or (`unfit`) that could not be filled, is chosen again
+    once, with the reason."""
+    said: list[Any] = [context, offered] if offered else [context]
     if unfit is not None:
         said.append(f"Not {unfit[0]}: {unfit[1]}. Choose another tool, or reply.")
     choice = await steps.choose.run(request.text, deps=request, instructions=said, usage=spent)

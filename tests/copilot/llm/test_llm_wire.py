@@ -809,6 +809,26 @@ async def test_a_confirmed_question_back_asks_and_remembers_the_patient(
     assert decided.pending.patient["age"] == 61 and decided.pending.patient["chol"] == 250
 
 
+async def test_the_grammars_likely_readings_are_offered_to_choose_among(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """Unsure, the grammar offers readings (as it does to a person); each is read again as
+    a tool, and the model chooses among them or another tool: nothing to confirm."""
+    server = LlamaCppServer(httpx2_mock, '{"tool": "explain_prediction"}', "{}")
+    decided = await route_with(
+        tmp_path,
+        "what about the vessels thing",
+        REMEMBERED,
+        reader_hint=True,
+        copilot_llm_routing="two-step",
+    )
+    assert (decided.tool, decided.arguments) == ("explain_prediction", {"prediction_id": LAST})
+    choose = _system(server.bodies[0])
+    assert "Now choose the one tool" in choose
+    assert 'likely readings: explain_prediction ("explain the last prediction"); what_if' in choose
+    assert "rule-based reader" not in _system(server.bodies[1])
+
+
 async def test_the_grammars_doubt_is_not_passed_on(
     httpx2_mock: respx.Router, tmp_path: Path
 ) -> None:
