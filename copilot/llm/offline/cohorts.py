@@ -557,7 +557,15 @@ _UP = (
     r"(?:higher|more|up|rais(?:e|ed|es|ing)|increas(?:e|ed|es|ing)|ros(?:e|en)|ris(?:e|es|ing)|"
     r"plus|add(?:ed)?)"
 )
-_AMOUNT_AFTER = re.compile(rf"{NUMBER} ?(?:[a-z/]{{1,6}} )?(?:points? )?({_DOWN}|{_UP})\b")
+# "20 points lower", "10 mmhg higher"; a word between is a unit, never "and"/"or" ("by 10
+# and dropped their bp": the 10 is not dropped).
+_AMOUNT_AFTER = re.compile(
+    rf"{NUMBER} ?(?:(?!(?:and|or|but|then|while)\b)[a-z/]{{1,6}} )?(?:points? )?({_DOWN}|{_UP})\b"
+)
+# "20 points lower cholesterol", "10 mmhg higher in blood pressure": just before the feature.
+_AMOUNT_BEFORE = re.compile(
+    rf"{NUMBER} ?(?:[a-z/]{{1,6}} )?(?:points? )?({_DOWN}|{_UP})(?: in| of)? ?(?:the )?$"
+)
 _BY = re.compile(rf"\bby {NUMBER}")
 _VERB_AMOUNT = re.compile(rf"\b({_DOWN}|{_UP}) (?:by )?{NUMBER}")
 _DIRECTION = re.compile(rf"\b({_DOWN}|{_UP})\b")
@@ -565,7 +573,7 @@ _SET_TO = re.compile(
     rf"^(?:'s)?(?: (?:level|levels|values?|readings?))?(?: (?:were|was|is|are|be|became|got|all))?"
     rf"(?: (?:set|fixed|capped|brought|changed|reset|normali[sz]ed|reduced|lowered|raised|"
     rf"increased|decreased|dropped|cut|brought down|brought up|went down|went up|gone down|"
-    rf"gone up|came down|fell|rose))?(?: (?:to|at|=|of))? ?{NUMBER}"
+    rf"gone up|came down|fell|rose|down|up))?(?: (?:to|at|=|of))? ?{NUMBER}"
 )
 
 
@@ -580,11 +588,14 @@ def _change(text: str, card: DatasetCard) -> list[dict[str, Any]]:
         named = _named(feature, text)
         if named is None:
             continue
-        window = text[max(0, named.start() - 40) : named.end() + 40]
+        before = text[max(0, named.start() - 40) : named.start()]
         after = text[named.end() : named.end() + 40]
-        found = _AMOUNT_AFTER.search(after) or _AMOUNT_AFTER.search(window)
-        by = _BY.search(after) or _BY.search(window)
-        direction = _DIRECTION.search(window)
+        found = _AMOUNT_AFTER.search(after) or _AMOUNT_BEFORE.search(before)
+        by = _BY.search(after) or _BY.search(before)
+        # the verb nearest before the feature ("raised their max hr by 10 and dropped their bp
+        # by 5", "lowered their bp by 10 and their chol by 25"), else the first after it
+        leading = list(_DIRECTION.finditer(text[max(0, named.start() - 60) : named.start()]))
+        direction = leading[-1] if leading else _DIRECTION.search(after)
         verb = _VERB_AMOUNT.search(after)
         if found:
             amount, word = number(found.group(1)), found.group(2)
@@ -700,6 +711,22 @@ def _cohort_what_if(text: str, card: DatasetCard) -> ToolCall | None:
     changes, (start, end) = found
     conditions, _ = conditions_in(text[:start] + " " * (end - start) + text[end:], card)
     return "cohort_what_if", {**_where(conditions), "changes": changes}
+
+
+def about_one_patient(text: str, card: DatasetCard) -> bool:
+    """Whether a clause is about one patient: "he", "a 60 year old man", a patient's numbers
+    ("bp 145, chol 233"; "women with exercise angina" is a group)."""
+    values = parse_patient(text, card, pronouns=False)
+    numbers = [name for name in values if card.feature(name).kind == "numeric"]
+    return bool(_ONE_PATIENT.search(text)) or len(numbers) >= 2
+
+
+def about_a_group(text: str, card: DatasetCard) -> bool:
+    """Whether a clause is about many patients ("women over 60", "everyone's", "patients
+    with ...") and not about one."""
+    if about_one_patient(text, card):
+        return False
+    return bool(_GROUP.search(text) or _EVERYONE.search(text) or _AGE_GROUP.search(text))
 
 
 def changes_a_group(text: str, card: DatasetCard) -> bool:
