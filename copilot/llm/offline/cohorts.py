@@ -68,7 +68,8 @@ _EVERYONE = re.compile(
     # "every woman's", "all the patients at Cleveland", "each diabetic"
     r"\b(?:all|every|each)(?: the| of the)? (?:[a-z]+ )?(?:patients?|people|persons?|women|"
     r"woman|men|man|males?|females?|diabetics?|rows?|cases?|individuals?|ones?)(?:'s?)?\b|"
-    r"\b(?:the )?(?:whole|entire|full) (?:cohort|dataset|data set|data|population|group)\b|"
+    r"\b(?:the )?(?:whole|entire|full) (?:[a-z]+ ){0,2}?(?:cohort|dataset|data set|data|"
+    r"population|group)\b|"
     r"\bacross the board\b"
 )
 
@@ -312,6 +313,7 @@ _MOVED = re.compile(
 )
 _HYPOTHETICAL = re.compile(
     r"\bwhat if\b|\bwhat happens\b|\bwhat would happen\b|\bsuppose\b|\bsupposing\b|"
+    r"\b(?:simulate|simulated|simulating|simulation|rerun|re-run|rescore|re-score|apply)\b|"
     r"\bimagine\b|\bhypothetical(?:ly)?\b|\bif (?:we|they|their|all|every|each)\b"
 )
 _FLIP = re.compile(
@@ -550,12 +552,12 @@ def _site_conditions(text: str, card: DatasetCard) -> list[dict[str, Any]]:
 
 
 _DOWN = (
-    r"(?:lower(?:ed)?|less|fewer|down|reduc(?:e|ed|es|ing)|cut|drop(?:ped|s)?|"
-    r"decreas(?:e|ed|es|ing)|fell|fall(?:s|en)?|minus)"
+    r"(?:lower(?:ed)?|less|fewer|down|reduc(?:e|ed|es|ing|tions?)|cut|drop(?:ped|s)?|"
+    r"decreas(?:e|ed|es|ing)|fell|fall(?:s|en)?|minus|off)"
 )
 _UP = (
     r"(?:higher|more|up|rais(?:e|ed|es|ing)|increas(?:e|ed|es|ing)|ros(?:e|en)|ris(?:e|es|ing)|"
-    r"plus|add(?:ed)?)"
+    r"plus|add(?:ed)?|extra)"
 )
 # "20 points lower", "10 mmhg higher"; a word between is a unit, never "and"/"or" ("by 10
 # and dropped their bp": the 10 is not dropped).
@@ -564,9 +566,16 @@ _AMOUNT_AFTER = re.compile(
 )
 # "20 points lower cholesterol", "10 mmhg higher in blood pressure": just before the feature.
 _AMOUNT_BEFORE = re.compile(
-    rf"{NUMBER} ?(?:[a-z/]{{1,6}} )?(?:points? )?({_DOWN}|{_UP})(?: in| of)? ?(?:the )?$"
+    rf"{NUMBER} ?(?:(?!(?:and|or|but|then|while)\b)[a-z/]{{1,6}} )?(?:points? )?({_DOWN}|{_UP})"
+    r"(?: in| of| for)? ?"
+    r"(?:the |their |everyone's |everybody's |all )?$"
 )
 _BY = re.compile(rf"\bby {NUMBER}")
+_SIGNED = re.compile(rf"(?: (?:by|of))? ?([+-]) ?{NUMBER}")
+_AMOUNT_AROUND = re.compile(rf"{NUMBER} ?(?:[a-z/]{{1,6}} )?$")
+_NOUN_AFTER = re.compile(
+    r"^(?: levels?| values?)? (reduction|decrease|drop|cut|fall|increase|rise|boost)\b"
+)
 _VERB_AMOUNT = re.compile(rf"\b({_DOWN}|{_UP}) (?:by )?{NUMBER}")
 _DIRECTION = re.compile(rf"\b({_DOWN}|{_UP})\b")
 _SET_TO = re.compile(
@@ -575,6 +584,38 @@ _SET_TO = re.compile(
     rf"increased|decreased|dropped|cut|brought down|brought up|went down|went up|gone down|"
     rf"gone up|came down|fell|rose|down|up))?(?: (?:to|at|=|of))? ?{NUMBER}"
 )
+
+
+def _amount(before: str, after: str) -> tuple[float, str] | None:  # noqa: PLR0911
+    """The amount a feature changes by and the word of its direction, from the words just
+    before and after the feature's name; None when no amount is said (a new value may be)."""
+    found = _AMOUNT_AFTER.search(after)  # "chol 20 lower"
+    if found:
+        return number(found.group(1)), found.group(2)
+    verb = _VERB_AMOUNT.search(after)  # "cholesterol dropped 25 points", "bp went up by 10"
+    if verb:
+        return number(verb.group(2)), verb.group(1)
+    around = _AMOUNT_AROUND.search(before)
+    noun = _NOUN_AFTER.match(after)
+    if around and noun:  # "a 10 mmhg bp reduction"
+        return number(around.group(1)), noun.group(1)
+    signed = _SIGNED.match(after)
+    if signed:  # "chol -20", "bp +10"
+        return number(signed.group(2)), "minus" if signed.group(1) == "-" else "plus"
+    # the verb nearest before the feature ("raised their max hr by 10 and dropped their bp by
+    # 5", "lowered their bp by 10 and their chol by 25"), else the first after it
+    leading = list(_DIRECTION.finditer(before))
+    direction = leading[-1] if leading else _DIRECTION.search(after)
+    by = _BY.search(after)
+    if by and direction:
+        return number(by.group(1)), direction.group(1)
+    found = _AMOUNT_BEFORE.search(before[-40:])  # "20 points lower cholesterol"
+    if found:
+        return number(found.group(1)), found.group(2)
+    by = _BY.search(before[-40:])
+    if by and direction:
+        return number(by.group(1)), direction.group(1)
+    return None
 
 
 def _change(text: str, card: DatasetCard) -> list[dict[str, Any]]:
@@ -588,21 +629,10 @@ def _change(text: str, card: DatasetCard) -> list[dict[str, Any]]:
         named = _named(feature, text)
         if named is None:
             continue
-        before = text[max(0, named.start() - 40) : named.start()]
         after = text[named.end() : named.end() + 40]
-        found = _AMOUNT_AFTER.search(after) or _AMOUNT_BEFORE.search(before)
-        by = _BY.search(after) or _BY.search(before)
-        # the verb nearest before the feature ("raised their max hr by 10 and dropped their bp
-        # by 5", "lowered their bp by 10 and their chol by 25"), else the first after it
-        leading = list(_DIRECTION.finditer(text[max(0, named.start() - 60) : named.start()]))
-        direction = leading[-1] if leading else _DIRECTION.search(after)
-        verb = _VERB_AMOUNT.search(after)
-        if found:
-            amount, word = number(found.group(1)), found.group(2)
-        elif verb:  # "cholesterol dropped 25 points", "bp went up by 10"
-            amount, word = number(verb.group(2)), verb.group(1)
-        elif by and direction:
-            amount, word = number(by.group(1)), direction.group(1)
+        said = _amount(text[max(0, named.start() - 60) : named.start()], after)
+        if said is not None:
+            amount, word = said
         else:
             set_to = _SET_TO.search(after)
             if set_to and not re.match(r" ?(?:years?|%)", after[set_to.end() :]):
@@ -782,8 +812,12 @@ def _without_changes(text: str, card: DatasetCard, changes: list[dict[str, Any]]
         if amount and not re.match(
             rf"[a-z' ]{{0,20}}(?:{_ABOVE}|{_BELOW})", tail[len(named.group(0)) :]
         ):
-            end = named.start() + amount.end()
-            text = text[: named.start()] + " " * (end - named.start()) + text[end:]
+            # the name and the amount, not the words between ("the cholesterol of all women
+            # by 20": the women stay)
+            offset = named.start()
+            spans = [named.span(), (offset + amount.start(), offset + amount.end())]
+            for start, end in spans:
+                text = text[:start] + " " * (end - start) + text[end:]
     return text
 
 

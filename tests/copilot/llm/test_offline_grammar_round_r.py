@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
-from copilot.facts import Memory
+from copilot.facts import Memory, RouteRequest
 from copilot.llm.offline.intents import understand
 from copilot.llm.offline.text import normalise
+from copilot.llm.providers import offline_model
+from copilot.llm.router import build_router, route
 from model_service.cards import DatasetCard, get_card
 
 
@@ -76,6 +78,21 @@ def test_a_group_change_beside_a_missing_one_is_done(
     assert arguments["changes"] == changes
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("text", "unused"),
+    [
+        ("what if everyone at Cleveland gave up smoking and had chol 10 lower", ["smoking"]),
+        ("suppose all the women lost 4 kg and their BP was 5 lower", ["lost 4 kg"]),
+    ],
+)
+async def test_a_group_change_names_what_was_not_used(
+    text: str, unused: list[str], card: DatasetCard
+) -> None:
+    decided = await route(build_router(offline_model(card), card=card), RouteRequest(text))
+    assert decided.tool == "cohort_what_if" and decided.not_in_model == unused
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -130,6 +147,32 @@ def test_just_n_runs(text: str, limit: int, card: DatasetCard) -> None:
         (
             "imagine all the men at Hungary got their chol down to 210",
             [{"feature": "chol", "op": "set", "value": 210}],
+        ),
+        (
+            "what if we lowered the blood pressure of all diabetics by 10",
+            [{"feature": "trestbps", "op": "add", "value": -10}],
+        ),
+        (
+            "a 5 mmHg BP increase for the entire Swiss cohort",
+            [{"feature": "trestbps", "op": "add", "value": 5}],
+        ),
+        (
+            "a 30 point cholesterol reduction for every woman",
+            [{"feature": "chol", "op": "add", "value": -30}],
+        ),
+        (
+            "knock 10 off everyone's max HR at Cleveland",
+            [{"feature": "thalch", "op": "add", "value": -10}],
+        ),
+        ("all men: chol -15", [{"feature": "chol", "op": "add", "value": -15}]),
+        ("everyone over 50, oldpeak +0.5", [{"feature": "oldpeak", "op": "add", "value": 0.5}]),
+        (
+            "simulate everyone at Hungary with a max heart rate of 140",
+            [{"feature": "thalch", "op": "set", "value": 140}],
+        ),
+        (
+            "rescore all the women with their cholesterol fixed at 220",
+            [{"feature": "chol", "op": "set", "value": 220}],
         ),
     ],
 )
