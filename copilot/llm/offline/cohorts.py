@@ -245,7 +245,9 @@ _WRONGLY = (
     r"labell?ed|called|cleared|marked|scored|judged|put)\b"
 )
 _MISTAKES = re.compile(
-    rf"{_WRONGLY}|\bmistakes?\b|\berrors?\b|\bwrong\b|\bmisclassif[a-z]*|"
+    # "error rate" and "misclassification rate" are performance: _ACCURACY's
+    rf"{_WRONGLY}|\bmistakes?\b|\berrors?\b(?! rates?\b)|\bwrong\b|"
+    r"\bmisclassif[a-z]*\b(?! rates?\b)|"
     r"\bfalse (?:negative|positive)s?\b|"
     r"\bmiss(?:es|ed)?\b|\bfalse alarms?\b|\bget(?:s)? wrong\b"
 )
@@ -262,7 +264,10 @@ _IMPORTANCE = re.compile(
     r"(?:the )?(?:most|biggest|largest|greatest|strongest|highest)\b|"
     r"\b(?:feature|variable|predictor|input) (?:ranking|rankings|weights?)\b|"
     r"\brank(?:ing)? (?:of )?(?:the )?(?:features|inputs|variables|predictors)\b|"
-    r"\bimportance of (?:the )?features\b|\bwhich features? (?:matters?|counts?) (?:the )?most\b|"
+    r"\bimportance of (?:the )?features\b|"
+    # said of a group with no superlative: "what features matter for the diabetics?"
+    r"\b(?:which|what) (?:features?|inputs?|variables?) (?:really )?(?:matter|count)s?\b|"
+    r"\bwhich features? (?:matters?|counts?) (?:the )?most\b|"
     r"\btop \d{1,2} features\b|\btop features\b|\bglobal importance\b|"
     r"\bwhat does the model (?:rely|depend|lean) on\b|\bmost influential features?\b|"
     r"\bwhat (?:matters|counts|weighs) (?:the )?most\b|\bpay[a-z]* (?:the )?most attention\b|"
@@ -287,6 +292,7 @@ _ACCURACY = re.compile(
     r"\brecall\b|\bprecision\b|\bppv\b|\bnpv\b|\bf1\b|\bbrier\b|\bdiscriminat[a-z]*|"
     r"\bbias(?:ed)?\b|\bfair(?:ness|ly)?\b|\bunderperform[a-z]*|\breliab[a-z]*|"
     r"\bany good\b|\btrustworth[a-z]*|\bhow right\b|\bget(?:s)? right\b|"
+    r"\b(?:error|misclassification) rates?\b|"
     # "does it work as well for Swiss patients", "how does it do on women", "hold up"
     r"\bworks? (?:as |equally |just as )?well\b|\bhow (?:does|did) (?:it|the model) (?:do|fare)\b|"
     r"\b(?:fares?|holds? up|does it do)\b"

@@ -209,3 +209,32 @@ def test_quality_checks_naming_a_statistic_are_drift(
 )
 def test_words_that_are_no_typos(text: str, kept: str, card: DatasetCard) -> None:
     assert kept in normalise(text, card).split()
+
+
+@pytest.mark.parametrize(
+    ("text", "tool"),
+    [
+        ("what features matter for the diabetics?", "feature_importance"),
+        ("which variables count for women over 60", "feature_importance"),
+        ("error rate for men at Hungary", "model_performance"),
+        ("what's the misclassification rate among the Swiss patients", "model_performance"),
+        ("show the misclassified women", "model_mistakes"),
+        ("errors at Cleveland", "model_mistakes"),
+    ],
+)
+def test_the_model_on_a_group(text: str, tool: str, card: DatasetCard) -> None:
+    assert _call(text, card)[0] == tool
+
+
+@pytest.mark.parametrize(
+    ("text", "metric"),
+    [
+        ("show me how many features drifted at VA each day", "features_drifted"),
+        ("accuracy per week at Cleveland", "accuracy"),
+    ],
+)
+def test_a_measure_per_day_or_week_is_its_history(
+    text: str, metric: str, card: DatasetCard
+) -> None:
+    tool, arguments = _call(text, card)
+    assert tool == "monitoring_history" and arguments["metric"] == metric
