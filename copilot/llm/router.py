@@ -415,7 +415,7 @@ async def route(router: Router, request: RouteRequest) -> Route:
     converted = conversions_in(request.text, arguments, router.card) if router.card else []
     unknown = (
         unknown_inputs(normalise(request.text, router.card), router.card)
-        if router.card is not None and tool in PATIENT_TOOLS
+        if router.card is not None and tool in _SAYS_UNUSED_INPUTS
         else []
     )
     return Route(
@@ -427,6 +427,11 @@ async def route(router: Router, request: RouteRequest) -> Route:
         not_in_model=unknown,
         usage=measured,
     )
+
+
+# Tools whose request may name inputs the model lacks beside the ones used ("what if everyone
+# over 60 lost 5 kg and had their BP 10 lower"): those are said after the answer, not used.
+_SAYS_UNUSED_INPUTS = PATIENT_TOOLS | {"cohort_what_if"}
 
 
 def _shape(router: Router, request: RouteRequest) -> tuple[bool, Focus | None]:

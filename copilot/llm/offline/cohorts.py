@@ -68,7 +68,8 @@ _EVERYONE = re.compile(
     # "every woman's", "all the patients at Cleveland", "each diabetic"
     r"\b(?:all|every|each)(?: the| of the)? (?:[a-z]+ )?(?:patients?|people|persons?|women|"
     r"woman|men|man|males?|females?|diabetics?|rows?|cases?|individuals?|ones?)(?:'s?)?\b|"
-    r"\b(?:the )?(?:whole|entire|full) (?:cohort|dataset|data set|data|population|group)\b|"
+    r"\b(?:the )?(?:whole|entire|full) (?:[a-z]+ ){0,2}?(?:cohort|dataset|data set|data|"
+    r"population|group)\b|"
     r"\bacross the board\b"
 )
 
@@ -244,7 +245,9 @@ _WRONGLY = (
     r"labell?ed|called|cleared|marked|scored|judged|put)\b"
 )
 _MISTAKES = re.compile(
-    rf"{_WRONGLY}|\bmistakes?\b|\berrors?\b|\bwrong\b|\bmisclassif[a-z]*|"
+    # "error rate" and "misclassification rate" are performance: _ACCURACY's
+    rf"{_WRONGLY}|\bmistakes?\b|\berrors?\b(?! rates?\b)|\bwrong\b|"
+    r"\bmisclassif[a-z]*\b(?! rates?\b)|"
     r"\bfalse (?:negative|positive)s?\b|"
     r"\bmiss(?:es|ed)?\b|\bfalse alarms?\b|\bget(?:s)? wrong\b"
 )
@@ -261,7 +264,10 @@ _IMPORTANCE = re.compile(
     r"(?:the )?(?:most|biggest|largest|greatest|strongest|highest)\b|"
     r"\b(?:feature|variable|predictor|input) (?:ranking|rankings|weights?)\b|"
     r"\brank(?:ing)? (?:of )?(?:the )?(?:features|inputs|variables|predictors)\b|"
-    r"\bimportance of (?:the )?features\b|\bwhich features? (?:matters?|counts?) (?:the )?most\b|"
+    r"\bimportance of (?:the )?features\b|"
+    # said of a group with no superlative: "what features matter for the diabetics?"
+    r"\b(?:which|what) (?:features?|inputs?|variables?) (?:really )?(?:matter|count)s?\b|"
+    r"\bwhich features? (?:matters?|counts?) (?:the )?most\b|"
     r"\btop \d{1,2} features\b|\btop features\b|\bglobal importance\b|"
     r"\bwhat does the model (?:rely|depend|lean) on\b|\bmost influential features?\b|"
     r"\bwhat (?:matters|counts|weighs) (?:the )?most\b|\bpay[a-z]* (?:the )?most attention\b|"
@@ -286,6 +292,7 @@ _ACCURACY = re.compile(
     r"\brecall\b|\bprecision\b|\bppv\b|\bnpv\b|\bf1\b|\bbrier\b|\bdiscriminat[a-z]*|"
     r"\bbias(?:ed)?\b|\bfair(?:ness|ly)?\b|\bunderperform[a-z]*|\breliab[a-z]*|"
     r"\bany good\b|\btrustworth[a-z]*|\bhow right\b|\bget(?:s)? right\b|"
+    r"\b(?:error|misclassification) rates?\b|"
     # "does it work as well for Swiss patients", "how does it do on women", "hold up"
     r"\bworks? (?:as |equally |just as )?well\b|\bhow (?:does|did) (?:it|the model) (?:do|fare)\b|"
     r"\b(?:fares?|holds? up|does it do)\b"
@@ -312,6 +319,7 @@ _MOVED = re.compile(
 )
 _HYPOTHETICAL = re.compile(
     r"\bwhat if\b|\bwhat happens\b|\bwhat would happen\b|\bsuppose\b|\bsupposing\b|"
+    r"\b(?:simulate|simulated|simulating|simulation|rerun|re-run|rescore|re-score|apply)\b|"
     r"\bimagine\b|\bhypothetical(?:ly)?\b|\bif (?:we|they|their|all|every|each)\b"
 )
 _FLIP = re.compile(
@@ -550,23 +558,70 @@ def _site_conditions(text: str, card: DatasetCard) -> list[dict[str, Any]]:
 
 
 _DOWN = (
-    r"(?:lower(?:ed)?|less|fewer|down|reduc(?:e|ed|es|ing)|cut|drop(?:ped|s)?|"
-    r"decreas(?:e|ed|es|ing)|fell|fall(?:s|en)?|minus)"
+    r"(?:lower(?:ed)?|less|fewer|down|reduc(?:e|ed|es|ing|tions?)|cut|drop(?:ped|s)?|"
+    r"decreas(?:e|ed|es|ing)|fell|fall(?:s|en)?|minus|off)"
 )
 _UP = (
     r"(?:higher|more|up|rais(?:e|ed|es|ing)|increas(?:e|ed|es|ing)|ros(?:e|en)|ris(?:e|es|ing)|"
-    r"plus|add(?:ed)?)"
+    r"plus|add(?:ed)?|extra)"
 )
-_AMOUNT_AFTER = re.compile(rf"{NUMBER} ?(?:[a-z/]{{1,6}} )?(?:points? )?({_DOWN}|{_UP})\b")
+# "20 points lower", "10 mmhg higher"; a word between is a unit, never "and"/"or" ("by 10
+# and dropped their bp": the 10 is not dropped).
+_AMOUNT_AFTER = re.compile(
+    rf"{NUMBER} ?(?:(?!(?:and|or|but|then|while)\b)[a-z/]{{1,6}} )?(?:points? )?({_DOWN}|{_UP})\b"
+)
+# "20 points lower cholesterol", "10 mmhg higher in blood pressure": just before the feature.
+_AMOUNT_BEFORE = re.compile(
+    rf"{NUMBER} ?(?:(?!(?:and|or|but|then|while)\b)[a-z/]{{1,6}} )?(?:points? )?({_DOWN}|{_UP})"
+    r"(?: in| of| for)? ?"
+    r"(?:the |their |everyone's |everybody's |all )?$"
+)
 _BY = re.compile(rf"\bby {NUMBER}")
+_SIGNED = re.compile(rf"(?: (?:by|of))? ?([+-]) ?{NUMBER}")
+_AMOUNT_AROUND = re.compile(rf"{NUMBER} ?(?:[a-z/]{{1,6}} )?$")
+_NOUN_AFTER = re.compile(
+    r"^(?: levels?| values?)? (reduction|decrease|drop|cut|fall|increase|rise|boost)\b"
+)
 _VERB_AMOUNT = re.compile(rf"\b({_DOWN}|{_UP}) (?:by )?{NUMBER}")
 _DIRECTION = re.compile(rf"\b({_DOWN}|{_UP})\b")
 _SET_TO = re.compile(
     rf"^(?:'s)?(?: (?:level|levels|values?|readings?))?(?: (?:were|was|is|are|be|became|got|all))?"
     rf"(?: (?:set|fixed|capped|brought|changed|reset|normali[sz]ed|reduced|lowered|raised|"
     rf"increased|decreased|dropped|cut|brought down|brought up|went down|went up|gone down|"
-    rf"gone up|came down|fell|rose))?(?: (?:to|at|=|of))? ?{NUMBER}"
+    rf"gone up|came down|fell|rose|down|up))?(?: (?:to|at|=|of))? ?{NUMBER}"
 )
+
+
+def _amount(before: str, after: str) -> tuple[float, str] | None:  # noqa: PLR0911
+    """The amount a feature changes by and the word of its direction, from the words just
+    before and after the feature's name; None when no amount is said (a new value may be)."""
+    found = _AMOUNT_AFTER.search(after)  # "chol 20 lower"
+    if found:
+        return number(found.group(1)), found.group(2)
+    verb = _VERB_AMOUNT.search(after)  # "cholesterol dropped 25 points", "bp went up by 10"
+    if verb:
+        return number(verb.group(2)), verb.group(1)
+    around = _AMOUNT_AROUND.search(before)
+    noun = _NOUN_AFTER.match(after)
+    if around and noun:  # "a 10 mmhg bp reduction"
+        return number(around.group(1)), noun.group(1)
+    signed = _SIGNED.match(after)
+    if signed:  # "chol -20", "bp +10"
+        return number(signed.group(2)), "minus" if signed.group(1) == "-" else "plus"
+    # the verb nearest before the feature ("raised their max hr by 10 and dropped their bp by
+    # 5", "lowered their bp by 10 and their chol by 25"), else the first after it
+    leading = list(_DIRECTION.finditer(before))
+    direction = leading[-1] if leading else _DIRECTION.search(after)
+    by = _BY.search(after)
+    if by and direction:
+        return number(by.group(1)), direction.group(1)
+    found = _AMOUNT_BEFORE.search(before[-40:])  # "20 points lower cholesterol"
+    if found:
+        return number(found.group(1)), found.group(2)
+    by = _BY.search(before[-40:])
+    if by and direction:
+        return number(by.group(1)), direction.group(1)
+    return None
 
 
 def _change(text: str, card: DatasetCard) -> list[dict[str, Any]]:
@@ -580,18 +635,10 @@ def _change(text: str, card: DatasetCard) -> list[dict[str, Any]]:
         named = _named(feature, text)
         if named is None:
             continue
-        window = text[max(0, named.start() - 40) : named.end() + 40]
         after = text[named.end() : named.end() + 40]
-        found = _AMOUNT_AFTER.search(after) or _AMOUNT_AFTER.search(window)
-        by = _BY.search(after) or _BY.search(window)
-        direction = _DIRECTION.search(window)
-        verb = _VERB_AMOUNT.search(after)
-        if found:
-            amount, word = number(found.group(1)), found.group(2)
-        elif verb:  # "cholesterol dropped 25 points", "bp went up by 10"
-            amount, word = number(verb.group(2)), verb.group(1)
-        elif by and direction:
-            amount, word = number(by.group(1)), direction.group(1)
+        said = _amount(text[max(0, named.start() - 60) : named.start()], after)
+        if said is not None:
+            amount, word = said
         else:
             set_to = _SET_TO.search(after)
             if set_to and not re.match(r" ?(?:years?|%)", after[set_to.end() :]):
@@ -702,6 +749,22 @@ def _cohort_what_if(text: str, card: DatasetCard) -> ToolCall | None:
     return "cohort_what_if", {**_where(conditions), "changes": changes}
 
 
+def about_one_patient(text: str, card: DatasetCard) -> bool:
+    """Whether a clause is about one patient: "he", "a 60 year old man", a patient's numbers
+    ("bp 145, chol 233"; "women with exercise angina" is a group)."""
+    values = parse_patient(text, card, pronouns=False)
+    numbers = [name for name in values if card.feature(name).kind == "numeric"]
+    return bool(_ONE_PATIENT.search(text)) or len(numbers) >= 2
+
+
+def about_a_group(text: str, card: DatasetCard) -> bool:
+    """Whether a clause is about many patients ("women over 60", "everyone's", "patients
+    with ...") and not about one."""
+    if about_one_patient(text, card):
+        return False
+    return bool(_GROUP.search(text) or _EVERYONE.search(text) or _AGE_GROUP.search(text))
+
+
 def changes_a_group(text: str, card: DatasetCard) -> bool:
     """Whether a clause changes values of a group ("set cholesterol to 200 for everyone over
     50: how do the predictions shift?"): a cohort what-if, not drift."""
@@ -755,8 +818,12 @@ def _without_changes(text: str, card: DatasetCard, changes: list[dict[str, Any]]
         if amount and not re.match(
             rf"[a-z' ]{{0,20}}(?:{_ABOVE}|{_BELOW})", tail[len(named.group(0)) :]
         ):
-            end = named.start() + amount.end()
-            text = text[: named.start()] + " " * (end - named.start()) + text[end:]
+            # the name and the amount, not the words between ("the cholesterol of all women
+            # by 20": the women stay)
+            offset = named.start()
+            spans = [named.span(), (offset + amount.start(), offset + amount.end())]
+            for start, end in spans:
+                text = text[:start] + " " * (end - start) + text[end:]
     return text
 
 

@@ -240,7 +240,7 @@ _ALL_SITES = re.compile(r"\b(?:all|every|each) (?:the |of the |four |4 )?(?:site
 # A place named as a source of data ("on the Mayo Clinic data", "at St Mary's hospital"),
 # read when none of the card's sites is named: said back, never replaced by a default.
 _PLACE = re.compile(
-    r"\b(?:on|at|from|using|with|for|in) (?:the )?"
+    r"\b(?:on|at|from|using|used|uses|with|for|in|included|including) (?:the )?"
     r"((?:[a-z][a-z'.-]{1,20} ){0,2}?[a-z][a-z'.-]{1,20})"
     r" (?:data|site|hospital|clinic|centre|center|cohort|patients|dataset)\b"
 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from copilot.llm.offline.text import known_words
 from model_service.cards import DatasetCard
 
 _UNKNOWN_NAMED = re.compile(
@@ -17,10 +18,18 @@ _UNKNOWN_NAMED = re.compile(
 # Risk factors people know that a card may not have (checked against the card's words).
 _NOT_INPUTS = re.compile(
     r"\bsmok[a-z]{0,5}|\bcigarettes?\b|\bbmi\b|\bbody mass\b|\bweight\b|\bobes[a-z]{0,3}\b|"
-    r"\bheight\b|\bldl\b|\bhdl\b|\btriglycerides?\b|\bdiet\b|\balcohol\b|\bdrinker\b|"
+    r"\bheight\b|\bldl\b|\bhdl\b|\btriglycerides?\b|\bdiet\b|\balcohol\b|\bdrinkers?\b|"
     r"\bfamily history\b|\bstress\b|\bhba1c\b|\bcreatinine\b|\btroponin\b|\bwaist\b|"
     r"\b(?:lost|lose|loses|losing|gained|gains|gain|put on|shed) (?:\d{1,3} ?)?"
     r"(?:kg|kgs|kilos?|pounds|lbs?|stone)\b|\bstatins?\b|\bexercis(?:ing|es) (?:more|regularly)\b"
+)
+
+# Their words are words, never typos of the grammar's ("statins" is not "stats", "smoke" not
+# "smokers", "drinkers" not "drivers").
+known_words(
+    "smoke smoked smoker smokers smoking smokes cigarettes drink drinks drinker drinkers "
+    "drinking alcohol obese obesity overweight triglycerides statin statins creatinine "
+    "troponin"
 )
 
 _STOP = frozenset(
@@ -32,12 +41,7 @@ _STOP = frozenset(
 def unknown_inputs(text: str, card: DatasetCard) -> list[str]:
     """Words used like a feature's name with a number ("his BMI were 30") that are none of
     the card's features."""
-    known = {
-        word
-        for f in card.features
-        for name in (*f.synonyms, *f.value_words, f.display_name, f.name)
-        for word in re.split(r"[ _/-]", name.lower())
-    }
+    known = _card_words(card)
     named = [
         m.group(1)
         for m in _UNKNOWN_NAMED.finditer(text)
@@ -45,3 +49,55 @@ def unknown_inputs(text: str, card: DatasetCard) -> list[str]:
     ]
     others = [m.group(0) for m in _NOT_INPUTS.finditer(text) if m.group(0) not in known]
     return list(dict.fromkeys([*named, *others]))
+
+
+# What an input the card lacks does in a request about a group: it picks out the group
+# ("smokers", "obese patients", "patients with a BMI over 30", "those on statins", "people
+# who smoke") or it is a change given to the group ("stopped smoking", "lost 5 kg", "drank
+# less alcohol", "everyone's LDL dropped by 30", "had a BMI of 25"). Read from the words
+# just before the input: a verb of change, or a word that attaches a trait to people.
+_PERSON_WORD = re.compile(r"(?:non-?|ex-?)?smokers?|drinkers?|obes[a-z]{0,3}")
+_CHANGE_LEAD = re.compile(
+    r"\b(?:stopped|stop|stops|quit|quits|quitting|gave up|give up|lost|lose|loses|gained|gain|"
+    r"gains|drank|drink|drinks|ate|eat|eats|cut(?: down on| out)?|reduced|reduce|lowered|lower|"
+    r"raised|raise|started|start|took up|take up|put on|went on|became|become|got)"
+    r"(?: [a-z'-]+){0,2} $"
+)
+_GROUP_LEAD = re.compile(r"\b(?:with|on|who|whose|having|among)(?: [a-z'-]+){0,2} $")
+_WEAK_CHANGE_LEAD = re.compile(r"\b(?:had|have|has|were|was|be|is|are|'s)(?: [a-z'-]+){0,2} $")
+_CHANGED_AFTER = re.compile(
+    r"^(?: levels?| values?| readings?)? (?:dropped|fell|rose|went|were|was|decreased|increased|"
+    r"lowered|reduced|raised|came|got|by|of|to)\b"
+)
+_CHANGE_VERB_FIRST = re.compile(r"^(?:lost|lose|loses|losing|gained|gains|gain|put on|shed)\b")
+
+
+def unknown_roles(text: str, card: DatasetCard) -> tuple[list[str], list[str]]:
+    """The inputs the card lacks that pick out a group (first) and that are changes given
+    to it (second), in the order said; an input doing neither ("carry the most weight")
+    is in neither list."""
+    known = _card_words(card)
+    group: list[str] = []
+    changed: list[str] = []
+    for match in _NOT_INPUTS.finditer(text):
+        word = match.group(0)
+        if word in known:
+            continue
+        before = text[max(0, match.start() - 40) : match.start()]
+        after = text[match.end() : match.end() + 20]
+        if _CHANGE_VERB_FIRST.match(word) or _CHANGE_LEAD.search(before):
+            changed.append(word)
+        elif _PERSON_WORD.fullmatch(word) or _GROUP_LEAD.search(before):
+            group.append(word)
+        elif _WEAK_CHANGE_LEAD.search(before) or _CHANGED_AFTER.match(after):
+            changed.append(word)
+    return list(dict.fromkeys(group)), list(dict.fromkeys(changed))
+
+
+def _card_words(card: DatasetCard) -> set[str]:
+    return {
+        word
+        for f in card.features
+        for name in (*f.synonyms, *f.value_words, f.display_name, f.name)
+        for word in re.split(r"[ _/-]", name.lower())
+    }

@@ -57,6 +57,8 @@ from pydantic import BaseModel
 from copilot.facts import NOTHING_LEFT, Memory, Step
 from copilot.llm.offline.changes import relative_changes
 from copilot.llm.offline.cohorts import (
+    about_a_group,
+    about_one_patient,
     asks_statistics,
     changes_a_group,
     cohort_request,
@@ -72,7 +74,7 @@ from copilot.llm.offline.grammar import (
     unknown_place,
     wants_training,
 )
-from copilot.llm.offline.inputs import unknown_inputs
+from copilot.llm.offline.inputs import unknown_inputs, unknown_roles
 from copilot.llm.offline.monitoring import history_arguments
 from copilot.llm.offline.patients import missing_required, parse_patient
 from copilot.llm.offline.scope import (
@@ -428,11 +430,21 @@ def _history(reading: Reading, context: _Context) -> Intent | None:
     return None if arguments is None else Intent(tool="monitoring_history", arguments=arguments)
 
 
+# The checks' own words: a statistic said beside them ("lots of missing cholesterol") is one
+# of the problems the drift check lists, not a question for the data's statistics.
+_QUALITY_CHECK = re.compile(
+    r"\bdata[- ]quality\b|\bquality (?:issues?|problems?|checks?|findings?|flags?)\b|"
+    r"\bimpossible (?:zeros?|values?)\b|\bout[- ]of[- ]range\b"
+)
+
+
 def _drift(reading: Reading, context: _Context) -> Intent | None:
     """check_drift: drift, shift, distribution, data quality; at a site or since a date
     ("distribution of chest pain types in Hungary" asks for the data's statistics)."""
+    statistics = asks_statistics(reading.text, context.card)
     if reading.has("drift") and not (
-        asks_statistics(reading.text, context.card) or changes_a_group(reading.text, context.card)
+        (statistics and not _QUALITY_CHECK.search(reading.text))
+        or changes_a_group(reading.text, context.card)
     ):
         return _drift_at(reading, context.card)
     return None
@@ -454,7 +466,7 @@ _ALIAS_HELD = re.compile(
 )
 
 
-def _runs(reading: Reading, _: _Context) -> Intent | None:
+def _runs(reading: Reading, context: _Context) -> Intent | None:
     """list_runs: "show me the last 4 runs", "runs trained on Hungary", "a summary of the
     last run" (one)."""
     about_the_data = reading.has("inputs") or _ABOUT_THE_DATA.search(reading.text)
@@ -466,6 +478,15 @@ def _runs(reading: Reading, _: _Context) -> Intent | None:
         return Intent(tool="list_runs", arguments={"limit": 5})
     if not reading.has("runs"):
         return None
+    place = unknown_place(reading.text, context.card)
+    if place is not None:  # "runs that used the Toronto hospital data"
+        known = list(sites(context.card))
+        return _clarify(
+            _did_you_mean(
+                [f"runs trained on {site}" for site in known[:2]] + ["show the last runs"],
+                f"I don't know a site called '{place}': the sites are {', '.join(known)}.",
+            )
+        )
     named_only = len(reading.text.split()) <= 2  # "runs", "training runs?"
     if not (
         reading.has("list") or reading.sites or reading.count or reading.singular_run or named_only
@@ -587,6 +608,39 @@ def _vague_ages(reading: Reading, context: _Context) -> Intent | None:
         return None  # about the last patient ("if he were older")
     question = vague_age_group(reading.text, context.card)
     return None if question is None else _clarify(question)
+
+
+_SUPPOSED = re.compile(r"\b(?:if|suppose|supposing|imagine|assuming|were)\b")
+
+
+def _unknown_group(reading: Reading, context: _Context) -> Intent | None:
+    """A group picked out by an input the card lacks ("how accurate is it for smokers?",
+    "patients with a BMI over 30"), or given only such changes ("what if all the women
+    stopped smoking?"): said back with the inputs there are. A group also given a change of
+    the card's features ("lost 5 kg and had their BP 10 lower") is left to the cohort tools:
+    the rest is done, and the router says what was not used."""
+    text, card = reading.text, context.card
+    group, changed = unknown_roles(text, card)
+    if not (group or changed) or about_one_patient(text, card):
+        return None
+    people = any(re.fullmatch(r"(?:non-?|ex-?)?(?:smokers?|drinkers?)", word) for word in group)
+    if not (people or about_a_group(text, card)):
+        return None
+    site = (reading.sites or list(sites(card)) or ["?"])[0]
+    if group:
+        return _clarify(
+            f"The data has no {' or '.join(repr(w) for w in group)}: it is not one of the "
+            f"model's inputs ({_inputs(card)}), so I can't pick out that group. Name it by "
+            f"those features or a site, e.g. 'women over 60 at {site}'."
+        )
+    found = cohort_request(text, card, context.memory.prediction_id)
+    if not _SUPPOSED.search(text) or (found is not None and found[0] == "cohort_what_if"):
+        return None
+    return _clarify(
+        f"I can't give the group {' or '.join(repr(w) for w in changed)}: not one of the "
+        f"model's inputs ({_inputs(card)}). E.g. 'what if everyone over 60 had cholesterol "
+        "20 lower'."
+    )
 
 
 def _cohorts(reading: Reading, context: _Context) -> Intent | None:
@@ -912,6 +966,7 @@ _FRAMES = (
     _drift,
     _runs,
     _vague_ages,
+    _unknown_group,
     _cohorts,
     _model,
     _answer,

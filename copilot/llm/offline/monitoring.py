@@ -34,6 +34,7 @@ _OVER_TIME = re.compile(
     r"\bhow (?:has|have) [a-z ]{1,40}(?:drifted|changed|moved|done|performed|evolved)\b|"
     r"\btime series\b|\bevolv(?:e|ed|es|ing)\b|\bevolution\b|"
     r"\b(?:week|month|day) (?:by|over|to|after) (?:week|month|day)\b|\b(?:weekly|daily|monthly)\b|"
+    r"\b(?:each|every|per) (?:day|week|check)\b|\bcheck by check\b|"
     r"\bover the (?:last|past) (?:few |several |couple of |\d{1,2} )?(?:weeks|months)\b|"
     # a measure said to have moved: "has the AUC dropped", "a fall in sensitivity"
     rf"\b(?:{_MEASURES})(?: [a-z']+){{0,3}} (?:dropped|fallen|fell|gone (?:down|up)|decreased|"

@@ -396,11 +396,14 @@ def kinds_in(text: str) -> list[str]:
 
 
 def count_in(text: str) -> int | None:
-    """N of "the last N", "the 3 latest", "the most recent 4" (None when not said)."""
+    """N of "the last N", "the 3 latest", "the most recent 4", "just 3" (None when not
+    said)."""
     found = re.search(
         r"\b(?:last|latest|recent|past|previous|newest|most recent)\s(\d{1,3})\b|"
         r"\b(\d{1,3})\s(?:latest|last|most recent|newest|recent|previous)\b|"
-        r"\b(\d{1,3})\s(?:training\s)?(?:runs|experiments|trainings)\b",
+        r"\b(\d{1,3})\s(?:training\s)?(?:runs|experiments|trainings)\b|"
+        # "newest first, just 3", "only 4 please", "limit it to 2"
+        r"\b(?:just|only|limit(?:ed)?(?: it)? to)\s(?:the\s)?(\d{1,2})\b(?!\s?(?:%|[a-z]))",
         text,
     )
     if not found:
@@ -424,6 +427,7 @@ _MONTHS = (
     "november",
     "december",
 )
+known_words(" ".join(_MONTHS))  # "since 1 march" is a date, never "match"
 _MONTH_NAME = "|".join([*_MONTHS, *(m[:3] for m in _MONTHS if m != "may"), "sept"])
 # "since October", "in November", "since 1 November", "since November 3rd", "from nov 1"
 _MONTH_SAID = re.compile(
