@@ -11,10 +11,11 @@ model chooses and fills alone, as with no reading. One-step routing (tools, json
 reading (tool and arguments) as a guess beside the tools. When the grammar is unsure, the
 readings it would offer a person ("Did you mean ...?") are offered to the model as likely
 readings, each with the tool it reads as, to choose among (or another tool); an "I'm not
-sure" with no readings is not passed on: the model reads such a request alone. A request the grammar declines (out
-of scope, or a claim of approval with nothing to do), or answers with a question (a
-patient's missing values, which patient, which site), is offered as that reply: confirmed,
-the grammar's reply is the answer (a question for missing values is remembered as always).
+sure" with no readings is not passed on: the model reads such a request alone. A request
+the grammar declines (out of scope, or a claim of approval with nothing to do), or answers
+with a question (a patient's missing values, which patient, which site), is offered as that
+reply: confirmed, the grammar's reply is the answer (a question for missing values is
+remembered as always).
 
 `COPILOT_LLM_READER_HINT=false` turns it off (the model then reads every request alone).
 """
