@@ -12,7 +12,8 @@ The normal form comes first, before anything is read:
 - units in one spelling ("mmol / L" -> "mmol/l", "130mmHg" -> "130 mmhg": copilot.units);
 - number words as digits ("twenty years older" -> "20 years older", "one hundred and
   twenty" -> "120");
-- typos fixed against the vocabulary of the card and the grammar ("cholesterl").
+- short words spelled as they sound ("wat wuld", "shud"), and typos fixed against the
+  vocabulary of the card and the grammar ("cholesterl").
 
 Every pattern here is linear: no nested quantifiers over overlapping classes, bounded
 repetitions, and quoted passages found by a scan rather than a regular expression.
@@ -76,7 +77,8 @@ _NUMBER_WORD = re.compile(
     + "|".join(u for u in _UNITS if _UNITS[u] < 10 and u != "zero")
     + r"))?|(?P<small>"
     + "|".join(u for u in sorted(_UNITS, key=len, reverse=True) if u != "one")
-    + r"))(?![a-z-])"
+    # joined to its noun only by "-year(s)" ("a sixty-two-year-old woman")
+    + r"))(?![a-z])(?!-(?!y(?:ea)?rs?\b))"
 )
 
 _KIND_WORDS = {
@@ -259,6 +261,9 @@ def _closest(word: str, vocabulary: frozenset[str]) -> str:
     # typos rarely change the first letter ("latest" must not become "test")
     same_start = [w for w in vocabulary if w[0] == word[0] and abs(len(w) - len(word)) <= 2]
     close = difflib.get_close_matches(word, same_start, n=1, cutoff=0.8)
+    if not close and len(word) >= 6:
+        # two letters swapped ("exersice", "depresison"): the same letters as a known word
+        close = [w for w in same_start if len(w) == len(word) and sorted(w) == sorted(word)][:1]
     if not close or _stem_of(word, close[0]):
         return word  # nothing close, or the word is the stem of a known word ("large")
     return close[0]
@@ -312,9 +317,36 @@ _FRACTIONS = {"half": 50, "third": 33, "quarter": 25, "fifth": 20, "tenth": 10}
 _FRACTION = re.compile(r"\bby (?:a |one )?(" + "|".join(_FRACTIONS) + r")\b")
 
 
+# Short words typed as they sound or with a letter dropped, which the typo fixer (words of
+# five letters or more) never sees: the question words and auxiliaries a request is built on.
+_CHAT_SPELLINGS = {
+    "wat": "what",
+    "wht": "what",
+    "whta": "what",
+    "wot": "what",
+    "wuld": "would",
+    "woud": "would",
+    "wud": "would",
+    "wld": "would",
+    "cud": "could",
+    "culd": "could",
+    "coud": "could",
+    "shud": "should",
+    "shld": "should",
+    "hw": "how",
+    "meen": "mean",
+    "meens": "means",
+    "doe": "does",
+    "pls": "please",
+    "plz": "please",
+}
+_CHAT_WORD = re.compile(r"(?<![a-z'-])(?:" + "|".join(_CHAT_SPELLINGS) + r")(?![a-z'-])")
+
+
 def normalise(text: str, card: DatasetCard) -> str:
     """The normal form every reader starts from (see the module docstring)."""
-    lowered = _SPOKEN_HUNDREDS.sub(_spoken, _HUNDREDS.sub(_hundreds, units.spelled(plain(text))))
+    lowered = _CHAT_WORD.sub(lambda m: _CHAT_SPELLINGS[m.group(0)], plain(text))
+    lowered = _SPOKEN_HUNDREDS.sub(_spoken, _HUNDREDS.sub(_hundreds, units.spelled(lowered)))
     lowered = _NUMBER_WORD.sub(_digits, lowered)
     lowered = _FRACTION.sub(lambda m: f"by {_FRACTIONS[m.group(1)]}%", lowered)
     return _fix_typos(lowered, _vocabulary(card))
