@@ -14,7 +14,9 @@ A clause is such a question when
            or two units said as alternatives ("mg/dl or mmol/l");
   coding   "coded", "encoded", "coding", "the numbers/values/codes in", possible, allowed or
            valid values, categories, levels or options;
-  or it is nothing but a question word and the feature ("what is thal?", "whats restecg");
+  "the difference between", "what does ... indicate/measure";
+  or it is nothing but a question word and the feature ("what is thal?", "whats restecg",
+  "tell me about the ca variable");
 - it says no value (no digit: "what if his chol were 200" is a patient), does not ask what
   the model takes ("what units does it expect cholesterol in?": model_info) and nothing of a
   patient, a risk, the model's use of the input, a group or a site, or a statistic of the
@@ -35,7 +37,9 @@ from model_service.cards import DatasetCard, Feature
 _MEANING = re.compile(
     r"\bmean(?:s|t)?\b(?! (?:of|value|values|level|levels|average)\b)|\bmeaning\b|"
     r"\bstands? for\b|\bstanding for\b|\bshort for\b|\bdefinitions?\b|\bdefined?\b|"
-    r"\brefers? to\b|\babbreviation\b|\bacronym\b|\bdescription of\b"
+    r"\brefers? to\b|\babbreviation\b|\bacronym\b|\bdescription of\b|\bdifference between\b|"
+    r"\bwhat (?:does|do|is|are) [a-z' ]{0,30}(?:indicate|signify|measure|capture|represent|"
+    r"describe|tell us)\b"
 )
 
 _UNIT = re.compile(
@@ -49,7 +53,8 @@ _CODING = re.compile(
     r"options|levels|entries|answers|range|ranges|inputs)\b|"
     r"\b(?:values?|categories|options|levels) (?:are |is )?(?:allowed|possible|permitted|valid)\b|"
     r"\bthe (?:numbers|values|codes|categories|levels|options) (?:in|of|for)\b|"
-    r"\b(?:what|which) (?:values|categories|options|levels|codes)\b|\bcan (?:it|this|that) take\b"
+    r"\b(?:what|which) (?:values|categories|options|levels|codes)\b|\bcan (?:it|this|that) take\b|"
+    r"\bhow many (?:categories|values|levels|options|codes|kinds|types)\b"
 )
 
 # A request that is about a patient, a risk, the model's use of an input or the data's
@@ -59,7 +64,8 @@ _NOT_ABOUT_THE_INPUT = re.compile(
     r"\b(?:risk|predict\w*|probability|chance|odds|score)\b|"
     r"\b(?:important|importance|influence\w*|effect|impact|affects?|matters?|weighs?|"
     r"drivers?|driving|contribut\w*|rank\w*)\b|"
-    r"\b(?:average|median|distribution|how many|missing|count|percent\w*|share|proportion|"
+    r"\b(?:average|median|distribution|missing|count|percent\w*|share|proportion|"
+    r"how many(?! (?:categories|values|levels|options|codes|kinds|types))|"
     r"histogram|spread|common\w*|usual\w*|typical\w*|frequent\w*|seen|observed|among|"
     r"patients|women|men|people)\b|\b(?:what if|suppose|imagine)\b|"
     r"\b(?:drift\w*|shift\w*)\b|"
@@ -71,12 +77,15 @@ _NOT_ABOUT_THE_INPUT = re.compile(
 # Nothing but a question word around the feature: "what is thal?", "whats restecg",
 # "and ca?" is not one (no question word).
 _ASK = (
-    r"(?:so |ok |okay |and |sorry,? |hi,? )?(?:what|whats|what's|wat|wot) ?(?:is|are|'s)? ?"
+    r"(?:so |ok |okay |and |sorry,? |hi,? )?(?:(?:what|whats|what's) ?(?:is|are|'s)? ?|"
+    r"(?:(?:please |can you |could you )?(?:explain|describe|tell me about|define) |"
+    r"(?:some )?(?:info|information|details) (?:on|about) ))"
     r"(?:exactly |again )?(?:the |this |that )?(?:term |feature |column |variable |field |"
     r"input |word |abbreviation )?"
 )
 _AFTER = (
-    r"(?: (?:feature|column|variable|field|input|term|thing))?(?: (?:exactly|again|here|then|"
+    r"(?: (?:feature|column|variable|field|input|term|thing))?"
+    r"(?: (?:exactly|again|here|then|please|"
     r"(?:in|of) (?:this|the) (?:data|dataset|data set|card|model|table)))*"
 )
 
@@ -116,9 +125,15 @@ def _patterns(card: DatasetCard) -> tuple[re.Pattern[str], dict[str, str], re.Pa
     return _PATTERNS[card.name]
 
 
+# A question about what one input is fits in a sentence or two.
+_LONGEST = 300
+
+
 def defined_feature(text: str, card: DatasetCard) -> str | None:
     """The card name of the feature whose meaning, unit or coding `text` (a normalised
     clause) asks about; None when it asks something else."""
+    if len(text) > _LONGEST:
+        return None
     mention, owner, units_said = _patterns(card)
     found = list(mention.finditer(text))
     features = {owner[m.group(1)] for m in found}

@@ -691,8 +691,8 @@ _CHANGE_STARTS = re.compile(
     # a question about the risk of the patient just described, after them: "... how would
     # her risk look in 5 years?", "...: where would his risk be a decade on?" (a what-if
     # only when a change follows)
-    r"\b(?:and )?(?:how|where|what) (?:would|will|does|do|might|could|is) (?:his|her|their|the) "
-    r"(?:risk|score|prediction|odds|chances?|probability)\b|"
+    r"\b(?:and )?(?:how|where|what|how much|how far) (?:would|will|does|do|might|could|is) "
+    r"(?:his|her|their|the) (?:risk|score|prediction|odds|chances?|probability)\b|"
     # a verb that changes the patient just described: "take <patient> and lower his
     # cholesterol by 40", "if <patient> brought his BP to 120"
     r"\b(?:and |then )?(?:lower|lowers|lowered|lowering|raise|raises|raised|raising|reduce|"

@@ -82,6 +82,9 @@ def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
             r"(?:[,:]| -) (\d{2,3}),"
             r"(?:[^,]{1,40},){2}",
             r"(?:^|: )(\d{2,3}), (?:male|female|man|woman|m|f),[^,]{1,40},[^,]{2,40}",
+            # a record that opens with the age after a question or a label, then findings
+            # ("what are the odds this lady has CAD? 57, atypical angina, BP 130, ...")
+            r"(?:^|[:?] )(\d{2,3}), [a-z][a-z -]{2,40},[^,]{2,40},[^,]{2,40},",
             # "how about at 50?", "and aged 45?": an age said alone after a follow-on word
             r"^(?:and |but |now |what about |how about |and what about |and how about )?"
             r"(?:at|aged?|at age) (\d{2,3})(?: years(?: old)?)?\W*$",
@@ -292,15 +295,17 @@ def _ambiguous(word: str, feature: Feature, card: DatasetCard) -> bool:
 
 _NEGATED = re.compile(
     r"(?:\b(?:not|no|never|without|denies|non|didnt|doesnt|dont|wasnt|isnt|werent|hasnt|"
-    r"hadnt|aint)|n't)(?: (?P<between>[a-z]{1,8}))? ?-?$"
+    r"hadnt|aint|no longer|stopped|stops|quit|ceased|free of)|n't)"
+    r"(?: (?P<between>[a-z]{1,8}))? ?-?$"
 )
 
 
 def _negated(text: str, start: int, card: DatasetCard | None = None) -> bool:
     """Whether the words just before `start` negate it ("wasn't diabetic", "non-diabetic",
-    "didn't have exercise angina"). With the card, a word between that is itself a finding
+    "didn't have exercise angina", "stopped having exercise angina", "no longer diabetic").
+    With the card, a word between that is itself a finding
     ("no DM LVH": no diabetes, and hypertrophy) ends the negation there."""
-    negation = _NEGATED.search(text[max(0, start - 16) : start])
+    negation = _NEGATED.search(text[max(0, start - 20) : start])
     if negation is None:
         return False
     between = negation.group("between")

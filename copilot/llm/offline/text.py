@@ -298,6 +298,76 @@ def _fix_typos(text: str, vocabulary: frozenset[str]) -> str:
     return re.sub(r"[a-z]+", fix, text)
 
 
+def _card_phrases(card: DatasetCard) -> frozenset[str]:
+    """The card's names of two words ("heart rate", "blood pressure", "st depression")."""
+    key = ("phrases", card.name)
+    if key not in _BY_CARD:
+        _BY_CARD[key] = frozenset(
+            name.lower()
+            for f in card.features
+            for name in (*f.synonyms, f.display_name)
+            if re.fullmatch(r"[a-z]+ [a-z]+", name.lower())
+        )
+    cached = _BY_CARD[key]
+    assert isinstance(cached, frozenset)
+    return cached
+
+
+def _fix_short_typos(text: str, card: DatasetCard) -> str:
+    """A word of three or four letters one letter off a word of one of the card's two-word
+    names, beside that name's other word ("max heart rat 170", "blod pressure 125"): too
+    short to fix alone (the typo fixer reads words of five letters or more), it is fixed by
+    its neighbour."""
+    after_first, before_second, seconds, firsts = _short_typo_patterns(card)
+
+    def fixed(word: str, candidates: list[str]) -> str:
+        if word in _ENGLISH:
+            return word
+        for known in candidates:
+            if known != word and known[0] == word[0] and _one_letter_off(word, known):
+                return known
+        return word
+
+    text = after_first.sub(lambda m: f"{m.group(1)} {fixed(m.group(2), seconds[m.group(1)])}", text)
+    return before_second.sub(
+        lambda m: f"{fixed(m.group(1), firsts[m.group(2)])} {m.group(2)}", text
+    )
+
+
+_ShortTypos = tuple[re.Pattern[str], re.Pattern[str], dict[str, list[str]], dict[str, list[str]]]
+_SHORT_TYPOS: dict[str, _ShortTypos] = {}
+
+
+def _short_typo_patterns(card: DatasetCard) -> _ShortTypos:
+    """A short word after a two-word name's first word, or before its second word, and the
+    words each of them may stand for."""
+    if card.name not in _SHORT_TYPOS:
+        seconds: dict[str, list[str]] = {}  # a name's first word -> its second words
+        firsts: dict[str, list[str]] = {}  # a name's second word -> its first words
+        for phrase in sorted(_card_phrases(card)):
+            one, two = phrase.split()
+            seconds.setdefault(one, []).append(two)
+            firsts.setdefault(two, []).append(one)
+
+        def alternatives(words: dict[str, list[str]]) -> str:
+            return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+
+        _SHORT_TYPOS[card.name] = (
+            re.compile(rf"(?<![a-z])({alternatives(seconds)}) ([a-z]{{3,4}})(?![a-z])"),
+            re.compile(rf"(?<![a-z])([a-z]{{3,4}}) ({alternatives(firsts)})(?![a-z])"),
+            seconds,
+            firsts,
+        )
+    return _SHORT_TYPOS[card.name]
+
+
+def _one_letter_off(word: str, known: str) -> bool:
+    """One letter added, dropped or changed ("rat" of "rate", "blod" of "blood")."""
+    if abs(len(word) - len(known)) > 1:
+        return False
+    return difflib.SequenceMatcher(None, word, known).ratio() >= 0.75
+
+
 # Hundreds said as a clinician reads them out: "one forty" (140), "two fifty" (250), "one
 # twenty five" (125).
 _SPOKEN_HUNDREDS = re.compile(
@@ -349,7 +419,7 @@ def normalise(text: str, card: DatasetCard) -> str:
     lowered = _SPOKEN_HUNDREDS.sub(_spoken, _HUNDREDS.sub(_hundreds, units.spelled(lowered)))
     lowered = _NUMBER_WORD.sub(_digits, lowered)
     lowered = _FRACTION.sub(lambda m: f"by {_FRACTIONS[m.group(1)]}%", lowered)
-    return _fix_typos(lowered, _vocabulary(card))
+    return _fix_short_typos(_fix_typos(lowered, _vocabulary(card)), card)
 
 
 _QUOTES = {"'": "'", '"': '"'}

@@ -235,3 +235,73 @@ def test_a_missing_value_answer_keeps_what_the_patient_was_for(card: DatasetCard
     # a new request in answer is read as itself
     assert _call("check drift at Hungary", card, memory) == ("check_drift", {"site": "Hungary"})
     assert _call("predict the risk for " + DESCRIBED, card, memory)[0] == "predict_risk"
+
+
+@pytest.mark.parametrize(
+    ("text", "age"),
+    [
+        ("what are the odds this lady has CAD? 57, atypical angina, BP 130, chol 236, LVH", 57),
+        ("Patient record: 66, asymptomatic, BP 150, chol 300, diabetic", 66),
+        ("show rows: 12, 13, 14, 15", None),  # numbers only: no record of findings
+    ],
+)
+def test_a_record_that_opens_with_the_age(text: str, age: int | None, card: DatasetCard) -> None:
+    assert parse_patient(normalise(text, card), card).get("age") == age
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("max heart rat 170", "max heart rate 170"),
+        ("blod pressure 125", "blood pressure 125"),
+        ("the rest of it", "the rest of it"),  # no two-word name beside it
+        ("the heart is fine", "the heart is fine"),
+    ],
+)
+def test_a_short_typo_is_fixed_by_its_neighbour_in_a_two_word_name(
+    typed: str, meant: str, card: DatasetCard
+) -> None:
+    assert normalise(typed, card) == meant
+
+
+@pytest.mark.parametrize(
+    ("text", "feature"),
+    [
+        ("what's the difference between upsloping and downsloping?", "slope"),
+        ("what does a fixed defect on the perfusion scan indicate?", "thal"),
+        ("how many levels does the chest pain type have", "cp"),
+        ("how many categories is resting ECG split into?", "restecg"),
+        ("tell me about the thalch column", "thalch"),
+        ("some information on fbs please", "fbs"),
+    ],
+)
+def test_more_ways_of_asking_what_an_input_is(text: str, feature: str, card: DatasetCard) -> None:
+    assert _call(text, card) == ("define_feature", {"feature": feature})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("stopped having exercise angina", {"exang": False}),
+        ("no longer diabetic", {"fbs": False}),
+        ("free of exercise angina", {"exang": False}),
+    ],
+)
+def test_a_finding_that_ended_is_negated(
+    text: str, expected: dict[str, Any], card: DatasetCard
+) -> None:
+    assert parse_patient(normalise(text, card), card) == expected
+
+
+@pytest.mark.parametrize(
+    ("question", "changes"),
+    [
+        (". How much would her risk drop with chol 180?", {"chol": 180}),
+        ("; how far would her risk fall at a BP of 120?", {"trestbps": 120}),
+    ],
+)
+def test_how_much_her_risk_moves_with_a_change_is_a_what_if(
+    question: str, changes: dict[str, Any], card: DatasetCard
+) -> None:
+    tool, arguments = _call(DESCRIBED + question, card)
+    assert tool == "what_if" and arguments["changes"] == changes
