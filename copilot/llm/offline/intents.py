@@ -813,10 +813,13 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
             return Intent(
                 tool="explain_prediction", arguments={"prediction_id": memory.prediction_id}
             )
+        # an explanation asked for by name is what the patient described next is for; a
+        # bare "why?" with nothing before it is not (the patient is then scored first)
+        asked = "explain_prediction" if _EXPLANATION_ASKED.search(text) else None
         return Intent(
             tool=None,
             reply=f"Which patient should I explain? Describe one first, e.g. '{EXAMPLE_PATIENT}'.",
-            pending_tool="explain_prediction",
+            pending_tool=asked,
         )
     # values of the last patient said alone ("at a cholesterol of 190", "cholesterol reduced
     # to 200"): a new patient is introduced by who they are (age, sex, chest pain)
@@ -876,6 +879,13 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
             "BP 145/90, chol 233 mg/dl, max HR 150, ST depression 2.3'."
         )
     return None
+
+
+# An explanation asked for by name ("explain a prediction", "break it down", "the drivers").
+_EXPLANATION_ASKED = re.compile(
+    r"\b(?:explain\w*|break(?:s|ing)? (?:it |that |this |a |the )?down|breakdown|drivers?|"
+    r"contribut\w*|shap)\b"
+)
 
 
 # The value a change replaces, said beside the new one: "swap the asymptomatic pain for

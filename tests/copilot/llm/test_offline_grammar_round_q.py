@@ -215,7 +215,7 @@ def _answer_after(question: str, answer: str, card: DatasetCard) -> tuple[Any, A
     ("question", "tool"),
     [
         ("can you explain a prediction for me?", "explain_prediction"),
-        ("why would it come out so high?", "explain_prediction"),
+        ("break down a prediction for me", "explain_prediction"),
         ("what would it take to bring the risk down?", "counterfactual"),
         ("which changes would get a patient under the threshold?", "counterfactual"),
     ],
@@ -305,3 +305,10 @@ def test_how_much_her_risk_moves_with_a_change_is_a_what_if(
 ) -> None:
     tool, arguments = _call(DESCRIBED + question, card)
     assert tool == "what_if" and arguments["changes"] == changes
+
+
+def test_a_bare_why_with_nothing_before_it_remembers_no_tool(card: DatasetCard) -> None:
+    """ "why?" with no patient is asked back; the patient described next is scored first."""
+    asked = pending_request("why?", Memory(), card)
+    assert asked is None or asked.pending_tool is None
+    assert _call(DESCRIBED, card, Memory(pending_patient={}))[0] == "predict_risk"
