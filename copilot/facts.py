@@ -24,6 +24,9 @@ class Memory:
     # the features the copilot asked for, so that "asymptomatic" completes it next turn.
     pending_patient: dict[str, Any] | None = None
     asked_for: tuple[str, ...] = ()
+    # What that patient is for, when the copilot asked which patient a request is about
+    # ("explain a prediction" -> "which patient?"): the tool the answer goes to (None: a risk).
+    pending_tool: str | None = None
     # The last tool that ran ("what about Switzerland?" after list_runs lists Switzerland's
     # runs), and the changes of the last what-if on `prediction_id` ("and if he were also
     # 10 years younger?" keeps them).
@@ -80,6 +83,7 @@ class PendingPatient(BaseModel):
 
     patient: dict[str, Any]
     asked_for: list[str]
+    tool: str | None = None  # the tool the patient is for (None: predict_risk)
 
 
 class Focus(BaseModel):

@@ -55,11 +55,16 @@ async def route_turn(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]
         runtime.context.agents.router, RouteRequest(state["text"], Memory(**remembered))
     )
     # a patient being described lasts one question: kept when this reply asks about it
-    memory = {k: v for k, v in remembered.items() if k not in {"pending_patient", "asked_for"}}
+    memory = {
+        k: v
+        for k, v in remembered.items()
+        if k not in {"pending_patient", "asked_for", "pending_tool"}
+    }
     if decided.pending is not None:
         memory |= {
             "pending_patient": decided.pending.patient,
             "asked_for": list(decided.pending.asked_for),
+            "pending_tool": decided.pending.tool,
         }
     return {
         "memory": memory,

@@ -106,6 +106,8 @@ def context_block(request: RouteRequest) -> str:
     if memory.pending_patient:  # we asked for more: the answer completes this patient
         context["patient_being_described"] = memory.pending_patient
         context["we_asked_for"] = list(memory.asked_for)
+    if memory.pending_tool:  # we asked which patient: the answer's patient is for this tool
+        context["patient_wanted_for"] = memory.pending_tool
     block = f"{CONTEXT_MARKER}\n" + json.dumps(context)
     if request.done:
         block += (

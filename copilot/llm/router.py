@@ -38,7 +38,7 @@ from copilot.llm.grounding import PATIENT_TOOLS, cannot_fill, misread_bounds, un
 from copilot.llm.hint import Hint, read_hint
 from copilot.llm.offline.focus import question_focus
 from copilot.llm.offline.inputs import unknown_inputs
-from copilot.llm.offline.intents import pending_after, steps_in
+from copilot.llm.offline.intents import pending_request, steps_in
 from copilot.llm.offline.patients import parse_patient
 from copilot.llm.offline.text import normalise
 from copilot.llm.protocol import looks_like_protocol
@@ -449,8 +449,12 @@ def _pending(router: Router, request: RouteRequest) -> PendingPatient | None:
     same reading for every provider; never parsed back from the reply's words)."""
     if router.card is None or request.done:
         return None
-    found = pending_after(request.text, request.memory, router.card)
-    return None if found is None else PendingPatient(patient=found[0], asked_for=found[1])
+    found = pending_request(request.text, request.memory, router.card)
+    if found is None:
+        return None
+    return PendingPatient(
+        patient=found.pending or {}, asked_for=found.asked_for, tool=found.pending_tool
+    )
 
 
 def _measured(router: Router, spent: RunUsage, started: float) -> dict[str, Any]:

@@ -283,6 +283,24 @@ async def test_an_answer_to_its_own_question_completes_the_patient(
         assert "pending_patient" not in state.values["memory"]  # used once, then gone
 
 
+async def test_the_patient_given_after_which_patient_goes_to_the_tool_asked_about(
+    database_url: str, tracking_uri: str, live_service: str
+) -> None:
+    """ "Explain a prediction" with none made asks which patient; the patient described next
+    is explained, not only scored (what it is for is typed memory, for one question)."""
+    async with open_for(database_url, tracking_uri, live_service) as copilot:
+        asked = await copilot.send("c10", "explain a prediction", "ann")
+        assert asked.tool_calls == []
+        answered = await copilot.send(
+            "c10", "63 yo man, asymptomatic, BP 145, chol 233, max HR 150, ST depression 2.3", "ann"
+        )
+        (call,) = answered.tool_calls
+        assert call["tool"] == "explain_prediction"
+        assert call["arguments"]["patient"]["chol"] == 233
+        state = await copilot.graph.aget_state({"configurable": {"thread_id": "c10"}})
+        assert state.values["memory"].get("pending_tool") is None  # used once, then gone
+
+
 async def test_questions_about_cohorts_and_the_data_go_through_the_graph(
     database_url: str, tracking_uri: str, live_service: str
 ) -> None:

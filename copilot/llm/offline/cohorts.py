@@ -183,7 +183,9 @@ _BETWEEN = re.compile(_RANGE)
 # threshold", "low risk", "no longer flagged", "out of the positive class"), or by name.
 _CF_ASK = (
     r"\bwhat would (?:it )?take\b|\bwhat (?:could|can|should|would|must|needs? to|has to|have "
-    r"to) (?:[a-z']+ ){0,2}?change\b|\bhow (?:do|can|could|would|might|should) (?:we|i|you|he|she|"
+    r"to) (?:[a-z']+ ){0,3}?(?:change|improve|modify|adjust|alter|fix|work on)\b|"
+    r"\bwhat (?:would|could|might|will) (?:make|get|turn|bring|push|move)\b|"
+    r"\bhow (?:do|can|could|would|might|should) (?:we|i|you|he|she|"
     r"they|the patient|this patient|it) (?:get|bring|move|push|make|turn)\b|"
     r"\b(?:smallest|smaller|slimmest|leanest|minimal|minimum|least|fewest|cheapest|easiest|"
     r"simplest|shortest|quickest|lightest|realistic|actionable) (?:[a-z]+ )?(?:(?:set|number|"
@@ -208,14 +210,17 @@ _CF_GOAL = (
     r"\b(?:flip|change|turn|reverse)s? (?:the |his |her |their |its )?"
     r"(?:prediction|label|classification|class|outcome|decision)\b|\bnegative (?:prediction|"
     r"class|label)\b|\b(?:lower|reduce|decrease|cut|drop)s? (?:his|her|their|the patient's|its) "
-    r"risk\b|\b(?:under|below|beneath|less than) (?:0?\.\d{1,3}|\d{1,2}(?:\.\d)? ?(?:%|percent))|"
+    r"risk\b|\b(?:get|bring|push|take)s? (?:his|her|their|the|its) (?:patient's )?risk "
+    r"(?:down|lower)\b|"
+    r"\b(?:under|below|beneath|less than) (?:0?\.\d{1,3}|\d{1,2}(?:\.\d)? ?(?:%|percent))|"
     # the model's call on the patient, turned ("for the model to call him negative", "flips
     # him to low risk", "gets her classed as healthy")
     r"\b(?:predict|predicts|predicted|classify|classifies|classified|class|classed|label|"
     r"labels|labell?ed|call|calls|called|score|scores|scored|consider|considers|considered|"
+    r"say|says|see|sees|deem|deems|deemed|judge|judges|judged|"
     r"rate|rates|rated|flip|flips|flipped|move|moves|moved|put|puts|turn|turns)"
     r"(?: (?:him|her|them|it|the patient|this patient|that patient))? (?:as |to |into )?"
-    r"(?:healthy|negative|low|no disease|disease-free|not at risk)\b"
+    r"(?:healthy|negative|low|no (?:[a-z]+ )?disease|disease-free|not at risk)\b"
 )
 _COUNTERFACTUAL = re.compile(
     rf"\bcounterfactual|(?:{_CF_ASK}).*(?:{_CF_GOAL})|(?:{_CF_GOAL}).*(?:{_CF_ASK})|"
@@ -719,6 +724,12 @@ _CONDITION = re.compile(
     r"\b(?:if|suppose|supposing|assuming|imagine|say|were|was|had) (?:he|she|they|his|her|"
     r"their|the patient|the patient's|we|you|i)\b[^,;?]{0,80}"
 )
+
+
+def asks_for_changes(text: str) -> bool:
+    """Whether a clause asks for the changes that would bring a risk under the threshold
+    (a counterfactual), whoever it is about."""
+    return bool(_COUNTERFACTUAL.search(text))
 
 
 def _stated_change(text: str, card: DatasetCard) -> bool:

@@ -59,11 +59,13 @@ from copilot.llm.offline.changes import relative_changes
 from copilot.llm.offline.cohorts import (
     about_a_group,
     about_one_patient,
+    asks_for_changes,
     asks_statistics,
     changes_a_group,
     cohort_request,
     vague_age_group,
 )
+from copilot.llm.offline.definitions import defined_feature
 from copilot.llm.offline.focus import mentioned
 from copilot.llm.offline.followups import repeat_call
 from copilot.llm.offline.grammar import (
@@ -89,7 +91,7 @@ from copilot.llm.offline.text import normalise, site_mentions, sites, without_no
 from copilot.suggestions import did_you_mean
 from model_service.cards import DatasetCard
 
-__all__ = ["CAPABILITIES", "Intent", "pending_after", "steps_in", "understand"]
+__all__ = ["CAPABILITIES", "Intent", "pending_after", "pending_request", "steps_in", "understand"]
 
 EXAMPLE_PATIENT = "63 yo M, asymptomatic chest pain, BP 145, chol 233"
 
@@ -161,6 +163,7 @@ class Intent(BaseModel):
     reply: str | None = None
     pending: dict[str, Any] | None = None
     asked_for: list[str] = []
+    pending_tool: str | None = None  # which patient we asked about: the tool it is for
     declined: bool = False
     unsure: bool = False
 
@@ -261,9 +264,19 @@ def pending_after(
     the turn ends with a question for a patient's missing values (None otherwise). The
     graph remembers both in Memory.pending_patient and Memory.asked_for, so that the next
     turn ("asymptomatic") completes that patient."""
+    found = pending_request(text, memory, card)
+    return None if found is None or found.pending is None else (found.pending, found.asked_for)
+
+
+def pending_request(text: str, memory: Memory, card: DatasetCard) -> Intent | None:
+    """This turn's question back about a patient, when it ends with one: for a patient's
+    missing values (`pending`, `asked_for`), or for which patient a request is about
+    (`pending_tool`: "explain a prediction" -> "which patient?"). The graph remembers them
+    (Memory.pending_patient, asked_for, pending_tool) so that the next turn's answer goes
+    where it was asked for."""
     intent = understand(text, memory, card)
-    if intent.tool is None and intent.pending is not None:
-        return intent.pending, intent.asked_for
+    if intent.tool is None and (intent.pending is not None or intent.pending_tool is not None):
+        return intent
     return None
 
 
@@ -576,9 +589,11 @@ def _answer(reading: Reading, context: _Context) -> Intent | None:
     if not values or not missing_required(values, context.card):
         return None  # nothing said, or a whole new patient: not an answer
     patient = {**pending, **values}
-    return _ask_for_missing(patient, context.card) or Intent(
-        tool="predict_risk", arguments={"patient": patient}
-    )
+    wanted = getattr(context.memory, "pending_tool", None)
+    question = _ask_for_missing(patient, context.card)
+    if question is not None:
+        return question.model_copy(update={"pending_tool": wanted})
+    return Intent(tool=wanted or "predict_risk", arguments={"patient": patient})
 
 
 def _cohort(reading: Reading, context: _Context) -> Intent | None:
@@ -643,6 +658,33 @@ def _unknown_group(reading: Reading, context: _Context) -> Intent | None:
     )
 
 
+def _changes_for_whom(reading: Reading, context: _Context) -> Intent | None:
+    """A counterfactual asked with no patient to search from ("what would it take to get
+    the risk down?" before any prediction): which patient, asked; the answer goes to the
+    counterfactual (Intent.pending_tool)."""
+    if context.memory.prediction_id is not None or not asks_for_changes(reading.text):
+        return None
+    if len(parse_patient(reading.text, context.card, pronouns=False)) >= 3:
+        return None
+    return Intent(
+        tool=None,
+        reply=(
+            "Which patient should I search changes for? Describe one, e.g. "
+            f"'{EXAMPLE_PATIENT}', or name a dataset row."
+        ),
+        pending_tool="counterfactual",
+    )
+
+
+def _definition(reading: Reading, context: _Context) -> Intent | None:
+    """define_feature: what one input means, its unit or its coding
+    (copilot.llm.offline.definitions)."""
+    feature = defined_feature(reading.text, context.card)
+    if feature is None:
+        return None
+    return Intent(tool="define_feature", arguments={"feature": feature})
+
+
 def _cohorts(reading: Reading, context: _Context) -> Intent | None:
     """The cohort and data tools (copilot.llm.offline.cohorts)."""
     found = cohort_request(reading.text, context.card, context.memory.prediction_id)
@@ -703,8 +745,8 @@ _CHANGE_STARTS = re.compile(
     # a question about the risk of the patient just described, after them: "... how would
     # her risk look in 5 years?", "...: where would his risk be a decade on?" (a what-if
     # only when a change follows)
-    r"\b(?:and )?(?:how|where|what) (?:would|will|does|do|might|could|is) (?:his|her|their|the) "
-    r"(?:risk|score|prediction|odds|chances?|probability)\b|"
+    r"\b(?:and )?(?:how|where|what|how much|how far) (?:would|will|does|do|might|could|is) "
+    r"(?:his|her|their|the) (?:risk|score|prediction|odds|chances?|probability)\b|"
     # a verb that changes the patient just described: "take <patient> and lower his
     # cholesterol by 40", "if <patient> brought his BP to 120"
     r"\b(?:and |then )?(?:lower|lowers|lowered|lowering|raise|raises|raised|raising|reduce|"
@@ -745,7 +787,34 @@ def _described_what_if(reading: Reading, context: _Context) -> Intent | None:
             )
         if changed:
             return Intent(tool="what_if", arguments={"patient": patient, "changes": changed})
-    return _later_in_life(reading.text, card)
+    return _change_said_first(reading.text, card) or _later_in_life(reading.text, card)
+
+
+# The change said first, then the patient after a colon, a dash or a question mark:
+# "suppose this patient had no exercise angina: <patient>", "what if her BP were 120? <patient>".
+_CHANGE_FIRST = re.compile(
+    r"^\W{0,3}(?:(?:and|so|ok|okay|now|then),? )?(?:what if|what would|what happens if|suppose|"
+    r"supposing|imagine|assuming|if|say)\b[^:;?]{3,200}?(?:[:;?]| - )"
+)
+
+
+def _change_said_first(text: str, card: DatasetCard) -> Intent | None:
+    """what_if on a patient described after the change ("suppose he had no exercise angina:
+    63 yo man, ..., exercise angina, ..."): the opening clause is the change, the rest the
+    patient; a value the patient already has is no change."""
+    opening = _CHANGE_FIRST.match(text)
+    if opening is None:
+        return None
+    patient = parse_patient(text[opening.end() :], card, pronouns=False)
+    if len(patient) < 3:
+        return None
+    said = opening.group(0)
+    changes = relative_changes(said, card, patient)
+    stated = parse_patient(_masked(said, changes.spans), card, pronouns=False)
+    changed = {k: v for k, v in {**stated, **changes.values}.items() if patient.get(k) != v}
+    if not changed or changes.problems:
+        return None
+    return Intent(tool="what_if", arguments={"patient": patient, "changes": changed})
 
 
 _TIME_SAID = re.compile(r"\b(?:years?|yrs?|decades?)\b")
@@ -774,7 +843,7 @@ def _inputs(card: DatasetCard) -> str:
     return ", ".join(f.display_name for f in card.features)
 
 
-def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR0911
+def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR0911, PLR0912
     """Predict, explain and what-if, with follow-ups about the last patient. A step of a
     two-step request that names no patient ("predict and explain <patient>") uses the one
     the whole request describes. Relative changes are applied to the remembered patient;
@@ -798,8 +867,13 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
             return Intent(
                 tool="explain_prediction", arguments={"prediction_id": memory.prediction_id}
             )
-        return _clarify(
-            f"Which patient should I explain? Describe one first, e.g. '{EXAMPLE_PATIENT}'."
+        # an explanation asked for by name is what the patient described next is for; a
+        # bare "why?" with nothing before it is not (the patient is then scored first)
+        asked = "explain_prediction" if _EXPLANATION_ASKED.search(text) else None
+        return Intent(
+            tool=None,
+            reply=f"Which patient should I explain? Describe one first, e.g. '{EXAMPLE_PATIENT}'.",
+            pending_tool=asked,
         )
     # values of the last patient said alone ("at a cholesterol of 190", "cholesterol reduced
     # to 200"): a new patient is introduced by who they are (age, sex, chest pain)
@@ -841,6 +915,8 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
     if len(explicit) >= 2 or (explicit and reading.has("risk")):
         if asks_why:
             return Intent(tool="explain_prediction", arguments={"patient": patient})
+        if memory.pending_tool and not reading.has("risk"):  # the patient we asked for
+            return Intent(tool=memory.pending_tool, arguments={"patient": patient})
         return _ask_for_missing(patient, card) or Intent(
             tool="predict_risk", arguments={"patient": patient}
         )
@@ -857,6 +933,13 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
             "BP 145/90, chol 233 mg/dl, max HR 150, ST depression 2.3'."
         )
     return None
+
+
+# An explanation asked for by name ("explain a prediction", "break it down", "the drivers").
+_EXPLANATION_ASKED = re.compile(
+    r"\b(?:explain\w*|break(?:s|ing)? (?:it |that |this |a |the )?down|breakdown|drivers?|"
+    r"contribut\w*|shap)\b"
+)
 
 
 # The value a change replaces, said beside the new one: "swap the asymptomatic pain for
@@ -967,7 +1050,9 @@ _FRAMES = (
     _runs,
     _vague_ages,
     _unknown_group,
+    _definition,
     _cohorts,
+    _changes_for_whom,
     _model,
     _answer,
     _cohort,

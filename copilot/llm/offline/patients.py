@@ -31,9 +31,10 @@ def _synonym_pattern(feature: Feature) -> str:
 
 
 # Between a feature's name and its value: "chol 233", "cholesterol of 199", "BP was 140",
-# "blood pressure dropped to 120", "his bp is at 150".
+# "blood pressure dropped to 120", "his bp is at 150", "his max HR had been 170".
 _LINK = (
-    r"(?: ?(?:is|was|were|would be|went|goes|dropped|fell|rose|changed|came|got|gets|"
+    r"(?: ?(?:is|was|were|would be|had been|has been|have been|been|went|goes|dropped|fell|"
+    r"rose|changed|came|got|gets|"
     r"reduced|lowered|raised|increased|decreased|brought|down|up|set|peaked|peaks|reached|"
     r"reaches|hit|hits|maxed out|topped out|maxed|topping out|peaking|peak|max|achieved|attained|"
     r"recorded|climbed|got up|went up|measured|reads|read|reading|level|value)){0,2}"
@@ -81,6 +82,9 @@ def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
             r"(?:[,:]| -) (\d{2,3}),"
             r"(?:[^,]{1,40},){2}",
             r"(?:^|: )(\d{2,3}), (?:male|female|man|woman|m|f),[^,]{1,40},[^,]{2,40}",
+            # a record that opens with the age after a question or a label, then findings
+            # ("what are the odds this lady has CAD? 57, atypical angina, BP 130, ...")
+            r"(?:^|[:?] )(\d{2,3}), [a-z][a-z -]{2,40},[^,]{2,40},[^,]{2,40},",
             # "how about at 50?", "and aged 45?": an age said alone after a follow-on word
             r"^(?:and |but |now |what about |how about |and what about |and how about )?"
             r"(?:at|aged?|at age) (\d{2,3})(?: years(?: old)?)?\W*$",
@@ -226,7 +230,7 @@ def _categorical(feature: Feature, text: str, card: DatasetCard) -> Any:
                 return value
         else:
             said = _word_pattern(word, digits=True).search(text)
-            if said and not _negated(text, said.start()):
+            if said and not _negated(text, said.start(), card):
                 return value
             if said and _other_of_two(feature, value) is not None:
                 return _other_of_two(feature, value)
@@ -291,21 +295,62 @@ def _ambiguous(word: str, feature: Feature, card: DatasetCard) -> bool:
 
 _NEGATED = re.compile(
     r"(?:\b(?:not|no|never|without|denies|non|didnt|doesnt|dont|wasnt|isnt|werent|hasnt|"
-    r"hadnt|aint)|n't)(?: [a-z]{1,8})? ?-?$"
+    r"hadnt|aint|no longer|stopped|stops|quit|ceased|free of)|n't)"
+    r"(?: (?P<between>[a-z]{1,8}))? ?-?$"
 )
 
 
-def _negated(text: str, start: int) -> bool:
+def _negated(text: str, start: int, card: DatasetCard | None = None) -> bool:
     """Whether the words just before `start` negate it ("wasn't diabetic", "non-diabetic",
-    "didn't have exercise angina")."""
-    return bool(_NEGATED.search(text[max(0, start - 16) : start]))
+    "didn't have exercise angina", "stopped having exercise angina", "no longer diabetic").
+    With the card, a word between that is itself a finding
+    ("no DM LVH": no diabetes, and hypertrophy) ends the negation there."""
+    negation = _NEGATED.search(text[max(0, start - 20) : start])
+    if negation is None:
+        return False
+    between = negation.group("between")
+    return card is None or between is None or between not in _finding_words(card)
+
+
+def _finding_words(card: DatasetCard) -> frozenset[str]:
+    """The card's one-word names of findings ("dm", "lvh", "asx", "exang"): a negation
+    said of one of them is said of it alone."""
+    if card.name not in _FINDING_WORDS:
+        _FINDING_WORDS[card.name] = frozenset(
+            word
+            for f in card.features
+            if f.kind != "numeric" and f.name != "sex"
+            for word in (*f.value_words, *f.synonyms)
+            if re.fullmatch(r"[a-z]{2,8}", word)
+        )
+    return _FINDING_WORDS[card.name]
+
+
+_FINDING_WORDS: dict[str, frozenset[str]] = {}
+
+
+def _answered(names: str, text: str) -> bool | None:
+    """A yes or no said after the finding's name ("exang: yes", "fbs = 0"), or after a
+    form's label that carries the line ("FBS>120: No", "fbs > 120 mg/dl yes")."""
+    found = re.search(rf"(?<![a-z]){names} ?(?:is|was|=|:)? ?([a-z0-9+\-]+)", text)
+    if found and found.group(1) in _YES | _NO:
+        return found.group(1) in _YES
+    labelled = re.search(
+        rf"(?<![a-z]){names} ?(?:>=?|over|above) ?{NUMBER}(?: ?(?:mg/dl|mmol/l))? ?[:=?-]? ?"
+        # the answer ends the entry: punctuation, the end, or the next label ("restecg: lvh")
+        r"(?P<answer>[a-z0-9+]+) ?(?=[,;.]|$|[a-z][a-z0-9>/ -]{0,24}:)",
+        text,
+    )
+    if labelled and labelled.group("answer") in _YES | _NO:
+        return labelled.group("answer") in _YES
+    return None
 
 
 def _boolean(feature: Feature, text: str) -> bool | None:
     names = _synonym_pattern(feature)
-    found = re.search(rf"(?<![a-z]){names} ?(?:is|was|=|:)? ?([a-z0-9+\-]+)", text)
-    if found and found.group(1) in _YES | _NO:
-        return found.group(1) in _YES
+    answered = _answered(names, text)
+    if answered is not None:
+        return answered
     if re.search(rf"\b(?:no|without|denies) {names}", text):
         return False
     for word, value in _words(feature):

@@ -12,7 +12,8 @@ The normal form comes first, before anything is read:
 - units in one spelling ("mmol / L" -> "mmol/l", "130mmHg" -> "130 mmhg": copilot.units);
 - number words as digits ("twenty years older" -> "20 years older", "one hundred and
   twenty" -> "120");
-- typos fixed against the vocabulary of the card and the grammar ("cholesterl").
+- short words spelled as they sound ("wat wuld", "shud"), and typos fixed against the
+  vocabulary of the card and the grammar ("cholesterl").
 
 Every pattern here is linear: no nested quantifiers over overlapping classes, bounded
 repetitions, and quoted passages found by a scan rather than a regular expression.
@@ -76,7 +77,8 @@ _NUMBER_WORD = re.compile(
     + "|".join(u for u in _UNITS if _UNITS[u] < 10 and u != "zero")
     + r"))?|(?P<small>"
     + "|".join(u for u in sorted(_UNITS, key=len, reverse=True) if u != "one")
-    + r"))(?![a-z-])"
+    # joined to its noun only by "-year(s)" ("a sixty-two-year-old woman")
+    + r"))(?![a-z])(?!-(?!y(?:ea)?rs?\b))"
 )
 
 _KIND_WORDS = {
@@ -259,6 +261,9 @@ def _closest(word: str, vocabulary: frozenset[str]) -> str:
     # typos rarely change the first letter ("latest" must not become "test")
     same_start = [w for w in vocabulary if w[0] == word[0] and abs(len(w) - len(word)) <= 2]
     close = difflib.get_close_matches(word, same_start, n=1, cutoff=0.8)
+    if not close and len(word) >= 6:
+        # two letters swapped ("exersice", "depresison"): the same letters as a known word
+        close = [w for w in same_start if len(w) == len(word) and sorted(w) == sorted(word)][:1]
     if not close or _stem_of(word, close[0]):
         return word  # nothing close, or the word is the stem of a known word ("large")
     return close[0]
@@ -293,6 +298,76 @@ def _fix_typos(text: str, vocabulary: frozenset[str]) -> str:
     return re.sub(r"[a-z]+", fix, text)
 
 
+def _card_phrases(card: DatasetCard) -> frozenset[str]:
+    """The card's names of two words ("heart rate", "blood pressure", "st depression")."""
+    key = ("phrases", card.name)
+    if key not in _BY_CARD:
+        _BY_CARD[key] = frozenset(
+            name.lower()
+            for f in card.features
+            for name in (*f.synonyms, f.display_name)
+            if re.fullmatch(r"[a-z]+ [a-z]+", name.lower())
+        )
+    cached = _BY_CARD[key]
+    assert isinstance(cached, frozenset)
+    return cached
+
+
+def _fix_short_typos(text: str, card: DatasetCard) -> str:
+    """A word of three or four letters one letter off a word of one of the card's two-word
+    names, beside that name's other word ("max heart rat 170", "blod pressure 125"): too
+    short to fix alone (the typo fixer reads words of five letters or more), it is fixed by
+    its neighbour."""
+    after_first, before_second, seconds, firsts = _short_typo_patterns(card)
+
+    def fixed(word: str, candidates: list[str]) -> str:
+        if word in _ENGLISH:
+            return word
+        for known in candidates:
+            if known != word and known[0] == word[0] and _one_letter_off(word, known):
+                return known
+        return word
+
+    text = after_first.sub(lambda m: f"{m.group(1)} {fixed(m.group(2), seconds[m.group(1)])}", text)
+    return before_second.sub(
+        lambda m: f"{fixed(m.group(1), firsts[m.group(2)])} {m.group(2)}", text
+    )
+
+
+_ShortTypos = tuple[re.Pattern[str], re.Pattern[str], dict[str, list[str]], dict[str, list[str]]]
+_SHORT_TYPOS: dict[str, _ShortTypos] = {}
+
+
+def _short_typo_patterns(card: DatasetCard) -> _ShortTypos:
+    """A short word after a two-word name's first word, or before its second word, and the
+    words each of them may stand for."""
+    if card.name not in _SHORT_TYPOS:
+        seconds: dict[str, list[str]] = {}  # a name's first word -> its second words
+        firsts: dict[str, list[str]] = {}  # a name's second word -> its first words
+        for phrase in sorted(_card_phrases(card)):
+            one, two = phrase.split()
+            seconds.setdefault(one, []).append(two)
+            firsts.setdefault(two, []).append(one)
+
+        def alternatives(words: dict[str, list[str]]) -> str:
+            return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+
+        _SHORT_TYPOS[card.name] = (
+            re.compile(rf"(?<![a-z])({alternatives(seconds)}) ([a-z]{{3,4}})(?![a-z])"),
+            re.compile(rf"(?<![a-z])([a-z]{{3,4}}) ({alternatives(firsts)})(?![a-z])"),
+            seconds,
+            firsts,
+        )
+    return _SHORT_TYPOS[card.name]
+
+
+def _one_letter_off(word: str, known: str) -> bool:
+    """One letter added, dropped or changed ("rat" of "rate", "blod" of "blood")."""
+    if abs(len(word) - len(known)) > 1:
+        return False
+    return difflib.SequenceMatcher(None, word, known).ratio() >= 0.75
+
+
 # Hundreds said as a clinician reads them out: "one forty" (140), "two fifty" (250), "one
 # twenty five" (125).
 _SPOKEN_HUNDREDS = re.compile(
@@ -312,12 +387,39 @@ _FRACTIONS = {"half": 50, "third": 33, "quarter": 25, "fifth": 20, "tenth": 10}
 _FRACTION = re.compile(r"\bby (?:a |one )?(" + "|".join(_FRACTIONS) + r")\b")
 
 
+# Short words typed as they sound or with a letter dropped, which the typo fixer (words of
+# five letters or more) never sees: the question words and auxiliaries a request is built on.
+_CHAT_SPELLINGS = {
+    "wat": "what",
+    "wht": "what",
+    "whta": "what",
+    "wot": "what",
+    "wuld": "would",
+    "woud": "would",
+    "wud": "would",
+    "wld": "would",
+    "cud": "could",
+    "culd": "could",
+    "coud": "could",
+    "shud": "should",
+    "shld": "should",
+    "hw": "how",
+    "meen": "mean",
+    "meens": "means",
+    "doe": "does",
+    "pls": "please",
+    "plz": "please",
+}
+_CHAT_WORD = re.compile(r"(?<![a-z'-])(?:" + "|".join(_CHAT_SPELLINGS) + r")(?![a-z'-])")
+
+
 def normalise(text: str, card: DatasetCard) -> str:
     """The normal form every reader starts from (see the module docstring)."""
-    lowered = _SPOKEN_HUNDREDS.sub(_spoken, _HUNDREDS.sub(_hundreds, units.spelled(plain(text))))
+    lowered = _CHAT_WORD.sub(lambda m: _CHAT_SPELLINGS[m.group(0)], plain(text))
+    lowered = _SPOKEN_HUNDREDS.sub(_spoken, _HUNDREDS.sub(_hundreds, units.spelled(lowered)))
     lowered = _NUMBER_WORD.sub(_digits, lowered)
     lowered = _FRACTION.sub(lambda m: f"by {_FRACTIONS[m.group(1)]}%", lowered)
-    return _fix_typos(lowered, _vocabulary(card))
+    return _fix_short_typos(_fix_typos(lowered, _vocabulary(card)), card)
 
 
 _QUOTES = {"'": "'", '"': '"'}

@@ -112,9 +112,12 @@ CATEGORIES: dict[str, list[tuple[str, Memory, str | None]]] = {
     ],
     # questions about the model's inputs: units, ranges, the decision cut-off
     "model inputs and cut-off": [
-        ("which unit is blood pressure measured in?", FRESH, "model_info"),
+        # one input's unit or values, asked of the input: define_feature (round Q); asked of
+        # what the model accepts: model_info
+        ("which unit is blood pressure measured in?", FRESH, "define_feature"),
         ("what range of cholesterol values does it accept?", FRESH, "model_info"),
-        ("what are the allowed values for chest pain type", FRESH, "model_info"),
+        ("what are the allowed values for chest pain type", FRESH, "define_feature"),
+        ("what units does the model expect cholesterol in?", FRESH, "model_info"),
         ("at what probability does the model call a patient positive?", FRESH, "model_info"),
     ],
     # a model kind started is a training request
