@@ -2,20 +2,23 @@
 
 The built-in grammar (`offline.intents.understand`) reads a request into a tool call in a
 few milliseconds, from the dataset card and the tool schemas. A small local model checks a
-reading far better than it chooses among twenty tools, and a large one is free to overrule
-it. In two-step routing the model's first step is to judge the reading right or wrong
-(`for_confirm`): right, and the grammar's arguments are used if they pass every check a
-model's answer must pass (else the model fills them, with the reading as a draft; a 1.5B
+reading more reliably than it chooses among twenty tools, and a large one is free to
+overrule it. In two-step routing the model's first step is to judge the reading right or
+wrong (`for_confirm`): right, and the grammar's arguments are used if they pass every check
+a model's answer must pass (else the model fills them, with the reading as a draft; a 1.5B
 model given the reading as a draft dropped most of a patient's values); wrong, and the
-model chooses and fills alone, as with no reading. One-step routing (tools, json) shows the
-reading (tool and arguments) as a guess beside the tools. When the grammar is unsure, the
-readings it would offer a person ("Did you mean ...?") are offered to the model as likely
-readings, each with the tool it reads as, to choose among (or another tool); an "I'm not
-sure" with no readings is not passed on: the model reads such a request alone. A request
-the grammar declines (out of scope, or a claim of approval with nothing to do), or answers
-with a question (a patient's missing values, which patient, which site), is offered as that
-reply: confirmed, the grammar's reply is the answer (a question for missing values is
-remembered as always).
+model chooses and fills alone. One-step routing (tools, json) shows the reading (tool and
+arguments) as a guess beside the tools. A question back (a patient's missing values, which
+patient, which site) is a reading too: confirmed, it is the answer (a question for missing
+values is remembered as always). When the grammar is unsure, the readings it would offer a
+person ("Did you mean ...?") are offered to the model as likely readings, each with the
+tool it reads as, to choose among; an "I'm not sure" with no readings is not passed on.
+
+A request the grammar declines (out of scope by the card's categories: clinical advice,
+deleting records, anything outside the tools; or a claim of approval with nothing to do)
+is declined in code, whatever the model: measured with a 1.5B model, asked to confirm a
+decline, it said wrong and proposed a retrain for "book me a table" and a rollback for
+"wipe the old experiments" (`declines`).
 
 `COPILOT_LLM_READER_HINT=false` turns it off (the model then reads every request alone).
 """
@@ -47,13 +50,25 @@ class Hint:
     asks: bool = False
     options: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def declines(self) -> bool:
+        """The grammar declines the request (out of scope, or a claim of approval with nothing
+        to do): final, whatever a model would choose."""
+        return (
+            self.tool is None
+            and not self.asks
+            and not self.options
+            and (self.reply not in (None, NOTHING_LEFT))
+        )
+
     def for_choice(self) -> str:
         """The line added when the model chooses the tool."""
         if self.options:
             listed = "; ".join(f"{tool} ({json.dumps(said)})" for tool, said in self.options)
             return (
                 f"A rule-based reader was unsure about this message; its likely readings: "
-                f"{listed}. Choose the tool of the one the user means, or another tool."
+                f"{listed}. Choose the tool of the one the user means, another tool, or reply "
+                "to ask which they mean when the message does not say."
             )
         if self.tool is None:
             found = (
@@ -87,16 +102,25 @@ class Hint:
     def for_confirm(self, summaries: dict[str, str]) -> str:
         """The reading in words, for the model to confirm or reject (two-step routing)."""
         if self.reply == NOTHING_LEFT:
-            return "no tool: every step of the user's request is done"
+            return "every step of the user's request is done: no tool is needed"
         if self.tool is None and self.asks:
-            return f"no tool yet: it would ask the user {json.dumps(self.reply)}"
+            return (
+                "the request lacks what a tool needs, so no tool can run yet; the copilot "
+                f"should ask the user {json.dumps(self.reply)}"
+            )
         if self.tool is None:
-            return f"no tool: it would answer {json.dumps(self.reply)}"
+            return (
+                "no tool does what the user asks; the copilot should answer "
+                f"{json.dumps(self.reply)}"
+            )
         shown = json.dumps(self.arguments, sort_keys=True)
         if len(shown) > MAX_HINT_CHARACTERS:
             shown = "(arguments too long to show)"
         summary = summaries.get(self.tool, "")
-        return f'the tool "{self.tool}" ({summary.rstrip(".")}) with the arguments {shown}'
+        return (
+            f'the user asks for the tool "{self.tool}" ({summary.rstrip(".")}) with the '
+            f"arguments {shown}"
+        )
 
     def for_call(self) -> str:
         """Both, for routing that chooses and fills in one answer (tools, json)."""

@@ -263,6 +263,8 @@ async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tup
         if router.reader_hint and router.card is not None
         else None
     )
+    if hint is not None and hint.declines:
+        return None, hint.reply  # out of scope by the card's categories: not the model's call
     if router.two_step is None:
         result = await router.agent.run(
             request.text,
@@ -283,7 +285,7 @@ async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tup
     )
     if hint is not None and confirmed:
         if hint.tool is None:
-            return None, hint.reply
+            return None, hint.reply  # the grammar's question back, or nothing left to do
         tool = hint.tool
     else:  # no reading, likely readings, or a reading judged wrong: the model chooses
         offered = hint.for_choice() if hint is not None and hint.options else None

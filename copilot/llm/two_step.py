@@ -37,10 +37,10 @@ _TOOLS = """Tools:
 - reply: answer in words (out of scope, a question about the copilot, nothing left to do)."""
 _CHOOSE = """Now choose the one tool for the user's request, or reply. Answer with one JSON
 object: {"tool": "<name>"}."""
-_CONFIRM = """Now check a rule-based reader's reading of the user's request (given below). It
-is usually right about plain requests and can misread unusual wording. If it is what the user
-asks for, in this message and the conversation context, answer {"right": true}; if the user
-asks for something else, answer {"right": false}. One JSON object only."""
+_CONFIRM = """Now check a rule-based reader's reading of the user's request (given below),
+against this message and the conversation context. It is usually right about plain requests
+and can misread unusual wording. If the reading is right, answer {"right": true}; if it is
+wrong, answer {"right": false}. One JSON object only."""
 _FILL = """Now fill in the arguments of {name} for the user's request, as one JSON object.
 Use only values the user gave in this message or the conversation context; leave out
 anything they did not give.

@@ -681,7 +681,7 @@ async def test_a_confirmed_reading_is_used_without_a_second_request(
     assert decided.usage["requests"] == 1
     confirm = _system(server.bodies[0])
     reading = confirm.split("The reader's reading: ")[1]
-    assert reading.startswith('the tool "predict_risk" (')
+    assert reading.startswith('the user asks for the tool "predict_risk" (')
     shown = reading.split(" with the arguments ")[1].rsplit(".", 1)[0]
     assert json.loads(shown) == {"patient": PATIENT}
     static = confirm.index("Now check a rule-based reader's reading")  # cached on the server
@@ -761,33 +761,28 @@ async def test_a_verdict_that_never_parses_counts_as_wrong(
     assert 'Answer {\\"right\\": true} or' in json.dumps(server.bodies[2])
 
 
-async def test_a_confirmed_decline_is_the_grammars_answer(
-    httpx2_mock: respx.Router, tmp_path: Path
+@pytest.mark.parametrize("routing", ["two-step", "json", "tools"])
+async def test_a_request_the_grammar_declines_is_declined_without_asking_the_model(
+    httpx2_mock: respx.MockRouter, tmp_path: Path, routing: str
 ) -> None:
-    server = LlamaCppServer(httpx2_mock, '{"right": true}')
-    decided = await route_with(
-        tmp_path, "delete all records", reader_hint=True, copilot_llm_routing="two-step"
+    """What the real 1.5B model did when asked to confirm a decline: it judged it wrong and
+    proposed a rollback for "wipe the old experiments". A decline is the grammar's call."""
+    decided = await route_with(  # no server mocked: any request would fail the test
+        tmp_path, "delete all records", reader_hint=True, copilot_llm_routing=routing
     )
-    assert decided.tool is None and decided.reply
-    assert decided.usage["requests"] == 1
-    assert "no tool: it would answer" in _system(server.bodies[0])
-    assert json.dumps(decided.reply) in _system(server.bodies[0])
+    assert decided.tool is None and decided.reply and "delete" in decided.reply.lower()
+    assert decided.usage["requests"] == 0 and not httpx2_mock.calls
 
 
-async def test_a_decline_judged_wrong_is_left_to_the_model(
+async def test_without_the_hint_the_model_decides_about_a_decline_too(
     httpx2_mock: respx.Router, tmp_path: Path
 ) -> None:
     server = LlamaCppServer(
-        httpx2_mock,
-        '{"right": false}',
-        '{"tool": "reply"}',
-        json.dumps({"text": "I can't delete records."}),
+        httpx2_mock, '{"tool": "reply"}', json.dumps({"text": "I can't delete records."})
     )
-    decided = await route_with(
-        tmp_path, "delete all records", reader_hint=True, copilot_llm_routing="two-step"
-    )
+    decided = await route_with(tmp_path, "delete all records", copilot_llm_routing="two-step")
     assert decided.tool is None and decided.reply == "I can't delete records."
-    assert len(server.bodies) == 3
+    assert len(server.bodies) == 2
 
 
 async def test_a_confirmed_question_back_asks_and_remembers_the_patient(
@@ -804,7 +799,7 @@ async def test_a_confirmed_question_back_asks_and_remembers_the_patient(
     )
     assert decided.tool is None and decided.usage["requests"] == 1
     assert decided.reply is not None and decided.reply.startswith("To score this patient")
-    assert "no tool yet: it would ask the user" in _system(server.bodies[0])
+    assert "no tool can run yet; the copilot should ask the user" in _system(server.bodies[0])
     assert decided.pending is not None
     assert decided.pending.patient["age"] == 61 and decided.pending.patient["chol"] == 250
 
