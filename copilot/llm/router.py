@@ -317,7 +317,7 @@ async def _confirmed(
     spent: RunUsage,
 ) -> bool:
     """Step one with a reading: whether the model judges the grammar's reading right (a small
-    model checks a reading far better than it chooses among twenty tools; a large one
+    model checks a reading more reliably than it chooses among twenty tools; a large one
     overrules a misreading). An answer that never parses counts as a no."""
     reading = f"The reader's reading: {hint.for_confirm(steps.summaries)}."
     try:
