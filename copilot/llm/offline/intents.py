@@ -91,7 +91,7 @@ from copilot.llm.offline.text import normalise, site_mentions, sites, without_no
 from copilot.suggestions import did_you_mean
 from model_service.cards import DatasetCard
 
-__all__ = ["CAPABILITIES", "Intent", "pending_after", "pending_request", "steps_in", "understand"]
+__all__ = ["CAPABILITIES", "Intent", "pending_request", "steps_in", "understand"]
 
 EXAMPLE_PATIENT = "63 yo M, asymptomatic chest pain, BP 145, chol 233"
 
@@ -153,7 +153,7 @@ _BARE_NUMBER = re.compile(
 class Intent(BaseModel):
     """One tool call with its arguments, or (tool None) a reply to give instead. A reply
     that asks for a patient's missing values carries the patient so far (`pending`) and
-    the features it asks for (`asked_for`): see `pending_after`. `declined`: the reply
+    the features it asks for (`asked_for`): see `pending_request`. `declined`: the reply
     refuses a request outside the tools (not a question back, not "I'm not sure");
     `unsure`: the reply is the grammar's "I'm not sure" (readings to choose from, or what
     the copilot can do), not a question about this request."""
@@ -255,17 +255,6 @@ def understand(
     if done:
         return _clarify(f"I did not understand the rest of the request ({clause!r}).")
     return _unsure(read(clause, card), context).model_copy(update={"unsure": True})
-
-
-def pending_after(
-    text: str, memory: Memory, card: DatasetCard
-) -> tuple[dict[str, Any], list[str]] | None:
-    """The patient still being described after this turn, and the features asked for, when
-    the turn ends with a question for a patient's missing values (None otherwise). The
-    graph remembers both in Memory.pending_patient and Memory.asked_for, so that the next
-    turn ("asymptomatic") completes that patient."""
-    found = pending_request(text, memory, card)
-    return None if found is None or found.pending is None else (found.pending, found.asked_for)
 
 
 def pending_request(text: str, memory: Memory, card: DatasetCard) -> Intent | None:

@@ -12,7 +12,7 @@ import pytest
 
 from copilot.facts import Focus, Memory, Step
 from copilot.llm.offline.focus import question_focus
-from copilot.llm.offline.intents import Intent, pending_after, steps_in, understand
+from copilot.llm.offline.intents import Intent, pending_request, steps_in, understand
 from copilot.llm.offline.text import normalise, since_in, without_notes
 from model_service.cards import DatasetCard, get_card
 
@@ -272,6 +272,12 @@ def test_a_relative_change_needs_a_patient(card: DatasetCard) -> None:
 # --- answering our own question ----------------------------------------------------------------
 
 
+def _pending(text: str, memory: Memory, card: DatasetCard) -> tuple[Any, list[str]] | None:
+    """The patient a turn asks more about and the features asked for (as the graph keeps)."""
+    found = pending_request(text, memory, card)
+    return None if found is None else (found.pending, found.asked_for)
+
+
 @pytest.mark.parametrize(
     ("answer", "cp"),
     [
@@ -291,7 +297,7 @@ def test_an_answer_completes_the_patient_we_asked_about(
         asked.tool is None
         and asked.reply == "To score this patient I also need: chest pain type (cp)."
     )
-    assert pending_after(first, FRESH, card) == (asked.pending, ["cp"])
+    assert _pending(first, FRESH, card) == (asked.pending, ["cp"])
     memory = PendingMemory(pending_patient=asked.pending, asked_for=asked.asked_for)
     intent = _ask(card, answer, memory)
     assert intent.tool == "predict_risk"
@@ -313,7 +319,7 @@ def test_a_partial_answer_asks_for_the_rest(card: DatasetCard) -> None:
     again = _ask(card, "male, asymptomatic", memory)
     assert again.tool is None and again.asked_for == ["age"]
     assert again.pending == {**(asked.pending or {}), "sex": "Male", "cp": "asymptomatic"}
-    assert pending_after("male, asymptomatic", memory, card) == (again.pending, ["age"])
+    assert _pending("male, asymptomatic", memory, card) == (again.pending, ["age"])
 
 
 def test_other_requests_still_work_while_a_question_is_open(card: DatasetCard) -> None:
@@ -322,7 +328,7 @@ def test_other_requests_still_work_while_a_question_is_open(card: DatasetCard) -
     _routes(card, "check drift at hungary", memory, "check_drift", site="Hungary")
     _routes(card, "which model is live?", memory, "model_info")
     assert _ask(card, "hello", memory).tool is None
-    assert pending_after("which model is live?", FRESH, card) is None
+    assert pending_request("which model is live?", FRESH, card) is None
     assert _ask(card, "asymptomatic", FRESH).tool is None  # no open question: not an answer
 
 
