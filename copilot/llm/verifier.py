@@ -345,7 +345,7 @@ def unsupported_numbers(text: str, result: Any) -> list[str]:
     identifiers = _identifiers_in(result)
     problems = []
     for match in _NUMBER.finditer(_URL.sub(" ", text)):  # a link's digits are no claim
-        sign, whole, decimals, exponent, percent = match.groups()
+        sign, _, decimals, exponent, percent = match.groups()
         shown = _as_number(match)
         places = len(decimals) - 1 if decimals else 0
         tolerance = 0.5 * 10.0 ** (max(-300, min(300, int(exponent or 0))) - places) * (1 + 1e-9)
@@ -356,9 +356,8 @@ def unsupported_numbers(text: str, result: Any) -> list[str]:
             supported = any(abs(shown - n) <= tolerance for n in known)
         else:  # "fell by 3 points" for -0.03
             supported = any(abs(shown - abs(n)) <= tolerance for n in known)
-        quoted = not (sign or decimals or exponent or percent) and any(
-            s.startswith(whole) for s in identifiers
-        )
+        token = match.group(0).lower()  # a run id's prefix may read as one ("111047e6")
+        quoted = not (sign or decimals or percent) and any(s.startswith(token) for s in identifiers)
         if not (supported or quoted):
             problems.append(f"unsupported number: {match.group(0)}")
     return problems

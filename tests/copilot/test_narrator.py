@@ -107,13 +107,21 @@ async def test_every_number_in_the_outcome_of_an_action_comes_from_the_action(
         ("It scores 91% against 96%.", []),  # fractions shown as percentages
         ("It scores 0.91 against 0.96.", []),  # rounded as shown
         ("10,000 rows, run 3f2a9c1b.", []),  # thousands; digits inside an id are no number
+        ("run 111047e6 on Cleveland.", []),  # a run id's prefix that reads as 111047 x 10^6
+        ("run 2e6 on Cleveland.", ["unsupported number: 2e6"]),  # no id starts so
         ("The AUC improved by 4.2 points.", ["unsupported number: 4.2"]),
         ("It scores 93%.", ["unsupported number: 93%"]),
         ("It scores 0.92.", ["unsupported number: 0.92"]),
     ],
 )
 def test_unsupported_numbers(text: str, problems: list[str]) -> None:
-    result = {"auc": 0.909, "champion_auc": 0.960, "detail": "margin 0.02", "rows": 10000}
+    result = {
+        "auc": 0.909,
+        "champion_auc": 0.960,
+        "detail": "margin 0.02",
+        "rows": 10000,
+        "runs": [{"run_id": "3f2a9c1b00d4"}, {"run_id": "111047e6a9b2"}],
+    }
     assert unsupported_numbers(text, result) == problems
 
 
