@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_ai import Agent, ModelRetry, ModelSettings, RunContext, TextOutput
@@ -69,6 +69,7 @@ class Reply(BaseModel):
 
 
 Check = Callable[[str, BaseModel, RouteRequest], list[str]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -243,17 +244,23 @@ def build_two_step(
             raise ModelRetry(f'"tool": {tool!r} is not one of: {", ".join(names)}.')
         return str(tool)
 
-    choose: Agent[RouteRequest, str] = Agent(
-        model,
-        output_type=TextOutput(chosen),
-        deps_type=RouteRequest,
-        instructions=[*shared, _CHOOSE],
-        retries=2,
-        model_settings=ModelSettings(
-            max_tokens=CHOICE_MAX_TOKENS,
-            extra_body={"response_format": json_format(choice_schema, "choice")},
-        ),
-    )
+    def short_answer(
+        read: Callable[[str], T], prompt: str, schema: dict[str, Any], name: str, most: int
+    ) -> Agent[RouteRequest, T]:
+        """An agent whose answer is one small constrained JSON object (a choice, a verdict)."""
+        return Agent(
+            model,
+            output_type=TextOutput(read),
+            deps_type=RouteRequest,
+            instructions=[*shared, prompt],
+            retries=2,
+            model_settings=ModelSettings(
+                max_tokens=most,
+                extra_body={"response_format": json_format(schema, name)},
+            ),
+        )
+
+    choose = short_answer(chosen, _CHOOSE, choice_schema, "choice", CHOICE_MAX_TOKENS)
     verdict_schema = Verdict.model_json_schema()
     verdict_schema.pop("title", None)
 
@@ -263,17 +270,7 @@ def build_two_step(
         except ValidationError:
             raise ModelRetry('Answer {"right": true} or {"right": false}, nothing else.') from None
 
-    confirm: Agent[RouteRequest, bool] = Agent(
-        model,
-        output_type=TextOutput(judged),
-        deps_type=RouteRequest,
-        instructions=[*shared, _CONFIRM],
-        retries=2,
-        model_settings=ModelSettings(
-            max_tokens=VERDICT_MAX_TOKENS,
-            extra_body={"response_format": json_format(verdict_schema, "verdict")},
-        ),
-    )
+    confirm = short_answer(judged, _CONFIRM, verdict_schema, "verdict", VERDICT_MAX_TOKENS)
     fill: dict[str, Agent[RouteRequest, BaseModel]] = {}
     described: dict[str, tuple[type[BaseModel], str]] = {
         **tools,

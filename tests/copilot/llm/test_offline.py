@@ -337,11 +337,6 @@ def _contains(actual: Any, expected: Any) -> bool:
     return bool(actual == expected)
 
 
-@pytest.fixture(scope="module")
-def card() -> DatasetCard:
-    return get_card("heart-disease")
-
-
 def test_the_table_is_large_and_covers_every_tool() -> None:
     tools = {tool for _, _, tool, _ in CASES}
     assert len(CASES) >= 80

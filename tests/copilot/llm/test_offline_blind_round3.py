@@ -13,7 +13,7 @@ import pytest
 
 from copilot.facts import Memory
 from copilot.llm.offline.intents import understand
-from model_service.cards import DatasetCard, get_card
+from model_service.cards import DatasetCard
 
 LAST = "c" * 32
 PATIENT = {
@@ -221,11 +221,6 @@ CASES: list[tuple[Memory, str, str | None, dict[str, Any]]] = [
     (SCORED, "which inputs weigh heaviest in his score?", "explain_prediction", {}),
     (DRIFTED, "how about VA?", "check_drift", {"site": "VA Long Beach"}),
 ]
-
-
-@pytest.fixture(scope="module")
-def card() -> DatasetCard:
-    return get_card("heart-disease")
 
 
 def _holds(expected: dict[str, Any], arguments: dict[str, Any]) -> bool:

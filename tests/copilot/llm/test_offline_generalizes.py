@@ -9,7 +9,7 @@ import pytest
 from copilot.facts import Memory
 from copilot.llm.offline.intents import understand
 from copilot.llm.offline.patients import parse_patient
-from model_service.cards import DatasetCard, get_card
+from model_service.cards import DatasetCard
 
 LAST = "b" * 32
 AFTER = Memory(
@@ -27,11 +27,6 @@ AFTER = Memory(
     },
 )
 FRESH = Memory()
-
-
-@pytest.fixture(scope="module")
-def card() -> DatasetCard:
-    return get_card("heart-disease")
 
 
 def _routes(card: DatasetCard, text: str, memory: Memory, tool: str | None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from copilot.facts import Focus, Memory, Step
 from copilot.llm.offline.focus import question_focus
 from copilot.llm.offline.intents import Intent, pending_request, steps_in, understand
 from copilot.llm.offline.text import normalise, since_in, without_notes
-from model_service.cards import DatasetCard, get_card
+from model_service.cards import DatasetCard
 
 LAST = "b" * 32
 PATIENT = {
@@ -35,11 +35,6 @@ DESCRIBED = "63 yo M, asymptomatic CP, BP 145/90, chol 233 mg/dl, max HR 150, ST
 
 
 PendingMemory = Memory  # the graph keeps the patient we asked about in Memory
-
-
-@pytest.fixture(scope="module")
-def card() -> DatasetCard:
-    return get_card("heart-disease")
 
 
 def _ask(card: DatasetCard, text: str, memory: Any = FRESH) -> Intent:

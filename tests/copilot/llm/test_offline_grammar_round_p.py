@@ -13,7 +13,7 @@ from copilot.facts import Memory
 from copilot.llm.offline.intents import understand
 from copilot.llm.offline.patients import fasting_glucose_above, parse_patient
 from copilot.llm.offline.text import normalise
-from model_service.cards import DatasetCard, get_card
+from model_service.cards import DatasetCard
 
 LAST = "e" * 32
 PATIENT = {
@@ -34,11 +34,6 @@ DESCRIBED = (
     "66 yo woman, non-anginal pain, BP 136, chol 255, not diabetic, normal ECG, max HR 148, "
     "no exercise angina, oldpeak 0.9, flat"
 )
-
-
-@pytest.fixture(scope="module")
-def card() -> DatasetCard:
-    return get_card("heart-disease")
 
 
 def _read(card: DatasetCard, text: str) -> dict[str, Any]:

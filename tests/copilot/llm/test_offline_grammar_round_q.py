@@ -14,7 +14,7 @@ from copilot.llm.offline.definitions import defined_feature
 from copilot.llm.offline.intents import pending_request, understand
 from copilot.llm.offline.patients import parse_patient
 from copilot.llm.offline.text import normalise
-from model_service.cards import DatasetCard, get_card
+from model_service.cards import DatasetCard
 
 LAST = "f" * 32
 PATIENT = {
@@ -35,11 +35,6 @@ DESCRIBED = (
     "64 yo woman, non-anginal pain, BP 146, chol 262, not diabetic, normal ECG, max HR 141, "
     "exercise angina, oldpeak 1.3, flat"
 )
-
-
-@pytest.fixture(scope="module")
-def card() -> DatasetCard:
-    return get_card("heart-disease")
 
 
 def _call(text: str, card: DatasetCard, memory: Memory | None = None) -> tuple[Any, Any]:

@@ -13,12 +13,7 @@ from copilot.llm.offline.intents import understand
 from copilot.llm.offline.text import normalise
 from copilot.llm.providers import offline_model
 from copilot.llm.router import build_router, route
-from model_service.cards import DatasetCard, get_card
-
-
-@pytest.fixture(scope="module")
-def card() -> DatasetCard:
-    return get_card("heart-disease")
+from model_service.cards import DatasetCard
 
 
 def _call(text: str, card: DatasetCard) -> tuple[str | None, dict[str, Any]]:

@@ -13,7 +13,7 @@ from copilot.llm.offline.intents import understand
 from copilot.llm.offline.patients import parse_patient
 from copilot.llm.offline.steps import split_clauses
 from copilot.llm.offline.text import normalise
-from model_service.cards import DatasetCard, get_card
+from model_service.cards import DatasetCard
 
 LAST = "d" * 32
 PATIENT = {
@@ -30,11 +30,6 @@ PATIENT = {
     "slope": "flat",
 }
 AFTER = Memory(prediction_id=LAST, patient=PATIENT, last_tool="predict_risk")
-
-
-@pytest.fixture(scope="module")
-def card() -> DatasetCard:
-    return get_card("heart-disease")
 
 
 def _read(card: DatasetCard, text: str) -> dict[str, Any]:

@@ -12,12 +12,7 @@ import pytest
 from copilot.facts import Memory, RouteRequest
 from copilot.llm.grounding import cannot_fill, unmentioned
 from copilot.llm.offline.intents import understand
-from model_service.cards import DatasetCard, get_card
-
-
-@pytest.fixture(scope="module")
-def card() -> DatasetCard:
-    return get_card("heart-disease")
+from model_service.cards import DatasetCard
 
 
 def _where(arguments: dict[str, Any]) -> set[tuple[str, str, Any]]:

@@ -8,7 +8,7 @@ import pytest
 
 from copilot.facts import Memory
 from copilot.llm.offline.intents import understand
-from model_service.cards import DatasetCard, get_card
+from model_service.cards import DatasetCard
 
 LAST = "d" * 32
 AFTER = Memory(
@@ -17,11 +17,6 @@ AFTER = Memory(
     last_tool="predict_risk",
 )
 FRESH = Memory()
-
-
-@pytest.fixture(scope="module")
-def card() -> DatasetCard:
-    return get_card("heart-disease")
 
 
 def _intent(

@@ -11,7 +11,7 @@ import yaml
 
 from copilot.facts import Memory
 from copilot.llm.offline.intents import understand
-from model_service.cards import DatasetCard, get_card
+from model_service.cards import DatasetCard
 
 LAST = "c" * 32
 MEMORIES = {
@@ -25,11 +25,6 @@ MEMORIES = {
 CASES: list[dict[str, Any]] = yaml.safe_load(
     (Path(__file__).parent / "data" / "groups_blind.yaml").read_text()
 )["cases"]
-
-
-@pytest.fixture(scope="module")
-def card() -> DatasetCard:
-    return get_card("heart-disease")
 
 
 def _conditions(where: list[dict[str, Any]]) -> set[tuple[str, str, Any]]:

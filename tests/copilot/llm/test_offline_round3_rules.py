@@ -11,17 +11,12 @@ from copilot.facts import Memory
 from copilot.llm.offline.intents import understand
 from copilot.llm.offline.patients import parse_patient
 from copilot.llm.offline.text import normalise, since_in
-from model_service.cards import DatasetCard, get_card
+from model_service.cards import DatasetCard
 
 LAST = "d" * 32
 PATIENT = {"age": 60, "sex": "Male", "cp": "asymptomatic", "trestbps": 140, "chol": 250}
 SCORED = Memory(prediction_id=LAST, patient={**PATIENT, "ca": 2}, last_tool="predict_risk")
 FRESH = Memory()
-
-
-@pytest.fixture(scope="module")
-def card() -> DatasetCard:
-    return get_card("heart-disease")
 
 
 def _call(card: DatasetCard, text: str, memory: Memory) -> tuple[str | None, dict[str, Any]]:

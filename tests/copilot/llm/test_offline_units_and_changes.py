@@ -17,7 +17,7 @@ from copilot.llm.offline.text import normalise
 from copilot.llm.providers import offline_model
 from copilot.llm.router import build_router, route
 from copilot.units import conversions_in, spelled, to_card_unit
-from model_service.cards import DatasetCard, get_card
+from model_service.cards import DatasetCard
 
 LAST = "c" * 32
 HIM = {
@@ -31,11 +31,6 @@ HIM = {
     "ca": 2,
 }
 AFTER = Memory(prediction_id=LAST, patient=HIM)
-
-
-@pytest.fixture(scope="module")
-def card() -> DatasetCard:
-    return get_card("heart-disease")
 
 
 def _intent(card: DatasetCard, text: str, memory: Memory, tool: str | None) -> dict[str, Any]:
