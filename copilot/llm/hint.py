@@ -70,15 +70,10 @@ class Hint:
                 f"{listed}. Choose the tool of the one the user means, another tool, or reply "
                 "to ask which they mean when the message does not say."
             )
-        if self.tool is None:
-            found = (
-                "that this message lacks what a tool needs and would ask the user"
-                if self.asks
-                else "no tool for this message and would answer"
-            )
+        if self.tool is None:  # a question back (a decline never reaches a model)
             return (
-                f"A rule-based reader found {found}: {json.dumps(self.reply)}. Choose reply "
-                "if that is right."
+                "A rule-based reader found that this message lacks what a tool needs and would "
+                f"ask the user: {json.dumps(self.reply)}. Choose reply if that is right."
             )
         return (
             f'A rule-based reader read this message as the tool "{self.tool}". It is usually '
@@ -103,15 +98,10 @@ class Hint:
         """The reading in words, for the model to confirm or reject (two-step routing)."""
         if self.reply == NOTHING_LEFT:
             return "every step of the user's request is done: no tool is needed"
-        if self.tool is None and self.asks:
+        if self.tool is None:  # a question back (a decline never reaches a model)
             return (
                 "the request lacks what a tool needs, so no tool can run yet; the copilot "
                 f"should ask the user {json.dumps(self.reply)}"
-            )
-        if self.tool is None:
-            return (
-                "no tool does what the user asks; the copilot should answer "
-                f"{json.dumps(self.reply)}"
             )
         shown = json.dumps(self.arguments, sort_keys=True)
         if len(shown) > MAX_HINT_CHARACTERS:

@@ -279,9 +279,10 @@ async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tup
         name = router.names[type(output)]
         return (None, output.text) if name == REPLY else (name, output)
     steps = router.two_step
-    single = hint is not None and not hint.options  # one reading to confirm, not several
-    confirmed = (
-        hint is not None and single and await _confirmed(steps, request, context, hint, spent)
+    confirmed = (  # one reading to confirm (likely readings are chosen among)
+        hint is not None
+        and not hint.options
+        and await _confirmed(steps, request, context, hint, spent)
     )
     if hint is not None and confirmed:
         if hint.tool is None:
