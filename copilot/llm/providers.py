@@ -23,7 +23,9 @@ Each request has one deadline, `COPILOT_LLM_TIMEOUT_SECONDS` (300 s for local se
 for OpenAI), covering its retries; then it is cancelled. Requests to openai-compatible
 servers are streamed, because llama-cpp-python stops generating only when a streamed
 request's connection closes (measured: a plain request abandoned after 3 s kept the server
-busy 70 s; a streamed one freed it at once). llama-cpp-python sends no token counts in a
+busy 70 s; a streamed one freed it at once), except a request that asks for
+log-probabilities (two-step's verdict, at most 16 tokens): llama-cpp-python 0.3.36 ends such
+a stream after its first chunk, with no answer. llama-cpp-python sends no token counts in a
 stream (servers that honour `stream_options.include_usage` do). 429 and 5xx are retried by
 the OpenAI client with exponential backoff (it honours `Retry-After`),
 `COPILOT_LLM_MAX_RETRIES` times; a format error (the server says the request is malformed)
@@ -237,7 +239,9 @@ class TolerantModel(WrapperModel):
                 "extra_body": {"response_format": response_format},
             }
         messages = fold_text_calls(messages)
-        if self.stream:
+        # llama-cpp-python 0.3.36 ends a stream that asks for log-probabilities right after
+        # its first (role) chunk: such a request (a verdict, a few tokens) is asked plainly.
+        if self.stream and not (settings or {}).get("openai_logprobs"):
             response = await self._streamed(messages, settings, model_request_parameters)
         else:
             response = await super().request(messages, settings, model_request_parameters)

@@ -27,7 +27,7 @@ from typing import Any
 import anyio.to_thread
 from pydantic import BaseModel, create_model
 from pydantic_ai import Agent, ModelRetry, ModelSettings, PromptedOutput, RunContext, ToolOutput
-from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
+from pydantic_ai.exceptions import ModelAPIError, ModelHTTPError, UnexpectedModelBehavior
 from pydantic_ai.models import Model
 from pydantic_ai.usage import RunUsage
 
@@ -44,7 +44,16 @@ from copilot.llm.offline.text import normalise
 from copilot.llm.protocol import looks_like_protocol
 from copilot.llm.providers import OfflineModel, TolerantModel, context_block, json_format
 from copilot.llm.shown import shown
-from copilot.llm.two_step import FILL_RETRIES, REPLY, TwoStep, build_two_step
+from copilot.llm.two_step import (
+    FILL_RETRIES,
+    OVERRULE_AT,
+    REPLY,
+    VERDICT_LOGPROBS,
+    TwoStep,
+    build_two_step,
+    wrong_probability,
+)
+from copilot.llm.wire import is_format_error, server_words
 from copilot.settings import Routing
 from copilot.units import UnitConversion, conversions_in
 from model_service.cards import DatasetCard
@@ -319,15 +328,31 @@ async def _confirmed(
 ) -> bool:
     """Step one with a reading: whether the model judges the grammar's reading right (a small
     model checks a reading more reliably than it chooses among twenty tools; a large one
-    overrules a misreading). An answer that never parses counts as a no."""
+    overrules a misreading). With log-probabilities, "wrong" needs the model to be sure
+    (`OVERRULE_AT`); without (a server that sends none, or refuses to), its answer decides.
+    An answer that never parses counts as a no."""
     reading = f"The reader's reading: {hint.for_confirm(steps.summaries)}."
+    said: list[Any] = [context, reading]
     try:
-        verdict = await steps.confirm.run(
-            request.text, deps=request, instructions=[context, reading], usage=spent
-        )
+        try:
+            verdict = await steps.confirm.run(
+                request.text,
+                deps=request,
+                instructions=said,
+                usage=spent,
+                model_settings=VERDICT_LOGPROBS,
+            )
+        except ModelHTTPError as error:  # e.g. a model that takes no `logprobs`
+            if not is_format_error(error.status_code, server_words(error.body)):
+                raise
+            log.info("verdict asked again without log-probabilities: %s", error)
+            verdict = await steps.confirm.run(
+                request.text, deps=request, instructions=said, usage=spent
+            )
     except UnexpectedModelBehavior:
         return False
-    return verdict.output
+    wrong = wrong_probability(verdict.response)
+    return verdict.output if wrong is None else wrong < OVERRULE_AT
 
 
 async def _choose(

@@ -1,11 +1,14 @@
 """A mocked llama-cpp-python 0.3.36 OpenAI-compatible server, as the real one behaves (the
 shapes below were captured from it serving Qwen2.5-Coder-1.5B Q4_K_M): streamed answers as
-`chat.completion.chunk` events with no usage, and HTTP 500 with a pydantic dump when an
-assistant message carries `"content": null`."""
+`chat.completion.chunk` events with no usage; plain answers as one `chat.completion`, with
+`logprobs` when asked for (raw: tokens the JSON grammar would refuse are among the top
+ones); a stream that asks for log-probabilities ends after its role chunk, with no answer;
+and HTTP 500 with a pydantic dump when an assistant message carries `"content": null`."""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import httpx
@@ -118,11 +121,56 @@ def streamed(text: str, finish: str = "stop") -> httpx.Response:
     return httpx.Response(200, headers={"content-type": "text/event-stream"}, text=events)
 
 
-class LlamaCppServer:
-    """Answers each accepted request with the next scripted text and refuses, as the real
-    server does, an assistant message with `"content": null` (HTTP 500)."""
+def _logprob(token: str, logprob: float) -> dict[str, Any]:
+    return {"token": token, "logprob": logprob, "bytes": None}
 
-    def __init__(self, mock: respx.Router, *answers: str) -> None:
+
+def verdict_logprobs(text: str, p_wrong: float) -> dict[str, Any]:
+    """The log-probabilities the real server sent with a verdict ('{"', 'right', '":',
+    ' false', '}'), the boolean token's top alternatives at `p_wrong` against "right"."""
+    chosen = " false" if '"right": false' in text else " true"
+    top = {" false": math.log(p_wrong), " true": math.log(1 - p_wrong), " False": -6.55}
+    tokens = [('{"', -0.11), ("right", -0.002), ('":', -0.0001), (chosen, top[chosen])]
+    content = [{**_logprob(t, lp), "top_logprobs": [_logprob(t, lp)]} for t, lp in tokens]
+    alternatives = sorted(top.items(), key=lambda item: -item[1])
+    content[3]["top_logprobs"] = [_logprob(t, lp) for t, lp in alternatives]
+    content.append({**_logprob("}", -0.003), "top_logprobs": [_logprob("}", -0.003)]})
+    return {"content": content}
+
+
+def completed(text: str, logprobs: dict[str, Any] | None = None) -> httpx.Response:
+    """A text answer as llama-cpp-python sends it to a request that is not streamed."""
+    body = {
+        "id": "chatcmpl-771118c2-d37b-43c0-ae76-b5ad84aacf2f",
+        "object": "chat.completion",
+        "created": 1_796_154_284,
+        "model": MODEL,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"content": text, "role": "assistant"},
+                "logprobs": logprobs,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 1758, "completion_tokens": 5, "total_tokens": 1763},
+    }
+    return httpx.Response(200, json=body)
+
+
+def stream_cut_short() -> httpx.Response:
+    """What llama-cpp-python 0.3.36 streams when log-probabilities are asked for: the role
+    chunk and `[DONE]` (its server logs "ASGI callable returned without completing")."""
+    events = f"data: {json.dumps(_chunk({'role': 'assistant'}))}\n\ndata: [DONE]\n\n"
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, text=events)
+
+
+class LlamaCppServer:
+    """Answers each accepted request with the next scripted text (a verdict's may come with
+    the probability of "wrong" the model gave it: `(text, p_wrong)`) and refuses, as the
+    real server does, an assistant message with `"content": null` (HTTP 500)."""
+
+    def __init__(self, mock: respx.Router, *answers: str | tuple[str, float]) -> None:
         self.answers = list(answers)
         self.bodies: list[dict[str, Any]] = []
         self.refused = 0
@@ -135,7 +183,14 @@ class LlamaCppServer:
             if message["role"] == "assistant" and message.get("content", "") is None:
                 self.refused += 1
                 return httpx.Response(500, json=null_content_error(index, message))
-        return streamed(self.answers.pop(0))
+        if body.get("stream") and body.get("logprobs"):
+            return stream_cut_short()
+        answer = self.answers.pop(0)
+        text, p_wrong = answer if isinstance(answer, tuple) else (answer, None)
+        if body.get("stream"):
+            return streamed(text)
+        scored = p_wrong is not None and body.get("logprobs")
+        return completed(text, verdict_logprobs(text, p_wrong) if p_wrong and scored else None)
 
     def messages(self, request: int) -> list[dict[str, Any]]:
         """The messages of one request after the system prompts."""

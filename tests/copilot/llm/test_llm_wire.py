@@ -747,6 +747,53 @@ async def test_a_reading_judged_wrong_whose_tool_is_chosen_again_is_a_draft(
     assert "where.age op '==' (the user said > 65" in server.messages(3)[-1]["content"]
 
 
+@pytest.mark.parametrize(("p_wrong", "overruled"), [(0.56, False), (0.84, False), (0.97, True)])
+async def test_a_reading_is_overruled_only_when_the_model_is_sure(
+    httpx2_mock: respx.Router, tmp_path: Path, p_wrong: float, overruled: bool
+) -> None:
+    """The verdict is asked unstreamed with log-probabilities (a stream asking for them ends
+    at once on llama-cpp-python); "wrong" overrules the reading only at OVERRULE_AT or more
+    (the real 1.5B model said "wrong" at 0.56 about a plainly right reading)."""
+    server = LlamaCppServer(
+        httpx2_mock, ('{"right": false}', p_wrong), '{"tool": "model_info"}', "{}"
+    )
+    decided = await route_with(
+        tmp_path, PATIENT_TEXT, reader_hint=True, copilot_llm_routing="two-step"
+    )
+    asked = server.bodies[0]
+    assert (asked["stream"], asked["logprobs"], asked["top_logprobs"]) == (False, True, 5)
+    if overruled:
+        assert (decided.tool, decided.usage["requests"]) == ("model_info", 3)
+        assert server.bodies[1]["stream"] is True and "logprobs" not in server.bodies[1]
+    else:
+        assert (decided.tool, decided.arguments) == ("predict_risk", {"patient": PATIENT})
+        assert decided.usage["requests"] == 1
+
+
+async def test_a_server_refusing_log_probabilities_is_asked_plainly(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """A model that takes no `logprobs` (HTTP 400) is asked the verdict again without them,
+    and its answer decides; the person never sees the refusal."""
+    bodies: list[dict[str, Any]] = []
+    answers = ['{"right": false}', '{"tool": "model_info"}', "{}"]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        if body.get("logprobs"):
+            refusal = {"message": "logprobs are not supported with this model", "param": "logprobs"}
+            return httpx.Response(400, json={"error": {**refusal, "type": "invalid_request_error"}})
+        return streamed(answers.pop(0))
+
+    httpx2_mock.post(COMPLETIONS).mock(side_effect=answer)
+    decided = await route_with(
+        tmp_path, "which model is live?", reader_hint=True, copilot_llm_routing="two-step"
+    )
+    assert (decided.tool, len(bodies), answers) == ("model_info", 4, [])
+    assert "logprobs" not in bodies[1] and bodies[1]["stream"] is True
+
+
 async def test_a_verdict_that_never_parses_counts_as_wrong(
     httpx2_mock: respx.Router, tmp_path: Path
 ) -> None:
