@@ -889,6 +889,9 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
     the whole request describes. Relative changes are applied to the remembered patient;
     one that cannot be applied is said back, never dropped."""
     memory, card, text = context.memory, context.card, reading.text
+    other = _the_other_sex(text, memory, card)
+    if other is not None:
+        return Intent(tool="what_if", arguments={"prediction_id": memory.prediction_id, **other})
     changes = relative_changes(text, card, memory.patient)
     masked = " ".join(_masked(text, changes.spans + _replaced(text)).split())
     patient = parse_patient(masked, card)
@@ -896,10 +899,14 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
     if not explicit and len(context.shared) >= 2:
         patient, explicit = dict(context.shared), dict(context.shared)
     what_if_said = reading.has("what_if", "compare") or bool(_FOLLOW_ON.search(text))
-    asks_why = reading.has("why") or (
-        bool(_FOCUS_WORDS.search(text))
-        and not reading.has("what_if", "compare")
-        and not changes.values
+    asks_why = (
+        reading.has("why")
+        or (
+            bool(_FOCUS_WORDS.search(text))
+            and not reading.has("what_if", "compare")
+            and not changes.values
+        )
+        or _one_driver_asked(reading, context, bool(explicit or changes.values or changes.problems))
     )
     relative = bool(changes.values or changes.problems)
     if asks_why and len(explicit) < 2 and not (changes.values or (relative and what_if_said)):
@@ -985,6 +992,44 @@ _A_PATIENT_REFERRED = re.compile(
     r"\b(?:my|this|our|the) (?:patient|man|woman|gentleman|lady|guy|chap|fellow)\b|"
     r"\b(?:for|with|of) (?:him|her)\b"
 )
+
+# A follow-up that is nothing but a person: "and for her?", "what about him?".
+_ONLY_A_PERSON = re.compile(
+    r"^(?:(?:and|but|now|ok|okay|so|then|what|how|about|for|with|the same|same)\W{0,2} ){0,4}"
+    r"(?P<who>her|him|she|he)\W{0,3}$"
+)
+
+
+def _the_other_sex(text: str, memory: Memory, card: DatasetCard) -> dict[str, Any] | None:
+    """ "and for her?" after a man's prediction (or "him" after a woman's): the same patient
+    with the other sex, read as the card reads "a woman" / "a man"; None otherwise."""
+    found = _ONLY_A_PERSON.match(text)
+    if found is None or memory.prediction_id is None or not memory.patient:
+        return None
+    person = "a woman" if found.group("who") in {"her", "she"} else "a man"
+    said = parse_patient(person, card, pronouns=False)
+    if len(said) != 1 or said.items() <= memory.patient.items():
+        return None  # the card has no such input, or it is the same patient
+    return {"changes": said}
+
+
+_GOES_ON = re.compile(r"^(?:and|but|now|ok|okay|so|then|what about|how about)\b")
+
+
+def _one_driver_asked(reading: Reading, context: _Context, values_said: bool) -> bool:
+    """ "what about cholesterol?" right after an explanation: that input's part in it (a
+    feature named with no value, going on from the last answer)."""
+    memory = context.memory
+    if memory.last_tool != "explain_prediction" or memory.prediction_id is None or values_said:
+        return False
+    short = len(reading.text.split()) <= _SHORT_FOLLOW_UP
+    return (
+        short and bool(_GOES_ON.match(reading.text)) and bool(mentioned(reading.text, context.card))
+    )
+
+
+_SHORT_FOLLOW_UP = 8
+
 
 # An explanation asked for by name ("explain a prediction", "break it down", "the drivers").
 _EXPLANATION_ASKED = re.compile(

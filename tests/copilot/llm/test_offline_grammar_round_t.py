@@ -324,3 +324,25 @@ def test_a_measure_that_crashed_is_its_history(text: str, metric: str, card: Dat
     tool, arguments = _call(text, card)
     assert tool == "monitoring_history"
     assert arguments["metric"] == metric
+
+
+@pytest.mark.parametrize("text", ["and for her?", "what about her?", "and her?"])
+def test_her_after_a_mans_prediction_is_the_same_patient_as_a_woman(
+    text: str, card: DatasetCard
+) -> None:
+    assert _call(text, card, SCORED) == (
+        "what_if",
+        {"prediction_id": "p-1", "changes": {"sex": "Female"}},
+    )
+    assert _call("and for him?", card, SCORED)[0] != "what_if"  # the same patient
+
+
+@pytest.mark.parametrize(
+    "text", ["what about cholesterol specifically?", "and his max heart rate?"]
+)
+def test_an_input_named_after_an_explanation_is_its_part_in_it(
+    text: str, card: DatasetCard
+) -> None:
+    explained = Memory(prediction_id="p-1", patient=SCORED.patient, last_tool="explain_prediction")
+    assert _call(text, card, explained) == ("explain_prediction", {"prediction_id": "p-1"})
+    assert _call("and what if his chol were 200?", card, explained)[0] == "what_if"
