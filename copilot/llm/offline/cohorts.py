@@ -227,6 +227,10 @@ _COUNTERFACTUAL = re.compile(
     r"\b(?:bring|get|push|take|drop|lower|reduce)s? (?:his|her|their|the|this|that|its) "
     r"(?:patient's )?risk (?:down )?(?:under|below|beneath)\b|"
     r"\b(?:smallest|minimal|least|minimum) change\b|"
+    # "what can be done about it?", "what could he do to lower it?" (after a prediction)
+    r"\bwhat (?:can|could|might) (?:be done|(?:we|i|he|she|they) do)\b"
+    r"(?: (?:about (?:it|that|this|his risk|her risk|the risk)|to (?:lower|reduce|bring|get|"
+    r"improve|help)\b)|\W*$)|"
     # "the least he'd have to change to drop below the cut-off"
     r"\b(?:least|smallest|minimal|minimum|fewest)\b[a-z' ]{0,30}\bchange|"
     r"\b(?:drop|get|fall|go|come|bring [a-z]{2,4})(?: [a-z']{1,12}){0,2} (?:below|under|beneath)"

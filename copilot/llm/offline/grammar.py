@@ -13,6 +13,7 @@ nested repetition: linear in the length of the text.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 
@@ -24,12 +25,15 @@ from tools.runs import RUN_METRICS
 def _words(text: str, *more: str) -> re.Pattern[str]:
     """One pattern for a word class written as text, alternatives separated by commas,
     matched between word boundaries; `*` is a word's rest ("explain*": explain, explains,
-    explanation) and `~` one to three words in between ("make ~ champion")."""
+    explanation), `~` one to three words in between ("make ~ champion"), and the words of a
+    phrase may be joined by hyphens ("side-by-side")."""
     alternatives = [a.strip() for a in text.split(",") if a.strip()] + list(more)
     parts = [
         re.escape(a)
         .replace(r"\*", "[a-z]{0,12}")
-        .replace(r"\ \~\ ", r"(?: [a-z0-9'-]{1,20}){1,3} ")
+        .replace(r"\ \~\ ", r"(?: [a-z0-9'-]{1,20}){1,3}~")
+        .replace(r"\ ", "[ -]")  # "head-to-head" as "head to head"
+        .replace("~", " ")
         for a in alternatives
     ]
     return re.compile(r"(?<![a-z0-9])(?:" + "|".join(parts) + r")(?![a-z0-9])")
@@ -114,7 +118,9 @@ CUES: dict[str, re.Pattern[str]] = {
         "out of line with training, representative, training distribution, training "
         "population, training cohort, population shift, population change*, input "
         "distribution, feature distribution*, than in training, than during training, than at "
-        "training, than the training"
+        "training, than the training, "
+        # the drift statistics' own names ("population stability index", "KS tests")
+        "population stability, stability index, psi, ks test*, kolmogorov*"
     ),
     # check_drift when said of data or a site: "anything odd", "how is X doing"
     "status": _words(
@@ -131,14 +137,19 @@ CUES: dict[str, re.Pattern[str]] = {
     "runs": _words(
         "run, runs, run's, experiment*, training job*, run log, training log, trainings, "
         "training results, latest training, last training, recent training, newest "
-        "training, previous training, latest retraining, last retraining, recent retraining"
+        "training, previous training, latest retraining, last retraining, recent retraining, "
+        # the tracking server the runs are logged to
+        "mlflow"
     ),
     "runs_weak": _words("history, trained, training"),
     "compare": _words(
         "compar*, versus, vs, differ*, difference*, side by side, better than, worse than, "
         "stack up, stacks up, measure* up, against, pit*, beat*, outperform*, head to head, "
         "better, worse, best, worst, improve*, next to each other, next to one another, "
-        "alongside, contrast*"
+        "alongside, contrast*, diff, diffs, diffed, "
+        # what moved from one to the other ("what changed between the last two runs")
+        "changed between, change between, changes between, moved between, new between, "
+        "changed from ~ to, changed since the"
     ),
     "list": _words(
         "list, show, see, display, recent, last, latest, newest, history, which, what, all, "
@@ -191,14 +202,22 @@ CUES: dict[str, re.Pattern[str]] = {
         "switch production to, switch serving to, swap in, push ~ to production, make ~ the "
         "champion, crown, put ~ in charge, place ~ in charge, swap ~ in, switch to the "
         "challenger, switch over to, go with the challenger, go with version, start using, "
-        "upgrade to"
+        "upgrade to, "
+        # a verb that moves a model into production ("bump the challenger to prod")
+        "bump ~ to prod, bump ~ to production, bump ~ into prod, bump ~ up to prod, push ~ to "
+        "prod, move ~ to prod, move ~ into prod, move ~ into production, send ~ to prod, send "
+        "~ to production, take ~ to prod, take ~ to production, get ~ into prod, get ~ into "
+        "production, put ~ in prod, put ~ into prod, graduate ~ to, greenlight, green-light, "
+        "green light, give ~ the green light"
     ),
     "rollback": _words(
         "roll back, roll ~ back, rollback, roll-back, revert*, undo, restore, go back, "
         "switch back, back to the previous, back to the old, put ~ back, bring back, "
         "bring ~ back, reinstate, reinstall, ditch ~ new, ditch ~ champion, ditch ~ current, "
         "scrap ~ new, scrap ~ champion, scrap ~ current, bin ~ new, dump ~ new, demote*, "
-        "back out, pull the plug"
+        "back out, pull the plug, "
+        # a verb that puts the earlier model back ("swap the old model back in")
+        "swap ~ back, switch ~ back, flip ~ back, change ~ back, move ~ back"
     ),
     "aliases": _words("champion, challenger, candidate, new model, old model"),
     # a question about many patients, not one
@@ -240,7 +259,7 @@ _ALL_SITES = re.compile(r"\b(?:all|every|each) (?:the |of the |four |4 )?(?:site
 # A place named as a source of data ("on the Mayo Clinic data", "at St Mary's hospital"),
 # read when none of the card's sites is named: said back, never replaced by a default.
 _PLACE = re.compile(
-    r"\b(?:on|at|from|using|used|uses|with|for|in|included|including) (?:the )?"
+    r"\b(?:on|at|from|using|use|used|uses|with|for|in|included|including) (?:the )?"
     r"((?:[a-z][a-z'.-]{1,20} ){0,2}?[a-z][a-z'.-]{1,20})"
     r" (?:data|site|hospital|clinic|centre|center|cohort|patients|dataset)\b"
 )
@@ -252,12 +271,21 @@ _NOT_PLACES = frozenset(
 )
 
 
+# A hospital named the way hospitals are ("at Boston General", "from Glasgow Royal
+# Infirmary", "at Springfield Memorial"): the name before the word that makes it one.
+_HOSPITAL = re.compile(
+    r"\b(?:at|from) (?:the )?((?:[a-z][a-z'.-]{1,20} ){0,2}?[a-z][a-z'.-]{1,20})"
+    r" (?:general|infirmary|memorial|royal|medical cent(?:er|re)|university hospital|"
+    r"children's|county hospital|health system|health trust)\b"
+)
+
+
 def unknown_place(text: str, card: DatasetCard) -> str | None:
     """A place named as a source of data that is none of the card's sites ("retrain on the
-    Mayo Clinic data": "mayo"), or None."""
+    Mayo Clinic data": "mayo"; "the AUC at Boston General": "boston"), or None."""
     if sites_in(text, card):
         return None
-    for match in _PLACE.finditer(text):
+    for match in itertools.chain(_PLACE.finditer(text), _HOSPITAL.finditer(text)):
         words = match.group(1).split()
         if not set(words) & _NOT_PLACES:
             return match.group(1)
@@ -286,7 +314,8 @@ class Reading:
 # "run" as a verb ("run it with bp 120", "run the model on this patient") is not a run.
 _RUN_VERB = re.compile(
     r"\brun (?:it|this|that|the model|the numbers|the prediction|a prediction|again|him|her|"
-    r"the patient|an? [a-z]{1,12} check|a check)\b"
+    r"the patient|a check|(?:an?|the|some|my|our) (?:[a-z]{1,12} )?(?:checks?|tests?|analys[ie]s|"
+    r"reports?|statistics|stats))\b"
 )
 
 
@@ -354,7 +383,8 @@ PAST_TRAINING = re.compile(
     r" (?:re-?)?(?:trained|fitted|refit|retrain)\b|"
     r"\blast (?:re-?)?trained\b|"
     # "what's been trained lately?", "which models have we built so far?"
-    r"\b(?:what|which|anything|any)(?: (?:models?|runs?|versions?|else))?"
+    r"\b(?:what|which|anything|any)(?: (?:new|fresh|other|more|recent))?"
+    r"(?: (?:models?|runs?|versions?|else))?"
     r"(?:'s| has| have| did| were| was)?(?: (?:we|you|they|been|got|ever|recently|already|just))"
     r"{0,3} (?:re-?)?(?:trained|built|fitted)\b|"
     # "the results of the most recent retraining", "how did the last training go?"

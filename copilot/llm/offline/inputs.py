@@ -21,7 +21,12 @@ _NOT_INPUTS = re.compile(
     r"\bheight\b|\bldl\b|\bhdl\b|\btriglycerides?\b|\bdiet\b|\balcohol\b|\bdrinkers?\b|"
     r"\bfamily history\b|\bstress\b|\bhba1c\b|\bcreatinine\b|\btroponin\b|\bwaist\b|"
     r"\b(?:lost|lose|loses|losing|gained|gains|gain|put on|shed) (?:\d{1,3} ?)?"
-    r"(?:kg|kgs|kilos?|pounds|lbs?|stone)\b|\bstatins?\b|\bexercis(?:ing|es) (?:more|regularly)\b"
+    r"(?:kg|kgs|kilos?|pounds|lbs?|stone)\b|\bstatins?\b|\bexercis(?:ing|es) (?:more|regularly)\b|"
+    # who people are beyond age and sex, and what they take
+    r"\bethnic[a-z]{0,4}\b|\brac(?:e|ial)\b|\bhispanic\b|\blatin[oax]s?\b|\bblack\b|\basian\b|"
+    r"\bcaucasian\b|\b(?:un)?insured\b|\binsurance\b|\bincome\b|\bpostcodes?\b|\bzip codes?\b|"
+    r"\bsocio-?economic\b|\bdeprivation\b|\bmedicaid\b|\bmedications?\b|\bmetformin\b|"
+    r"\baspirin\b|\bbeta[- ]blockers?\b|\bace inhibitors?\b"
 )
 
 # Their words are words, never typos of the grammar's ("statins" is not "stats", "smoke" not
@@ -29,7 +34,8 @@ _NOT_INPUTS = re.compile(
 known_words(
     "smoke smoked smoker smokers smoking smokes cigarettes drink drinks drinker drinkers "
     "drinking alcohol obese obesity overweight triglycerides statin statins creatinine "
-    "troponin"
+    "troponin ethnicity ethnic racial hispanic latino caucasian insured uninsured insurance "
+    "income postcode socioeconomic deprivation medicaid medication medications metformin aspirin"
 )
 
 _STOP = frozenset(
@@ -60,8 +66,14 @@ _PERSON_WORD = re.compile(r"(?:non-?|ex-?)?smokers?|drinkers?|obes[a-z]{0,3}")
 _CHANGE_LEAD = re.compile(
     r"\b(?:stopped|stop|stops|quit|quits|quitting|gave up|give up|lost|lose|loses|gained|gain|"
     r"gains|drank|drink|drinks|ate|eat|eats|cut(?: down on| out)?|reduced|reduce|lowered|lower|"
-    r"raised|raise|started|start|took up|take up|put on|went on|became|become|got)"
+    r"raised|raise|started|start|took up|take up|put on|went on|became|become|got|took|take|"
+    r"takes|taking|prescribed|given)"
     r"(?: [a-z'-]+){0,2} $"
+)
+# A trait said right before the people it picks out ("black patients", "uninsured women").
+_PEOPLE_AFTER = re.compile(
+    r"^ (?:patients|people|persons|men|women|males|females|adults|individuals|"
+    r"subjects|folks|ones|cases|population|group)\b"
 )
 _GROUP_LEAD = re.compile(r"\b(?:with|on|who|whose|having|among)(?: [a-z'-]+){0,2} $")
 _WEAK_CHANGE_LEAD = re.compile(r"\b(?:had|have|has|were|was|be|is|are|'s)(?: [a-z'-]+){0,2} $")
@@ -85,7 +97,9 @@ def unknown_roles(text: str, card: DatasetCard) -> tuple[list[str], list[str]]:
             continue
         before = text[max(0, match.start() - 40) : match.start()]
         after = text[match.end() : match.end() + 20]
-        if _CHANGE_VERB_FIRST.match(word) or _CHANGE_LEAD.search(before):
+        if not _CHANGE_VERB_FIRST.match(word) and _PEOPLE_AFTER.match(after):
+            group.append(word)  # "lower in hispanic women": the trait names the people
+        elif _CHANGE_VERB_FIRST.match(word) or _CHANGE_LEAD.search(before):
             changed.append(word)
         elif _PERSON_WORD.fullmatch(word) or _GROUP_LEAD.search(before):
             group.append(word)

@@ -87,7 +87,13 @@ from copilot.llm.offline.scope import (
     out_of_scope,
 )
 from copilot.llm.offline.steps import split_clauses, take_condition, why_unmet
-from copilot.llm.offline.text import normalise, site_mentions, sites, without_notes
+from copilot.llm.offline.text import (
+    normalise,
+    site_mentions,
+    sites,
+    without_hedges,
+    without_notes,
+)
 from copilot.suggestions import did_you_mean
 from model_service.cards import DatasetCard
 
@@ -225,7 +231,7 @@ def understand(
     """The tool call (or reply) for one user turn, or for the next step of a request of
     several steps when `done` lists the steps this turn already ran."""
     done = list(done or [])
-    lowered = without_notes(normalise(text, card))
+    lowered = without_hedges(without_notes(normalise(text, card)))
     declined = out_of_scope(lowered)
     if declined is None and _approval_only(lowered, card):
         declined = APPROVAL_REPLY
@@ -315,11 +321,28 @@ def _promote(reading: Reading, context: _Context) -> Intent | None:
 _ADDED_SITES = re.compile(r"\b(?:including|include|adding|add|with the addition of|on top of)\b")
 
 
+# Inputs added to or dropped from the model ("with BMI added as a feature", "without the
+# cholesterol input"): not something a retrain does.
+_INPUTS_CHANGED = re.compile(
+    r"\b(?:add|adds|added|adding|drop|drops|dropped|dropping|remove|removes|removed|removing|"
+    r"without|exclude|excluding|include|including|new|extra|more)\b[a-z0-9' ]{0,40}?\b(?:as )?"
+    r"(?:an? |the |extra |new )?(?:features?|inputs?|variables?|predictors?|covariates?)\b"
+)
+
+
 def _retrain(reading: Reading, context: _Context) -> Intent | None:
     """retrain_model: "retrain", "train a new random forest on Hungary and Switzerland";
     sites named, or all of them, or the defaults plus a site that drifted this turn."""
     if not wants_training(reading):
         return None
+    unknown = unknown_inputs(reading.text, context.card)
+    if unknown or _INPUTS_CHANGED.search(reading.text):
+        named = f" ({', '.join(repr(u) for u in unknown)} not among them)" if unknown else ""
+        return _clarify(
+            f"A retrain fits the model to the card's inputs{named}: {_inputs(context.card)}. "
+            "It can't add or drop inputs; it can change the sites and the model kinds, e.g. "
+            "'retrain on Cleveland and Hungary'."
+        )
     place = unknown_place(reading.text, context.card)
     if place is not None:
         known = list(sites(context.card))
@@ -352,6 +375,19 @@ _STRONG_COMPARE = re.compile(
 )
 
 
+def _as_many_as_listed(reading: Reading, memory: Memory) -> int | None:
+    """ "compare those" right after a list of runs: as many as were listed."""
+    shown = (memory.last_arguments or {}).get("limit")
+    if memory.last_tool != "list_runs" or not isinstance(shown, int):
+        return None
+    if re.search(r"\d", reading.text) or not _THOSE.search(reading.text):
+        return None
+    return shown
+
+
+_THOSE = re.compile(r"\b(?:them|these|those|all of them|all those|all these)\b")
+
+
 def _compare(reading: Reading, context: _Context) -> Intent | None:
     """compare_runs: runs, run ids, or the champion and the challenger side by side ("how
     does the challenger compare to the champion": the newest runs; the tool's input names
@@ -377,7 +413,7 @@ def _compare(reading: Reading, context: _Context) -> Intent | None:
         return Intent(tool="compare_runs", arguments={"run_ids": reading.run_ids[:5]})
     # two versions named ("how does v2 stack up against v1"): the newest runs side by side
     best = re.search(r"\b(?:best|worst)\b", reading.text)
-    last = reading.count or (5 if best else 2)
+    last = reading.count or _as_many_as_listed(reading, context.memory) or (5 if best else 2)
     return Intent(tool="compare_runs", arguments={"last": min(max(last, 2), 5)})
 
 
@@ -427,8 +463,13 @@ def _drift_at(reading: Reading, card: DatasetCard) -> Intent:
 
 
 def _history(reading: Reading, context: _Context) -> Intent | None:
-    """monitoring_history: drift or performance over time (copilot.llm.offline.monitoring)."""
-    arguments = history_arguments(reading, context.card, context.memory.last_tool)
+    """monitoring_history: drift or performance over time (copilot.llm.offline.monitoring);
+    not for a group picked out by an input the card lacks ("the AUC for smokers over the
+    last month": the monitor's series are per site, and the data has no smokers)."""
+    if unknown_roles(reading.text, context.card)[0]:
+        return None
+    memory = context.memory
+    arguments = history_arguments(reading, context.card, memory.last_tool, memory.last_arguments)
     return None if arguments is None else Intent(tool="monitoring_history", arguments=arguments)
 
 
@@ -675,9 +716,19 @@ def _definition(reading: Reading, context: _Context) -> Intent | None:
 
 
 def _cohorts(reading: Reading, context: _Context) -> Intent | None:
-    """The cohort and data tools (copilot.llm.offline.cohorts)."""
+    """The cohort and data tools (copilot.llm.offline.cohorts). A what-if on a group whose
+    change is none of the model's inputs ("what if all the diabetics took aspirin?") is said
+    back, not answered with the group's statistics."""
     found = cohort_request(reading.text, context.card, context.memory.prediction_id)
-    return Intent(tool=found[0], arguments=found[1]) if found else None
+    if found is None:
+        return None
+    hypothetical = _STRONG_WHAT_IF.search(reading.text) and not reading.has("pronoun")
+    if found[0] == "describe_data" and hypothetical and about_a_group(reading.text, context.card):
+        return _clarify(
+            f"I could not read a change to one of the model's inputs ({_inputs(context.card)}) "
+            "in that. E.g. 'what if everyone over 60 had cholesterol 20 lower'."
+        )
+    return Intent(tool=found[0], arguments=found[1])
 
 
 def _site(reading: Reading, context: _Context) -> Intent | None:
@@ -838,6 +889,9 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
     the whole request describes. Relative changes are applied to the remembered patient;
     one that cannot be applied is said back, never dropped."""
     memory, card, text = context.memory, context.card, reading.text
+    other = _the_other_sex(text, memory, card)
+    if other is not None:
+        return Intent(tool="what_if", arguments={"prediction_id": memory.prediction_id, **other})
     changes = relative_changes(text, card, memory.patient)
     masked = " ".join(_masked(text, changes.spans + _replaced(text)).split())
     patient = parse_patient(masked, card)
@@ -845,10 +899,14 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
     if not explicit and len(context.shared) >= 2:
         patient, explicit = dict(context.shared), dict(context.shared)
     what_if_said = reading.has("what_if", "compare") or bool(_FOLLOW_ON.search(text))
-    asks_why = reading.has("why") or (
-        bool(_FOCUS_WORDS.search(text))
-        and not reading.has("what_if", "compare")
-        and not changes.values
+    asks_why = (
+        reading.has("why")
+        or (
+            bool(_FOCUS_WORDS.search(text))
+            and not reading.has("what_if", "compare")
+            and not changes.values
+        )
+        or _one_driver_asked(reading, context, bool(explicit or changes.values or changes.problems))
     )
     relative = bool(changes.values or changes.problems)
     if asks_why and len(explicit) < 2 and not (changes.values or (relative and what_if_said)):
@@ -858,7 +916,11 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
             )
         # an explanation asked for by name is what the patient described next is for; a
         # bare "why?" with nothing before it is not (the patient is then scored first)
-        asked = "explain_prediction" if _EXPLANATION_ASKED.search(text) else None
+        asked = (
+            "explain_prediction"
+            if _EXPLANATION_ASKED.search(text) or _A_PATIENT_REFERRED.search(text)
+            else None
+        )
         return Intent(
             tool=None,
             reply=f"Which patient should I explain? Describe one first, e.g. '{EXAMPLE_PATIENT}'.",
@@ -922,6 +984,51 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
             "BP 145/90, chol 233 mg/dl, max HR 150, ST depression 2.3'."
         )
     return None
+
+
+# A patient referred to and not yet described ("why is the risk so high for my patient?",
+# "what's driving it for this lady?"): the patient described next is the one meant.
+_A_PATIENT_REFERRED = re.compile(
+    r"\b(?:my|this|our|the) (?:patient|man|woman|gentleman|lady|guy|chap|fellow)\b|"
+    r"\b(?:for|with|of) (?:him|her)\b"
+)
+
+# A follow-up that is nothing but a person: "and for her?", "what about him?".
+_ONLY_A_PERSON = re.compile(
+    r"^(?:(?:and|but|now|ok|okay|so|then|what|how|about|for|with|the same|same)\W{0,2} ){0,4}"
+    r"(?P<who>her|him|she|he)\W{0,3}$"
+)
+
+
+def _the_other_sex(text: str, memory: Memory, card: DatasetCard) -> dict[str, Any] | None:
+    """ "and for her?" after a man's prediction (or "him" after a woman's): the same patient
+    with the other sex, read as the card reads "a woman" / "a man"; None otherwise."""
+    found = _ONLY_A_PERSON.match(text)
+    if found is None or memory.prediction_id is None or not memory.patient:
+        return None
+    person = "a woman" if found.group("who") in {"her", "she"} else "a man"
+    said = parse_patient(person, card, pronouns=False)
+    if len(said) != 1 or said.items() <= memory.patient.items():
+        return None  # the card has no such input, or it is the same patient
+    return {"changes": said}
+
+
+_GOES_ON = re.compile(r"^(?:and|but|now|ok|okay|so|then|what about|how about)\b")
+
+
+def _one_driver_asked(reading: Reading, context: _Context, values_said: bool) -> bool:
+    """ "what about cholesterol?" right after an explanation: that input's part in it (a
+    feature named with no value, going on from the last answer)."""
+    memory = context.memory
+    if memory.last_tool != "explain_prediction" or memory.prediction_id is None or values_said:
+        return False
+    short = len(reading.text.split()) <= _SHORT_FOLLOW_UP
+    return (
+        short and bool(_GOES_ON.match(reading.text)) and bool(mentioned(reading.text, context.card))
+    )
+
+
+_SHORT_FOLLOW_UP = 8
 
 
 # An explanation asked for by name ("explain a prediction", "break it down", "the drivers").

@@ -15,6 +15,7 @@ is passed on as the site, for the tool to refuse with the sites it knows.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from copilot.llm.offline.grammar import Reading, unknown_place
@@ -31,19 +32,22 @@ _OVER_TIME = re.compile(
     r"\bover time\b|\btrends?\b|\btrending\b|"
     r"\bhistor(?:y|ical)\b|\bgetting (?:worse|better)\b|\b(?:got|gotten|become|becoming) "
     r"(?:worse|better)\b|\bdegrad(?:e|ed|es|ing|ation)\b|\bdeteriorat|\bdeclin(?:e|ed|ing)\b|"
-    r"\bhow (?:has|have) [a-z ]{1,40}(?:drifted|changed|moved|done|performed|evolved)\b|"
+    r"\bhow (?:has|have) [a-z ]{1,40}(?:drifted|changed|moved|done|performed|evolved|fared|"
+    r"been doing|been holding up|held up|been faring|been behaving|behaved)\b|"
     r"\btime series\b|\bevolv(?:e|ed|es|ing)\b|\bevolution\b|"
     r"\b(?:week|month|day) (?:by|over|to|after) (?:week|month|day)\b|\b(?:weekly|daily|monthly)\b|"
     r"\b(?:each|every|per) (?:day|week|check)\b|\bcheck by check\b|"
     r"\bover the (?:last|past) (?:few |several |couple of |\d{1,2} )?(?:weeks|months)\b|"
     # a measure said to have moved: "has the AUC dropped", "a fall in sensitivity"
     rf"\b(?:{_MEASURES})(?: [a-z']+){{0,3}} (?:dropped|fallen|fell|gone (?:down|up)|decreased|"
-    r"increased|improved|risen|rose|worsened|slipped|sunk|slid|dipped|moved|gone)\b|"
+    r"increased|improved|risen|rose|worsened|slipped|sunk|slid|dipped|moved|gone|tanked|crashed|"
+    r"plummeted|plunged|nosedived|cratered|collapsed|gone downhill|gone south|taken a hit)\b|"
     r"\b(?:drop|fall|decline|dip|rise|increase|improvement|change|slide)s? in (?:the )?"
     rf"(?:{_MEASURES})\b|"
     # a measure moving now: "is accuracy slipping", "is the model degrading"
     rf"\b(?:{_MEASURES}|model|it)(?: [a-z']+){{0,3}} (?:dropping|falling|slipping|sliding|"
-    r"worsening|improving|going (?:down|up)|trending|developing|progressing)\b|"
+    r"worsening|improving|going (?:down|up)|trending|developing|progressing|creeping|climbing|"
+    r"rising|growing|edging|inching|ticking (?:up|down)|sagging|eroding)\b|"
     r"\b(?:develop(?:ed)?|progress(?:ed)?) (?:over|through|across)\b|\bthrough time\b|"
     r"\bacross time\b|\bin recent weeks\b|\bpast (?:few |several )?checks\b|"
     # set against an earlier time: "drifting more than before", "worse than last month"
@@ -71,6 +75,7 @@ _NOT_SUBJECTS = frozenset(
     "model model's models input inputs feature features prediction predictions risk "
     "production live serving monitored logged".split()
 )
+_FOLLOW_UP_WORDS = 10
 _MONITOR = re.compile(
     r"\bmonitor(?:ing)? (?:history|checks?|results?|series|runs?|pass(?:es)?|alerts?|findings?|"
     r"reports?|output|log)\b|"
@@ -124,11 +129,26 @@ def metric_in(text: str) -> str | None:
     return None
 
 
+# The series of what the last answer measured: "and how has that looked over time?" after a
+# drift check is that site's drift; after the live model's metrics, its AUC.
+_LAST_SERIES = {"check_drift": "share_drifted", "model_info": "auc"}
+
+
+def _model_status(reading: Reading) -> bool:
+    """ "how has the model been holding up", "is the champion doing ok": all its series."""
+    return reading.has("model") and reading.has("status") and not reading.has("runs")
+
+
 def history_arguments(
-    reading: Reading, card: DatasetCard, last_tool: str | None = None
+    reading: Reading,
+    card: DatasetCard,
+    last_tool: str | None = None,
+    last_arguments: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """monitoring_history's arguments when the clause asks how something moved over time,
-    or, right after a history answer (`last_tool`), names a site in a short follow-up."""
+    or, right after a history answer (`last_tool`), names a site in a short follow-up; a
+    short question over time naming no measure is about the last answer's
+    (`last_arguments`)."""
     text = reading.text
     if last_tool == TOOL and len(reading.sites) == 1 and _FOLLOW_UP.search(text):
         return {"site": reading.sites[0], **({"since": reading.since} if reading.since else {})}
@@ -137,8 +157,14 @@ def history_arguments(
     if not (monitor or dated or _OVER_TIME.search(text)):
         return None
     metric = metric_in(text)
+    last = dict(last_arguments or {})
     if metric is None and not monitor:
-        return None
+        if last_tool in _LAST_SERIES and len(text.split()) <= _FOLLOW_UP_WORDS:
+            metric = _LAST_SERIES[last_tool]
+            if isinstance(last.get("site"), str) and not reading.sites:
+                reading = replace(reading, sites=[last["site"]])
+        elif not _model_status(reading):
+            return None
     arguments: dict[str, Any] = {}
     subject = _SUBJECT.search(text)
     if subject is not None and set(subject.group(1).split()) & _NOT_SUBJECTS:

@@ -47,9 +47,18 @@ _ACKNOWLEDGED = re.compile(
 )
 
 
+# "if" after a verb of finding out is "whether" ("check if the data has shifted", "can you
+# see if Hungary drifted"): the question itself, no condition on another step.
+_WHETHER = re.compile(
+    r"\b(?P<verb>check|checking|see|tell me|find out|confirm|verify|know|wonder|wondering|"
+    r"determine|ask|look at|look into|investigate) if\b"
+)
+
+
 def split_clauses(lowered: str, card: DatasetCard) -> list[str]:
     """The steps of a request, in order; "X if it drifted" without a drift check first
     gets one ("check drift at <its site>"); an acknowledgement before a step is none."""
+    lowered = _WHETHER.sub(r"\g<verb> whether", lowered)
     said = [c.strip(" ,.") for c in _STEP_SPLIT.split(lowered) if c.strip(" ,.")]
     clauses = _joined([c for c in said if not _ACKNOWLEDGED.match(c)] or said)
     checked = False

@@ -459,6 +459,28 @@ def without_notes(lowered: str) -> str:
     return " ".join(_NOTE.sub(" ", " ".join(kept)).split())
 
 
+# Courtesies and hedges around a request whose words would read as one ("I might be wrong,
+# but...": no mistakes; "sorry to bother you": no correction; "if it's no trouble": no
+# problem to check): what people say before asking, never the request.
+_HEDGES = re.compile(
+    r"\b(?:(?:i|we) (?:might|may|could|can) (?:well |easily )?be (?:wrong|mistaken)"
+    r"(?: (?:here|about (?:this|that)|on (?:this|that)))?|correct me if (?:i'?m|i am) wrong|"
+    r"if (?:i'?m|i am) not mistaken|unless (?:i'?m|i am) mistaken|"
+    r"sorry (?:if|in case) (?:this|that|it)(?:'s| is) (?:a |an )?(?:silly|dumb|stupid|naive|"
+    r"basic|obvious|odd) (?:question|request)|forgive (?:the|my|this) (?:naive|silly|dumb|basic|"
+    r"obvious) (?:question|request)|no (?:problem|problems|worries|bother) if not|"
+    r"if (?:it'?s|it is) (?:not too much|no|not a) (?:trouble|problem|bother)|"
+    r"if (?:it|that) (?:isn'?t|is not) (?:too much )?(?:trouble|a problem|a bother)|"
+    r"sorry (?:to (?:bother|trouble|pester|disturb|be a pain|be a nuisance)(?: you)?|"
+    r"for (?:the|any) (?:bother|trouble|hassle|inconvenience)))\b"
+)
+
+
+def without_hedges(lowered: str) -> str:
+    """The request without the courtesies and hedges around it (_HEDGES)."""
+    return " ".join(_HEDGES.sub(" ", lowered).split())
+
+
 def sites(card: DatasetCard) -> tuple[str, ...]:
     """The card's sites (read once per card: the data is read to list them)."""
     key = ("sites", card.name)
