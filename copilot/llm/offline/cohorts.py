@@ -237,7 +237,7 @@ _CF_GOAL = (
 _COUNTERFACTUAL = re.compile(
     rf"\bcounterfactual|(?:{_CF_ASK}).*(?:{_CF_GOAL})|(?:{_CF_GOAL}).*(?:{_CF_ASK})|"
     # the question alone, of the patient just scored ("so what would it take for her?")
-    r"^\W*(?:ok(?:ay)?|so|and|then|right)?\W*(?:so )?what would it take(?: for (?:him|her|them|"
+    r"^\W*(?:(?:ok(?:ay)?|so|and|then|right)\W+)?(?:so )?what would it take(?: for (?:him|her|them|"
     r"this patient|the patient))?\W*$|"
     r"\b(?:bring|get|push|take|drop|lower|reduce)s? (?:his|her|their|the|this|that|its) "
     r"(?:patient's )?risk (?:down )?(?:under|below|beneath)\b|"
