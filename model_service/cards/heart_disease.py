@@ -200,9 +200,19 @@ _UNREMARKABLE: dict[str, str | bool] = {
 
 def _exertional() -> tuple[str, ...]:
     """The ways of saying angina comes with effort ("angina on the treadmill", "angina
-    provoked by exertion", "treadmill-induced angina"): angina, a word of cause or time, and
-    a word for the effort."""
-    efforts = ("exercise", "exercising", "exertion", "effort", "treadmill", *_EXERCISE_TESTS)
+    provoked by exertion", "treadmill-induced angina", "no angina during the test"): angina,
+    a word of cause or time, and a word for the effort."""
+    # "the test" and "testing" are the exercise test here: the card's one test of effort
+    efforts = (
+        "exercise",
+        "exercising",
+        "exertion",
+        "effort",
+        "treadmill",
+        *_EXERCISE_TESTS,
+        "test",
+        "testing",
+    )
     links = ("on", "on the", "with", "during", "during the", "when", "provoked by", "induced by")
     said = {f"angina {link} {effort}" for link in links for effort in efforts}
     said |= {f"{effort}-{how} angina" for effort in efforts[:5] for how in ("induced", "provoked")}

@@ -44,13 +44,16 @@ _DOWN = (
     r"went down|goes down|gone down|go down|cut|decreases|decrease|drops|drop|fall|reduction|"
     r"decline|dip|off)"
 )
+# Verbs of a change said before the feature, in the present and the past ("if we dropped
+# his cholesterol by 50", "suppose they increased her max HR by 20").
 _RAISE = (
-    r"(?:increase|increasing|raise|raising|bump up|bumping up|bump|push up|pushing up|boost|"
-    r"boosting|up)"
+    r"(?:increase|increased|increasing|raise|raised|raising|bump up|bumped up|bumping up|bump|"
+    r"bumped|push up|pushed up|pushing up|boost|boosted|boosting|up)"
 )
 _LOWER = (
-    r"(?:decrease|decreasing|lower|lowering|reduce|reducing|drop|dropping|cut|cutting|"
-    r"bring down|bringing down|take down|knock down|bring)"
+    r"(?:decrease|decreased|decreasing|lower|lowered|lowering|reduce|reduced|reducing|drop|"
+    r"dropped|dropping|cut|cutting|bring down|brought down|bringing down|take down|took down|"
+    r"knock down|knocked down|bring|brought)"
 )
 _TAKE = r"(?:take|taking|takes|shave|shaving|knock|knocking|subtract|subtracting|remove|minus)"
 _ADD = r"(?:add|adding|adds|put|putting|tack|plus|\+)"

@@ -70,7 +70,9 @@ _EVERYONE = re.compile(
     r"woman|men|man|males?|females?|diabetics?|rows?|cases?|individuals?|ones?)(?:'s?)?\b|"
     r"\b(?:the )?(?:whole|entire|full) (?:[a-z]+ ){0,2}?(?:cohort|dataset|data set|data|"
     r"population|group)\b|"
-    r"\bacross the board\b"
+    r"\bacross the board\b|"
+    # "cholesterol set to 220 for all", "for all of them"
+    r"\bfor all\b(?! (?:the |of the |four |4 )?(?:sites?|data|runs?|models?|versions?)\b)"
 )
 
 # Comparators as people write them; the longer phrases first ("greater than or equal to"
@@ -184,7 +186,7 @@ _BETWEEN = re.compile(_RANGE)
 _CF_ASK = (
     r"\bwhat would (?:it )?take\b|\bwhat (?:could|can|should|would|must|needs? to|has to|have "
     r"to) (?:[a-z']+ ){0,3}?(?:change|improve|modify|adjust|alter|fix|work on)\b|"
-    r"\bwhat (?:would|could|might|will) (?:make|get|turn|bring|push|move)\b|"
+    r"\bwhat (?:would|could|might|will) (?:make|get|turn|bring|push|move|stop)\b|"
     r"\bhow (?:do|can|could|would|might|should) (?:we|i|you|he|she|"
     r"they|the patient|this patient|it) (?:get|bring|move|push|make|turn)\b|"
     r"\b(?:smallest|smaller|slimmest|leanest|minimal|minimum|least|fewest|cheapest|easiest|"
@@ -196,6 +198,9 @@ _CF_ASK = (
     r"(?:reduce|lower|decrease|cut|drop|change)\b|"
     r"\bwhat (?:would|needs? to|has to|must|should)(?: need to| have to)? (?:be )?(?:different|"
     r"changed?)\b|"
+    # the nearest patient on the other side ("the closest low-risk version of him"), how far
+    # away it is, and the card's word for what a counterfactual may change ("actionable")
+    r"\b(?:closest|nearest)\b|\bhow far (?:is|are|off|away)\b|\b(?:actionable|modifiable)\b|"
     r"\b(?:which|what) (?:of )?(?:his |her |their |the |its )?(?:values?|inputs?|features?|"
     r"things?|measurements?|numbers?)(?: [a-z']+){0,3} (?:change|changed|modify|modified|adjust|"
     r"adjusted|improve|improved|move|moved)\b"
@@ -205,10 +210,15 @@ _CF_GOAL = (
     r"(?:decision |classification |risk )?(?:threshold|cut-?off|cut off|line|boundary|bar)\b|"
     r"\b(?:low|lower|less) risk\b|\blow-risk\b|\bno longer (?:be )?(?:flagged|positive|"
     r"predicted|classified|high|at risk|at high risk|a positive)|\bnot (?:be )?flagged\b|"
+    # the model's flag taken off ("so the model no longer flags him", "stops flagging her")
+    r"\b(?:no longer|not|never) flags?\b|\bstop(?:s|ped)?(?: (?:it|the model|them))? flagging\b|"
+    r"\bnot (?:be )?(?:at )?high[- ]risk\b|"
+    r"\bflip(?:s|ped)? (?:him|her|them|the patient|this patient)\b(?! (?:to|into) high)|"
     r"\bout of (?:the )?(?:positive|high[- ]risk|at[- ]risk|disease|danger) (?:class|group|"
     r"category|zone|bucket|range|bracket|band|tier|territory|column)\b|"
     r"\b(?:flip|change|turn|reverse)s? (?:the |his |her |their |its )?"
-    r"(?:prediction|label|classification|class|outcome|decision)\b|\bnegative (?:prediction|"
+    r"(?:prediction|label|classification|class|outcome|decision|call|verdict|result)\b|"
+    r"\bnegative (?:prediction|"
     r"class|label)\b|\b(?:lower|reduce|decrease|cut|drop)s? (?:his|her|their|the patient's|its) "
     r"risk\b|\b(?:get|bring|push|take)s? (?:his|her|their|the|its) (?:patient's )?risk "
     r"(?:down|lower)\b|"
@@ -218,12 +228,17 @@ _CF_GOAL = (
     r"\b(?:predict|predicts|predicted|classify|classifies|classified|class|classed|label|"
     r"labels|labell?ed|call|calls|called|score|scores|scored|consider|considers|considered|"
     r"say|says|see|sees|deem|deems|deemed|judge|judges|judged|"
-    r"rate|rates|rated|flip|flips|flipped|move|moves|moved|put|puts|turn|turns)"
+    r"rate|rates|rated|flip|flips|flipped|move|moves|moved|put|puts|turn|turns|"
+    # "to make this patient negative", "get him to low"
+    r"make|makes|made|making|get|gets|got|getting)"
     r"(?: (?:him|her|them|it|the patient|this patient|that patient))? (?:as |to |into )?"
     r"(?:healthy|negative|low|no (?:[a-z]+ )?disease|disease-free|not at risk)\b"
 )
 _COUNTERFACTUAL = re.compile(
     rf"\bcounterfactual|(?:{_CF_ASK}).*(?:{_CF_GOAL})|(?:{_CF_GOAL}).*(?:{_CF_ASK})|"
+    # the question alone, of the patient just scored ("so what would it take for her?")
+    r"^\W*(?:(?:ok(?:ay)?|so|and|then|right)\W+)?(?:so )?what would it take(?: for (?:him|her|them|"
+    r"this patient|the patient))?\W*$|"
     r"\b(?:bring|get|push|take|drop|lower|reduce)s? (?:his|her|their|the|this|that|its) "
     r"(?:patient's )?risk (?:down )?(?:under|below|beneath)\b|"
     r"\b(?:smallest|minimal|least|minimum) change\b|"
@@ -242,7 +257,8 @@ _ROWS = re.compile(
     r" #?(\d{1,4}(?:(?:, ?|,? and | & |, and )(?:rows? |records? |entry |entries |patients? )?"
     r"#?\d{1,4}){0,19})\b"
     # "patients 40 to 60", "patients 65 and over", "patient 63 yo": ages, not ids
-    r"(?! ?(?:to|-|\+|or (?:older|over|more|above|younger|under|less)|and (?:over|above|older|up|"
+    r"(?! ?(?:to(?! (?:be|get|go|drop|fall|come|turn|move|cross|end up)\b)|-|\+|"
+    r"or (?:older|over|more|above|younger|under|less)|and (?:over|above|older|up|"
     r"under|below|younger)|years?|yrs|yo|y/o|year-old|s\b))"
 )
 _SHOW = re.compile(
@@ -329,7 +345,12 @@ _MOVED = re.compile(
 _HYPOTHETICAL = re.compile(
     r"\bwhat if\b|\bwhat happens\b|\bwhat would happen\b|\bsuppose\b|\bsupposing\b|"
     r"\b(?:simulate|simulated|simulating|simulation|rerun|re-run|rescore|re-score|apply)\b|"
-    r"\bimagine\b|\bhypothetical(?:ly)?\b|\bif (?:we|they|their|all|every|each)\b"
+    r"\bimagine\b|\bhypothetical(?:ly)?\b|\bif (?:we|they|their|all|every|each)\b|"
+    r"\bwhat-if\b|"
+    # a change done to the group, said as a gerund ("the effect of raising max HR by 15 for
+    # those over 60", "simulate lowering cholesterol")
+    r"\b(?:raising|lowering|reducing|increasing|decreasing|cutting|dropping|boosting|"
+    r"setting|changing|bringing)\b"
 )
 _FLIP = re.compile(
     r"\b(?:how many|which|what share of|what fraction of) (?:[a-z]+ )?(?:predictions?|labels?|"
@@ -567,12 +588,12 @@ def _site_conditions(text: str, card: DatasetCard) -> list[dict[str, Any]]:
 
 
 _DOWN = (
-    r"(?:lower(?:ed)?|less|fewer|down|reduc(?:e|ed|es|ing|tions?)|cut|drop(?:ped|s)?|"
-    r"decreas(?:e|ed|es|ing)|fell|fall(?:s|en)?|minus|off)"
+    r"(?:lower(?:ed|ing|s)?|less|fewer|down|reduc(?:e|ed|es|ing|tions?)|cut(?:s|ting)?|"
+    r"drop(?:ped|ping|s)?|decreas(?:e|ed|es|ing)|fell|fall(?:s|en|ing)?|minus|off)"
 )
 _UP = (
     r"(?:higher|more|up|rais(?:e|ed|es|ing)|increas(?:e|ed|es|ing)|ros(?:e|en)|ris(?:e|es|ing)|"
-    r"plus|add(?:ed)?|extra)"
+    r"boost(?:s|ed|ing)?|plus|add(?:ed)?|extra)"
 )
 # "20 points lower", "10 mmhg higher"; a word between is a unit, never "and"/"or" ("by 10
 # and dropped their bp": the 10 is not dropped).
@@ -594,7 +615,8 @@ _NOUN_AFTER = re.compile(
 _VERB_AMOUNT = re.compile(rf"\b({_DOWN}|{_UP}) (?:by )?{NUMBER}")
 _DIRECTION = re.compile(rf"\b({_DOWN}|{_UP})\b")
 _SET_TO = re.compile(
-    rf"^(?:'s)?(?: (?:level|levels|values?|readings?))?(?: (?:were|was|is|are|be|became|got|all))?"
+    rf"^(?:'s)?(?: (?:level|levels|values?|readings?))?(?: (?:were|was|is|are|be|became|got|all))"
+    rf"{{0,2}}"
     rf"(?: (?:set|fixed|capped|brought|changed|reset|normali[sz]ed|reduced|lowered|raised|"
     rf"increased|decreased|dropped|cut|brought down|brought up|went down|went up|gone down|"
     rf"gone up|came down|fell|rose|down|up))?(?: (?:to|at|=|of))? ?{NUMBER}"
@@ -650,7 +672,9 @@ def _change(text: str, card: DatasetCard) -> list[dict[str, Any]]:
             amount, word = said
         else:
             set_to = _SET_TO.search(after)
-            if set_to and not re.match(r" ?(?:years?|%)", after[set_to.end() :]):
+            # "aged 65+", "chol 240 or more", "aged 50-60": a bound of the group, no new value
+            bound = rf" ?(?:years?|%|{_POST_ABOVE}|{_POST_BELOW}|(?:-|to|and) ?\d)"
+            if set_to and not re.match(bound, after[set_to.end() :]):
                 changes.append(
                     (
                         named.start(),
@@ -797,15 +821,25 @@ _NOBODY = re.compile(
     r"without)\b"
 )
 _CLAUSE_END = re.compile(r"[,;:?!]| (?:how|what|would|and how|then)\b")
+# A value given by naming the feature first: "set fbs to false", "change slope to upsloping".
+_SET_VERB = re.compile(r"\b(?:set|sets|change|changes|switch|switches|turn|turns|reset)\b")
+_TO = re.compile(r" (?:to|=|into|as) ")
+# Where the value so given ends: the group follows ("... to upsloping for everyone at X").
+_SET_END = re.compile(r"[,;:?!]| (?:how|what|would|and how|then|for|at|in|among|across)\b")
 
 
 def _value_set(text: str, card: DatasetCard) -> tuple[list[dict[str, Any]], tuple[int, int]] | None:
     """The yes/no and categorical values a group is given, as set changes, and where they
     are said; a boolean said of nobody is set false."""
-    for given in itertools.islice(_GIVEN.finditer(text), 4):
-        end = _CLAUSE_END.search(text, given.end())
+    givens = itertools.chain(
+        itertools.islice(_GIVEN.finditer(text), 4), itertools.islice(_SET_VERB.finditer(text), 2)
+    )
+    for given in givens:
+        ends = _SET_END if _SET_VERB.fullmatch(given.group(0)) else _CLAUSE_END
+        end = ends.search(text, given.end())
         stop = end.start() if end else len(text)
-        values = parse_patient(text[given.start() : stop], card, pronouns=False)
+        said_of = _TO.sub(" ", text[given.start() : stop], count=1)
+        values = parse_patient(said_of, card, pronouns=False)
         said = {n: v for n, v in values.items() if card.feature(n).kind != "numeric"}
         if not said:
             continue

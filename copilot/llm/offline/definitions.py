@@ -39,7 +39,16 @@ _MEANING = re.compile(
     r"\bstands? for\b|\bstanding for\b|\bshort for\b|\bdefinitions?\b|\bdefined?\b|"
     r"\brefers? to\b|\babbreviation\b|\bacronym\b|\bdescription of\b|\bdifference between\b|"
     r"\bwhat (?:does|do|is|are) [a-z' ]{0,30}(?:indicate|signify|measure|capture|represent|"
-    r"describe|tell us)\b"
+    r"describe|tell us|tell me|tell you|imply|say)\b|"
+    # what a value of it amounts to ("what counts as a reversable defect in thal?")
+    r"\bwhat (?:counts|qualifies|passes) as\b|\bwhat is (?:considered|classed as|called)\b|"
+    r"\bunderstand\b|"
+    # said in other words ("oldpeak, in plain English?", "explain thal in simple terms")
+    r"\bin (?:plain|simple|everyday|lay|layman's|laymans|layman|non-technical|normal) "
+    r"(?:english|terms|words|language)\b|\bfor (?:a )?(?:layman|lay person|non-specialist)\b|"
+    # the line a yes/no input is drawn at ("the cut-off used for fasting blood sugar")
+    r"\b(?:cut-?offs?|cut points?|thresholds?) (?:is |are |was )?(?:used |applied |set )?"
+    r"(?:for|of|on|in)\b"
 )
 
 _UNIT = re.compile(
@@ -54,7 +63,9 @@ _CODING = re.compile(
     r"\b(?:values?|categories|options|levels) (?:are |is )?(?:allowed|possible|permitted|valid)\b|"
     r"\bthe (?:numbers|values|codes|categories|levels|options) (?:in|of|for)\b|"
     r"\b(?:what|which) (?:values|categories|options|levels|codes)\b|\bcan (?:it|this|that) take\b|"
-    r"\bhow many (?:categories|values|levels|options|codes|kinds|types)\b"
+    r"\bhow many (?:categories|values|levels|options|codes|kinds|types)\b|"
+    # the definition's own fields: its limits and the range a counterfactual may move it in
+    r"\b(?:limits?|actionable(?: range)?|plausible range)\b"
 )
 
 # A request that is about a patient, a risk, the model's use of an input or the data's
@@ -80,22 +91,46 @@ _ASK = (
     r"(?:so |ok |okay |and |sorry,? |hi,? )?(?:(?:what|whats|what's) ?(?:is|are|'s)? ?|"
     r"(?:(?:please |can you |could you )?(?:explain|describe|tell me about|define) |"
     r"(?:some )?(?:info|information|details) (?:on|about) ))"
-    r"(?:exactly |again )?(?:the |this |that )?(?:term |feature |column |variable |field |"
+    r"(?:exactly |again )?(?:the |this |that |a |an )?(?:term |feature |column |variable |field |"
     r"input |word |abbreviation )?"
 )
 _AFTER = (
     r"(?: (?:feature|column|variable|field|input|term|thing))?"
-    r"(?: (?:exactly|again|here|then|please|"
+    r"(?: (?:exactly|again|here|then|please|to me|for me|briefly|quickly|"
     r"(?:in|of) (?:this|the) (?:data|dataset|data set|card|model|table)))*"
 )
 
+# The feature named as one of the data's columns ("the trestbps column", "the ca variable",
+# "field thal"): with a question word anywhere, a question about the input, whatever the rest
+# says ("the trestbps column, what is that exactly?").
+_AS_A_COLUMN = r"(?:feature|column|variable|field|attribute|input|predictor)"
+_QUESTION = re.compile(
+    r"\b(?:what|whats|which|how|explain|describe|tell me|define|clarify)\b|\?\s*$"
+)
 
-def _units_said(card: DatasetCard) -> re.Pattern[str]:
-    """Two units said as alternatives ("mg/dl or mmol/l", "mm or mv"): the card's units
+
+# The feature said first, then asked about by a pronoun ("ca - what is it?", "thal: what's
+# that?"), or named inside a question about what it is ("remind me what trestbps is", "I
+# don't know what thal is").
+_WHAT_IT_IS = r"\W{0,3}what(?:'s| is| does| do)? (?:it|that|this)(?: mean| stand for)?"
+_WHAT_IS_SAID = r"\bwhat (?:the )?(?:term |feature |column |variable |field )?"
+_IS_AFTER = r" (?:is|means|stands for|refers to)(?: exactly| again)?\W*$"
+
+# A code said with the feature's name ("what does thal = 7 mean", "restecg=2"): a question
+# about its coding, not a patient's value.
+_CODE = re.compile(r" ?(?:==?|is|of) ?\d{1,2}(?![\d.])")
+
+
+def _units_said(card: DatasetCard) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """Two units said as alternatives ("mg/dl or mmol/l", "mm or mv"), and one unit asked
+    about ("is oldpeak in mm?", "is cholesterol recorded in mmol/l here?"): the card's units
     and the spellings copilot.units converts."""
     words = {unit for _, unit in CONVERSIONS} | {f.unit.lower() for f in card.features if f.unit}
     unit = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-    return re.compile(rf"(?<![a-z])(?:{unit}) or (?:{unit})(?![a-z])")
+    return (
+        re.compile(rf"(?<![a-z])(?:{unit}) or (?:{unit})(?![a-z])"),
+        re.compile(rf"^\W*(?:is|are|was) .{{0,40}}\bin (?:{unit})(?![a-z])"),
+    )
 
 
 def _words(feature: Feature, card: DatasetCard) -> list[str]:
@@ -113,15 +148,16 @@ def _words(feature: Feature, card: DatasetCard) -> list[str]:
     return [w for w in names if len(w) > 1]
 
 
-_PATTERNS: dict[str, tuple[re.Pattern[str], dict[str, str], re.Pattern[str]]] = {}
+_Patterns = tuple[re.Pattern[str], dict[str, str], re.Pattern[str], re.Pattern[str]]
+_PATTERNS: dict[str, _Patterns] = {}
 
 
-def _patterns(card: DatasetCard) -> tuple[re.Pattern[str], dict[str, str], re.Pattern[str]]:
+def _patterns(card: DatasetCard) -> _Patterns:
     if card.name not in _PATTERNS:
         owner = {w: f.name for f in card.features for w in _words(f, card)}
         alternatives = "|".join(re.escape(w) for w in sorted(owner, key=len, reverse=True))
         mention = re.compile(rf"(?<![a-z])['\"]?({alternatives})['\"]?(?![a-z])")
-        _PATTERNS[card.name] = (mention, owner, _units_said(card))
+        _PATTERNS[card.name] = (mention, owner, *_units_said(card))
     return _PATTERNS[card.name]
 
 
@@ -134,7 +170,7 @@ def defined_feature(text: str, card: DatasetCard) -> str | None:
     clause) asks about; None when it asks something else."""
     if len(text) > _LONGEST:
         return None
-    mention, owner, units_said = _patterns(card)
+    mention, owner, units_said, unit_asked = _patterns(card)
     found = list(mention.finditer(text))
     features = {owner[m.group(1)] for m in found}
     if len(features) != 1:
@@ -144,13 +180,26 @@ def defined_feature(text: str, card: DatasetCard) -> str | None:
     if re.search(r"\bmean ?$", text[: first.start()]):
         return None  # "the mean cholesterol": a statistic
     rest = text[: first.start()] + " " + text[first.end() :]
+    code = _CODE.match(text, first.end())
+    if code and _MEANING.search(rest):
+        rest = text[: first.start()] + " " + text[code.end() :]
     if _NOT_ABOUT_THE_INPUT.search(rest) or sites_in(text, card):
         return None
+    said = re.escape(first.group(1))
+    column = re.search(
+        rf"\b{_AS_A_COLUMN} ['\"]?{re.escape(first.group(1))}\b|"
+        rf"{re.escape(first.group(1))}['\"]? {_AS_A_COLUMN}\b",
+        text,
+    )
     asked = (
-        _MEANING.search(rest)
+        (column and _QUESTION.search(rest))
+        or _MEANING.search(rest)
         or _UNIT.search(rest)
         or _CODING.search(rest)
         or units_said.search(text)
-        or re.fullmatch(rf"\W*{_ASK}['\"]?{re.escape(first.group(1))}['\"]?{_AFTER}\W*", text)
+        or unit_asked.search(rest)
+        or re.fullmatch(rf"\W*{_ASK}['\"]?{said}['\"]?{_AFTER}\W*", text)
+        or re.fullmatch(rf"\W*(?:the )?['\"]?{said}['\"]?{_AFTER}{_WHAT_IT_IS}{_AFTER}\W*", text)
+        or re.search(rf"{_WHAT_IS_SAID}['\"]?{said}['\"]?{_IS_AFTER}", text)
     )
     return feature if asked else None

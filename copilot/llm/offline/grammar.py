@@ -71,7 +71,12 @@ CUES: dict[str, re.Pattern[str]] = {
         "concerning, worrying, worrisome, red flag*, "
         # what a risk is blamed on ("what's fuelling it", "the main culprits")
         "fuel*, fuelling, fueling, to blame, culprit*, what's elevating, what is elevating, "
-        "raising ~ risk, raising it, boosting ~ risk, biggest thing, biggest single, main thing"
+        "raising ~ risk, raising it, boosting ~ risk, biggest thing, biggest single, main thing, "
+        # what a result rests on ("what did the model base that on", "on what basis"), and
+        # which of the patient's own values weigh ("which of his numbers do the damage")
+        "based ~ on, base ~ on, basis, on what grounds, grounds for, damage, damaging, harm*, "
+        "which of his, which of her, which of their, which of the patient's, protective, "
+        "responsible"
     ),
     # predict_risk: asking for a risk
     "risk": _words(

@@ -18,7 +18,7 @@ _NO = {"no", "n", "false", "negative", "neg", "absent", "none", "0", "-"}
 
 # A test result said as a level: "fasting sugar raised", "fasting blood sugar not raised".
 _HIGH = {"raised", "elevated", "high", "abnormal", "increased"}
-_NORMAL = {"normal", "low", "ok", "fine", "unremarkable"}
+_NORMAL = {"normal", "low", "ok", "fine", "unremarkable", "controlled", "under control"}
 
 
 def _synonym_pattern(feature: Feature) -> str:
@@ -89,7 +89,8 @@ def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
             r"^(?:and |but |now |what about |how about |and what about |and how about )?"
             r"(?:at|aged?|at age) (\d{2,3})(?: years(?: old)?)?\W*$",
             # "would he still be high risk at 50?"
-            r"\b(?:he|she|they|him|her)\b[a-z' ]{0,40} at (?:age )?(\d{2,3})"
+            r"\b(?:he|she|they|him|her|same (?:guy|man|woman|patient|lady|gentleman|person))\b"
+            r"[a-z' ]{0,40} at (?:age )?(\d{2,3})"
             r"(?: years(?: old)?)?\W*$",
             # "make him 45", "she turns 70"
             r"\bmake (?:him|her|them|the patient|it) (\d{2,3})\b(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
@@ -196,9 +197,11 @@ _GLUCOSE = re.compile(r"\b(?:glucose|sugar|fbs|fpg)\b")
 @functools.lru_cache(maxsize=4096)
 def _word_pattern(word: str, *, digits: bool) -> re.Pattern[str]:
     """A value word between word boundaries (digits too, when `digits`), compiled once: the
-    card has more of them than the `re` module keeps compiled."""
+    card has more of them than the `re` module keeps compiled. A word of four letters or
+    more may be said in the plural, of a group ("had normal ECGs", "diabetics")."""
     edge = "a-z0-9" if digits else "a-z"
-    return re.compile(rf"(?<![{edge}]){re.escape(word)}(?![{edge}])")
+    plural = "s?" if len(word) > 3 and word[-1].isalpha() and word[-1] != "s" else ""
+    return re.compile(rf"(?<![{edge}]){re.escape(word)}{plural}(?![{edge}])")
 
 
 def _words(feature: Feature) -> list[tuple[str, Any]]:
@@ -332,7 +335,9 @@ _FINDING_WORDS: dict[str, frozenset[str]] = {}
 def _answered(names: str, text: str) -> bool | None:
     """A yes or no said after the finding's name ("exang: yes", "fbs = 0"), or after a
     form's label that carries the line ("FBS>120: No", "fbs > 120 mg/dl yes")."""
-    found = re.search(rf"(?<![a-z]){names} ?(?:is|was|=|:)? ?([a-z0-9+\-]+)", text)
+    found = re.search(
+        rf"(?<![a-z]){names} ?(?:is|was|were|are|be|=|:|set to|became)? ?([a-z0-9+\-]+)", text
+    )
     if found and found.group(1) in _YES | _NO:
         return found.group(1) in _YES
     labelled = re.search(
@@ -356,7 +361,7 @@ def _boolean(feature: Feature, text: str) -> bool | None:
     for word, value in _words(feature):
         said = _word_pattern(word, digits=False).search(text)
         if said:
-            return bool(value) != _negated(text, said.start()) if value else False
+            return _finding_said(text, said, value)
     above = fasting_glucose_above(text) if feature.name == "fbs" else None
     level = above if above is not None else _level(names, text)
     if level is not None:
@@ -368,6 +373,20 @@ def _boolean(feature: Feature, text: str) -> bool | None:
     return None
 
 
+def _finding_said(text: str, said: re.Match[str], value: Any) -> bool:
+    """A finding's word said: its value, unless the words before negate it; a finding used
+    as a form's label is what follows it ("DM: no", "diabetes = yes")."""
+    answer = _LABEL_ANSWER.match(text, said.end())
+    if answer and value is True:
+        return answer.group(1) in _YES
+    return bool(value) != _negated(text, said.start()) if value else False
+
+
+_LABEL_ANSWER = re.compile(
+    r" ?(?:is|was|=|:) ?(yes|no|y|n|true|false|positive|negative|pos|neg|present|absent|0|1)"
+    r"(?![a-z0-9])"
+)
+
 # Names of a measurement, not of a finding: said alone ("sugar"), they say nothing.
 _LEVEL_ONLY = frozenset({"glucose", "sugar", "blood sugar", "blood glucose"})
 
@@ -377,7 +396,7 @@ def _level(names: str, text: str) -> bool | None:
     "sugar normal when fasting") or before it ("high blood sugar", "normal glucose")."""
     level = re.search(
         rf"(?<![a-z]){names} (?:is |was |were |be |came back |comes back |looks |reads |of )?"
-        r"(not )?([a-z]+)",
+        r"(not )?([a-z]+(?: control\b)?)",
         text,
     )
     if level and level.group(2) in _HIGH | _NORMAL:

@@ -22,6 +22,7 @@ repetitions, and quoted passages found by a scan rather than a regular expressio
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
@@ -172,6 +173,19 @@ _ENGLISH = frozenset(
     someone somebody score scores scored world words write wrote while whilst sorry
     means stands measures refers represents indicates diseased affected
     weren doesn haven couldn wouldn shouldn mustn needn
+    plain simple english terms layman falls rises raises climbs sinks
+    driving drive drives driven drove fails failed failing order orders ordered blocked
+    action actions facts shell shoot mount drank draft risky sensitive summarise summarize
+    biased unbiased basic newer closes grounded protected clinical
+    """.split()
+)
+
+
+# Short words of every sentence, never "fixed" by a neighbour ("her max hr" is not "hr max").
+_SHORT_ENGLISH = frozenset(
+    """
+    her his him she he they them the a an and but for from was were are is not its our
+    you your all any can did does has had may now per who why how too off out own
     """.split()
 )
 
@@ -253,6 +267,8 @@ def _words_of(card: DatasetCard) -> frozenset[str]:
             if len(re.findall(r"[a-z]+", name)) == 2
         }
         | {word for site in sites(card) for word in site.lower().split()}
+        # the other names of sites ("basel", "budapest") are words, not typos of ours
+        | {word for alias in _SITE_WORDS for word in alias.split()}
     )
 
 
@@ -286,9 +302,22 @@ def _inflected(word: str, vocabulary: frozenset[str]) -> bool:
     return any(word.endswith(suffix) and word[: -len(suffix)] in vocabulary for suffix in _SUFFIXES)
 
 
+def _swapped(word: str, vocabulary: frozenset[str]) -> str:
+    """A word of four letters that is a known word with two neighbouring letters swapped
+    ("mael", "rsik", "pian"), the first letter kept: too short for the closeness the typo
+    fixer asks of longer words, it is fixed only to a word with the very same letters."""
+    for i in range(1, len(word) - 1):
+        known = word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+        if known != word and known in vocabulary:
+            return known
+    return word
+
+
 def _fix_typos(text: str, vocabulary: frozenset[str]) -> str:
     def fix(match: re.Match[str]) -> str:
         word = match.group(0)
+        if len(word) == 4 and word not in vocabulary:
+            return _swapped(word, vocabulary)
         if len(word) < 5 or len(word) > 20 or word in vocabulary or word in _ENGLISH:
             return word
         if f"{word}s" in vocabulary or _inflected(word, vocabulary):
@@ -321,7 +350,7 @@ def _fix_short_typos(text: str, card: DatasetCard) -> str:
     after_first, before_second, seconds, firsts = _short_typo_patterns(card)
 
     def fixed(word: str, candidates: list[str]) -> str:
-        if word in _ENGLISH:
+        if word in _ENGLISH or word in _SHORT_ENGLISH:
             return word
         for known in candidates:
             if known != word and known[0] == word[0] and _one_letter_off(word, known):
@@ -413,10 +442,50 @@ _CHAT_SPELLINGS = {
 _CHAT_WORD = re.compile(r"(?<![a-z'-])(?:" + "|".join(_CHAT_SPELLINGS) + r")(?![a-z'-])")
 
 
+# "does" typed as "dose" where a question needs its verb ("what dose thalach mean", "how
+# dose oldpeak work"): a dose is never asked what it means or stands for.
+_DOES = re.compile(
+    r"\b(what|how|why|where|which) dose\b(?= (?:[a-z0-9'-]{1,20} ){1,3}(?:mean|stand|refer|"
+    r"measure|represent|indicate|tell|show|work|matter|affect|count|do)\b)"
+)
+
+
+# A record written with slashes ("52/M/non-anginal/BP 128/chol 204/FBS no"): a slash with a
+# word on one side separates entries; a number on both sides ("145/90") and the units and
+# short forms written with one ("mg/dl", "y/o", "n/a") stay.
+_SLASH = re.compile(r"(?<=[a-z0-9+.-]) ?/ ?(?=[a-z0-9+.-])")
+_SLASHED_WORDS = frozenset(
+    "y/o mg/dl mmol/l n/a and/or w/o s/p mm/hg beats/min b/p st/t either/or his/her he/she".split()
+)
+_ENTRY = re.compile(r"[a-z0-9+.-]{1,20}")
+
+
+def _slash_record(text: str) -> str:
+    """A record written with slashes as a list with commas, when two or more slashes
+    separate entries."""
+    separators = []
+    for slash in itertools.islice(_SLASH.finditer(text), 40):
+        left = _ENTRY.findall(text[max(0, slash.start() - 20) : slash.start()])
+        right = _ENTRY.match(text, slash.end())
+        if not left or right is None:
+            continue
+        pair = f"{left[-1]}/{right.group(0)}"
+        numbers = left[-1][-1].isdigit() and right.group(0)[0].isdigit()
+        if not numbers and pair not in _SLASHED_WORDS:
+            separators.append(slash.span())
+    if len(separators) < 2:
+        return text
+    for start, end in reversed(separators):
+        text = f"{text[:start]}, {text[end:]}"
+    return text
+
+
 def normalise(text: str, card: DatasetCard) -> str:
     """The normal form every reader starts from (see the module docstring)."""
     lowered = _CHAT_WORD.sub(lambda m: _CHAT_SPELLINGS[m.group(0)], plain(text))
-    lowered = _SPOKEN_HUNDREDS.sub(_spoken, _HUNDREDS.sub(_hundreds, units.spelled(lowered)))
+    lowered = _DOES.sub(lambda m: f"{m.group(1)} does", lowered)
+    lowered = _slash_record(units.spelled(lowered))
+    lowered = _SPOKEN_HUNDREDS.sub(_spoken, _HUNDREDS.sub(_hundreds, lowered))
     lowered = _NUMBER_WORD.sub(_digits, lowered)
     lowered = _FRACTION.sub(lambda m: f"by {_FRACTIONS[m.group(1)]}%", lowered)
     return _fix_short_typos(_fix_typos(lowered, _vocabulary(card)), card)
