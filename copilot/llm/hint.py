@@ -4,11 +4,12 @@ The built-in grammar (`offline.intents.understand`) reads a request into a tool 
 few milliseconds, from the dataset card and the tool schemas. A small local model checks a
 reading more reliably than it chooses among twenty tools, and a large one is free to
 overrule it. In two-step routing the model's first step is to judge the reading right or
-wrong (`for_confirm`; wrong only when it is sure: `two_step.OVERRULE_AT`): right, and the grammar's arguments are used if they pass every check
-a model's answer must pass (else the model fills them, with the reading as a draft; a 1.5B
-model given the reading as a draft dropped most of a patient's values); wrong, and the
-model chooses and fills alone. One-step routing (tools, json) shows the reading (tool and
-arguments) as a guess beside the tools. A question back (a patient's missing values, which
+wrong (`for_confirm`; wrong only when it is sure: `two_step.OVERRULE_AT`): right, and the
+grammar's arguments are used if they pass every check a model's answer must pass (else the
+model fills them, with the reading as a draft; a 1.5B model given the reading as a draft
+dropped most of a patient's values); wrong, and the model chooses and fills alone.
+One-step routing (tools, json) shows the reading (tool and arguments) as a guess beside the
+tools. A question back (a patient's missing values, which
 patient, which site) is a reading too: confirmed, it is the answer (a question for missing
 values is remembered as always). When the grammar is unsure, the readings it would offer a
 person ("Did you mean ...?") are offered to the model as likely readings, each with the
