@@ -10,7 +10,6 @@ to test-artifacts/browser/.
 import contextlib
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -123,8 +122,10 @@ def ui(
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator["Browser"]:
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
+    # only this test's screenshots: the README walk's, in a folder here, may be being taken
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
     with sync_playwright() as playwright:
         # root in CI containers: chromium's sandbox needs user namespaces it may not have
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
