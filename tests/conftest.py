@@ -177,13 +177,12 @@ def interaction_values_kept(
     (each test module starts its own): on disk, so pytest-xdist's workers share them. Only
     the service's reference is wrapped; its chunking and per-version cache run as they are,
     and tests that call `interaction_values` themselves compute it afresh."""
-    from model_service import cohort_routes
+    from model_service.importance import interaction_values
 
     folder = shared_by_workers(request, tmp_path_factory, "interactions")
     if folder is None:
         folder = tmp_path_factory.mktemp("interactions")
     folder.mkdir(exist_ok=True)
-    compute = cohort_routes.interaction_values
     fingerprints: dict[int, tuple[RiskModel, bytes]] = {}
 
     def kept(model: RiskModel, columns: Columns) -> np.ndarray:
@@ -199,12 +198,12 @@ def interaction_values_kept(
         with FileLock(path.with_suffix(".lock")):
             if not path.exists():
                 with path.with_suffix(".partial").open("wb") as file:
-                    np.save(file, compute(model, columns))
+                    np.save(file, interaction_values(model, columns))
                 path.with_suffix(".partial").replace(path)
         return np.asarray(np.load(path), float)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cohort_routes, "interaction_values", kept)
+        patch.setattr("model_service.cohort_routes.interaction_values", kept)
         yield
 
 
