@@ -207,6 +207,12 @@ def interaction_values_kept(
         yield
 
 
+# How long a test waits for a process it started to answer: a fresh interpreter imports
+# MLflow or Chainlit first, which on a loaded machine (other runs, the other xdist worker)
+# takes a minute or more. A deadline that catches a hang, not a speed check.
+PROCESS_START_SECONDS = 180
+
+
 class Clock:
     """A settable clock for the stores (ActionStore, ConversationStore): time passes when a
     test says so, never by sleeping."""

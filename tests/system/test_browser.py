@@ -29,7 +29,7 @@ from model_service import registry
 from model_service.app import ServiceConfig
 from model_service.cards import DatasetCard
 from model_service.database import make_engine
-from tests.conftest import TrainedRegistry, wait_until
+from tests.conftest import PROCESS_START_SECONDS, TrainedRegistry, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
@@ -110,7 +110,7 @@ def ui(
 
     started = time.monotonic()
     try:
-        wait_until(up, timeout=60, what="copilot serve ui")
+        wait_until(up, timeout=PROCESS_START_SECONDS, what="copilot serve ui")
         print(f"\nUI up in {time.monotonic() - started:.1f} s; screenshots in {ARTIFACTS}")
         yield url
     finally:
