@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
+import pickle
 import shutil
 import threading
 import time
@@ -14,14 +17,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from filelock import FileLock
 from sqlalchemy import create_engine, text
 
 from model_service.app import ServiceConfig, create_app
 from model_service.cards import DatasetCard, get_card
 from model_service.database import normalize_url
+from model_service.risk_model import Columns, RiskModel
 from model_service.training import TrainingResult, train
 from tools.context import ToolContext
 
@@ -50,6 +56,41 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in SHELL_LLM_VARIABLES:
         os.environ.pop(name, None)
     models.ALLOW_MODEL_REQUESTS = False
+
+
+# pytest-xdist (`-n auto` in pyproject's addopts) hands each worker whole modules; these,
+# the longest by far, go out first so none is left for the end while the other worker
+# idles (the README walk alone is a third of a 2-core run). Longest first.
+LONGEST_MODULES = (
+    "tests/system/test_readme_conversation.py",
+    "tests/system/test_launcher.py",
+    "tests/system/test_processes.py",
+    "tests/model_service/test_schemathesis.py",
+    "tests/system/test_browser.py",
+    "tests/system/test_prediction_durability.py",
+    "tests/evals/test_evals.py",
+)
+MAX_WORKERS = 4  # each worker holds its own trained models and services (~1-2 GB)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one worker per CPU this process may run on, at most MAX_WORKERS."""
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+
+
+def xdist_worker(config: pytest.Config) -> bool:
+    """Whether this pytest is a pytest-xdist worker (not its controller, not a serial run;
+    a pytest that a test starts inherits PYTEST_XDIST_WORKER but is none of them)."""
+    return hasattr(config, "workerinput")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the LONGEST_MODULES first (every worker collects, and sorts, the
+    same); a serial run keeps the usual order."""
+    if not xdist_worker(config):
+        return
+    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
 
 @pytest.fixture
@@ -81,21 +122,95 @@ def heart_card() -> DatasetCard:
     return get_card("heart-disease")
 
 
-@pytest.fixture(scope="session")
-def trained_registry(
-    tmp_path_factory: pytest.TempPathFactory, heart_card: DatasetCard
-) -> TrainedRegistry:
-    root = tmp_path_factory.mktemp("registry")
+def _train_registry(root: Path, card: DatasetCard) -> TrainedRegistry:
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    champion = train(heart_card, tracking_uri=uri, sites=["Cleveland"], reason="test champion")
+    champion = train(card, tracking_uri=uri, sites=["Cleveland"], reason="test champion")
     challenger = train(
-        heart_card,
+        card,
         tracking_uri=uri,
         sites=["Cleveland", "Hungary"],
         kinds=["xgboost"],
         reason="test challenger",
     )
     return TrainedRegistry(root, uri, champion, challenger)
+
+
+def shared_by_workers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Path | None:
+    """Under pytest-xdist, a folder of this run that every worker sees (each worker's own
+    basetemp sits in it), else None: a serial run has nobody to share with."""
+    if not xdist_worker(request.config):
+        return None
+    return tmp_path_factory.getbasetemp().parent / name
+
+
+@pytest.fixture(scope="session")
+def trained_registry(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    heart_card: DatasetCard,
+) -> TrainedRegistry:
+    """Trained once per run: under pytest-xdist the first worker to ask trains it and the
+    others wait on a file lock, then read the same store (tests that move aliases copy it)."""
+    root = shared_by_workers(request, tmp_path_factory, "registry")
+    if root is None:
+        return _train_registry(tmp_path_factory.mktemp("registry"), heart_card)
+    done = root / "trained.json"
+    with FileLock(f"{root}.lock"):
+        if not done.exists():
+            root.mkdir()
+            trained = _train_registry(root, heart_card)
+            done.write_text(
+                json.dumps([trained.champion.model_dump(), trained.challenger.model_dump()])
+            )
+    champion, challenger = (TrainingResult.model_validate(r) for r in json.loads(done.read_text()))
+    return TrainedRegistry(root, f"sqlite:///{root / 'mlflow.db'}", champion, challenger)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def interaction_values_kept(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """The model service's SHAP interaction values (a forest's take ~20 ms a row) computed
+    once per run for each model and chunk of rows, and read back by every later service
+    (each test module starts its own): on disk, so pytest-xdist's workers share them. Only
+    the service's reference is wrapped; its chunking and per-version cache run as they are,
+    and tests that call `interaction_values` themselves compute it afresh."""
+    from model_service.importance import interaction_values
+
+    folder = shared_by_workers(request, tmp_path_factory, "interactions")
+    if folder is None:
+        folder = tmp_path_factory.mktemp("interactions")
+    folder.mkdir(exist_ok=True)
+    fingerprints: dict[int, tuple[RiskModel, bytes]] = {}
+
+    def kept(model: RiskModel, columns: Columns) -> np.ndarray:
+        if id(model) not in fingerprints:  # the model is kept, so its id is not reused
+            what = (model.kind, model.slope, model.encoder.output_owner, model.estimator)
+            fingerprints[id(model)] = (model, pickle.dumps(what))
+        matrix = np.ascontiguousarray(model.encoder.transform(columns), float)
+        digest = hashlib.sha256(fingerprints[id(model)][1])
+        digest.update(f"{len(model.card.features)} {matrix.shape}".encode())
+        digest.update(matrix.tobytes())
+        path = folder / f"{digest.hexdigest()}.npy"
+        # a worker asking for a chunk another is computing waits for it, then reads it
+        with FileLock(path.with_suffix(".lock")):
+            if not path.exists():
+                with path.with_suffix(".partial").open("wb") as file:
+                    np.save(file, interaction_values(model, columns))
+                path.with_suffix(".partial").replace(path)
+        return np.asarray(np.load(path), float)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("model_service.cohort_routes.interaction_values", kept)
+        yield
+
+
+# How long a test waits for a process it started to answer: a fresh interpreter imports
+# MLflow or Chainlit first, which on a loaded machine (other runs, the other xdist worker)
+# takes a minute or more. A deadline that catches a hang, not a speed check.
+PROCESS_START_SECONDS = 180
 
 
 class Clock:

@@ -112,3 +112,11 @@ def test_the_project_documents_itself_without_links_outside_it() -> None:
         "grep", "-n", "-I", "-e", "\\.\\./shared/", "--", ".", ":!tests/test_repository.py"
     )
     assert found.returncode == 1, found.stdout  # 1: no match
+
+
+def test_the_modules_started_first_in_parallel_runs_exist() -> None:
+    """tests/conftest.py names the longest modules for pytest-xdist to start first; a
+    renamed one would silently fall back to its place in the collection."""
+    from tests.conftest import LONGEST_MODULES
+
+    assert [name for name in LONGEST_MODULES if not (ROOT / name).is_file()] == []

@@ -10,7 +10,6 @@ to test-artifacts/browser/.
 import contextlib
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,7 +29,7 @@ from model_service import registry
 from model_service.app import ServiceConfig
 from model_service.cards import DatasetCard
 from model_service.database import make_engine
-from tests.conftest import TrainedRegistry, wait_until
+from tests.conftest import PROCESS_START_SECONDS, TrainedRegistry, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
@@ -111,7 +110,7 @@ def ui(
 
     started = time.monotonic()
     try:
-        wait_until(up, timeout=60, what="copilot serve ui")
+        wait_until(up, timeout=PROCESS_START_SECONDS, what="copilot serve ui")
         print(f"\nUI up in {time.monotonic() - started:.1f} s; screenshots in {ARTIFACTS}")
         yield url
     finally:
@@ -123,8 +122,10 @@ def ui(
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator["Browser"]:
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
+    # only this test's screenshots: the README walk's, in a folder here, may be being taken
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
     with sync_playwright() as playwright:
         # root in CI containers: chromium's sandbox needs user namespaces it may not have
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

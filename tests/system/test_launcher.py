@@ -15,7 +15,7 @@ import pytest
 
 from copilot.cli import launcher
 from copilot.settings import Settings
-from tests.conftest import TrainedRegistry
+from tests.conftest import PROCESS_START_SECONDS, TrainedRegistry
 
 
 def _free_port() -> int:
@@ -77,7 +77,7 @@ def test_up_starts_all_three_and_stops_them_on_sigterm(
 def _check_up(up: "subprocess.Popen[str]", ports: list[int], tmp_path: Path) -> None:
     assert up.stdout is not None
     lines: list[str] = []
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 2 * PROCESS_START_SECONDS  # three services, one by one
     while not any("press Ctrl-C" in line for line in lines):
         assert time.monotonic() < deadline and up.poll() is None, "".join(lines)
         lines.append(up.stdout.readline())

@@ -27,6 +27,8 @@ def test_a_shell_naming_a_real_llm_changes_nothing_in_the_tests() -> None:
             "-q",
             "-p",
             "no:cacheprovider",
+            "-n",
+            "0",  # one file: no workers to start (pyproject's addopts ask for them)
             "tests/test_no_real_llm.py",
         ],
         cwd=ROOT,

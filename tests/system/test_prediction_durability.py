@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from copilot.cli.bench import model_service_command
 from model_service.database import make_engine
-from tests.conftest import TrainedRegistry, wait_until
+from tests.conftest import PROCESS_START_SECONDS, TrainedRegistry, wait_until
 
 CLIENTS = 8
 ACKNOWLEDGED_BEFORE_KILL = 600
@@ -88,7 +88,7 @@ def test_subprocess_acknowledged_predictions_survive_kill_9(
                         enough.set()
 
     try:
-        wait_until(ready, timeout=60, what="the model service process")
+        wait_until(ready, timeout=PROCESS_START_SECONDS, what="the model service process")
         clients = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
         for thread in clients:
             thread.start()

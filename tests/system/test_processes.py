@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from copilot.actions import ActionStore
 from copilot.cli.bench import model_service_command
-from tests.conftest import Clock, TrainedRegistry, wait_until
+from tests.conftest import PROCESS_START_SECONDS, Clock, TrainedRegistry, wait_until
 from tests.copilot.api.test_api import API_KEYS, PATIENT, auth, tracking_uri
 from tests.copilot.conftest import KEY, engine, store
 from tests.copilot.test_actions import PROMOTE, _champion, _events
@@ -62,7 +62,7 @@ def test_serve_api_process_answers_over_http_and_stops_on_sigterm(
             except httpx.TransportError:
                 return False
 
-        wait_until(ready, timeout=90, what="the agent API process")
+        wait_until(ready, timeout=PROCESS_START_SECONDS, what="the agent API process")
         created = httpx.post(f"{base}/v1/conversations", headers=auth("ann"))
         assert created.status_code == 201
         turn = httpx.post(
@@ -106,7 +106,7 @@ def test_model_service_process_serves_over_http_and_stops_on_sigterm(
             except httpx.TransportError:
                 return False
 
-        wait_until(ready, timeout=60, what="the model service process")
+        wait_until(ready, timeout=PROCESS_START_SECONDS, what="the model service process")
         response = httpx.post(f"{base}/v1/predict", json=patient)
         assert response.status_code == 200 and response.json()["model"]["version"] == "1"
     finally:

@@ -634,13 +634,14 @@ HOSTILE = [
 def test_hostile_inputs_read_in_linear_time(card: DatasetCard) -> None:
     """A regression guard against exponential or polynomial backtracking (a 4,000-character
     unclosed quote once blocked for seconds), not a speed test: each hostile input of
-    4,000-10,000 characters must be read, correctly, within a generous 2 s."""
+    4,000-10,000 characters must be read, correctly, within a generous 2 s of this thread's
+    CPU time (not the wall clock: other tests, in parallel, share the machine)."""
     for text in HOSTILE:
-        started = time.perf_counter()
+        started = time.thread_time()
         intent = understand(text, AFTER, card)
         question_focus(text, card)
         steps_in(text, card)
-        assert time.perf_counter() - started < 2.0, text[:40]
+        assert time.thread_time() - started < 2.0, text[:40]
         assert intent.tool in {
             None,
             "what_if",
