@@ -48,6 +48,7 @@ from copilot.llm.two_step import (
     FILL_RETRIES,
     OVERRULE_AT,
     REPLY,
+    ROUTING_TEMPERATURE,
     VERDICT_LOGPROBS,
     TwoStep,
     build_two_step,
@@ -209,7 +210,7 @@ def _build(
     unavailable: Callable[[ModelAPIError], str] | None,
 ) -> Router:
     instructions = load("router")
-    settings = ModelSettings(max_tokens=ROUTE_MAX_TOKENS)
+    settings = ModelSettings(max_tokens=ROUTE_MAX_TOKENS, temperature=ROUTING_TEMPERATURE)
     if not json_mode:
         outputs: list[Any] = [
             ToolOutput(input_model, name=name, description=description)

@@ -42,6 +42,11 @@ FILL_RETRIES = 2  # a fill's answers after its first, before the router chooses 
 # a verdict moves the odds to "wrong" only past 0.85 (a 1.5B model answered "wrong" at 0.56
 # about a plainly right reading; greedy decoding took that coin flip as a no).
 OVERRULE_AT = 0.85
+# Routing is reading, not writing: the likeliest answer, every time (servers sample at their
+# own default otherwise: llama-cpp-python 0.8, OpenAI 1.0; measured with the 1.5B model, a
+# verdict at P(wrong) = 0.21 came back "wrong"). Reasoning models take no temperature:
+# PydanticAI leaves it out for them.
+ROUTING_TEMPERATURE = 0.0
 # How a verdict is asked for with its log-probabilities (the 5 likeliest tokens at each step).
 VERDICT_LOGPROBS = OpenAIChatModelSettings(openai_logprobs=True, openai_top_logprobs=5)
 # Both steps start with the same text (the router prompt and the tool list), so a server
@@ -292,6 +297,7 @@ def build_two_step(
             retries=2,
             model_settings=ModelSettings(
                 max_tokens=most,
+                temperature=ROUTING_TEMPERATURE,
                 extra_body={"response_format": json_format(schema, name)},
             ),
         )
@@ -329,6 +335,7 @@ def build_two_step(
             retries=FILL_RETRIES,
             model_settings=ModelSettings(
                 max_tokens=ARGUMENTS_MAX_TOKENS,
+                temperature=ROUTING_TEMPERATURE,
                 extra_body={"response_format": json_format(schema, name)},
             ),
         )

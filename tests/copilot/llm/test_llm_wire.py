@@ -762,6 +762,7 @@ async def test_a_reading_is_overruled_only_when_the_model_is_sure(
     )
     asked = server.bodies[0]
     assert (asked["stream"], asked["logprobs"], asked["top_logprobs"]) == (False, True, 5)
+    assert all(body["temperature"] == 0 for body in server.bodies)  # routing reads, never samples
     if overruled:
         assert (decided.tool, decided.usage["requests"]) == ("model_info", 3)
         assert server.bodies[1]["stream"] is True and "logprobs" not in server.bodies[1]
@@ -891,6 +892,7 @@ async def test_one_step_routing_gets_the_tool_and_its_draft_at_once(
     assert decided.tool == "model_info"
     system = _system(server.bodies[0])
     assert 'as the tool "model_info"' in system and "filled these arguments: {}" in system
+    assert server.bodies[0]["temperature"] == 0
 
 
 def test_the_hint_is_on_for_real_models_and_never_for_the_offline_provider(
