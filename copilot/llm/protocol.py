@@ -4,13 +4,18 @@ own retry prompts echoed back), which a person must never be shown.
 Small models served by llama.cpp write tool calls as text in Qwen's wrappers (`<tool_call>`,
 `<tools>`, `<function=name>`), leave chat-template tokens (`<|im_start|>`) behind, and
 sometimes answer a retry by repeating it. `recover_tool_call` turns the calls back into
-(tool, arguments); `looks_like_protocol` says whether a text is any of these.
+(tool, arguments); `recover_element_call` reads a call whose arguments are XML elements
+named after the tool's fields (the 1.5B model wrote the narrator's summary as
+`<tools><function>...<arguments><headline>...</headline><top_drivers><driver>...`, three
+tries in a row); `looks_like_protocol` says whether a text is any of these.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 MAX_TOOL_CALL_CHARACTERS = 20_000
@@ -165,3 +170,49 @@ def recover_tool_call(text: str) -> tuple[str, dict[str, Any]] | None:
             if call is not None:
                 return call
     return None
+
+
+_ELEMENT = re.compile(r"<([A-Za-z_][\w-]*)>([^<]*)</\1>")
+_NAME = re.compile(r"<name>\s*([A-Za-z_][\w.-]*)\s*</name>")
+
+
+def _element(text: str, field: str) -> str | None:
+    """The inside of `<field>...</field>` (the first one), or None."""
+    opened = text.find(f"<{field}>")
+    if opened < 0:
+        return None
+    start = opened + len(field) + 2
+    closed = text.find(f"</{field}>", start)
+    return None if closed < 0 else text[start:closed].strip()
+
+
+def recover_element_call(
+    text: str, schemas: Mapping[str, dict[str, Any]]
+) -> tuple[str, dict[str, Any]] | None:
+    """A call whose arguments are XML elements named after the tool's fields, a list's items
+    as elements inside its field (`<caveats><caveat>...</caveat></caveats>`), or None. The tool
+    is the one its `<name>` (or `<function=...>`) names, or the only one offered (`schemas`:
+    each tool's JSON schema)."""
+    if len(text) > MAX_TOOL_CALL_CHARACTERS or "</" not in text:
+        return None
+    text = without_template_tokens(text)
+    tagged = _NAME.search(text)
+    function = _FUNCTION.search(text)
+    name = tagged.group(1) if tagged else function and (function.group(1) or function.group(2))
+    if name not in schemas:
+        name = next(iter(schemas)) if len(schemas) == 1 else None
+    if name is None:
+        return None
+    arguments: dict[str, Any] = {}
+    for field, spec in schemas[name].get("properties", {}).items():
+        inside = _element(text, field)
+        if inside is None:
+            continue
+        if spec.get("type") == "array":
+            items = [html.unescape(value.strip()) for _, value in _ELEMENT.findall(inside)]
+            arguments[field] = items if items or not inside else [html.unescape(inside)]
+        elif spec.get("type") == "string":
+            arguments[field] = html.unescape(inside)
+        else:
+            arguments[field] = _parameter_value(html.unescape(inside))
+    return (name, arguments) if arguments else None

@@ -8,7 +8,8 @@ Real models are wrapped in `TolerantModel`, because small local models do not sp
 OpenAI's tool-calling protocol reliably (measured on llama.cpp's server):
 
 - a tool call written as text (bare JSON, a ```json fence, Qwen's `<tool_call>`, `<tools>`
-  or `<function=...>` wrappers; `copilot.llm.protocol`) is turned back into a typed tool
+  or `<function=...>` wrappers, arguments as XML elements named after the tool's fields;
+  `copilot.llm.protocol`) is turned back into a typed tool
   call, which PydanticAI then validates like any other (bad arguments and unknown tools go
   back to the model as a retry with the reason); the retry shows the model its own text,
   never a tool call id it did not write, and no assistant message goes out with
@@ -68,7 +69,7 @@ from pydantic_ai.models.wrapper import WrapperModel
 
 from copilot.facts import NOTHING_LEFT, RouteRequest
 from copilot.llm.offline.intents import understand
-from copilot.llm.protocol import recover_tool_call
+from copilot.llm.protocol import recover_element_call, recover_tool_call
 from copilot.llm.warm_cache import remember_warm, warmed_seconds_ago
 from copilot.llm.wire import (
     COMPATIBLE,
@@ -183,7 +184,10 @@ def _recover(response: ModelResponse, params: ModelRequestParameters) -> ModelRe
     if not calls_expected or any(isinstance(p, ToolCallPart) for p in response.parts):
         return response
     text = "".join(p.content for p in response.parts if isinstance(p, TextPart))
-    call = recover_tool_call(text)
+    offered = [*params.output_tools, *params.function_tools]
+    call = recover_tool_call(text) or recover_element_call(
+        text, {tool.name: tool.parameters_json_schema for tool in offered}
+    )
     if call is None:
         return response
     name, arguments = call  # an unknown name is kept: PydanticAI asks the model to retry
