@@ -4,8 +4,10 @@ It is handed claims computed in code (values with units, directions in words, ra
 probability, caveats) and writes a `ClinicalSummary`. An output validator runs the
 verifier over the rendered text; an unsupported number, unknown feature, flipped
 direction, wrong probability or missing caveat goes back to the model as `ModelRetry`
-with the reasons. After the retries the deterministic template is used, marked as such.
-The offline provider uses the template directly.
+with the reasons (a summary whose only fault is a caveat left out gets that caveat's
+checked sentence appended instead: `with_missing_caveats`). After the retries the
+deterministic template is used, marked as such. The offline provider uses the template
+directly.
 
 Other tools' results (drift, run comparisons, retrain / promote / rollback outcomes) are
 narrated by a second agent under the same rule: every number the text shows must be in the
@@ -81,6 +83,9 @@ def build_narrator(model: Any) -> Agent[Claims, ClinicalSummary]:
     @agent.output_validator
     def verified(ctx: RunContext[Claims], summary: ClinicalSummary) -> ClinicalSummary:
         problems = check(summary.render(), ctx.deps)
+        completed = with_missing_caveats(summary, ctx.deps) if problems else summary
+        if problems and not check(completed.render(), ctx.deps):
+            return completed  # only caveats were left out: added from the checked sentences
         if problems:
             raise ModelRetry(
                 "These statements are not supported by the facts: "
@@ -90,6 +95,16 @@ def build_narrator(model: Any) -> Agent[Claims, ClinicalSummary]:
         return summary
 
     return agent
+
+
+def with_missing_caveats(summary: ClinicalSummary, claims: Claims) -> ClinicalSummary:
+    """The summary with each checked caveat sentence it does not already hold appended (a
+    small model often leaves one out: the 1.5B model dropped "Model version 1." and was
+    otherwise right). Only sentences built from the claims are added, never the model's own
+    words; whatever else the model got wrong still fails the check."""
+    written = summary.render()
+    missing = [c for c in checked_sentences(claims)["caveats"] if c not in written]
+    return summary.model_copy(update={"caveats": [*summary.caveats, *missing]})
 
 
 def _shown(value: Any) -> str:

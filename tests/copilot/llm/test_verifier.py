@@ -346,3 +346,35 @@ async def test_a_small_model_copying_the_checked_sentences_is_verified_first_tim
     claims = claims_from(explanation, heart_card)
     assert claims.flagged_features and check(text, claims) == []
     assert "association, not causation" in text and f"version {claims.model_version}" in text
+
+
+@pytest.mark.parametrize("flip", [False, True], ids=["only-left-out", "and-a-flipped-direction"])
+async def test_a_caveat_left_out_is_added_from_the_checked_sentences(
+    explanations: list[dict[str, Any]], heart_card: DatasetCard, flip: bool
+) -> None:
+    """What the 1.5B model wrote: everything right but "Model version 1." left out. The
+    checked sentence is appended and the summary passes at once; a summary that is also
+    wrong elsewhere still goes back with the reasons."""
+    from pydantic_ai.messages import ModelResponse, ToolCallPart
+    from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+    from copilot.llm.narrator import build_narrator, checked_sentences, narrate
+
+    explanation = explanations[15]  # a VA Long Beach patient with gaps
+    claims = claims_from(explanation, heart_card)
+    calls: list[Any] = []
+
+    def leave_out_the_version(messages: list[Any], info: AgentInfo) -> ModelResponse:
+        calls.append(messages)
+        summary = _faithful(claims, flip=flip and len(calls) == 1)
+        summary["caveats"] = [c for c in summary["caveats"] if "version" not in c.lower()]
+        return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, summary)])
+
+    text, verified = await narrate(
+        build_narrator(FunctionModel(leave_out_the_version)), explanation, heart_card
+    )
+    assert verified and len(calls) == (2 if flip else 1)
+    assert check(text, claims) == [] and checked_sentences(claims)["caveats"][-1] in text
+    if flip:
+        told = str(calls[1][-1].parts)
+        assert "flipped direction" in told and "missing caveat" in told
