@@ -3,6 +3,7 @@ test (agents built on FunctionModel, not mocks of the graders), and a subset end
 
 import contextlib
 import dataclasses
+import functools
 import io
 import json
 from collections.abc import AsyncIterator
@@ -97,12 +98,16 @@ async def _run(
     )
 
 
+# Each suite parsed and validated once per module run (the large ones take about a second).
+_suite = functools.cache(load_suite)
+
+
 def _gate(run: EvalRun, suite: str, metric: str) -> Any:
     return next(g for g in run.gates if g.suite == suite and g.metric == metric)
 
 
 def test_the_suites_load_and_cover_every_tool() -> None:
-    datasets = {name: load_suite(name) for name in SUITES}
+    datasets = {name: _suite(name) for name in SUITES}
     routing = datasets["routing"]
     assert len(routing.cases) >= 120
     routed = {
@@ -132,7 +137,7 @@ def test_the_suites_load_and_cover_every_tool() -> None:
     ["paraphrases", "paraphrases-heldout", "paraphrases-heldout-2", "paraphrases-heldout-3"],
 )
 def test_the_paraphrase_suites_are_measured_not_gated(suite: str) -> None:
-    paraphrases = load_suite(suite)
+    paraphrases = _suite(suite)
     assert suite in SUITES and suite in REPORT_ONLY
     assert len(paraphrases.cases) >= 100
     routed = {
@@ -179,7 +184,7 @@ def test_the_paraphrase_suites_are_measured_not_gated(suite: str) -> None:
 def _requests(suite: str) -> set[str]:
     return {
         " ".join(step.say.lower().split())
-        for case in load_suite(suite).cases
+        for case in _suite(suite).cases
         for step in case.inputs.steps
         if isinstance(step, Say)
     }
@@ -187,9 +192,9 @@ def _requests(suite: str) -> set[str]:
 
 def test_the_held_out_suite_shares_no_request_with_the_development_one() -> None:
     requests = _requests
-    held_out = load_suite("paraphrases-heldout")
+    held_out = _suite("paraphrases-heldout")
     assert not requests("paraphrases") & requests("paraphrases-heldout")
-    assert not {c.name for c in load_suite("paraphrases").cases} & {c.name for c in held_out.cases}
+    assert not {c.name for c in _suite("paraphrases").cases} & {c.name for c in held_out.cases}
     categories = {(c.metadata or Expect()).category for c in held_out.cases}
     assert categories == {
         *("simple", "units", "typos", "explain", "what-if", "follow-up", "relative-what-if"),
@@ -202,11 +207,11 @@ def _blind_suite(name: str) -> tuple[list[str], list[Any]]:
     """A later held-out suite's checks shared by all of them (no request or case name shared
     with another suite, every tool and none, arguments asserted where fixed, monitored cases
     ask the history); its categories in case order, and its cases."""
-    held_out = load_suite(name)
+    held_out = _suite(name)
     others = [other for other in SUITES if other != name]
     shared = {other: _requests(other) & _requests(name) for other in others}
     assert {other: found for other, found in shared.items() if found} == {}
-    names = {c.name for other in others for c in load_suite(other).cases}
+    names = {c.name for other in others for c in _suite(other).cases}
     assert not names & {c.name for c in held_out.cases}
     steps = [s for c in held_out.cases for s in (c.metadata or Expect()).steps if s is not None]
     assert {s.tool for s in steps} == {*TOOLS, None, ANY}  # every tool, and none at all

@@ -13,7 +13,8 @@ The normal form comes first, before anything is read:
 - number words as digits ("twenty years older" -> "20 years older", "one hundred and
   twenty" -> "120");
 - short words spelled as they sound ("wat wuld", "shud"), and typos fixed against the
-  vocabulary of the card and the grammar ("cholesterl").
+  vocabulary of the card and the grammar ("cholesterl"); a common English word is never
+  "fixed" ("talking" is not "taking", "heard" is not "heart").
 
 Every pattern here is linear: no nested quantifiers over overlapping classes, bounded
 repetitions, and quoted passages found by a scan rather than a regular expression.
@@ -26,7 +27,9 @@ import itertools
 import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
+
+from spellchecker import SpellChecker
 
 from copilot import units
 from model_service.cards import DatasetCard
@@ -152,33 +155,33 @@ _GRAMMAR_WORDS = frozenset(
 )
 
 
-# Common English words of five letters or more, never "fixed" into a word of the grammar
-# ("these" is not "three", "large" is not "largest").
+# English words the frequency list does not hold as common (contractions cut at the
+# apostrophe, spellings of the trade), never "fixed" into a word of the grammar.
 _ENGLISH = frozenset(
     """
-    about above after again against along already also although always among another
-    anyone anything around asked away based because become been before behind being below
-    best better between both bring brought could doing done during each either enough even
-    every everyone everything exactly fairly first following found from further given going
-    great happen happened having hello here however instead into itself just known large
-    later least less little looks looked looking maybe might more most much must myself
-    never next nothing often other others otherwise over perhaps please point points quite
-    rather really right same second seems seemed several should shown since small something
-    sometimes still such sure than thank thanks that their them themselves then there these
-    they thing things think third those though three through today together total toward
-    towards under until upon very wanted wants what whatever when where whether which while
-    whole whose will with within without would wrong years yesterday your yours
-    record records entry entries number numbers column columns value values result results
-    report reports table tables level levels doctor nurse clinic people person women
-    someone somebody score scores scored world words write wrote while whilst sorry
-    means stands measures refers represents indicates diseased affected
-    weren doesn haven couldn wouldn shouldn mustn needn
-    plain simple english terms layman falls rises raises climbs sinks
-    driving drive drives driven drove fails failed failing order orders ordered blocked
-    action actions facts shell shoot mount drank draft risky sensitive summarise summarize
-    biased unbiased basic newer closes grounded protected clinical
+    weren doesn haven couldn wouldn shouldn mustn needn layman summarise summarize
+    unbiased
     """.split()
 )
+
+# How often a word must occur in the English frequency list (pyspellchecker's, counted
+# over about 1.6 billion words of subtitles) to count as a common word: about once in 1.6
+# million words, some 18,000 words of four letters or more. A rarer word is more likely a
+# typo of ours than meant ("ballance", "aegina").
+_COMMON_AT = 1_000
+
+
+@cache
+def _common_english() -> frozenset[str]:
+    """The common English words: loaded once, on the first request read."""
+    frequencies = SpellChecker(language="en", distance=1).word_frequency
+    return frozenset(w for w, n in frequencies.items() if n >= _COMMON_AT and w.isalpha())
+
+
+def english(word: str) -> bool:
+    """Whether a word is common English, never a typo to fix ("these" is not "three",
+    "large" is not "largest", "feeling" is not "fueling")."""
+    return word in _ENGLISH or word in _common_english()
 
 
 # Short words of every sentence, never "fixed" by a neighbour ("her max hr" is not "hr max").
@@ -186,6 +189,8 @@ _SHORT_ENGLISH = frozenset(
     """
     her his him she he they them the a an and but for from was were are is not its our
     you your all any can did does has had may now per who why how too off out own
+    also away been best both done each even here into just less more most much must next
+    over same such sure than that then upon very what when will with
     """.split()
 )
 
@@ -316,9 +321,11 @@ def _swapped(word: str, vocabulary: frozenset[str]) -> str:
 def _fix_typos(text: str, vocabulary: frozenset[str]) -> str:
     def fix(match: re.Match[str]) -> str:
         word = match.group(0)
-        if len(word) == 4 and word not in vocabulary:
+        if word in vocabulary or english(word):
+            return word
+        if len(word) == 4:
             return _swapped(word, vocabulary)
-        if len(word) < 5 or len(word) > 20 or word in vocabulary or word in _ENGLISH:
+        if len(word) < 5 or len(word) > 20:
             return word
         if f"{word}s" in vocabulary or _inflected(word, vocabulary):
             return word  # an inflection of a known word ("smoker", "drifting"), not a typo
@@ -350,7 +357,7 @@ def _fix_short_typos(text: str, card: DatasetCard) -> str:
     after_first, before_second, seconds, firsts = _short_typo_patterns(card)
 
     def fixed(word: str, candidates: list[str]) -> str:
-        if word in _ENGLISH or word in _SHORT_ENGLISH:
+        if word in _SHORT_ENGLISH:  # "heat rate" is "heart rate" there, common as "heat" is
             return word
         for known in candidates:
             if known != word and known[0] == word[0] and _one_letter_off(word, known):

@@ -276,6 +276,16 @@ def test_words_for_ordinary_requests(
         ("the runs built", "the runs built"),
         ("and a decade younger", "and a decade younger"),
         ("cholestrol", "cholesterol"),  # still a typo
+        # common English words one letter off a word of ours, from the frequency list
+        ("i was talking to the team", "i was talking to the team"),
+        ("we heard the model drifted", "we heard the model drifted"),
+        ("a feeling that it became worse", "a feeling that it became worse"),
+        ("sitting patients, scared of the miles", "sitting patients, scared of the miles"),
+        ("kind regards, a silly question", "kind regards, a silly question"),
+        # rare words beside ours are still typos of ours, short ones still by their neighbour
+        ("ballance of the labels", "balance of the labels"),
+        ("max heart rat 170", "max heart rate 170"),
+        ("heat rate 150", "heart rate 150"),
     ],
 )
 def test_english_words_are_not_typos(card: DatasetCard, said: str, kept: str) -> None:
