@@ -204,11 +204,22 @@ def _word_pattern(word: str, *, digits: bool) -> re.Pattern[str]:
     return re.compile(rf"(?<![{edge}]){re.escape(word)}{plural}(?![{edge}])")
 
 
+# Worked out once per feature and per card (cards are immutable; every request reads them
+# again): keyed by the object's id, the object kept beside so the id is never reused.
+_WORDS: dict[int, tuple[Feature, list[tuple[str, Any]]]] = {}
+_SHARED: dict[int, tuple[DatasetCard, dict[str, frozenset[str]]]] = {}
+
+
 def _words(feature: Feature) -> list[tuple[str, Any]]:
-    words = dict(feature.value_words)
-    for category in feature.categories or ():
-        words.setdefault(category.lower(), category)
-    return sorted(words.items(), key=lambda item: len(item[0]), reverse=True)
+    """A feature's value words and categories, the longest first."""
+    cached = _WORDS.get(id(feature))
+    if cached is None or cached[0] is not feature:
+        words = dict(feature.value_words)
+        for category in feature.categories or ():
+            words.setdefault(category.lower(), category)
+        ordered = sorted(words.items(), key=lambda item: len(item[0]), reverse=True)
+        cached = _WORDS[id(feature)] = (feature, ordered)
+    return cached[1]
 
 
 # Between a test's name and its result: "thal normal", "thallium had come back normal",
@@ -289,11 +300,20 @@ def _names_but(feature: Feature, card: DatasetCard) -> re.Pattern[str]:
 
 
 def _ambiguous(word: str, feature: Feature, card: DatasetCard) -> bool:
-    return any(
-        word in {w for w, _ in _words(other)}
-        for other in card.features
-        if other.name != feature.name and other.kind == "categorical"
-    )
+    """Whether another categorical feature has the same value word ("normal")."""
+    cached = _SHARED.get(id(card))
+    if cached is None or cached[0] is not card:
+        shared = {
+            own.name: frozenset(
+                w
+                for other in card.features
+                if other.name != own.name and other.kind == "categorical"
+                for w, _ in _words(other)
+            )
+            for own in card.features
+        }
+        cached = _SHARED[id(card)] = (card, shared)
+    return word in cached[1].get(feature.name, frozenset())
 
 
 _NEGATED = re.compile(
