@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from copilot.facts import Memory
+from copilot.facts import Memory, RouteRequest
+from copilot.llm.grounding import cannot_fill, unmentioned
 from copilot.llm.offline.intents import understand
 from model_service.cards import DatasetCard, get_card
 
@@ -44,6 +45,26 @@ def _after(tool: str, arguments: dict[str, Any]) -> Memory:
 )
 def test_a_row_by_its_id_is_shown(text: str, rows: list[int], card: DatasetCard) -> None:
     assert _call(text, card) == ("show_rows", {"row_ids": rows})
+
+
+@pytest.mark.parametrize(
+    ("text", "rows"),
+    [
+        ("what does the model predict for sample number 7?", [7]),
+        ("What's the probability the model gives instance 250?", [250]),
+        ("show sample 52", [52]),
+    ],
+)
+def test_a_row_said_by_a_datasets_word_is_grounded(
+    text: str, rows: list[int], card: DatasetCard
+) -> None:
+    assert cannot_fill("show_rows", RouteRequest(text)) is None
+    assert unmentioned("show_rows", {"row_ids": rows}, RouteRequest(text), card) == []
+
+
+def test_a_number_of_samples_is_no_row(card: DatasetCard) -> None:
+    text = "a sample of 50 patients over 60"
+    assert unmentioned("show_rows", {"row_ids": [50]}, RouteRequest(text), card) != []
 
 
 def test_a_value_named_points_is_no_row() -> None:
