@@ -13,7 +13,8 @@ request then picks the tool:
    cohort_what_if        a change (add or set) said of a group: "every woman's", "everyone's",
                          "the whole dataset", "how many labels would flip", or a group with
                          "what if/suppose/imagine"
-   show_rows             show row 12, fetch records 3 and 7
+   show_rows             show row 12, fetch records 3 and 7, how likely is data point id 33
+                         to have heart disease (a row by any word for one: instance, sample)
    define_feature        what does oldpeak mean, what is thal, how is ca coded (card words)
    model_mistakes        where does it make mistakes, false negatives among women
    feature_interactions  which features interact
@@ -25,6 +26,8 @@ request then picks the tool:
                          Hungary", "how much cholesterol data is missing")
 
 A question about one patient (a pronoun, "a 60 year old woman") is left to the other frames.
+A group referred back to ("on those", "for them", "their cholesterol") is the last cohort
+question's (`earlier`), and a row's counterfactual may follow the row just shown (`row`).
 """
 
 from __future__ import annotations
