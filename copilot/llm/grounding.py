@@ -174,6 +174,9 @@ def unmentioned(
 # "patients 10, 11 and 12" (a patient numbered, not "a 67 yo patient").
 _ROW_WORDS = re.compile(
     r"\b(?:rows?|records?|ids?|entr(?:y|ies)|lines?)\b|#\s?\d|\bno\.\s?\d|"
+    # a dataset's words for one row, said with its number ("instance 250", "sample number 7")
+    r"\b(?:instances?|samples?|examples?|observations?|data points?|subjects?)"
+    r"(?: (?:number|no\.?))? #?\d|"
     r"\bpatients? #?\d+(?![0-9])(?! ?(?:yo|y/o|years?|yrs|-year))"
 )
 # A range of row ids says every id in it: "records 1 through 5".

@@ -13,7 +13,8 @@ request then picks the tool:
    cohort_what_if        a change (add or set) said of a group: "every woman's", "everyone's",
                          "the whole dataset", "how many labels would flip", or a group with
                          "what if/suppose/imagine"
-   show_rows             show row 12, fetch records 3 and 7
+   show_rows             show row 12, fetch records 3 and 7, how likely is data point id 33
+                         to have heart disease (a row by any word for one: instance, sample)
    define_feature        what does oldpeak mean, what is thal, how is ca coded (card words)
    model_mistakes        where does it make mistakes, false negatives among women
    feature_interactions  which features interact
@@ -25,6 +26,8 @@ request then picks the tool:
                          Hungary", "how much cholesterol data is missing")
 
 A question about one patient (a pronoun, "a 60 year old woman") is left to the other frames.
+A group referred back to ("on those", "for them", "their cholesterol") is the last cohort
+question's (`earlier`), and a row's counterfactual may follow the row just shown (`row`).
 """
 
 from __future__ import annotations
@@ -51,7 +54,9 @@ _FEMALE = re.compile(r"\b(?:women|woman|females?|ladies|girls)\b")
 _MALE = re.compile(r"\b(?:men|man|males?|gentlemen|boys)\b")
 _GROUP = re.compile(
     r"\b(?:patients|people|women|men|males|females|persons|individuals|cases|cohort|"
-    r"population|group|subgroup|everyone|everybody|those|diabetics|rows|records|entries)\b"
+    r"population|group|subgroup|everyone|everybody|those|diabetics|rows|records|entries|"
+    # a dataset's words for its rows, as people asking about a model use them
+    r"instances|samples|examples|observations|data points|subjects)\b"
 )
 _ONE_PATIENT = re.compile(
     r"\b(?:he|his|him|she|her|this patient|the patient|that patient|this one)\b|"
@@ -189,6 +194,8 @@ _CF_ASK = (
     r"\bwhat (?:would|could|might|will) (?:make|get|turn|bring|push|move|stop)\b|"
     r"\bhow (?:do|can|could|would|might|should) (?:we|i|you|he|she|"
     r"they|the patient|this patient|it) (?:get|bring|move|push|make|turn)\b|"
+    # "how could we flip the model's decision": the verb is the goal's, so only looked at
+    r"\bhow (?:do|can|could|would|might|should) (?:we|i|you) (?=(?:flip|reverse|change)\b)|"
     r"\b(?:smallest|smaller|slimmest|leanest|minimal|minimum|least|fewest|cheapest|easiest|"
     r"simplest|shortest|quickest|lightest|realistic|actionable) (?:[a-z]+ )?(?:(?:set|number|"
     r"package|combination|list) of )?(?:changes?|tweaks?|adjustments?|modifications?|"
@@ -216,8 +223,11 @@ _CF_GOAL = (
     r"\bflip(?:s|ped)? (?:him|her|them|the patient|this patient)\b(?! (?:to|into) high)|"
     r"\bout of (?:the )?(?:positive|high[- ]risk|at[- ]risk|disease|danger) (?:class|group|"
     r"category|zone|bucket|range|bracket|band|tier|territory|column)\b|"
-    r"\b(?:flip|change|turn|reverse)s? (?:the |his |her |their |its )?"
+    r"\b(?:flip|change|turn|reverse)s? (?:the |his |her |their |its )?(?:model's )?"
     r"(?:prediction|label|classification|class|outcome|decision|call|verdict|result)\b|"
+    # the model's call, the other way: "to get a different prediction", "the opposite label"
+    r"\b(?:different|other|opposite) (?:prediction|label|classification|class|outcome|"
+    r"decision|verdict|result)\b|"
     r"\bnegative (?:prediction|"
     r"class|label)\b|\b(?:lower|reduce|decrease|cut|drop)s? (?:his|her|their|the patient's|its) "
     r"risk\b|\b(?:get|bring|push|take)s? (?:his|her|their|the|its) (?:patient's )?risk "
@@ -251,19 +261,31 @@ _COUNTERFACTUAL = re.compile(
     r"\b(?:drop|get|fall|go|come|bring [a-z]{2,4})(?: [a-z']{1,12}){0,2} (?:below|under|beneath)"
     r" (?:the )?(?:cut-?off|threshold|line|decision threshold)\b"
 )
+# The words people use for one row of a dataset ("row 12", "data point id 33", "sample
+# number 7", "point #12", "instance 250", "patient with id 88", "ids 5 and 6").
+_ROW_NOUN = (
+    r"(?:rows?|records?|entries|entry|cases?|instances?|samples?|examples?|observations?|"
+    # "point" alone only before an id's mark ("point #12"): "concave points 8" is a value
+    r"data points?|points?(?= ?#| (?:number|no\.?|id) )|subjects?|ids?|row ids?|record ids?|"
+    r"patients?|patient ids?)"
+)
 _ROWS = re.compile(
-    r"\b(?:rows?|records?|entries|entry|cases?|row ids?|record ids?|patients?|patient ids?)"
-    r"(?: (?:number|no\.?|id|ids|numbers))?"
-    r" #?(\d{1,4}(?:(?:, ?|,? and | & |, and )(?:rows? |records? |entry |entries |patients? )?"
+    rf"\b{_ROW_NOUN}"
+    r"(?: (?:number|no\.?|id|ids|numbers)| (?:with|of) (?:the )?(?:id|ids|number|no\.?))?"
+    rf" #?(\d{{1,4}}(?:(?:, ?|,? and | & |, and )(?:{_ROW_NOUN} )?"
     r"#?\d{1,4}){0,19})\b"
     # "patients 40 to 60", "patients 65 and over", "patient 63 yo": ages, not ids
-    r"(?! ?(?:to(?! (?:be|get|go|drop|fall|come|turn|move|cross|end up)\b)|-|\+|"
+    r"(?! ?(?:to(?! (?:be|get|go|drop|fall|come|turn|move|cross|end up|have|has)\b)|-|\+|"
     r"or (?:older|over|more|above|younger|under|less)|and (?:over|above|older|up|"
     r"under|below|younger)|years?|yrs|yo|y/o|year-old|s\b))"
 )
 _SHOW = re.compile(
     r"\b(?:show|see|display|get|list|give|what|which|row|pull|open|fetch|look|bring|"
-    r"retrieve|view|read|dump)\b"
+    r"retrieve|view|read|dump|tell|about)\b|"
+    # the model's view of a row is in what show_rows gives: "how likely is point #12 to have
+    # heart disease", "chances for ids 5 and 6", "is patient with id 88 classified as ..."
+    r"\b(?:likel[a-z]*|probabilit[a-z]*|chances?|odds|risk|predict[a-z]*|classif[a-z]*|"
+    r"label(?:l?ed)?|outcome)\b"
 )
 _WRONGLY = (
     r"\b(?:wrongly|incorrectly|falsely|mistakenly|erroneously) (?:flagged|predicted|classified|"
@@ -295,6 +317,12 @@ _IMPORTANCE = re.compile(
     r"\bwhich features? (?:matters?|counts?) (?:the )?most\b|"
     r"\btop \d{1,2} features\b|\btop features\b|\bglobal importance\b|"
     r"\bwhat does the model (?:rely|depend|lean) on\b|\bmost influential features?\b|"
+    # the features named first, the superlative after: "which features are most important",
+    # "which features does the model rely on most"
+    r"\b(?:which|what) (?:features?|inputs?|variables?|predictors?) (?:are|is|were) (?:the )?"
+    r"(?:most|more) (?:important|influential|predictive|relevant)\b|"
+    r"\b(?:which|what) (?:features?|inputs?|variables?|predictors?) (?:does|do) (?:the model|it|"
+    r"you) (?:rely|depend|lean) (?:on )?(?:the )?most\b|"
     r"\bwhat (?:matters|counts|weighs) (?:the )?most\b|\bpay[a-z]* (?:the )?most attention\b|"
     r"\bwhat does (?:the model|it) (?:care|focus) "
     r"(?:about|on) most\b|\b(?:look|looks) at most\b"
@@ -732,8 +760,12 @@ def _top(text: str) -> int | None:
     return int(found.group(1) or found.group(2)) if found else None
 
 
-def _counterfactual(text: str, card: DatasetCard, prediction_id: str | None) -> ToolCall | None:
-    """counterfactual for a row, a patient described in the same request, or the last one."""
+def _counterfactual(
+    text: str, card: DatasetCard, prediction_id: str | None, row: int | None
+) -> ToolCall | None:
+    """counterfactual for a row, a patient described in the same request, the row the last
+    answer was about ("show sample 52" -> "what would it take to change its prediction?"),
+    or the last prediction."""
     if not _COUNTERFACTUAL.search(text) or _stated_change(text, card):
         return None
     rows = _ROWS.search(text)
@@ -742,7 +774,15 @@ def _counterfactual(text: str, card: DatasetCard, prediction_id: str | None) -> 
     patient = parse_patient(text, card, pronouns=False)
     if len(patient) >= 3:  # "58 yo woman, typical angina, chol 280: what would it take ..."
         return "counterfactual", {"patient": patient}
+    if row is not None:
+        return "counterfactual", {"row_id": row}
     return ("counterfactual", {"prediction_id": prediction_id}) if prediction_id else None
+
+
+def row_ids_in(text: str) -> list[int]:
+    """The dataset row ids a clause names ("row 21", "id 40", "samples 5 and 6"), in order."""
+    rows = _ROWS.search(text)
+    return [int(n) for n in re.findall(r"\d{1,4}", rows.group(1))] if rows else []
 
 
 # A condition that states the change ("if his cholesterol were 190, would he fall below
@@ -771,21 +811,43 @@ def _stated_change(text: str, card: DatasetCard) -> bool:
     return False
 
 
-def _cohort_what_if(text: str, card: DatasetCard) -> ToolCall | None:
+def _cohort_what_if(text: str, card: DatasetCard, earlier: Conditions) -> ToolCall | None:
     everyone = _EVERYONE.search(text) or _FLIP.search(text)
-    grouped = _GROUP.search(text) or _AGE_GROUP.search(text)
+    grouped = _GROUP.search(text) or _AGE_GROUP.search(text) or _again(text, earlier)
     if not (everyone or (grouped and _HYPOTHETICAL.search(text))):
         return None
     changes = _change(text, card)
     if changes:
         conditions, _ = conditions_in(_without_changes(text, card, changes), card)
+        conditions = conditions or _the_group_again(text, earlier)
         return "cohort_what_if", {**_where(conditions), "changes": changes}
     found = _value_set(text, card)
     if found is None:
         return None
     changes, (start, end) = found
     conditions, _ = conditions_in(text[:start] + " " * (end - start) + text[end:], card)
+    conditions = conditions or _the_group_again(text, earlier)
     return "cohort_what_if", {**_where(conditions), "changes": changes}
+
+
+# A group referred back to, with no conditions of its own: "how accurate is the model on
+# those?", "the most important features for them", "what if their blood pressure went down
+# by 15?" after a question about a group.
+_BACK_TO_THE_GROUP = re.compile(
+    r"\b(?:those|them|these|their|(?:that|this|the same) (?:group|cohort|subset|subgroup|"
+    r"population|patients|people|ones|rows|instances|samples))\b"
+)
+
+
+def _again(text: str, earlier: Conditions) -> bool:
+    """Whether the clause refers back to the group of the last cohort question."""
+    return bool(earlier) and _BACK_TO_THE_GROUP.search(text) is not None
+
+
+def _the_group_again(text: str, earlier: Conditions) -> Conditions:
+    """The last cohort question's conditions when the clause refers back to its group and
+    names none of its own; else none."""
+    return list(earlier) if _again(text, earlier) else []
 
 
 def about_one_patient(text: str, card: DatasetCard) -> bool:
@@ -807,7 +869,7 @@ def about_a_group(text: str, card: DatasetCard) -> bool:
 def changes_a_group(text: str, card: DatasetCard) -> bool:
     """Whether a clause changes values of a group ("set cholesterol to 200 for everyone over
     50: how do the predictions shift?"): a cohort what-if, not drift."""
-    return _cohort_what_if(text, card) is not None
+    return _cohort_what_if(text, card, []) is not None
 
 
 # Where a group is given a yes/no or categorical value: "if everyone had diabetes",
@@ -966,16 +1028,26 @@ def _about_the_model(text: str, conditions: list[dict[str, Any]]) -> ToolCall | 
     return None
 
 
-def cohort_request(text: str, card: DatasetCard, prediction_id: str | None) -> ToolCall | None:
-    """The cohort tool a clause asks for, with its arguments; None when it is not one."""
+def cohort_request(
+    text: str,
+    card: DatasetCard,
+    prediction_id: str | None,
+    earlier: Conditions | None = None,
+    row: int | None = None,
+) -> ToolCall | None:
+    """The cohort tool a clause asks for, with its arguments; None when it is not one.
+    `earlier`: the conditions of the last cohort question, the group "those" and "them"
+    refer back to; `row`: the one dataset row the last answer was about."""
+    earlier = earlier or []
     found = (
-        _counterfactual(text, card, prediction_id)
-        or _cohort_what_if(text, card)
+        _counterfactual(text, card, prediction_id, row)
+        or _cohort_what_if(text, card, earlier)
         or _rows_or_definition(text, card)
     )
     if found or _ONE_PATIENT.search(text):
         return found
     conditions, named_only = conditions_in(text, card)
+    conditions = conditions or _the_group_again(text, earlier)
     stated = [n for n in parse_patient(text, card) if card.feature(n).kind == "numeric"]
     if len([n for n in stated if not any(c["feature"] == n for c in conditions)]) >= 2:
         return None  # "bp 145, chol 233": one patient's values, not a group

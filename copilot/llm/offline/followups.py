@@ -1,7 +1,7 @@
 """Follow-ups that repeat the last read-only call with one argument changed: "and for
 Hungary?" after a drift check or a list of runs, "same for women" after a cohort's
 accuracy, "only the last one" after runs, "and the last three?" after a comparison,
-"since October?" after a history.
+"since October?" after a history, "and for row 21?" after a row's counterfactual.
 
 A follow-up here is short, goes on from the last answer (it opens with "and", "same",
 "what about", "only"... or is nothing but a slot), and names a slot the last tool takes:
@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from copilot.facts import Memory
-from copilot.llm.offline.cohorts import conditions_in
+from copilot.llm.offline.cohorts import conditions_in, row_ids_in
 from copilot.llm.offline.grammar import Reading
 from copilot.llm.offline.monitoring import metric_in
 from copilot.llm.offline.patients import parse_patient
@@ -26,7 +26,13 @@ from model_service.cards import DatasetCard
 COHORT_TOOLS = frozenset(
     {"model_performance", "model_mistakes", "feature_importance", "feature_interactions"}
 )
-REPEATABLE = COHORT_TOOLS | {"check_drift", "list_runs", "compare_runs", "monitoring_history"}
+REPEATABLE = COHORT_TOOLS | {
+    "check_drift",
+    "list_runs",
+    "compare_runs",
+    "monitoring_history",
+    "counterfactual",
+}
 
 _LEAD = re.compile(
     r"^(?:and|but|now|ok|okay|then|same|also|what about|how about|what of|only|just|"
@@ -54,6 +60,8 @@ def repeat_call(
         return None
     if reading.has(*_OWN_REQUEST) or _another_tool(reading, last):
         return None
+    if last == "counterfactual":  # only a row's: a patient's is the patient frames'
+        return _another_row(reading) if "row_id" in before else None
     if last in COHORT_TOOLS:  # a group said alone ("patients over 110") is a new question
         return _cohort(last, before, reading, card) if _LEAD.search(text) else None
     arguments = _slots(last, before, reading)
@@ -146,3 +154,9 @@ def _cohort(
     if not arguments["where"]:
         arguments.pop("where")
     return last, arguments
+
+
+def _another_row(reading: Reading) -> tuple[str, dict[str, Any]] | None:
+    """A row's counterfactual again for another row ("and for row 21?" after row 15's)."""
+    rows = row_ids_in(reading.text)
+    return ("counterfactual", {"row_id": rows[0]}) if len(rows) == 1 else None

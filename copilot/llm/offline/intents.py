@@ -715,11 +715,49 @@ def _definition(reading: Reading, context: _Context) -> Intent | None:
     return Intent(tool="define_feature", arguments={"feature": feature})
 
 
+# The tools whose arguments name a group of the dataset's rows (`where`).
+_GROUP_TOOLS = frozenset(
+    {
+        "describe_data",
+        "model_performance",
+        "model_mistakes",
+        "feature_importance",
+        "feature_interactions",
+        "cohort_what_if",
+    }
+)
+
+
+def _last_group(memory: Memory) -> list[dict[str, Any]]:
+    """The conditions of the last call about a group, which "those" and "them" refer back to
+    (typed arguments of a call that ran, never text); none after any other tool."""
+    if memory.last_tool not in _GROUP_TOOLS:
+        return []
+    where = (memory.last_arguments or {}).get("where")
+    return [c for c in where if isinstance(c, dict)] if isinstance(where, list) else []
+
+
+def _last_row(memory: Memory) -> int | None:
+    """The one dataset row the last answer was about (rows shown, or a row's
+    counterfactual), which "it" and "its prediction" then mean; None otherwise."""
+    last = memory.last_arguments or {}
+    if memory.last_tool == "show_rows" and len(last.get("row_ids") or []) == 1:
+        row = last["row_ids"][0]
+    elif memory.last_tool == "counterfactual":
+        row = last.get("row_id")
+    else:
+        return None
+    return row if isinstance(row, int) else None
+
+
 def _cohorts(reading: Reading, context: _Context) -> Intent | None:
     """The cohort and data tools (copilot.llm.offline.cohorts). A what-if on a group whose
     change is none of the model's inputs ("what if all the diabetics took aspirin?") is said
     back, not answered with the group's statistics."""
-    found = cohort_request(reading.text, context.card, context.memory.prediction_id)
+    memory = context.memory
+    found = cohort_request(
+        reading.text, context.card, memory.prediction_id, _last_group(memory), _last_row(memory)
+    )
     if found is None:
         return None
     hypothetical = _STRONG_WHAT_IF.search(reading.text) and not reading.has("pronoun")
