@@ -37,7 +37,7 @@ import re
 from typing import Any
 
 from copilot.llm.offline.changes import relative_changes
-from copilot.llm.offline.patients import parse_patient
+from copilot.llm.offline.patients import category_mentions, parse_patient
 from copilot.llm.offline.text import (
     NUMBER,
     known_words,
@@ -570,12 +570,38 @@ def conditions_in(text: str, card: DatasetCard) -> tuple[list[dict[str, Any]], l
             if feature.name not in values and re.search(rf"(?<![a-z]){re.escape(word)}s\b", text):
                 values[feature.name] = value
     for feature in card.features:
-        if feature.kind == "numeric" or feature.name == "sex" or feature.name not in values:
+        if feature.kind == "numeric" or feature.name == "sex":
             continue
-        conditions.append({"feature": feature.name, "op": "==", "value": values[feature.name]})
+        condition = _category_condition(feature, values.get(feature.name), text, card)
+        if condition is not None:
+            conditions.append(condition)
     if card.site_column:
         conditions += _site_conditions(text, card)
     return conditions, named_only
+
+
+def _category_condition(
+    feature: Feature, value: Any, text: str, card: DatasetCard
+) -> dict[str, Any] | None:
+    """The condition on a feature the group names: == the value read; for a feature of more
+    than two categories, `in` the values said together ("typical or atypical angina": a
+    patient has one of them, so two named mean either) and != a value said negated ("chest
+    pain not asymptomatic", "thal isn't normal"; several negated: `in` the rest)."""
+    categories = list(feature.categories or ())
+    if feature.kind == "categorical" and len(categories) > 2:
+        mentions = category_mentions(feature, text, card)
+        said = list(dict.fromkeys(v for v, negated in mentions if not negated))
+        unsaid = list(dict.fromkeys(v for v, negated in mentions if negated))
+        if len(said) >= 2 and not unsaid:
+            return {"feature": feature.name, "op": "in", "value": said}
+        if unsaid and not said:
+            if len(unsaid) == 1:
+                return {"feature": feature.name, "op": "!=", "value": unsaid[0]}
+            rest = [c for c in categories if c not in unsaid]
+            return {"feature": feature.name, "op": "in", "value": rest}
+    if value is None:
+        return None
+    return {"feature": feature.name, "op": "==", "value": value}
 
 
 # A site left out: "not at Cleveland", "outside Hungary", "excluding the Swiss", "non-VA".

@@ -240,7 +240,7 @@ def _categorical(feature: Feature, text: str, card: DatasetCard) -> Any:
         if feature.name == "sex" and word in {"he", "his", "him", "she", "her"}:
             continue  # pronouns are weak evidence: see _pronoun_sex
         if _ambiguous(word, feature, card):  # e.g. "normal": say which test
-            if _said_of(feature, names, word, text, card):
+            if _said_of(feature, names, word, text, card) and not _only_negated(word, text, card):
                 return value
         else:
             said = _word_pattern(word, digits=True).search(text)
@@ -249,6 +249,31 @@ def _categorical(feature: Feature, text: str, card: DatasetCard) -> Any:
             if said and _other_of_two(feature, value) is not None:
                 return _other_of_two(feature, value)
     return None
+
+
+def _only_negated(word: str, text: str, card: DatasetCard) -> bool:
+    """Whether every time a value word is said, it is negated ("thal isn't normal")."""
+    said = list(itertools.islice(_word_pattern(word, digits=True).finditer(text), 5))
+    return bool(said) and all(_negated(text, m.start(), card) for m in said)
+
+
+def category_mentions(feature: Feature, text: str, card: DatasetCard) -> list[tuple[Any, bool]]:
+    """Each value of a categorical feature said in `text`, in order, and whether it is said
+    negated ("chest pain not asymptomatic"); a word inside a longer value word already
+    found is not counted again ("anginal" in "non-anginal"), and a word two tests share
+    ("normal") counts only where it is said of this one."""
+    names = _synonym_pattern(feature)
+    taken: list[tuple[int, int]] = []
+    found: list[tuple[int, Any, bool]] = []
+    for word, value in _words(feature):
+        if _ambiguous(word, feature, card) and not _said_of(feature, names, word, text, card):
+            continue
+        for said in itertools.islice(_word_pattern(word, digits=True).finditer(text), 5):
+            if any(start < said.end() and said.start() < end for start, end in taken):
+                continue
+            taken.append(said.span())
+            found.append((said.start(), value, _negated(text, said.start(), card)))
+    return [(value, negated) for _, value, negated in sorted(found, key=lambda f: f[0])]
 
 
 def _other_of_two(feature: Feature, value: Any) -> Any:
@@ -317,7 +342,7 @@ def _ambiguous(word: str, feature: Feature, card: DatasetCard) -> bool:
 
 
 _NEGATED = re.compile(
-    r"(?:\b(?:not|no|never|without|denies|non|didnt|doesnt|dont|wasnt|isnt|werent|hasnt|"
+    r"(?:\b(?:not|no|never|neither|nor|without|denies|non|didnt|doesnt|dont|wasnt|isnt|werent|hasnt|"
     r"hadnt|aint|no longer|stopped|stops|quit|ceased|free of)|n't)"
     r"(?: (?P<between>[a-z]{1,8}))? ?-?$"
 )

@@ -265,3 +265,64 @@ def test_numbered_patients_and_row_ranges_are_row_ids(card: DatasetCard, text: s
 
 def test_an_age_is_no_patient_number() -> None:
     assert cannot_fill("show_rows", RouteRequest("patient 67 years old, chol 250")) is not None
+
+
+# A feature of more than two categories: several values named together are either of them
+# (a patient has one), a value said negated is any other.
+@pytest.mark.parametrize(
+    ("text", "tool", "where"),
+    [
+        (
+            "how many patients have typical or atypical angina?",
+            "describe_data",
+            {("cp", "in", ("typical angina", "atypical angina"))},
+        ),
+        (
+            "accuracy for patients with either non-anginal pain or asymptomatic chest pain",
+            "model_performance",
+            {("cp", "in", ("non-anginal", "asymptomatic"))},
+        ),
+        (
+            "what are the top features for people with a flat or downsloping slope",
+            "feature_importance",
+            {("slope", "in", ("flat", "downsloping"))},
+        ),
+        (
+            "how accurate is the model on patients whose chest pain is not asymptomatic",
+            "model_performance",
+            {("cp", "!=", "asymptomatic")},
+        ),
+        (
+            "mean risk of men whose thal isn't normal",
+            "describe_data",
+            {("sex", "==", "Male"), ("thal", "!=", "normal")},
+        ),
+        (
+            "describe patients whose ecg is not normal",
+            "describe_data",
+            {("restecg", "!=", "normal")},
+        ),
+        (
+            "patients with neither typical nor atypical angina",
+            "describe_data",
+            {("cp", "in", ("non-anginal", "asymptomatic"))},
+        ),
+        (
+            "non-anginal patients at Cleveland",
+            "describe_data",
+            {("cp", "==", "non-anginal"), ("site", "==", "Cleveland")},
+        ),
+    ],
+)
+def test_categories_said_together_or_negated(
+    card: DatasetCard, text: str, tool: str, where: set[tuple[str, str, Any]]
+) -> None:
+    found, arguments = _call(card, text)
+    assert (found, _where(arguments)) == (tool, where)
+
+
+def test_a_patients_value_said_negated_is_no_value(card: DatasetCard) -> None:
+    text = "57 yo male, thal isn't normal, cp asymptomatic, bp 140, chol 250, max hr 150"
+    tool, arguments = _call(card, text)
+    assert tool == "predict_risk"
+    assert "thal" not in arguments["patient"] and arguments["patient"]["cp"] == "asymptomatic"
