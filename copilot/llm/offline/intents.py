@@ -78,7 +78,7 @@ from copilot.llm.offline.grammar import (
 )
 from copilot.llm.offline.inputs import unknown_inputs, unknown_roles
 from copilot.llm.offline.monitoring import history_arguments
-from copilot.llm.offline.patients import missing_required, parse_patient
+from copilot.llm.offline.patients import missing_required, parse_patient, synonym_pattern
 from copilot.llm.offline.scope import (
     APPROVAL_REPLY,
     CAPABILITIES,
@@ -805,12 +805,31 @@ _CHANGE_STARTS = re.compile(
 )
 
 
+# "if" and one of the card's numeric inputs, after a patient: "<patient>. if pressure become
+# 120", "<patient> if BP down 20 and chol down 60", "<patient>. if cholesterol is less by 50"
+# (written without the pronoun _CHANGE_STARTS wants: "if his BP ...").
+_IF_AN_INPUT: dict[str, re.Pattern[str]] = {}
+
+
+def _if_an_input(card: DatasetCard) -> re.Pattern[str]:
+    if card.name not in _IF_AN_INPUT:
+        names = "|".join(synonym_pattern(f) for f in card.features if f.kind == "numeric")
+        _IF_AN_INPUT[card.name] = re.compile(
+            rf"\bif (?:the |his |her |their |patient's |the patient's )?(?:{names})(?![a-z])"
+        )
+    return _IF_AN_INPUT[card.name]
+
+
 def _described_what_if(reading: Reading, context: _Context) -> Intent | None:
     """what_if on a patient described in the same request: the values before the change's
     words are the patient, those after are the changes (absolute, or relative to the
     patient described)."""
     card = context.card
-    starts = list(itertools.islice(_CHANGE_STARTS.finditer(reading.text), 3))  # linear time
+    found = [
+        *itertools.islice(_CHANGE_STARTS.finditer(reading.text), 3),  # linear time
+        *itertools.islice(_if_an_input(card).finditer(reading.text), 2),
+    ]
+    starts = sorted(found, key=lambda m: m.start())
     for start in starts:
         before, after = reading.text[: start.start()], reading.text[start.start() :]
         patient = parse_patient(before, card, pronouns=False)
