@@ -544,6 +544,23 @@ _CHAT_SPELLINGS = {
     "pls": "please",
     "plz": "please",
 }
+# A clinician's shorthand for the words around the values ("all pts w/ FBS pos", "58M hx
+# smoking", "grp risk"): written out. The values' own short forms ("yo", "asx", "FBS")
+# are the card's words and stay.
+_CLINICAL_SHORTHAND = {
+    "pt": "patient",
+    "pts": "patients",
+    "pt's": "patient's",
+    "grp": "group",
+    "grps": "groups",
+    "w/": "with",
+    "w/o": "without",
+    "hx": "history",
+    "h/o": "history of",
+}
+_SHORTHAND = re.compile(
+    r"(?<![a-z0-9'/-])(?:" + "|".join(re.escape(w) for w in _CLINICAL_SHORTHAND) + r")(?![a-z0-9'/-])"
+)
 _CHAT_WORD = re.compile(r"(?<![a-z'-])(?:" + "|".join(_CHAT_SPELLINGS) + r")(?![a-z'-])")
 
 
@@ -588,6 +605,7 @@ def _slash_record(text: str) -> str:
 def normalise(text: str, card: DatasetCard) -> str:
     """The normal form every reader starts from (see the module docstring)."""
     lowered = _CHAT_WORD.sub(lambda m: _CHAT_SPELLINGS[m.group(0)], _without_fillers(plain(text)))
+    lowered = _SHORTHAND.sub(lambda m: _CLINICAL_SHORTHAND[m.group(0)], lowered)
     lowered = _truncations_expanded(_spaced_names_joined(lowered, card), card)
     lowered = _DOES.sub(lambda m: f"{m.group(1)} does", lowered)
     lowered = _slash_record(units.spelled(lowered))
