@@ -615,6 +615,12 @@ _AMOUNT_BEFORE = re.compile(
 )
 _BY = re.compile(rf"\bby {NUMBER}")
 _SIGNED = re.compile(rf"(?: (?:by|of))? ?([+-]) ?{NUMBER}")
+# A signed amount said as a shift of the feature ("a -10 mmHg shift in trestbps", "+20 change
+# to chol"): the sign is the direction.
+_SIGNED_SHIFT = re.compile(
+    r"([+-]) ?(\d{1,4}(?:\.\d{1,3})?) ?(?:[a-z/]{1,6} )?(?:shift|change|delta|adjustment|offset)"
+    r" (?:in|of|to|on) (?:the |their |everyone's |all )?$"
+)
 _AMOUNT_AROUND = re.compile(rf"{NUMBER} ?(?:[a-z/]{{1,6}} )?$")
 _NOUN_AFTER = re.compile(
     r"^(?: levels?| values?)? (reduction|decrease|drop|cut|fall|increase|rise|boost)\b"
@@ -643,6 +649,9 @@ def _amount(before: str, after: str) -> tuple[float, str] | None:  # noqa: PLR09
     noun = _NOUN_AFTER.match(after)
     if around and noun:  # "a 10 mmhg bp reduction"
         return number(around.group(1)), noun.group(1)
+    shift = _SIGNED_SHIFT.search(before[-40:])
+    if shift:  # "a -10 mmhg shift in trestbps"
+        return number(shift.group(2)), "minus" if shift.group(1) == "-" else "plus"
     signed = _SIGNED.match(after)
     if signed:  # "chol -20", "bp +10"
         return number(signed.group(2)), "minus" if signed.group(1) == "-" else "plus"

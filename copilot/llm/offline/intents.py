@@ -688,6 +688,38 @@ def _unknown_group(reading: Reading, context: _Context) -> Intent | None:
     )
 
 
+# What an input does to the risk or the model, asked of one the card lacks ("how much does
+# the smoking add to his risk", "his troponin came back high: does that change his risk",
+# "could the model factor in insurance status"): said back, nothing else to do.
+_ITS_EFFECT = re.compile(
+    r"\b(?:add|adds|added) to (?:his |her |their |the )?risk\b|"
+    r"\b(?:change|changes|affect|affects|raise|raises|increase|increases|lower|lowers|alter|"
+    r"alters|move|moves|shift|shifts) (?:his |her |their |the |a patient's |the predicted )?"
+    r"(?:[a-z]+ )?(?:risk|score|prediction|probability)\b|"
+    r"\b(?:factor in|factor it in|take into account|taken into account|account for|"
+    r"include|includes|consider|considers|use|uses)\b(?= .{0,40}\b(?:model|risk)\b)|"
+    r"\b(?:effect|impact|influence|contribution|weight|attribution) of\b"
+)
+
+
+def _not_an_input(reading: Reading, context: _Context) -> Intent | None:
+    """The effect of an input the card lacks, asked with no patient to score (a patient
+    with values is scored, and what is not an input is said after the answer)."""
+    text, card = reading.text, context.card
+    unknown = unknown_inputs(text, card)
+    if not unknown or not _ITS_EFFECT.search(text):
+        return None
+    numbers = [n for n in parse_patient(text, card, pronouns=False) if n not in {"age", "sex"}]
+    if numbers:
+        return None
+    return _clarify(
+        f"{' and '.join(repr(u) for u in unknown)} {'is' if len(unknown) == 1 else 'are'} not "
+        "among the model's inputs "
+        f"({_inputs(card)}), so I can't say what it does to the risk. I can show what any of "
+        "those inputs does, e.g. 'what if his cholesterol were 200'."
+    )
+
+
 def _changes_for_whom(reading: Reading, context: _Context) -> Intent | None:
     """A counterfactual asked with no patient to search from ("what would it take to get
     the risk down?" before any prediction): which patient, asked; the answer goes to the
@@ -1165,6 +1197,7 @@ _FRAMES = (
     _runs,
     _vague_ages,
     _unknown_group,
+    _not_an_input,
     _definition,
     _cohorts,
     _changes_for_whom,
