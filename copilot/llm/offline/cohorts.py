@@ -304,6 +304,9 @@ _IMPORTANCE = re.compile(
 # patient they ask for an explanation.
 _DRIVERS = re.compile(
     r"\bdrivers?\b|\bpredictors?\b|\brisk factors?\b|\bfactors?\b|\bwhat drives\b|"
+    # the explainer's own words ("global SHAP importance over the Swiss cohort", "feature
+    # attributions for that prediction")
+    r"\bshap\b|\battributions?\b|"
     r"\bdrives? (?:the )?(?:risk|predictions?|model)\b"
 )
 _OVERALL = re.compile(

@@ -514,7 +514,8 @@ def _runs(reading: Reading, context: _Context) -> Intent | None:
     last run" (one)."""
     about_the_data = reading.has("inputs") or _ABOUT_THE_DATA.search(reading.text)
     if PAST_TRAINING.search(reading.text) and not about_the_data:  # "when was it retrained?"
-        latest = 1 if re.search(r"\b(?:when|last|latest)\b", reading.text) else 5
+        # a count said wins ("the most recent training activity, say the last five runs")
+        latest = reading.count or (1 if re.search(r"\b(?:when|last|latest)\b", reading.text) else 5)
         site = {"site": reading.sites[0]} if reading.sites else {}
         return Intent(tool="list_runs", arguments={"limit": latest, **site})
     if _ALIAS_HELD.search(reading.text):  # the runs list each registered version's aliases
