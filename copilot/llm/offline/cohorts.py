@@ -902,9 +902,7 @@ def _pronoun_named(said: str, before: str, card: DatasetCard) -> str:
     high blood sugar got it under control": "got blood sugar under control")."""
     if not _PRONOUN.search(said):
         return said
-    named = [
-        f for f in card.features if f.kind == "boolean" and _named(f, before) is not None
-    ]
+    named = [f for f in card.features if f.kind == "boolean" and _named(f, before) is not None]
     if len(named) != 1:
         return said
     return _PRONOUN.sub(named[0].name, said, count=1)

@@ -401,7 +401,9 @@ def _one_letter_off(word: str, known: str) -> bool:
 # twenty five" (125), "one eighteen" (118: a teen after the hundreds).
 _TEENS = {word: value for word, value in _UNITS.items() if 10 <= value <= 19}
 _SPOKEN_HUNDREDS = re.compile(
-    r"(?<![a-z-])(?P<hundreds>one|two) (?:(?P<teen>" + "|".join(_TEENS) + r")|(?P<tens>"
+    r"(?<![a-z-])(?P<hundreds>one|two) (?:(?P<teen>"
+    + "|".join(_TEENS)
+    + r")|(?P<tens>"
     + "|".join(_TENS)
     + r")"
     r"(?:[ -](?P<unit>" + "|".join(u for u in _UNITS if 0 < _UNITS[u] < 10) + r"))?)(?![a-z-])"
@@ -474,10 +476,10 @@ def _spaced_names_joined(text: str, card: DatasetCard) -> str:
     return " ".join(out)
 
 
-# A category's word cut short as clinicians write it ("asympt", "typ"): a piece of four
-# letters or fewer than the word that only one of the card's one-word category words
-# starts with, and that is no word of the grammar or of English.
-_SHORTEST_CUT = 3
+# A category's word cut short as clinicians write it ("asympt", "typ", "rev"): a piece of
+# three to eight letters that only one of the card's long one-word category words starts
+# with, and that is no word of the grammar or of English.
+_CUT = re.compile(r"(?<![a-z'-])[a-z]{3,8}(?![a-z'-])")
 _CUT_WORDS = 7  # only long category words are written cut short ("asymptomatic", "typical")
 
 
@@ -492,7 +494,7 @@ def _category_words(card: DatasetCard) -> tuple[str, ...]:
                     if f.kind == "categorical" and f.name != "sex"
                     for said in f.value_words
                     for word in [said.lower()]
-                    if re.fullmatch(r"[a-z]{%d,}" % _CUT_WORDS, word)
+                    if word.isalpha() and word.isascii() and len(word) >= _CUT_WORDS
                 }
             )
         )
@@ -504,16 +506,16 @@ def _category_words(card: DatasetCard) -> tuple[str, ...]:
 def _truncations_expanded(text: str, card: DatasetCard) -> str:
     """`text` with category words cut short written out (see _category_words)."""
     words = _category_words(card)
-    vocabulary = _vocabulary(card) | _ENGLISH | _SHORT_ENGLISH
+    vocabulary = _vocabulary(card)
 
     def expanded(match: re.Match[str]) -> str:
         cut = match.group(0)
-        if cut in vocabulary:
+        if cut in vocabulary or cut in _ENGLISH or cut in _SHORT_ENGLISH:
             return cut
         starting = [w for w in words if w.startswith(cut) and w != cut]
         return starting[0] if len(starting) == 1 else cut
 
-    return re.sub(r"(?<![a-z'-])[a-z]{%d,8}(?![a-z'-])" % _SHORTEST_CUT, expanded, text)
+    return _CUT.sub(expanded, text)
 
 
 # A change said as a fraction ("by a quarter", "by half"): as a percentage.
@@ -559,7 +561,9 @@ _CLINICAL_SHORTHAND = {
     "h/o": "history of",
 }
 _SHORTHAND = re.compile(
-    r"(?<![a-z0-9'/-])(?:" + "|".join(re.escape(w) for w in _CLINICAL_SHORTHAND) + r")(?![a-z0-9'/-])"
+    r"(?<![a-z0-9'/-])(?:"
+    + "|".join(re.escape(w) for w in _CLINICAL_SHORTHAND)
+    + r")(?![a-z0-9'/-])"
 )
 _CHAT_WORD = re.compile(r"(?<![a-z'-])(?:" + "|".join(_CHAT_SPELLINGS) + r")(?![a-z'-])")
 
