@@ -476,30 +476,34 @@ def _spaced_names_joined(text: str, card: DatasetCard) -> str:
     return " ".join(out)
 
 
-# A category's word cut short as clinicians write it ("asympt", "typ", "rev"): a piece of
-# three to eight letters that only one of the card's long one-word category words starts
-# with, and that is no word of the grammar or of English.
+# A category's word cut short as clinicians write it ("asympt", "typ angina", "typ CP"): a
+# piece of three to eight letters that only one of the card's long one-word category words
+# starts with, and that is no word of the grammar or of English. A piece of three letters
+# says too little alone ("thal rev"): it is read only when a word of its own feature follows
+# ("typ angina", "typ cp").
 _CUT = re.compile(r"(?<![a-z'-])[a-z]{3,8}(?![a-z'-])")
 _CUT_WORDS = 7  # only long category words are written cut short ("asymptomatic", "typical")
+_SHORT_CUT = 3
+_NEXT_WORD = re.compile(r" ([a-z]+)")
 
 
-def _category_words(card: DatasetCard) -> tuple[str, ...]:
+def _category_words(card: DatasetCard) -> dict[str, frozenset[str]]:
+    """The card's long one-word category words, each with the words of its own feature
+    (its names and the words of its categories)."""
     key = ("category words", card.name)
     if key not in _BY_CARD:
-        _BY_CARD[key] = tuple(
-            sorted(
-                {
-                    word
-                    for f in card.features
-                    if f.kind == "categorical" and f.name != "sex"
-                    for said in f.value_words
-                    for word in [said.lower()]
-                    if word.isalpha() and word.isascii() and len(word) >= _CUT_WORDS
-                }
-            )
-        )
+        found: dict[str, frozenset[str]] = {}
+        for f in card.features:
+            if f.kind != "categorical" or f.name == "sex":
+                continue
+            said = [w.lower() for w in (f.name, *f.synonyms, *f.value_words)]
+            own = frozenset(word for phrase in said for word in re.findall(r"[a-z]+", phrase))
+            for word in (w.lower() for w in f.value_words):
+                if word.isalpha() and word.isascii() and len(word) >= _CUT_WORDS:
+                    found[word] = own
+        _BY_CARD[key] = found
     cached = _BY_CARD[key]
-    assert isinstance(cached, tuple)
+    assert isinstance(cached, dict)
     return cached
 
 
@@ -513,7 +517,13 @@ def _truncations_expanded(text: str, card: DatasetCard) -> str:
         if cut in vocabulary or cut in _ENGLISH or cut in _SHORT_ENGLISH:
             return cut
         starting = [w for w in words if w.startswith(cut) and w != cut]
-        return starting[0] if len(starting) == 1 else cut
+        if len(starting) != 1:
+            return cut
+        if len(cut) == _SHORT_CUT:
+            after = _NEXT_WORD.match(text, match.end())
+            if after is None or after.group(1) not in words[starting[0]]:
+                return cut
+        return starting[0]
 
     return _CUT.sub(expanded, text)
 

@@ -74,6 +74,11 @@ def test_a_category_word_cut_short_is_written_out(text: str, word: str, card: Da
     assert word in normalise(text, card).split()
 
 
+def test_a_three_letter_cut_needs_a_word_of_its_feature_after_it(card: DatasetCard) -> None:
+    assert "typical" in normalise("70M typ angina BP 170", card).split()
+    assert normalise("thal rev", card) == "thal rev"
+
+
 @pytest.mark.parametrize(
     ("text", "words"),
     [
