@@ -136,6 +136,9 @@ def _patterns(feature: Feature) -> list[re.Pattern[str]]:
         rf"\b(?P<factor>doubled|halved|tripled|double|halve|triple|cut in half) {own}{f}",
         rf"\b(?P<dir>{_RAISE}|{_LOWER}) {own}{f}(?! by| to| from| of| at)(?P<vague>)",
     ]
+    if feature.limits is not None and feature.limits.low >= 0:
+        # a value that can't be negative said with a minus sign is a change ("trestbps -15")
+        patterns.append(rf"{f}{_LINK} (?P<dir>-) ?{_AMOUNT}{_UNIT}(?![0-9.])")
     if feature.name == "age":
         patterns.insert(
             0,

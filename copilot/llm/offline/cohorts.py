@@ -332,6 +332,9 @@ _IMPORTANCE = re.compile(
 # patient they ask for an explanation.
 _DRIVERS = re.compile(
     r"\bdrivers?\b|\bpredictors?\b|\brisk factors?\b|\bfactors?\b|\bwhat drives\b|"
+    # the explainer's own words ("global SHAP importance over the Swiss cohort", "feature
+    # attributions for that prediction")
+    r"\bshap\b|\battributions?\b|"
     r"\bdrives? (?:the )?(?:risk|predictions?|model)\b"
 )
 _OVERALL = re.compile(
@@ -423,6 +426,13 @@ def _names(feature: Feature) -> list[str]:
 def _named(feature: Feature, text: str) -> re.Match[str] | None:
     pattern = "|".join(re.escape(w) for w in _names(feature))
     return re.search(rf"(?<![a-z])(?:{pattern})(?![a-z])", text)
+
+
+def _mentions(feature: Feature, text: str) -> list[re.Match[str]]:
+    """Where a feature is named (the first three times)."""
+    pattern = "|".join(re.escape(w) for w in _names(feature))
+    found = re.finditer(rf"(?<![a-z])(?:{pattern})(?![a-z])", text)
+    return list(itertools.islice(found, 3))
 
 
 def _bounds(match: re.Match[str], first: int) -> tuple[float, float]:
@@ -662,6 +672,12 @@ _AMOUNT_BEFORE = re.compile(
 )
 _BY = re.compile(rf"\bby {NUMBER}")
 _SIGNED = re.compile(rf"(?: (?:by|of))? ?([+-]) ?{NUMBER}")
+# A signed amount said as a shift of the feature ("a -10 mmHg shift in trestbps", "+20 change
+# to chol"): the sign is the direction.
+_SIGNED_SHIFT = re.compile(
+    r"([+-]) ?(\d{1,4}(?:\.\d{1,3})?) ?(?:[a-z/]{1,6} )?(?:shift|change|delta|adjustment|offset)"
+    r" (?:in|of|to|on) (?:the |their |everyone's |all )?$"
+)
 _AMOUNT_AROUND = re.compile(rf"{NUMBER} ?(?:[a-z/]{{1,6}} )?$")
 _NOUN_AFTER = re.compile(
     r"^(?: levels?| values?)? (reduction|decrease|drop|cut|fall|increase|rise|boost)\b"
@@ -690,6 +706,9 @@ def _amount(before: str, after: str) -> tuple[float, str] | None:  # noqa: PLR09
     noun = _NOUN_AFTER.match(after)
     if around and noun:  # "a 10 mmhg bp reduction"
         return number(around.group(1)), noun.group(1)
+    shift = _SIGNED_SHIFT.search(before[-40:])
+    if shift:  # "a -10 mmhg shift in trestbps"
+        return number(shift.group(2)), "minus" if shift.group(1) == "-" else "plus"
     signed = _SIGNED.match(after)
     if signed:  # "chol -20", "bp +10"
         return number(signed.group(2)), "minus" if signed.group(1) == "-" else "plus"
@@ -717,11 +736,21 @@ def _change(text: str, card: DatasetCard) -> list[dict[str, Any]]:
     for feature in card.features:
         if feature.kind != "numeric":
             continue
-        named = _named(feature, text)
-        if named is None:
+        mentions = _mentions(feature, text)
+        if not mentions:
             continue
+        # the mention the amount is said with: "men with BP over 140: drop BP by 15" changes
+        # the second (the first is the group's bound)
+        named, said = mentions[0], None
+        for mention in mentions:
+            after = text[mention.end() : mention.end() + 40]
+            if len(mentions) > 1 and re.match(rf" ?(?:{_ABOVE}|{_BELOW})", after):
+                continue  # "BP over 140": a bound of the group
+            said = _amount(text[max(0, mention.start() - 60) : mention.start()], after)
+            if said is not None:
+                named = mention
+                break
         after = text[named.end() : named.end() + 40]
-        said = _amount(text[max(0, named.start() - 60) : named.start()], after)
         if said is not None:
             amount, word = said
         else:
@@ -904,6 +933,12 @@ _GIVEN = re.compile(
     r"\b(?:had|have|has|got|get|gets|were|was|became|become|turned|developed|switched to|"
     r"changed to|set to|no longer had|stopped having|didn't have|did not have|lost|without)\b"
 )
+# A yes/no finding the group has, said treated or normal under a condition ("all patients
+# with FBS pos if sugar controlled", "everyone with high blood sugar got it under control"):
+# that finding set false for the group.
+_IF = re.compile(r"\bif\b")
+_TREATED = re.compile(r"\b(?:controlled|under control|treated|normali[sz]ed|normal again)\b")
+_PRONOUN = re.compile(r"\b(?:it|that|them|this)\b")
 _NOBODY = re.compile(
     r"\b(?:nobody|no one|none of (?:them|the [a-z]+)|no longer|stopped|didn't|did not|lost|"
     r"without)\b"
@@ -920,15 +955,22 @@ def _value_set(text: str, card: DatasetCard) -> tuple[list[dict[str, Any]], tupl
     """The yes/no and categorical values a group is given, as set changes, and where they
     are said; a boolean said of nobody is set false."""
     givens = itertools.chain(
-        itertools.islice(_GIVEN.finditer(text), 4), itertools.islice(_SET_VERB.finditer(text), 2)
+        itertools.islice(_GIVEN.finditer(text), 4),
+        itertools.islice(_SET_VERB.finditer(text), 2),
+        itertools.islice(_IF.finditer(text), 2),
     )
     for given in givens:
         ends = _SET_END if _SET_VERB.fullmatch(given.group(0)) else _CLAUSE_END
         end = ends.search(text, given.end())
         stop = end.start() if end else len(text)
-        said_of = _TO.sub(" ", text[given.start() : stop], count=1)
+        said_of = _pronoun_named(
+            _TO.sub(" ", text[given.start() : stop], count=1), text[: given.start()], card
+        )
         values = parse_patient(said_of, card, pronouns=False)
         said = {n: v for n, v in values.items() if card.feature(n).kind != "numeric"}
+        if given.group(0) == "if":  # only a finding said treated: "if sugar controlled"
+            treated = _TREATED.search(said_of) is not None
+            said = {n: v for n, v in said.items() if treated and v is False}
         if not said:
             continue
         negated = _NOBODY.search(text[max(0, given.start() - 40) : given.end()]) is not None
@@ -941,6 +983,17 @@ def _value_set(text: str, card: DatasetCard) -> tuple[list[dict[str, Any]], tupl
         if changes:
             return changes[:5], (given.start(), stop)
     return None
+
+
+def _pronoun_named(said: str, before: str, card: DatasetCard) -> str:
+    """`said` with "it" standing for the one yes/no finding named before it ("everyone with
+    high blood sugar got it under control": "got blood sugar under control")."""
+    if not _PRONOUN.search(said):
+        return said
+    named = [f for f in card.features if f.kind == "boolean" and _named(f, before) is not None]
+    if len(named) != 1:
+        return said
+    return _PRONOUN.sub(named[0].name, said, count=1)
 
 
 def _without_changes(text: str, card: DatasetCard, changes: list[dict[str, Any]]) -> str:

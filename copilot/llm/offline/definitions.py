@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 
-from copilot.llm.offline.text import sites_in
+from copilot.llm.offline.text import known_words, sites_in
 from copilot.units import CONVERSIONS
 from model_service.cards import DatasetCard, Feature
 
@@ -85,6 +85,13 @@ _NOT_ABOUT_THE_INPUT = re.compile(
     r"\bdoes (?:it|the model|the classifier) (?:expect|accept|take|need|want|use)\b"
 )
 
+# Where a nurse or a family reads the input ("what does the old peak thing mean on his
+# chart", "the fasting sugar box on her form"): the page it is written on, not the patient.
+_ON_THE_PAGE = re.compile(
+    r"\b(?:on|in|from) (?:his|her|their|the|this|that|my|the patient's) (?:chart|notes?|form|"
+    r"records?|report|sheet|letter|file|results?|printout|paperwork|discharge summary)\b"
+)
+
 # Nothing but a question word around the feature: "what is thal?", "whats restecg",
 # "and ca?" is not one (no question word).
 _ASK = (
@@ -119,6 +126,10 @@ _IS_AFTER = r" (?:is|means|stands for|refers to)(?: exactly| again)?\W*$"
 # A code said with the feature's name ("what does thal = 7 mean", "restecg=2"): a question
 # about its coding, not a patient's value.
 _CODE = re.compile(r" ?(?:==?|is|of) ?\d{1,2}(?![\d.])")
+
+
+# The question's own verb is a word, never a typo ("clarify" is not "classify").
+known_words("clarify")
 
 
 def _units_said(card: DatasetCard) -> tuple[re.Pattern[str], re.Pattern[str]]:
@@ -179,7 +190,7 @@ def defined_feature(text: str, card: DatasetCard) -> str | None:
     first = found[0]
     if re.search(r"\bmean ?$", text[: first.start()]):
         return None  # "the mean cholesterol": a statistic
-    rest = text[: first.start()] + " " + text[first.end() :]
+    rest = _ON_THE_PAGE.sub(" ", text[: first.start()] + " " + text[first.end() :])
     code = _CODE.match(text, first.end())
     if code and _MEANING.search(rest):
         rest = text[: first.start()] + " " + text[code.end() :]

@@ -76,7 +76,12 @@ CUES: dict[str, re.Pattern[str]] = {
         # which of the patient's own values weigh ("which of his numbers do the damage")
         "based ~ on, base ~ on, basis, on what grounds, grounds for, damage, damaging, harm*, "
         "which of his, which of her, which of their, which of the patient's, protective, "
-        "responsible"
+        "responsible, "
+        # one of the patient's values asked about as a trouble, or what makes the risk what
+        # it is ("is his sugar a problem", "which thing is most making the risk high for him")
+        "is his ~ a problem, is her ~ a problem, is his ~ an issue, is her ~ an issue, "
+        "is his ~ a concern, is her ~ a concern, making the risk, making his risk, "
+        "making her risk, making risk"
     ),
     # predict_risk: asking for a risk
     "risk": _words(

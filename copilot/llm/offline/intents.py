@@ -78,7 +78,7 @@ from copilot.llm.offline.grammar import (
 )
 from copilot.llm.offline.inputs import unknown_inputs, unknown_roles
 from copilot.llm.offline.monitoring import history_arguments
-from copilot.llm.offline.patients import missing_required, parse_patient
+from copilot.llm.offline.patients import missing_required, parse_patient, synonym_pattern
 from copilot.llm.offline.scope import (
     APPROVAL_REPLY,
     CAPABILITIES,
@@ -514,7 +514,8 @@ def _runs(reading: Reading, context: _Context) -> Intent | None:
     last run" (one)."""
     about_the_data = reading.has("inputs") or _ABOUT_THE_DATA.search(reading.text)
     if PAST_TRAINING.search(reading.text) and not about_the_data:  # "when was it retrained?"
-        latest = 1 if re.search(r"\b(?:when|last|latest)\b", reading.text) else 5
+        # a count said wins ("the most recent training activity, say the last five runs")
+        latest = reading.count or (1 if re.search(r"\b(?:when|last|latest)\b", reading.text) else 5)
         site = {"site": reading.sites[0]} if reading.sites else {}
         return Intent(tool="list_runs", arguments={"limit": latest, **site})
     if _ALIAS_HELD.search(reading.text):  # the runs list each registered version's aliases
@@ -688,6 +689,38 @@ def _unknown_group(reading: Reading, context: _Context) -> Intent | None:
     )
 
 
+# What an input does to the risk or the model, asked of one the card lacks ("how much does
+# the smoking add to his risk", "his troponin came back high: does that change his risk",
+# "could the model factor in insurance status"): said back, nothing else to do.
+_ITS_EFFECT = re.compile(
+    r"\b(?:add|adds|added) to (?:his |her |their |the )?risk\b|"
+    r"\b(?:change|changes|affect|affects|raise|raises|increase|increases|lower|lowers|alter|"
+    r"alters|move|moves|shift|shifts) (?:his |her |their |the |a patient's |the predicted )?"
+    r"(?:[a-z]+ )?(?:risk|score|prediction|probability)\b|"
+    r"\b(?:factor in|factor it in|take into account|taken into account|account for|"
+    r"include|includes|consider|considers|use|uses)\b(?= .{0,40}\b(?:model|risk)\b)|"
+    r"\b(?:effect|impact|influence|contribution|weight|attribution) of\b"
+)
+
+
+def _not_an_input(reading: Reading, context: _Context) -> Intent | None:
+    """The effect of an input the card lacks, asked with no patient to score (a patient
+    with values is scored, and what is not an input is said after the answer)."""
+    text, card = reading.text, context.card
+    unknown = unknown_inputs(text, card)
+    if not unknown or not _ITS_EFFECT.search(text):
+        return None
+    numbers = [n for n in parse_patient(text, card, pronouns=False) if n not in {"age", "sex"}]
+    if numbers:
+        return None
+    return _clarify(
+        f"{' and '.join(repr(u) for u in unknown)} {'is' if len(unknown) == 1 else 'are'} not "
+        "among the model's inputs "
+        f"({_inputs(card)}), so I can't say what it does to the risk. I can show what any of "
+        "those inputs does, e.g. 'what if his cholesterol were 200'."
+    )
+
+
 def _changes_for_whom(reading: Reading, context: _Context) -> Intent | None:
     """A counterfactual asked with no patient to search from ("what would it take to get
     the risk down?" before any prediction): which patient, asked; the answer goes to the
@@ -843,12 +876,31 @@ _CHANGE_STARTS = re.compile(
 )
 
 
+# "if" and one of the card's numeric inputs, after a patient: "<patient>. if pressure become
+# 120", "<patient> if BP down 20 and chol down 60", "<patient>. if cholesterol is less by 50"
+# (written without the pronoun _CHANGE_STARTS wants: "if his BP ...").
+_IF_AN_INPUT: dict[str, re.Pattern[str]] = {}
+
+
+def _if_an_input(card: DatasetCard) -> re.Pattern[str]:
+    if card.name not in _IF_AN_INPUT:
+        names = "|".join(synonym_pattern(f) for f in card.features if f.kind == "numeric")
+        _IF_AN_INPUT[card.name] = re.compile(
+            rf"\bif (?:the |his |her |their |patient's |the patient's )?(?:{names})(?![a-z])"
+        )
+    return _IF_AN_INPUT[card.name]
+
+
 def _described_what_if(reading: Reading, context: _Context) -> Intent | None:
     """what_if on a patient described in the same request: the values before the change's
     words are the patient, those after are the changes (absolute, or relative to the
     patient described)."""
     card = context.card
-    starts = list(itertools.islice(_CHANGE_STARTS.finditer(reading.text), 3))  # linear time
+    found = [
+        *itertools.islice(_CHANGE_STARTS.finditer(reading.text), 3),  # linear time
+        *itertools.islice(_if_an_input(card).finditer(reading.text), 2),
+    ]
+    starts = sorted(found, key=lambda m: m.start())
     for start in starts:
         before, after = reading.text[: start.start()], reading.text[start.start() :]
         patient = parse_patient(before, card, pronouns=False)
@@ -1184,6 +1236,7 @@ _FRAMES = (
     _runs,
     _vague_ages,
     _unknown_group,
+    _not_an_input,
     _definition,
     _cohorts,
     _changes_for_whom,

@@ -76,6 +76,19 @@ _NOT_SUBJECTS = frozenset(
     "production live serving monitored logged".split()
 )
 _FOLLOW_UP_WORDS = 10
+# The data set against what the model was trained on ("any degradation in the data from the
+# Swiss site compared with what the model was trained on", "do Hungary's patients look
+# different from what it learned on"): a drift check now, not a series, unless a period or
+# the series is named too.
+_AGAINST_TRAINING = re.compile(
+    r"\b(?:compared (?:with|to)|against|different from|differs? from|changed from|relative to|"
+    r"versus|vs) (?:what |the data |the patients )?(?:the model |it )?(?:was |were )?"
+    r"(?:trained on|learned on|learnt on|learned from|learnt from|training)\b"
+)
+_A_PERIOD = re.compile(
+    r"\bover time\b|\btrends?\b|\btrending\b|\bhistor|\bweeks?\b|\bmonths?\b|\bchecks\b|"
+    r"\bsince\b|\bdays?\b|\bseries\b"
+)
 _MONITOR = re.compile(
     r"\bmonitor(?:ing)? (?:history|checks?|results?|series|runs?|pass(?:es)?|alerts?|findings?|"
     r"reports?|output|log)\b|"
@@ -153,6 +166,8 @@ def history_arguments(
     if last_tool == TOOL and len(reading.sites) == 1 and _FOLLOW_UP.search(text):
         return {"site": reading.sites[0], **({"since": reading.since} if reading.since else {})}
     monitor = _MONITOR.search(text) is not None
+    if _AGAINST_TRAINING.search(text) and not (monitor or _A_PERIOD.search(text)):
+        return None
     dated = reading.since is not None and _MEASURED.search(text) is not None
     if not (monitor or dated or _OVER_TIME.search(text)):
         return None

@@ -30,11 +30,16 @@ def _synonym_pattern(feature: Feature) -> str:
     return "(?:" + "|".join(joined) + ")"
 
 
+def synonym_pattern(feature: Feature) -> str:
+    """A feature's names as one pattern (for readers outside this module)."""
+    return _synonym_pattern(feature)
+
+
 # Between a feature's name and its value: "chol 233", "cholesterol of 199", "BP was 140",
 # "blood pressure dropped to 120", "his bp is at 150", "his max HR had been 170".
 _LINK = (
     r"(?: ?(?:is|was|were|would be|had been|has been|have been|been|went|goes|dropped|fell|"
-    r"rose|changed|came|got|gets|"
+    r"rose|changed|came|got|gets|become|becomes|became|"
     r"reduced|lowered|raised|increased|decreased|brought|down|up|set|peaked|peaks|reached|"
     r"reaches|hit|hits|maxed out|topped out|maxed|topping out|peaking|peak|max|achieved|attained|"
     r"recorded|climbed|got up|went up|measured|reads|read|reading|level|value)){0,2}"

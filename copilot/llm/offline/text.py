@@ -405,17 +405,134 @@ def _one_letter_off(word: str, known: str) -> bool:
 
 
 # Hundreds said as a clinician reads them out: "one forty" (140), "two fifty" (250), "one
-# twenty five" (125).
+# twenty five" (125), "one eighteen" (118: a teen after the hundreds).
+_TEENS = {word: value for word, value in _UNITS.items() if 10 <= value <= 19}
 _SPOKEN_HUNDREDS = re.compile(
-    r"(?<![a-z-])(?P<hundreds>one|two) (?P<tens>" + "|".join(_TENS) + r")"
-    r"(?:[ -](?P<unit>" + "|".join(u for u in _UNITS if 0 < _UNITS[u] < 10) + r"))?(?![a-z-])"
+    r"(?<![a-z-])(?P<hundreds>one|two) (?:(?P<teen>"
+    + "|".join(_TEENS)
+    + r")|(?P<tens>"
+    + "|".join(_TENS)
+    + r")"
+    r"(?:[ -](?P<unit>" + "|".join(u for u in _UNITS if 0 < _UNITS[u] < 10) + r"))?)(?![a-z-])"
 )
 
 
 def _spoken(match: re.Match[str]) -> str:
     hundreds = {"one": 100, "two": 200}[match.group("hundreds")]
+    if match.group("teen"):
+        return str(hundreds + _TEENS[match.group("teen")])
     unit = _UNITS[match.group("unit")] if match.group("unit") else 0
     return str(hundreds + _TENS[match.group("tens")] + unit)
+
+
+# What a speaker says while thinking, as dictation writes it down ("um", "uh", "erm", and
+# "like" as a filler: "so like sixty", "went down by like twenty", "like, what is"): never
+# a word of the request. "like" stays where it is a verb or a comparison ("would like",
+# "looks like", "patients like him").
+_FILLERS = re.compile(r"(?<![a-z'-])(?:u+m+|u+h+m*|e+r+m+|e+r+|h+m+)(?![a-z'-]),?")
+_FILLER_LIKE = re.compile(
+    r"(?<![a-z'-])(so|by|is|was|of|about|around|and|but|okay|ok|just|at|to) like,? |^like,? "
+)
+
+
+def _without_fillers(text: str) -> str:
+    """The dictated request without its fillers (_FILLERS, _FILLER_LIKE)."""
+    text = _FILLER_LIKE.sub(lambda m: f"{m.group(1) or ''} ", _FILLERS.sub(" ", text))
+    return " ".join(text.split())
+
+
+# A feature's one-word name said or typed in pieces ("old peak", "trest b p", "b p"): the
+# pieces joined when together they are one of the card's one-word names, and none of them
+# is a number.
+_PIECE = re.compile(r"[a-z]{1,6}")
+_MOST_PIECES = 4
+
+
+def _one_word_names(card: DatasetCard) -> frozenset[str]:
+    key = ("one-word names", card.name)
+    if key not in _BY_CARD:
+        _BY_CARD[key] = frozenset(
+            name.lower()
+            for f in card.features
+            for name in (f.name, *f.synonyms)
+            if re.fullmatch(r"[a-z]{2,}", name.lower())
+        )
+    cached = _BY_CARD[key]
+    assert isinstance(cached, frozenset)
+    return cached
+
+
+def _spaced_names_joined(text: str, card: DatasetCard) -> str:
+    """`text` with a card name said in pieces joined (see _one_word_names)."""
+    names = _one_word_names(card)
+    words = text.split(" ")
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        for size in range(_MOST_PIECES, 1, -1):
+            pieces = words[i : i + size]
+            if len(pieces) == size and all(_PIECE.fullmatch(p) for p in pieces):
+                joined = "".join(pieces)
+                if joined in names and not any(p in names for p in pieces):
+                    out.append(joined)
+                    i += size
+                    break
+        else:
+            out.append(words[i])
+            i += 1
+    return " ".join(out)
+
+
+# A category's word cut short as clinicians write it ("asympt", "typ angina", "typ CP"): a
+# piece of three to eight letters that only one of the card's long one-word category words
+# starts with, and that is no word of the grammar or of English. A piece of three letters
+# says too little alone ("thal rev"): it is read only when a word of its own feature follows
+# ("typ angina", "typ cp").
+_CUT = re.compile(r"(?<![a-z'-])[a-z]{3,8}(?![a-z'-])")
+_CUT_WORDS = 7  # only long category words are written cut short ("asymptomatic", "typical")
+_SHORT_CUT = 3
+_NEXT_WORD = re.compile(r" ([a-z]+)")
+
+
+def _category_words(card: DatasetCard) -> dict[str, frozenset[str]]:
+    """The card's long one-word category words, each with the words of its own feature
+    (its names and the words of its categories)."""
+    key = ("category words", card.name)
+    if key not in _BY_CARD:
+        found: dict[str, frozenset[str]] = {}
+        for f in card.features:
+            if f.kind != "categorical" or f.name == "sex":
+                continue
+            said = [w.lower() for w in (f.name, *f.synonyms, *f.value_words)]
+            own = frozenset(word for phrase in said for word in re.findall(r"[a-z]+", phrase))
+            for word in (w.lower() for w in f.value_words):
+                if word.isalpha() and word.isascii() and len(word) >= _CUT_WORDS:
+                    found[word] = own
+        _BY_CARD[key] = found
+    cached = _BY_CARD[key]
+    assert isinstance(cached, dict)
+    return cached
+
+
+def _truncations_expanded(text: str, card: DatasetCard) -> str:
+    """`text` with category words cut short written out (see _category_words)."""
+    words = _category_words(card)
+    vocabulary = _vocabulary(card)
+
+    def expanded(match: re.Match[str]) -> str:
+        cut = match.group(0)
+        if cut in vocabulary or cut in _ENGLISH or cut in _SHORT_ENGLISH:
+            return cut
+        starting = [w for w in words if w.startswith(cut) and w != cut]
+        if len(starting) != 1:
+            return cut
+        if len(cut) == _SHORT_CUT:
+            after = _NEXT_WORD.match(text, match.end())
+            if after is None or after.group(1) not in words[starting[0]]:
+                return cut
+        return starting[0]
+
+    return _CUT.sub(expanded, text)
 
 
 # A change said as a fraction ("by a quarter", "by half"): as a percentage.
@@ -446,6 +563,25 @@ _CHAT_SPELLINGS = {
     "pls": "please",
     "plz": "please",
 }
+# A clinician's shorthand for the words around the values ("all pts w/ FBS pos", "58M hx
+# smoking", "grp risk"): written out. The values' own short forms ("yo", "asx", "FBS")
+# are the card's words and stay.
+_CLINICAL_SHORTHAND = {
+    "pt": "patient",
+    "pts": "patients",
+    "pt's": "patient's",
+    "grp": "group",
+    "grps": "groups",
+    "w/": "with",
+    "w/o": "without",
+    "hx": "history",
+    "h/o": "history of",
+}
+_SHORTHAND = re.compile(
+    r"(?<![a-z0-9'/-])(?:"
+    + "|".join(re.escape(w) for w in _CLINICAL_SHORTHAND)
+    + r")(?![a-z0-9'/-])"
+)
 _CHAT_WORD = re.compile(r"(?<![a-z'-])(?:" + "|".join(_CHAT_SPELLINGS) + r")(?![a-z'-])")
 
 
@@ -489,7 +625,9 @@ def _slash_record(text: str) -> str:
 
 def normalise(text: str, card: DatasetCard) -> str:
     """The normal form every reader starts from (see the module docstring)."""
-    lowered = _CHAT_WORD.sub(lambda m: _CHAT_SPELLINGS[m.group(0)], plain(text))
+    lowered = _CHAT_WORD.sub(lambda m: _CHAT_SPELLINGS[m.group(0)], _without_fillers(plain(text)))
+    lowered = _SHORTHAND.sub(lambda m: _CLINICAL_SHORTHAND[m.group(0)], lowered)
+    lowered = _truncations_expanded(_spaced_names_joined(lowered, card), card)
     lowered = _DOES.sub(lambda m: f"{m.group(1)} does", lowered)
     lowered = _slash_record(units.spelled(lowered))
     lowered = _SPOKEN_HUNDREDS.sub(_spoken, _HUNDREDS.sub(_hundreds, lowered))
