@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from copilot import units
+from copilot.llm.offline import patterns as rx
 from copilot.llm.offline.text import known_words
 from model_service.cards import DatasetCard, Feature
 
@@ -171,7 +172,7 @@ def _grammar(card: DatasetCard) -> list[tuple[Feature, list[re.Pattern[str]]]]:
 
 
 def _direction(word: str) -> int:
-    up = re.fullmatch(_UP + "|" + _RAISE + "|" + _ADD, word)
+    up = rx.fullmatch(_UP + "|" + _RAISE + "|" + _ADD, word)
     return 1 if up else -1
 
 

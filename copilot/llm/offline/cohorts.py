@@ -36,6 +36,7 @@ import itertools
 import re
 from typing import Any
 
+from copilot.llm.offline import patterns as rx
 from copilot.llm.offline.changes import relative_changes
 from copilot.llm.offline.patients import category_mentions, parse_patient
 from copilot.llm.offline.text import (
@@ -163,7 +164,7 @@ _AGE_GROUP = re.compile(
 
 
 def _postfix_op(word: str) -> str:
-    return ">=" if re.fullmatch(_POST_ABOVE, word) else "<="
+    return ">=" if rx.fullmatch(_POST_ABOVE, word) else "<="
 
 
 def _age_group(text: str) -> list[dict[str, Any]]:
@@ -425,13 +426,13 @@ def _names(feature: Feature) -> list[str]:
 
 def _named(feature: Feature, text: str) -> re.Match[str] | None:
     pattern = "|".join(re.escape(w) for w in _names(feature))
-    return re.search(rf"(?<![a-z])(?:{pattern})(?![a-z])", text)
+    return rx.search(rf"(?<![a-z])(?:{pattern})(?![a-z])", text)
 
 
 def _mentions(feature: Feature, text: str) -> list[re.Match[str]]:
     """Where a feature is named (the first three times)."""
     pattern = "|".join(re.escape(w) for w in _names(feature))
-    found = re.finditer(rf"(?<![a-z])(?:{pattern})(?![a-z])", text)
+    found = rx.finditer(rf"(?<![a-z])(?:{pattern})(?![a-z])", text)
     return list(itertools.islice(found, 3))
 
 
@@ -450,7 +451,7 @@ def _count_before(
     numbers (the card's `integer`), whose number comes first in speech."""
     if not feature.integer:
         return None
-    said = re.search(
+    said = rx.search(
         rf"(?<![a-z0-9.])(?:({_ABOVE}|{_BELOW}) ?{NUMBER}|{NUMBER} ?({_POST_ABOVE}|{_POST_BELOW})?)"
         rf" (?:[a-z-]+ )?(?:{names})(?![a-z])",
         text,
@@ -529,16 +530,16 @@ def _age_conditions(text: str, card: DatasetCard, claimed: list[tuple[int, int]]
 
     for post in _POSTFIX.finditer(text):  # "60 or older", "aged 65+"
         value = number(post.group(1))
-        units = re.search(r"(?:mg|mmhg|bpm|mm|vessels?)", post.group(0))
+        units = rx.search(r"(?:mg|mmhg|bpm|mm|vessels?)", post.group(0))
         if free(post) and 1 <= value <= 120 and not units:
             return [{"feature": "age", "op": _postfix_op(post.group(2)), "value": value}]
     for match in _COMPARISON.finditer(text):  # "women over 60": age, when nothing else
         value = number(match.group(2))
-        units = re.match(r" ?(?:mg|mmhg|bpm|mm\b|%)", text[match.end() :])
+        units = rx.match(r" ?(?:mg|mmhg|bpm|mm\b|%)", text[match.end() :])
         if free(match) and 1 <= value <= 120 and not units:
             return [{"feature": "age", "op": _OPS[match.group(1)], "value": value}]
     between = _BETWEEN.search(text)
-    aged = re.search(r"\b(?:aged|age|ages|years?)\b", text)
+    aged = rx.search(r"\b(?:aged|age|ages|years?)\b", text)
     if between and aged and free(between):
         low, high = _bounds(between, 1)
         return [
@@ -577,7 +578,7 @@ def conditions_in(text: str, card: DatasetCard) -> tuple[list[dict[str, Any]], l
     values = parse_patient(text, card, pronouns=False)
     for feature in card.features:  # plural value words name a group: "diabetics"
         for word, value in feature.value_words.items():
-            if feature.name not in values and re.search(rf"(?<![a-z]){re.escape(word)}s\b", text):
+            if feature.name not in values and rx.search(rf"(?<![a-z]){re.escape(word)}s\b", text):
                 values[feature.name] = value
     for feature in card.features:
         if feature.kind == "numeric" or feature.name == "sex":
@@ -590,19 +591,32 @@ def conditions_in(text: str, card: DatasetCard) -> tuple[list[dict[str, Any]], l
     return conditions, named_only
 
 
+# Between two values listed as alternatives: a comma, slash, "or", "and" or "nor", and at
+# most two other words ("non-anginal pain or asymptomatic"), none of a change ("to", "for").
+_LIST_GAP = re.compile(
+    r"(?: ?(?!to\b|for\b|from\b|into\b|instead\b|rather\b|than\b|vs\b|versus\b)[a-z-]{1,15}){0,2}"
+    r" ?(?:,|/|or|and|and/or|nor|, or|, and)(?: either| both)? ?"
+)
+
+
 def _category_condition(
     feature: Feature, value: Any, text: str, card: DatasetCard
 ) -> dict[str, Any] | None:
     """The condition on a feature the group names: == the value read; for a feature of more
-    than two categories, `in` the values said together ("typical or atypical angina": a
-    patient has one of them, so two named mean either) and != a value said negated ("chest
-    pain not asymptomatic", "thal isn't normal"; several negated: `in` the rest)."""
+    than two categories, `in` the values listed together ("typical or atypical angina": a
+    patient has one of them, so two named mean either; not "from asymptomatic to typical
+    angina", a change) and != a value said negated ("chest pain not asymptomatic", "thal
+    isn't normal"; several negated: `in` the rest)."""
     categories = list(feature.categories or ())
     if feature.kind == "categorical" and len(categories) > 2:
         mentions = category_mentions(feature, text, card)
-        said = list(dict.fromkeys(v for v, negated in mentions if not negated))
-        unsaid = list(dict.fromkeys(v for v, negated in mentions if negated))
-        if len(said) >= 2 and not unsaid:
+        said = list(dict.fromkeys(v for _, v, negated in mentions if not negated))
+        unsaid = list(dict.fromkeys(v for _, v, negated in mentions if negated))
+        listed = all(
+            _LIST_GAP.fullmatch(text[one[0][1] : other[0][0]])
+            for one, other in itertools.pairwise(mentions)
+        )
+        if len(said) >= 2 and not unsaid and listed:
             return {"feature": feature.name, "op": "in", "value": said}
         if unsaid and not said:
             if len(unsaid) == 1:
@@ -744,7 +758,7 @@ def _change(text: str, card: DatasetCard) -> list[dict[str, Any]]:
         named, said = mentions[0], None
         for mention in mentions:
             after = text[mention.end() : mention.end() + 40]
-            if len(mentions) > 1 and re.match(rf" ?(?:{_ABOVE}|{_BELOW})", after):
+            if len(mentions) > 1 and rx.match(rf" ?(?:{_ABOVE}|{_BELOW})", after):
                 continue  # "BP over 140": a bound of the group
             said = _amount(text[max(0, mention.start() - 60) : mention.start()], after)
             if said is not None:
@@ -757,7 +771,7 @@ def _change(text: str, card: DatasetCard) -> list[dict[str, Any]]:
             set_to = _SET_TO.search(after)
             # "aged 65+", "chol 240 or more", "aged 50-60": a bound of the group, no new value
             bound = rf" ?(?:years?|%|{_POST_ABOVE}|{_POST_BELOW}|(?:-|to|and) ?\d)"
-            if set_to and not re.match(bound, after[set_to.end() :]):
+            if set_to and not rx.match(bound, after[set_to.end() :]):
                 changes.append(
                     (
                         named.start(),
@@ -765,7 +779,7 @@ def _change(text: str, card: DatasetCard) -> list[dict[str, Any]]:
                     )
                 )
             continue
-        down = re.fullmatch(_DOWN, word) is not None
+        down = rx.fullmatch(_DOWN, word) is not None
         changes.append(
             (
                 named.start(),
@@ -795,7 +809,7 @@ def _without_feature_names(text: str, card: DatasetCard) -> str:
     """The text with the card's feature names blanked ("radius error" is no error)."""
     for feature in card.features:
         for word in _names(feature):
-            text = re.sub(rf"(?<![a-z]){re.escape(word)}(?![a-z])", " ", text)
+            text = rx.sub(rf"(?<![a-z]){re.escape(word)}(?![a-z])", " ", text)
     return text
 
 
@@ -811,7 +825,7 @@ _SHOWN = re.compile(
 
 
 def _top(text: str) -> int | None:
-    found = re.search(r"\btop (\d{1,2})\b|\b(\d{1,2}) most\b", text)
+    found = rx.search(r"\btop (\d{1,2})\b|\b(\d{1,2}) most\b", text)
     return int(found.group(1) or found.group(2)) if found else None
 
 
@@ -825,7 +839,7 @@ def _counterfactual(
         return None
     rows = _ROWS.search(text)
     if rows:
-        return "counterfactual", {"row_id": int(re.findall(r"\d{1,4}", rows.group(1))[0])}
+        return "counterfactual", {"row_id": int(rx.findall(r"\d{1,4}", rows.group(1))[0])}
     patient = parse_patient(text, card, pronouns=False)
     if len(patient) >= 3:  # "58 yo woman, typical angina, chol 280: what would it take ..."
         return "counterfactual", {"patient": patient}
@@ -837,7 +851,7 @@ def _counterfactual(
 def row_ids_in(text: str) -> list[int]:
     """The dataset row ids a clause names ("row 21", "id 40", "samples 5 and 6"), in order."""
     rows = _ROWS.search(text)
-    return [int(n) for n in re.findall(r"\d{1,4}", rows.group(1))] if rows else []
+    return [int(n) for n in rx.findall(r"\d{1,4}", rows.group(1))] if rows else []
 
 
 # A condition that states the change ("if his cholesterol were 190, would he fall below
@@ -1004,8 +1018,8 @@ def _without_changes(text: str, card: DatasetCard, changes: list[dict[str, Any]]
         if named is None:
             continue
         tail = text[named.start() :]
-        amount = re.search(rf"(?:by |to |at |= ?)?{NUMBER}", tail)
-        if amount and not re.match(
+        amount = rx.search(rf"(?:by |to |at |= ?)?{NUMBER}", tail)
+        if amount and not rx.match(
             rf"[a-z' ]{{0,20}}(?:{_ABOVE}|{_BELOW})", tail[len(named.group(0)) :]
         ):
             # the name and the amount, not the words between ("the cholesterol of all women
@@ -1060,8 +1074,8 @@ _DEFINITIONS: dict[str, re.Pattern[str]] = {}
 def _rows_or_definition(text: str, card: DatasetCard) -> ToolCall | None:
     rows = _ROWS.search(text)
     if rows and _SHOW.search(text):
-        ids = [int(n) for n in re.findall(r"\d{1,4}", rows.group(1))]
-        through = re.match(r" ?(?:through|thru|to|-|until) ?#?(\d{1,4})\b", text[rows.end() :])
+        ids = [int(n) for n in rx.findall(r"\d{1,4}", rows.group(1))]
+        through = rx.match(r" ?(?:through|thru|to|-|until) ?#?(\d{1,4})\b", text[rows.end() :])
         if through and len(ids) == 1 and 0 < int(through.group(1)) - ids[0] < 50:
             ids = list(range(ids[0], int(through.group(1)) + 1))  # "records 1 through 5"
         return "show_rows", {"row_ids": ids}
@@ -1078,20 +1092,20 @@ def _about_the_model(text: str, conditions: list[dict[str, Any]]) -> ToolCall | 
     """Mistakes, interactions, importance, or performance on a named cohort."""
     where = _where(conditions)
     top = _top(text)
-    listed = re.search(
+    listed = rx.search(
         r"\b(?:show|list|which|worst|most confident|examples?|rows|cases|give me|see)\b", text
     )
     if _MISTAKES.search(text) and (
-        conditions or listed or re.search(r"\b(?:model|it|we|predict)", text)
+        conditions or listed or rx.search(r"\b(?:model|it|we|predict)", text)
     ):
         kind = "both"
-        wrongly = re.search(_WRONGLY + r"(?: [a-z]+){0,3}", text)
-        cleared = wrongly and re.search(
+        wrongly = rx.search(_WRONGLY + r"(?: [a-z]+){0,3}", text)
+        cleared = wrongly and rx.search(
             r"\b(?:cleared|healthy|negative|low|no disease)\b", wrongly[0]
         )
-        if re.search(r"\bfalse negatives?\b|\bmiss(?:es|ed)?\b", text) or cleared:
+        if rx.search(r"\bfalse negatives?\b|\bmiss(?:es|ed)?\b", text) or cleared:
             kind = "false_negative"
-        elif re.search(r"\bfalse (?:positives?|alarms?)\b", text) or wrongly:
+        elif rx.search(r"\bfalse (?:positives?|alarms?)\b", text) or wrongly:
             kind = "false_positive"
         shown = _SHOWN.search(text)
         limit = {"limit": min(int(shown.group(1)), 50)} if shown else {}
@@ -1162,7 +1176,7 @@ def vague_age_group(text: str, card: DatasetCard) -> str | None:
     said = _VAGUE_AGES.search(text)
     if said is None:
         return None
-    young = bool(re.search(r"young", said.group(0)))
+    young = bool(rx.search(r"young", said.group(0)))
     bound = "under 45" if young else "over 65"
     if _ACCURACY.search(text):
         asked = f"how accurate is the model for patients {bound}"
@@ -1180,7 +1194,7 @@ def asks_statistics(text: str, card: DatasetCard) -> bool:
     if not _STATISTIC.search(text) or _MOVED.search(text) or _ONE_PATIENT.search(text):
         return False
     return any(_named(f, text) for f in card.features if f.name not in {"age", "sex"}) or bool(
-        re.search(r"\b(?:ages?|sex|gender)\b", text)
+        rx.search(r"\b(?:ages?|sex|gender)\b", text)
     )
 
 
@@ -1205,7 +1219,7 @@ def _described(
 # the words read here are never "fixed" into neighbours ("stats" is no typo of "status")
 known_words(
     *(
-        re.sub(r"\\[a-z]", " ", pattern)  # "\\bstats" is the word "stats"
+        rx.sub(r"\\[a-z]", " ", pattern)  # "\\bstats" is the word "stats"
         for pattern in (
             _STATISTIC.pattern,
             _SHOW.pattern,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 
+from copilot.llm.offline import patterns as rx
 from copilot.llm.offline.text import known_words, sites_in
 from copilot.units import CONVERSIONS
 from model_service.cards import DatasetCard, Feature
@@ -188,7 +189,7 @@ def defined_feature(text: str, card: DatasetCard) -> str | None:
         return None
     feature = features.pop()
     first = found[0]
-    if re.search(r"\bmean ?$", text[: first.start()]):
+    if rx.search(r"\bmean ?$", text[: first.start()]):
         return None  # "the mean cholesterol": a statistic
     rest = _ON_THE_PAGE.sub(" ", text[: first.start()] + " " + text[first.end() :])
     code = _CODE.match(text, first.end())
@@ -197,7 +198,7 @@ def defined_feature(text: str, card: DatasetCard) -> str | None:
     if _NOT_ABOUT_THE_INPUT.search(rest) or sites_in(text, card):
         return None
     said = re.escape(first.group(1))
-    column = re.search(
+    column = rx.search(
         rf"\b{_AS_A_COLUMN} ['\"]?{re.escape(first.group(1))}\b|"
         rf"{re.escape(first.group(1))}['\"]? {_AS_A_COLUMN}\b",
         text,
@@ -209,8 +210,8 @@ def defined_feature(text: str, card: DatasetCard) -> str | None:
         or _CODING.search(rest)
         or units_said.search(text)
         or unit_asked.search(rest)
-        or re.fullmatch(rf"\W*{_ASK}['\"]?{said}['\"]?{_AFTER}\W*", text)
-        or re.fullmatch(rf"\W*(?:the )?['\"]?{said}['\"]?{_AFTER}{_WHAT_IT_IS}{_AFTER}\W*", text)
-        or re.search(rf"{_WHAT_IS_SAID}['\"]?{said}['\"]?{_IS_AFTER}", text)
+        or rx.fullmatch(rf"\W*{_ASK}['\"]?{said}['\"]?{_AFTER}\W*", text)
+        or rx.fullmatch(rf"\W*(?:the )?['\"]?{said}['\"]?{_AFTER}{_WHAT_IT_IS}{_AFTER}\W*", text)
+        or rx.search(rf"{_WHAT_IS_SAID}['\"]?{said}['\"]?{_IS_AFTER}", text)
     )
     return feature if asked else None

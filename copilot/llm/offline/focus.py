@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from copilot.facts import Focus
+from copilot.llm.offline import patterns as rx
 from copilot.llm.offline.text import normalise, number, without_notes
 from model_service.cards import DatasetCard
 
@@ -41,7 +42,7 @@ def mentioned(text: str, card: DatasetCard) -> list[str]:
     for feature in card.features:
         names = {*feature.synonyms, feature.display_name, feature.name.replace("_", " ")}
         pattern = "|".join(re.escape(n.lower()) for n in sorted(names, key=len, reverse=True))
-        match = re.search(rf"(?<![a-z0-9])(?:{pattern})(?![a-z0-9])", text)
+        match = rx.search(rf"(?<![a-z0-9])(?:{pattern})(?![a-z0-9])", text)
         if match:
             found.append((match.start(), feature.name))
     return [name for _, name in sorted(found)]
@@ -74,6 +75,6 @@ def question_focus(text: str, card: DatasetCard) -> Focus | None:  # noqa: PLR09
             return Focus(kind="top", count=max(1, min(int(number(count)), most)))
         plural = top.group("what").endswith("s")
         return Focus(kind="top", count=3 if plural else 1)
-    if re.search(r"\b(?:most important|biggest|largest|strongest|main) (?:thing|one)\b", lowered):
+    if rx.search(r"\b(?:most important|biggest|largest|strongest|main) (?:thing|one)\b", lowered):
         return Focus(kind="top", count=1)
     return None

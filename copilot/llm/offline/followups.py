@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from copilot.facts import Memory
+from copilot.llm.offline import patterns as rx
 from copilot.llm.offline.cohorts import conditions_in, row_ids_in
 from copilot.llm.offline.grammar import Reading
 from copilot.llm.offline.monitoring import metric_in
@@ -133,7 +134,7 @@ _SLOTS = {
 
 def _bare_count(text: str) -> int | None:
     """ "and the three before?", "the last 4?": a small count said alone."""
-    found = re.search(r"\b(\d)\b", text)
+    found = rx.search(r"\b(\d)\b", text)
     return int(found.group(1)) if found else None
 
 

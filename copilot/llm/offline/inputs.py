@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from copilot.llm.offline import patterns as rx
 from copilot.llm.offline.text import known_words
 from model_service.cards import DatasetCard
 
@@ -113,5 +114,5 @@ def _card_words(card: DatasetCard) -> set[str]:
         word
         for f in card.features
         for name in (*f.synonyms, *f.value_words, f.display_name, f.name)
-        for word in re.split(r"[ _/-]", name.lower())
+        for word in rx.split(r"[ _/-]", name.lower())
     }

@@ -55,6 +55,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from copilot.facts import NOTHING_LEFT, Memory, Step
+from copilot.llm.offline import patterns as rx
 from copilot.llm.offline.changes import relative_changes
 from copilot.llm.offline.cohorts import (
     about_a_group,
@@ -380,7 +381,7 @@ def _as_many_as_listed(reading: Reading, memory: Memory) -> int | None:
     shown = (memory.last_arguments or {}).get("limit")
     if memory.last_tool != "list_runs" or not isinstance(shown, int):
         return None
-    if re.search(r"\d", reading.text) or not _THOSE.search(reading.text):
+    if rx.search(r"\d", reading.text) or not _THOSE.search(reading.text):
         return None
     return shown
 
@@ -395,7 +396,7 @@ def _compare(reading: Reading, context: _Context) -> Intent | None:
     if not reading.has("compare"):
         return None
     listed = context.memory.last_tool in {"list_runs", "compare_runs"} and bool(
-        re.search(
+        rx.search(
             r"\b(?:them|these|those|the two|both|the 2|the three|the 3|"
             r"(?:top|first|newest|latest|last) (?:2|3|4|5))\b",
             reading.text,
@@ -404,7 +405,7 @@ def _compare(reading: Reading, context: _Context) -> Intent | None:
     versions = len(set(_VERSIONS.findall(reading.text))) >= 2
     objects = reading.has("runs", "aliases") or len(reading.run_ids) >= 2 or listed or versions
     strong = bool(_STRONG_COMPARE.search(reading.text))
-    weak_objects = re.search(r"\bprevious\b|\bit\b|\bmodels\b|\bversions\b", reading.text)
+    weak_objects = rx.search(r"\bprevious\b|\bit\b|\bmodels\b|\bversions\b", reading.text)
     if not (objects or (strong and (weak_objects or reading.count))):
         return None
     if not objects and reading.has("pronoun"):
@@ -412,7 +413,7 @@ def _compare(reading: Reading, context: _Context) -> Intent | None:
     if len(reading.run_ids) >= 2:
         return Intent(tool="compare_runs", arguments={"run_ids": reading.run_ids[:5]})
     # two versions named ("how does v2 stack up against v1"): the newest runs side by side
-    best = re.search(r"\b(?:best|worst)\b", reading.text)
+    best = rx.search(r"\b(?:best|worst)\b", reading.text)
     last = reading.count or _as_many_as_listed(reading, context.memory) or (5 if best else 2)
     return Intent(tool="compare_runs", arguments={"last": min(max(last, 2), 5)})
 
@@ -515,7 +516,7 @@ def _runs(reading: Reading, context: _Context) -> Intent | None:
     about_the_data = reading.has("inputs") or _ABOUT_THE_DATA.search(reading.text)
     if PAST_TRAINING.search(reading.text) and not about_the_data:  # "when was it retrained?"
         # a count said wins ("the most recent training activity, say the last five runs")
-        latest = reading.count or (1 if re.search(r"\b(?:when|last|latest)\b", reading.text) else 5)
+        latest = reading.count or (1 if rx.search(r"\b(?:when|last|latest)\b", reading.text) else 5)
         site = {"site": reading.sites[0]} if reading.sites else {}
         return Intent(tool="list_runs", arguments={"limit": latest, **site})
     if _ALIAS_HELD.search(reading.text):  # the runs list each registered version's aliases
@@ -669,7 +670,7 @@ def _unknown_group(reading: Reading, context: _Context) -> Intent | None:
     group, changed = unknown_roles(text, card)
     if not (group or changed) or about_one_patient(text, card):
         return None
-    people = any(re.fullmatch(r"(?:non-?|ex-?)?(?:smokers?|drinkers?)", word) for word in group)
+    people = any(rx.fullmatch(r"(?:non-?|ex-?)?(?:smokers?|drinkers?)", word) for word in group)
     if not (people or about_a_group(text, card)):
         return None
     site = (reading.sites or list(sites(card)) or ["?"])[0]
@@ -831,7 +832,7 @@ def _since(reading: Reading, context: _Context) -> Intent | None:
         return None
     if parse_patient(reading.text, context.card, pronouns=False):
         return None
-    words = len(re.findall(r"[a-z0-9-]+", reading.text))
+    words = len(rx.findall(r"[a-z0-9-]+", reading.text))
     if reading.has("drift", "status", "data") or words <= 6:
         return Intent(tool="check_drift", arguments={"since": reading.since})
     return None

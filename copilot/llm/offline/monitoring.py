@@ -18,6 +18,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
+from copilot.llm.offline import patterns as rx
 from copilot.llm.offline.grammar import Reading, unknown_place
 from copilot.llm.offline.text import known_words
 from model_service.cards import DatasetCard
@@ -123,7 +124,7 @@ _NAMED_METRICS = (
 )
 
 
-known_words(*(re.sub(r"\\[a-z]", " ", p.pattern) for p in (_OVER_TIME, _MONITOR)))
+known_words(*(rx.sub(r"\\[a-z]", " ", p.pattern) for p in (_OVER_TIME, _MONITOR)))
 
 
 def metric_in(text: str) -> str | None:

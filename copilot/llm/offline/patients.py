@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from copilot import units
+from copilot.llm.offline import patterns as rx
 from copilot.llm.offline.text import NUMBER, NUMBER_WORDS, known_words, number
 from model_service.cards import DatasetCard, Feature
 
@@ -105,11 +106,11 @@ def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
             r"(?: actually| really| in fact| now| only| just)? (\d{2,3})\b"
             r"(?! ?(?:mg|mmol|bpm|mm|%|vessels?|points?|units?|/|\.\d))",
         ):
-            found = re.search(pattern, text)
+            found = rx.search(pattern, text)
             if found and not _named_before(found.start(1), feature, text, card):
                 return float(found.group(1))
         return None
-    found = re.search(
+    found = rx.search(
         rf"(?<![a-z]){_NOT_THIS}{names}{_JOINER}{link}{NUMBER}(?:\s*/\s*\d+| over \d{{2,3}})?"
         rf"\s*{units.SAID_UNIT}?",
         text,
@@ -143,11 +144,11 @@ _NOT_THIS = r"(?<!ldl )(?<!hdl )(?<!ldl-)(?<!hdl-)(?<!non-hdl )(?<!vldl )"
 def _named_before(start: int, feature: Feature, text: str, card: DatasetCard) -> bool:
     """Whether another feature's name comes just before a number ("with BP at 120"): the
     number is that feature's value."""
-    before = re.split(r"[,;:]", text[max(0, start - 16) : start])[-1]
+    before = rx.split(r"[,;:]", text[max(0, start - 16) : start])[-1]
     names = "|".join(
         _synonym_pattern(f) for f in card.features if f.name != feature.name and f.kind == "numeric"
     )
-    return bool(re.search(rf"(?<![a-z])(?:{names})(?: at| of| is| was)? ?$", before))
+    return bool(rx.search(rf"(?<![a-z])(?:{names})(?: at| of| is| was)? ?$", before))
 
 
 def _none_of(feature: Feature, names: str, text: str) -> float | None:
@@ -157,7 +158,7 @@ def _none_of(feature: Feature, names: str, text: str) -> float | None:
     limits = feature.limits
     if feature.required or feature.zero_means_missing or limits is None or 0 not in limits:
         return None
-    absent = re.search(rf"\b(?:no|without|nil|zero|absent) {names}(?![a-z])", text)
+    absent = rx.search(rf"\b(?:no|without|nil|zero|absent) {names}(?![a-z])", text)
     return 0.0 if absent else None
 
 
@@ -169,8 +170,8 @@ def _value_first(
     pattern = (
         rf"(?<![\w.])(\d{{1,4}}(?:\.\d{{1,3}})?)\s*{units.SAID_UNIT}? (?:of )?{names}(?![a-z])"
     )
-    for found in itertools.islice(re.finditer(pattern, text), 3):
-        before = re.split(r"[,;:]", text[max(0, found.start() - 30) : found.start()])[-1]
+    for found in itertools.islice(rx.finditer(pattern, text), 3):
+        before = rx.split(r"[,;:]", text[max(0, found.start() - 30) : found.start()])[-1]
         if not _other_names(feature, card).search(before):
             return found
     return None
@@ -189,8 +190,8 @@ def _by_unit(feature: Feature, text: str, card: DatasetCard) -> re.Match[str] | 
     if unit in {"years", "vessels"}:  # read by their own patterns
         return None
     pattern = rf"(?<![\w.])(\d{{1,4}}(?:\.\d{{1,3}})?) ?({re.escape(unit)})(?![a-z/])"
-    for found in itertools.islice(re.finditer(pattern, text), 3):
-        before = re.split(r"[,;:]", text[max(0, found.start() - 30) : found.start()])[-1]
+    for found in itertools.islice(rx.finditer(pattern, text), 3):
+        before = rx.split(r"[,;:]", text[max(0, found.start() - 30) : found.start()])[-1]
         if not _other_names(feature, card).search(before) and not _GLUCOSE.search(before):
             return found
     return None
@@ -237,7 +238,7 @@ _CATEGORY_LINK = (
 
 def _categorical(feature: Feature, text: str, card: DatasetCard) -> Any:
     if feature.name == "sex":
-        glued = re.search(r"\b\d{1,3}\s*(m|f)\b", text)  # "63M", "54 F"
+        glued = rx.search(r"\b\d{1,3}\s*(m|f)\b", text)  # "63M", "54 F"
         if glued:
             return "Male" if glued.group(1) == "m" else "Female"
     names = _synonym_pattern(feature)
@@ -262,14 +263,16 @@ def _only_negated(word: str, text: str, card: DatasetCard) -> bool:
     return bool(said) and all(_negated(text, m.start(), card) for m in said)
 
 
-def category_mentions(feature: Feature, text: str, card: DatasetCard) -> list[tuple[Any, bool]]:
-    """Each value of a categorical feature said in `text`, in order, and whether it is said
-    negated ("chest pain not asymptomatic"); a word inside a longer value word already
-    found is not counted again ("anginal" in "non-anginal"), and a word two tests share
-    ("normal") counts only where it is said of this one."""
+def category_mentions(
+    feature: Feature, text: str, card: DatasetCard
+) -> list[tuple[tuple[int, int], Any, bool]]:
+    """Each value of a categorical feature said in `text`, in order: where, which, and
+    whether it is said negated ("chest pain not asymptomatic"); a word inside a longer
+    value word already found is not counted again ("anginal" in "non-anginal"), and a word
+    two tests share ("normal") counts only where it is said of this one."""
     names = _synonym_pattern(feature)
     taken: list[tuple[int, int]] = []
-    found: list[tuple[int, Any, bool]] = []
+    found: list[tuple[tuple[int, int], Any, bool]] = []
     for word, value in _words(feature):
         if _ambiguous(word, feature, card) and not _said_of(feature, names, word, text, card):
             continue
@@ -277,8 +280,8 @@ def category_mentions(feature: Feature, text: str, card: DatasetCard) -> list[tu
             if any(start < said.end() and said.start() < end for start, end in taken):
                 continue
             taken.append(said.span())
-            found.append((said.start(), value, _negated(text, said.start(), card)))
-    return [(value, negated) for _, value, negated in sorted(found, key=lambda f: f[0])]
+            found.append((said.span(), value, _negated(text, said.start(), card)))
+    return sorted(found, key=lambda f: f[0])
 
 
 def _other_of_two(feature: Feature, value: Any) -> Any:
@@ -302,7 +305,7 @@ def _said_of(feature: Feature, names: str, word: str, text: str, card: DatasetCa
     return any(
         not others.search(match.group(1))
         for pattern in (after, before)
-        for match in itertools.islice(re.finditer(pattern, text), 5)
+        for match in itertools.islice(rx.finditer(pattern, text), 5)
     )
 
 
@@ -374,7 +377,7 @@ def _finding_words(card: DatasetCard) -> frozenset[str]:
             for f in card.features
             if f.kind != "numeric" and f.name != "sex"
             for word in (*f.value_words, *f.synonyms)
-            if re.fullmatch(r"[a-z]{2,8}", word)
+            if rx.fullmatch(r"[a-z]{2,8}", word)
         )
     return _FINDING_WORDS[card.name]
 
@@ -385,12 +388,12 @@ _FINDING_WORDS: dict[str, frozenset[str]] = {}
 def _answered(names: str, text: str) -> bool | None:
     """A yes or no said after the finding's name ("exang: yes", "fbs = 0"), or after a
     form's label that carries the line ("FBS>120: No", "fbs > 120 mg/dl yes")."""
-    found = re.search(
+    found = rx.search(
         rf"(?<![a-z]){names} ?(?:is|was|were|are|be|=|:|set to|became)? ?([a-z0-9+\-]+)", text
     )
     if found and found.group(1) in _YES | _NO:
         return found.group(1) in _YES
-    labelled = re.search(
+    labelled = rx.search(
         rf"(?<![a-z]){names} ?(?:>=?|over|above) ?{NUMBER}(?: ?(?:mg/dl|mmol/l))? ?[:=?-]? ?"
         # the answer ends the entry: punctuation, the end, or the next label ("restecg: lvh")
         r"(?P<answer>[a-z0-9+]+) ?(?=[,;.]|$|[a-z][a-z0-9>/ -]{0,24}:)",
@@ -406,7 +409,7 @@ def _boolean(feature: Feature, text: str) -> bool | None:
     answered = _answered(names, text)
     if answered is not None:
         return answered
-    if re.search(rf"\b(?:no|without|denies) {names}", text):
+    if rx.search(rf"\b(?:no|without|denies) {names}", text):
         return False
     for word, value in _words(feature):
         said = _word_pattern(word, digits=False).search(text)
@@ -416,8 +419,8 @@ def _boolean(feature: Feature, text: str) -> bool | None:
     level = above if above is not None else _level(names, text)
     if level is not None:
         return level
-    named = re.search(rf"(?<![a-z]){names}(?![a-z])", text)
-    if named and re.sub("[ -]", " ", named.group(0)) not in _LEVEL_ONLY:
+    named = rx.search(rf"(?<![a-z]){names}(?![a-z])", text)
+    if named and rx.sub("[ -]", " ", named.group(0)) not in _LEVEL_ONLY:
         # named without a value: present ("exercise-induced angina"), unless negated
         return not _negated(text, named.start())
     return None
@@ -444,14 +447,14 @@ _LEVEL_ONLY = frozenset({"glucose", "sugar", "blood sugar", "blood glucose"})
 def _level(names: str, text: str) -> bool | None:
     """A test said as high or normal after its name ("fasting sugar not raised": False,
     "sugar normal when fasting") or before it ("high blood sugar", "normal glucose")."""
-    level = re.search(
+    level = rx.search(
         rf"(?<![a-z]){names} (?:is |was |were |be |came back |comes back |looks |reads |of )?"
         r"(not )?([a-z]+(?: control\b)?)",
         text,
     )
     if level and level.group(2) in _HIGH | _NORMAL:
         return (level.group(2) in _HIGH) != bool(level.group(1))
-    before = re.search(rf"\b(not )?([a-z]+) (?:fasting )?{names}(?![a-z])", text)
+    before = rx.search(rf"\b(not )?([a-z]+) (?:fasting )?{names}(?![a-z])", text)
     if before and before.group(2) in _HIGH | _NORMAL:
         return (before.group(2) in _HIGH) != bool(before.group(1))
     return None
@@ -488,16 +491,16 @@ def fasting_glucose_above(text: str) -> bool | None:
     if unit in {"mmol/l", "mmol"} or (unit is None and value < 30):
         value *= units.GLUCOSE_MMOL_TO_MG_DL
     bound, after = glucose.group("bound") or "", glucose.group("after") or ""
-    above = bool(re.fullmatch(_ABOVE, bound)) or after.endswith(("more", "higher", "over", "above"))
+    above = bool(rx.fullmatch(_ABOVE, bound)) or after.endswith(("more", "higher", "over", "above"))
     # over the line, or over a number at the line; at, under or "at most" a number at or
     # under the line is at or under it (a bound on the far side is read as its number)
     return value >= 120 if above else value > 120
 
 
 def _pronoun_sex(text: str) -> str | None:
-    if re.search(r"\b(he|his|him)\b", text):
+    if rx.search(r"\b(he|his|him)\b", text):
         return "Male"
-    if re.search(r"\b(she|her)\b", text):
+    if rx.search(r"\b(she|her)\b", text):
         return "Female"
     return None
 

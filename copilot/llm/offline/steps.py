@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from copilot.facts import Step
+from copilot.llm.offline import patterns as rx
 from copilot.llm.offline.text import sites_in
 from model_service.cards import DatasetCard
 
@@ -64,7 +65,7 @@ def split_clauses(lowered: str, card: DatasetCard) -> list[str]:
     checked = False
     steps: list[str] = []
     for clause in clauses or [lowered]:
-        drifts = re.search(r"\bdrift|\bshift", _DRIFT_CONDITION.sub("", clause))
+        drifts = rx.search(r"\bdrift|\bshift", _DRIFT_CONDITION.sub("", clause))
         if _DRIFT_CONDITION.search(clause) and not checked and not drifts:
             found = sites_in(clause, card)
             steps.append(f"check drift at {found[0].lower()}" if found else "check for drift")
@@ -105,7 +106,7 @@ def take_condition(clause: str, done: list[Step]) -> tuple[str, str | None]:
 
 def why_unmet(condition: str, clause: str, done: list[Step]) -> str | None:
     """Why the condition does not hold (None when it does)."""
-    what = "propose retraining" if re.search(r"\bre-?train|\brefit", clause) else "do the rest"
+    what = "propose retraining" if rx.search(r"\bre-?train|\brefit", clause) else "do the rest"
     if condition == "drift":
         checks = [d for d in done if d.get("tool") == "check_drift"]
         if any(d.get("facts", {}).get("drift_detected") is True for d in checks):

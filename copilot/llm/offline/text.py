@@ -32,6 +32,7 @@ from functools import cache, lru_cache
 from spellchecker import SpellChecker
 
 from copilot import units
+from copilot.llm.offline import patterns as rx
 from model_service.cards import DatasetCard
 from model_service.risk_model import MODEL_KINDS
 
@@ -198,7 +199,7 @@ _SHORT_ENGLISH = frozenset(
 def known_words(*texts: str) -> None:
     """Add the words of the grammar to the vocabulary typos are fixed against, so that a
     word the grammar reads ("raise", "diabetics") is never "fixed" into a neighbour."""
-    words = {w for text in texts for w in re.findall(r"[a-z]{5,}", text)}
+    words = {w for text in texts for w in rx.findall(r"[a-z]{5,}", text)}
     if not words <= _EXTRA_WORDS:
         _EXTRA_WORDS.update(words)
         _BY_CARD.clear()
@@ -262,14 +263,14 @@ def _words_of(card: DatasetCard) -> frozenset[str]:
             word
             for f in card.features
             for name in (*f.synonyms, *f.value_words, f.display_name)
-            for word in re.findall(r"[a-z]+", name.lower())  # "down-sloping": "sloping" too
+            for word in rx.findall(r"[a-z]+", name.lower())  # "down-sloping": "sloping" too
         }
         # a feature's name of two words typed as one ("maxhr", "restingbp"): a word, no typo
         | {
-            "".join(re.findall(r"[a-z]+", name.lower()))
+            "".join(rx.findall(r"[a-z]+", name.lower()))
             for f in card.features
             for name in f.synonyms
-            if len(re.findall(r"[a-z]+", name)) == 2
+            if len(rx.findall(r"[a-z]+", name)) == 2
         }
         | {word for site in sites(card) for word in site.lower().split()}
         # the other names of sites ("basel", "budapest") are words, not typos of ours
@@ -331,7 +332,7 @@ def _fix_typos(text: str, vocabulary: frozenset[str]) -> str:
             return word  # an inflection of a known word ("smoker", "drifting"), not a typo
         return _closest(word, vocabulary)
 
-    return re.sub(r"[a-z]+", fix, text)
+    return rx.sub(r"[a-z]+", fix, text)
 
 
 def _card_phrases(card: DatasetCard) -> frozenset[str]:
@@ -342,7 +343,7 @@ def _card_phrases(card: DatasetCard) -> frozenset[str]:
             name.lower()
             for f in card.features
             for name in (*f.synonyms, f.display_name)
-            if re.fullmatch(r"[a-z]+ [a-z]+", name.lower())
+            if rx.fullmatch(r"[a-z]+ [a-z]+", name.lower())
         )
     cached = _BY_CARD[key]
     assert isinstance(cached, frozenset)
@@ -455,7 +456,7 @@ def _one_word_names(card: DatasetCard) -> frozenset[str]:
             name.lower()
             for f in card.features
             for name in (f.name, *f.synonyms)
-            if re.fullmatch(r"[a-z]{2,}", name.lower())
+            if rx.fullmatch(r"[a-z]{2,}", name.lower())
         )
     cached = _BY_CARD[key]
     assert isinstance(cached, frozenset)
@@ -504,7 +505,7 @@ def _category_words(card: DatasetCard) -> dict[str, frozenset[str]]:
             if f.kind != "categorical" or f.name == "sex":
                 continue
             said = [w.lower() for w in (f.name, *f.synonyms, *f.value_words)]
-            own = frozenset(word for phrase in said for word in re.findall(r"[a-z]+", phrase))
+            own = frozenset(word for phrase in said for word in rx.findall(r"[a-z]+", phrase))
             for word in (w.lower() for w in f.value_words):
                 if word.isalpha() and word.isascii() and len(word) >= _CUT_WORDS:
                     found[word] = own
@@ -714,11 +715,11 @@ def site_mentions(text: str, card: DatasetCard) -> list[tuple[int, str]]:
     found: list[tuple[int, str]] = []
     known = sites(card)
     for site in known:
-        match = re.search(rf"(?<![a-z]){re.escape(site.lower())}(?![a-z])", text)
+        match = rx.search(rf"(?<![a-z]){re.escape(site.lower())}(?![a-z])", text)
         if match:
             found.append((match.start(), site))
     for word, site in _SITE_WORDS.items():
-        match = re.search(rf"(?<![a-z]){re.escape(word)}(?![a-z])", text)
+        match = rx.search(rf"(?<![a-z]){re.escape(word)}(?![a-z])", text)
         if match and site in known and site not in [s for _, s in found]:
             found.append((match.start(), site))
     return sorted(found)
@@ -728,7 +729,7 @@ def kinds_in(text: str) -> list[str]:
     kinds = [
         kind
         for kind, words in _KIND_WORDS.items()
-        if any(re.search(rf"(?<![a-z]){re.escape(w)}(?![a-z])", text) for w in words)
+        if any(rx.search(rf"(?<![a-z]){re.escape(w)}(?![a-z])", text) for w in words)
     ]
     return [kind for kind in MODEL_KINDS if kind in kinds]
 
@@ -736,7 +737,7 @@ def kinds_in(text: str) -> list[str]:
 def count_in(text: str) -> int | None:
     """N of "the last N", "the 3 latest", "the most recent 4", "just 3" (None when not
     said)."""
-    found = re.search(
+    found = rx.search(
         r"\b(?:last|latest|recent|past|previous|newest|most recent)\s(\d{1,3})\b|"
         r"\b(\d{1,3})\s(?:latest|last|most recent|newest|recent|previous)\b|"
         r"\b(\d{1,3})\s(?:training\s)?(?:runs|experiments|trainings)\b|"
@@ -781,13 +782,13 @@ def _calendar_start(text: str, now: datetime) -> str | None:
     month = _MONTH_SAID.search(text)
     if month:
         return _month_start(month, now)
-    start = re.search(
+    start = rx.search(
         r"\b(?:since|from) (?:the )?(?:start|beginning) of (?:the |this )?(month|year)\b", text
     )
     if start:
         first = now.replace(day=1) if start.group(1) == "month" else now.replace(month=1, day=1)
         return first.date().isoformat()
-    if re.search(r"\b(?:since|from) (?:this morning|today)\b|\btoday'?s\b", text):
+    if rx.search(r"\b(?:since|from) (?:this morning|today)\b|\btoday'?s\b", text):
         return now.date().isoformat()
     return None
 
@@ -811,20 +812,20 @@ _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
 def since_in(text: str, today: datetime | None = None) -> str | None:
     """The start of "since 2026-11-01 08:00", "since Monday", "since yesterday", "in the last
     7 days", "this week" as ISO 8601 (None when not said)."""
-    exact = re.search(r"\bsince\s(\d{4}-\d{2}-\d{2}(?:[t ]\d{2}:\d{2}(?::\d{2})?)?)", text)
+    exact = rx.search(r"\bsince\s(\d{4}-\d{2}-\d{2}(?:[t ]\d{2}:\d{2}(?::\d{2})?)?)", text)
     if exact:
         return exact.group(1).replace(" ", "T")
     now = (today or datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
-    day = re.search(r"\bsince\s(?:last\s)?(" + "|".join(_WEEKDAYS) + r")\b", text)
+    day = rx.search(r"\bsince\s(?:last\s)?(" + "|".join(_WEEKDAYS) + r")\b", text)
     if day:
         back = (now.weekday() - _WEEKDAYS.index(day.group(1))) % 7 or 7
         return (now - timedelta(days=back)).date().isoformat()
-    if re.search(r"\bsince yesterday\b", text):
+    if rx.search(r"\bsince yesterday\b", text):
         return (now - timedelta(days=1)).date().isoformat()
     calendar = _calendar_start(text, now)
     if calendar:
         return calendar
-    span = re.search(
+    span = rx.search(
         r"\b(?:last|past|previous|recent)\s(?:(\d{1,3})\s)?"
         r"(day|week|fortnight|month|quarter|year)s?\b|\bthis (week|fortnight|month|quarter|year)\b",
         text,
