@@ -67,6 +67,9 @@ def show_rows(result: dict[str, Any]) -> str:
 def define_feature(result: dict[str, Any]) -> str:
     unit = f" in {result['unit']}" if result["unit"] else ""
     allowed = f" Values: {', '.join(result['allowed'])}." if result["allowed"] else ""
+    if result.get("codes"):
+        coded = ", ".join(f"{c['code']} = {c['value']}" for c in result["codes"])
+        allowed += f" Coded in the source data as {coded}."
     limits = result["limits"]
     shown = (
         f" Accepted from {_value(limits['low'])} to {_value(limits['high'])}{unit}."

@@ -138,6 +138,13 @@ class DefineFeatureInput(BaseModel):
     feature: str = Field(description="A card feature's name or a word for it ('cholesterol').")
 
 
+class Code(BaseModel):
+    """A value and its number in the source data's coding."""
+
+    code: int
+    value: str
+
+
 class FeatureDefinition(BaseModel):
     """What one feature means, from the dataset card."""
 
@@ -147,6 +154,9 @@ class FeatureDefinition(BaseModel):
     kind: str
     unit: str | None
     allowed: list[str] | None
+    codes: list[Code] | None = Field(
+        default=None, description="The values' numbers in the source data's coding (UCI)."
+    )
     limits: dict[str, float] | None = Field(description="Physiological limits (refused outside).")
     actionable: dict[str, float] | None = Field(
         description="The plausible range a counterfactual may move it within; null: never changed."
@@ -168,6 +178,7 @@ async def define_feature(ctx: ToolContext, args: DefineFeatureInput) -> FeatureD
                 kind=feature.kind,
                 unit=feature.unit,
                 allowed=list(feature.categories) if feature.categories else None,
+                codes=[Code(code=c, value=v) for c, v in sorted(feature.codes.items())] or None,
                 limits=feature.limits.model_dump() if feature.limits else None,
                 actionable=feature.actionable.model_dump() if feature.actionable else None,
                 dataset=ctx.card.name,

@@ -69,6 +69,9 @@ class Feature(BaseModel):
     actionable: Range | None = None
     synonyms: tuple[str, ...] = ()  # what people call it in free text ("cholesterol", "tc")
     value_words: dict[str, str | bool] = {}  # free-text words for a value ("lvh": "lv hypertrophy")
+    # A category's number in the source data's own coding (UCI: chest pain 1-4, thal 3/6/7),
+    # as people who know those files write it ("cp 4", "thal=7"): read after the name only.
+    codes: dict[int, str] = {}
 
     def describe_value(self, value: object) -> str:
         """The value with its unit, as a person would write it (`233 mg/dl`)."""

@@ -69,6 +69,7 @@ def card() -> DatasetCard:
                 required=True,
                 description="Sex recorded in the chart",
                 categories=("Male", "Female"),
+                codes={1: "Male", 0: "Female"},
             ),
             Feature(
                 name="cp",
@@ -77,6 +78,12 @@ def card() -> DatasetCard:
                 required=True,
                 description="Chest pain type",
                 categories=("typical angina", "atypical angina", "non-anginal", "asymptomatic"),
+                codes={
+                    1: "typical angina",
+                    2: "atypical angina",
+                    3: "non-anginal",
+                    4: "asymptomatic",
+                },
             ),
             numeric(
                 "trestbps",
@@ -113,6 +120,7 @@ def card() -> DatasetCard:
                 kind="categorical",
                 description="Resting electrocardiogram result",
                 categories=("normal", "st-t abnormality", "lv hypertrophy"),
+                codes={0: "normal", 1: "st-t abnormality", 2: "lv hypertrophy"},
             ),
             numeric(
                 "thalch",
@@ -144,6 +152,7 @@ def card() -> DatasetCard:
                 kind="categorical",
                 description="Slope of the peak exercise ST segment",
                 categories=("upsloping", "flat", "downsloping"),
+                codes={1: "upsloping", 2: "flat", 3: "downsloping"},
             ),
             numeric(
                 "ca",
@@ -160,6 +169,7 @@ def card() -> DatasetCard:
                 kind="categorical",
                 description="Thallium scintigraphy result (dataset spelling 'reversable')",
                 categories=("normal", "fixed defect", "reversable defect"),
+                codes={3: "normal", 6: "fixed defect", 7: "reversable defect"},
             ),
         ),
     )

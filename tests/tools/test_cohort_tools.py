@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from copilot.cohort_narration import define_feature as definition_said
 from model_service.app import ServiceConfig
 from model_service.cohorts import Condition
 from tools.cohorts import (
@@ -70,3 +71,12 @@ async def test_a_feature_is_defined_from_the_card(ctx: ToolContext) -> None:
     defined = await define_feature(ctx, DefineFeatureInput(feature="cholesterol"))
     assert defined.feature == "chol" and defined.unit == "mg/dl"
     assert defined.actionable == {"low": 120.0, "high": 300.0}
+    assert defined.codes is None  # a measure has no coding
+    thal = await define_feature(ctx, DefineFeatureInput(feature="thal"))
+    assert [(c.code, c.value) for c in thal.codes or []] == [
+        (3, "normal"),
+        (6, "fixed defect"),
+        (7, "reversable defect"),
+    ]
+    said = definition_said(thal.model_dump(mode="json"))
+    assert "Coded in the source data as 3 = normal, 6 = fixed defect, 7 = reversable defect" in said

@@ -242,6 +242,9 @@ def _categorical(feature: Feature, text: str, card: DatasetCard) -> Any:
         if glued:
             return "Male" if glued.group(1) == "m" else "Female"
     names = _synonym_pattern(feature)
+    coded = _coded(feature, names, text)
+    if coded is not None:
+        return coded
     for word, value in _words(feature):
         if feature.name == "sex" and word in {"he", "his", "him", "she", "her"}:
             continue  # pronouns are weak evidence: see _pronoun_sex
@@ -255,6 +258,20 @@ def _categorical(feature: Feature, text: str, card: DatasetCard) -> Any:
             if said and _other_of_two(feature, value) is not None:
                 return _other_of_two(feature, value)
     return None
+
+
+def _coded(feature: Feature, names: str, text: str) -> str | None:
+    """A category said by its number in the source data's coding, right after the feature's
+    name ("cp 4", "thal=7", "restecg: 2"), and not as a count or a measure ("chest pain 2
+    days", "cp 3/10")."""
+    if not feature.codes:
+        return None
+    said = rx.search(
+        rf"(?<![a-z]){names} ?(?:=|:|is|was|of|code)? ?(\d{{1,2}})(?![\d./%])"
+        r"(?! ?(?:days?|weeks?|months?|years?|yrs?|hours?|hrs?|times?|mm|mg|x\b|out of|of 10))",
+        text,
+    )
+    return feature.codes.get(int(said.group(1))) if said else None
 
 
 def _only_negated(word: str, text: str, card: DatasetCard) -> bool:

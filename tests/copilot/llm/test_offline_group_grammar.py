@@ -326,3 +326,28 @@ def test_a_patients_value_said_negated_is_no_value(card: DatasetCard) -> None:
     tool, arguments = _call(card, text)
     assert tool == "predict_risk"
     assert "thal" not in arguments["patient"] and arguments["patient"]["cp"] == "asymptomatic"
+
+
+# A category by its number in the source data's coding, after the feature's name only.
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        (
+            "45 yr old man: cp 4, trestbps 142, chol 309, restecg 2, thalach 147, slope 2, thal 7",
+            {"cp": "asymptomatic", "restecg": "lv hypertrophy", "slope": "flat"},
+        ),
+        (
+            "age=63, sex=1, cp=1, trestbps=145, chol=233, thalach=150, slope=3, thal=6",
+            {"sex": "Male", "cp": "typical angina", "slope": "downsloping", "thal": "fixed defect"},
+        ),
+    ],
+)
+def test_a_category_by_its_code(card: DatasetCard, text: str, values: dict[str, Any]) -> None:
+    tool, arguments = _call(card, text)
+    assert tool == "predict_risk"
+    assert {k: arguments["patient"].get(k) for k in values} == values
+
+
+def test_a_number_after_a_name_that_is_no_code(card: DatasetCard) -> None:
+    tool, _ = _call(card, "58 yo woman, chest pain 2 days, bp 130, chol 240, hr max 150")
+    assert tool is None  # the chest pain type is still asked for, not read as a code
