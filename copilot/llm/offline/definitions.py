@@ -129,7 +129,7 @@ _VALUE_SAID = re.compile(r" ?(?:==?|:|is|was|of|at)? ?\d{1,3}(?:\.\d{1,2})?(?![\
 _VALUE_ASKED = re.compile(
     r"\bwhat (?:is|does|do) (?:that|this|it)(?: (?:number|value|result|reading|score))?"
     r"(?: mean| tell me| say)?\b|"
-    r"\b(?:is|was|are) (?:that|this|it|[a-z-]{3,20}) (?:bad|good|normal|abnormal|high|low|ok|"
+    r"\b(?:is|was|are)(?: (?:that|this|it|[a-z-]{3,20}))? (?:bad|good|normal|abnormal|high|low|ok|"
     r"okay|fine|worrying|concerning|serious|dangerous)\b"
 )
 
@@ -307,7 +307,7 @@ def _value_asked(text: str, feature: Feature, found: list[re.Match[str]]) -> str
     if not (number or category):
         return None
     end = number.end() if number else first.end()
-    rest = _ON_THE_PAGE.sub(" ", text[: first.start()] + " " + text[end:])
+    rest = " ".join(_ON_THE_PAGE.sub(" ", text[: first.start()] + " " + text[end:]).split())
     return rest if _VALUE_ASKED.search(rest) else None
 
 
