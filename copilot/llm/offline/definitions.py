@@ -22,6 +22,17 @@ A clause is such a question when
   patient, a risk, the model's use of the input, a group or a site, or a statistic of the
   data ("his", "risk", "important", "women", "at Cleveland", "average", "how common").
 
+Also read as such a question (round X):
+
+- the input's label alone, as a column header or a form prints it ("trestbps?", "oldpeak
+  (mm)", "FBS > 120 mg/dl - meaning?"): its names, unit and the words of its display name
+  and description, nothing else (not after a patient was scored: then it is their value);
+- how it is stored, two of the card's kinds said as alternatives ("a boolean or a number?");
+- a value of it read off one's own report and asked about ("my slope was flat, is flat
+  bad?", "trestbps 150, what is that number?");
+- the first of two questions, when the second asks more of the same input ("what is oldpeak
+  and does it matter much?").
+
 "mean" said of a statistic ("the mean cholesterol", "mean of chol") is no meaning word.
 Every pattern is alternatives between word boundaries: linear in the text.
 """
@@ -39,7 +50,9 @@ _MEANING = re.compile(
     r"\bmean(?:s|t)?\b(?! (?:of|value|values|level|levels|average)\b)|\bmeaning\b|"
     r"\bstands? for\b|\bstanding for\b|\bshort for\b|\bdefinitions?\b|\bdefined?\b|"
     r"\brefers? to\b|\babbreviation\b|\bacronym\b|\bdescription of\b|\bdifference between\b|"
-    r"\bwhat (?:does|do|is|are) [a-z' ]{0,30}(?:indicate|signify|measure|capture|represent|"
+    # an adverb may follow the question word ("what exactly does oldpeak measure?")
+    r"\bwhat (?:exactly |actually |really |precisely )?(?:does|do|is|are) [a-z' ]{0,30}"
+    r"(?:indicate|signify|measure|capture|represent|"
     r"describe|tell us|tell me|tell you|imply|say)\b|"
     # what a value of it amounts to ("what counts as a reversable defect in thal?")
     r"\bwhat (?:counts|qualifies|passes) as\b|\bwhat is (?:considered|classed as|called)\b|"
@@ -69,6 +82,21 @@ _CODING = re.compile(
     r"\b(?:limits?|actionable(?: range)?|plausible range)\b"
 )
 
+# How an input is stored, in the card's kinds (numeric, categorical, boolean) and the
+# everyday words for them; two said as alternatives ask its coding ("is fbs a boolean or a
+# number?", "is ca a count or a category?"), whatever else those words mean ("count").
+_KINDS: dict[str, tuple[str, ...]] = {
+    "numeric": ("number", "numeric", "numerical", "continuous", "count", "integer", "float"),
+    "categorical": ("category", "categorical", "categories", "factor", "string", "text"),
+    "boolean": ("boolean", "bool", "binary", "flag", "yes/no", "true/false"),
+}
+_KIND = "|".join(
+    sorted((re.escape(w) for ws in _KINDS.values() for w in ws), key=len, reverse=True)
+)
+_KIND_ASKED = re.compile(
+    rf"(?<![a-z])(?:an? )?(?:{_KIND}) (?:or|vs|versus) (?:an? )?(?:{_KIND})(?![a-z/])"
+)
+
 # A request that is about a patient, a risk, the model's use of an input or the data's
 # numbers: not about what the input is.
 _NOT_ABOUT_THE_INPUT = re.compile(
@@ -91,6 +119,18 @@ _NOT_ABOUT_THE_INPUT = re.compile(
 _ON_THE_PAGE = re.compile(
     r"\b(?:on|in|from) (?:his|her|their|the|this|that|my|the patient's) (?:chart|notes?|form|"
     r"records?|report|sheet|letter|file|results?|printout|paperwork|discharge summary)\b"
+)
+
+# A value of the input read off one's own report, then asked about ("my report shows
+# trestbps 150, what is that number?", "my slope was flat, is flat bad?"): what the value
+# means is the input's definition. The value is a number right after the input's name or
+# one of its category words.
+_VALUE_SAID = re.compile(r" ?(?:==?|:|is|was|of|at)? ?\d{1,3}(?:\.\d{1,2})?(?![\d.])")
+_VALUE_ASKED = re.compile(
+    r"\bwhat (?:is|does|do) (?:that|this|it)(?: (?:number|value|result|reading|score))?"
+    r"(?: mean| tell me| say)?\b|"
+    r"\b(?:is|was|are)(?: (?:that|this|it|[a-z-]{3,20}))? (?:bad|good|normal|abnormal|high|low|ok|"
+    r"okay|fine|worrying|concerning|serious|dangerous)\b"
 )
 
 # Nothing but a question word around the feature: "what is thal?", "whats restecg",
@@ -177,11 +217,17 @@ def _patterns(card: DatasetCard) -> _Patterns:
 _LONGEST = 300
 
 
-def defined_feature(text: str, card: DatasetCard) -> str | None:
+def defined_feature(text: str, card: DatasetCard, *, labels: bool = True) -> str | None:
     """The card name of the feature whose meaning, unit or coding `text` (a normalised
-    clause) asks about; None when it asks something else."""
+    clause) asks about; None when it asks something else. `labels`: whether a bare label
+    ("cholesterol?") is a definition; after a patient was scored it is about their value."""
     if len(text) > _LONGEST:
         return None
+    return _asked_about(text, card, labels) or _first_of_two(text, card, labels)
+
+
+def _asked_about(text: str, card: DatasetCard, labels: bool) -> str | None:
+    """The feature one question asks about (see the module's docstring)."""
     mention, owner, units_said, unit_asked = _patterns(card)
     found = list(mention.finditer(text))
     features = {owner[m.group(1)] for m in found}
@@ -191,10 +237,18 @@ def defined_feature(text: str, card: DatasetCard) -> str | None:
     first = found[0]
     if rx.search(r"\bmean ?$", text[: first.start()]):
         return None  # "the mean cholesterol": a statistic
+    if labels and _label_only(text, card.feature(feature), found):
+        return feature
     rest = _ON_THE_PAGE.sub(" ", text[: first.start()] + " " + text[first.end() :])
     code = _CODE.match(text, first.end())
     if code and _MEANING.search(rest):
         rest = text[: first.start()] + " " + text[code.end() :]
+    valued = _value_asked(text, card.feature(feature), found)
+    if valued is not None:
+        rest = valued
+    kind = _KIND_ASKED.search(rest)
+    if kind:
+        rest = rest[: kind.start()] + " " + rest[kind.end() :]
     if _NOT_ABOUT_THE_INPUT.search(rest) or sites_in(text, card):
         return None
     said = re.escape(first.group(1))
@@ -205,6 +259,8 @@ def defined_feature(text: str, card: DatasetCard) -> str | None:
     )
     asked = (
         (column and _QUESTION.search(rest))
+        or valued is not None
+        or kind
         or _MEANING.search(rest)
         or _UNIT.search(rest)
         or _CODING.search(rest)
@@ -215,3 +271,61 @@ def defined_feature(text: str, card: DatasetCard) -> str | None:
         or rx.search(rf"{_WHAT_IS_SAID}['\"]?{said}['\"]?{_IS_AFTER}", text)
     )
     return feature if asked else None
+
+
+# Words around a label that ask nothing else ("oldpeak (mm)", "age: in years?").
+_LABEL_FILLERS = frozenset("the of in a an by meaning definition def".split())
+
+
+def _label_only(text: str, feature: Feature, found: list[re.Match[str]]) -> bool:
+    """Whether the clause is nothing but the input's label, as a column header or a form
+    prints it ("trestbps?", "oldpeak (mm)", "FBS > 120 mg/dl - meaning?", "Slope of peak
+    exercise ST segment?"): its names, its unit and the words of its display name and
+    description. A category word is a value ("cp asymptomatic" answers a question), and a
+    number is the label's only when its display name says it ("> 120 mg/dl")."""
+    names = {feature.name.lower(), feature.display_name.lower(), *feature.synonyms}
+    if any(m.group(1) not in names for m in found):
+        return False
+    rest = text
+    for m in reversed(found):
+        rest = rest[: m.start()] + " " + rest[m.end() :]
+    described = f"{feature.description} {feature.unit or ''}".lower()
+    own = set(rx.findall(r"[a-z][a-z/]*", described)) | set(
+        rx.findall(r"[a-z0-9][a-z0-9/]*", feature.display_name.lower())
+    )
+    words = rx.findall(r"[a-z0-9][a-z0-9/]*", rest)
+    return all(w in own or w in _LABEL_FILLERS for w in words)
+
+
+def _value_asked(text: str, feature: Feature, found: list[re.Match[str]]) -> str | None:
+    """The clause without the value, when it says a value of the input and asks what it
+    means ("my report shows trestbps 150, what is that number?", "my slope was flat, is
+    flat bad?"); None otherwise."""
+    first = found[0]
+    number = _VALUE_SAID.match(text, first.end())
+    category = any(m.group(1) in feature.value_words for m in found)
+    if not (number or category):
+        return None
+    end = number.end() if number else first.end()
+    rest = " ".join(_ON_THE_PAGE.sub(" ", text[: first.start()] + " " + text[end:]).split())
+    return rest if _VALUE_ASKED.search(rest) else None
+
+
+# Two questions in one message ("what is oldpeak and does it matter much?", "age: in years?
+# and is there a max?"): the joints between them.
+_TWO_QUESTIONS = re.compile(r"(?:\?|,)? (?:and|also|plus) |\? ")
+_OF_A_PATIENT = re.compile(r"\d|\b(?:his|her|their|he|she|him|patient's|my patient|this patient)\b")
+
+
+def _first_of_two(text: str, card: DatasetCard, labels: bool) -> str | None:
+    """The input the first of two questions asks about, when the second asks more of the
+    same input (no other input, no patient): the definition answers what it is first."""
+    mention, owner, _, _ = _patterns(card)
+    for joint in _TWO_QUESTIONS.finditer(text):
+        feature = _asked_about(text[: joint.start()], card, labels)
+        second = text[joint.end() :]
+        if feature is None or _OF_A_PATIENT.search(second):
+            continue
+        if {owner[m.group(1)] for m in mention.finditer(second)} <= {feature}:
+            return feature
+    return None

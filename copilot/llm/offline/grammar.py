@@ -277,7 +277,9 @@ _NOT_PLACES = frozenset(
     "all every each the same new newer newest latest recent more most other others incoming "
     "whole combined full four old older previous current fresh existing default training this "
     "that these those our my your available drifted their his her its some any clean cleaned "
-    "updated complete entire usual original".split()
+    "updated complete entire usual original "
+    # the data's own parts ("on held-out data", "on the test data"), not places
+    "held-out holdout test testing validation evaluation unseen".split()
 )
 
 

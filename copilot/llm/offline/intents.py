@@ -142,7 +142,7 @@ _FORCE = re.compile(
 )
 
 _WHICH_MODEL = re.compile(
-    r"\b(?:which|what) (?:model|version|kind of model|algorithm|classifier)\b|"
+    r"\b(?:which|what) (?:(?:kind|type|sort) of )?(?:model|version|algorithm|classifier)\b|"
     r"\bmodel (?:info|details|version|card|kind|type)\b|\bwhat is in production\b"
 )
 
@@ -569,6 +569,11 @@ def _patient_pronoun(reading: Reading) -> bool:
 def _model(reading: Reading, _: _Context) -> Intent | None:  # noqa: PLR0911
     """model_info: which model is live, its metrics ("what's the AUC", "how sensitive is
     it"), the inputs it needs ("which features does the model use")."""
+    place = unknown_place(reading.text, _.card)
+    if place is not None and reading.has("metrics", "model"):
+        return _no_such_site(place, _.card, "how accurate is the model at")
+    if _ON_ITS_ROWS.search(reading.text) and not _about_a_patient(reading) and not reading.sites:
+        return Intent(tool="model_performance", arguments={"where": []})
     if reading.has("live") and not reading.has("why", "pronoun"):
         return Intent(tool="model_info")
     if _WHICH_MODEL.search(reading.text):
@@ -582,6 +587,29 @@ def _model(reading: Reading, _: _Context) -> Intent | None:  # noqa: PLR0911
     if reading.has("model") and reading.has("status") and not reading.sites:
         return Intent(tool="model_info")
     return None
+
+
+# What only the model's own evaluation on held-out rows answers (model_performance): how
+# often it is right or misses on them, how reliable it is and its confidence intervals ("the
+# AUC with its confidence interval on held-out data", "how often does the tool miss someone
+# who has heart disease?", "how reliable is this thing?"); the served model's metrics said
+# alone ("what's the AUC", "tell me the calibration") stay model_info's.
+_ON_ITS_ROWS = re.compile(
+    r"\bconfidence intervals?\b|\bheld[- ]out\b|\breliab(?:le|ility)\b|"
+    r"\bhow often (?:is|does|do|was|did) (?:it|the model|the tool|the classifier|this)\b"
+    r"(?: [a-z]+){0,3} (?:right|correct|wrong|miss|misses|get it right|err|mistaken)\b"
+)
+
+
+def _no_such_site(place: str, card: DatasetCard, ask: str) -> Intent:
+    """A place the card has no data from, said back with the card's sites."""
+    known = list(sites(card))
+    return _clarify(
+        _did_you_mean(
+            [f"{ask} {site}" for site in known[:2]],
+            f"I don't know a site called '{place}': the sites are {', '.join(known)}.",
+        )
+    )
 
 
 def _masked(text: str, spans: list[tuple[int, int]]) -> str:
@@ -743,7 +771,8 @@ def _changes_for_whom(reading: Reading, context: _Context) -> Intent | None:
 def _definition(reading: Reading, context: _Context) -> Intent | None:
     """define_feature: what one input means, its unit or its coding
     (copilot.llm.offline.definitions)."""
-    feature = defined_feature(reading.text, context.card)
+    scored = context.memory.prediction_id is not None
+    feature = defined_feature(reading.text, context.card, labels=not scored)
     if feature is None:
         return None
     return Intent(tool="define_feature", arguments={"feature": feature})
