@@ -212,9 +212,19 @@ def _exertional() -> tuple[str, ...]:
         *_EXERCISE_TESTS,
         "test",
         "testing",
+        # the test on a bicycle ergometer, as patients and families call it
+        "bike",
+        "bike test",
+        "bicycle",
+        "bicycle test",
     )
-    links = ("on", "on the", "with", "during", "during the", "when", "provoked by", "induced by")
-    said = {f"angina {link} {effort}" for link in links for effort in efforts}
+    links = (
+        *("on", "on the", "with", "during", "during the", "when", "provoked by", "induced by"),
+        *("in", "in the", "at", "at the"),  # "angina in exercise", "pain at the test"
+    )
+    # the pain itself, named as angina or (said of the effort) as pain
+    pains = ("angina", "pain", "chest pain")
+    said = {f"{pain} {link} {effort}" for pain in pains for link in links for effort in efforts}
     said |= {f"{effort}-{how} angina" for effort in efforts[:5] for how in ("induced", "provoked")}
     said |= {f"angina brought on by {effort}" for effort in efforts[:5]}
     return tuple(sorted(said))

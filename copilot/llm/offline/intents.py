@@ -66,6 +66,7 @@ from copilot.llm.offline.cohorts import (
     cohort_request,
     vague_age_group,
 )
+from copilot.llm.offline.corrections import corrected_patient
 from copilot.llm.offline.definitions import defined_feature
 from copilot.llm.offline.focus import mentioned
 from copilot.llm.offline.followups import repeat_call
@@ -794,6 +795,7 @@ def _cohorts(reading: Reading, context: _Context) -> Intent | None:
     )
     if found is None:
         return None
+    found = _on_the_last_group(found, reading, memory)
     hypothetical = _STRONG_WHAT_IF.search(reading.text) and not reading.has("pronoun")
     if found[0] == "describe_data" and hypothetical and about_a_group(reading.text, context.card):
         return _clarify(
@@ -801,6 +803,30 @@ def _cohorts(reading: Reading, context: _Context) -> Intent | None:
             "in that. E.g. 'what if everyone over 60 had cholesterol 20 lower'."
         )
     return Intent(tool=found[0], arguments=found[1])
+
+
+# A question going on from the last answer ("only the missed cases", "and the calibration?")
+_GOES_ON_FROM_GROUP = re.compile(
+    r"^(?:and|but|now|then|same|also|only|just|what about|how about)\b"
+)
+_EVERYONE = re.compile(
+    r"\b(?:everyone|everybody|all (?:the )?(?:patients|rows|data)|overall|in general|whole)\b"
+)
+
+
+def _on_the_last_group(
+    found: tuple[str, dict[str, Any]], reading: Reading, memory: Memory
+) -> tuple[str, dict[str, Any]]:
+    """A group tool asked with no group of its own in a clause that goes on from a question
+    about a group ("where does the model go wrong on women?" then "only the missed cases"):
+    asked of that group, as the last answer was (never of everyone unless said so)."""
+    tool, arguments = found
+    earlier = _last_group(memory)
+    if tool not in _GROUP_TOOLS or arguments.get("where") or not earlier:
+        return found
+    if not _GOES_ON_FROM_GROUP.search(reading.text) or _EVERYONE.search(reading.text):
+        return found
+    return tool, {**arguments, "where": earlier}
 
 
 def _site(reading: Reading, context: _Context) -> Intent | None:
@@ -1194,6 +1220,29 @@ def _kept(changed: dict[str, Any], memory: Memory, text: str) -> dict[str, Any]:
     return changed
 
 
+# A change imagined, not a value corrected: "sorry, what if he were 58?".
+_HYPOTHETICAL = re.compile(r"\b(?:if|would|suppose|supposing|imagine|assuming|hypothetical\w*)\b")
+
+# The patient tools a corrected patient is asked of again (anything else: scored anew).
+_ASKED_OF_A_PATIENT = frozenset({"predict_risk", "explain_prediction"})
+
+
+def _corrected(reading: Reading, context: _Context) -> Intent | None:
+    """The last patient with a value corrected ("sorry, I meant 58 not 85", "actually make
+    that female"), asked again as the last request was: a new patient, not a what-if (see
+    copilot.llm.offline.corrections). A hypothetical is a what-if whatever its apology."""
+    memory = context.memory
+    if memory.prediction_id is None or not memory.patient:
+        return None
+    if _HYPOTHETICAL.search(reading.text):
+        return None
+    patient = corrected_patient(reading.text, context.card, memory.patient)
+    if patient is None:
+        return None
+    tool = memory.last_tool if memory.last_tool in _ASKED_OF_A_PATIENT else "predict_risk"
+    return Intent(tool=tool, arguments={"patient": patient})
+
+
 def _completed(reading: Reading, context: _Context) -> Intent | None:
     """The last patient with the values it lacked, when it had too few for a risk (the
     answer said what is missing) and this turn says only values it did not have, with no
@@ -1230,6 +1279,7 @@ _FRAMES = (
     _rollback,
     _promote,
     _retrain,
+    _corrected,
     _again,
     _compare,
     _history,
