@@ -612,6 +612,8 @@ def _answer(reading: Reading, context: _Context) -> Intent | None:
     if not isinstance(pending, dict) or not pending:
         return None
     asked = list(getattr(context.memory, "asked_for", None) or [])
+    if getattr(context.memory, "pending_tool", None) == "what_if":
+        return _value_answered(reading, context, asked)
     values = parse_patient(reading.text, context.card, pronouns=False)
     bare = _BARE_NUMBER.match(reading.text)
     numeric_asked = [name for name in asked if context.card.feature(name).kind == "numeric"]
@@ -627,6 +629,70 @@ def _answer(reading: Reading, context: _Context) -> Intent | None:
     if question is not None:
         return question.model_copy(update={"pending_tool": wanted})
     return Intent(tool=wanted or "predict_risk", arguments={"patient": patient})
+
+
+# A new value said as the answer to "which value should I try?": "it's 2.3", "let's say
+# 190", "try 140", "make it 200", "about 180".
+_VALUE_SAID = re.compile(
+    r"^(?:(?:ok|okay|well|hmm|so|then|and)\W{0,2} )?(?:(?:it's|it is|let's say|lets say|say|try|"
+    r"make it|maybe|perhaps|about|around|to|use|with|put|set it to|go with)\W{0,2} ){0,2}"
+    r"(\d{1,3}(?:\.\d{1,2})?)(?: [a-z/]{1,12})?\W{0,3}$"
+)
+
+
+def _value_answered(reading: Reading, context: _Context, asked: list[str]) -> Intent | None:
+    """The value asked for a what-if on the last patient ("what if his ST depression were
+    different?" -> "which ST depression?" -> "it's 2.3"): that what-if, run."""
+    memory, card = context.memory, context.card
+    if memory.prediction_id is None or len(asked) != 1:
+        return None
+    feature = card.feature(asked[0])
+    said = parse_patient(reading.text, card, pronouns=False)
+    bare = _VALUE_SAID.match(reading.text)
+    if feature.name in said:
+        value: Any = said[feature.name]
+    elif bare is not None and feature.kind == "numeric" and not said:
+        number = float(bare.group(1))
+        if feature.limits is not None and number not in feature.limits:
+            return None
+        value = int(number) if feature.integer else number
+    else:
+        return None
+    return Intent(
+        tool="what_if",
+        arguments={"prediction_id": memory.prediction_id, "changes": {feature.name: value}},
+    )
+
+
+# A value of the last patient asked to change without the new one: "what if his ST
+# depression were different?", "how does her risk change with a different cholesterol?"
+_SOME_OTHER_VALUE = re.compile(
+    r"\b(?:different|another|other|otherwise|changed?|changes|changing|varied|altered)\b"
+)
+
+
+def _which_value(reading: Reading, context: _Context) -> Intent | None:
+    """A what-if on the last patient that names one input and no new value for it: which
+    value to try, asked (the answer, next turn, is that what-if: `_value_answered`)."""
+    memory, card, text = context.memory, context.card, reading.text
+    if memory.prediction_id is None or not memory.patient or not _SOME_OTHER_VALUE.search(text):
+        return None
+    named = mentioned(text, card)
+    if len(named) != 1 or named[0] in parse_patient(text, card, pronouns=False):
+        return None
+    if relative_changes(text, card, memory.patient).values or about_a_group(text, card):
+        return None
+    feature = card.feature(named[0])
+    return Intent(
+        tool=None,
+        reply=(
+            f"Which {feature.display_name} should I try for the last patient? "
+            f"E.g. '{_example(card, feature.name)}'."
+        ),
+        pending=dict(memory.patient),
+        asked_for=[feature.name],
+        pending_tool="what_if",
+    )
 
 
 def _cohort(reading: Reading, context: _Context) -> Intent | None:
@@ -1299,6 +1365,7 @@ _FRAMES = (
     _since,
     _completed,
     _described_what_if,
+    _which_value,
     _patient,
 )
 
