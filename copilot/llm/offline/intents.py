@@ -1081,7 +1081,9 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
     explicit = parse_patient(masked, card, pronouns=False)
     if not explicit and len(context.shared) >= 2:
         patient, explicit = dict(context.shared), dict(context.shared)
-    what_if_said = reading.has("what_if", "compare") or bool(_FOLLOW_ON.search(text))
+    what_if_said = not _A_NEW_PATIENT.search(text) and (
+        reading.has("what_if", "compare") or bool(_FOLLOW_ON.search(text))
+    )
     asks_why = (
         reading.has("why")
         or (
@@ -1112,9 +1114,13 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
     # values of the last patient said alone ("at a cholesterol of 190", "cholesterol reduced
     # to 200"): a new patient is introduced by who they are (age, sex, chest pain)
     valued = [n for n in explicit if card.feature(n).kind != "boolean"]  # not just named
-    about_him = bool(explicit) and (
-        (reading.has("pronoun") and bool(missing_required(explicit, card)))
-        or (bool(valued) and not any(f.name in explicit for f in card.features if f.required))
+    about_him = (
+        bool(explicit)
+        and not _A_NEW_PATIENT.search(text)
+        and (
+            (reading.has("pronoun") and bool(missing_required(explicit, card)))
+            or (bool(valued) and not any(f.name in explicit for f in card.features if f.required))
+        )
     )
     if memory.prediction_id is not None and (what_if_said or relative or about_him):
         unknown = unknown_inputs(masked, card)
@@ -1167,6 +1173,45 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
             "BP 145/90, chol 233 mg/dl, max HR 150, ST depression 2.3'."
         )
     return None
+
+
+# The next patient announced ("ok, another one: 44M, ...", "next patient:", "patient B:",
+# "second one"): the values that follow are a new patient, not changes to the last one.
+_A_NEW_PATIENT = re.compile(
+    r"\b(?:another|next|new|second|third|fourth|different|other) (?:one|patient|case|person|"
+    r"man|woman|gentleman|lady|guy)\b(?! (?:with|but|instead))|"
+    r"\bpatient (?:[b-h]|no\.? ?[2-9]|number (?:2|3|two|three)|#[2-9])\W"
+)
+
+# The last question about a patient asked of the one just scored: "now for her", "same
+# question for him", "and the same for this one".
+_SAME_FOR = re.compile(
+    r"^(?:(?:and|now|ok|okay|so|then|again|same|the same|same question|same thing|do the same|"
+    r"do that|do it|ask the same|same again)\W{0,2} ){1,3}"
+    r"(?:for|with|about|on|of) (?P<who>her|him|them|this one|the new one|the second one|"
+    r"this patient|the new patient|this lady|this man|this guy|this woman)\W*$"
+)
+
+
+def _same_question(reading: Reading, context: _Context) -> Intent | None:
+    """The last patient question (Memory.last_question: an explanation, a what-if with its
+    changes, a counterfactual) asked again of the patient scored since; the person named
+    must be that patient ("now for her" after a woman), else it is the other frames'."""
+    memory = context.memory
+    question = memory.last_question or {}
+    found = _SAME_FOR.match(reading.text)
+    if found is None or memory.last_tool != "predict_risk" or memory.prediction_id is None:
+        return None
+    tool = question.get("tool")
+    if tool not in {"explain_prediction", "what_if", "counterfactual"}:
+        return None
+    said = parse_patient(found.group("who"), context.card, pronouns=True)
+    if any((memory.patient or {}).get(name) not in (None, value) for name, value in said.items()):
+        return None  # "and for her?" after a man: the same patient as a woman
+    arguments: dict[str, Any] = {"prediction_id": memory.prediction_id}
+    if tool == "what_if":
+        arguments["changes"] = question.get("changes") or {}
+    return Intent(tool=tool, arguments=arguments) if arguments.get("changes", True) else None
 
 
 # A patient referred to and not yet described ("why is the risk so high for my patient?",
@@ -1346,6 +1391,7 @@ _FRAMES = (
     _promote,
     _retrain,
     _corrected,
+    _same_question,
     _again,
     _compare,
     _history,
