@@ -266,6 +266,8 @@ _HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
             "mr": "Male",
             "boy": "Male",
             "men": "Male",
+            # the patient named by the relative who asks ("my husband is 64")
+            **dict.fromkeys(("husband", "father", "dad", "brother", "son", "grandfather"), "Male"),
             "female": "Female",
             "woman": "Female",
             "f": "Female",
@@ -276,6 +278,9 @@ _HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
             "ms": "Female",
             "girl": "Female",
             "women": "Female",
+            **dict.fromkeys(
+                ("wife", "mother", "mum", "mom", "sister", "daughter", "grandmother"), "Female"
+            ),
         },
     ),
     "cp": (
