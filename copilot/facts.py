@@ -35,6 +35,10 @@ class Memory:
     # The last read-only tool's arguments, so that a follow-up that changes one of them
     # ("and for Hungary?", "same for women") repeats that call with the rest kept.
     last_arguments: dict[str, Any] | None = None
+    # The last question asked about a patient ({"tool": "explain_prediction"}, or a what-if
+    # with its "changes"), kept when the next patient is scored, so that "now for her" or
+    # "same question for him" asks it of the new one.
+    last_question: dict[str, Any] | None = None
 
 
 class StepFacts(TypedDict, total=False):

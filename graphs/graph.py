@@ -157,10 +157,12 @@ def _remember(
     tool: str, arguments: dict[str, Any], result: dict[str, Any], memory: dict[str, Any]
 ) -> dict[str, Any]:
     if tool == "predict_risk":
+        question = _patient_question(memory)
         return {
             "patient": arguments["patient"],
             "prediction_id": result["prediction_id"],
             "last_tool": tool,
+            **({"last_question": question} if question else {}),
         }
     if tool == "explain_prediction" and arguments.get("patient") is not None:
         return {
@@ -175,6 +177,19 @@ def _remember(
         return {**memory, "last_tool": tool}
     # a follow-up that changes one argument ("and for Hungary?") repeats this call
     return {**memory, "last_tool": tool, "last_arguments": arguments}
+
+
+def _patient_question(memory: dict[str, Any]) -> dict[str, Any] | None:
+    """The last question asked about the last patient (an explanation, a what-if with its
+    changes, a counterfactual), or the one kept from before it: what "now for her" asks of
+    the next patient. Typed arguments of calls that ran, never text."""
+    tool = memory.get("last_tool")
+    if tool in {"explain_prediction", "counterfactual"}:
+        return {"tool": tool}
+    if tool == "what_if" and memory.get("last_changes"):
+        return {"tool": tool, "changes": memory["last_changes"]}
+    kept = memory.get("last_question")
+    return kept if isinstance(kept, dict) else None
 
 
 async def run_tool(state: ChatState, runtime: Runtime[Deps]) -> dict[str, Any]:

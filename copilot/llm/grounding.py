@@ -163,7 +163,10 @@ def unmentioned(
                 _moved_by_the_text(feature, value, before, text) for before in remembered
             ):
                 continue
-            kept = request.memory.last_changes or {}  # the last what-if's, said "also"
+            # the last what-if's, said "also", or asked again of the next patient ("same
+            # question for him": Memory.last_question)
+            asked = getattr(request.memory, "last_question", None) or {}
+            kept = {**(asked.get("changes") or {}), **(request.memory.last_changes or {})}
             if field == "changes" and name in kept and _same(value, kept[name]):
                 continue
             missing.append(f"{field}.{name}={value!r}")

@@ -222,9 +222,19 @@ def _exertional() -> tuple[str, ...]:
         *_EXERCISE_TESTS,
         "test",
         "testing",
+        # the test on a bicycle ergometer, as patients and families call it
+        "bike",
+        "bike test",
+        "bicycle",
+        "bicycle test",
     )
-    links = ("on", "on the", "with", "during", "during the", "when", "provoked by", "induced by")
-    said = {f"angina {link} {effort}" for link in links for effort in efforts}
+    links = (
+        *("on", "on the", "with", "during", "during the", "when", "provoked by", "induced by"),
+        *("in", "in the", "at", "at the"),  # "angina in exercise", "pain at the test"
+    )
+    # the pain itself, named as angina or (said of the effort) as pain
+    pains = ("angina", "pain", "chest pain")
+    said = {f"{pain} {link} {effort}" for pain in pains for link in links for effort in efforts}
     said |= {f"{effort}-{how} angina" for effort in efforts[:5] for how in ("induced", "provoked")}
     said |= {f"angina brought on by {effort}" for effort in efforts[:5]}
     return tuple(sorted(said))
@@ -266,6 +276,8 @@ _HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
             "mr": "Male",
             "boy": "Male",
             "men": "Male",
+            # the patient named by the relative who asks ("my husband is 64")
+            **dict.fromkeys(("husband", "father", "dad", "brother", "son", "grandfather"), "Male"),
             "female": "Female",
             "woman": "Female",
             "f": "Female",
@@ -276,6 +288,9 @@ _HEART_VOCABULARY: dict[str, tuple[tuple[str, ...], dict[str, str | bool]]] = {
             "ms": "Female",
             "girl": "Female",
             "women": "Female",
+            **dict.fromkeys(
+                ("wife", "mother", "mum", "mom", "sister", "daughter", "grandmother"), "Female"
+            ),
         },
     ),
     "cp": (

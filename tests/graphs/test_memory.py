@@ -32,3 +32,12 @@ def test_a_patient_tool_forgets_the_last_arguments() -> None:
     before = {"prediction_id": "x", "last_tool": "check_drift", "last_arguments": {"site": "A"}}
     after = _remember("explain_prediction", {"prediction_id": "x"}, {}, before)
     assert after == {"prediction_id": "x", "last_tool": "explain_prediction"}
+
+
+def test_a_prediction_keeps_the_last_question_about_a_patient() -> None:
+    before = {"patient": {"age": 50}, "prediction_id": "x", "last_tool": "explain_prediction"}
+    after = _remember("predict_risk", {"patient": {"age": 60}}, {"prediction_id": "y"}, before)
+    assert after["last_question"] == {"tool": "explain_prediction"}
+    what_if = {**before, "last_tool": "what_if", "last_changes": {"chol": 180}}
+    after = _remember("predict_risk", {"patient": {"age": 60}}, {"prediction_id": "y"}, what_if)
+    assert after["last_question"] == {"tool": "what_if", "changes": {"chol": 180}}

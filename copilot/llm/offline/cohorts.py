@@ -902,9 +902,12 @@ def _cohort_what_if(text: str, card: DatasetCard, earlier: Conditions) -> ToolCa
 # A group referred back to, with no conditions of its own: "how accurate is the model on
 # those?", "the most important features for them", "what if their blood pressure went down
 # by 15?" after a question about a group.
+# Also the group named as the last one asked about ("for the last group", "the previous
+# cohort") or as the place the last answer was about ("which pairs interact there?").
 _BACK_TO_THE_GROUP = re.compile(
-    r"\b(?:those|them|these|their|(?:that|this|the same) (?:group|cohort|subset|subgroup|"
-    r"population|patients|people|ones|rows|instances|samples))\b"
+    r"\b(?:those|them|these|their|(?:that|this|the same|the last|the previous|the latest) "
+    r"(?:group|cohort|subset|subgroup|population|patients|people|ones|rows|instances|samples))\b|"
+    r"(?<!\bis )(?<!\bare )(?<!\bwas )(?<!\bwere )(?<!\bany )\bthere\W*$"
 )
 
 

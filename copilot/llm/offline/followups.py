@@ -18,14 +18,21 @@ from typing import Any
 
 from copilot.facts import Memory
 from copilot.llm.offline import patterns as rx
-from copilot.llm.offline.cohorts import conditions_in, row_ids_in
-from copilot.llm.offline.grammar import Reading
+from copilot.llm.offline.cohorts import changes_a_group, conditions_in, row_ids_in
+from copilot.llm.offline.corrections import is_correction, without_old_values
+from copilot.llm.offline.grammar import Reading, read
 from copilot.llm.offline.monitoring import metric_in
 from copilot.llm.offline.patients import parse_patient
 from model_service.cards import DatasetCard
 
 COHORT_TOOLS = frozenset(
-    {"model_performance", "model_mistakes", "feature_importance", "feature_interactions"}
+    {
+        "describe_data",
+        "model_performance",
+        "model_mistakes",
+        "feature_importance",
+        "feature_interactions",
+    }
 )
 REPEATABLE = COHORT_TOOLS | {
     "check_drift",
@@ -36,7 +43,7 @@ REPEATABLE = COHORT_TOOLS | {
 }
 
 _LEAD = re.compile(
-    r"^(?:and|but|now|ok|okay|then|same|also|what about|how about|what of|only|just|"
+    r"^(?:and|but|now|ok|okay|then|same|the same|also|what about|how about|what of|only|just|"
     r"likewise|similarly|again|repeat|do the same|do that|now do)\b"
 )
 # Cues that make a clause a request of its own, whatever came before.
@@ -57,16 +64,35 @@ def repeat_call(
     text = reading.text
     if last not in REPEATABLE or len(text.split()) > _MAX_WORDS:
         return None
-    if not _LEAD.search(text) and len(text.split()) > 3:
-        return None
-    if reading.has(*_OWN_REQUEST) or _another_tool(reading, last):
+    reading, goes_on = _going_on(reading, card)
+    if not _follows_up(reading, last, goes_on, card):
         return None
     if last == "counterfactual":  # only a row's: a patient's is the patient frames'
         return _another_row(reading) if "row_id" in before else None
     if last in COHORT_TOOLS:  # a group said alone ("patients over 110") is a new question
-        return _cohort(last, before, reading, card) if _LEAD.search(text) else None
+        return _cohort(last, before, reading, card) if goes_on else None
     arguments = _slots(last, before, reading)
     return None if arguments is None else (last, arguments)
+
+
+def _going_on(reading: Reading, card: DatasetCard) -> tuple[Reading, bool]:
+    """The clause as it goes on from the last answer, and whether it says so: a correction
+    ("sorry, I meant the VA ones", "no, Hungary, not Switzerland") is read without the
+    value it replaces."""
+    if is_correction(reading.text):
+        return read(without_old_values(reading.text), card), True
+    return reading, bool(_LEAD.search(reading.text))
+
+
+def _follows_up(reading: Reading, last: str, goes_on: bool, card: DatasetCard) -> bool:
+    """Whether the clause is a follow-up of the last call rather than a request of its own
+    (a short one that says nothing but a slot, or one that goes on from the last answer)."""
+    if not goes_on and len(reading.text.split()) > 3:
+        return False
+    if reading.has(*_OWN_REQUEST) or _another_tool(reading, last):
+        return False
+    # "and if none of them had diabetes?": a what-if on the group, not the same question
+    return not (last in COHORT_TOOLS and changes_a_group(reading.text, card))
 
 
 def _another_tool(reading: Reading, last: str) -> bool:

@@ -66,6 +66,7 @@ from copilot.llm.offline.cohorts import (
     cohort_request,
     vague_age_group,
 )
+from copilot.llm.offline.corrections import corrected_patient
 from copilot.llm.offline.definitions import defined_feature
 from copilot.llm.offline.focus import mentioned
 from copilot.llm.offline.followups import repeat_call
@@ -639,6 +640,8 @@ def _answer(reading: Reading, context: _Context) -> Intent | None:
     if not isinstance(pending, dict) or not pending:
         return None
     asked = list(getattr(context.memory, "asked_for", None) or [])
+    if getattr(context.memory, "pending_tool", None) == "what_if":
+        return _value_answered(reading, context, asked)
     values = parse_patient(reading.text, context.card, pronouns=False)
     bare = _BARE_NUMBER.match(reading.text)
     numeric_asked = [name for name in asked if context.card.feature(name).kind == "numeric"]
@@ -654,6 +657,70 @@ def _answer(reading: Reading, context: _Context) -> Intent | None:
     if question is not None:
         return question.model_copy(update={"pending_tool": wanted})
     return Intent(tool=wanted or "predict_risk", arguments={"patient": patient})
+
+
+# A new value said as the answer to "which value should I try?": "it's 2.3", "let's say
+# 190", "try 140", "make it 200", "about 180".
+_VALUE_SAID = re.compile(
+    r"^(?:(?:ok|okay|well|hmm|so|then|and)\W{0,2} )?(?:(?:it's|it is|let's say|lets say|say|try|"
+    r"make it|maybe|perhaps|about|around|to|use|with|put|set it to|go with)\W{0,2} ){0,2}"
+    r"(\d{1,3}(?:\.\d{1,2})?)(?: [a-z/]{1,12})?\W{0,3}$"
+)
+
+
+def _value_answered(reading: Reading, context: _Context, asked: list[str]) -> Intent | None:
+    """The value asked for a what-if on the last patient ("what if his ST depression were
+    different?" -> "which ST depression?" -> "it's 2.3"): that what-if, run."""
+    memory, card = context.memory, context.card
+    if memory.prediction_id is None or len(asked) != 1:
+        return None
+    feature = card.feature(asked[0])
+    said = parse_patient(reading.text, card, pronouns=False)
+    bare = _VALUE_SAID.match(reading.text)
+    if feature.name in said:
+        value: Any = said[feature.name]
+    elif bare is not None and feature.kind == "numeric" and not said:
+        number = float(bare.group(1))
+        if feature.limits is not None and number not in feature.limits:
+            return None
+        value = int(number) if feature.integer else number
+    else:
+        return None
+    return Intent(
+        tool="what_if",
+        arguments={"prediction_id": memory.prediction_id, "changes": {feature.name: value}},
+    )
+
+
+# A value of the last patient asked to change without the new one: "what if his ST
+# depression were different?", "how does her risk change with a different cholesterol?"
+_SOME_OTHER_VALUE = re.compile(
+    r"\b(?:different|another|other|otherwise|changed?|changes|changing|varied|altered)\b"
+)
+
+
+def _which_value(reading: Reading, context: _Context) -> Intent | None:
+    """A what-if on the last patient that names one input and no new value for it: which
+    value to try, asked (the answer, next turn, is that what-if: `_value_answered`)."""
+    memory, card, text = context.memory, context.card, reading.text
+    if memory.prediction_id is None or not memory.patient or not _SOME_OTHER_VALUE.search(text):
+        return None
+    named = mentioned(text, card)
+    if len(named) != 1 or named[0] in parse_patient(text, card, pronouns=False):
+        return None
+    if relative_changes(text, card, memory.patient).values or about_a_group(text, card):
+        return None
+    feature = card.feature(named[0])
+    return Intent(
+        tool=None,
+        reply=(
+            f"Which {feature.display_name} should I try for the last patient? "
+            f"E.g. '{_example(card, feature.name)}'."
+        ),
+        pending=dict(memory.patient),
+        asked_for=[feature.name],
+        pending_tool="what_if",
+    )
 
 
 def _cohort(reading: Reading, context: _Context) -> Intent | None:
@@ -823,6 +890,7 @@ def _cohorts(reading: Reading, context: _Context) -> Intent | None:
     )
     if found is None:
         return None
+    found = _on_the_last_group(found, reading, memory)
     hypothetical = _STRONG_WHAT_IF.search(reading.text) and not reading.has("pronoun")
     if found[0] == "describe_data" and hypothetical and about_a_group(reading.text, context.card):
         return _clarify(
@@ -830,6 +898,30 @@ def _cohorts(reading: Reading, context: _Context) -> Intent | None:
             "in that. E.g. 'what if everyone over 60 had cholesterol 20 lower'."
         )
     return Intent(tool=found[0], arguments=found[1])
+
+
+# A question going on from the last answer ("only the missed cases", "and the calibration?")
+_GOES_ON_FROM_GROUP = re.compile(
+    r"^(?:and|but|now|then|same|also|only|just|what about|how about)\b"
+)
+_EVERYONE = re.compile(
+    r"\b(?:everyone|everybody|all (?:the )?(?:patients|rows|data)|overall|in general|whole)\b"
+)
+
+
+def _on_the_last_group(
+    found: tuple[str, dict[str, Any]], reading: Reading, memory: Memory
+) -> tuple[str, dict[str, Any]]:
+    """A group tool asked with no group of its own in a clause that goes on from a question
+    about a group ("where does the model go wrong on women?" then "only the missed cases"):
+    asked of that group, as the last answer was (never of everyone unless said so)."""
+    tool, arguments = found
+    earlier = _last_group(memory)
+    if tool not in _GROUP_TOOLS or arguments.get("where") or not earlier:
+        return found
+    if not _GOES_ON_FROM_GROUP.search(reading.text) or _EVERYONE.search(reading.text):
+        return found
+    return tool, {**arguments, "where": earlier}
 
 
 def _site(reading: Reading, context: _Context) -> Intent | None:
@@ -1018,7 +1110,9 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
     explicit = parse_patient(masked, card, pronouns=False)
     if not explicit and len(context.shared) >= 2:
         patient, explicit = dict(context.shared), dict(context.shared)
-    what_if_said = reading.has("what_if", "compare") or bool(_FOLLOW_ON.search(text))
+    what_if_said = not _A_NEW_PATIENT.search(text) and (
+        reading.has("what_if", "compare") or bool(_FOLLOW_ON.search(text))
+    )
     asks_why = (
         reading.has("why")
         or (
@@ -1049,9 +1143,13 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
     # values of the last patient said alone ("at a cholesterol of 190", "cholesterol reduced
     # to 200"): a new patient is introduced by who they are (age, sex, chest pain)
     valued = [n for n in explicit if card.feature(n).kind != "boolean"]  # not just named
-    about_him = bool(explicit) and (
-        (reading.has("pronoun") and bool(missing_required(explicit, card)))
-        or (bool(valued) and not any(f.name in explicit for f in card.features if f.required))
+    about_him = (
+        bool(explicit)
+        and not _A_NEW_PATIENT.search(text)
+        and (
+            (reading.has("pronoun") and bool(missing_required(explicit, card)))
+            or (bool(valued) and not any(f.name in explicit for f in card.features if f.required))
+        )
     )
     if memory.prediction_id is not None and (what_if_said or relative or about_him):
         unknown = unknown_inputs(masked, card)
@@ -1104,6 +1202,45 @@ def _patient(reading: Reading, context: _Context) -> Intent | None:  # noqa: PLR
             "BP 145/90, chol 233 mg/dl, max HR 150, ST depression 2.3'."
         )
     return None
+
+
+# The next patient announced ("ok, another one: 44M, ...", "next patient:", "patient B:",
+# "second one"): the values that follow are a new patient, not changes to the last one.
+_A_NEW_PATIENT = re.compile(
+    r"\b(?:another|next|new|second|third|fourth|different|other) (?:one|patient|case|person|"
+    r"man|woman|gentleman|lady|guy)\b(?! (?:with|but|instead))|"
+    r"\bpatient (?:[b-h]|no\.? ?[2-9]|number (?:2|3|two|three)|#[2-9])\W"
+)
+
+# The last question about a patient asked of the one just scored: "now for her", "same
+# question for him", "and the same for this one".
+_SAME_FOR = re.compile(
+    r"^(?:(?:and|now|ok|okay|so|then|again|same|the same|same question|same thing|do the same|"
+    r"do that|do it|ask the same|same again)\W{0,2} ){1,3}"
+    r"(?:for|with|about|on|of) (?P<who>her|him|them|this one|the new one|the second one|"
+    r"this patient|the new patient|this lady|this man|this guy|this woman)\W*$"
+)
+
+
+def _same_question(reading: Reading, context: _Context) -> Intent | None:
+    """The last patient question (Memory.last_question: an explanation, a what-if with its
+    changes, a counterfactual) asked again of the patient scored since; the person named
+    must be that patient ("now for her" after a woman), else it is the other frames'."""
+    memory = context.memory
+    question = memory.last_question or {}
+    found = _SAME_FOR.match(reading.text)
+    if found is None or memory.last_tool != "predict_risk" or memory.prediction_id is None:
+        return None
+    tool = question.get("tool")
+    if tool not in {"explain_prediction", "what_if", "counterfactual"}:
+        return None
+    said = parse_patient(found.group("who"), context.card, pronouns=True)
+    if any((memory.patient or {}).get(name) not in (None, value) for name, value in said.items()):
+        return None  # "and for her?" after a man: the same patient as a woman
+    arguments: dict[str, Any] = {"prediction_id": memory.prediction_id}
+    if tool == "what_if":
+        arguments["changes"] = question.get("changes") or {}
+    return Intent(tool=tool, arguments=arguments) if arguments.get("changes", True) else None
 
 
 # A patient referred to and not yet described ("why is the risk so high for my patient?",
@@ -1223,6 +1360,29 @@ def _kept(changed: dict[str, Any], memory: Memory, text: str) -> dict[str, Any]:
     return changed
 
 
+# A change imagined, not a value corrected: "sorry, what if he were 58?".
+_HYPOTHETICAL = re.compile(r"\b(?:if|would|suppose|supposing|imagine|assuming|hypothetical\w*)\b")
+
+# The patient tools a corrected patient is asked of again (anything else: scored anew).
+_ASKED_OF_A_PATIENT = frozenset({"predict_risk", "explain_prediction"})
+
+
+def _corrected(reading: Reading, context: _Context) -> Intent | None:
+    """The last patient with a value corrected ("sorry, I meant 58 not 85", "actually make
+    that female"), asked again as the last request was: a new patient, not a what-if (see
+    copilot.llm.offline.corrections). A hypothetical is a what-if whatever its apology."""
+    memory = context.memory
+    if memory.prediction_id is None or not memory.patient:
+        return None
+    if _HYPOTHETICAL.search(reading.text):
+        return None
+    patient = corrected_patient(reading.text, context.card, memory.patient)
+    if patient is None:
+        return None
+    tool = memory.last_tool if memory.last_tool in _ASKED_OF_A_PATIENT else "predict_risk"
+    return Intent(tool=tool, arguments={"patient": patient})
+
+
 def _completed(reading: Reading, context: _Context) -> Intent | None:
     """The last patient with the values it lacked, when it had too few for a risk (the
     answer said what is missing) and this turn says only values it did not have, with no
@@ -1259,6 +1419,8 @@ _FRAMES = (
     _rollback,
     _promote,
     _retrain,
+    _corrected,
+    _same_question,
     _again,
     _compare,
     _history,
@@ -1278,6 +1440,7 @@ _FRAMES = (
     _since,
     _completed,
     _described_what_if,
+    _which_value,
     _patient,
 )
 

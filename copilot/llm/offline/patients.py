@@ -66,6 +66,14 @@ _VESSELS = re.compile(
 )
 
 
+# The patient named by a relative who asks for them ("my father", "her husband"): the age
+# said right after ("my dad is 71") is theirs.
+_RELATIVES = (
+    r"(?:father|dad|daddy|husband|brother|son|grandfather|grandpa|uncle|mother|mum|mom|"
+    r"mommy|mummy|wife|sister|daughter|grandmother|grandma|aunt|partner)"
+)
+
+
 def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
     names = _synonym_pattern(feature)
     link = _LINK
@@ -102,7 +110,9 @@ def _numeric(feature: Feature, text: str, card: DatasetCard) -> float | None:
             r"\bmake (?:him|her|them|the patient|it) (\d{2,3})\b(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
             # a title and an initial or a name, then the age ("Mrs J, 67", "Mr Smith 54")
             r"\b(?:mr|mrs|ms|miss)\.? [a-z]{1,15},? (\d{2,3})\b(?! ?(?:mg|mmol|bpm|mm|%|/|\.\d))",
-            r"\b(?:he|she|patient)(?: is| was| were| turns| turned|'s)?"
+            # "he is 64", and a relative's age as family write it ("my father is 71",
+            # "my husband is 64")
+            rf"\b(?:he|she|patient|{_RELATIVES})(?: is| was| were| turns| turned|'s)?"
             r"(?: actually| really| in fact| now| only| just)? (\d{2,3})\b"
             r"(?! ?(?:mg|mmol|bpm|mm|%|vessels?|points?|units?|/|\.\d))",
         ):
