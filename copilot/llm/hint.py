@@ -127,19 +127,22 @@ def read_hint(request: RouteRequest, card: DatasetCard) -> Hint | None:
     if intent.tool is not None:
         return Hint(intent.tool, intent.arguments)
     if intent.unsure:
-        return _options(request, card, suggestions_in(intent.reply or ""))
+        return _options(request, card, suggestions_in(intent.reply or ""), intent.reply or "")
     if not intent.reply:
         return None
     asks = not intent.declined and intent.reply != NOTHING_LEFT
     return Hint(None, {}, reply=intent.reply, asks=asks)
 
 
-def _options(request: RouteRequest, card: DatasetCard, offered: list[str]) -> Hint | None:
+def _options(
+    request: RouteRequest, card: DatasetCard, offered: list[str], question: str
+) -> Hint | None:
     """The grammar's likely readings of a request it is unsure about: each offered request
-    read again in the same conversation, kept when it reads as a tool."""
+    read again in the same conversation, kept when it reads as a tool; with the grammar's
+    question back that offers them (the answer when the model is not sure either)."""
     options: list[tuple[str, str]] = []
     for said in offered:
         tool = understand(said, request.memory, card).tool
         if tool is not None and all(tool != known for known, _ in options):
             options.append((tool, said))
-    return Hint(None, {}, options=tuple(options)) if options else None
+    return Hint(None, {}, reply=question, asks=True, options=tuple(options)) if options else None

@@ -52,6 +52,7 @@ from copilot.llm.two_step import (
     VERDICT_LOGPROBS,
     TwoStep,
     build_two_step,
+    choice_probability,
     wrong_probability,
 )
 from copilot.llm.wire import is_format_error, server_words
@@ -294,13 +295,15 @@ async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tup
         and not hint.options
         and await _confirmed(steps, request, context, hint, spent)
     )
+    tool: str | None
     if hint is not None and confirmed:
-        if hint.tool is None:
-            return None, hint.reply  # the grammar's question back, or nothing left to do
         tool = hint.tool
-    else:  # no reading, likely readings, or a reading judged wrong: the model chooses
-        offered = hint.for_choice() if hint is not None and hint.options else None
-        tool = await _choose(steps, request, context, spent, offered=offered)
+    elif hint is not None and hint.options:  # the grammar was unsure: the model, if sure
+        tool = await _sure_choice(steps, request, context, hint, spent)
+    else:  # no reading, or a reading judged wrong: the model chooses
+        tool = await _choose(steps, request, context, spent)
+    if tool is None:  # the grammar's question back (its readings, when unsure), or nothing left
+        return None, hint.reply if hint is not None else None
     try:
         filled = await _fill(steps, tool, request, context, hint, spent, adopt=confirmed)
     except UnexpectedModelBehavior:  # no call of that tool fits: it was the wrong tool
@@ -354,6 +357,42 @@ async def _confirmed(
         return False
     wrong = wrong_probability(verdict.response)
     return verdict.output if wrong is None else wrong < OVERRULE_AT
+
+
+async def _sure_choice(
+    steps: TwoStep,
+    request: RouteRequest,
+    context: Callable[[], str],
+    hint: Hint,
+    spent: RunUsage,
+) -> str | None:
+    """Step one on a request the grammar was unsure about: the model's choice among its likely
+    readings, another tool or reply, taken only when the model is sure of it (a probability
+    of at least `OVERRULE_AT` by its log-probabilities, as for overruling a reading); None
+    otherwise, and the grammar's question back with its readings is the answer (a small
+    model picks a tool for a request that says too little to pick one). A server that sends
+    no log-probabilities, or refuses them, gives its plain choice."""
+    offered = hint.for_choice()
+    try:
+        choice = await steps.choose.run(
+            request.text,
+            deps=request,
+            instructions=[context, offered],
+            usage=spent,
+            model_settings=VERDICT_LOGPROBS,
+        )
+    except ModelHTTPError as error:  # e.g. a model that takes no `logprobs`
+        if not is_format_error(error.status_code, server_words(error.body)):
+            raise
+        log.info("choice asked again without log-probabilities: %s", error)
+        return await _choose(steps, request, context, spent, offered=offered)
+    sure = choice_probability(choice.response, {*steps.summaries, REPLY})
+    if sure is not None and sure < OVERRULE_AT:
+        return None
+    reason = cannot_fill(choice.output, request)
+    if reason is None:
+        return choice.output
+    return await _choose(steps, request, context, spent, (choice.output, reason), offered=offered)
 
 
 async def _choose(

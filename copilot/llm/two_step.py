@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -96,6 +97,49 @@ def wrong_probability(response: ModelResponse) -> float | None:
         total = said["true"] + said["false"]
         return said["false"] / total if total > 0 else None
     return None
+
+
+_NAME_STARTS = re.compile(r'\{\s*"tool"\s*:\s*"')
+
+
+def choice_probability(response: ModelResponse, names: Collection[str]) -> float | None:
+    """How sure the model was of the tool it chose: over the tokens that spell the name, the
+    product of each token's probability against the alternatives the server listed that
+    still spell one of `names` (raw log-probabilities, before any grammar constraint: a
+    token that spells no name is no alternative); None when it sent none."""
+    tokens = (response.provider_details or {}).get("logprobs") or []
+    if not tokens:
+        return None
+    said, sure = "", 1.0
+    for token in tokens:
+        before, text = said, str(token.get("token") or "")
+        said += text
+        if _NAME_STARTS.search(said) is None:
+            continue
+        start = _NAME_STARTS.search(before)
+        if start is not None and '"' in before[start.end() :]:
+            break  # the name is closed
+        chosen = math.exp(float(token.get("logprob", -math.inf)))
+        others = sum(
+            math.exp(float(a.get("logprob", -math.inf)))
+            for a in token.get("top_logprobs") or []
+            if a.get("token") != text and _spells_a_name(before + str(a.get("token") or ""), names)
+        )
+        if chosen + others > 0:
+            sure *= chosen / (chosen + others)
+    return sure
+
+
+def _spells_a_name(text: str, names: Collection[str]) -> bool:
+    """Whether the answer so far is still on its way to one of `names` (or has not begun
+    the name yet)."""
+    start = _NAME_STARTS.search(text)
+    if start is None:
+        return True
+    name = text[start.end() :]
+    if '"' in name:
+        return name[: name.index('"')] in names
+    return any(n.startswith(name) for n in names)
 
 
 def _boolean(token: object) -> str | None:

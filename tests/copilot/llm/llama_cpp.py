@@ -138,6 +138,22 @@ def verdict_logprobs(text: str, p_wrong: float) -> dict[str, Any]:
     return {"content": content}
 
 
+def choice_logprobs(text: str, p_choice: float) -> dict[str, Any]:
+    """Log-probabilities as the real server sends them with a choice ('{"', 'tool', '":',
+    ' "', the name's tokens, '"}'): the name's first token at `p_choice` against another
+    tool's name (and a token that spells none)."""
+    name = json.loads(text)["tool"]
+    other = "reply" if name != "reply" else "model"
+    pieces = [name[:5], name[5:]] if len(name) > 5 else [name]
+    tokens = [('{"', -0.02), ("tool", -0.001), ('":', -0.0001), (' "', -0.001)]
+    content = [{**_logprob(t, lp), "top_logprobs": [_logprob(t, lp)]} for t, lp in tokens]
+    first = [(pieces[0], math.log(p_choice)), (other, math.log(1 - p_choice)), ("```", -7.2)]
+    content.append({**_logprob(*first[0]), "top_logprobs": [_logprob(t, lp) for t, lp in first]})
+    content += [{**_logprob(p, -0.01), "top_logprobs": [_logprob(p, -0.01)]} for p in pieces[1:]]
+    content.append({**_logprob('"}', -0.002), "top_logprobs": [_logprob('"}', -0.002)]})
+    return {"content": content}
+
+
 def completed(text: str, logprobs: dict[str, Any] | None = None) -> httpx.Response:
     """A text answer as llama-cpp-python sends it to a request that is not streamed."""
     body = {
@@ -167,7 +183,8 @@ def stream_cut_short() -> httpx.Response:
 
 class LlamaCppServer:
     """Answers each accepted request with the next scripted text (a verdict's may come with
-    the probability of "wrong" the model gave it: `(text, p_wrong)`) and refuses, as the
+    the probability of "wrong" the model gave it, a choice's with that of the tool it chose:
+    `(text, probability)`) and refuses, as the
     real server does, an assistant message with `"content": null` (HTTP 500)."""
 
     def __init__(self, mock: respx.Router, *answers: str | tuple[str, float]) -> None:
@@ -189,8 +206,11 @@ class LlamaCppServer:
         text, p_wrong = answer if isinstance(answer, tuple) else (answer, None)
         if body.get("stream"):
             return streamed(text)
-        scored = p_wrong is not None and body.get("logprobs")
-        return completed(text, verdict_logprobs(text, p_wrong) if p_wrong and scored else None)
+        if p_wrong is None or not body.get("logprobs"):
+            return completed(text)
+        if text.startswith('{"tool"'):  # a choice, at this probability
+            return completed(text, choice_logprobs(text, p_wrong))
+        return completed(text, verdict_logprobs(text, p_wrong))
 
     def messages(self, request: int) -> list[dict[str, Any]]:
         """The messages of one request after the system prompts."""

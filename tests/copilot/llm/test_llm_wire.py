@@ -14,6 +14,7 @@ import httpx
 import pytest
 import respx
 from pydantic_ai import Agent
+from pydantic_ai.messages import ModelResponse
 
 from copilot.facts import Memory, RouteRequest
 from copilot.llm.agents import build_agents
@@ -22,8 +23,10 @@ from copilot.llm.narrator import ClinicalSummary
 from copilot.llm.protocol import recover_element_call
 from copilot.llm.providers import CONTEXT_MARKER, llm_model, unavailable, warm_up
 from copilot.llm.router import NOT_UNDERSTOOD, Route, _tools, build_router, route
+from copilot.llm.two_step import choice_probability
 from copilot.llm.warm_cache import WARM_FOR_SECONDS, remember_warm, warmed_seconds_ago
 from copilot.settings import Settings
+from copilot.suggestions import suggestions_in
 from model_service.cards import get_card
 from tests.copilot.llm.llama_cpp import (
     BASE_URL,
@@ -31,6 +34,7 @@ from tests.copilot.llm.llama_cpp import (
     CAPTURED_NULL_CONTENT_MESSAGE,
     COMPLETIONS,
     LlamaCppServer,
+    choice_logprobs,
     null_content_error,
     streamed,
 )
@@ -873,6 +877,42 @@ async def test_the_grammars_likely_readings_are_offered_to_choose_among(
     assert "Now choose the one tool" in choose
     assert 'likely readings: explain_prediction ("explain the last prediction"); what_if' in choose
     assert "rule-based reader" not in _system(server.bodies[1])
+
+
+@pytest.mark.parametrize(("p_choice", "acted"), [(0.6, False), (0.84, False), (0.93, True)])
+async def test_an_unsure_request_is_acted_on_only_when_the_model_is_sure(
+    httpx2_mock: respx.Router, tmp_path: Path, p_choice: float, acted: bool
+) -> None:
+    """The grammar unsure, the model's choice is asked with log-probabilities and taken only
+    at OVERRULE_AT or more; below, the grammar's own question back (with its readings) is the
+    answer: the real 1.5B model picked a tool for both held-out requests that said too
+    little to pick one."""
+    server = LlamaCppServer(httpx2_mock, ('{"tool": "explain_prediction"}', p_choice), "{}")
+    decided = await route_with(
+        tmp_path,
+        "what about the vessels thing",
+        REMEMBERED,
+        reader_hint=True,
+        copilot_llm_routing="two-step",
+    )
+    asked = server.bodies[0]
+    assert (asked["stream"], asked["logprobs"], asked["temperature"]) == (False, True, 0)
+    if acted:
+        assert (decided.tool, decided.arguments) == ("explain_prediction", {"prediction_id": LAST})
+    else:
+        assert decided.tool is None and decided.usage["requests"] == 1
+        assert decided.reply is not None
+        assert suggestions_in(decided.reply)[0] == "explain the last prediction"
+
+
+def test_a_choice_is_as_sure_as_the_tokens_that_spell_its_name() -> None:
+    names = {"explain_prediction", "what_if", "model_info", "model_performance", "reply"}
+    answer = ModelResponse(
+        parts=[],
+        provider_details={"logprobs": choice_logprobs('{"tool": "model_info"}', 0.9)["content"]},
+    )
+    assert choice_probability(answer, names) == pytest.approx(0.9, abs=1e-3)
+    assert choice_probability(ModelResponse(parts=[]), names) is None
 
 
 async def test_the_grammars_doubt_is_not_passed_on(
