@@ -68,8 +68,10 @@ class Settings(BaseSettings):
         description="Offer a real LLM the offline grammar's reading of each request (a tool "
         "and its arguments, a decline or a question back, marked as a guess to check); in "
         "two-step routing the model first judges it right or wrong, and overrules it only "
-        "when sure (P(wrong) >= 0.85, where the server sends log-probabilities); false: the "
-        "model reads every request alone. No effect with the offline provider.",
+        "when sure (P(wrong) >= 0.85, where the server sends log-probabilities); where the "
+        "grammar is unsure, the model's choice is taken only when as sure, else the grammar "
+        "asks back; false: the model reads every request alone. No effect with the offline "
+        "provider.",
     )
     copilot_llm_timeout_seconds: float | None = Field(
         default=None,
