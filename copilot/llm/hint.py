@@ -43,13 +43,16 @@ class Hint:
     """What the grammar read: a tool and its arguments, or (tool None) a reply: a decline,
     or a question back (`asks`: the request lacks what a tool needs); or, when it is unsure,
     its likely readings (`options`: the tool each offered request reads as, and that
-    request), for the model to choose among (nothing to confirm)."""
+    request; `unsure`, with none when it has no reading to offer), for the model to choose
+    among (nothing to confirm), with its question back (`reply`) should the model be unsure
+    too."""
 
     tool: str | None
     arguments: dict[str, Any]
     reply: str | None = None
     asks: bool = False
     options: tuple[tuple[str, str], ...] = ()
+    unsure: bool = False
 
     @property
     def declines(self) -> bool:
@@ -58,12 +61,15 @@ class Hint:
         return (
             self.tool is None
             and not self.asks
-            and not self.options
+            and not self.unsure
             and (self.reply not in (None, NOTHING_LEFT))
         )
 
     def for_choice(self) -> str:
-        """The line added when the model chooses the tool."""
+        """The line added when the model chooses the tool (none when the grammar is unsure
+        and has no reading to offer: its doubt is not passed on)."""
+        if self.unsure and not self.options:
+            return ""
         if self.options:
             listed = "; ".join(f"{tool} ({json.dumps(said)})" for tool, said in self.options)
             return (
@@ -134,15 +140,14 @@ def read_hint(request: RouteRequest, card: DatasetCard) -> Hint | None:
     return Hint(None, {}, reply=intent.reply, asks=asks)
 
 
-def _options(
-    request: RouteRequest, card: DatasetCard, offered: list[str], question: str
-) -> Hint | None:
+def _options(request: RouteRequest, card: DatasetCard, offered: list[str], question: str) -> Hint:
     """The grammar's likely readings of a request it is unsure about: each offered request
-    read again in the same conversation, kept when it reads as a tool; with the grammar's
-    question back that offers them (the answer when the model is not sure either)."""
+    read again in the same conversation, kept when it reads as a tool (none, when it offers
+    none); with the grammar's answer, the question back that offers them (the reply when
+    the model is not sure either)."""
     options: list[tuple[str, str]] = []
     for said in offered:
         tool = understand(said, request.memory, card).tool
         if tool is not None and all(tool != known for known, _ in options):
             options.append((tool, said))
-    return Hint(None, {}, reply=question, asks=True, options=tuple(options)) if options else None
+    return Hint(None, {}, reply=question, asks=True, options=tuple(options), unsure=True)

@@ -277,10 +277,11 @@ async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tup
     if hint is not None and hint.declines:
         return None, hint.reply  # out of scope by the card's categories: not the model's call
     if router.two_step is None:
+        shown = hint.for_call() if hint is not None else ""
         result = await router.agent.run(
             request.text,
             deps=request,
-            instructions=[context, hint.for_call()] if hint else context,
+            instructions=[context, shown] if shown else context,
             usage=spent,
             model=bound,
         )
@@ -292,13 +293,13 @@ async def _decide(router: Router, request: RouteRequest, spent: RunUsage) -> tup
     steps = router.two_step
     confirmed = (  # one reading to confirm (likely readings are chosen among)
         hint is not None
-        and not hint.options
+        and not hint.unsure
         and await _confirmed(steps, request, context, hint, spent)
     )
     tool: str | None
     if hint is not None and confirmed:
         tool = hint.tool
-    elif hint is not None and hint.options:  # the grammar was unsure: the model, if sure
+    elif hint is not None and hint.unsure:  # the grammar was unsure: the model, if sure
         tool = await _sure_choice(steps, request, context, hint, spent)
     else:  # no reading, or a reading judged wrong: the model chooses
         tool = await _choose(steps, request, context, spent)
@@ -377,7 +378,7 @@ async def _sure_choice(
         choice = await steps.choose.run(
             request.text,
             deps=request,
-            instructions=[context, offered],
+            instructions=[context, offered] if offered else [context],
             usage=spent,
             model_settings=VERDICT_LOGPROBS,
         )

@@ -905,6 +905,21 @@ async def test_an_unsure_request_is_acted_on_only_when_the_model_is_sure(
         assert suggestions_in(decided.reply)[0] == "explain the last prediction"
 
 
+async def test_a_request_nobody_can_read_gets_the_grammars_answer_unless_the_model_is_sure(
+    httpx2_mock: respx.Router, tmp_path: Path
+) -> None:
+    """The grammar unsure with no reading to offer: its doubt is not passed on, and the
+    model's choice, unsure too, is not acted on (the 1.5B model answered "is it bad?", with
+    nothing before it, with a performance report)."""
+    server = LlamaCppServer(httpx2_mock, ('{"tool": "model_performance"}', 0.5))
+    decided = await route_with(
+        tmp_path, "is it bad?", reader_hint=True, copilot_llm_routing="two-step"
+    )
+    assert decided.tool is None and decided.usage["requests"] == 1
+    assert decided.reply is not None and decided.reply.startswith("I can't do that. I can")
+    assert "rule-based reader" not in _system(server.bodies[0])
+
+
 def test_a_choice_is_as_sure_as_the_tokens_that_spell_its_name() -> None:
     names = {"explain_prediction", "what_if", "model_info", "model_performance", "reply"}
     answer = ModelResponse(
