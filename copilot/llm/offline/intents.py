@@ -211,7 +211,7 @@ def _matches(clauses: list[str], done: list[Step], context: _Context) -> bool:
 def _acts(lowered: str, card: DatasetCard) -> bool:
     """Whether a request asks for a state change by a verb (not "confirm the rollback")."""
     reading = read(lowered, card)
-    return _verb(reading, "rollback") or _verb(reading, "promote") or wants_training(reading)
+    return _rollback_verb(reading) or _verb(reading, "promote") or wants_training(reading)
 
 
 def steps_in(text: str, card: DatasetCard) -> int:
@@ -289,18 +289,33 @@ def _route(clause: str, context: _Context) -> Intent | None:
     return None
 
 
-def _verb(reading: Reading, cue: str) -> bool:
+def _verb(reading: Reading, cue: str, not_before: re.Pattern[str] | None = None) -> bool:
     """Whether a cue is used as a verb: not right after an article or a possessive
-    ("roll back now", not "confirm the rollback", "the last promotion")."""
+    ("roll back now", not "confirm the rollback", "the last promotion"), nor (`not_before`)
+    just before what makes it about something else."""
     return any(
         not _NOUN_BEFORE.search(reading.text[max(0, m.start() - 10) : m.start()])
+        and (not_before is None or not not_before.match(reading.text, m.end()))
         for m in CUES[cue].finditer(reading.text)
     )
 
 
+# Back to a patient or a row, not to a model: a step of the conversation ("go back to the
+# first patient", "back to patient A", "let's go back to that man").
+_TO_A_PERSON = re.compile(
+    r"(?: to)? (?:the |that |this |our |my )?(?:(?:first|second|third|last|earlier|previous|"
+    r"other|original|same|older|younger) )?(?:patients?|man|woman|guy|lady|gentleman|person|"
+    r"case|pt|row|record|chap|fellow)(?![a-z])"
+)
+
+
+def _rollback_verb(reading: Reading) -> bool:
+    return _verb(reading, "rollback", not_before=_TO_A_PERSON)
+
+
 def _rollback(reading: Reading, context: _Context) -> Intent | None:
     """rollback_model: "roll back", "revert to the previous model", "undo that promotion"."""
-    if reading.has("rollback") and _verb(reading, "rollback"):
+    if reading.has("rollback") and _rollback_verb(reading):
         return Intent(tool="rollback_model", arguments={"reason": context.reason})
     return None
 

@@ -240,3 +240,24 @@ def test_and_for_her_after_a_man_is_still_the_other_sex(card: DatasetCard) -> No
 )
 def test_the_next_patient_announced_is_scored(text: str, card: DatasetCard) -> None:
     assert _call(text, card, SCORED)[0] == "predict_risk"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "go back to patient A - what if his cholesterol were 200?",
+        "let's go back to the first patient",
+        "back to that man: what if he were 10 years older?",
+        "going back to the previous patient, why is his risk high?",
+    ],
+)
+def test_going_back_to_a_patient_proposes_no_rollback(text: str, card: DatasetCard) -> None:
+    assert _call(text, card)[0] != "rollback_model"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["go back to the previous model", "go back to the previous one", "bring back the old champion"],
+)
+def test_going_back_to_a_model_is_still_a_rollback(text: str, card: DatasetCard) -> None:
+    assert _call(text, card)[0] == "rollback_model"
