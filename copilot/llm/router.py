@@ -22,11 +22,19 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 from pydantic import BaseModel, create_model
-from pydantic_ai import Agent, ModelRetry, ModelSettings, PromptedOutput, RunContext, ToolOutput
+from pydantic_ai import (
+    Agent,
+    AgentRunResult,
+    ModelRetry,
+    ModelSettings,
+    PromptedOutput,
+    RunContext,
+    ToolOutput,
+)
 from pydantic_ai.exceptions import ModelAPIError, ModelHTTPError, UnexpectedModelBehavior
 from pydantic_ai.models import Model
 from pydantic_ai.usage import RunUsage
@@ -69,6 +77,7 @@ NOT_UNDERSTOOD = (
     "you want: a risk prediction, an explanation, drift, runs or the model)."
 )
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -337,27 +346,33 @@ async def _confirmed(
     (`OVERRULE_AT`); without (a server that sends none, or refuses to), its answer decides.
     An answer that never parses counts as a no."""
     reading = f"The reader's reading: {hint.for_confirm(steps.summaries)}."
-    said: list[Any] = [context, reading]
     try:
-        try:
-            verdict = await steps.confirm.run(
-                request.text,
-                deps=request,
-                instructions=said,
-                usage=spent,
-                model_settings=VERDICT_LOGPROBS,
-            )
-        except ModelHTTPError as error:  # e.g. a model that takes no `logprobs`
-            if not is_format_error(error.status_code, server_words(error.body)):
-                raise
-            log.info("verdict asked again without log-probabilities: %s", error)
-            verdict = await steps.confirm.run(
-                request.text, deps=request, instructions=said, usage=spent
-            )
+        verdict = await _with_logprobs(steps.confirm, request, [context, reading], spent)
     except UnexpectedModelBehavior:
         return False
     wrong = wrong_probability(verdict.response)
     return verdict.output if wrong is None else wrong < OVERRULE_AT
+
+
+async def _with_logprobs(
+    agent: Agent[RouteRequest, T], request: RouteRequest, said: list[Any], spent: RunUsage
+) -> AgentRunResult[T]:
+    """One step asked with the server's log-probabilities (how sure the model is); a server
+    that refuses them (a format error, e.g. a model that takes no `logprobs`) is asked
+    again plainly, and its answer comes without them."""
+    try:
+        return await agent.run(
+            request.text,
+            deps=request,
+            instructions=said,
+            usage=spent,
+            model_settings=VERDICT_LOGPROBS,
+        )
+    except ModelHTTPError as error:
+        if not is_format_error(error.status_code, server_words(error.body)):
+            raise
+        log.info("asked again without log-probabilities: %s", error)
+        return await agent.run(request.text, deps=request, instructions=said, usage=spent)
 
 
 async def _sure_choice(
@@ -374,19 +389,8 @@ async def _sure_choice(
     model picks a tool for a request that says too little to pick one). A server that sends
     no log-probabilities, or refuses them, gives its plain choice."""
     offered = hint.for_choice()
-    try:
-        choice = await steps.choose.run(
-            request.text,
-            deps=request,
-            instructions=[context, offered] if offered else [context],
-            usage=spent,
-            model_settings=VERDICT_LOGPROBS,
-        )
-    except ModelHTTPError as error:  # e.g. a model that takes no `logprobs`
-        if not is_format_error(error.status_code, server_words(error.body)):
-            raise
-        log.info("choice asked again without log-probabilities: %s", error)
-        return await _choose(steps, request, context, spent, offered=offered)
+    said: list[Any] = [context, offered] if offered else [context]
+    choice = await _with_logprobs(steps.choose, request, said, spent)
     sure = choice_probability(choice.response, {*steps.summaries, REPLY})
     if sure is not None and sure < OVERRULE_AT:
         return None
